@@ -1,0 +1,31 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install redis demo test lint typecheck format all
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[test,lint]"
+	touch $@
+
+redis:
+	bash .ci/ensure-redis
+
+demo: install redis
+	$(PY) -m pipelines._demo
+
+test: install redis
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+
+all: lint typecheck test

@@ -1,0 +1,327 @@
+"""The compiled app: one Huey instance per configured queue, one task per handler.
+
+``framework.app`` (what ``huey_consumer framework.app`` loads) is the
+:class:`Hueyard` built by :func:`get_app` from ``$HUEYARD_CONFIG`` and the
+discovered handler modules. Producers use the same object through
+``handler.enqueue(...)`` or ``framework.enqueue(...)``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from huey import Huey
+from huey import signals as huey_signals
+from huey.api import Task
+from huey.exceptions import CancelExecution
+from huey.registry import Message
+from huey.utils import normalize_time
+from pydantic import ValidationError
+
+from framework import defaults
+from framework.config import load_settings
+from framework.connection import build_pool
+from framework.errors import (
+    OptionError,
+    QueueError,
+    RedisUnavailableError,
+    SerializationError,
+    UnknownHandlerError,
+)
+from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec, discover
+from framework.keys import Keys
+from framework.serializer import JSONSerializer
+from framework.settings import QueuePolicy, Settings
+from framework.storage import storage_options
+
+__all__ = ["Hueyard", "QueueRuntime", "get_app", "reset_app"]
+
+logger = logging.getLogger("hueyard")
+
+
+def to_huey_priority(priority: int) -> int:
+    """Bull's 1 (first) .. 10 (last) as Huey's "higher runs first"."""
+    return -priority
+
+
+def from_huey_priority(priority: int | None) -> int:
+    return defaults.PRIORITY if priority is None else -priority
+
+
+class _QueueHuey(Huey):  # type: ignore[misc]
+    """Huey that refuses to turn anything but one of its messages into a task."""
+
+    def deserialize_task(self, data: bytes) -> Task:
+        message = self.serializer.deserialize(data)
+        if not isinstance(message, Message) or not isinstance(message.name, str):
+            raise SerializationError(
+                f"queue {self.name!r} holds a value that is not a hueyard job: {data[:80]!r}"
+            )
+        return self._registry.create_task(message)
+
+
+@dataclass
+class QueueRuntime:
+    """One queue: its resolved policy, its Huey instance, its task classes."""
+
+    policy: QueuePolicy
+    huey: Huey
+    tasks: dict[str, type[Task]] = field(default_factory=dict)
+    handlers: dict[str, HandlerSpec] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+
+class Hueyard:
+    """The compiled configuration: queues, their Huey instances and tasks.
+
+    Build it with :func:`get_app` (from the environment) or directly, e.g. in
+    tests: ``Hueyard(settings, registry)``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: HandlerRegistry = REGISTRY,
+        *,
+        pool: redis.ConnectionPool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.keys = Keys(settings.redis.prefix)
+        self.pool = pool if pool is not None else build_pool(settings.redis.connection)
+        self.queues: dict[str, QueueRuntime] = {}
+        self.warnings: list[str] = []
+        self._compile()
+
+    # -- compile ---------------------------------------------------------------------------
+
+    def _compile(self) -> None:
+        unknown = [spec for spec in self.registry if spec.queue not in self.settings.queues]
+        if unknown:
+            declared = ", ".join(self.settings.queue_names)
+            lines = [
+                f"{spec.location} is registered for queue {spec.queue!r}, which "
+                f"config/queues.toml does not declare"
+                for spec in unknown
+            ]
+            raise UnknownHandlerError(
+                "; ".join(lines) + f". Declared queues: {declared}. Add a "
+                "[queues.<name>] table or fix the queue name in @handler(...)"
+            )
+        options = storage_options(self.settings, self.pool)
+        for policy in self.settings.policies():
+            huey = _QueueHuey(
+                self.keys.huey_name(policy.name),
+                results=True,
+                utc=True,
+                serializer=JSONSerializer(),
+                **options,
+            )
+            huey.signal(huey_signals.SIGNAL_INTERRUPTED)(_requeue_interrupted(huey))
+            runtime = QueueRuntime(policy=policy, huey=huey)
+            for spec in self.registry.for_queue(policy.name):
+                spec.payload_model  # noqa: B018 - resolve annotations now, not at 3 a.m.
+                runtime.tasks[spec.name] = _task_class(huey, policy, spec)
+                runtime.handlers[spec.name] = spec
+            if not runtime.tasks:
+                self.warnings.append(
+                    f"queue {policy.name!r} has no handler; its jobs wait until one is "
+                    "registered with @handler(" + repr(policy.name) + ")"
+                )
+            self.queues[policy.name] = runtime
+        for warning in self.warnings:
+            logger.warning(warning)
+
+    # -- producer API ----------------------------------------------------------------------
+
+    def queue(self, name: str) -> QueueRuntime:
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise QueueError(
+                f"unknown queue {name!r}; declared queues: {', '.join(self.queues)}"
+            ) from None
+
+    def handler_spec(self, name: str, queue: str | None = None) -> HandlerSpec:
+        if queue is not None:
+            self.queue(queue)
+        return self.registry.get(name, queue)
+
+    def enqueue(
+        self,
+        handler_name: str,
+        payload: Any,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | datetime.timedelta | None = None,
+        eta: datetime.datetime | None = None,
+        attempts: int | None = None,
+    ) -> str:
+        """Validate, store and return the new job's id. Nothing is stored on error."""
+        spec = self.handler_spec(handler_name, queue)
+        runtime = self.queue(spec.queue)
+        task_class = runtime.tasks.get(spec.name)
+        if task_class is None:  # registered after the app was compiled
+            raise UnknownHandlerError(
+                f"handler {spec.name!r} ({spec.location}) was registered after the app was "
+                "built; import its module before the first enqueue, or list it in "
+                "HUEYARD_HANDLER_MODULES"
+            )
+        data = spec.encode_payload(payload)
+        job_priority = runtime.policy.priority if priority is None else _check_priority(priority)
+        retries = None if attempts is None else _check_attempts(attempts) - 1
+        when = _eta(eta, delay)
+        task = task_class(
+            (data,), {}, eta=when, retries=retries, priority=to_huey_priority(job_priority)
+        )
+        try:
+            if when is not None and when > runtime.huey._get_timestamp():
+                runtime.huey.add_schedule(task)
+            else:
+                task.eta = None
+                runtime.huey.enqueue(task)
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(
+                f"could not enqueue {spec.name}: Redis at "
+                f"{self.settings.redis.connection.redacted_url} did not answer after "
+                f"{self.settings.redis.reconnect_attempts} reconnection attempts "
+                f"({type(exc).__name__}: {exc}); nothing was enqueued"
+            ) from None
+        return str(task.id)
+
+    def result(self, queue: str, job_id: str) -> Any:
+        """The result of a finished job, or None. A failed job raises Huey's TaskException."""
+        return self.queue(queue).huey.result(job_id, preserve=True)
+
+    # -- consumer --------------------------------------------------------------------------
+
+    def create_consumer(self, **options: Any) -> Any:
+        """What ``huey_consumer framework.app`` calls: a consumer for every served queue."""
+        from framework.consumer import MultiQueueConsumer, served_queues
+
+        names = served_queues(self.settings, os.environ)
+        return MultiQueueConsumer(self, names, **options)
+
+    def close(self) -> None:
+        self.pool.disconnect()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Hueyard queues={list(self.queues)} handlers={len(self.registry)} "
+            f"redis={self.settings.redis.connection.redacted_url}>"
+        )
+
+
+def _requeue_interrupted(huey: Huey) -> Any:
+    def requeue(signal: str, task: Task, *args: Any) -> None:
+        # A job cut short by shutdown goes back to the queue: at-least-once.
+        try:
+            task.eta = None
+            huey.enqueue(task)
+            logger.warning("job %s was interrupted by shutdown and is back in the queue", task.id)
+        except Exception:
+            logger.exception("job %s was interrupted and could not be re-enqueued", task.id)
+
+    return requeue
+
+
+def _task_class(huey: Huey, policy: QueuePolicy, spec: HandlerSpec) -> type[Task]:
+    def execute(task: Task) -> Any:
+        (payload,) = task.args or (None,)
+        try:
+            return spec.call(payload)
+        except ValidationError as exc:
+            # A stored payload that no longer validates will never succeed: fail now.
+            logger.error("job %s (%s): payload does not validate: %s", task.id, spec.name, exc)
+            raise CancelExecution(retry=False) from exc
+
+    attributes = {
+        "__module__": policy.name,  # Huey's task name is "<module>.<class>": "<queue>.<handler>"
+        "__doc__": spec.func.__doc__,
+        "context": False,
+        "execute": execute,
+        "default_retries": policy.retries,
+        "default_retry_delay": policy.backoff.delay,
+        "default_retry_backoff": policy.backoff.factor,
+        "default_priority": to_huey_priority(policy.priority),
+        "default_timeout": policy.timeout,
+    }
+    task_class = type(spec.short_name, (Task,), attributes)
+    huey._registry.register(task_class)
+    return task_class
+
+
+def _check_priority(priority: int) -> int:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not (defaults.PRIORITY_HIGHEST <= priority <= defaults.PRIORITY_LOWEST)
+    ):
+        raise OptionError(
+            f"priority={priority!r} is not allowed; use a whole number from "
+            f"{defaults.PRIORITY_HIGHEST} (runs first) to {defaults.PRIORITY_LOWEST} (runs last)"
+        )
+    return priority
+
+
+def _check_attempts(attempts: int) -> int:
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
+        raise OptionError(
+            f"attempts={attempts!r} is not allowed; use a whole number from 1 to 100"
+        )
+    return attempts
+
+
+def _eta(
+    eta: datetime.datetime | None, delay: float | datetime.timedelta | None
+) -> datetime.datetime | None:
+    if eta is not None and delay is not None:
+        raise OptionError("pass either delay= or eta=, not both")
+    if isinstance(delay, datetime.timedelta):
+        delay = delay.total_seconds()
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise OptionError(f"delay={delay!r} is not allowed; use seconds >= 0 or a timedelta")
+        if delay == 0:
+            return None
+    if eta is None and delay is None:
+        return None
+    result: datetime.datetime = normalize_time(eta, delay, utc=True)
+    return result
+
+
+_app: Hueyard | None = None
+_app_lock = threading.Lock()
+
+
+def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
+    """The process's app, built once: config from ``$HUEYARD_CONFIG``, handlers discovered."""
+    global _app  # noqa: PLW0603 - one app per process, built lazily
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                env = os.environ if env is None else env
+                settings = load_settings(env=env)
+                discover(env)
+                _app = Hueyard(settings, REGISTRY)
+    return _app
+
+
+def reset_app() -> None:
+    """Forget the process's app (tests, or after changing the environment)."""
+    global _app  # noqa: PLW0603 - one app per process, built lazily
+    with _app_lock:
+        if _app is not None:
+            _app.close()
+        _app = None

@@ -1,0 +1,223 @@
+"""Read ``config/queues.toml`` and the environment into :class:`Settings`.
+
+All problems of a file are reported together, each naming the file, the table,
+the field, the bad value and what is allowed::
+
+    config/queues.toml: 2 problems
+      [queues.messages] attempts = 0: must be at least 1
+      [queues.emails] atempts: unknown field; did you mean 'attempts'?
+
+Environment (wins over the file):
+
+- ``HUEYARD_CONFIG``: path of the TOML file (default ``config/queues.toml``).
+- ``REDIS_URL``: the whole connection URL; or the spec's ``REDIS_HOST``,
+  ``REDIS_PORT``, ``REDIS_PASSWORD``, ``REDIS_DB`` to change parts of it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ValidationError
+
+from framework import defaults
+from framework.connection import redact_url
+from framework.errors import ConfigError
+from framework.settings import Settings
+
+__all__ = ["config_path", "load_settings", "parse_settings"]
+
+_SECRET_FIELDS = frozenset({"url", "password"})
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The configuration file: ``$HUEYARD_CONFIG`` or ``config/queues.toml``."""
+    env = os.environ if env is None else env
+    return Path(env.get("HUEYARD_CONFIG") or defaults.CONFIG_PATH)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, override from the environment, and validate. Raises :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    file = Path(path) if path is not None else config_path(env)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: configuration file not found (working directory {Path.cwd()}); "
+            "set HUEYARD_CONFIG to its path or run from the project root"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the configuration file: {exc}") from None
+    return parse_settings(text, source=str(file), env=env)
+
+
+def parse_settings(
+    text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate TOML text; ``source`` names it in every error message."""
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: malformed TOML: {exc}") from None
+    raw = _apply_environment(raw, env, source)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error, raw) for error in exc.errors()]
+        heading = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        raise ConfigError("\n  ".join([heading, *problems])) from None
+
+
+def _apply_environment(raw: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, Any]:
+    redis_table = raw.get("redis", {})
+    if not isinstance(redis_table, dict):
+        return raw  # validation reports the wrong type
+    url = env.get("REDIS_URL") or str(redis_table.get("url", defaults.REDIS_URL))
+    parts = {name: env.get(f"REDIS_{name}") for name in ("HOST", "PORT", "PASSWORD", "DB")}
+    if not env.get("REDIS_URL") and any(value is not None for value in parts.values()):
+        url = _with_parts(url, parts, source)
+    if url != redis_table.get("url", defaults.REDIS_URL):
+        raw = {**raw, "redis": {**redis_table, "url": url}}
+    return raw
+
+
+def _with_parts(url: str, parts: Mapping[str, str | None], source: str) -> str:
+    split = urlsplit(url)
+    host = parts["HOST"] or split.hostname or "localhost"
+    port_text = parts["PORT"]
+    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ConfigError(
+            f"REDIS_PORT={port_text!r} is not a TCP port; use a number from 1 to 65535"
+        )
+    port = port_text or (str(split.port) if split.port else "6379")
+    db_text = parts["DB"]
+    if db_text is not None and not db_text.isdigit():
+        raise ConfigError(f"REDIS_DB={db_text!r} is not a database number; use 0, 1, 2, ...")
+    path = f"/{db_text}" if db_text is not None else (split.path or "/0")
+    password = parts["PASSWORD"] if parts["PASSWORD"] is not None else split.password
+    user = split.username or ""
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    del source
+    return urlunsplit((split.scheme or "redis", f"{auth}{host}:{port}", path, split.query, ""))
+
+
+def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    """One line: ``[table] field = value: what is wrong; what is allowed``."""
+    loc = [str(part) for part in error["loc"]]
+    if not loc:
+        return _message(error)
+    if loc[-1] == "[key]":
+        table = ".".join(loc[:-1])
+        return f"[{table}]: {_message(error)}"
+    table, field = _split_location(loc)
+    where = f"[{table}] {field}" if table else field
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; {_suggest(loc)}"
+    if kind == "missing":
+        return f"{where}: missing; add it to [{table}]" if table else f"{where}: missing"
+    value = error.get("input")
+    shown = redact_url(str(value)) if loc[-1] in _SECRET_FIELDS else repr(_plain(value))
+    message = _message(error)
+    if field:
+        return f"{where} = {shown}: {message}"
+    return f"[{table}]: {message}"
+
+
+_MESSAGES = {
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "greater_than": "must be greater than {gt}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be one of {expected}",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number, not a fraction",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string in quotes",
+    "dict_type": "must be a table, e.g. {{ key = value }}",
+    "model_type": "must be a table, e.g. {{ key = value }}",
+    "model_attributes_type": "must be a table, e.g. {{ key = value }}",
+    "list_type": 'must be a list, e.g. ["a", "b"]',
+}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    template = _MESSAGES.get(error["type"])
+    if template is not None:
+        try:
+            return template.format(**error.get("ctx", {}))
+        except (KeyError, IndexError):
+            pass
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _split_location(loc: list[str]) -> tuple[str, str]:
+    """``['queues','messages','rate_limit','max']`` -> ``('queues.messages', 'rate_limit.max')``."""
+    if len(loc) < 2:
+        return "", "".join(loc)  # a top-level key of the file
+    head = 2 if loc[0] == "queues" and len(loc) > 1 else 1
+    if loc[0] == "cache" and len(loc) > 1 and loc[1] == "ttl":
+        head = 2
+    table = ".".join(loc[:head])
+    field = ".".join(loc[head:])
+    return table, field
+
+
+def _suggest(loc: list[str]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "remove it"
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}allowed: {', '.join(allowed)}"
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Settings
+    index = 0
+    while index < len(loc):
+        name = loc[index]
+        field = model.model_fields.get(name)
+        if field is None:
+            return None
+        target = _model_of(field.annotation)
+        if target is None:
+            return None
+        if name == "queues":
+            index += 1  # skip the queue's own name
+        model = target
+        index += 1
+    return model
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict) and len(repr(value)) > 80:
+        return {key: "..." for key in value}
+    return value

@@ -1,0 +1,294 @@
+"""One consumer process for many queues.
+
+``huey_consumer framework.app [-k thread|process]`` calls
+``framework.app.create_consumer(...)`` and ``.run()``. The consumer built here
+runs, in one process, ``concurrency`` Huey workers for each served queue (from
+``config/queues.toml``), one scheduler for all of them, one signal handler, one
+worker health check and one shutdown deadline.
+
+- ``HUEYARD_QUEUES=imports,exports`` serves only those queues (unknown names
+  are an error), so slow queues can run in their own ``-k process`` consumer.
+- SIGTERM and SIGINT both stop gracefully: no new jobs are taken, running jobs
+  get ``[consumer] shutdown_timeout`` seconds (``-t`` overrides) to finish; a job
+  still running then is interrupted and put back in its queue. A second signal
+  stops at once.
+- ``-w`` is ignored: each queue's ``concurrency`` decides its worker count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from huey.constants import WORKER_PROCESS, WORKER_THREAD
+from huey.consumer import (
+    BaseProcess,
+    ProcessEnvironment,
+    ThreadEnvironment,
+    Worker,
+    WorkerRecycle,
+)
+
+from framework.errors import ConfigError, QueueError
+from framework.settings import Settings
+
+if TYPE_CHECKING:
+    from huey import Huey
+
+    from framework.application import Hueyard
+
+__all__ = ["MultiQueueConsumer", "served_queues"]
+
+logger = logging.getLogger("hueyard.consumer")
+
+_GRACEFUL = (signal.SIGTERM, signal.SIGINT)
+_INTERRUPT = signal.SIGUSR1  # parent -> worker process: give up the running job now
+
+
+def served_queues(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """The queues this consumer serves: ``$HUEYARD_QUEUES`` or all of them."""
+    wanted = [name.strip() for name in env.get("HUEYARD_QUEUES", "").split(",") if name.strip()]
+    if not wanted:
+        return settings.queue_names
+    unknown = [name for name in wanted if name not in settings.queues]
+    if unknown:
+        raise QueueError(
+            f"HUEYARD_QUEUES names unknown queue(s) {', '.join(map(repr, unknown))}; "
+            f"declared queues: {', '.join(settings.queue_names)}"
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def _share_huey_logging() -> None:
+    """huey_consumer sets up the "huey" logger (-v, -l, -q); hueyard logs the same way."""
+    ours, theirs = logging.getLogger("hueyard"), logging.getLogger("huey")
+    if not ours.handlers and theirs.handlers:
+        for log_handler in theirs.handlers:
+            ours.addHandler(log_handler)
+        ours.setLevel(theirs.level)
+        ours.propagate = False
+
+
+class _ProcessEnvironment(ProcessEnvironment):  # type: ignore[misc]
+    """Worker processes ignore TERM/INT (the parent decides) and stop a job on USR1."""
+
+    def __init__(self) -> None:
+        super().__init__(signal.SIGTERM, _INTERRUPT)
+
+    def init_child(self, process: BaseProcess) -> None:
+        super().init_child(process)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _ThreadEnvironment(ThreadEnvironment):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__(signal.SIGTERM, _INTERRUPT)
+
+
+class _Scheduler(BaseProcess):  # type: ignore[misc]
+    """Moves due delayed jobs and retries of every served queue into their queues."""
+
+    process_name = "Scheduler"
+
+    def __init__(self, hueys: Sequence[Huey], stop_flag: Any, interval: float) -> None:
+        super().__init__(hueys[0], stop_flag)
+        self.hueys = list(hueys)
+        self.interval = interval
+
+    def loop(self, now: Any = None) -> None:
+        started = time.monotonic()
+        for huey in self.hueys:
+            try:
+                due = huey.read_schedule(now)
+            except Exception:
+                self._logger.exception("error reading the schedule of %s", huey.name)
+                continue
+            for task in due:
+                try:
+                    huey.enqueue(task)
+                except Exception:
+                    self._logger.exception("error enqueueing due job %s", task.id)
+        self.sleep_for_interval(started, self.interval)
+
+
+class MultiQueueConsumer:
+    """Workers for several queues under one signal handler and one shutdown deadline."""
+
+    def __init__(
+        self,
+        app: Hueyard,
+        queues: Sequence[str],
+        *,
+        worker_type: str = WORKER_THREAD,
+        shutdown_timeout: float | None = None,
+        initial_delay: float = 0.1,
+        backoff: float = 1.15,
+        max_delay: float = 10.0,
+        scheduler_interval: int | None = None,
+        check_worker_health: bool = True,
+        health_check_interval: float = 10,
+        max_tasks: int | None = None,
+        **ignored: Any,
+    ) -> None:
+        if worker_type not in (WORKER_THREAD, WORKER_PROCESS):
+            raise ConfigError(
+                f"worker type {worker_type!r} is not supported; use -k thread or -k process"
+            )
+        if ignored.get("workers", 1) not in (None, 1):
+            logger.info("-w is ignored: each queue's concurrency in config/queues.toml decides")
+        _share_huey_logging()
+        self.app = app
+        self.queue_names = list(queues)
+        self.worker_type = worker_type
+        settings = app.settings.consumer
+        self.shutdown_timeout = (
+            settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        )
+        self.scheduler_interval = scheduler_interval or settings.scheduler_interval
+        self._worker_options = {
+            "default_delay": initial_delay,
+            "max_delay": max_delay,
+            "backoff": backoff,
+            "max_tasks": max_tasks,
+        }
+        self._health_check = check_worker_health
+        self._health_check_interval = float(health_check_interval)
+        self.environment: Any = (
+            _ProcessEnvironment() if worker_type == WORKER_PROCESS else _ThreadEnvironment()
+        )
+        self.stop_flag = self.environment.get_stop_flag()
+        self._signum: int | None = None
+        self._stopping = False
+
+        self.hueys: list[Huey] = []
+        self.workers: list[tuple[str, int, Any]] = []  # (queue, index, process/thread)
+        for name in self.queue_names:
+            runtime = app.queue(name)
+            runtime.huey._timeout_handler = self.environment.timeout
+            self.hueys.append(runtime.huey)
+            if not runtime.tasks:
+                logger.warning("queue %r has no handler: no workers started for it", name)
+                continue
+            for index in range(runtime.policy.concurrency):
+                self.workers.append((name, index, self._create_worker(name, index)))
+        self.scheduler = self._create_process(
+            _Scheduler(self.hueys, self.stop_flag, self.scheduler_interval), "Scheduler"
+        )
+
+    # -- building --------------------------------------------------------------------------
+
+    def _create_worker(self, queue: str, index: int) -> Any:
+        worker = Worker(self.app.queue(queue).huey, self.stop_flag, **self._worker_options)
+        return self._create_process(worker, f"{queue}-{index + 1}")
+
+    def _create_process(self, process: BaseProcess, name: str) -> Any:
+        def run() -> None:
+            self.environment.init_child(process)
+            try:
+                process.initialize()
+                while not self.stop_flag.is_set():
+                    process.loop()
+            except KeyboardInterrupt:
+                pass
+            except WorkerRecycle:
+                logger.info("worker %s restarting (max tasks reached)", name)
+            except Exception:
+                logger.exception("worker %s died", name)
+            finally:
+                with contextlib.suppress(KeyboardInterrupt):
+                    process.shutdown()
+
+        return self.environment.create_process(run, name)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        counts: dict[str, int] = {}
+        for queue, _, _ in self.workers:
+            counts[queue] = counts.get(queue, 0) + 1
+        logger.info(
+            "hueyard consumer pid %s: %s workers (%s) on %s",
+            os.getpid(),
+            len(self.workers),
+            self.worker_type,
+            ", ".join(f"{q} x{n}" for q, n in counts.items()) or "no queue with handlers",
+        )
+        if self.environment.forks:
+            self.app.pool.disconnect()  # children must not share the parent's sockets
+        self.scheduler.start()
+        for _, _, process in self.workers:
+            process.start()
+        for signum in _GRACEFUL:
+            signal.signal(signum, self._on_signal)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            # A second signal: stop waiting for running jobs.
+            raise KeyboardInterrupt
+        self._signum = signum
+
+    def run(self) -> None:
+        """Start, wait for a signal, shut down gracefully, return."""
+        self.start()
+        next_check = time.monotonic() + self._health_check_interval
+        while self._signum is None:
+            if self.stop_flag.wait(0.1):
+                break
+            if self._health_check and time.monotonic() >= next_check:
+                next_check = time.monotonic() + self._health_check_interval
+                self.check_worker_health()
+        name = signal.Signals(self._signum).name if self._signum else "stop"
+        logger.info("received %s: finishing running jobs (up to %ss)", name, self.shutdown_timeout)
+        self.stop(graceful=True)
+        logger.info("consumer exiting")
+
+    def stop(self, graceful: bool = True) -> None:
+        self._stopping = True
+        self.stop_flag.set()
+        finished = False
+        if graceful:
+            try:
+                finished = self._join(self.shutdown_timeout)
+            except KeyboardInterrupt:
+                logger.warning("second signal: interrupting running jobs now")
+        if not finished:
+            if graceful:
+                logger.warning(
+                    "jobs still running after %ss: interrupting them and putting them back",
+                    self.shutdown_timeout,
+                )
+            self.environment.interrupt_workers([p for _, _, p in self.workers])
+            for huey in self.hueys:
+                huey.notify_interrupted_tasks()
+        sys.stdout.flush()
+
+    def _join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for process in [p for _, _, p in self.workers] + [self.scheduler]:
+            process.join(max(deadline - time.monotonic(), 0))
+        return not any(
+            self.environment.is_alive(p) for p in [p for _, _, p in self.workers] + [self.scheduler]
+        )
+
+    def check_worker_health(self) -> None:
+        for position, (queue, index, process) in enumerate(self.workers):
+            if not self.environment.is_alive(process):
+                logger.warning("worker %s-%d died; starting a new one", queue, index + 1)
+                replacement = self._create_worker(queue, index)
+                replacement.start()
+                self.workers[position] = (queue, index, replacement)
+        if not self.environment.is_alive(self.scheduler):
+            logger.warning("scheduler died; starting a new one")
+            self.scheduler = self._create_process(
+                _Scheduler(self.hueys, self.stop_flag, self.scheduler_interval), "Scheduler"
+            )
+            self.scheduler.start()

@@ -1,0 +1,64 @@
+"""Named defaults. Code and docs refer to these names, never to bare numbers."""
+
+from __future__ import annotations
+
+CONFIG_PATH = "config/queues.toml"
+"""Where the configuration is read from when ``HUEYARD_CONFIG`` is not set."""
+
+REDIS_URL = "redis://localhost:6379/0"
+"""The Redis server used when neither the file nor the environment names one."""
+
+KEY_PREFIX = "hueyard"
+"""Prefix (and Redis Cluster hash tag) of every key one app writes."""
+
+ATTEMPTS = 3
+"""Attempts per job, the first run included (Bull's ``attempts``)."""
+
+BACKOFF_DELAY = 5.0
+"""Seconds before the first retry; exponential backoff doubles it each time."""
+
+KEEP_COMPLETED = 100
+"""Completed jobs kept per queue (Bull's ``removeOnComplete: 100``)."""
+
+KEEP_FAILED = 500
+"""Failed jobs kept per queue (Bull's ``removeOnFail: 500``)."""
+
+PRIORITY = 5
+"""Default priority: 1 runs first, 10 last (Bull's convention)."""
+
+PRIORITY_HIGHEST = 1
+PRIORITY_LOWEST = 10
+
+CONCURRENCY = 1
+"""Workers per queue in one consumer process."""
+
+SHUTDOWN_TIMEOUT = 30.0
+"""Seconds a graceful shutdown waits for running jobs (the spec's 30 s)."""
+
+RESULT_TTL = 86400
+"""Seconds a job's result stays readable in Redis."""
+
+SOCKET_TIMEOUT = 5.0
+"""Seconds one Redis operation may take before it counts as failed."""
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection to Redis."""
+
+RECONNECT_ATTEMPTS = 10
+"""Reconnection tries before an operation gives up (the spec's ``retries > 10``)."""
+
+RECONNECT_STEP = 0.05
+"""Backoff grows by this many seconds per failed try (the spec's ``retries * 50`` ms)."""
+
+RECONNECT_CAP = 3.0
+"""Longest wait between two reconnection tries (the spec's 3000 ms)."""
+
+CACHE_TTL = 300
+"""Seconds a cached value lives when no TTL and no TTL name is given."""
+
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 5000
+"""The spec's ``http://localhost:5000/admin/queues``."""
+
+DEFAULT_DASHBOARD_USERNAME = "admin"
+DEFAULT_DASHBOARD_PASSWORD = "admin123"  # noqa: S105 - the spec's development default, refused in production

@@ -1,0 +1,67 @@
+"""Every error hueyard raises, in one tree.
+
+::
+
+    HueyardError
+     ├── ConfigError            config/queues.toml or the environment is wrong
+     ├── HandlerError           a handler is declared or discovered wrongly
+     │    └── UnknownHandlerError   a producer names a handler that does not exist
+     ├── QueueError             a producer or consumer names a queue that does not exist
+     ├── PayloadError           a payload does not validate, or is not JSON
+ ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
+     ├── SerializationError     a message in Redis is not one hueyard wrote
+     └── RedisUnavailableError  Redis did not answer after every reconnection try
+
+Every message says where the problem is (file, table, field, module, value)
+and what would fix it. No message ever contains a Redis password.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "HandlerError",
+    "HueyardError",
+    "OptionError",
+    "PayloadError",
+    "QueueError",
+    "RedisUnavailableError",
+    "SerializationError",
+    "UnknownHandlerError",
+]
+
+
+class HueyardError(Exception):
+    """Base class of every error hueyard raises on purpose."""
+
+
+class ConfigError(HueyardError):
+    """The configuration file or an environment variable is invalid."""
+
+
+class HandlerError(HueyardError):
+    """A handler is declared wrongly: unknown queue, duplicate name, bad signature."""
+
+
+class UnknownHandlerError(HandlerError):
+    """A producer asked for a handler that is not registered."""
+
+
+class QueueError(HueyardError):
+    """A queue name that the configuration does not declare."""
+
+
+class PayloadError(HueyardError):
+    """A payload that does not validate against its handler's model, or is not JSON."""
+
+
+class OptionError(HueyardError):
+    """An enqueue option is out of range: priority, delay, eta or attempts."""
+
+
+class SerializationError(HueyardError):
+    """Data read from Redis is not a message hueyard wrote (garbage, or pickle)."""
+
+
+class RedisUnavailableError(HueyardError):
+    """Redis did not answer, even after the configured reconnection attempts."""

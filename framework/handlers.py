@@ -1,0 +1,352 @@
+"""The ``@handler`` decorator, the registry it fills, and handler discovery.
+
+A handler is a plain function of one argument, the payload::
+
+    from pydantic import BaseModel
+    from framework import handler
+
+    class OutboundMessage(BaseModel):
+        to: str
+        content: str
+
+    @handler("messages")
+    def send_message(payload: OutboundMessage) -> dict:
+        ...
+
+    job_id = send_message.enqueue({"to": "+1234567890", "content": "Hello"}, priority=1)
+
+It is registered under the stable name ``<queue>.<function name>`` (or
+``<queue>.<name>`` with ``name=``), so moving its module never strands queued
+jobs. When the payload parameter is annotated with a pydantic model, payloads
+are validated at enqueue (nothing invalid is stored) and the handler receives
+a model instance. Discovery imports every module of the handler packages
+(``pipelines`` unless ``HUEYARD_HANDLER_PACKAGES`` says otherwise) and every
+module named in ``HUEYARD_HANDLER_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+import re
+import threading
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from framework.errors import HandlerError, PayloadError, SerializationError, UnknownHandlerError
+from framework.serializer import dumps
+
+__all__ = [
+    "REGISTRY",
+    "Handler",
+    "HandlerRegistry",
+    "HandlerSpec",
+    "discover",
+    "handler",
+]
+
+R = TypeVar("R")
+_SHORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+@dataclass
+class HandlerSpec:
+    """Everything the compile step needs to know about one handler."""
+
+    queue: str
+    short_name: str
+    func: Callable[..., Any]
+    module: str
+    qualname: str
+    _model: type[BaseModel] | None = field(default=None, repr=False)
+    _model_resolved: bool = field(default=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The stable task name, ``<queue>.<short name>``."""
+        return f"{self.queue}.{self.short_name}"
+
+    @property
+    def location(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+    @property
+    def payload_model(self) -> type[BaseModel] | None:
+        """The pydantic model of the payload parameter, if it is annotated with one."""
+        if not self._model_resolved:
+            self._model = _payload_model(self.func, self.location)
+            self._model_resolved = True
+        return self._model
+
+    def encode_payload(self, payload: Any) -> Any:
+        """Validate (against the model, if any) and return the JSON-ready payload.
+
+        Raises :class:`PayloadError` naming the handler and every bad field.
+        """
+        model = self.payload_model
+        if model is not None:
+            try:
+                if isinstance(payload, model):
+                    instance = model.model_validate(payload.model_dump())
+                else:
+                    instance = model.model_validate(payload)
+            except ValidationError as exc:
+                raise PayloadError(
+                    f"payload for {self.name} does not validate against "
+                    f"{model.__name__}: {_validation_summary(exc)}; nothing was enqueued"
+                ) from None
+            payload = instance.model_dump(mode="json")
+        elif isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json")
+        try:
+            dumps(payload)
+        except SerializationError as exc:
+            raise PayloadError(f"payload for {self.name} is not JSON: {exc}") from None
+        return payload
+
+    def call(self, payload: Any) -> Any:
+        """Run the handler on a stored payload; return a JSON-ready result."""
+        model = self.payload_model
+        argument = model.model_validate(payload) if model is not None else payload
+        result = self.func(argument)
+        if isinstance(result, BaseModel):
+            return result.model_dump(mode="json")
+        return result
+
+
+class Handler(Generic[R]):
+    """What ``@handler`` returns: still callable like the function, plus ``.enqueue``."""
+
+    def __init__(self, spec: HandlerSpec) -> None:
+        self.spec = spec
+        self.__wrapped__ = spec.func
+        self.__name__ = spec.func.__name__
+        self.__qualname__ = spec.qualname
+        self.__doc__ = spec.func.__doc__
+        self.__module__ = spec.module
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def queue(self) -> str:
+        return self.spec.queue
+
+    def __call__(self, payload: Any) -> R:
+        """Run the function here and now (tests, scripts); nothing is enqueued."""
+        return typing.cast(R, self.spec.func(payload))
+
+    def enqueue(
+        self,
+        payload: Any,
+        *,
+        priority: int | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        attempts: int | None = None,
+    ) -> str:
+        """Enqueue one job on this handler's queue and return its id.
+
+        ``priority`` 1 (first) to 10 (last), default the queue's; ``delay``
+        seconds (or a timedelta) or an ``eta`` datetime; ``attempts`` overrides
+        the queue's. Raises :class:`PayloadError` for a bad payload.
+        """
+        from framework.application import get_app
+
+        return get_app().enqueue(
+            self.spec.name, payload, priority=priority, delay=delay, eta=eta, attempts=attempts
+        )
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.spec.name} ({self.spec.location})>"
+
+
+class HandlerRegistry:
+    """Handlers by stable name. Thread-safe; duplicates are refused."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, HandlerSpec] = {}
+        self._lock = threading.Lock()
+
+    def register(self, spec: HandlerSpec) -> None:
+        with self._lock:
+            existing = self._specs.get(spec.name)
+            if existing is not None and existing.location != spec.location:
+                raise HandlerError(
+                    f"duplicate handler name {spec.name!r}: {spec.location} and "
+                    f"{existing.location} both claim it; rename one function or pass "
+                    "name='...' to @handler"
+                )
+            self._specs[spec.name] = spec
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._specs.pop(name, None)
+
+    def get(self, name: str, queue: str | None = None) -> HandlerSpec:
+        """Find by stable name, or by short name within ``queue``."""
+        spec = self._specs.get(name)
+        if spec is None and queue is not None:
+            spec = self._specs.get(f"{queue}.{name}")
+        if spec is None or (queue is not None and spec.queue != queue):
+            where = f" on queue {queue!r}" if queue else ""
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise UnknownHandlerError(f"no handler named {name!r}{where}; known handlers: {known}")
+        return spec
+
+    def for_queue(self, queue: str) -> list[HandlerSpec]:
+        return [spec for spec in self._specs.values() if spec.queue == queue]
+
+    def __iter__(self) -> Iterator[HandlerSpec]:
+        return iter(list(self._specs.values()))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+
+REGISTRY = HandlerRegistry()
+"""The process-wide registry that ``@handler`` fills."""
+
+
+def handler(
+    queue: str, *, name: str | None = None, registry: HandlerRegistry | None = None
+) -> Callable[[Callable[..., R]], Handler[R]]:
+    """Register a function as the handler of jobs on ``queue``.
+
+    The queue must be declared in ``config/queues.toml``; that is checked when
+    the app is compiled, so an unknown queue stops start-up.
+    """
+    if not isinstance(queue, str) or not queue:
+        raise HandlerError(f"@handler needs a queue name, got {queue!r}")
+
+    def decorate(func: Callable[..., R]) -> Handler[R]:
+        location = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
+        if isinstance(func, Handler):
+            raise HandlerError(f"{location} is decorated with @handler twice")
+        if inspect.iscoroutinefunction(func):
+            raise HandlerError(
+                f"{location} is async; Huey runs plain functions. Wrap the coroutine: "
+                "def f(payload): return asyncio.run(coro(payload))"
+            )
+        _check_signature(func, location)
+        short = name or func.__name__
+        if not _SHORT_NAME.match(short):
+            raise HandlerError(
+                f"handler name {short!r} of {location} is not allowed; use letters, digits and '_'"
+            )
+        spec = HandlerSpec(
+            queue=queue,
+            short_name=short,
+            func=func,
+            module=func.__module__,
+            qualname=func.__qualname__,
+        )
+        (registry if registry is not None else REGISTRY).register(spec)
+        return Handler(spec)
+
+    return decorate
+
+
+def _check_signature(func: Callable[..., Any], location: str) -> None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    required = [
+        p
+        for p in signature.parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(required) > 1 or (
+        not positional
+        and not any(
+            p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values()
+        )
+    ):
+        raise HandlerError(
+            f"{location} must take exactly one argument, the payload (its signature is {signature})"
+        )
+
+
+def _payload_model(func: Callable[..., Any], location: str) -> type[BaseModel] | None:
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not parameters:
+        return None
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as exc:
+        raise HandlerError(
+            f"cannot resolve the type hints of {location}: {exc}; import the payload "
+            "model at module level"
+        ) from None
+    annotation = hints.get(parameters[0].name)
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:10]:
+        where = ".".join(str(part) for part in error["loc"]) or "payload"
+        parts.append(f"{where}: {error['msg']}")
+    extra = len(exc.errors()) - 10
+    if extra > 0:
+        parts.append(f"... and {extra} more")
+    return "; ".join(parts)
+
+
+def handler_modules(env: Mapping[str, str] | None = None) -> list[str]:
+    """The modules discovery imports, in order, from the environment."""
+    env = os.environ if env is None else env
+    packages = [p.strip() for p in env.get("HUEYARD_HANDLER_PACKAGES", "pipelines").split(",")]
+    modules: list[str] = []
+    for package_name in filter(None, packages):
+        try:
+            package = importlib.import_module(package_name)
+        except ImportError as exc:
+            raise HandlerError(
+                f"cannot import handler package {package_name!r} (HUEYARD_HANDLER_PACKAGES): {exc}"
+            ) from exc
+        modules.append(package_name)
+        for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+            if not info.name.startswith("_"):
+                modules.append(f"{package_name}.{info.name}")
+    extra = env.get("HUEYARD_HANDLER_MODULES", "")
+    modules.extend(m.strip() for m in extra.split(",") if m.strip())
+    return modules
+
+
+def discover(env: Mapping[str, str] | None = None) -> list[str]:
+    """Import every handler module; return their names. Raises :class:`HandlerError`."""
+    modules = handler_modules(env)
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except HandlerError:
+            raise
+        except Exception as exc:
+            raise HandlerError(
+                f"cannot import handler module {module!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+    return modules

@@ -1,0 +1,115 @@
+"""JSON for everything hueyard and Huey put in Redis. Never pickle.
+
+Huey hands its serializer a few Python types that JSON lacks: its ``Message``
+named tuple, tuples, datetimes, timedeltas and its ``Error`` wrapper. They are
+written as tagged objects ``{"__hy": tag, "v": ...}``; user dicts that happen to
+hold the key ``"__hy"`` are escaped, so no payload can forge a tag. Anything
+else is refused when written, and anything that is not such JSON is refused
+when read: a value planted in Redis can never run code in a worker.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from huey.registry import Message
+from huey.serializer import Serializer
+from huey.utils import Error
+
+from framework.errors import SerializationError
+
+__all__ = ["JSONSerializer", "dumps", "loads"]
+
+TAG = "__hy"
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Message):
+        return {TAG: "msg", "v": [_encode(item) for item in value]}
+    if isinstance(value, Error):
+        return {TAG: "err", "v": _encode(value.metadata)}
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "v": [_encode(item) for item in value]}
+    if isinstance(value, list):
+        return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise SerializationError(
+                f"cannot store a dict with non-string keys as JSON: {list(value)[:5]!r}"
+            )
+        encoded = {key: _encode(item) for key, item in value.items()}
+        return {TAG: "dict", "v": encoded} if TAG in value else encoded
+    if isinstance(value, datetime.datetime):
+        return {TAG: "dt", "v": value.isoformat()}
+    if isinstance(value, datetime.timedelta):
+        return {TAG: "td", "v": value.total_seconds()}
+    raise SerializationError(
+        f"cannot store a value of type {type(value).__name__} as JSON; "
+        "return or pass only dicts, lists, strings, numbers, booleans and None "
+        "(or a pydantic model, which hueyard dumps for you)"
+    )
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(TAG)
+    if tag is None:
+        return {key: _decode(item) for key, item in value.items()}
+    body = value.get("v")
+    if tag == "dict" and isinstance(body, dict):
+        return {key: _decode(item) for key, item in body.items()}
+    if tag == "tuple" and isinstance(body, list):
+        return tuple(_decode(item) for item in body)
+    if tag == "msg" and isinstance(body, list) and len(body) <= len(Message._fields):
+        return Message(*(_decode(item) for item in body))
+    if tag == "err" and isinstance(body, dict):
+        return Error(_decode(body))
+    if tag == "dt" and isinstance(body, str):
+        try:
+            return datetime.datetime.fromisoformat(body)
+        except ValueError:
+            pass
+    if tag == "td" and isinstance(body, int | float):
+        return datetime.timedelta(seconds=body)
+    raise SerializationError(f"unknown or malformed tagged value in stored JSON: {value!r:.200}")
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` as compact UTF-8 JSON (tagging Huey's types)."""
+    try:
+        return json.dumps(_encode(value), separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:  # NaN / infinity
+        raise SerializationError(f"cannot store {exc}; use null or a finite number") from None
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode what :func:`dumps` wrote; anything else raises :class:`SerializationError`."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, TypeError) as exc:
+        head = data[:16] if isinstance(data, bytes | str) else type(data).__name__
+        raise SerializationError(
+            f"stored data is not JSON written by hueyard (starts with {head!r}): {exc}; "
+            "refusing to load it"
+        ) from None
+    return _decode(raw)
+
+
+class JSONSerializer(Serializer):  # type: ignore[misc]
+    """Huey serializer that reads and writes JSON instead of pickle."""
+
+    def __init__(self) -> None:
+        super().__init__(compression=False)
+
+    def _serialize(self, data: Any) -> bytes:
+        return dumps(data)
+
+    def _deserialize(self, data: bytes) -> Any:
+        return loads(data)

@@ -1,0 +1,244 @@
+"""The shape of ``config/queues.toml``, validated once by pydantic.
+
+Every table forbids unknown fields, so a typo fails at start-up. ``[defaults]``
+holds every queue policy; each ``[queues.<name>]`` may override any of them.
+:func:`framework.config.load_settings` reads the file and the environment and
+returns a :class:`Settings`; :meth:`Settings.queue` gives a queue's resolved
+policy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from framework import defaults
+from framework.connection import ConnectionSpec, redact_url
+
+__all__ = [
+    "Backoff",
+    "CacheSettings",
+    "ConsumerSettings",
+    "DashboardSettings",
+    "HealthSettings",
+    "QueueOverrides",
+    "QueuePolicy",
+    "RateLimit",
+    "RedisSettings",
+    "Settings",
+]
+
+QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TTL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+
+
+def _queue_name(name: str) -> str:
+    if not QUEUE_NAME.match(name):
+        raise ValueError(
+            f"queue name {name!r} is not allowed; use a lowercase letter followed by "
+            "up to 62 lowercase letters, digits or '_'"
+        )
+    return name
+
+
+def _ttl_name(name: str) -> str:
+    if not TTL_NAME.match(name):
+        raise ValueError(f"TTL name {name!r} is not allowed; use letters, digits and '_'")
+    return name
+
+
+QueueName = Annotated[str, AfterValidator(_queue_name)]
+TtlName = Annotated[str, AfterValidator(_ttl_name)]
+Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
+Attempts = Annotated[int, Field(ge=1, le=100)]
+Concurrency = Annotated[int, Field(ge=1, le=256)]
+Keep = Annotated[int, Field(ge=0, le=1_000_000)]
+Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
+
+
+class _Strict(BaseModel):
+    # strict: TOML has real types, so "yes" is not a bool and "5" is not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Backoff(_Strict):
+    """Delay before retry ``n`` (1-based): ``delay`` (fixed) or ``delay x 2^(n-1)``."""
+
+    type: Literal["exponential", "fixed"] = "exponential"
+    delay: Annotated[float, Field(ge=0, le=86400)] = defaults.BACKOFF_DELAY
+
+    @property
+    def factor(self) -> float:
+        """Huey's ``retry_backoff``: the multiplier applied after each retry."""
+        return 2.0 if self.type == "exponential" else 1.0
+
+    def delay_before_retry(self, retry: int) -> float:
+        """Seconds before retry number ``retry`` (1 = the first retry)."""
+        return self.delay * self.factor ** (retry - 1)
+
+
+class RateLimit(_Strict):
+    """At most ``max`` jobs started in any ``per`` seconds, across all consumers."""
+
+    max: Annotated[int, Field(ge=1, le=1_000_000)]
+    per: Seconds
+
+
+class RedisSettings(_Strict):
+    """``[redis]``: the connection, overridable from the environment."""
+
+    url: str = defaults.REDIS_URL
+    prefix: str = defaults.KEY_PREFIX
+    socket_timeout: Seconds = defaults.SOCKET_TIMEOUT
+    connect_timeout: Seconds = defaults.CONNECT_TIMEOUT
+    reconnect_attempts: Annotated[int, Field(ge=0, le=100)] = defaults.RECONNECT_ATTEMPTS
+    tls_ca_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"{redact_url(value)!r} is not a Redis URL; use redis://host:port/db, "
+                "rediss://host:port/db for TLS, or unix:///path/to/socket"
+            )
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_chars(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("use 1 to 64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @property
+    def connection(self) -> ConnectionSpec:
+        return ConnectionSpec(
+            url=self.url,
+            socket_timeout=self.socket_timeout,
+            connect_timeout=self.connect_timeout,
+            reconnect_attempts=self.reconnect_attempts,
+            tls_ca_file=self.tls_ca_file,
+        )
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "url" else value)
+
+
+class QueueOverrides(_Strict):
+    """Policy fields a queue may set; anything left out comes from ``[defaults]``."""
+
+    attempts: Attempts | None = None
+    backoff: Backoff | None = None
+    timeout: Seconds | None = None
+    priority: Priority | None = None
+    concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
+    keep_completed: Keep | None = None
+    keep_failed: Keep | None = None
+    description: str | None = None
+
+
+class Defaults(_Strict):
+    """``[defaults]``: the policy of every queue that does not say otherwise."""
+
+    attempts: Attempts = defaults.ATTEMPTS
+    backoff: Backoff = Backoff()
+    timeout: Seconds | None = None
+    priority: Priority = defaults.PRIORITY
+    concurrency: Concurrency = defaults.CONCURRENCY
+    rate_limit: RateLimit | None = None
+    keep_completed: Keep = defaults.KEEP_COMPLETED
+    keep_failed: Keep = defaults.KEEP_FAILED
+
+
+class QueuePolicy(_Strict):
+    """A queue's resolved policy: its overrides laid over ``[defaults]``."""
+
+    name: str
+    attempts: int
+    backoff: Backoff
+    timeout: float | None
+    priority: int
+    concurrency: int
+    rate_limit: RateLimit | None
+    keep_completed: int
+    keep_failed: int
+    description: str = ""
+
+    @property
+    def retries(self) -> int:
+        """Huey counts retries after the first run; Bull counts attempts."""
+        return self.attempts - 1
+
+
+class CacheSettings(_Strict):
+    """``[cache]``: TTLs by name (``[cache.ttl]``) for ``get_cached(ttl_name=...)``."""
+
+    default_ttl: Annotated[int, Field(ge=1)] = defaults.CACHE_TTL
+    ttl: dict[TtlName, Annotated[int, Field(ge=1, le=30 * 86400)]] = Field(default_factory=dict)
+
+
+class ConsumerSettings(_Strict):
+    """``[consumer]``: how ``huey_consumer framework.app`` behaves."""
+
+    shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = defaults.SHUTDOWN_TIMEOUT
+    result_ttl: Annotated[int, Field(ge=1, le=30 * 86400)] = defaults.RESULT_TTL
+    scheduler_interval: Literal[1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60] = 1
+
+
+class DashboardSettings(_Strict):
+    """``[dashboard]``: the web dashboard (credentials come from the environment)."""
+
+    host: str = defaults.DASHBOARD_HOST
+    port: Annotated[int, Field(ge=1, le=65535)] = defaults.DASHBOARD_PORT
+    read_only: bool = False
+    open_endpoints: list[str] = Field(default_factory=lambda: ["/health"])
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 25
+
+
+class HealthSettings(_Strict):
+    """``[health]``: thresholds past which ``/health`` answers 503."""
+
+    max_waiting: Annotated[int, Field(ge=1)] | None = None
+    max_oldest_waiting_seconds: Seconds | None = None
+    max_failure_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class Settings(_Strict):
+    """The whole of ``config/queues.toml``."""
+
+    redis: RedisSettings = RedisSettings()
+    defaults: Defaults = Defaults()
+    queues: dict[QueueName, QueueOverrides] = Field(default_factory=dict)
+    cache: CacheSettings = CacheSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    health: HealthSettings = HealthSettings()
+
+    @model_validator(mode="after")
+    def _at_least_one_queue(self) -> Settings:
+        if not self.queues:
+            raise ValueError("no queue is declared; add a [queues.<name>] table")
+        return self
+
+    @property
+    def queue_names(self) -> list[str]:
+        return list(self.queues)
+
+    def queue(self, name: str) -> QueuePolicy:
+        """The resolved policy of queue ``name`` (KeyError if it is not declared)."""
+        overrides = self.queues[name].model_dump(exclude_unset=True)
+        merged = self.defaults.model_dump()
+        if "backoff" in overrides:
+            # A queue's backoff table refines the default one field by field.
+            merged["backoff"] = {**merged["backoff"], **overrides.pop("backoff")}
+        merged.update(overrides)
+        merged.setdefault("description", "")
+        return QueuePolicy(name=name, **merged)
+
+    def policies(self) -> list[QueuePolicy]:
+        return [self.queue(name) for name in self.queues]

@@ -1,0 +1,1 @@
+"""The CRM's handlers: one module per queue of config/queues.toml."""

@@ -1,0 +1,189 @@
+"""The hueyard command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import redis
+
+from framework.serializer import loads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
+    return subprocess.run(
+        [sys.executable, "-m", "framework.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    (tmp_path / "cli_handlers.py").write_text(
+        textwrap.dedent("""
+        from pydantic import BaseModel
+        from framework import handler
+
+        class Ping(BaseModel):
+            n: int
+
+        @handler("alpha")
+        def ping(payload: Ping) -> int:
+            return payload.n
+    """)
+    )
+    (tmp_path / "q.toml").write_text(
+        textwrap.dedent(f"""
+        [redis]
+        url = "{redis_url}"
+        prefix = "clitest"
+        [queues.alpha]
+        attempts = 4
+        concurrency = 3
+        rate_limit = {{ max = 5, per = 10 }}
+        [queues.beta]
+        timeout = 60
+    """)
+    )
+    return {
+        "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
+        "HUEYARD_HANDLER_PACKAGES": "",
+        "HUEYARD_HANDLER_MODULES": "cli_handlers",
+        "PYTHONPATH": str(tmp_path),
+    }
+
+
+def test_check_prints_the_compiled_queues_as_a_table(project: dict[str, str]) -> None:
+    result = run(["check"], project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "queue",
+        "attempts",
+        "backoff",
+        "timeout",
+        "priority",
+        "concurrency",
+        "rate",
+        "limit",
+        "keep",
+        "ok/failed",
+        "handlers",
+    ]
+    alpha = next(line for line in lines if line.startswith("alpha"))
+    assert alpha.split() == [
+        "alpha",
+        "4",
+        "exponential",
+        "5s",
+        "-",
+        "5",
+        "3",
+        "5/10s",
+        "100/500",
+        "alpha.ping",
+    ]
+    assert "config OK: 2 queues, 1 handlers" in result.stdout
+    assert "queue 'beta' has no handler" in result.stderr
+
+
+def test_check_json_lists_every_field(project: dict[str, str]) -> None:
+    result = run(["check", "--json"], project)
+    assert result.returncode == 0, result.stderr
+    queues = json.loads(result.stdout)
+    assert [q["name"] for q in queues] == ["alpha", "beta"]
+    alpha = queues[0]
+    assert alpha == {
+        "name": "alpha",
+        "attempts": 4,
+        "backoff": {"type": "exponential", "delay": 5.0},
+        "timeout": None,
+        "priority": 5,
+        "concurrency": 3,
+        "rate_limit": {"max": 5, "per": 10.0},
+        "keep_completed": 100,
+        "keep_failed": 500,
+        "handlers": ["alpha.ping"],
+    }
+    assert queues[1]["timeout"] == 60
+
+
+def test_check_exits_1_and_names_the_problem(project: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "q.toml").write_text("[queues.alpha]\nattempts = 0\n")
+    result = run(["check"], project)
+    assert result.returncode == 1
+    assert "[queues.alpha] attempts = 0: must be at least 1" in result.stderr
+    assert "q.toml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_exits_1_for_a_handler_on_an_undeclared_queue(
+    project: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "q.toml").write_text("[queues.beta]\n")
+    result = run(["check"], project)
+    assert result.returncode == 1
+    assert "cli_handlers.ping is registered for queue 'alpha'" in result.stderr
+
+
+def test_the_shipped_config_checks_clean() -> None:
+    result = run(["check", "--json"], {"HUEYARD_CONFIG": str(ROOT / "config" / "queues.toml")})
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 10
+
+
+def test_enqueue_prints_the_job_id(project: dict[str, str], redis_conn: redis.Redis) -> None:
+    result = run(
+        ["enqueue", "alpha", "ping", "--data", '{"n": 7}', "--priority", "2", "--attempts", "2"],
+        project,
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    [(member, score)] = redis_conn.zrange("huey.redis.{clitest}.alpha", 0, -1, withscores=True)
+    message = loads(member[8:])
+    assert (message.id, message.args, message.retries, score) == (job_id, ({"n": 7},), 1, 2)
+
+
+def test_enqueue_with_a_delay_schedules_the_job(
+    project: dict[str, str], redis_conn: redis.Redis
+) -> None:
+    result = run(["enqueue", "alpha", "ping", "--data", '{"n": 1}', "--delay", "30"], project)
+    assert result.returncode == 0, result.stderr
+    assert redis_conn.zcard("huey.schedule.{clitest}.alpha") == 1
+    assert redis_conn.zcard("huey.redis.{clitest}.alpha") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["enqueue", "alpha", "ping", "--data", "{n: 1}"], "--data is not valid JSON"),
+        (
+            ["enqueue", "alpha", "ping", "--data", '{"n": "x"}'],
+            "n: Input should be a valid integer",
+        ),
+        (["enqueue", "gamma", "ping", "--data", "{}"], "unknown queue 'gamma'"),
+        (["enqueue", "alpha", "pong", "--data", "{}"], "no handler named 'pong'"),
+        (["enqueue", "alpha", "ping", "--data", '{"n": 1}', "--priority", "0"], "priority=0"),
+    ],
+)
+def test_enqueue_refusals_exit_1_with_the_reason(
+    project: dict[str, str], redis_conn: redis.Redis, args: list[str], fragment: str
+) -> None:
+    result = run(args, project)
+    assert result.returncode == 1
+    assert fragment in result.stderr
+    assert redis_conn.dbsize() == 0

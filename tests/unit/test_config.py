@@ -1,0 +1,253 @@
+"""config/queues.toml: what is accepted, and what every refusal says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from framework.config import load_settings, parse_settings
+from framework.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = "[queues.messages]\n"
+
+
+def parse(text: str, env: dict[str, str] | None = None):
+    return parse_settings(text, source="config/queues.toml", env=env or {})
+
+
+# (TOML, fragments that the error must contain)
+BAD_CONFIGS = [
+    pytest.param(
+        "[queues.messages]\nattempts = 0\n",
+        ["config/queues.toml", "[queues.messages] attempts = 0", "must be at least 1"],
+        id="attempts-too-low",
+    ),
+    pytest.param(
+        "[queues.messages]\natempts = 2\n",
+        ["[queues.messages] atempts: unknown field", "did you mean 'attempts'", "allowed:"],
+        id="typo-in-queue",
+    ),
+    pytest.param(
+        "[defaults]\nbackof = 1\n" + MINIMAL,
+        ["[defaults] backof: unknown field", "did you mean 'backoff'"],
+        id="typo-in-defaults",
+    ),
+    pytest.param(
+        "[queues.messages]\npriority = 11\n",
+        ["[queues.messages] priority = 11", "must be at most 10"],
+        id="priority-too-low",
+    ),
+    pytest.param(
+        "[queues.messages]\npriority = 0\n",
+        ["[queues.messages] priority = 0", "must be at least 1"],
+        id="priority-zero",
+    ),
+    pytest.param(
+        '[queues.messages]\nbackoff = { type = "linear", delay = 5 }\n',
+        ["[queues.messages] backoff.type = 'linear'", "'exponential' or 'fixed'"],
+        id="backoff-type",
+    ),
+    pytest.param(
+        "[queues.messages]\nrate_limit = { max = 0, per = 60 }\n",
+        ["[queues.messages] rate_limit.max = 0", "must be at least 1"],
+        id="rate-limit-max",
+    ),
+    pytest.param(
+        "[queues.messages]\nrate_limit = { max = 20 }\n",
+        ["[queues.messages] rate_limit.per: missing"],
+        id="rate-limit-per-missing",
+    ),
+    pytest.param(
+        "[queues.messages]\nconcurrency = 1.5\n",
+        ["[queues.messages] concurrency = 1.5", "whole number"],
+        id="fractional-concurrency",
+    ),
+    pytest.param(
+        '[queues.messages]\ntimeout = "ten minutes"\n',
+        ["[queues.messages] timeout = 'ten minutes'", "must be a number"],
+        id="timeout-string",
+    ),
+    pytest.param(
+        "[queues.messages]\ntimeout = 0\n",
+        ["[queues.messages] timeout = 0", "greater than 0"],
+        id="timeout-zero",
+    ),
+    pytest.param(
+        "[queues.Messages]\n",
+        ["[queues.Messages]", "queue name 'Messages' is not allowed", "lowercase"],
+        id="queue-name-case",
+    ),
+    pytest.param(
+        MINIMAL + "[cache.ttl]\nUSER_PERMISSIONS = -5\n",
+        ["[cache.ttl] USER_PERMISSIONS = -5", "must be at least 1"],
+        id="negative-ttl",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\nread_only = "yes"\n',
+        ["[dashboard] read_only = 'yes'", "true or false"],
+        id="string-bool",
+    ),
+    pytest.param(
+        MINIMAL + "[dashbord]\n",
+        ["dashbord: unknown field", "did you mean 'dashboard'"],
+        id="unknown-table",
+    ),
+    pytest.param(
+        '[redis]\nurl = "http://localhost:6379"\n' + MINIMAL,
+        ["[redis] url", "is not a Redis URL", "rediss://"],
+        id="url-scheme",
+    ),
+    pytest.param("", ["no queue is declared", "[queues.<name>]"], id="no-queues"),
+    pytest.param(
+        "[queues.messages]\nattempts = \n",
+        ["config/queues.toml: malformed TOML", "line 2, column 12"],
+        id="malformed-toml",
+    ),
+    pytest.param(
+        "queues = 3\n",
+        ["queues = 3", "must be a table"],
+        id="queues-not-a-table",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "fragments"), BAD_CONFIGS)
+def test_bad_config_is_refused_with_a_message_naming_place_value_and_fix(
+    text: str, fragments: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_every_problem_of_a_file_is_reported_together() -> None:
+    # Given a file with four unrelated mistakes
+    text = (
+        "[defaults]\nattempts = 0\n"
+        "[queues.messages]\natempts = 2\npriority = 20\n"
+        "[queues.emails]\nconcurrency = 0\n"
+    )
+    # When it is parsed
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    # Then one error lists all four, each on its own line
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "config/queues.toml: 4 problems"
+    assert len(lines) == 5
+
+
+def test_the_shipped_config_has_the_ten_queues_of_the_spec() -> None:
+    settings = load_settings(ROOT / "config" / "queues.toml", env={})
+    expected = {
+        # queue: (attempts, timeout)
+        "messages": (3, None),
+        "campaigns": (2, None),
+        "flows": (3, None),
+        "emails": (5, None),
+        "webhooks": (3, None),
+        "ai": (2, None),
+        "imports": (1, 600),
+        "exports": (2, 300),
+        "analytics": (2, None),
+        "notifications": (3, None),
+    }
+    assert settings.queue_names == list(expected)
+    for name, (attempts, timeout) in expected.items():
+        policy = settings.queue(name)
+        assert (policy.attempts, policy.timeout) == (attempts, timeout), name
+        assert policy.backoff.type == "exponential"
+        assert policy.backoff.delay == 5
+        assert (policy.keep_completed, policy.keep_failed) == (100, 500)
+    messages = settings.queue("messages")
+    assert messages.rate_limit is not None
+    assert (messages.rate_limit.max, messages.rate_limit.per) == (20, 60)
+    assert messages.concurrency == 10
+    assert settings.cache.ttl == {
+        "USER_PERMISSIONS": 300,
+        "CONTACT_DETAILS": 60,
+        "CAMPAIGN_STATS": 30,
+        "ANALYTICS_DASHBOARD": 300,
+        "SEGMENT_COUNTS": 300,
+    }
+
+
+def test_queue_policy_lays_overrides_over_defaults() -> None:
+    settings = parse(
+        "[defaults]\nattempts = 4\nbackoff = { type = 'fixed', delay = 2 }\nkeep_failed = 7\n"
+        "[queues.a]\nbackoff = { delay = 9 }\n"
+        "[queues.b]\nattempts = 1\n"
+    )
+    a, b = settings.queue("a"), settings.queue("b")
+    assert (a.attempts, a.backoff.type, a.backoff.delay, a.keep_failed) == (4, "fixed", 9, 7)
+    assert (b.attempts, b.retries, b.backoff.delay) == (1, 0, 2)
+
+
+def test_exponential_backoff_doubles_from_the_base_delay() -> None:
+    backoff = parse(MINIMAL).queue("messages").backoff
+    assert [backoff.delay_before_retry(n) for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
+
+
+# -- environment -----------------------------------------------------------------------------
+
+
+def test_redis_url_from_the_environment_wins_over_the_file() -> None:
+    settings = parse(
+        '[redis]\nurl = "redis://file:6379/0"\n' + MINIMAL,
+        env={"REDIS_URL": "rediss://cache.internal:6380/3", "REDIS_HOST": "ignored"},
+    )
+    assert settings.redis.url == "rediss://cache.internal:6380/3"
+
+
+def test_the_specs_redis_variables_change_parts_of_the_url() -> None:
+    settings = parse(
+        '[redis]\nurl = "redis://file:6379/0"\n' + MINIMAL,
+        env={
+            "REDIS_HOST": "db.internal",
+            "REDIS_PORT": "6390",
+            "REDIS_DB": "4",
+            "REDIS_PASSWORD": "p@ss:word",
+        },
+    )
+    assert settings.redis.url == "redis://:p%40ss%3Aword@db.internal:6390/4"
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"REDIS_PORT": "sixty"}, "REDIS_PORT='sixty' is not a TCP port"),
+        ({"REDIS_PORT": "70000"}, "REDIS_PORT='70000' is not a TCP port"),
+        ({"REDIS_DB": "x"}, "REDIS_DB='x' is not a database number"),
+    ],
+)
+def test_bad_redis_variables_are_named(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        parse(MINIMAL, env=env)
+
+
+def test_the_redis_password_never_appears_in_repr_or_errors() -> None:
+    settings = parse(MINIMAL, env={"REDIS_URL": "redis://:hunter2@cache:6379/0"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in repr(settings.redis)
+    assert "hunter2" not in repr(settings.redis.connection)
+    assert "hunter2" not in str(settings.redis.connection.redacted_url)
+    with pytest.raises(ConfigError) as caught:
+        parse(MINIMAL, env={"REDIS_URL": "http://:hunter2@cache:6379/0"})
+    assert "hunter2" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_hueyard_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text("[queues.only]\n")
+    assert load_settings(env={"HUEYARD_CONFIG": str(path)}).queue_names == ["only"]
+
+
+def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"HUEYARD_CONFIG": str(tmp_path / "nope.toml")})
+    assert "nope.toml: configuration file not found" in str(caught.value)
+    assert "HUEYARD_CONFIG" in str(caught.value)

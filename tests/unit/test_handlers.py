@@ -1,0 +1,219 @@
+"""@handler: registration, signatures, payload models, discovery."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from framework.errors import HandlerError, PayloadError, UnknownHandlerError
+from framework.handlers import REGISTRY, HandlerRegistry, discover, handler, handler_modules
+
+
+class Outbound(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str
+    content: str
+    priority_hint: int = 0
+
+
+@pytest.fixture
+def registry() -> HandlerRegistry:
+    return HandlerRegistry()
+
+
+def test_a_handler_gets_the_stable_name_queue_dot_function(registry: HandlerRegistry) -> None:
+    @handler("messages", registry=registry)
+    def send_message(payload: Outbound) -> dict[str, bool]:
+        return {"sent": True}
+
+    assert send_message.name == "messages.send_message"
+    assert registry.get("messages.send_message").func is send_message.__wrapped__
+    assert registry.get("send_message", queue="messages").queue == "messages"
+
+
+def test_name_overrides_the_function_part(registry: HandlerRegistry) -> None:
+    @handler("messages", name="send", registry=registry)
+    def send_message_v2(payload: dict[str, str]) -> None:
+        return None
+
+    assert send_message_v2.name == "messages.send"
+
+
+def test_the_decorated_function_still_runs_locally(registry: HandlerRegistry) -> None:
+    @handler("messages", registry=registry)
+    def double(payload: int) -> int:
+        return payload * 2
+
+    assert double(21) == 42
+
+
+def test_a_duplicate_name_names_both_functions(registry: HandlerRegistry) -> None:
+    def first(payload: object) -> None: ...
+
+    def second(payload: object) -> None: ...
+
+    handler("messages", name="send", registry=registry)(first)
+    with pytest.raises(HandlerError) as caught:
+        handler("messages", name="send", registry=registry)(second)
+    message = str(caught.value)
+    assert "duplicate handler name 'messages.send'" in message
+    assert "second" in message
+    assert "first" in message
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("async def f(payload): ...", "is async"),
+        ("def f(): ...", "exactly one argument"),
+        ("def f(payload, other): ...", "exactly one argument"),
+        ("def f(*, payload): ...", "exactly one argument"),
+    ],
+)
+def test_bad_signatures_are_refused_at_decoration(
+    registry: HandlerRegistry, source: str, fragment: str
+) -> None:
+    namespace: dict[str, object] = {}
+    exec(source, namespace)
+    with pytest.raises(HandlerError, match=fragment):
+        handler("messages", registry=registry)(namespace["f"])  # type: ignore[arg-type]
+
+
+def test_optional_extra_parameters_are_allowed(registry: HandlerRegistry) -> None:
+    @handler("messages", registry=registry)
+    def f(payload: object, retries: int = 3) -> None: ...
+
+    assert f.name == "messages.f"
+
+
+def test_an_unknown_handler_lists_the_known_ones(registry: HandlerRegistry) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: object) -> None: ...
+
+    with pytest.raises(UnknownHandlerError, match=r"no handler named 'sned'.*messages.send"):
+        registry.get("sned", queue="messages")
+
+
+def test_a_model_payload_is_validated_and_dumped_to_json(registry: HandlerRegistry) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: Outbound) -> None: ...
+
+    spec = send.spec
+    assert spec.payload_model is Outbound
+    assert spec.encode_payload({"to": "+1", "content": "hi"}) == {
+        "to": "+1",
+        "content": "hi",
+        "priority_hint": 0,
+    }
+    assert spec.encode_payload(Outbound(to="+1", content="x"))["content"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragments"),
+    [
+        ({"to": "+1"}, ["content: Field required"]),
+        ({"to": "+1", "content": "x", "cc": "y"}, ["cc: Extra inputs are not permitted"]),
+        ("just a string", ["payload: Input should be a valid dictionary"]),
+        ({"to": 5, "content": []}, ["to:", "content:"]),
+    ],
+)
+def test_a_bad_payload_names_the_handler_model_and_fields(
+    registry: HandlerRegistry, payload: object, fragments: list[str]
+) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: Outbound) -> None: ...
+
+    with pytest.raises(PayloadError) as caught:
+        send.spec.encode_payload(payload)
+    message = str(caught.value)
+    assert "payload for messages.send does not validate against Outbound" in message
+    assert "nothing was enqueued" in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_an_untyped_payload_must_still_be_json(registry: HandlerRegistry) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: dict[str, object]) -> None: ...
+
+    assert send.spec.payload_model is None
+    with pytest.raises(PayloadError, match=r"messages.send is not JSON"):
+        send.spec.encode_payload({"when": {1, 2}})
+
+
+def test_call_validates_the_stored_payload_into_the_model(registry: HandlerRegistry) -> None:
+    seen: list[object] = []
+
+    @handler("messages", registry=registry)
+    def send(payload: Outbound) -> Outbound:
+        seen.append(payload)
+        return payload
+
+    result = send.spec.call({"to": "+1", "content": "hi", "priority_hint": 0})
+    assert isinstance(seen[0], Outbound)
+    assert result == {"to": "+1", "content": "hi", "priority_hint": 0}  # models come back as JSON
+
+
+# -- discovery ---------------------------------------------------------------------------------
+
+
+def _write_module(tmp_path: Path, name: str, body: str) -> None:
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+
+
+def test_discovery_imports_the_listed_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_module(
+        tmp_path,
+        "disc_handlers_ok",
+        """
+        from framework import handler
+
+        @handler("alpha")
+        def ping(payload: dict) -> str:
+            return "pong"
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        modules = discover(
+            {"HUEYARD_HANDLER_PACKAGES": "", "HUEYARD_HANDLER_MODULES": "disc_handlers_ok"}
+        )
+        assert modules == ["disc_handlers_ok"]
+        assert "alpha.ping" in REGISTRY
+    finally:
+        REGISTRY.unregister("alpha.ping")
+        sys.modules.pop("disc_handlers_ok", None)
+
+
+def test_discovery_walks_a_package_but_skips_private_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "disc_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "one.py").write_text("")
+    (package / "_private.py").write_text("raise RuntimeError('must not be imported')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert handler_modules({"HUEYARD_HANDLER_PACKAGES": "disc_pkg"}) == [
+            "disc_pkg",
+            "disc_pkg.one",
+        ]
+    finally:
+        for name in ("disc_pkg", "disc_pkg.one"):
+            sys.modules.pop(name, None)
+
+
+def test_a_module_that_fails_to_import_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_module(tmp_path, "disc_broken", "import does_not_exist_anywhere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(HandlerError, match="cannot import handler module 'disc_broken'"):
+        discover({"HUEYARD_HANDLER_PACKAGES": "", "HUEYARD_HANDLER_MODULES": "disc_broken"})

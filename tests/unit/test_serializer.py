@@ -1,0 +1,102 @@
+"""JSON in, JSON out: Huey's messages survive, nothing else gets in."""
+
+from __future__ import annotations
+
+import datetime
+import pickle
+
+import pytest
+from huey.registry import Message
+from huey.utils import Error
+
+from framework.errors import SerializationError
+from framework.serializer import JSONSerializer, dumps, loads
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        3,
+        2.5,
+        "héllo ✓",
+        [1, "two", None],
+        {"to": "+1234567890", "nested": {"list": [1, 2]}},
+        (1, (2, 3)),
+        datetime.datetime(2025, 11, 6, 10, 0, 0),
+        datetime.timedelta(seconds=90),
+        Error({"error": "ValueError('x')", "retries": 0}),
+        {"__hy": "dt", "v": "a user dict that looks like a tag"},
+    ],
+)
+def test_values_round_trip(value: object) -> None:
+    assert loads(dumps(value)) == value
+
+
+def test_a_huey_message_round_trips_with_its_types() -> None:
+    eta = datetime.datetime(2025, 11, 6, 10, 0, 0)
+    message = Message(
+        "id-1",
+        "messages.send_message",
+        eta,
+        2,
+        5.0,
+        -1,
+        ({"to": "+1"},),
+        {},
+        None,
+        None,
+        None,
+        None,
+        30,
+        None,
+        2.0,
+    )
+    decoded = loads(dumps(message))
+    assert isinstance(decoded, Message)
+    assert decoded == message
+    assert decoded.eta == eta
+    assert decoded.args == ({"to": "+1"},)
+
+
+def test_output_is_plain_json() -> None:
+    assert dumps({"a": [1, 2]}) == b'{"a":[1,2]}'
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({1, 2}, "type set"),
+        (object(), "type object"),
+        ({1: "a"}, "non-string keys"),
+        (float("nan"), "finite number"),
+        (b"bytes", "type bytes"),
+    ],
+)
+def test_values_json_cannot_hold_are_refused_when_written(value: object, fragment: str) -> None:
+    with pytest.raises(SerializationError, match=fragment):
+        dumps(value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pickle.dumps({"a": 1}),
+        b"\x00\x01garbage",
+        b"{not json",
+        b'{"__hy": "exec", "v": "os.system"}',
+        b'{"__hy": "dt", "v": "not a date"}',
+    ],
+)
+def test_anything_but_our_json_is_refused_when_read(data: bytes) -> None:
+    with pytest.raises(SerializationError):
+        loads(data)
+
+
+def test_the_huey_serializer_uses_json() -> None:
+    serializer = JSONSerializer()
+    assert serializer.serialize({"a": 1}) == b'{"a":1}'
+    assert serializer.deserialize(b'{"a":1}') == {"a": 1}
+    with pytest.raises(SerializationError):
+        serializer.deserialize(pickle.dumps("x"))
