@@ -36,12 +36,14 @@ from framework.handlers import Handler, handler
 
 if TYPE_CHECKING:
     from framework.application import Hueyard
+    from framework.redis_client import RedisClient
 
 __all__ = [
     # declaring and enqueueing jobs
     "Handler",
     "enqueue",
     "get_app",
+    "get_cache",
     "handler",
     # errors
     "ConfigError",
@@ -61,6 +63,11 @@ def get_app() -> Hueyard:
     from framework.application import get_app as _get_app
 
     return _get_app()
+
+
+def get_cache() -> RedisClient:
+    """The spec's resilient Redis client with ``get_cached`` and the ``[cache.ttl]`` names."""
+    return get_app().cache
 
 
 def enqueue(

@@ -9,6 +9,7 @@ discovered handler modules. Producers use the same object through
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import threading
@@ -37,6 +38,7 @@ from framework.errors import (
 )
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec, discover
 from framework.keys import Keys
+from framework.redis_client import RedisClient
 from framework.serializer import JSONSerializer
 from framework.settings import QueuePolicy, Settings
 from framework.storage import storage_options
@@ -212,6 +214,17 @@ class Hueyard:
 
         names = served_queues(self.settings, os.environ)
         return MultiQueueConsumer(self, names, **options)
+
+    @functools.cached_property
+    def cache(self) -> RedisClient:
+        """The spec's Redis client, on the app's pool, with ``[cache]`` TTLs."""
+        return RedisClient(
+            self.pool,
+            cache_ttls=self.settings.cache.ttl,
+            default_ttl=self.settings.cache.default_ttl,
+            key_prefix=self.keys.cache(""),
+            url_for_logs=self.settings.redis.connection.redacted_url,
+        )
 
     def close(self) -> None:
         self.pool.disconnect()

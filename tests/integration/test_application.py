@@ -49,6 +49,9 @@ attempts = 1
 backoff = {{ type = "fixed", delay = 2 }}
 
 [queues.idle]
+
+[cache.ttl]
+SEGMENT_COUNTS = 300
 """
 
 
@@ -223,3 +226,19 @@ def test_importing_framework_reads_no_config_and_imports_no_flask() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_app_cache_uses_the_configured_ttl_names_and_prefix(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    calls: list[int] = []
+
+    def load() -> dict[str, int]:
+        calls.append(1)
+        return {"count": 3}
+
+    assert app.cache.get_cached("segment:1", load, ttl_name="SEGMENT_COUNTS") == {"count": 3}
+    assert app.cache.get_cached("segment:1", load, ttl_name="SEGMENT_COUNTS") == {"count": 3}
+    assert len(calls) == 1
+    assert redis_conn.exists("apptest:cache:segment:1")
+    assert 0 < redis_conn.ttl("apptest:cache:segment:1") <= 300

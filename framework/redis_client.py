@@ -1,0 +1,395 @@
+"""The resilient Redis client: JSON values, errors logged not raised, a health probe.
+
+This is the original system's ``src/config/redis.js`` in Python::
+
+    client = RedisClient.from_spec(settings.redis.connection,
+                                   cache_ttls=settings.cache.ttl)
+    client.set("user:123:permissions", permissions, ttl=300)
+    permissions = client.get("user:123:permissions")
+    data = client.get_cached("analytics:dashboard", fetch_dashboard_data,
+                             ttl_name="ANALYTICS_DASHBOARD")
+
+Contract, as the spec puts it: an operation that fails (Redis down, a timeout,
+a value that is not JSON, a wrong type) is logged with its context and returns
+``None`` or ``False``; it never raises. Programming errors do raise: a value
+that is not JSON (:class:`~framework.errors.PayloadError`), an unknown TTL name
+(:class:`~framework.errors.ConfigError`), a TTL that is not a positive integer
+(``ValueError``).
+
+Reconnection is the injected pool's (:func:`framework.connection.build_pool`).
+When it gives up, the first failure of an outage is logged at ERROR, the
+following ones at DEBUG, and the first success after it at INFO
+(:class:`OutageLog`). No log line, repr or error text shows the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from framework import defaults
+from framework.cache import (
+    CACHE_LOCK_TTL,
+    CacheAside,
+    StoreUnavailable,
+    check_ttl,
+    decode,
+    encode,
+    resolve_ttl,
+)
+from framework.connection import ConnectionSpec, build_pool, redact_url
+
+__all__ = ["HEALTH_TIMEOUT", "Health", "OutageLog", "RedisClient"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+HEALTH_TIMEOUT = 1.0
+"""Seconds :meth:`RedisClient.health` waits for PING: one try, no reconnection loop."""
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors meaning "Redis did not answer" (auth failures included), as opposed to
+"Redis answered no" (a wrong type, a script error) or "the value is not JSON"."""
+
+# Deletes the lock only if it still holds our token: a holder whose lock
+# expired must not release the next holder's lock.
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class Health(TypedDict):
+    """What :meth:`RedisClient.health` returns."""
+
+    connected: bool
+    latency_ms: float | None
+    error: str | None
+
+
+class OutageLog:
+    """Logs an outage once: ERROR when it starts, DEBUG while it lasts, INFO when it ends.
+
+    Thread-safe. ``failure`` and ``success`` are called after every operation;
+    ``success`` costs one attribute read when Redis is up.
+
+    >>> outage = OutageLog("redis://cache:6379/0", attempts=10)
+    >>> outage.down
+    False
+    """
+
+    def __init__(self, url: str, attempts: int, logger: logging.Logger | None = None) -> None:
+        self.url = url
+        self.attempts = attempts
+        self._log = logger or log
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        """Whether the last operation found Redis unavailable."""
+        return self._since is not None
+
+    def failure(self, operation: str, key: str, error: str) -> None:
+        """Record that ``operation`` on ``key`` found Redis unavailable with ``error``."""
+        with self._lock:
+            first = self._since is None
+            if first:
+                self._since = time.monotonic()
+            self._failures += 1
+        if first:
+            self._log.error(
+                "Redis unavailable at %s after %d reconnection attempts: %s (during %s %r)",
+                self.url,
+                self.attempts,
+                error,
+                operation,
+                key,
+            )
+        else:
+            self._log.debug(
+                "Redis still unavailable at %s: %s (during %s %r)", self.url, error, operation, key
+            )
+
+    def success(self) -> None:
+        """Record that Redis answered; logs the end of an outage if one was going on."""
+        if self._since is None:
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            lasted = time.monotonic() - self._since
+            failures = self._failures
+            self._since = None
+            self._failures = 0
+        self._log.info(
+            "Redis connection restored at %s after %.1f s (%d operations failed meanwhile)",
+            self.url,
+            lasted,
+            failures,
+        )
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """An operation failed and was logged; ``unavailable`` if Redis did not answer."""
+
+    unavailable: bool
+
+
+class RedisClient:
+    """JSON values in Redis, with ``None``/``False`` instead of exceptions.
+
+    ``pool`` is shared and owned by the caller (see
+    :func:`framework.connection.build_pool`); every key is ``key_prefix + key``.
+    ``cache_ttls`` maps the names of ``[cache.ttl]`` to seconds for
+    :meth:`get_cached`; ``lock_ttl`` bounds how long one loader blocks others.
+    """
+
+    def __init__(
+        self,
+        pool: redis.ConnectionPool,
+        *,
+        cache_ttls: Mapping[str, int] | None = None,
+        default_ttl: int = defaults.CACHE_TTL,
+        key_prefix: str = "hueyard:cache:",
+        url_for_logs: str = "",
+        lock_ttl: float = CACHE_LOCK_TTL,
+        health_timeout: float = HEALTH_TIMEOUT,
+    ) -> None:
+        self._pool = pool
+        self._owns_pool = False
+        self._redis = redis.Redis(connection_pool=pool)
+        self._probe_pool = _single_try_pool(pool, health_timeout)
+        self._probe = redis.Redis(connection_pool=self._probe_pool)
+        self._release_script = self._redis.register_script(_RELEASE_LOCK)
+        self._prefix = key_prefix
+        # A separate prefix, so no cache key can ever collide with a lock.
+        self._lock_prefix = f"{key_prefix.rstrip(':')}-lock:"
+        self._url = redact_url(url_for_logs) if url_for_logs else _url_of(pool)
+        password = pool.connection_kwargs.get("password")
+        self._password = password if isinstance(password, str) and password else None
+        self._default_ttl = check_ttl(default_ttl)
+        self._cache_ttls = {name: check_ttl(ttl) for name, ttl in (cache_ttls or {}).items()}
+        retry = pool.connection_kwargs.get("retry")
+        attempts = retry.get_retries() if isinstance(retry, Retry) else 0
+        self.outage = OutageLog(self._url, attempts)
+        self._cache = CacheAside(_Store(self), lock_ttl=lock_ttl)
+
+    @classmethod
+    def from_spec(cls, spec: ConnectionSpec, **kwargs: Any) -> RedisClient:
+        """Build the pool from ``spec`` (and own it: :meth:`close` disconnects it)."""
+        kwargs.setdefault("url_for_logs", spec.redacted_url)
+        client = cls(build_pool(spec), **kwargs)
+        client._owns_pool = True
+        return client
+
+    def __repr__(self) -> str:
+        return f"RedisClient(url={self._url!r})"
+
+    def close(self) -> None:
+        """Drop the health probe's connections, and the pool's if :meth:`from_spec` built it."""
+        self._probe_pool.disconnect()
+        if self._owns_pool:
+            self._pool.disconnect()
+
+    # -- operations --------------------------------------------------------
+
+    def set(self, key: str, value: Any, ttl: int | None = None) -> bool:
+        """Store ``value`` as JSON, for ``ttl`` seconds (``None``: no expiry). ``True`` if stored.
+
+        Raises :class:`PayloadError` if ``value`` is not JSON, ``ValueError`` if ``ttl < 1``.
+        """
+        name = self._prefix + key
+        encoded = encode(name, value)
+        seconds = None if ttl is None else check_ttl(ttl)
+        result = self._run("SET", name, lambda: self._redis.set(name, encoded, ex=seconds))
+        return not isinstance(result, _Failed) and bool(result)
+
+    def get(self, key: str) -> Any | None:
+        """The value at ``key``; ``None`` if missing, stored as ``None``, not JSON, or on error."""
+        name = self._prefix + key
+        result = self._run("GET", name, lambda: _decode_or_none(self._redis.get(name)))
+        return None if isinstance(result, _Failed) else result
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; ``True`` if it existed, ``False`` if not or on error."""
+        name = self._prefix + key
+        result = self._run("DEL", name, lambda: self._redis.delete(name))
+        return not isinstance(result, _Failed) and result > 0
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists; ``False`` on error."""
+        name = self._prefix + key
+        result = self._run("EXISTS", name, lambda: self._redis.exists(name))
+        return not isinstance(result, _Failed) and result > 0
+
+    def incr(self, key: str, amount: int = 1) -> int | None:
+        """Add ``amount`` to the integer at ``key`` (0 if missing): the sum, ``None`` on error."""
+        name = self._prefix + key
+        result = self._run("INCRBY", name, lambda: self._redis.incrby(name, amount))
+        return None if isinstance(result, _Failed) else result
+
+    def get_cached(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        ttl: int | None = None,
+        *,
+        ttl_name: str | None = None,
+    ) -> T:
+        """Cache-aside: ``key``'s cached value, else ``loader()``'s, cached for the TTL.
+
+        The TTL is ``ttl``, else ``cache_ttls[ttl_name]``, else ``default_ttl``;
+        an unknown ``ttl_name`` raises :class:`ConfigError`. Concurrent misses
+        of ``key`` (threads and processes) call ``loader`` once. A ``None``
+        result is cached too. ``loader``'s exceptions propagate and are not
+        cached. With Redis down, ``loader`` is called every time and no Redis
+        error is raised. See :class:`framework.cache.CacheAside`.
+        """
+        seconds = resolve_ttl(ttl, ttl_name, self._cache_ttls, self._default_ttl)
+        return self._cache.get(self._prefix + key, loader, seconds)
+
+    # -- health ------------------------------------------------------------
+
+    def health(self) -> Health:
+        """PING once (no reconnection loop, ``health_timeout`` at most).
+
+        ``{"connected": True, "latency_ms": 0.2, "error": None}`` or
+        ``{"connected": False, "latency_ms": None, "error": "ConnectionError: ..."}``.
+        """
+        started = time.perf_counter()
+        try:
+            self._probe.ping()
+        except (RedisError, OSError) as exc:
+            log.debug("Redis health check at %s failed: %s", self._url, self._describe(exc))
+            return {"connected": False, "latency_ms": None, "error": self._describe(exc)}
+        latency = round((time.perf_counter() - started) * 1000, 3)
+        self.outage.success()
+        return {"connected": True, "latency_ms": latency, "error": None}
+
+    def is_connected(self) -> bool:
+        """Whether Redis answers PING now (see :meth:`health`)."""
+        return self.health()["connected"]
+
+    # -- internals ---------------------------------------------------------
+
+    def _run(self, operation: str, key: str, call: Callable[[], R]) -> R | _Failed:
+        try:
+            result = call()
+        except _UNAVAILABLE as exc:
+            self.outage.failure(operation, key, self._describe(exc))
+            return _Failed(unavailable=True)
+        except (RedisError, ValueError) as exc:
+            self.outage.success()  # Redis answered: it is up
+            hint = ""
+            if isinstance(exc, ValueError):
+                hint = "; the value is not JSON hueyard wrote, so it reads as missing"
+            log.error(
+                "Redis %s %r at %s failed: %s%s",
+                operation,
+                key,
+                self._url,
+                self._describe(exc),
+                hint,
+                extra={"redis_operation": operation, "redis_key": key},
+            )
+            return _Failed(unavailable=False)
+        self.outage.success()
+        return result
+
+    def _describe(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return text.replace(self._password, "***") if self._password else text
+
+
+class _Store:
+    """:class:`framework.cache.CacheStore` on a :class:`RedisClient` (keys already prefixed)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+
+    def read(self, key: str) -> tuple[bool, Any]:
+        client = self._client
+        result = client._run("GET", key, lambda: _hit_or_miss(client._redis.get(key)))
+        if isinstance(result, _Failed):
+            if result.unavailable:
+                raise StoreUnavailable(key)
+            return False, None  # not JSON, or not a string: a miss, overwritten on load
+        return result
+
+    def write(self, key: str, encoded: str, ttl: int) -> None:
+        client = self._client
+        client._run("SET", key, lambda: client._redis.set(key, encoded, ex=ttl))
+
+    def acquire(self, key: str, ttl_ms: int) -> str | None:
+        client = self._client
+        name = client._lock_prefix + key.removeprefix(client._prefix)
+        token = secrets.token_hex(16)
+        result = client._run(
+            "SET NX", name, lambda: client._redis.set(name, token, nx=True, px=ttl_ms)
+        )
+        if isinstance(result, _Failed):
+            # A lock Redis refuses (ACLs, say) is as good as no Redis: skip the cache.
+            raise StoreUnavailable(key)
+        return token if result else None
+
+    def release(self, key: str, token: str) -> None:
+        client = self._client
+        name = client._lock_prefix + key.removeprefix(client._prefix)
+        client._run("EVALSHA", name, lambda: client._release_script(keys=[name], args=[token]))
+
+
+def _decode_or_none(raw: bytes | str | None) -> Any:
+    return None if raw is None else decode(raw)
+
+
+def _hit_or_miss(raw: bytes | str | None) -> tuple[bool, Any]:
+    return (False, None) if raw is None else (True, decode(raw))
+
+
+def _single_try_pool(pool: redis.ConnectionPool, timeout: float) -> redis.ConnectionPool:
+    """A small pool to ``pool``'s server that tries once and waits ``timeout`` at most.
+
+    A ``retry=`` given to ``redis.Redis(connection_pool=pool)`` is ignored (the
+    pool's connections carry their own), so the probe needs its own pool.
+    """
+    # Settings a pool adds for its own connections stay with that pool.
+    kwargs = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if not name.startswith(("maint_notifications", "orig_", "himport_", "event_dispatcher"))
+    }
+    kwargs.update(
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=0,
+    )
+    return redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+
+
+def _url_of(pool: redis.ConnectionPool) -> str:
+    """``redis://host:port/db`` from the pool's settings, never with the password."""
+    kwargs = pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+    return f"redis://{host}:{port}/{kwargs.get('db', 0)}"

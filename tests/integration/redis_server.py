@@ -1,0 +1,95 @@
+"""Private ``redis-server`` processes, for tests that need Redis to go away.
+
+The shared server (127.0.0.1:6379, see ``tests/conftest.py``) is never
+stopped: a test that stops Redis starts its own with :class:`RedisServer`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from types import TracebackType
+
+import redis
+
+__all__ = ["RedisServer", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A private ``redis-server`` on ``port`` that a test may stop and start again.
+
+    No persistence: a restarted server is empty.
+    """
+
+    def __init__(self, port: int | None = None, *extra_args: str) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.port = port or free_port()
+        self._argv = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            *extra_args,
+        ]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 5.0) -> RedisServer:
+        """Start the server and wait until it accepts connections."""
+        assert self._process is None, "already running"
+        self._process = subprocess.Popen(
+            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited at start")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server on port {self.port} did not start in {timeout} s")
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it to exit (its port is free afterwards)."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=5)
+        self._process = None
+
+    def client(self) -> redis.Redis:
+        """A plain redis-py client to this server (for planting and checking data)."""
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
