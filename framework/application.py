@@ -13,17 +13,14 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from huey import Huey
-from huey import signals as huey_signals
 from huey.api import Task
 from huey.exceptions import CancelExecution
-from huey.registry import Message
-from huey.utils import normalize_time
 from pydantic import ValidationError
 
 from framework import defaults
@@ -31,17 +28,18 @@ from framework.config import load_settings
 from framework.connection import build_pool
 from framework.errors import (
     OptionError,
+    PayloadError,
     QueueError,
     RedisUnavailableError,
-    SerializationError,
     UnknownHandlerError,
 )
+from framework.execution import QueueHuey
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec, discover
 from framework.keys import Keys
 from framework.redis_client import RedisClient
-from framework.serializer import JSONSerializer
+from framework.serializer import JSONSerializer, loads
 from framework.settings import QueuePolicy, Settings
-from framework.storage import storage_options
+from framework.storage import JobStorage, NewJob
 
 __all__ = ["Hueyard", "QueueRuntime", "get_app", "reset_app"]
 
@@ -55,18 +53,6 @@ def to_huey_priority(priority: int) -> int:
 
 def from_huey_priority(priority: int | None) -> int:
     return defaults.PRIORITY if priority is None else -priority
-
-
-class _QueueHuey(Huey):  # type: ignore[misc]
-    """Huey that refuses to turn anything but one of its messages into a task."""
-
-    def deserialize_task(self, data: bytes) -> Task:
-        message = self.serializer.deserialize(data)
-        if not isinstance(message, Message) or not isinstance(message.name, str):
-            raise SerializationError(
-                f"queue {self.name!r} holds a value that is not a hueyard job: {data[:80]!r}"
-            )
-        return self._registry.create_task(message)
 
 
 @dataclass
@@ -120,16 +106,17 @@ class Hueyard:
                 "; ".join(lines) + f". Declared queues: {declared}. Add a "
                 "[queues.<name>] table or fix the queue name in @handler(...)"
             )
-        options = storage_options(self.settings, self.pool)
         for policy in self.settings.policies():
-            huey = _QueueHuey(
-                self.keys.huey_name(policy.name),
-                results=True,
-                utc=True,
+            huey = QueueHuey(
+                policy.name,
+                timeout=policy.timeout,
                 serializer=JSONSerializer(),
-                **options,
+                storage_class=JobStorage,
+                connection_pool=self.pool,
+                keys=self.keys,
+                policy=policy,
+                consumer=self.settings.consumer,
             )
-            huey.signal(huey_signals.SIGNAL_INTERRUPTED)(_requeue_interrupted(huey))
             runtime = QueueRuntime(policy=policy, huey=huey)
             for spec in self.registry.for_queue(policy.name):
                 spec.payload_model  # noqa: B018 - resolve annotations now, not at 3 a.m.
@@ -169,30 +156,100 @@ class Hueyard:
         delay: float | datetime.timedelta | None = None,
         eta: datetime.datetime | None = None,
         attempts: int | None = None,
+        keep_completed: int | None = None,
+        keep_failed: int | None = None,
     ) -> str:
-        """Validate, store and return the new job's id. Nothing is stored on error."""
+        """Validate, store and return the new job's id. Nothing is stored on error.
+
+        ``keep_completed`` / ``keep_failed`` override the queue's retention for
+        this job, like Bull's removeOnComplete / removeOnFail: 0 deletes the job
+        when it finishes, N keeps the newest N of that state.
+        """
         spec = self.handler_spec(handler_name, queue)
+        runtime = self._runtime_for(spec)
+        job = self._new_job(
+            spec,
+            runtime,
+            payload,
+            priority=priority,
+            delay=delay,
+            eta=eta,
+            attempts=attempts,
+            keep_completed=keep_completed,
+            keep_failed=keep_failed,
+        )
+        self._store(spec, runtime, [job])
+        return job.id
+
+    def enqueue_many(
+        self,
+        handler_name: str,
+        payloads: Iterable[Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | datetime.timedelta | None = None,
+        attempts: int | None = None,
+    ) -> list[str]:
+        """Validate every payload, then store them all, one round trip per 500 jobs.
+
+        Nothing is stored when any payload is invalid; the error names its index.
+        """
+        spec = self.handler_spec(handler_name, queue)
+        runtime = self._runtime_for(spec)
+        jobs = []
+        for index, payload in enumerate(payloads):
+            try:
+                job = self._new_job(
+                    spec, runtime, payload, priority=priority, delay=delay, attempts=attempts
+                )
+            except PayloadError as exc:
+                raise PayloadError(f"payload #{index}: {exc}") from None
+            jobs.append(job)
+        self._store(spec, runtime, jobs)
+        return [job.id for job in jobs]
+
+    def _runtime_for(self, spec: HandlerSpec) -> QueueRuntime:
         runtime = self.queue(spec.queue)
-        task_class = runtime.tasks.get(spec.name)
-        if task_class is None:  # registered after the app was compiled
+        if spec.name not in runtime.tasks:  # registered after the app was compiled
             raise UnknownHandlerError(
                 f"handler {spec.name!r} ({spec.location}) was registered after the app was "
                 "built; import its module before the first enqueue, or list it in "
                 "HUEYARD_HANDLER_MODULES"
             )
+        return runtime
+
+    def _new_job(
+        self,
+        spec: HandlerSpec,
+        runtime: QueueRuntime,
+        payload: Any,
+        *,
+        priority: int | None = None,
+        delay: float | datetime.timedelta | None = None,
+        eta: datetime.datetime | None = None,
+        attempts: int | None = None,
+        keep_completed: int | None = None,
+        keep_failed: int | None = None,
+    ) -> NewJob:
         data = spec.encode_payload(payload)
         job_priority = runtime.policy.priority if priority is None else _check_priority(priority)
-        retries = None if attempts is None else _check_attempts(attempts) - 1
-        when = _eta(eta, delay)
-        task = task_class(
-            (data,), {}, eta=when, retries=retries, priority=to_huey_priority(job_priority)
+        max_attempts = runtime.policy.attempts if attempts is None else _check_attempts(attempts)
+        task = runtime.tasks[spec.name]((data,), {}, priority=to_huey_priority(job_priority))
+        return NewJob(
+            id=str(task.id),
+            name=spec.name,
+            data=runtime.huey.serialize_task(task),
+            priority=job_priority,
+            delay_ms=_delay_ms(eta, delay),
+            max_attempts=max_attempts,
+            keep_completed=_check_keep("keep_completed", keep_completed),
+            keep_failed=_check_keep("keep_failed", keep_failed),
         )
+
+    def _store(self, spec: HandlerSpec, runtime: QueueRuntime, jobs: list[NewJob]) -> None:
         try:
-            if when is not None and when > runtime.huey._get_timestamp():
-                runtime.huey.add_schedule(task)
-            else:
-                task.eta = None
-                runtime.huey.enqueue(task)
+            runtime.huey.storage.add(jobs)
         except redis.RedisError as exc:
             raise RedisUnavailableError(
                 f"could not enqueue {spec.name}: Redis at "
@@ -200,11 +257,14 @@ class Hueyard:
                 f"{self.settings.redis.reconnect_attempts} reconnection attempts "
                 f"({type(exc).__name__}: {exc}); nothing was enqueued"
             ) from None
-        return str(task.id)
 
     def result(self, queue: str, job_id: str) -> Any:
-        """The result of a finished job, or None. A failed job raises Huey's TaskException."""
-        return self.queue(queue).huey.result(job_id, preserve=True)
+        """The result of a completed job; None while it has not completed (or is gone)."""
+        storage = self.queue(queue).huey.storage
+        state, raw = storage.conn.hmget(self.keys.job(job_id), ["state", "result"])
+        if state != b"completed" or raw is None:
+            return None
+        return loads(raw)
 
     # -- consumer --------------------------------------------------------------------------
 
@@ -234,19 +294,6 @@ class Hueyard:
             f"<Hueyard queues={list(self.queues)} handlers={len(self.registry)} "
             f"redis={self.settings.redis.connection.redacted_url}>"
         )
-
-
-def _requeue_interrupted(huey: Huey) -> Any:
-    def requeue(signal: str, task: Task, *args: Any) -> None:
-        # A job cut short by shutdown goes back to the queue: at-least-once.
-        try:
-            task.eta = None
-            huey.enqueue(task)
-            logger.warning("job %s was interrupted by shutdown and is back in the queue", task.id)
-        except Exception:
-            logger.exception("job %s was interrupted and could not be re-enqueued", task.id)
-
-    return requeue
 
 
 def _task_class(huey: Huey, policy: QueuePolicy, spec: HandlerSpec) -> type[Task]:
@@ -290,28 +337,38 @@ def _check_priority(priority: int) -> int:
 
 def _check_attempts(attempts: int) -> int:
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
-        raise OptionError(
-            f"attempts={attempts!r} is not allowed; use a whole number from 1 to 100"
-        )
+        raise OptionError(f"attempts={attempts!r} is not allowed; use a whole number from 1 to 100")
     return attempts
 
 
-def _eta(
-    eta: datetime.datetime | None, delay: float | datetime.timedelta | None
-) -> datetime.datetime | None:
+def _check_keep(name: str, keep: int | None) -> int:
+    if keep is None:
+        return -1
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise OptionError(f"{name}={keep!r} is not allowed; use 0 (delete when done) or more")
+    return keep
+
+
+def _delay_ms(eta: datetime.datetime | None, delay: float | datetime.timedelta | None) -> int:
     if eta is not None and delay is not None:
         raise OptionError("pass either delay= or eta=, not both")
     if isinstance(delay, datetime.timedelta):
         delay = delay.total_seconds()
-    if delay is not None:
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            raise OptionError(f"delay={delay!r} is not allowed; use seconds >= 0 or a timedelta")
-        if delay == 0:
-            return None
-    if eta is None and delay is None:
-        return None
-    result: datetime.datetime = normalize_time(eta, delay, utc=True)
-    return result
+    if eta is not None:
+        if not isinstance(eta, datetime.datetime):
+            raise OptionError(f"eta={eta!r} is not allowed; use a datetime")
+        if eta.tzinfo is None:
+            raise OptionError(
+                f"eta={eta!r} has no time zone; pass an aware datetime, e.g. "
+                "datetime(2025, 11, 6, 10, 0, tzinfo=timezone.utc)"
+            )
+        delay = (eta - datetime.datetime.now(datetime.UTC)).total_seconds()
+        return max(int(delay * 1000), 0)
+    if delay is None:
+        return 0
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+        raise OptionError(f"delay={delay!r} is not allowed; use seconds >= 0 or a timedelta")
+    return int(delay * 1000)
 
 
 _app: Hueyard | None = None

@@ -18,9 +18,12 @@ worker health check and one shutdown deadline.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -37,16 +40,21 @@ from huey.consumer import (
 )
 
 from framework.errors import ConfigError, QueueError
+from framework.execution import QueueHuey
 from framework.settings import Settings
 
 if TYPE_CHECKING:
-    from huey import Huey
-
     from framework.application import Hueyard
 
 __all__ = ["MultiQueueConsumer", "served_queues"]
 
 logger = logging.getLogger("hueyard.consumer")
+
+HEARTBEAT_INTERVAL = 5.0
+"""Seconds between two consumer heartbeats."""
+
+HEARTBEAT_TTL = 30
+"""Seconds after its last heartbeat that a consumer counts as gone."""
 
 _GRACEFUL = (signal.SIGTERM, signal.SIGINT)
 _INTERRUPT = signal.SIGUSR1  # parent -> worker process: give up the running job now
@@ -93,28 +101,42 @@ class _ThreadEnvironment(ThreadEnvironment):  # type: ignore[misc]
 
 
 class _Scheduler(BaseProcess):  # type: ignore[misc]
-    """Moves due delayed jobs and retries of every served queue into their queues."""
+    """Promotes due delayed jobs and retries, and recovers jobs of dead consumers.
+
+    Both are atomic scripts, so any number of consumers may run them at once.
+    Recovery runs every half lease, so a dead consumer's job is back in
+    ``waiting`` within two leases of its last renewal.
+    """
 
     process_name = "Scheduler"
 
-    def __init__(self, hueys: Sequence[Huey], stop_flag: Any, interval: float) -> None:
+    def __init__(self, hueys: Sequence[QueueHuey], stop_flag: Any, interval: float) -> None:
         super().__init__(hueys[0], stop_flag)
         self.hueys = list(hueys)
         self.interval = interval
+        self.recovery_interval = min(h.storage.lease_ms for h in self.hueys) / 2000
+        self._next_recovery = 0.0
 
     def loop(self, now: Any = None) -> None:
         started = time.monotonic()
+        recover = started >= self._next_recovery
+        if recover:
+            self._next_recovery = started + self.recovery_interval
         for huey in self.hueys:
             try:
-                due = huey.read_schedule(now)
+                huey.storage.promote_due()
+                if recover:
+                    recovered, stalled = huey.storage.recover()
+                    if recovered or stalled:
+                        self._logger.warning(
+                            "queue %s: %d job(s) of dead consumers back to waiting, "
+                            "%d failed as stalled",
+                            huey.name,
+                            recovered,
+                            stalled,
+                        )
             except Exception:
-                self._logger.exception("error reading the schedule of %s", huey.name)
-                continue
-            for task in due:
-                try:
-                    huey.enqueue(task)
-                except Exception:
-                    self._logger.exception("error enqueueing due job %s", task.id)
+                self._logger.exception("maintenance of queue %s failed; retrying", huey.name)
         self.sleep_for_interval(started, self.interval)
 
 
@@ -166,12 +188,15 @@ class MultiQueueConsumer:
         self.stop_flag = self.environment.get_stop_flag()
         self._signum: int | None = None
         self._stopping = False
+        self._started = time.time()
 
-        self.hueys: list[Huey] = []
+        self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.hueys: list[QueueHuey] = []
         self.workers: list[tuple[str, int, Any]] = []  # (queue, index, process/thread)
         for name in self.queue_names:
             runtime = app.queue(name)
             runtime.huey._timeout_handler = self.environment.timeout
+            runtime.huey.storage.consumer_id = self.consumer_id
             self.hueys.append(runtime.huey)
             if not runtime.tasks:
                 logger.warning("queue %r has no handler: no workers started for it", name)
@@ -210,6 +235,7 @@ class MultiQueueConsumer:
     # -- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = time.time()
         counts: dict[str, int] = {}
         for queue, _, _ in self.workers:
             counts[queue] = counts.get(queue, 0) + 1
@@ -240,15 +266,20 @@ class MultiQueueConsumer:
         """Start, wait for a signal, shut down gracefully, return."""
         self.start()
         next_check = time.monotonic() + self._health_check_interval
+        next_beat = 0.0
         while self._signum is None:
             if self.stop_flag.wait(0.1):
                 break
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+                self.heartbeat()
             if self._health_check and time.monotonic() >= next_check:
                 next_check = time.monotonic() + self._health_check_interval
                 self.check_worker_health()
         name = signal.Signals(self._signum).name if self._signum else "stop"
         logger.info("received %s: finishing running jobs (up to %ss)", name, self.shutdown_timeout)
         self.stop(graceful=True)
+        self.heartbeat(leaving=True)
         logger.info("consumer exiting")
 
     def stop(self, graceful: bool = True) -> None:
@@ -278,6 +309,33 @@ class MultiQueueConsumer:
         return not any(
             self.environment.is_alive(p) for p in [p for _, _, p in self.workers] + [self.scheduler]
         )
+
+    def heartbeat(self, *, leaving: bool = False) -> None:
+        """Tell Redis this consumer is alive (or leaving): what the workers page shows."""
+        keys = self.app.keys
+        conn = self.hueys[0].storage.conn if self.hueys else None
+        if conn is None:
+            return
+        try:
+            if leaving:
+                conn.delete(keys.consumer(self.consumer_id))
+                conn.zrem(keys.consumers, self.consumer_id)
+                return
+            info = {
+                "id": self.consumer_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": self.queue_names,
+                "worker_type": self.worker_type,
+                "workers": len(self.workers),
+                "started": self._started,
+            }
+            with conn.pipeline() as pipe:
+                pipe.set(keys.consumer(self.consumer_id), json.dumps(info), ex=HEARTBEAT_TTL)
+                pipe.zadd(keys.consumers, {self.consumer_id: int(time.time() * 1000)})
+                pipe.execute()
+        except Exception as exc:
+            logger.warning("heartbeat to Redis failed: %s: %s", type(exc).__name__, exc)
 
     def check_worker_health(self) -> None:
         for position, (queue, index, process) in enumerate(self.workers):

@@ -35,8 +35,20 @@ CONCURRENCY = 1
 SHUTDOWN_TIMEOUT = 30.0
 """Seconds a graceful shutdown waits for running jobs (the spec's 30 s)."""
 
-RESULT_TTL = 86400
-"""Seconds a job's result stays readable in Redis."""
+LEASE = 30.0
+"""Seconds a claimed job stays ours without renewal; renewed every third of it."""
+
+MAX_STALLS = 1
+"""Times a job may lose its consumer (lease expired) before it fails as stalled."""
+
+METRICS_TTL = 25 * 3600
+"""Seconds per-minute counts and processing-time samples are kept (over 24 h)."""
+
+MAX_LOG_LINES = 100
+"""Log lines kept per job; older lines are dropped."""
+
+BULK_BATCH = 1000
+"""Jobs one bulk script call touches, so no call blocks Redis for long."""
 
 SOCKET_TIMEOUT = 5.0
 """Seconds one Redis operation may take before it counts as failed."""

@@ -1,12 +1,65 @@
 """Every Redis key hueyard writes is spelled here, and only here.
 
-All keys of one app carry the Redis Cluster hash tag ``{<prefix>}``, so the
-multi-key Lua scripts of one app always run on one Cluster slot.
+All keys of one app start with the Redis Cluster hash tag ``{<prefix>}``, so
+the multi-key Lua scripts of one app always run on one Cluster slot::
+
+    {p}:job:<id>                 hash: one job's record
+    {p}:job:<id>:logs            list: its log lines (bounded)
+    {p}:q:<queue>:waiting        zset: score = priority x 2^40 + enqueue sequence
+    {p}:q:<queue>:active         zset: score = lease deadline (ms)
+    {p}:q:<queue>:delayed        zset: score = due time (ms)
+    {p}:q:<queue>:completed      zset: score = finish time (ms), trimmed to keep_completed
+    {p}:q:<queue>:failed         zset: score = finish time (ms), trimmed to keep_failed
+    {p}:q:<queue>:paused         string: present while the queue is paused
+    {p}:q:<queue>:wake           list: tokens that wake idle workers (at most 64)
+    {p}:q:<queue>:seq            counter: enqueue order
+    {p}:q:<queue>:limiter        zset: claim times in the rate-limit window (expires)
+    {p}:q:<queue>:stats:<minute> hash: completed / failed / retried counts (expires)
+    {p}:q:<queue>:stats:<minute>:ms  list: processing-time samples (bounded, expires)
+    {p}:q:<queue>:kv:<name>      Huey's locks and counters (task locks, chords)
+    {p}:consumers                zset: consumer id -> last heartbeat (ms), pruned on read
+    {p}:consumer:<id>            string: JSON about one consumer (expires)
+    <p>:cache:<key>              the RedisClient cache (single-key, no tag needed)
 """
 
 from __future__ import annotations
 
-__all__ = ["Keys"]
+from dataclasses import dataclass
+
+__all__ = ["JOB_STATES", "Keys", "QueueKeys"]
+
+JOB_STATES = ("waiting", "active", "delayed", "completed", "failed")
+"""The states that have a sorted set. ``paused`` is ``waiting`` of a paused queue."""
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue."""
+
+    waiting: str
+    active: str
+    delayed: str
+    completed: str
+    failed: str
+    paused: str
+    wake: str
+    seq: str
+    limiter: str
+    stats_prefix: str
+    kv_prefix: str
+
+    def state(self, state: str) -> str:
+        """The sorted set of ``state`` (one of :data:`JOB_STATES`)."""
+        if state not in JOB_STATES:
+            raise ValueError(f"unknown job state {state!r}; one of {', '.join(JOB_STATES)}")
+        key: str = getattr(self, state)
+        return key
+
+    def stats(self, minute: int) -> str:
+        return f"{self.stats_prefix}{minute}"
+
+    def samples(self, minute: int) -> str:
+        return f"{self.stats_prefix}{minute}:ms"
 
 
 class Keys:
@@ -15,10 +68,33 @@ class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.tag = "{" + prefix + "}"
+        self.job_prefix = f"{self.tag}:job:"
+        self.consumers = f"{self.tag}:consumers"
 
-    def huey_name(self, queue: str) -> str:
-        """The name of a queue's Huey instance; Huey derives its own keys from it."""
-        return f"{self.tag}.{queue}"
+    def job(self, job_id: str) -> str:
+        return f"{self.job_prefix}{job_id}"
+
+    def job_logs(self, job_id: str) -> str:
+        return f"{self.job_prefix}{job_id}:logs"
+
+    def queue(self, queue: str) -> QueueKeys:
+        base = f"{self.tag}:q:{queue}:"
+        return QueueKeys(
+            waiting=base + "waiting",
+            active=base + "active",
+            delayed=base + "delayed",
+            completed=base + "completed",
+            failed=base + "failed",
+            paused=base + "paused",
+            wake=base + "wake",
+            seq=base + "seq",
+            limiter=base + "limiter",
+            stats_prefix=base + "stats:",
+            kv_prefix=base + "kv:",
+        )
+
+    def consumer(self, consumer_id: str) -> str:
+        return f"{self.tag}:consumer:{consumer_id}"
 
     def cache(self, key: str) -> str:
         """A cache entry of :class:`framework.redis_client.RedisClient`."""

@@ -186,7 +186,10 @@ class ConsumerSettings(_Strict):
     """``[consumer]``: how ``huey_consumer framework.app`` behaves."""
 
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = defaults.SHUTDOWN_TIMEOUT
-    result_ttl: Annotated[int, Field(ge=1, le=30 * 86400)] = defaults.RESULT_TTL
+    lease: Annotated[float, Field(ge=1, le=3600)] = defaults.LEASE
+    max_stalls: Annotated[int, Field(ge=0, le=1000)] = defaults.MAX_STALLS
+    metrics_ttl: Annotated[int, Field(ge=86400, le=90 * 86400)] = defaults.METRICS_TTL
+    max_log_lines: Annotated[int, Field(ge=0, le=10_000)] = defaults.MAX_LOG_LINES
     scheduler_interval: Literal[1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60] = 1
 
 

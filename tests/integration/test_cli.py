@@ -153,9 +153,10 @@ def test_enqueue_prints_the_job_id(project: dict[str, str], redis_conn: redis.Re
     )
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
-    [(member, score)] = redis_conn.zrange("huey.redis.{clitest}.alpha", 0, -1, withscores=True)
-    message = loads(member[8:])
-    assert (message.id, message.args, message.retries, score) == (job_id, ({"n": 7},), 1, 2)
+    assert redis_conn.zrange("{clitest}:q:alpha:waiting", 0, -1) == [job_id.encode()]
+    job = redis_conn.hgetall(f"{{clitest}}:job:{job_id}")
+    assert loads(job[b"data"]).args == ({"n": 7},)
+    assert (job[b"priority"], job[b"max_attempts"]) == (b"2", b"2")
 
 
 def test_enqueue_with_a_delay_schedules_the_job(
@@ -163,8 +164,8 @@ def test_enqueue_with_a_delay_schedules_the_job(
 ) -> None:
     result = run(["enqueue", "alpha", "ping", "--data", '{"n": 1}', "--delay", "30"], project)
     assert result.returncode == 0, result.stderr
-    assert redis_conn.zcard("huey.schedule.{clitest}.alpha") == 1
-    assert redis_conn.zcard("huey.redis.{clitest}.alpha") == 0
+    assert redis_conn.zcard("{clitest}:q:alpha:delayed") == 1
+    assert redis_conn.zcard("{clitest}:q:alpha:waiting") == 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,70 @@
+-- Shared helpers, prepended to every script by framework/scripts.py.
+-- Scores of the waiting set: priority first (1 = first), then enqueue order.
+local SEQ_SPAN = 1099511627776  -- 2^40 sequence numbers per priority
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+
+-- Milliseconds with a microsecond fraction: orders jobs finished in one ms.
+local function now_precise()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + t[2] / 1000
+end
+
+local function waiting_score(priority, seq)
+  return tonumber(priority) * SEQ_SPAN + tonumber(seq)
+end
+
+-- Wake up to n idle workers (one token each); the list stays short.
+local function wake(key, n)
+  if n > 0 then
+    for _ = 1, math.min(n, 64) do redis.call('LPUSH', key, 1) end
+    redis.call('LTRIM', key, 0, 63)
+  end
+end
+
+-- Count an event in the per-minute metrics hash, which expires.
+local function bump(prefix, now, field, ttl)
+  local stats = prefix .. math.floor(now / 60000)
+  redis.call('HINCRBY', stats, field, 1)
+  redis.call('EXPIRE', stats, ttl)
+  return stats
+end
+
+-- Retention: keep the newest `keep` members of a finished set; older job
+-- records go with their log lists.
+local function trim(set, keep, job_prefix)
+  local extra = redis.call('ZCARD', set) - keep
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', set, 0, extra - 1)) do
+      redis.call('DEL', job_prefix .. old, job_prefix .. old .. ':logs')
+    end
+    redis.call('ZREMRANGEBYRANK', set, 0, extra - 1)
+  end
+end
+
+-- The job's own keep_<state> override, else the queue's default.
+local function keep_for(job, state, default)
+  local keep = tonumber(redis.call('HGET', job, 'keep_' .. state))
+  if keep == nil or keep < 0 then return tonumber(default) end
+  return keep
+end
+
+-- File a finished job under its set (completed | failed) and apply retention.
+-- keep = 0 removes just this job (Bull's removeOnComplete: true); keep = N
+-- keeps the newest N of the set (Bull's removeOnComplete: N).
+local function file_finished(set, job, id, state, now, default_keep, job_prefix)
+  local keep = keep_for(job, state, default_keep)
+  if keep == 0 then
+    redis.call('DEL', job, job .. ':logs')
+    return
+  end
+  redis.call('ZADD', set, now_precise(), id)
+  trim(set, keep, job_prefix)
+end
+
+local function is_job(key)
+  return redis.call('TYPE', key).ok == 'hash'
+end

@@ -1,0 +1,39 @@
+-- A worker is done with a job. Only the lease holder may release it.
+-- KEYS: job, active, target set (completed | failed | delayed | waiting), wake
+-- ARGV: id, token, outcome (completed | failed | retry | requeue), value (result or error),
+--       traceback, delay_ms, default keep, job key prefix, metrics key prefix,
+--       metrics ttl seconds, duration_ms
+-- Returns 1, or 0 when the caller no longer holds the job (recovered, timed out, removed).
+local job, id = KEYS[1], ARGV[1]
+local token, state = unpack(redis.call('HMGET', job, 'token', 'state'))
+if token ~= ARGV[2] or state ~= 'active' then return 0 end
+redis.call('ZREM', KEYS[2], id)
+local now = now_ms()
+local outcome, ttl = ARGV[3], tonumber(ARGV[10])
+
+if outcome == 'completed' then
+  redis.call('HSET', job, 'state', 'completed', 'finished', now, 'result', ARGV[4], 'token', '')
+  local samples = bump(ARGV[9], now, 'completed', ttl) .. ':ms'
+  redis.call('RPUSH', samples, ARGV[11])
+  redis.call('LTRIM', samples, -256, -1)
+  redis.call('EXPIRE', samples, ttl)
+  file_finished(KEYS[3], job, id, 'completed', now, ARGV[7], ARGV[8])
+elseif outcome == 'failed' then
+  redis.call('HSET', job, 'state', 'failed', 'finished', now, 'error', ARGV[4],
+    'traceback', ARGV[5], 'token', '')
+  bump(ARGV[9], now, 'failed', ttl)
+  file_finished(KEYS[3], job, id, 'failed', now, ARGV[7], ARGV[8])
+elseif outcome == 'retry' then
+  local due = now + tonumber(ARGV[6])
+  redis.call('HSET', job, 'state', 'delayed', 'due', due, 'error', ARGV[4],
+    'traceback', ARGV[5], 'token', '')
+  redis.call('ZADD', KEYS[3], due, id)
+  bump(ARGV[9], now, 'retried', ttl)
+else -- requeue: interrupted by shutdown; the attempt does not count
+  redis.call('HINCRBY', job, 'attempts', -1)
+  redis.call('HSET', job, 'state', 'waiting', 'token', '')
+  local priority, seq = unpack(redis.call('HMGET', job, 'priority', 'seq'))
+  redis.call('ZADD', KEYS[3], waiting_score(priority, seq), id)
+  wake(KEYS[4], 1)
+end
+return 1
