@@ -1,8 +1,10 @@
-"""The job-state storage contract, against the real Redis server.
+"""The job-state storage contract.
 
 Every transition of DESIGN.md §2: enqueue, claim, release, promote, renew,
 recover; retention, the rate limit, pause, wake-ups, and data in Redis that
-hueyard did not write.
+hueyard did not write. Each test runs against the real Redis server (the
+proof) and against fakeredis with Lua (a check that the scripts use only
+portable commands).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import fakeredis
 import pytest
 import redis
 
@@ -40,8 +43,23 @@ rate_limit = {{ max = 3, per = 1 }}
 """
 
 
+@pytest.fixture(params=["redis", "fakeredis"])
+def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.ConnectionPool]:
+    if request.param == "redis":
+        conn = request.getfixturevalue("redis_conn")  # flushed before and after
+        yield conn.connection_pool
+        return
+    server = fakeredis.FakeServer()
+    yield redis.ConnectionPool(connection_class=fakeredis.FakeRedisConnection, server=server)
+
+
 @pytest.fixture
-def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+def conn(backend: redis.ConnectionPool) -> redis.Redis:
+    return redis.Redis(connection_pool=backend)
+
+
+@pytest.fixture
+def app(backend: redis.ConnectionPool, redis_url: str) -> Iterator[Hueyard]:
     registry = HandlerRegistry()
 
     @handler("work", registry=registry)
@@ -51,9 +69,8 @@ def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
     @handler("limited", registry=registry)
     def limited_job(payload: dict[str, object]) -> None: ...
 
-    app = Hueyard(parse_settings(CONFIG.format(url=redis_url), env={}), registry)
+    app = Hueyard(parse_settings(CONFIG.format(url=redis_url), env={}), registry, pool=backend)
     yield app
-    app.close()
 
 
 @pytest.fixture
@@ -82,16 +99,16 @@ def claim(storage: JobStorage) -> Claim:
 
 
 def test_enqueue_writes_the_record_and_the_waiting_entry(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app, priority=2)
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert job["state"] == "waiting"
     assert (job["name"], job["priority"], job["attempts"], job["max_attempts"]) == (
         "work.job", "2", "0", "3",
     )  # fmt: skip
     assert loads(job["data"]).args == ({"n": 0},)
-    assert redis_conn.zscore("{st}:q:work:waiting", job_id) is not None
+    assert conn.zscore("{st}:q:work:waiting", job_id) is not None
     assert storage.queue_size() == 1
 
 
@@ -102,14 +119,14 @@ def test_bulk_enqueue_stores_every_job(app: Hueyard, storage: JobStorage) -> Non
 
 
 def test_a_delayed_job_waits_in_delayed_until_promoted(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app, delay=0.3)
-    assert record(redis_conn, job_id)["state"] == "delayed"
+    assert record(conn, job_id)["state"] == "delayed"
     assert storage.promote_due() == 0
     time.sleep(0.35)
     assert storage.promote_due() == 1
-    assert record(redis_conn, job_id)["state"] == "waiting"
+    assert record(conn, job_id)["state"] == "waiting"
     assert claim(storage).id == job_id
 
 
@@ -127,14 +144,14 @@ def test_claim_takes_priority_1_first_and_fifo_within_a_priority(
 
 
 def test_claim_moves_the_job_to_active_with_a_lease(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     before = time.time() * 1000
     claimed = claim(storage)
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert (job["state"], job["attempts"], job["token"]) == ("active", "1", claimed.token)
-    lease = redis_conn.zscore("{st}:q:work:active", job_id)
+    lease = conn.zscore("{st}:q:work:active", job_id)
     assert lease is not None
     assert before + 1500 < lease < time.time() * 1000 + 2500  # lease = 2 s
     assert storage.queue_size() == 0
@@ -170,65 +187,65 @@ def test_an_empty_claim_returns_none_after_the_read_timeout(storage: JobStorage)
 
 
 def test_release_completed_keeps_the_result_and_counts_it(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     assert storage.release(claim(storage), "completed", value='{"sent":true}')
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert (job["state"], job["result"], job["token"]) == ("completed", '{"sent":true}', "")
-    assert redis_conn.zscore("{st}:q:work:completed", job_id) is not None
-    assert redis_conn.zcard("{st}:q:work:active") == 0
+    assert conn.zscore("{st}:q:work:completed", job_id) is not None
+    assert conn.zcard("{st}:q:work:active") == 0
     assert app.result("work", job_id) == {"sent": True}
-    [stats] = redis_conn.keys("{st}:q:work:stats:*[0-9]")
-    assert redis_conn.hget(stats, "completed") == b"1"
-    assert 86400 < redis_conn.ttl(stats) <= 25 * 3600
-    assert redis_conn.llen(stats + b":ms") == 1
+    [stats] = conn.keys("{st}:q:work:stats:*[0-9]")
+    assert conn.hget(stats, "completed") == b"1"
+    assert 86400 < conn.ttl(stats) <= 25 * 3600
+    assert conn.llen(stats + b":ms") == 1
 
 
 def test_release_failed_keeps_error_and_traceback(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     storage.release(claim(storage), "failed", value="ValueError: bad", traceback="Traceback...")
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert (job["state"], job["error"], job["traceback"]) == (
         "failed", "ValueError: bad", "Traceback...",
     )  # fmt: skip
-    assert redis_conn.zscore("{st}:q:work:failed", job_id) is not None
+    assert conn.zscore("{st}:q:work:failed", job_id) is not None
 
 
 def test_release_retry_schedules_the_job_after_the_delay(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     before = time.time() * 1000
     storage.release(claim(storage), "retry", value="boom", delay=30)
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert (job["state"], job["error"], job["attempts"]) == ("delayed", "boom", "1")
-    due = redis_conn.zscore("{st}:q:work:delayed", job_id)
+    due = conn.zscore("{st}:q:work:delayed", job_id)
     assert due is not None and before + 29_000 < due < time.time() * 1000 + 31_000
 
 
 def test_release_requeue_puts_the_job_back_without_counting_the_attempt(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     first, _second = enqueue(app, 2)
     claimed = claim(storage)
     assert claimed.id == first
     storage.release(claimed, "requeue")
-    job = record(redis_conn, first)
+    job = record(conn, first)
     assert (job["state"], job["attempts"]) == ("waiting", "0")
     assert claim(storage).id == first  # it kept its place ahead of `_second`
 
 
 def test_only_the_lease_holder_can_release(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     claimed = claim(storage)
     stale = Claim(job_id, claimed.data, 1, 3, "not-the-token", claimed.claimed_at)
     assert not storage.release(stale, "completed", value="1")
-    assert record(redis_conn, job_id)["state"] == "active"
+    assert record(conn, job_id)["state"] == "active"
     assert storage.release(claimed, "completed", value="1")
     assert not storage.release(claimed, "completed", value="1")  # twice: the second is refused
 
@@ -237,48 +254,48 @@ def test_only_the_lease_holder_can_release(
 
 
 def test_retention_keeps_the_newest_completed_and_deletes_older_records(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     ids = enqueue(app, 5)
     for _ in ids:
         storage.release(claim(storage), "completed", value="null")
-    kept = [i.decode() for i in redis_conn.zrange("{st}:q:work:completed", 0, -1)]
+    kept = [i.decode() for i in conn.zrange("{st}:q:work:completed", 0, -1)]
     assert kept == ids[2:]  # keep_completed = 3
     for dropped in ids[:2]:
-        assert not redis_conn.exists(f"{{st}}:job:{dropped}")
+        assert not conn.exists(f"{{st}}:job:{dropped}")
 
 
 def test_a_job_level_keep_0_deletes_just_that_job(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [kept] = enqueue(app)
     storage.release(claim(storage), "completed", value="1")
     [gone] = enqueue(app, keep_completed=0)
     storage.release(claim(storage), "completed", value="1")
-    assert not redis_conn.exists(f"{{st}}:job:{gone}")
-    assert redis_conn.exists(f"{{st}}:job:{kept}")
-    assert redis_conn.zcard("{st}:q:work:completed") == 1
+    assert not conn.exists(f"{{st}}:job:{gone}")
+    assert conn.exists(f"{{st}}:job:{kept}")
+    assert conn.zcard("{st}:q:work:completed") == 1
 
 
 def test_failed_retention_uses_keep_failed(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     enqueue(app, 4)
     for _ in range(4):
         storage.release(claim(storage), "failed", value="x")
-    assert redis_conn.zcard("{st}:q:work:failed") == 2  # keep_failed = 2
+    assert conn.zcard("{st}:q:work:failed") == 2  # keep_failed = 2
 
 
 def test_many_finished_jobs_leave_a_bounded_number_of_keys(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     app.enqueue_many("work.job", [{"n": i} for i in range(200)])
     for i in range(200):
         storage.release(claim(storage), "completed" if i % 2 else "failed", value="1")
-    job_keys = redis_conn.keys("{st}:job:*")
+    job_keys = conn.keys("{st}:job:*")
     assert len(job_keys) == 3 + 2  # keep_completed + keep_failed
-    for key in redis_conn.keys("{st}:*"):
-        if redis_conn.ttl(key) == -1:  # no TTL: must be a bounded structure
+    for key in conn.keys("{st}:*"):
+        if conn.ttl(key) == -1:  # no TTL: must be a bounded structure
             assert key.startswith(b"{st}:job:") or key.startswith(b"{st}:q:work:"), key
 
 
@@ -286,55 +303,55 @@ def test_many_finished_jobs_leave_a_bounded_number_of_keys(
 
 
 def test_renew_extends_held_leases_and_reports_lost_ones(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     enqueue(app, 2)
     held, other = claim(storage), claim(storage)
-    before = redis_conn.zscore("{st}:q:work:active", held.id)
+    before = conn.zscore("{st}:q:work:active", held.id)
     time.sleep(0.05)
     stranger = Claim(other.id, other.data, 1, 3, "someone-else", other.claimed_at)
     assert storage.renew([held, stranger]) == [other.id]
-    after = redis_conn.zscore("{st}:q:work:active", held.id)
+    after = conn.zscore("{st}:q:work:active", held.id)
     assert before is not None and after is not None and after > before
 
 
 def test_an_expired_lease_goes_back_to_waiting_at_its_old_place(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     first, _second = enqueue(app, 2)
     claim(storage)  # `first`; its consumer "dies": the lease is never renewed
     assert storage.recover() == (0, 0)  # not expired yet
-    redis_conn.zadd("{st}:q:work:active", {first: 0})  # lease ran out
+    conn.zadd("{st}:q:work:active", {first: 0})  # lease ran out
     assert storage.recover() == (1, 0)
-    job = record(redis_conn, first)
+    job = record(conn, first)
     assert (job["state"], job["stalls"], job["attempts"]) == ("waiting", "1", "0")
     assert claim(storage).id == first  # ahead of `_second`, as before
 
 
 def test_a_job_that_stalls_past_max_stalls_fails_as_stalled(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     for expected in [(1, 0), (0, 1)]:  # max_stalls = 1
         claim(storage)
-        redis_conn.zadd("{st}:q:work:active", {job_id: 0})
+        conn.zadd("{st}:q:work:active", {job_id: 0})
         assert storage.recover() == expected
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert job["state"] == "failed"
     assert job["error"].startswith("stalled")
 
 
 def test_a_recovered_job_cannot_be_released_by_its_old_holder(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
     old = claim(storage)
-    redis_conn.zadd("{st}:q:work:active", {job_id: 0})
+    conn.zadd("{st}:q:work:active", {job_id: 0})
     storage.recover()
     new = claim(storage)
     assert not storage.release(old, "completed", value="1")
     assert storage.release(new, "completed", value="2")
-    assert record(redis_conn, job_id)["result"] == "2"
+    assert record(conn, job_id)["result"] == "2"
 
 
 # -- rate limit ---------------------------------------------------------------------------------
@@ -360,7 +377,10 @@ def test_the_rate_limit_is_shared_by_every_storage_of_the_queue(
     app: Hueyard, redis_url: str
 ) -> None:
     # Two apps (two consumers, maybe on two hosts) share one limit through Redis.
-    other = Hueyard(app.settings, app.registry)
+    own_pool = redis.ConnectionPool(
+        connection_class=app.pool.connection_class, **app.pool.connection_kwargs
+    )
+    other = Hueyard(app.settings, app.registry, pool=own_pool)
     try:
         first = app.queue("limited").huey.storage
         second = other.queue("limited").huey.storage
@@ -377,13 +397,13 @@ def test_the_rate_limit_is_shared_by_every_storage_of_the_queue(
 
 
 def test_a_paused_queue_keeps_its_jobs_and_hands_out_none(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    redis_conn.set("{st}:q:work:paused", 1)
+    conn.set("{st}:q:work:paused", 1)
     assert storage.claim() is None
-    assert record(redis_conn, job_id)["state"] == "waiting"
-    redis_conn.delete("{st}:q:work:paused")
+    assert record(conn, job_id)["state"] == "waiting"
+    conn.delete("{st}:q:work:paused")
     assert claim(storage).id == job_id
 
 
@@ -391,35 +411,35 @@ def test_a_paused_queue_keeps_its_jobs_and_hands_out_none(
 
 
 def test_an_id_without_a_record_is_skipped(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
-    redis_conn.zadd("{st}:q:work:waiting", {"ghost": 0})
-    redis_conn.set("{st}:job:not-a-hash", "x")
-    redis_conn.zadd("{st}:q:work:waiting", {"not-a-hash": 1})
+    conn.zadd("{st}:q:work:waiting", {"ghost": 0})
+    conn.set("{st}:job:not-a-hash", "x")
+    conn.zadd("{st}:q:work:waiting", {"not-a-hash": 1})
     [job_id] = enqueue(app)
     assert claim(storage).id == job_id
-    assert redis_conn.zcard("{st}:q:work:waiting") == 0
+    assert conn.zcard("{st}:q:work:waiting") == 0
 
 
 def test_a_record_with_garbage_data_fails_with_the_reason(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    redis_conn.hset(f"{{st}}:job:{job_id}", "data", b"\x80\x04pickle-or-worse")
+    conn.hset(f"{{st}}:job:{job_id}", "data", b"\x80\x04pickle-or-worse")
     huey = app.queue("work").huey
     assert huey.dequeue() is None
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert job["state"] == "failed"
     assert "not JSON written by hueyard" in job["error"]
 
 
 def test_a_job_for_a_handler_that_no_longer_exists_fails_with_that_reason(
-    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    data = record(redis_conn, job_id)["data"].replace("work.job", "work.renamed")
-    redis_conn.hset(f"{{st}}:job:{job_id}", "data", data)
+    data = record(conn, job_id)["data"].replace("work.job", "work.renamed")
+    conn.hset(f"{{st}}:job:{job_id}", "data", data)
     assert app.queue("work").huey.dequeue() is None
-    job = record(redis_conn, job_id)
+    job = record(conn, job_id)
     assert job["state"] == "failed"
     assert "no handler named 'work.renamed'" in job["error"]
