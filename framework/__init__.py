@@ -36,6 +36,7 @@ from framework.handlers import Handler, handler
 
 if TYPE_CHECKING:
     from framework.application import Hueyard
+    from framework.execution import JobContext
     from framework.redis_client import RedisClient
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "enqueue",
     "get_app",
     "get_cache",
+    "current_job",
     "handler",
     # errors
     "ConfigError",
@@ -63,6 +65,13 @@ def get_app() -> Hueyard:
     from framework.application import get_app as _get_app
 
     return _get_app()
+
+
+def current_job() -> JobContext | None:
+    """The job this thread is running (id, queue, attempt; ``.progress()``, ``.log()``)."""
+    from framework.execution import current_job as _current_job
+
+    return _current_job()
 
 
 def get_cache() -> RedisClient:

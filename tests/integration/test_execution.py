@@ -1,0 +1,209 @@
+"""Running jobs: outcomes of a run, job context, leases kept alive, the watchdog.
+
+Workers are driven here the way Huey's Worker drives them (``huey.dequeue()``
+then ``huey.execute(task)``), against the real Redis server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from huey.exceptions import CancelExecution
+from pydantic import BaseModel
+
+from framework import current_job
+from framework.application import Hueyard
+from framework.config import parse_settings
+from framework.execution import QueueHuey
+from framework.handlers import HandlerRegistry, handler
+
+CONFIG = """
+[redis]
+url = "{url}"
+prefix = "ex"
+
+[consumer]
+lease = 2
+max_log_lines = 3
+
+[queues.work]
+attempts = 3
+backoff = {{ type = "exponential", delay = 1 }}
+
+[queues.slow]
+attempts = 2
+timeout = 1
+"""
+
+
+class Order(BaseModel):
+    order_id: int
+
+
+@pytest.fixture
+def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+    registry = HandlerRegistry()
+
+    @handler("work", registry=registry)
+    def ok(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"echo": payload}
+
+    @handler("work", registry=registry)
+    def boom(payload: dict[str, Any]) -> None:
+        raise ValueError(f"bad input {payload['n']}")
+
+    @handler("work", registry=registry)
+    def cancel(payload: dict[str, Any]) -> None:
+        raise CancelExecution(retry=False)
+
+    @handler("work", registry=registry)
+    def not_json(payload: dict[str, Any]) -> object:
+        return {1, 2, 3}
+
+    @handler("work", registry=registry)
+    def typed(payload: Order) -> int:
+        return payload.order_id
+
+    @handler("work", registry=registry)
+    def chatty(payload: dict[str, Any]) -> None:
+        job = current_job()
+        assert job is not None
+        for step in range(5):
+            job.log(f"step {step}")
+        job.progress({"percent": 100})
+
+    @handler("work", registry=registry)
+    def nap(payload: dict[str, Any]) -> None:
+        time.sleep(payload["seconds"])
+
+    @handler("slow", registry=registry)
+    def sleepy(payload: dict[str, Any]) -> str:
+        time.sleep(payload["seconds"])
+        return "woke"
+
+    app = Hueyard(parse_settings(CONFIG.format(url=redis_url), env={}), registry)
+    for runtime in app.queues.values():
+        runtime.huey.storage.read_timeout = 0.2
+    yield app
+    app.close()
+
+
+def run_one(app: Hueyard, queue: str = "work") -> None:
+    huey: QueueHuey = app.queue(queue).huey
+    task = huey.dequeue()
+    assert task is not None, "nothing to run"
+    huey.execute(task)
+
+
+def job(app: Hueyard, job_id: str) -> dict[str, str]:
+    raw = app.queue("work").huey.storage.conn.hgetall(app.keys.job(job_id))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def test_a_returned_value_completes_the_job_with_its_result(app: Hueyard) -> None:
+    job_id = app.enqueue("work.ok", {"a": 1})
+    run_one(app)
+    assert job(app, job_id)["state"] == "completed"
+    assert app.result("work", job_id) == {"echo": {"a": 1}}
+
+
+def test_an_exception_retries_with_backoff_then_fails(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    job_id = app.enqueue("work.boom", {"n": 7})
+    storage = app.queue("work").huey.storage
+    delays = []
+    for attempt in (1, 2):
+        started = time.time() * 1000
+        run_one(app)
+        record = job(app, job_id)
+        assert (record["state"], record["attempts"]) == ("delayed", str(attempt))
+        assert record["error"] == "ValueError: bad input 7"
+        delays.append(int(record["due"]) - started)
+        redis_conn.zadd(storage.q.delayed, {job_id: 0})  # make it due now
+        assert storage.promote_due() == 1
+    run_one(app)
+    record = job(app, job_id)
+    assert record["state"] == "failed"
+    assert record["attempts"] == "3"
+    assert "ValueError: bad input 7" in record["traceback"]
+    # exponential from 1 s: 1 s before retry 1, 2 s before retry 2
+    assert 900 < delays[0] < 1500
+    assert 1900 < delays[1] < 2500
+
+
+def test_cancel_execution_without_retry_fails_at_once(app: Hueyard) -> None:
+    job_id = app.enqueue("work.cancel", {})
+    run_one(app)
+    assert job(app, job_id)["state"] == "failed"
+    assert job(app, job_id)["attempts"] == "1"
+
+
+def test_a_result_that_is_not_json_fails_the_job_with_that_reason(app: Hueyard) -> None:
+    job_id = app.enqueue("work.not_json", {})
+    run_one(app)
+    record = job(app, job_id)
+    assert record["state"] == "failed"
+    assert record["error"].startswith("the result is not JSON")
+
+
+def test_a_stored_payload_that_no_longer_validates_fails_without_retries(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    job_id = app.enqueue("work.typed", {"order_id": 5})
+    key = app.keys.job(job_id)
+    data = redis_conn.hget(key, "data")
+    assert data is not None
+    redis_conn.hset(key, "data", data.replace(b'"order_id":5', b'"order_id":"five"'))
+    run_one(app)
+    record = job(app, job_id)
+    assert (record["state"], record["attempts"]) == ("failed", "1")
+
+
+def test_a_handler_reports_progress_and_bounded_log_lines(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    job_id = app.enqueue("work.chatty", {})
+    run_one(app)
+    assert job(app, job_id)["progress"] == '{"percent":100}'
+    logs = redis_conn.lrange(app.keys.job_logs(job_id), 0, -1)
+    assert logs == [b"step 2", b"step 3", b"step 4"]  # max_log_lines = 3
+    assert current_job() is None  # outside a job
+
+
+def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
+    job_id = app.enqueue("work.nap", {"seconds": 4.5})
+    storage = app.queue("work").huey.storage
+    runner = threading.Thread(target=run_one, args=(app, "work"))
+    runner.start()
+    recovered = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:  # lease = 2 s; the job runs 4.5 s
+        recovered.append(storage.recover())
+        time.sleep(0.25)
+    runner.join(10)
+    assert all(r == (0, 0) for r in recovered)
+    assert job(app, job_id)["state"] == "completed"
+
+
+def test_the_watchdog_fails_a_thread_job_past_its_timeout_and_drops_its_late_result(
+    app: Hueyard, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = app.enqueue("slow.sleepy", {"seconds": 3.5})
+    runner = threading.Thread(target=run_one, args=(app, "slow"))
+    started = time.monotonic()
+    runner.start()
+    while job(app, job_id)["state"] != "failed":
+        assert time.monotonic() - started < 3.2, "the watchdog did not fail the job in time"
+        time.sleep(0.1)
+    record = job(app, job_id)
+    assert record["error"] == "timed out after 1 s"
+    assert record["attempts"] == "1"  # not retried while the thread may still run
+    runner.join(10)
+    assert job(app, job_id)["state"] == "failed"  # the late "completed" was dropped
+    assert "this outcome is dropped" in caplog.text
