@@ -4,6 +4,15 @@
 
     hueyard check [--json]                  validate config and handlers, show the queues
     hueyard enqueue QUEUE HANDLER --data JSON [--priority N] [--delay S] [--attempts N]
+    hueyard status [--json]                 jobs per queue and state, paused or not
+    hueyard jobs QUEUE --state STATE [--page N] [--page-size N] [--json]
+    hueyard job ID [--json]                 one job: payload, result, error, traceback, logs
+    hueyard retry QUEUE (--all | JOB_ID)    failed jobs back to waiting
+    hueyard pause QUEUE / hueyard resume QUEUE
+    hueyard clean QUEUE --state STATE --older-than SECONDS
+
+The job commands read and act through :class:`framework.jobs.Jobs`
+(``docs/jobs.md``).
 
 Exit status 0 on success, 1 on any error (the message names the problem and
 the fix), 2 on a usage error.
@@ -12,13 +21,16 @@ the fix), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from framework.errors import HueyardError
+from framework.jobs import STATES, JobInfo, Jobs
 
 __all__ = ["main"]
 
@@ -39,7 +51,43 @@ def _build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--priority", type=int, help="1 (runs first) to 10 (runs last)")
     enqueue.add_argument("--delay", type=float, help="seconds to wait before the job may run")
     enqueue.add_argument("--attempts", type=int, help="override the queue's attempts")
+    _add_job_commands(commands)
     return parser
+
+
+def _add_job_commands(commands: Any) -> None:
+    states = ", ".join(STATES)
+    status = commands.add_parser("status", help="jobs per queue and state")
+    status.add_argument("--json", action="store_true", help="print a JSON object per queue")
+
+    jobs = commands.add_parser("jobs", help="list the jobs of a queue in one state")
+    jobs.add_argument("queue")
+    jobs.add_argument("--state", required=True, help=states)
+    jobs.add_argument("--page", type=int, default=1, help="page number, from 1 (default 1)")
+    jobs.add_argument("--page-size", type=int, default=25, help="jobs a page (default 25)")
+    jobs.add_argument("--json", action="store_true", help="print the page as JSON")
+
+    job = commands.add_parser("job", help="show one job")
+    job.add_argument("job_id", metavar="ID")
+    job.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    retry = commands.add_parser("retry", help="put failed jobs back in waiting")
+    retry.add_argument("queue")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_id", nargs="?", metavar="JOB_ID", help="the failed job to retry")
+    which.add_argument("--all", action="store_true", help="every failed job of the queue")
+
+    pause = commands.add_parser("pause", help="stop handing out jobs; running jobs finish")
+    pause.add_argument("queue")
+    resume = commands.add_parser("resume", help="hand out the jobs of a paused queue again")
+    resume.add_argument("queue")
+
+    clean = commands.add_parser("clean", help="delete old completed or failed jobs")
+    clean.add_argument("queue")
+    clean.add_argument("--state", required=True, help="completed or failed")
+    clean.add_argument(
+        "--older-than", type=float, required=True, metavar="SECONDS", help="finished this long ago"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(as_json=args.json)
         if args.command == "enqueue":
             return _enqueue(args)
+        if args.command in _JOB_COMMANDS:
+            return _JOB_COMMANDS[args.command](args)
     except HueyardError as exc:
         print(f"hueyard: error: {exc}", file=sys.stderr)
         return 1
@@ -142,6 +192,213 @@ def _enqueue(args: argparse.Namespace) -> int:
     )
     print(job_id)
     return 0
+
+
+# -- job commands ----------------------------------------------------------------------------
+
+
+def _jobs() -> Jobs:
+    from framework.application import get_app
+
+    return Jobs(get_app())
+
+
+def _status(args: argparse.Namespace) -> int:
+    counts = _jobs().counts_all()
+    if args.json:
+        print(json.dumps({name: c.to_json() for name, c in counts.items()}, indent=2))
+        return 0
+    headers = ["queue", "waiting", "active", "delayed", "completed", "failed", "paused", "state"]
+    body = [
+        [
+            c.queue,
+            *(str(n) for n in (c.waiting, c.active, c.delayed, c.completed, c.failed, c.paused)),
+            "paused" if c.is_paused else "running",
+        ]
+        for c in counts.values()
+    ]
+    print(_grid(headers, body, numeric=range(1, 7)))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    page = _jobs().list_jobs(args.queue, args.state, page=args.page, page_size=args.page_size)
+    if args.json:
+        out = {
+            "queue": args.queue,
+            "state": args.state,
+            "page": page.page,
+            "pages": page.pages,
+            "page_size": page.page_size,
+            "total": page.total,
+            "items": [item.to_json() for item in page.items],
+        }
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    first = (page.page - 1) * page.page_size + 1
+    shown = f"{first}-{first + len(page.items) - 1} of {page.total}" if page.items else "none"
+    print(f"{args.state} jobs of {args.queue}: {shown} (page {page.page} of {page.pages})")
+    if not page.items:
+        return 0
+    when = _WHEN[args.state]
+    headers = ["id", "handler", "priority", "attempts", f"{when} (UTC)", "details"]
+    body = [
+        [
+            job.id,
+            job.handler or "?",
+            str(job.priority or "?"),
+            f"{job.attempts}/{job.max_attempts or '?'}",
+            _time(getattr(job, when)),
+            _details(job, args.state),
+        ]
+        for job in page.items
+    ]
+    print()
+    print(_grid(headers, body, numeric=[2]))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    job = _jobs().get(args.job_id)
+    if job is None:
+        print(f"hueyard: error: no job {args.job_id!r} in any queue", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(job.to_json(), indent=2, default=str))
+        return 0
+    rows = [
+        ("queue", job.queue),
+        ("state", job.state),
+        ("handler", job.name),
+        ("priority", job.priority),
+        ("attempts", f"{job.attempts} of {job.max_attempts or '?'} (stalls: {job.stalls})"),
+        ("created", _utc(job.created)),
+        ("started", _utc(job.started)),
+        ("finished", _utc(job.finished)),
+        ("due", _utc(job.due)),
+        ("consumer", job.consumer),
+        ("payload", _json(job.payload)),
+        ("result", None if job.result is None else _json(job.result)),
+        ("progress", None if job.progress is None else _json(job.progress)),
+        ("error", job.error),
+        ("problem", job.problem),
+    ]
+    print(f"job {job.id}")
+    for label, value in rows:
+        if value not in (None, ""):
+            print(f"  {label:<9} {value}")
+    if job.traceback:
+        print("traceback:")
+        print(textwrap.indent(job.traceback.rstrip(), "  "))
+    if job.logs:
+        print(f"logs ({len(job.logs)}):")
+        for line in job.logs:
+            print(f"  {line}")
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    jobs = _jobs()
+    if args.all:
+        moved = jobs.retry_all(args.queue)
+        print(f"retried {moved} failed job(s) of queue {args.queue!r}")
+        return 0
+    if jobs.retry(args.queue, args.job_id):
+        print(f"job {args.job_id} of queue {args.queue!r}: failed -> waiting")
+        return 0
+    place = jobs.find(args.job_id)
+    where = f"it is {place.state} in queue {place.queue!r}" if place else "no queue has it"
+    print(
+        f"hueyard: error: job {args.job_id} is not a failed job of queue {args.queue!r}; {where}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _pause(args: argparse.Namespace) -> int:
+    jobs = _jobs()
+    if not jobs.pause(args.queue):
+        print(f"queue {args.queue!r} was already paused")
+        return 0
+    held = jobs.counts(args.queue).paused
+    print(f"queue {args.queue!r} paused: {held} job(s) held; running jobs finish")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    jobs = _jobs()
+    if not jobs.resume(args.queue):
+        print(f"queue {args.queue!r} was not paused")
+        return 0
+    print(f"queue {args.queue!r} resumed: {jobs.counts(args.queue).waiting} job(s) waiting")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    deleted = _jobs().clean(args.queue, args.state, args.older_than)
+    print(
+        f"deleted {deleted} {args.state} job(s) of queue {args.queue!r} "
+        f"that finished over {args.older_than:g} s ago"
+    )
+    return 0
+
+
+_JOB_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "status": _status,
+    "jobs": _list,
+    "job": _show,
+    "retry": _retry,
+    "pause": _pause,
+    "resume": _resume,
+    "clean": _clean,
+}
+
+_WHEN = {
+    "waiting": "created",
+    "paused": "created",
+    "active": "started",
+    "delayed": "due",
+    "completed": "finished",
+    "failed": "finished",
+}
+
+
+def _details(job: JobInfo, state: str) -> str:
+    if job.problem:
+        text = f"! {job.problem}"
+    elif state == "failed":
+        text = job.error or ""
+    elif state == "completed":
+        text = _json(job.result)
+    else:
+        text = _json(job.payload)
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:59] + "..."
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _time(value: datetime.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _utc(value: datetime.datetime | None) -> str | None:
+    return f"{_time(value)} UTC" if value else None
+
+
+def _grid(headers: list[str], body: list[list[str]], numeric: Iterable[int] = ()) -> str:
+    right = set(numeric)
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, body)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,8 @@
      │    └── UnknownHandlerError   a producer names a handler that does not exist
      ├── QueueError             a producer or consumer names a queue that does not exist
      ├── PayloadError           a payload does not validate, or is not JSON
- ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
+     ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
+     ├── JobActionError         a read/act call does not apply (unknown state, active job)
      ├── SerializationError     a message in Redis is not one hueyard wrote
      └── RedisUnavailableError  Redis did not answer after every reconnection try
 
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "HandlerError",
     "HueyardError",
+    "JobActionError",
     "OptionError",
     "PayloadError",
     "QueueError",
@@ -57,6 +59,10 @@ class PayloadError(HueyardError):
 
 class OptionError(HueyardError):
     """An enqueue option is out of range: priority, delay, eta or attempts."""
+
+
+class JobActionError(HueyardError):
+    """A read/act call that does not apply: an unknown state, a bad page, an active job."""
 
 
 class SerializationError(HueyardError):

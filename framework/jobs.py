@@ -1,0 +1,709 @@
+"""The read/act API over job state: what the dashboard, health checks and CLI use.
+
+Nothing outside ``framework`` spells a Redis key: it asks :class:`Jobs` and
+gets small frozen dataclasses back::
+
+    from framework.jobs import Jobs
+
+    jobs = Jobs(app)                          # or framework.jobs.get_jobs()
+    jobs.counts("messages")                   # QueueCounts(waiting=5, active=2, ...)
+    page = jobs.list_jobs("messages", "failed", page=1, page_size=25)
+    job = jobs.get(page.items[0].id)          # JobInfo: payload, error, traceback, logs
+    jobs.retry_all("messages")                # failed -> waiting, in bounded batches
+    jobs.pause("imports"); jobs.resume("imports")
+
+Reads are one pipelined round trip (two for a page: its ids, then its
+records). Every state change is one of the Lua scripts of ``framework/lua/``,
+and a bulk action (``retry_all``, ``promote_all``, ``clean``) runs them in
+batches of :data:`framework.defaults.BULK_BATCH` jobs, so it handles 100,000
+jobs without one round trip per job and without one long script that blocks
+Redis. A bulk action is bounded: it touches at most the jobs that were in the
+state when it started (plus the ones that arrived meanwhile, in its last batch).
+
+A job record that hueyard did not write (a planted key of another type, data
+that is not JSON, an id without a record) never makes a call fail: its
+:class:`JobInfo` says what is wrong in ``problem``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+
+import redis
+from huey.registry import Message
+
+from framework import defaults
+from framework.errors import JobActionError, RedisUnavailableError, SerializationError
+from framework.keys import JOB_STATES, Keys, QueueKeys
+from framework.metrics import (
+    ConsumerInfo,
+    MetricPoint,
+    MetricsSummary,
+    read_consumers,
+    series,
+    summary,
+)
+from framework.scripts import Scripts
+from framework.serializer import loads
+
+if TYPE_CHECKING:
+    from framework.application import Hueyard
+
+__all__ = [
+    "STATES",
+    "FINISHED_STATES",
+    "MAX_PAGE_SIZE",
+    "JobInfo",
+    "JobLocation",
+    "Jobs",
+    "Page",
+    "QueueCounts",
+    "get_jobs",
+]
+
+STATES = (*JOB_STATES, "paused")
+"""Every state a job can be listed in (``paused`` is ``waiting`` of a paused queue)."""
+
+FINISHED_STATES = ("completed", "failed")
+"""The states :meth:`Jobs.clean` deletes from."""
+
+MAX_PAGE_SIZE = 500
+"""Most jobs one page may hold."""
+
+_WAKE_LIST_MAX = 64  # the wake list's bound, as in lua/_lib.lua
+
+T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# -- what the API returns --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Jobs of one queue per state. A paused queue's waiting jobs count as ``paused``."""
+
+    queue: str
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    paused: int
+    is_paused: bool
+
+    def to_json(self) -> dict[str, int | bool]:
+        """The spec's shape (``isPaused`` in camelCase): what ``hueyard status --json`` prints."""
+        return {
+            "waiting": self.waiting,
+            "active": self.active,
+            "delayed": self.delayed,
+            "completed": self.completed,
+            "failed": self.failed,
+            "paused": self.paused,
+            "isPaused": self.is_paused,
+        }
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list. ``page`` counts from 1; a page past the end has no items."""
+
+    items: tuple[T, ...]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages, at least 1 (an empty list has one empty page)."""
+        return max(math.ceil(self.total / self.page_size), 1)
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+@dataclass(frozen=True)
+class JobLocation:
+    """Where a job is: its queue and its state."""
+
+    queue: str
+    state: str
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as read from Redis. Times are aware UTC datetimes.
+
+    ``problem`` is None for a job hueyard wrote; otherwise it says what is
+    wrong with the record (no record, not a hash, data that is not JSON, ...)
+    and the fields that could not be read are None. ``logs`` is filled by
+    :meth:`Jobs.get` only; pages leave it empty.
+    """
+
+    id: str
+    queue: str | None
+    state: str | None
+    name: str | None = None  # the stable "<queue>.<handler>"
+    payload: Any = None
+    priority: int | None = None
+    attempts: int = 0  # runs started
+    max_attempts: int | None = None
+    stalls: int = 0
+    keep_completed: int | None = None  # None: the queue's keep_completed
+    keep_failed: int | None = None
+    created: datetime.datetime | None = None
+    started: datetime.datetime | None = None
+    finished: datetime.datetime | None = None
+    due: datetime.datetime | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: Any = None
+    consumer: str | None = None  # the consumer that holds it (active) or ran it last
+    logs: tuple[str, ...] = ()
+    problem: str | None = None
+
+    @property
+    def handler(self) -> str | None:
+        """The handler's short name (``send_message``)."""
+        return self.name.partition(".")[2] or None if self.name else None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values: times as ISO 8601 strings, logs as a list."""
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, datetime.datetime):
+                value = value.isoformat(timespec="milliseconds")
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[item.name] = value
+        return out
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+
+def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concatenate[Jobs, P], R]:
+    """A Redis that does not answer becomes a :class:`RedisUnavailableError` with the fix."""
+
+    @functools.wraps(method)
+    def call(self: Jobs, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            settings = self.app.settings.redis
+            raise RedisUnavailableError(
+                f"jobs.{method.__name__}: Redis at {settings.connection.redacted_url} did not "
+                f"answer after {settings.reconnect_attempts} reconnection attempts "
+                f"({type(exc).__name__}: {exc}); check that it runs and REDIS_URL points at it"
+            ) from None
+
+    return call
+
+
+class Jobs:
+    """Counts, pages, single jobs and actions for every queue of ``app``.
+
+    Cheap to build (no I/O): it shares the app's connection pool.
+    """
+
+    def __init__(self, app: Hueyard) -> None:
+        self.app = app
+        self.keys: Keys = app.keys
+        self.conn = redis.Redis(connection_pool=app.pool)
+        self.scripts = Scripts(self.conn)
+
+    # -- counts --------------------------------------------------------------------------
+
+    @_redis_errors
+    def counts(self, queue: str) -> QueueCounts:
+        """Jobs of ``queue`` per state: one round trip (5 x ZCARD + EXISTS)."""
+        return self._counts([queue])[queue]
+
+    @_redis_errors
+    def counts_all(self) -> dict[str, QueueCounts]:
+        """:meth:`counts` of every declared queue, in config order, in one round trip."""
+        return self._counts(list(self.app.queues))
+
+    def _counts(self, queues: list[str]) -> dict[str, QueueCounts]:
+        sets = [(name, self._q(name)) for name in queues]
+        with self.conn.pipeline(transaction=True) as pipe:
+            for _, q in sets:
+                for state in JOB_STATES:
+                    pipe.zcard(q.state(state))
+                pipe.exists(q.paused)
+            # A set key planted with another type counts as empty, not as a crash.
+            replies = [_count(reply) for reply in pipe.execute(raise_on_error=False)]
+        width = len(JOB_STATES) + 1
+        counts = {}
+        for index, (name, _) in enumerate(sets):
+            waiting, active, delayed, completed, failed, paused = replies[
+                index * width : (index + 1) * width
+            ]
+            is_paused = bool(paused)
+            counts[name] = QueueCounts(
+                queue=name,
+                waiting=0 if is_paused else int(waiting),
+                active=int(active),
+                delayed=int(delayed),
+                completed=int(completed),
+                failed=int(failed),
+                paused=int(waiting) if is_paused else 0,
+                is_paused=is_paused,
+            )
+        return counts
+
+    # -- reading jobs --------------------------------------------------------------------
+
+    @_redis_errors
+    def list_jobs(
+        self, queue: str, state: str, *, page: int = 1, page_size: int = 25
+    ) -> Page[JobInfo]:
+        """One page of the jobs of ``queue`` in ``state``.
+
+        Waiting and paused jobs come in run order (priority, then FIFO); the
+        other states newest first (active: latest lease deadline first).
+        Two round trips, and never more than ``page_size`` records read.
+        """
+        state = _check_state(state)
+        _check_page(page, page_size)
+        q = self._q(queue)
+        set_state = "waiting" if state == "paused" else state
+        key = q.state(set_state)
+        start, stop = (page - 1) * page_size, page * page_size - 1
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.exists(q.paused)
+            pipe.zcard(key)
+            if set_state == "waiting":
+                pipe.zrange(key, start, stop)
+            else:
+                pipe.zrevrange(key, start, stop)
+            paused, total, ids = pipe.execute(raise_on_error=False)
+        if isinstance(ids, Exception) or (
+            set_state == "waiting" and bool(paused) != (state == "paused")
+        ):
+            total, ids = 0, []  # a paused queue has no waiting jobs, a running one none paused
+        items = self._page_records(queue, state, key, [job_id.decode() for job_id in ids])
+        return Page(items=tuple(items), total=int(total), page=page, page_size=page_size)
+
+    def _page_records(self, queue: str, state: str, key: str, ids: list[str]) -> list[JobInfo]:
+        if not ids:
+            return []
+        # Each record is read with its membership, atomically: a job that left the
+        # state since its id was listed is dropped, not shown with a stale state.
+        with self.conn.pipeline(transaction=True) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+                pipe.zscore(key, job_id)
+            replies = pipe.execute(raise_on_error=False)
+        items = []
+        for index, job_id in enumerate(ids):
+            record, score = replies[2 * index], replies[2 * index + 1]
+            if score is None:
+                continue
+            items.append(_job_info(job_id, record, queue=queue, state=state))
+        return items
+
+    @_redis_errors
+    def get(self, job_id: str) -> JobInfo | None:
+        """The job with all its details and log lines, or None if no queue knows it.
+
+        One round trip: the record, its logs and its place in every queue.
+        """
+        if not isinstance(job_id, str) or not job_id:
+            return None
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.lrange(self.keys.job_logs(job_id), 0, -1)
+            self._locate(pipe, job_id)
+            replies = pipe.execute(raise_on_error=False)
+        record, logs = replies[0], replies[1]
+        places = self._places(replies[2:])
+        if not places and record == {}:
+            return None
+        problems: list[str] = []
+        if len(places) > 1:
+            where = ", ".join(f"{p.queue}/{p.state}" for p in places)
+            problems.append(f"the id is in several sets at once ({where})")
+        if isinstance(logs, Exception):
+            problems.append(f"its log key is not a list ({logs})")
+            logs = []
+        if places:
+            queue: str | None = places[0].queue
+            state: str | None = places[0].state
+        else:
+            queue, state = self._owner(record), None
+            problems.append("the record is in no queue's sorted set (an orphan; remove it)")
+        return _job_info(
+            job_id,
+            record,
+            queue=queue,
+            state=state,
+            logs=tuple(line.decode(errors="replace") for line in logs),
+            problems=problems,
+        )
+
+    @_redis_errors
+    def find(self, job_id: str) -> JobLocation | None:
+        """The queue and state of a job (from the sorted sets), or None. One round trip."""
+        if not isinstance(job_id, str) or not job_id:
+            return None
+        with self.conn.pipeline(transaction=True) as pipe:
+            self._locate(pipe, job_id)
+            places = self._places(pipe.execute(raise_on_error=False))
+        return places[0] if places else None
+
+    def _locate(self, pipe: Any, job_id: str) -> None:
+        for name in self.app.queues:
+            q = self.keys.queue(name)
+            pipe.exists(q.paused)
+            for state in JOB_STATES:
+                pipe.zscore(q.state(state), job_id)
+
+    def _places(self, replies: list[Any]) -> list[JobLocation]:
+        places = []
+        width = len(JOB_STATES) + 1
+        for index, name in enumerate(self.app.queues):
+            paused, *scores = replies[index * width : (index + 1) * width]
+            for state, score in zip(JOB_STATES, scores, strict=True):
+                if score is None or isinstance(score, Exception):
+                    continue
+                shown = "paused" if state == "waiting" and paused == 1 else state
+                places.append(JobLocation(name, shown))
+        return places
+
+    def _owner(self, record: Any) -> str | None:
+        """The queue a record's stable name belongs to, if the app declares it."""
+        if not isinstance(record, dict):
+            return None
+        owner = record.get(b"name", b"").decode(errors="replace").partition(".")[0]
+        return owner if owner in self.app.queues else None
+
+    # -- actions -------------------------------------------------------------------------
+
+    @_redis_errors
+    def retry(self, queue: str, job_id: str) -> bool:
+        """A failed job back to waiting with fresh attempts. False if it is not failed."""
+        q = self._q(queue)
+        return int(self._run("retry", self._retry_keys(q), [self.keys.job_prefix, 1, job_id])) == 1
+
+    @_redis_errors
+    def retry_all(self, queue: str) -> int:
+        """Every failed job of ``queue`` back to waiting, oldest first; returns how many.
+
+        One script call per :data:`~framework.defaults.BULK_BATCH` jobs, and no
+        more calls than the failed jobs at the start need (a job that fails
+        again meanwhile is not retried twice by this call).
+        """
+        q = self._q(queue)
+        remaining = int(self.conn.zcard(q.failed))
+        moved = 0
+        while remaining > 0:
+            limit = min(defaults.BULK_BATCH, remaining)
+            moved += int(self._run("retry", self._retry_keys(q), [self.keys.job_prefix, limit]))
+            remaining -= limit
+        return moved
+
+    @_redis_errors
+    def promote(self, queue: str, job_id: str) -> bool:
+        """A delayed job to waiting now. False if it is not delayed."""
+        q = self._q(queue)
+        moved = self._run("promote", self._promote_keys(q), [self.keys.job_prefix, 1, job_id])
+        return int(moved) == 1
+
+    @_redis_errors
+    def promote_all(self, queue: str) -> int:
+        """Every delayed job of ``queue`` to waiting now, in batches; returns how many."""
+        q = self._q(queue)
+        remaining = int(self.conn.zcard(q.delayed))
+        moved = 0
+        while remaining > 0:
+            ids = self.conn.zrange(q.delayed, 0, min(defaults.BULK_BATCH, remaining) - 1)
+            if not ids:
+                break
+            args = [self.keys.job_prefix, len(ids), *ids]
+            moved += int(self._run("promote", self._promote_keys(q), args))
+            remaining -= len(ids)
+        return moved
+
+    @_redis_errors
+    def remove(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not running (record, logs, set entry). False if unknown.
+
+        Raises :class:`JobActionError` for an active job, or a job of another queue.
+        """
+        q = self._q(queue)
+        try:
+            owner = self._owner({b"name": self.conn.hget(self.keys.job(job_id), "name") or b""})
+        except redis.ResponseError:
+            owner = None  # a key that is not a record: remove deletes it like one
+        if owner is not None and owner != queue:
+            raise JobActionError(f"job {job_id} belongs to queue {owner!r}, not {queue!r}")
+        removed = int(
+            self._run(
+                "remove",
+                [q.waiting, q.active, q.delayed, q.completed, q.failed],
+                [self.keys.job_prefix, job_id],
+            )
+        )
+        if removed < 0:
+            raise JobActionError(
+                f"job {job_id} on queue {queue!r} is active (a worker runs it) and can not be "
+                "removed; wait until it finishes, then remove it"
+            )
+        return removed == 1
+
+    @_redis_errors
+    def clean(self, queue: str, state: str, older_than: float) -> int:
+        """Delete the ``completed`` or ``failed`` jobs that finished over ``older_than`` s ago.
+
+        Returns how many were deleted; one script call per batch.
+        """
+        if state not in FINISHED_STATES:
+            raise JobActionError(
+                f"clean deletes completed or failed jobs, not {state!r}; remove a "
+                "waiting, delayed or paused job by its id"
+            )
+        if (
+            isinstance(older_than, bool)
+            or not isinstance(older_than, int | float)
+            or not math.isfinite(older_than)
+            or older_than < 0
+        ):
+            raise JobActionError(f"older_than={older_than!r} is not allowed; use seconds >= 0")
+        q = self._q(queue)
+        key = q.state(state)
+        batch = defaults.BULK_BATCH
+        deleted = 0
+        for _ in range(math.ceil(int(self.conn.zcard(key)) / batch)):
+            count = int(
+                self._run("clean", [key], [self.keys.job_prefix, int(older_than * 1000), batch])
+            )
+            deleted += count
+            if count < batch:
+                break
+        return deleted
+
+    @_redis_errors
+    def pause(self, queue: str) -> bool:
+        """Stop handing out jobs of ``queue``; running jobs finish. False if already paused."""
+        q = self._q(queue)
+        return bool(self.conn.set(q.paused, int(time.time() * 1000), nx=True))
+
+    @_redis_errors
+    def resume(self, queue: str) -> bool:
+        """Hand out jobs again and wake idle workers at once. False if it was not paused."""
+        q = self._q(queue)
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.delete(q.paused)
+            pipe.zcard(q.waiting)
+            was_paused, waiting = pipe.execute()
+        tokens = min(int(waiting), _WAKE_LIST_MAX) if was_paused else 0
+        if tokens:
+            with self.conn.pipeline(transaction=True) as pipe:
+                pipe.lpush(q.wake, *[1] * tokens)
+                pipe.ltrim(q.wake, 0, _WAKE_LIST_MAX - 1)
+                pipe.execute()
+        return bool(was_paused)
+
+    @_redis_errors
+    def is_paused(self, queue: str) -> bool:
+        return bool(self.conn.exists(self._q(queue).paused))
+
+    # -- consumers and metrics -----------------------------------------------------------
+
+    @_redis_errors
+    def consumers(self) -> list[ConsumerInfo]:
+        """Consumers that sent a heartbeat lately, with the ids of the jobs they run.
+
+        Heartbeats older than :data:`~framework.metrics.CONSUMER_WINDOW` are
+        pruned; a consumer whose record expired (no beat for 30 s) is gone.
+        """
+        return read_consumers(self.conn, self.keys, list(self.app.queues))
+
+    @_redis_errors
+    def metrics(self, queue: str, minutes: int = 60) -> list[MetricPoint]:
+        """Completed, failed, retried and p50/p95 processing time per minute, oldest first.
+
+        One round trip; ``minutes`` from 1 to the metrics TTL in minutes.
+        """
+        return series(self.conn, self._q(queue), minutes, max_minutes=self._max_minutes)
+
+    @_redis_errors
+    def summary(self, queue: str, minutes: int = 60) -> MetricsSummary:
+        """Throughput, failure rate, percentiles and the oldest waiting job's age."""
+        self._q(queue)
+        return summary(self.conn, self.keys, queue, minutes, max_minutes=self._max_minutes)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def _max_minutes(self) -> int:
+        return max(self.app.settings.consumer.metrics_ttl // 60, 1)
+
+    def _q(self, queue: str) -> QueueKeys:
+        self.app.queue(queue)  # QueueError naming the declared queues
+        return self.keys.queue(queue)
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self.scripts.run(name, keys, args)
+
+    @staticmethod
+    def _retry_keys(q: QueueKeys) -> list[str]:
+        return [q.failed, q.waiting, q.seq, q.wake]
+
+    @staticmethod
+    def _promote_keys(q: QueueKeys) -> list[str]:
+        return [q.delayed, q.waiting, q.seq, q.wake]
+
+
+def get_jobs() -> Jobs:
+    """The read/act API of the process's app (:func:`framework.application.get_app`)."""
+    from framework.application import get_app
+
+    return Jobs(get_app())
+
+
+# -- reading records -------------------------------------------------------------------------
+
+
+def _count(reply: Any) -> int:
+    return int(reply) if isinstance(reply, int) else 0
+
+
+def _check_state(state: str) -> str:
+    if state not in STATES:
+        raise JobActionError(f"unknown job state {state!r}; use one of {', '.join(STATES)}")
+    return state
+
+
+def _check_page(page: int, page_size: int) -> None:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise JobActionError(f"page={page!r} is not allowed; pages count from 1")
+    if (
+        isinstance(page_size, bool)
+        or not isinstance(page_size, int)
+        or not 1 <= page_size <= MAX_PAGE_SIZE
+    ):
+        raise JobActionError(
+            f"page_size={page_size!r} is not allowed; use 1 to {MAX_PAGE_SIZE} jobs a page"
+        )
+
+
+class _Record:
+    """Typed reads of a job hash that note what is wrong instead of raising."""
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self.raw = {key.decode(errors="replace"): value for key, value in raw.items()}
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        return value.decode(errors="replace") if value else None
+
+    def number(self, name: str) -> int | None:
+        value = self.raw.get(name)
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.problems.append(f"{name} is not a whole number: {value[:40]!r}")
+            return None
+
+    def time(self, name: str) -> datetime.datetime | None:
+        ms = self.number(name)
+        if ms is None:
+            return None
+        try:
+            return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+        except (OverflowError, OSError, ValueError):
+            self.problems.append(f"{name} is not a time in epoch ms: {ms}")
+            return None
+
+    def keep(self, name: str) -> int | None:
+        keep = self.number(name)
+        return None if keep is None or keep < 0 else keep
+
+    def json(self, name: str) -> Any:
+        value = self.raw.get(name)
+        if not value:
+            return None
+        try:
+            return loads(value)
+        except SerializationError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return value.decode(errors="replace")
+
+    def payload(self) -> Any:
+        data = self.raw.get("data")
+        if data is None:
+            self.problems.append("the record has no data (no message to run)")
+            return None
+        try:
+            message = loads(data)
+        except SerializationError as exc:
+            self.problems.append(f"data: {exc}")
+            return None
+        if not isinstance(message, Message) or not isinstance(message.args, tuple | list):
+            self.problems.append(f"data is JSON but not a hueyard message: {data[:80]!r}")
+            return None
+        return message.args[0] if message.args else None
+
+
+def _job_info(
+    job_id: str,
+    record: Any,
+    *,
+    queue: str | None,
+    state: str | None,
+    logs: tuple[str, ...] = (),
+    problems: list[str] | None = None,
+) -> JobInfo:
+    problems = list(problems or [])
+    if isinstance(record, Exception):
+        problems.insert(0, f"its key is not a job record (not a hash): {record}")
+        return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
+    if not record:
+        problems.insert(0, f"no job record: the id is listed as {state}, but its record is gone")
+        return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
+    job = _Record(record)
+    info = JobInfo(
+        id=job_id,
+        queue=queue,
+        state=state if state is not None else job.text("state"),
+        name=job.text("name"),
+        payload=job.payload(),
+        priority=job.number("priority"),
+        attempts=job.number("attempts") or 0,
+        max_attempts=job.number("max_attempts"),
+        stalls=job.number("stalls") or 0,
+        keep_completed=job.keep("keep_completed"),
+        keep_failed=job.keep("keep_failed"),
+        created=job.time("created"),
+        started=job.time("started"),
+        finished=job.time("finished"),
+        due=job.time("due"),
+        result=job.json("result"),
+        error=job.text("error"),
+        traceback=job.text("traceback"),
+        progress=job.json("progress"),
+        consumer=job.text("consumer"),
+        logs=logs,
+    )
+    problems += job.problems
+    return info if not problems else replace(info, problem="; ".join(problems))

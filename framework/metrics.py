@@ -1,0 +1,345 @@
+"""What ops watch: per-minute metrics of a queue, and the live consumers.
+
+``release`` (and ``recover``) count every outcome in a per-minute hash
+(``completed`` / ``failed`` / ``retried``) and push the processing time of
+each completed job (ms) to a per-minute list of at most 256 samples; both
+expire after ``[consumer] metrics_ttl``. :func:`series` turns them into one
+point per minute and :func:`summary` into totals, rates and percentiles, for
+the dashboard's charts, the metrics endpoints and the health checks.
+Minutes are counted on this process's clock (the scripts count on the Redis
+server's), so a skew of a few seconds moves a job to the next minute.
+
+Consumers beat every few seconds (``framework/consumer.py``): a zset of last
+beats and a JSON record that expires. :func:`read_consumers` lists the live
+ones with the jobs they hold.
+
+Use all of it through :class:`framework.jobs.Jobs` (``jobs.metrics(queue)``,
+``jobs.summary(queue)``, ``jobs.consumers()``). A value planted in Redis by
+something else is skipped, never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from framework import defaults
+from framework.errors import JobActionError
+from framework.keys import Keys, QueueKeys
+
+__all__ = [
+    "CONSUMER_WINDOW",
+    "ConsumerInfo",
+    "MetricPoint",
+    "MetricsSummary",
+    "percentile",
+    "read_consumers",
+    "series",
+    "summary",
+]
+
+CONSUMER_WINDOW = 60.0
+"""Seconds after its last heartbeat that a consumer leaves the ``consumers`` set."""
+
+_SEQ_SPAN = 2**40
+"""Sequence numbers per priority in a waiting score (``SEQ_SPAN`` of ``lua/_lib.lua``)."""
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One minute of one queue. ``p50_ms`` / ``p95_ms`` are None in a minute without samples."""
+
+    minute: datetime.datetime  # the minute's start, UTC
+    completed: int
+    failed: int
+    retried: int
+    samples: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "minute": self.minute.isoformat(),
+            "completed": self.completed,
+            "failed": self.failed,
+            "retried": self.retried,
+            "samples": self.samples,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+        }
+
+
+@dataclass(frozen=True)
+class MetricsSummary:
+    """A queue over the last ``minutes`` minutes (the current, partial minute included)."""
+
+    queue: str
+    minutes: int
+    completed: int
+    failed: int
+    retried: int
+    throughput_per_minute: float  # completed jobs per minute
+    failure_rate: float | None  # failed / (completed + failed); None when nothing finished
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    oldest_waiting_age: float | None  # seconds since the longest-waiting job was created
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "minutes": self.minutes,
+            "completed": self.completed,
+            "failed": self.failed,
+            "retried": self.retried,
+            "throughput_per_minute": self.throughput_per_minute,
+            "failure_rate": self.failure_rate,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+            "oldest_waiting_age": self.oldest_waiting_age,
+        }
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """A live consumer process, from its heartbeat."""
+
+    id: str
+    host: str
+    pid: int | None
+    queues: tuple[str, ...]
+    worker_type: str
+    workers: int
+    started: datetime.datetime | None
+    last_heartbeat: datetime.datetime
+    running: tuple[str, ...]  # ids of the jobs it holds now
+    problem: str | None = None
+
+
+def percentile(samples: Sequence[float], pct: float) -> float | None:
+    """The nearest-rank percentile of sorted ``samples``; None when there are none.
+
+    >>> percentile([10, 20, 30, 40], 50)
+    20
+    """
+    if not samples:
+        return None
+    rank = max(math.ceil(pct / 100 * len(samples)), 1)
+    return samples[min(rank, len(samples)) - 1]
+
+
+def series(
+    conn: redis.Redis, q: QueueKeys, minutes: int, *, max_minutes: int, now: float | None = None
+) -> list[MetricPoint]:
+    """``minutes`` points, oldest first, ending with the current minute: one round trip."""
+    first = _first_minute(minutes, max_minutes, now)
+    with conn.pipeline(transaction=False) as pipe:
+        _queue_series(pipe, q, first, minutes)
+        replies = pipe.execute(raise_on_error=False)
+    return [point for point, _ in _points(replies, first, minutes)]
+
+
+def summary(
+    conn: redis.Redis,
+    keys: Keys,
+    queue: str,
+    minutes: int,
+    *,
+    max_minutes: int,
+    now: float | None = None,
+) -> MetricsSummary:
+    """Totals, rates and percentiles of the last ``minutes`` minutes: two round trips.
+
+    The oldest waiting job is the first job of each priority band of the
+    waiting set (the earliest enqueued there), so a low-priority job stuck
+    behind busy high-priority work is seen too.
+    """
+    now = time.time() if now is None else now
+    q = keys.queue(queue)
+    first = _first_minute(minutes, max_minutes, now)
+    bands = range(defaults.PRIORITY_HIGHEST, defaults.PRIORITY_LOWEST + 1)
+    with conn.pipeline(transaction=False) as pipe:
+        _queue_series(pipe, q, first, minutes)
+        for priority in bands:
+            low, high = priority * _SEQ_SPAN, (priority + 1) * _SEQ_SPAN
+            pipe.zrangebyscore(q.waiting, low, f"({high}", start=0, num=1)
+        replies = pipe.execute(raise_on_error=False)
+    points = _points(replies[: 2 * minutes], first, minutes)
+    heads = [
+        reply[0].decode()
+        for reply in replies[2 * minutes :]
+        if reply and not isinstance(reply, Exception)
+    ]
+    oldest = _oldest_created(conn, keys, heads)
+
+    completed = sum(point.completed for point, _ in points)
+    failed = sum(point.failed for point, _ in points)
+    samples = sorted(sample for _, minute_samples in points for sample in minute_samples)
+    return MetricsSummary(
+        queue=queue,
+        minutes=minutes,
+        completed=completed,
+        failed=failed,
+        retried=sum(point.retried for point, _ in points),
+        throughput_per_minute=completed / minutes,
+        failure_rate=failed / (completed + failed) if completed + failed else None,
+        p50_ms=percentile(samples, 50),
+        p95_ms=percentile(samples, 95),
+        p99_ms=percentile(samples, 99),
+        oldest_waiting_age=None if oldest is None else max(now - oldest / 1000, 0.0),
+    )
+
+
+def read_consumers(conn: redis.Redis, keys: Keys, queues: list[str]) -> list[ConsumerInfo]:
+    """Consumers that sent a heartbeat lately, with the ids of the jobs they run.
+
+    Heartbeats older than :data:`CONSUMER_WINDOW` are pruned; a consumer
+    whose record expired (no beat for 30 s) is gone and not listed.
+    """
+    now_ms = int(time.time() * 1000)
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(keys.consumers, "-inf", now_ms - CONSUMER_WINDOW * 1000)
+        pipe.zrange(keys.consumers, 0, -1, withscores=True)
+        _, beats = pipe.execute()
+    if not beats:
+        return []
+    ids = [member.decode(errors="replace") for member, _ in beats]
+    with conn.pipeline(transaction=False) as pipe:
+        for consumer_id in ids:
+            pipe.get(keys.consumer(consumer_id))
+        for name in queues:
+            pipe.zrange(keys.queue(name).active, 0, -1)
+        replies = pipe.execute(raise_on_error=False)
+    records, actives = replies[: len(ids)], replies[len(ids) :]
+    active_ids = [
+        job_id.decode() for reply in actives if not isinstance(reply, Exception) for job_id in reply
+    ]
+    holders: dict[str, list[str]] = {}
+    if active_ids:
+        with conn.pipeline(transaction=False) as pipe:
+            for job_id in active_ids:
+                pipe.hget(keys.job(job_id), "consumer")
+            for job_id, holder in zip(active_ids, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(holder, bytes):
+                    holders.setdefault(holder.decode(errors="replace"), []).append(job_id)
+    consumers = [
+        _consumer_info(consumer_id, raw, score, holders.get(consumer_id, []))
+        for consumer_id, raw, (_, score) in zip(ids, records, beats, strict=True)
+        if raw is not None
+    ]
+    return sorted(consumers, key=lambda c: (c.host, c.id))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _first_minute(minutes: int, max_minutes: int, now: float | None) -> int:
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= max_minutes:
+        raise JobActionError(
+            f"minutes={minutes!r} is not allowed; use 1 to {max_minutes} "
+            "(metrics are kept for [consumer] metrics_ttl seconds)"
+        )
+    current = int((time.time() if now is None else now) // 60)
+    return current - minutes + 1
+
+
+def _queue_series(pipe: Any, q: QueueKeys, first: int, minutes: int) -> None:
+    for minute in range(first, first + minutes):
+        pipe.hgetall(q.stats(minute))
+        pipe.lrange(q.samples(minute), 0, -1)
+
+
+def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPoint, list[float]]]:
+    points = []
+    for offset in range(minutes):
+        counts, raw_samples = replies[2 * offset], replies[2 * offset + 1]
+        if not isinstance(counts, dict):
+            counts = {}  # a planted key of another type: no counts
+        samples = sorted(_numbers(raw_samples if isinstance(raw_samples, list) else []))
+        point = MetricPoint(
+            minute=datetime.datetime.fromtimestamp((first + offset) * 60, datetime.UTC),
+            completed=_count(counts.get(b"completed")),
+            failed=_count(counts.get(b"failed")),
+            retried=_count(counts.get(b"retried")),
+            samples=len(samples),
+            p50_ms=percentile(samples, 50),
+            p95_ms=percentile(samples, 95),
+        )
+        points.append((point, samples))
+    return points
+
+
+def _oldest_created(conn: redis.Redis, keys: Keys, ids: list[str]) -> float | None:
+    if not ids:
+        return None
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(keys.job(job_id), "created")
+        created = _numbers(pipe.execute(raise_on_error=False))
+    return min(created) if created else None
+
+
+def _numbers(values: Iterable[Any]) -> list[float]:
+    numbers = []
+    for value in values:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue  # a sample planted by something else than hueyard
+        if math.isfinite(number):
+            numbers.append(number)
+    return numbers
+
+
+def _count(value: bytes | None) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _consumer_info(consumer_id: str, raw: Any, score: float, running: list[str]) -> ConsumerInfo:
+    beat = datetime.datetime.fromtimestamp(score / 1000, datetime.UTC)
+    try:
+        if isinstance(raw, Exception):
+            raise TypeError(f"its key is not a string: {raw}")
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        started = data.get("started")
+        return ConsumerInfo(
+            id=consumer_id,
+            host=str(data.get("host", "")),
+            pid=int(data["pid"]) if isinstance(data.get("pid"), int) else None,
+            queues=tuple(str(name) for name in data.get("queues") or ()),
+            worker_type=str(data.get("worker_type", "")),
+            workers=int(data.get("workers") or 0),
+            started=(
+                datetime.datetime.fromtimestamp(started, datetime.UTC)
+                if isinstance(started, int | float)
+                else None
+            ),
+            last_heartbeat=beat,
+            running=tuple(sorted(running)),
+        )
+    except (ValueError, TypeError, OverflowError, OSError) as exc:
+        return ConsumerInfo(
+            id=consumer_id,
+            host="",
+            pid=None,
+            queues=(),
+            worker_type="",
+            workers=0,
+            started=None,
+            last_heartbeat=beat,
+            running=tuple(sorted(running)),
+            problem=f"its heartbeat record is not hueyard's JSON: {exc}",
+        )

@@ -1,0 +1,317 @@
+"""The job commands of ``hueyard`` (status, jobs, job, retry, pause, resume, clean), run
+as real processes against the real Redis server.
+
+Jobs are put into their states in this process, through the storage of an app
+built from the same TOML file the command reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from framework.application import Hueyard
+from framework.config import parse_settings
+from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Jobs
+from framework.storage import JobStorage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TOML = """
+[redis]
+url = "{url}"
+prefix = "clijobs"
+[queues.alpha]
+attempts = 1
+[queues.beta]
+"""
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
+    return subprocess.run(
+        [sys.executable, "-m", "framework.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    (tmp_path / "cli_job_handlers.py").write_text(
+        textwrap.dedent("""
+        from framework import handler
+
+        @handler("alpha")
+        def ping(payload: dict) -> int:
+            return 1
+    """)
+    )
+    (tmp_path / "q.toml").write_text(TOML.format(url=redis_url))
+    return {
+        "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
+        "HUEYARD_HANDLER_PACKAGES": "",
+        "HUEYARD_HANDLER_MODULES": "cli_job_handlers",
+        "PYTHONPATH": str(tmp_path),
+    }
+
+
+@pytest.fixture
+def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+    """The same queues, in this process, to put jobs into their states."""
+    registry = HandlerRegistry()
+
+    @handler("alpha", registry=registry)
+    def ping(payload: dict[str, object]) -> int:
+        return 1
+
+    app = Hueyard(parse_settings(TOML.format(url=redis_url), env={}), registry)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def storage(app: Hueyard) -> JobStorage:
+    storage: JobStorage = app.queue("alpha").huey.storage
+    storage.read_timeout = 0.1
+    return storage
+
+
+def fail(storage: JobStorage, n: int = 1) -> list[str]:
+    ids = []
+    for _ in range(n):
+        claimed = storage.claim()
+        assert claimed is not None
+        storage.release(claimed, "failed", value="ValueError: boom", traceback="Traceback: here")
+        ids.append(claimed.id)
+    return ids
+
+
+def complete(storage: JobStorage) -> str:
+    claimed = storage.claim()
+    assert claimed is not None
+    storage.release(claimed, "completed", value='{"ok":1}')
+    return claimed.id
+
+
+def add(app: Hueyard, n: int, **options: object) -> list[str]:
+    return app.enqueue_many("alpha.ping", [{"n": i} for i in range(n)], **options)  # type: ignore[arg-type]
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def test_status_json_gives_every_queue_with_the_spec_keys(
+    app: Hueyard, storage: JobStorage, project: dict[str, str]
+) -> None:
+    add(app, 4)
+    add(app, 1, delay=60)
+    fail(storage)
+    complete(storage)
+    result = run(["status", "--json"], project)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "alpha": {
+            "waiting": 2,
+            "active": 0,
+            "delayed": 1,
+            "completed": 1,
+            "failed": 1,
+            "paused": 0,
+            "isPaused": False,
+        },
+        "beta": {
+            "waiting": 0,
+            "active": 0,
+            "delayed": 0,
+            "completed": 0,
+            "failed": 0,
+            "paused": 0,
+            "isPaused": False,
+        },
+    }
+
+
+def test_status_prints_a_table(app: Hueyard, project: dict[str, str]) -> None:
+    add(app, 3)
+    Jobs(app).pause("alpha")
+    result = run(["status"], project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "queue", "waiting", "active", "delayed", "completed", "failed", "paused", "state",
+    ]  # fmt: skip
+    assert lines[2].split() == ["alpha", "0", "0", "0", "0", "0", "3", "paused"]
+    assert lines[3].split() == ["beta", "0", "0", "0", "0", "0", "0", "running"]
+
+
+# -- jobs and job -----------------------------------------------------------------------------
+
+
+def test_jobs_lists_a_page_of_one_state(
+    app: Hueyard, storage: JobStorage, project: dict[str, str]
+) -> None:
+    add(app, 3)
+    failed = fail(storage, 3)
+    result = run(["jobs", "alpha", "--state", "failed", "--page", "2", "--page-size", "2"], project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "failed jobs of alpha: 3-3 of 3 (page 2 of 2)"
+    assert lines[2].split()[:5] == ["id", "handler", "priority", "attempts", "finished"]
+    [row] = lines[4:]
+    assert row.split()[:4] == [failed[0], "ping", "5", "1/1"]  # newest first: the oldest is last
+    assert row.endswith("ValueError: boom")
+
+
+def test_jobs_json_is_the_page_with_every_field(
+    app: Hueyard, storage: JobStorage, project: dict[str, str]
+) -> None:
+    ids = add(app, 3, priority=2)
+    result = run(["jobs", "alpha", "--state", "waiting", "--json"], project)
+    assert result.returncode == 0, result.stderr
+    page = json.loads(result.stdout)
+    assert {key: page[key] for key in ("queue", "state", "page", "pages", "total")} == {
+        "queue": "alpha", "state": "waiting", "page": 1, "pages": 1, "total": 3,
+    }  # fmt: skip
+    assert [item["id"] for item in page["items"]] == ids
+    first = page["items"][0]
+    assert (first["payload"], first["priority"], first["name"]) == ({"n": 0}, 2, "alpha.ping")
+
+
+def test_an_empty_list_says_so(project: dict[str, str], redis_conn: redis.Redis) -> None:
+    result = run(["jobs", "alpha", "--state", "delayed"], project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "delayed jobs of alpha: none (page 1 of 1)"
+
+
+def test_job_shows_payload_error_traceback_and_logs(
+    app: Hueyard, storage: JobStorage, project: dict[str, str]
+) -> None:
+    [job_id] = add(app, 1)
+    claimed = storage.claim()
+    assert claimed is not None
+    storage.report(claimed, "log", "fetched 3 contacts")
+    storage.release(claimed, "failed", value="ValueError: boom", traceback="Traceback: here")
+    result = run(["job", job_id], project)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.splitlines()[0] == f"job {job_id}"
+    for fragment in [
+        "  queue     alpha",
+        "  state     failed",
+        "  handler   alpha.ping",
+        "  attempts  1 of 1 (stalls: 0)",
+        '  payload   {"n": 0}',
+        "  error     ValueError: boom",
+        "traceback:\n  Traceback: here",
+        "logs (1):\n  fetched 3 contacts",
+    ]:
+        assert fragment in out
+    assert " UTC" in out and "due" not in out
+
+    as_json = run(["job", job_id, "--json"], project)
+    assert as_json.returncode == 0, as_json.stderr
+    job = json.loads(as_json.stdout)
+    assert (job["id"], job["state"], job["logs"]) == (job_id, "failed", ["fetched 3 contacts"])
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+def test_retry_one_and_all(app: Hueyard, storage: JobStorage, project: dict[str, str]) -> None:
+    add(app, 3)
+    first, *_ = fail(storage, 3)
+    one = run(["retry", "alpha", first], project)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.strip() == f"job {first} of queue 'alpha': failed -> waiting"
+    again = run(["retry", "alpha", first], project)
+    assert again.returncode == 1
+    assert f"job {first} is not a failed job of queue 'alpha'; it is waiting" in again.stderr
+    every = run(["retry", "alpha", "--all"], project)
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.strip() == "retried 2 failed job(s) of queue 'alpha'"
+    counts = Jobs(app).counts("alpha")
+    assert (counts.failed, counts.waiting) == (0, 3)
+
+
+def test_pause_and_resume(app: Hueyard, storage: JobStorage, project: dict[str, str]) -> None:
+    add(app, 2)
+    paused = run(["pause", "alpha"], project)
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.strip() == "queue 'alpha' paused: 2 job(s) held; running jobs finish"
+    assert storage.claim() is None
+    assert run(["pause", "alpha"], project).stdout.strip() == "queue 'alpha' was already paused"
+    resumed = run(["resume", "alpha"], project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "queue 'alpha' resumed: 2 job(s) waiting"
+    assert storage.claim() is not None
+    assert run(["resume", "alpha"], project).stdout.strip() == "queue 'alpha' was not paused"
+
+
+def test_clean_deletes_old_finished_jobs(
+    app: Hueyard, storage: JobStorage, project: dict[str, str]
+) -> None:
+    add(app, 2)
+    complete(storage)
+    complete(storage)
+    time.sleep(0.05)
+    result = run(["clean", "alpha", "--state", "completed", "--older-than", "0.01"], project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "deleted 2 completed job(s) of queue 'alpha' that finished over 0.01 s ago"
+    )
+    assert Jobs(app).counts("alpha").completed == 0
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["jobs", "gamma", "--state", "failed"],
+            "unknown queue 'gamma'; declared queues: alpha, beta",
+        ),
+        (["pause", "gamma"], "declared queues: alpha, beta"),
+        (["jobs", "alpha", "--state", "done"], "unknown job state 'done'; use one of waiting"),
+        (["jobs", "alpha", "--state", "failed", "--page", "0"], "page=0 is not allowed"),
+        (["job", "no-such-job"], "no job 'no-such-job' in any queue"),
+        (
+            ["retry", "alpha", "no-such-job"],
+            "is not a failed job of queue 'alpha'; no queue has it",
+        ),
+        (
+            ["clean", "alpha", "--state", "waiting", "--older-than", "5"],
+            "clean deletes completed or failed jobs, not 'waiting'",
+        ),
+    ],
+)
+def test_refusals_exit_1_with_the_reason(
+    project: dict[str, str], redis_conn: redis.Redis, args: list[str], fragment: str
+) -> None:
+    result = run(args, project)
+    assert result.returncode == 1
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_retry_needs_a_job_id_or_all(project: dict[str, str]) -> None:
+    result = run(["retry", "alpha"], project)
+    assert result.returncode == 2
+    assert "one of the arguments JOB_ID --all is required" in result.stderr
