@@ -58,7 +58,23 @@ def from_huey_priority(priority: int | None) -> int:
 
 
 class _QueueHuey(Huey):  # type: ignore[misc]
-    """Huey that refuses to turn anything but one of its messages into a task."""
+    """Huey that refuses to turn anything but one of its messages into a task, and
+    takes no job once its consumer is stopping."""
+
+    stop_flag: Any = None  # set by the consumer
+
+    def _stopping(self) -> bool:
+        return self.stop_flag is not None and bool(self.stop_flag.is_set())
+
+    def dequeue(self) -> Task | None:
+        if self._stopping():
+            return None
+        task: Task | None = super().dequeue()
+        if task is not None and self._stopping():
+            # Taken while the consumer began to stop: put it back for the next consumer.
+            self.enqueue(task)
+            return None
+        return task
 
     def deserialize_task(self, data: bytes) -> Task:
         message = self.serializer.deserialize(data)
@@ -310,6 +326,11 @@ def _eta(
             return None
     if eta is None and delay is None:
         return None
+    if eta is not None and (not isinstance(eta, datetime.datetime) or eta.tzinfo is None):
+        raise OptionError(
+            f"eta={eta!r} has no time zone; pass an aware datetime, e.g. "
+            "datetime(2025, 11, 6, 10, 0, tzinfo=timezone.utc)"
+        )
     result: datetime.datetime = normalize_time(eta, delay, utc=True)
     return result
 
