@@ -42,6 +42,7 @@ from huey.consumer import (
 from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
 from framework.settings import Settings
+from framework.storage import BLOCKING_READ_TIMEOUT
 
 if TYPE_CHECKING:
     from framework.application import Hueyard
@@ -173,7 +174,9 @@ class MultiQueueConsumer:
         self.shutdown_timeout = (
             settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         )
-        self.scheduler_interval = scheduler_interval or settings.scheduler_interval
+        # config/queues.toml decides; huey_consumer always passes its own default of 1.
+        self.scheduler_interval = settings.scheduler_interval
+        del scheduler_interval
         self._worker_options = {
             "default_delay": initial_delay,
             "max_delay": max_delay,
@@ -188,7 +191,7 @@ class MultiQueueConsumer:
         self.stop_flag = self.environment.get_stop_flag()
         self._signum: int | None = None
         self._stopping = False
-        self._started = time.time()
+        self._started = time.time() * 1000
 
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.hueys: list[QueueHuey] = []
@@ -197,6 +200,7 @@ class MultiQueueConsumer:
             runtime = app.queue(name)
             runtime.huey._timeout_handler = self.environment.timeout
             runtime.huey.storage.consumer_id = self.consumer_id
+            runtime.huey.stop_flag = self.stop_flag
             self.hueys.append(runtime.huey)
             if not runtime.tasks:
                 logger.warning("queue %r has no handler: no workers started for it", name)
@@ -229,13 +233,25 @@ class MultiQueueConsumer:
             finally:
                 with contextlib.suppress(KeyboardInterrupt):
                     process.shutdown()
+                with contextlib.suppress(Exception, KeyboardInterrupt):
+                    process.huey.return_prefetched()
 
         return self.environment.create_process(run, name)
 
     # -- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._started = time.time()
+        self._started = time.time() * 1000
+        # Handlers first: a signal that arrives while workers start is still graceful.
+        for signum in _GRACEFUL:
+            signal.signal(signum, self._on_signal)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_signal)
+        if self.environment.forks:
+            self.app.pool.disconnect()  # children must not share the parent's sockets
+        self.scheduler.start()
+        for _, _, process in self.workers:
+            process.start()
         counts: dict[str, int] = {}
         for queue, _, _ in self.workers:
             counts[queue] = counts.get(queue, 0) + 1
@@ -246,15 +262,6 @@ class MultiQueueConsumer:
             self.worker_type,
             ", ".join(f"{q} x{n}" for q, n in counts.items()) or "no queue with handlers",
         )
-        if self.environment.forks:
-            self.app.pool.disconnect()  # children must not share the parent's sockets
-        self.scheduler.start()
-        for _, _, process in self.workers:
-            process.start()
-        for signum in _GRACEFUL:
-            signal.signal(signum, self._on_signal)
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping:
@@ -286,13 +293,15 @@ class MultiQueueConsumer:
         self._stopping = True
         self.stop_flag.set()
         finished = False
+        interrupted_early = False
         if graceful:
             try:
                 finished = self._join(self.shutdown_timeout)
             except KeyboardInterrupt:
+                interrupted_early = True
                 logger.warning("second signal: interrupting running jobs now")
         if not finished:
-            if graceful:
+            if graceful and not interrupted_early:
                 logger.warning(
                     "jobs still running after %ss: interrupting them and putting them back",
                     self.shutdown_timeout,
@@ -300,6 +309,9 @@ class MultiQueueConsumer:
             self.environment.interrupt_workers([p for _, _, p in self.workers])
             for huey in self.hueys:
                 huey.notify_interrupted_tasks()
+            # Idle workers may still be inside one blocking read; let them hand back
+            # whatever it returns before this process exits.
+            self._join(BLOCKING_READ_TIMEOUT + 0.5)
         sys.stdout.flush()
 
     def _join(self, timeout: float) -> bool:

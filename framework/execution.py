@@ -58,17 +58,33 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     storage: JobStorage
 
+    stop_flag: Any = None  # the consumer's; set while it stops
+
     def __init__(self, name: str, *, timeout: float | None, **kwargs: Any) -> None:
         super().__init__(name, results=False, utc=True, **kwargs)
         self.queue_timeout = timeout
         self.signal(huey_signals.SIGNAL_INTERRUPTED)(self._requeue_interrupted)
+        self._local = threading.local()  # per worker thread: the job fetched with a release
+
+    def _stopping(self) -> bool:
+        return self.stop_flag is not None and bool(self.stop_flag.is_set())
 
     # -- dequeue ---------------------------------------------------------------------------
 
     def dequeue(self) -> Task | None:
-        claim = self.storage.claim()
-        if claim is None:
+        claim: Claim | None = getattr(self._local, "next", None)
+        self._local.next = None
+        if self._stopping():
+            if claim is not None:
+                self.storage.release(claim, "requeue")
             return None
+        if claim is None:
+            claim = self.storage.claim()
+            if claim is None:
+                return None
+            if self._stopping():  # taken while the consumer began to stop: hand it back
+                self.storage.release(claim, "requeue")
+                return None
         try:
             task = self._task_for(claim)
         except Exception as exc:
@@ -78,6 +94,13 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return None
         LeaseKeeper.for_process().track(self.storage, claim, self.queue_timeout)
         return task
+
+    def return_prefetched(self) -> None:
+        """Give back the job this thread fetched with its last release (worker exit)."""
+        claim: Claim | None = getattr(self._local, "next", None)
+        self._local.next = None
+        if claim is not None:
+            self.storage.release(claim, "requeue")
 
     def _task_for(self, claim: Claim) -> Task:
         message = self.serializer.deserialize(claim.data)
@@ -123,7 +146,17 @@ class QueueHuey(Huey):  # type: ignore[misc]
         finally:
             self._tasks_in_flight.discard(task)
             keeper.forget(claim)
-        if not self.storage.release(claim, outcome, value=value, traceback=trace, delay=delay):
+        if self._stopping():
+            released, fetched = (
+                self.storage.release(claim, outcome, value=value, traceback=trace, delay=delay),
+                None,
+            )
+        else:
+            released, fetched = self.storage.release_and_claim(
+                claim, outcome, value=value, traceback=trace, delay=delay
+            )
+        self._local.next = fetched
+        if not released:
             logger.warning(
                 "job %s finished (%s) after it stopped being ours (lease lost, timed out "
                 "or removed); this outcome is dropped",

@@ -457,9 +457,11 @@ class Jobs:
             self._run(
                 "remove",
                 [q.waiting, q.active, q.delayed, q.completed, q.failed],
-                [self.keys.job_prefix, job_id],
+                [self.keys.job_prefix, job_id, queue],
             )
         )
+        if removed == -2:
+            raise JobActionError(f"job {job_id} belongs to another queue than {queue!r}")
         if removed < 0:
             raise JobActionError(
                 f"job {job_id} on queue {queue!r} is active (a worker runs it) and can not be "

@@ -323,7 +323,7 @@ def _consumer_info(consumer_id: str, raw: Any, score: float, running: list[str])
             worker_type=str(data.get("worker_type", "")),
             workers=int(data.get("workers") or 0),
             started=(
-                datetime.datetime.fromtimestamp(started, datetime.UTC)
+                datetime.datetime.fromtimestamp(started / 1000, datetime.UTC)
                 if isinstance(started, int | float)
                 else None
             ),

@@ -48,6 +48,9 @@ logger = logging.getLogger("hueyard.storage")
 ENQUEUE_BATCH = 500
 """Jobs per enqueue script call in a bulk enqueue."""
 
+BLOCKING_READ_TIMEOUT = 1.0
+"""Seconds an idle worker blocks in Redis before it checks its stop flag."""
+
 _TEXT_LIMIT = 16_384
 
 
@@ -91,7 +94,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         keys: Keys,
         policy: QueuePolicy,
         consumer: ConsumerSettings,
-        read_timeout: float = 1.0,
+        read_timeout: float = BLOCKING_READ_TIMEOUT,
         **unused: Any,
     ) -> None:
         super().__init__(name)
@@ -140,9 +143,10 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         claim, wait = self._try_claim()
         if claim is not None:
             return claim
-        if wait is not None:  # paused or rate limited: nothing to wake us early
+        if wait is not None:  # rate limited: the window has room again in `wait` seconds
             time.sleep(min(wait, self.read_timeout))
             return None
+        # Empty or paused: block until an enqueue, a promotion or a resume pushes a token.
         if self.conn.blpop([self.q.wake], timeout=self.read_timeout) is None:
             return None
         claim, _ = self._try_claim()
@@ -150,28 +154,28 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
 
     def _try_claim(self) -> tuple[Claim | None, float | None]:
         token = secrets.token_hex(8)
-        rate_max, rate_per = self._rate
         reply = self.scripts.claim(
             keys=[self.q.waiting, self.q.active, self.q.paused, self.q.limiter],
-            args=[self.keys.job_prefix, self.lease_ms, token, self.consumer_id, rate_max, rate_per],
+            args=[self.keys.job_prefix, self.lease_ms, token, self.consumer_id, *self._rate],
         )
+        return self._taken(reply, token)
+
+    @staticmethod
+    def _taken(reply: list[Any], token: str) -> tuple[Claim | None, float | None]:
+        """Read a ``take()`` reply: (the claim, or None and seconds to wait if limited)."""
         kind = reply[0]
         if kind == b"job":
-            return (
-                Claim(
-                    id=reply[1].decode(),
-                    data=reply[2],
-                    attempts=int(reply[3]),
-                    max_attempts=int(reply[4] or 1),
-                    token=token,
-                    claimed_at=time.monotonic(),
-                ),
-                None,
+            claim = Claim(
+                id=reply[1].decode(),
+                data=reply[2],
+                attempts=int(reply[3]),
+                max_attempts=int(reply[4] or 1),
+                token=token,
+                claimed_at=time.monotonic(),
             )
+            return claim, None
         if kind == b"limited":
             return None, int(reply[1]) / 1000
-        if kind == b"paused":
-            return None, self.read_timeout
         return None, None
 
     def release(
@@ -187,6 +191,24 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         ``retry`` (after ``delay`` seconds) or ``requeue`` (back to waiting, attempt not
         counted). False when the job was no longer ours (recovered, timed out, removed).
         """
+        released, _ = self._release(claim, outcome, value, traceback, delay, fetch=False)
+        return released
+
+    def release_and_claim(
+        self,
+        claim: Claim,
+        outcome: str,
+        *,
+        value: str = "",
+        traceback: str = "",
+        delay: float = 0.0,
+    ) -> tuple[bool, Claim | None]:
+        """:meth:`release`, and in the same round trip take the next waiting job."""
+        return self._release(claim, outcome, value, traceback, delay, fetch=True)
+
+    def _release(
+        self, claim: Claim, outcome: str, value: str, traceback: str, delay: float, *, fetch: bool
+    ) -> tuple[bool, Claim | None]:
         target = {
             "completed": self.q.completed,
             "failed": self.q.failed,
@@ -195,23 +217,24 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         }[outcome]
         keep = self.policy.keep_failed if outcome == "failed" else self.policy.keep_completed
         duration_ms = int((time.monotonic() - claim.claimed_at) * 1000)
-        released = self.scripts.release(
-            keys=[self.keys.job(claim.id), self.q.active, target, self.q.wake],
-            args=[
-                claim.id,
-                claim.token,
-                outcome,
-                value,
-                traceback[-_TEXT_LIMIT:],
-                int(delay * 1000),
-                keep,
-                self.keys.job_prefix,
-                self.q.stats_prefix,
-                self.metrics_ttl,
-                duration_ms,
+        token = secrets.token_hex(8) if fetch else ""
+        reply = self.scripts.release(
+            keys=[
+                self.keys.job(claim.id), self.q.active, target, self.q.wake,
+                self.q.waiting, self.q.paused, self.q.limiter,
             ],
-        )
-        return bool(released)
+            args=[
+                claim.id, claim.token, outcome, value, traceback[-_TEXT_LIMIT:],
+                int(delay * 1000), keep, self.keys.job_prefix, self.q.stats_prefix,
+                self.metrics_ttl, duration_ms,
+                1 if fetch else 0, token, self.consumer_id, *self._rate, self.lease_ms,
+            ],
+        )  # fmt: skip
+        if not reply[0]:
+            return False, None
+        if len(reply) == 1:
+            return True, None
+        return True, self._taken(reply[1:], token)[0]
 
     # -- maintenance (any consumer may run these; each is one atomic script) --------------
 

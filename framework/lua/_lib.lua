@@ -68,3 +68,40 @@ end
 local function is_job(key)
   return redis.call('TYPE', key).ok == 'hash'
 end
+
+-- Take the best waiting job for a worker: the pause check, the sliding-window
+-- rate limit, then the lowest score moves to active with a lease.
+-- Returns {'paused'} | {'empty'} | {'limited', wait_ms} | {'job', id, data, attempts, max_attempts}
+local function take(waiting, active, paused, limiter, job_prefix, lease_ms, token, consumer,
+                    rate_max, per)
+  if redis.call('EXISTS', paused) == 1 then return {'paused'} end
+  local now = now_ms()
+  rate_max, per = tonumber(rate_max), tonumber(per)
+  if rate_max > 0 then
+    redis.call('ZREMRANGEBYSCORE', limiter, '-inf', now - per)
+    if redis.call('ZCARD', limiter) >= rate_max then
+      local oldest = redis.call('ZRANGE', limiter, 0, 0, 'WITHSCORES')
+      return {'limited', tostring(math.max(1, tonumber(oldest[2]) + per - now))}
+    end
+  end
+  for _ = 1, 16 do
+    local popped = redis.call('ZPOPMIN', waiting)
+    if #popped == 0 then return {'empty'} end
+    local id = popped[1]
+    local job = job_prefix .. id
+    if is_job(job) and redis.call('HEXISTS', job, 'data') == 1 then
+      local attempts = redis.call('HINCRBY', job, 'attempts', 1)
+      redis.call('HSET', job, 'state', 'active', 'started', now, 'token', token,
+        'consumer', consumer)
+      redis.call('ZADD', active, now + tonumber(lease_ms), id)
+      if rate_max > 0 then
+        redis.call('ZADD', limiter, now, id .. ':' .. attempts)
+        redis.call('PEXPIRE', limiter, per + 1000)
+      end
+      local data, max_attempts = unpack(redis.call('HMGET', job, 'data', 'max_attempts'))
+      return {'job', id, data, attempts, max_attempts}
+    end
+    -- An id without a job record is garbage: it is dropped, never run.
+  end
+  return {'empty'}
+end

@@ -1,12 +1,17 @@
--- A worker is done with a job. Only the lease holder may release it.
--- KEYS: job, active, target set (completed | failed | delayed | waiting), wake
+-- A worker is done with a job. Only the lease holder may release it. With
+-- fetch = 1 the same call also takes the worker's next job (one round trip per
+-- job on a busy queue).
+-- KEYS: job, active, target set (completed | failed | delayed | waiting), wake,
+--       waiting, paused, limiter
 -- ARGV: id, token, outcome (completed | failed | retry | requeue), value (result or error),
 --       traceback, delay_ms, default keep, job key prefix, metrics key prefix,
---       metrics ttl seconds, duration_ms
--- Returns 1, or 0 when the caller no longer holds the job (recovered, timed out, removed).
+--       metrics ttl seconds, duration_ms,
+--       fetch (1 | 0), next token, consumer, rate_max, rate_per_ms, lease_ms
+-- Returns {1, <take() reply>} | {1} without fetch | {0} when the caller no longer
+-- holds the job (recovered, timed out, removed).
 local job, id = KEYS[1], ARGV[1]
 local token, state = unpack(redis.call('HMGET', job, 'token', 'state'))
-if token ~= ARGV[2] or state ~= 'active' then return 0 end
+if token ~= ARGV[2] or state ~= 'active' then return {0} end
 redis.call('ZREM', KEYS[2], id)
 local now = now_ms()
 local outcome, ttl = ARGV[3], tonumber(ARGV[10])
@@ -36,4 +41,7 @@ else -- requeue: interrupted by shutdown; the attempt does not count
   redis.call('ZADD', KEYS[3], waiting_score(priority, seq), id)
   wake(KEYS[4], 1)
 end
-return 1
+if ARGV[12] ~= '1' then return {1} end
+local nxt = take(KEYS[5], KEYS[2], KEYS[6], KEYS[7], ARGV[8], ARGV[17], ARGV[13], ARGV[14],
+  ARGV[15], ARGV[16])
+return {1, unpack(nxt)}

@@ -17,7 +17,9 @@ for _, id in ipairs(ids) do
     if is_job(job) and redis.call('HEXISTS', job, 'priority') == 1 then
       local seq = redis.call('INCR', KEYS[3]) % SEQ_SPAN
       redis.call('HSET', job, 'state', 'waiting', 'seq', seq, 'attempts', 0, 'stalls', 0)
-      redis.call('HDEL', job, 'finished', 'error', 'traceback', 'result', 'due')
+      redis.call('HDEL', job, 'finished', 'error', 'traceback', 'result', 'due', 'progress',
+        'started', 'consumer')
+      redis.call('DEL', job .. ':logs')
       redis.call('ZADD', KEYS[2], waiting_score(redis.call('HGET', job, 'priority'), seq), id)
       moved = moved + 1
     end

@@ -1,0 +1,250 @@
+"""What the CRM's handler modules share: payload field types, masking, providers.
+
+Field types (each refuses bad input with a message that says what is allowed):
+
+- :data:`PhoneNumber`: E.164, ``+`` then 7 to 15 digits (``+14155550123``).
+- :data:`EmailAddress`: ``local@domain.tld``, a deliberately simple check.
+- :data:`HttpUrl`: an absolute ``http://`` or ``https://`` URL, kept as a string.
+- :data:`Identifier`: an id from the CRM (``camp-123``, a UUID, an ObjectId).
+
+Providers are the seams to services this process cannot reach here (an AI
+API, the WhatsApp API). Each kind has a :class:`Registry`; the built-in
+providers are deterministic and offline::
+
+    from pipelines._providers import AI_PROVIDERS
+
+    class OpenAIProvider: ...              # implements AIProvider
+    AI_PROVIDERS.register("openai", OpenAIProvider())
+
+Register providers at import time of a handler module (or a module named in
+``HUEYARD_HANDLER_MODULES``) so producers and workers know the same names.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from typing import Annotated, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
+
+__all__ = [
+    # field types
+    "EmailAddress",
+    "HttpUrl",
+    "Identifier",
+    "PhoneNumber",
+    "is_e164",
+    # masking for logs
+    "mask_email",
+    "mask_phone",
+    "redact_url",
+    # providers
+    "AI_PROVIDERS",
+    "MESSAGE_SENDERS",
+    "AIProvider",
+    "EchoProvider",
+    "LogSender",
+    "MessageSender",
+    "Registry",
+    "UnknownProviderError",
+]
+
+logger = logging.getLogger(__name__)
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def is_e164(value: str) -> bool:
+    """True when ``value`` is an E.164 phone number: ``+``, then 7 to 15 digits."""
+    return bool(E164.match(value))
+
+
+def _phone(value: str) -> str:
+    if not is_e164(value):
+        raise ValueError(
+            "must be an E.164 phone number: '+', the country code and 7 to 15 digits "
+            "in all, no spaces (e.g. +14155550123)"
+        )
+    return value
+
+
+def _email(value: str) -> str:
+    if len(value) > 254 or not EMAIL.match(value):
+        raise ValueError("must be an email address like name@example.com")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+        or len(value) > 2048
+    ):
+        raise ValueError("must be an absolute http:// or https:// URL (at most 2048 characters)")
+    return value
+
+
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            "must be 1 to 128 letters, digits, '_', '.', ':' or '-', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+PhoneNumber = Annotated[str, AfterValidator(_phone)]
+EmailAddress = Annotated[str, AfterValidator(_email)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+
+
+def mask_phone(phone: str) -> str:
+    """``+14155550123`` -> ``+*******0123``: enough to correlate logs, not to dial."""
+    return phone[:1] + "*" * max(len(phone) - 5, 0) + phone[-4:]
+
+
+def mask_email(address: str) -> str:
+    """``jane.doe@example.com`` -> ``j***@example.com``."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, query or fragment: safe to log and to store in errors."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class UnknownProviderError(LookupError):
+    """A payload or the environment names a provider that no module registered."""
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Providers of one kind by name. Thread-safe; a name can be registered once."""
+
+    def __init__(self, kind: str, attribute: str) -> None:
+        self.kind = kind
+        self.attribute = attribute
+        self._providers: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, provider: T) -> None:
+        """Make ``provider`` available as ``name``; refuses to replace another one."""
+        with self._lock:
+            existing = self._providers.get(name)
+            if existing is not None and existing is not provider:
+                raise ValueError(f"{self.kind} {name!r} is already registered ({existing!r})")
+            self._providers[name] = provider
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._providers.pop(name, None)
+
+    def get(self, name: str) -> T:
+        """The provider called ``name``; :class:`UnknownProviderError` lists the known ones."""
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise UnknownProviderError(self.unknown(name)) from None
+
+    def unknown(self, name: str) -> str:
+        known = ", ".join(sorted(self._providers)) or "none"
+        return (
+            f"unknown {self.kind} {name!r}; registered: {known}. Register one with "
+            f"pipelines._providers.{self.attribute}.register(name, provider)"
+        )
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+    def names(self) -> list[str]:
+        return sorted(self._providers)
+
+
+# -- AI providers -----------------------------------------------------------------------------
+
+
+class AIProvider(Protocol):
+    """What the ``ai`` queue needs from a chatbot / speech-to-text service."""
+
+    def reply(self, prompt: str, *, conversation_id: str) -> str:
+        """The chatbot's answer to ``prompt`` in the conversation."""
+        ...
+
+    def transcribe(self, audio_url: str, *, language: str | None) -> str:
+        """The text spoken in the voice note at ``audio_url``."""
+        ...
+
+
+class EchoProvider:
+    """Deterministic and offline: answers with the prompt, names the audio it was given.
+
+    It is the default so that the ``ai`` queue runs (demo, tests, staging) with
+    no network and no API key.
+    """
+
+    def reply(self, prompt: str, *, conversation_id: str) -> str:
+        return f"echo: {prompt}"
+
+    def transcribe(self, audio_url: str, *, language: str | None) -> str:
+        return f"echo transcript ({language or 'auto'}) of {redact_url(audio_url)}"
+
+    def __repr__(self) -> str:
+        return "EchoProvider()"
+
+
+AI_PROVIDERS: Registry[AIProvider] = Registry("ai provider", "AI_PROVIDERS")
+AI_PROVIDERS.register("echo", EchoProvider())
+
+
+# -- message senders --------------------------------------------------------------------------
+
+
+class MessageSender(Protocol):
+    """What the ``messages`` queue needs from a WhatsApp API client."""
+
+    def send(self, to: str, content: str, *, message_type: str, media_url: str | None) -> str:
+        """Send one message; return the provider's message id. Raise to retry."""
+        ...
+
+
+class LogSender:
+    """Records each send in the log (masked number, never the content); sends nothing.
+
+    The default sender until a WhatsApp client is registered and selected with
+    ``HUEYARD_MESSAGE_SENDER``.
+    """
+
+    def send(self, to: str, content: str, *, message_type: str, media_url: str | None) -> str:
+        message_id = f"msg-{uuid.uuid4().hex}"
+        logger.info(
+            "log sender: %s message %s to %s (%d characters) recorded, not sent",
+            message_type,
+            message_id,
+            mask_phone(to),
+            len(content),
+        )
+        return message_id
+
+    def __repr__(self) -> str:
+        return "LogSender()"
+
+
+MESSAGE_SENDERS: Registry[MessageSender] = Registry("message sender", "MESSAGE_SENDERS")
+MESSAGE_SENDERS.register("log", LogSender())

@@ -1,0 +1,200 @@
+"""The ``webhooks`` queue: HMAC-signed outbound webhook deliveries.
+
+Each delivery POSTs ``body`` as compact JSON with these headers::
+
+    Content-Type: application/json
+    X-Hueyard-Event: <event>
+    X-Hueyard-Timestamp: <unix seconds>
+    X-Hueyard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body, keyed by secret>
+
+A receiver checks it with :func:`verify` (or the same few lines in its own
+language) and refuses stale timestamps, so a captured request can not be
+replayed later. A non-2xx answer, a redirect, a timeout or a refused
+connection fails the attempt; the queue retries with exponential backoff.
+
+Addresses that resolve to loopback, private, link-local or otherwise
+non-public IPs are refused (server-side request forgery) unless
+``HUEYARD_WEBHOOK_ALLOW_PRIVATE=1``. The check resolves the name before the
+request, so it does not stop DNS rebinding; run workers behind an egress
+proxy where that matters.
+
+::
+
+    from pipelines.webhooks import deliver_webhook
+
+    deliver_webhook.enqueue({"url": "https://example.com/hooks/crm", "event": "contact.created",
+                             "body": {"contactId": "c-42"}, "secret": "whsec_..."})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_serializer
+
+from framework import handler
+from pipelines._providers import HttpUrl, redact_url
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookDelivery",
+    "WebhookError",
+    "deliver_webhook",
+    "encode_body",
+    "sign",
+    "verify",
+]
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Hueyard-Signature"
+TIMESTAMP_HEADER = "X-Hueyard-Timestamp"
+EVENT_HEADER = "X-Hueyard-Event"
+TIMEOUT = 10.0
+"""Seconds for connecting and for each read of one delivery."""
+TOLERANCE = 300
+"""Seconds a signature stays acceptable to :func:`verify` (either side of now)."""
+ALLOW_PRIVATE_ENV = "HUEYARD_WEBHOOK_ALLOW_PRIVATE"
+
+
+class WebhookError(Exception):
+    """A delivery failed: the attempt fails and the queue's retry policy applies."""
+
+
+def _secret_length(secret: SecretStr) -> SecretStr:
+    if not 16 <= len(secret.get_secret_value()) <= 512:
+        raise ValueError(
+            "must be 16 to 512 characters; share a long random secret with the receiver"
+        )
+    return secret
+
+
+class WebhookDelivery(BaseModel):
+    """One event to one endpoint. ``secret`` is never logged, returned or shown in errors."""
+
+    # Validation errors would otherwise quote the input, secret included.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    url: HttpUrl
+    event: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    body: dict[str, Any]
+    secret: Annotated[SecretStr, AfterValidator(_secret_length)]
+
+    @field_serializer("secret", when_used="json")
+    def _reveal_for_storage(self, secret: SecretStr) -> str:
+        # The JSON dump is what enqueue stores for the worker, so it must carry the secret.
+        return secret.get_secret_value()
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed and sent: compact JSON, keys sorted, UTF-8."""
+    return json.dumps(
+        body, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header value: ``sha256=`` + hex HMAC-SHA256 of ``b"<timestamp>." + body``.
+
+    >>> sign("s3cret-s3cret-s3cret", 1700000000, b'{"a":1}')[:7]
+    'sha256='
+    """
+    message = f"{timestamp}.".encode("ascii") + body
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(
+    secret: str,
+    timestamp: int,
+    body: bytes,
+    signature: str,
+    *,
+    tolerance: int = TOLERANCE,
+    now: float | None = None,
+) -> bool:
+    """True when ``signature`` is :func:`sign`'s for these bytes and ``timestamp`` is fresh.
+
+    Fresh means within ``tolerance`` seconds of ``now`` (default: the clock),
+    in either direction. The comparison takes constant time.
+    """
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect could lead to an address the SSRF check never saw; treat it as a failure.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _check_public(url: str) -> None:
+    if os.environ.get(ALLOW_PRIVATE_ENV) == "1":
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise WebhookError(f"webhook {redact_url(url)}: cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise WebhookError(
+                f"webhook {redact_url(url)} resolves to the non-public address {address}; "
+                f"refused. Set {ALLOW_PRIVATE_ENV}=1 to allow internal endpoints"
+            )
+
+
+@handler("webhooks")
+def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
+    """POST the signed body; return ``{"status": <2xx code>}``. Raises :class:`WebhookError`."""
+    target = redact_url(payload.url)
+    _check_public(payload.url)
+    body = encode_body(payload.body)
+    timestamp = int(time.time())
+    request = urllib.request.Request(  # noqa: S310 - the model allows http(s) URLs only
+        payload.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "hueyard-webhooks",
+            EVENT_HEADER: payload.event,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(payload.secret.get_secret_value(), timestamp, body),
+        },
+    )
+    try:
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
+            status: int = response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise WebhookError(
+            f"webhook {payload.event} to {target} answered HTTP {exc.code}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise WebhookError(f"webhook {payload.event} to {target} failed: {reason}") from None
+    if not 200 <= status < 300:
+        raise WebhookError(f"webhook {payload.event} to {target} answered HTTP {status}")
+    logger.info("webhook %s delivered to %s: HTTP %d", payload.event, target, status)
+    return {"status": status}

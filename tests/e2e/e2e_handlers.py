@@ -1,0 +1,169 @@
+"""Handlers run by the end-to-end consumers; each one reports what it did to Redis.
+
+The consumer subprocess imports this module through
+``HUEYARD_HANDLER_MODULES=tests.e2e.e2e_handlers``. Every handler appends JSON
+records to the Redis list named by ``$HUEYARD_E2E_RECORDS`` on the server at
+``$HUEYARD_E2E_REDIS_URL``, so a test watches the consumer from outside the
+process::
+
+    {"job": "retry.always_fail", "tag": "a", "event": "start", "t": 1767.2, "pid": 4242}
+
+``event`` is ``"start"`` when the handler is entered and ``"end"`` when it
+returns; a handler that raises writes only ``"start"``, so the number of
+``start`` records of a tag is the number of attempts.
+
+Every queue named here must be declared in the e2e config (see conftest.py):
+an app refuses to compile a handler for an undeclared queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+
+from framework import handler
+
+REDIS_URL_ENV = "HUEYARD_E2E_REDIS_URL"
+RECORDS_ENV = "HUEYARD_E2E_RECORDS"
+
+QUEUES = ("alpha", "beta", "gamma", "ordered", "retry", "once", "slow", "spare", "wide")
+"""Every queue a handler below is registered on."""
+
+_clients: dict[int, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    # One client per process: a -k process worker must not reuse its parent's sockets.
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = redis.Redis.from_url(os.environ[REDIS_URL_ENV])
+        _clients[pid] = client
+    return client
+
+
+def record(job: str, tag: str, event: str, **extra: Any) -> None:
+    entry = {"job": job, "tag": tag, "event": event, "t": time.time(), "pid": os.getpid()}
+    entry.update(extra)
+    _redis().rpush(os.environ[RECORDS_ENV], json.dumps(entry))
+
+
+class Failure(Exception):
+    """Raised on purpose by the failing handlers."""
+
+
+# -- plain jobs on several queues ----------------------------------------------------------
+
+
+def _echo(queue: str, payload: dict[str, Any]) -> dict[str, Any]:
+    record(f"{queue}.echo", payload["tag"], "start")
+    result = {"queue": queue, "tag": payload["tag"], "n": payload.get("n", 0) * 2}
+    record(f"{queue}.echo", payload["tag"], "end")
+    return result
+
+
+@handler("alpha", name="echo")
+def alpha_echo(payload: dict[str, Any]) -> dict[str, Any]:
+    """Return ``{"queue": "alpha", "tag": tag, "n": 2 * n}``."""
+    return _echo("alpha", payload)
+
+
+@handler("beta", name="echo")
+def beta_echo(payload: dict[str, Any]) -> dict[str, Any]:
+    return _echo("beta", payload)
+
+
+@handler("gamma", name="echo")
+def gamma_echo(payload: dict[str, Any]) -> dict[str, Any]:
+    return _echo("gamma", payload)
+
+
+@handler("ordered", name="echo")
+def ordered_echo(payload: dict[str, Any]) -> dict[str, Any]:
+    return _echo("ordered", payload)
+
+
+class Order(BaseModel):
+    order_id: int
+    email: str
+
+
+@handler("alpha")
+def place_order(payload: Order) -> dict[str, Any]:
+    """A handler with a pydantic payload model: bad payloads are refused at enqueue."""
+    record("alpha.place_order", str(payload.order_id), "start")
+    return {"order_id": payload.order_id}
+
+
+# -- blocking and sleeping jobs ------------------------------------------------------------
+
+
+@handler("ordered")
+def block_until(payload: dict[str, Any]) -> None:
+    """Hold the queue's only worker until the Redis key ``payload["key"]`` exists."""
+    record("ordered.block_until", payload["tag"], "start")
+    deadline = time.monotonic() + payload.get("timeout", 30)
+    while not _redis().exists(payload["key"]):
+        if time.monotonic() > deadline:
+            raise Failure(f"nobody set {payload['key']!r}")
+        time.sleep(0.02)
+    record("ordered.block_until", payload["tag"], "end")
+
+
+def _sleep(queue: str, payload: dict[str, Any]) -> dict[str, Any]:
+    job = f"{queue}.sleep"
+    tag = payload["tag"]
+    runs = _redis().incr(f"{os.environ[RECORDS_ENV]}:runs:{tag}")
+    record(job, tag, "start", run=runs)
+    # "first_seconds" lets an interrupted job run short when a later consumer retries it.
+    seconds = payload.get("first_seconds", payload["seconds"]) if runs == 1 else payload["seconds"]
+    time.sleep(seconds)
+    record(job, tag, "end", run=runs)
+    return {"tag": tag, "pid": os.getpid()}
+
+
+@handler("slow", name="sleep")
+def slow_sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep ``seconds`` (``first_seconds`` on the first run), recording start and end."""
+    return _sleep("slow", payload)
+
+
+@handler("spare", name="sleep")
+def spare_sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    return _sleep("spare", payload)
+
+
+@handler("wide", name="sleep")
+def wide_sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    return _sleep("wide", payload)
+
+
+# -- failing jobs --------------------------------------------------------------------------
+
+
+@handler("retry")
+def always_fail(payload: dict[str, Any]) -> None:
+    record("retry.always_fail", payload["tag"], "start")
+    raise Failure(f"always_fail {payload['tag']}")
+
+
+@handler("retry")
+def flaky(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fail the first ``failures`` attempts, then return the attempt number."""
+    attempt = _redis().incr(f"{os.environ[RECORDS_ENV]}:attempts:{payload['tag']}")
+    record("retry.flaky", payload["tag"], "start", attempt=attempt)
+    if attempt <= payload["failures"]:
+        raise Failure(f"flaky {payload['tag']} attempt {attempt}")
+    record("retry.flaky", payload["tag"], "end", attempt=attempt)
+    return {"attempt": attempt}
+
+
+@handler("once", name="always_fail")
+def once_always_fail(payload: dict[str, Any]) -> None:
+    record("once.always_fail", payload["tag"], "start")
+    raise Failure(f"once.always_fail {payload['tag']}")
