@@ -1,0 +1,237 @@
+"""What the read/act API returns: small frozen dataclasses, and how a job record
+(a Redis hash) is read into one without ever raising on bad data.
+
+The dashboard and the CLI see only these types; they never touch Redis.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Generic, TypeVar
+
+from huey.registry import Message
+
+from framework.errors import SerializationError
+from framework.serializer import loads
+
+__all__ = ["JobInfo", "JobLocation", "Page", "QueueCounts", "Record", "job_info"]
+
+T = TypeVar("T")
+
+
+# -- what the API returns --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Jobs of one queue per state. A paused queue's waiting jobs count as ``paused``."""
+
+    queue: str
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    paused: int
+    is_paused: bool
+
+    def to_json(self) -> dict[str, int | bool]:
+        """The spec's shape (``isPaused`` in camelCase): what ``hueyard status --json`` prints."""
+        return {
+            "waiting": self.waiting,
+            "active": self.active,
+            "delayed": self.delayed,
+            "completed": self.completed,
+            "failed": self.failed,
+            "paused": self.paused,
+            "isPaused": self.is_paused,
+        }
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list. ``page`` counts from 1; a page past the end has no items."""
+
+    items: tuple[T, ...]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages, at least 1 (an empty list has one empty page)."""
+        return max(math.ceil(self.total / self.page_size), 1)
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+@dataclass(frozen=True)
+class JobLocation:
+    """Where a job is: its queue and its state."""
+
+    queue: str
+    state: str
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as read from Redis. Times are aware UTC datetimes.
+
+    ``problem`` is None for a job hueyard wrote; otherwise it says what is
+    wrong with the record (no record, not a hash, data that is not JSON, ...)
+    and the fields that could not be read are None. ``logs`` is filled by
+    :meth:`Jobs.get` only; pages leave it empty.
+    """
+
+    id: str
+    queue: str | None
+    state: str | None
+    name: str | None = None  # the stable "<queue>.<handler>"
+    payload: Any = None
+    priority: int | None = None
+    attempts: int = 0  # runs started
+    max_attempts: int | None = None
+    stalls: int = 0
+    keep_completed: int | None = None  # None: the queue's keep_completed
+    keep_failed: int | None = None
+    created: datetime.datetime | None = None
+    started: datetime.datetime | None = None
+    finished: datetime.datetime | None = None
+    due: datetime.datetime | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: Any = None
+    consumer: str | None = None  # the consumer that holds it (active) or ran it last
+    logs: tuple[str, ...] = ()
+    problem: str | None = None
+
+    @property
+    def handler(self) -> str | None:
+        """The handler's short name (``send_message``)."""
+        return self.name.partition(".")[2] or None if self.name else None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values: times as ISO 8601 strings, logs as a list."""
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, datetime.datetime):
+                value = value.isoformat(timespec="milliseconds")
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[item.name] = value
+        return out
+
+
+class Record:
+    """Typed reads of a job hash that note what is wrong instead of raising."""
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self.raw = {key.decode(errors="replace"): value for key, value in raw.items()}
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        return value.decode(errors="replace") if value else None
+
+    def number(self, name: str) -> int | None:
+        value = self.raw.get(name)
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.problems.append(f"{name} is not a whole number: {value[:40]!r}")
+            return None
+
+    def time(self, name: str) -> datetime.datetime | None:
+        ms = self.number(name)
+        if ms is None:
+            return None
+        try:
+            return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+        except (OverflowError, OSError, ValueError):
+            self.problems.append(f"{name} is not a time in epoch ms: {ms}")
+            return None
+
+    def keep(self, name: str) -> int | None:
+        keep = self.number(name)
+        return None if keep is None or keep < 0 else keep
+
+    def json(self, name: str) -> Any:
+        value = self.raw.get(name)
+        if not value:
+            return None
+        try:
+            return loads(value)
+        except SerializationError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return value.decode(errors="replace")
+
+    def payload(self) -> Any:
+        data = self.raw.get("data")
+        if data is None:
+            self.problems.append("the record has no data (no message to run)")
+            return None
+        try:
+            message = loads(data)
+        except SerializationError as exc:
+            self.problems.append(f"data: {exc}")
+            return None
+        if not isinstance(message, Message) or not isinstance(message.args, tuple | list):
+            self.problems.append(f"data is JSON but not a hueyard message: {data[:80]!r}")
+            return None
+        return message.args[0] if message.args else None
+
+
+def job_info(
+    job_id: str,
+    record: Any,
+    *,
+    queue: str | None,
+    state: str | None,
+    logs: tuple[str, ...] = (),
+    problems: list[str] | None = None,
+) -> JobInfo:
+    problems = list(problems or [])
+    if isinstance(record, Exception):
+        problems.insert(0, f"its key is not a job record (not a hash): {record}")
+        return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
+    if not record:
+        problems.insert(0, f"no job record: the id is listed as {state}, but its record is gone")
+        return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
+    job = Record(record)
+    info = JobInfo(
+        id=job_id,
+        queue=queue,
+        state=state if state is not None else job.text("state"),
+        name=job.text("name"),
+        payload=job.payload(),
+        priority=job.number("priority"),
+        attempts=job.number("attempts") or 0,
+        max_attempts=job.number("max_attempts"),
+        stalls=job.number("stalls") or 0,
+        keep_completed=job.keep("keep_completed"),
+        keep_failed=job.keep("keep_failed"),
+        created=job.time("created"),
+        started=job.time("started"),
+        finished=job.time("finished"),
+        due=job.time("due"),
+        result=job.json("result"),
+        error=job.text("error"),
+        traceback=job.text("traceback"),
+        progress=job.json("progress"),
+        consumer=job.text("consumer"),
+        logs=logs,
+    )
+    problems += job.problems
+    return info if not problems else replace(info, problem="; ".join(problems))
