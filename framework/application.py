@@ -31,6 +31,7 @@ from framework.errors import (
     PayloadError,
     QueueError,
     RedisUnavailableError,
+    SerializationError,
     UnknownHandlerError,
 )
 from framework.execution import QueueHuey
@@ -232,14 +233,18 @@ class Hueyard:
         keep_completed: int | None = None,
         keep_failed: int | None = None,
     ) -> NewJob:
-        data = spec.encode_payload(payload)
+        data = spec.encode_payload(payload, check_json=False)
         job_priority = runtime.policy.priority if priority is None else _check_priority(priority)
         max_attempts = runtime.policy.attempts if attempts is None else _check_attempts(attempts)
         task = runtime.tasks[spec.name]((data,), {}, priority=to_huey_priority(job_priority))
+        try:
+            message = runtime.huey.serialize_task(task)  # the one JSON encoding of the payload
+        except SerializationError as exc:
+            raise PayloadError(spec.not_json(exc)) from None
         return NewJob(
             id=str(task.id),
             name=spec.name,
-            data=runtime.huey.serialize_task(task),
+            data=message,
             priority=job_priority,
             delay_ms=_delay_ms(eta, delay),
             max_attempts=max_attempts,

@@ -85,10 +85,12 @@ class HandlerSpec:
             self._model_resolved = True
         return self._model
 
-    def encode_payload(self, payload: Any) -> Any:
+    def encode_payload(self, payload: Any, *, check_json: bool = True) -> Any:
         """Validate (against the model, if any) and return the JSON-ready payload.
 
         Raises :class:`PayloadError` naming the handler and every bad field.
+        ``check_json=False`` skips the JSON check for callers that encode the
+        payload right after and report a :class:`SerializationError` themselves.
         """
         model = self.payload_model
         if model is not None:
@@ -105,11 +107,15 @@ class HandlerSpec:
             payload = instance.model_dump(mode="json")
         elif isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json")
-        try:
-            dumps(payload)
-        except SerializationError as exc:
-            raise PayloadError(f"payload for {self.name} is not JSON: {exc}") from None
+        if check_json:
+            try:
+                dumps(payload)
+            except SerializationError as exc:
+                raise PayloadError(self.not_json(exc)) from None
         return payload
+
+    def not_json(self, exc: SerializationError) -> str:
+        return f"payload for {self.name} is not JSON: {exc}"
 
     def call(self, payload: Any) -> Any:
         """Run the handler on a stored payload; return a JSON-ready result."""

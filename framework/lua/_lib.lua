@@ -25,11 +25,13 @@ local function wake(key, n)
   end
 end
 
--- Count an event in the per-minute metrics hash, which expires.
+-- Count an event in the per-minute metrics hash, which expires. The expiry is
+-- set when the hash is created (its first field is 1); later bumps skip it.
 local function bump(prefix, now, field, ttl)
   local stats = prefix .. math.floor(now / 60000)
-  redis.call('HINCRBY', stats, field, 1)
-  redis.call('EXPIRE', stats, ttl)
+  if redis.call('HINCRBY', stats, field, 1) == 1 and redis.call('TTL', stats) < 0 then
+    redis.call('EXPIRE', stats, ttl)
+  end
   return stats
 end
 
@@ -38,10 +40,10 @@ end
 local function trim(set, keep, job_prefix)
   local extra = redis.call('ZCARD', set) - keep
   if extra > 0 then
-    for _, old in ipairs(redis.call('ZRANGE', set, 0, extra - 1)) do
-      redis.call('DEL', job_prefix .. old, job_prefix .. old .. ':logs')
+    local popped = redis.call('ZPOPMIN', set, extra)
+    for i = 1, #popped, 2 do
+      redis.call('DEL', job_prefix .. popped[i], job_prefix .. popped[i] .. ':logs')
     end
-    redis.call('ZREMRANGEBYRANK', set, 0, extra - 1)
   end
 end
 

@@ -13,15 +13,15 @@ for i = 0, count - 1 do
   if redis.call('EXISTS', job) == 0 then
     local priority, delay = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
     local seq = redis.call('INCR', KEYS[3]) % SEQ_SPAN
+    local state, due = 'waiting', ''
+    if delay > 0 then state, due = 'delayed', now + delay end
     redis.call('HSET', job, 'id', id, 'name', ARGV[b + 1], 'data', ARGV[b + 2],
       'priority', priority, 'seq', seq, 'attempts', 0, 'stalls', 0,
       'max_attempts', ARGV[b + 5], 'keep_completed', ARGV[b + 6], 'keep_failed', ARGV[b + 7],
-      'created', now)
+      'created', now, 'state', state, 'due', due)
     if delay > 0 then
-      redis.call('HSET', job, 'state', 'delayed', 'due', now + delay)
-      redis.call('ZADD', KEYS[2], now + delay, id)
+      redis.call('ZADD', KEYS[2], due, id)
     else
-      redis.call('HSET', job, 'state', 'waiting')
       redis.call('ZADD', KEYS[1], waiting_score(priority, seq), id)
       ready = ready + 1
     end

@@ -19,9 +19,12 @@ local outcome, ttl = ARGV[3], tonumber(ARGV[10])
 if outcome == 'completed' then
   redis.call('HSET', job, 'state', 'completed', 'finished', now, 'result', ARGV[4], 'token', '')
   local samples = bump(ARGV[9], now, 'completed', ttl) .. ':ms'
-  redis.call('RPUSH', samples, ARGV[11])
-  redis.call('LTRIM', samples, -256, -1)
-  redis.call('EXPIRE', samples, ttl)
+  local count = redis.call('RPUSH', samples, ARGV[11])
+  if count == 1 then
+    redis.call('EXPIRE', samples, ttl)
+  elseif count > 256 then
+    redis.call('LTRIM', samples, -256, -1)
+  end
   file_finished(KEYS[3], job, id, 'completed', now, ARGV[7], ARGV[8])
 elseif outcome == 'failed' then
   redis.call('HSET', job, 'state', 'failed', 'finished', now, 'error', ARGV[4],
