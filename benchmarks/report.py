@@ -1,0 +1,125 @@
+"""The result table (stdout, Markdown) and its JSON twin (``benchmarks/results/``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Row", "format_profile", "format_table", "median", "write_json"]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Row:
+    """One line of the table. ``ratio`` is hueyard / raw unless ``note`` says otherwise."""
+
+    metric: str
+    unit: str
+    raw: float | None
+    hueyard: float | None
+    ratio: float | None
+    better: str = "higher"  # or "lower": which direction of the ratio is good
+    target: float | None = None  # ratio bound: >= target if better is higher, else <=
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None or self.ratio is None or math.isnan(self.ratio):
+            return None
+        if self.better == "higher":
+            return self.ratio >= self.target
+        return self.ratio <= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["met"] = self.met
+        return data
+
+
+def ratio(hueyard: float | None, raw: float | None) -> float | None:
+    if hueyard is None or raw is None or raw == 0:
+        return None
+    return hueyard / raw
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if unit == "ms":
+        return f"{value:.2f}"
+    return f"{value:,.0f}"
+
+
+def _target(row: Row) -> str:
+    if row.target is None:
+        return ""
+    sign = ">=" if row.better == "higher" else "<="
+    verdict = {True: "met", False: "MISSED", None: "?"}[row.met]
+    return f"{sign} {row.target:g}x: {verdict}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A Markdown table: metric | raw Huey | hueyard | ratio | target."""
+    lines = [
+        "| metric | raw Huey | hueyard | ratio | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        ratio_text = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+        metric = f"{row.metric} ({row.unit})"
+        lines.append(
+            f"| {metric} | {_number(row.raw, row.unit)} | {_number(row.hueyard, row.unit)} "
+            f"| {ratio_text} | {_target(row)} |"
+        )
+    notes = [f"- {row.metric}: {row.note}" for row in rows if row.note]
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def format_profile(profiles: dict[str, dict[str, Any]]) -> str:
+    """Per-job costs side by side: round trips, client CPU, Redis commands and CPU."""
+    names = list(profiles)
+    lines = [
+        "| per job | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    fields = (
+        ("round trips", "round_trips", "{:.3f}"),
+        ("client CPU (us)", "client_cpu_us", "{:.0f}"),
+        ("Redis commands (EVALSHA and the calls inside)", "server_calls", "{:.1f}"),
+        ("Redis CPU (us, server-wide)", "server_cpu_us", "{:.0f}"),
+    )
+    for phase in ("enqueue", "enqueue_many", "drain"):
+        for label, key, fmt in fields:
+            cells = []
+            for name in names:
+                value = profiles[name]["phases"].get(phase, {}).get(key)
+                cells.append("-" if value is None else fmt.format(value))
+            lines.append(f"| {phase}: {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for name in names:
+        for phase in ("enqueue", "drain"):
+            data = profiles[name]["phases"][phase]
+            trips = ", ".join(
+                f"{c} {v:.2f}" for c, v in data["round_trips_by_command"].items() if v >= 0.005
+            )
+            lines.append(f"- {name}, {phase}, round trips by command: {trips}")
+            commands = ", ".join(
+                f"{c} {v['calls']:.2f}"
+                for c, v in sorted(data["server_commands"].items(), key=lambda kv: -kv[1]["calls"])
+                if v["calls"] >= 0.005
+            )
+            lines.append(f"- {name}, {phase}, Redis commands: {commands}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")

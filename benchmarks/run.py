@@ -1,0 +1,348 @@
+"""hueyard vs raw Huey on the same Redis, in the same run, one command::
+
+    .venv/bin/python -m benchmarks.run            # full: 5,000 jobs, 4 workers, 3 repeats
+    .venv/bin/python -m benchmarks.run --quick    # under a minute
+
+Prints a table (metric | raw Huey | hueyard | ratio | target) and writes it,
+with every single run, to ``benchmarks/results/latest.json``. Everything is
+written to one Redis database (default 8), which is FLUSHDB'd before every
+measurement; no other database is touched. See ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from benchmarks.measure import Bench, percentile
+from benchmarks.report import Row, format_profile, format_table, median, ratio, write_json
+from benchmarks.sides import HueyardSide, RawSide, Side
+from benchmarks.workload import Probe
+
+DEFAULT_URL = "redis://127.0.0.1:6379/8"
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="hueyard vs raw Huey (PriorityRedisHuey), same Redis, same run.",
+    )
+    parser.add_argument("--jobs", type=int, help="jobs per enqueue / drain run (default 5000)")
+    parser.add_argument("--workers", type=int, default=4, help="worker threads (default 4)")
+    parser.add_argument("--repeats", type=int, help="runs per measurement (default 3)")
+    parser.add_argument("--samples", type=int, help="latency samples per run (default 300)")
+    parser.add_argument(
+        "--memory-jobs", type=int, help="completed jobs kept for the memory row (default 2000)"
+    )
+    parser.add_argument(
+        "--profile-jobs", type=int, help="jobs of the per-job cost profile (default 2000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: done in under 60 s")
+    parser.add_argument("--no-profile", action="store_true", help="skip the per-job cost table")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_URL),
+        help=f"the database to use; it is FLUSHDB'd (default {DEFAULT_URL})",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    args = parser.parse_args(argv)
+    sizes = (
+        {"jobs": 1000, "repeats": 3, "samples": 60, "memory_jobs": 500, "profile_jobs": 500}
+        if args.quick
+        else {
+            "jobs": 5000,
+            "repeats": 3,
+            "samples": 300,
+            "memory_jobs": 2000,
+            "profile_jobs": 2000,
+        }
+    )
+    for name, value in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    path = urlsplit(args.redis_url).path.strip("/")
+    if not path.isdigit():
+        parser.error(
+            f"--redis-url {args.redis_url!r} names no database; add one, e.g. "
+            f"{DEFAULT_URL} (the benchmark FLUSHDBs it)"
+        )
+    return args
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    conn = redis.Redis.from_url(args.redis_url)
+    try:
+        conn.ping()
+    except redis.ConnectionError as exc:
+        log(f"no Redis server at {args.redis_url}: {exc}")
+        return 2
+    probe = Probe(args.redis_url)
+    bench = Bench(conn, probe)
+    raw: Side = RawSide(args.redis_url, probe)
+    hy: Side = HueyardSide(args.redis_url, probe)
+    started = time.monotonic()
+    try:
+        runs = measure(bench, raw, hy, args)
+        profiles = {}
+        if not args.no_profile:
+            for side_class in (RawSide, HueyardSide):
+                side = side_class(args.redis_url, probe, counting=True)
+                try:
+                    log(f"profile: {side.name}")
+                    profiles[side.name] = bench.profile(side, min(args.jobs, 2000), args.workers)
+                finally:
+                    side.close()
+    finally:
+        bench.flush()
+        raw.close()
+        hy.close()
+        probe.close()
+    rows = summarize(runs, args)
+    table = format_table(rows)
+    print()
+    print(
+        f"hueyard vs raw Huey: {args.jobs} jobs, {args.workers} worker threads, "
+        f"median of {args.repeats} runs, {args.samples} x {args.repeats} latency samples"
+    )
+    print()
+    print(table)
+    if profiles:
+        print()
+        print(f"Per-job costs (profile run, {args.profile_jobs} jobs, {args.workers} workers)")
+        print()
+        print(format_profile(profiles))
+    document = {
+        "meta": meta(conn, args, time.monotonic() - started),
+        "rows": [row.as_dict() for row in rows],
+        "runs": runs,
+        "profile": profiles,
+        "table": table,
+    }
+    write_json(args.output, document)
+    print()
+    print(f"written: {args.output}")
+    conn.close()
+    return 0
+
+
+def measure(bench: Bench, raw: Side, hy: Side, args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement, ``args.repeats`` times, the two sides interleaved."""
+    n, w = args.jobs, args.workers
+    runs: dict[str, Any] = {
+        key: {raw.name: [], hy.name: []} for key in ("enqueue", "drain", "pickup", "memory")
+    }
+    runs["bulk"] = {hy.name: []}
+    runs["enqueue_typed"] = {hy.name: []}
+    log("warm-up: connections, Lua scripts, code paths")
+    for side in (raw, hy):
+        bench.enqueue_rate(side, 50)
+        bench.drain_rate(side, 50, w)
+    for rep in range(args.repeats):
+        order = (raw, hy) if rep % 2 == 0 else (hy, raw)
+        label = f"run {rep + 1}/{args.repeats}"
+        contenders = [(s.name, s, "noop") for s in order] + [("typed", hy, "typed")]
+        rates = bench.enqueue_rates(contenders, n)
+        for side in order:
+            runs["enqueue"][side.name].append(rates[side.name])
+            log(f"{label} enqueue one by one   {side.name:9} {rates[side.name]:9,.0f} jobs/s")
+        runs["enqueue_typed"][hy.name].append(rates["typed"])
+        log(f"{label} enqueue (pydantic)   {hy.name:9} {rates['typed']:9,.0f} jobs/s")
+        rate = bench.bulk_rate(hy, n)
+        runs["bulk"][hy.name].append(rate)
+        log(f"{label} enqueue_many         {hy.name:9} {rate:9,.0f} jobs/s")
+        for side in order:
+            drained = bench.drain(side, n, w)
+            runs["drain"][side.name].append(drained)
+            log(
+                f"{label} drain x{w}             {side.name:9} {drained['rate']:9,.0f} jobs/s "
+                f"(CPU per job: {drained['client_cpu_us']:,.0f} us here, "
+                f"{drained['server_cpu_us']:,.0f} us Redis)"
+            )
+        for side in order:
+            latencies = bench.pickup_latencies(side, args.samples, seed=rep)
+            runs["pickup"][side.name].append([round(s * 1000, 4) for s in latencies])
+            log(
+                f"{label} pickup               {side.name:9} p50 "
+                f"{percentile(latencies, 50) * 1000:.2f} ms, p99 "
+                f"{percentile(latencies, 99) * 1000:.2f} ms"
+            )
+        for side in order:
+            result = bench.memory(side, args.memory_jobs, w)
+            runs["memory"][side.name].append(result)
+            log(
+                f"{label} memory               {side.name:9} "
+                f"{result['retained_keys']:,.0f} B/job kept (keys), "
+                f"{result['retained_used_memory_delta']:,.0f} B/job (used_memory)"
+            )
+    return runs
+
+
+def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
+    raw_name, hy_name = RawSide.name, HueyardSide.name
+    enqueue_raw = median(runs["enqueue"][raw_name])
+    enqueue_hy = median(runs["enqueue"][hy_name])
+    bulk = median(runs["bulk"][hy_name])
+    typed = median(runs["enqueue_typed"][hy_name])
+
+    def drain(name: str, key: str = "rate") -> float:
+        return median([run[key] for run in runs["drain"][name]])
+
+    drain_raw, drain_hy = drain(raw_name), drain(hy_name)
+    cpu_raw, cpu_hy = drain(raw_name, "client_cpu_us"), drain(hy_name, "client_cpu_us")
+    pickup = {
+        name: [s for run in runs["pickup"][name] for s in run] for name in (raw_name, hy_name)
+    }
+    p50 = {name: percentile(samples, 50) for name, samples in pickup.items()}  # ms
+    p99 = {name: percentile(samples, 99) for name, samples in pickup.items()}
+
+    def mem(name: str, key: str) -> float:
+        return median([run[key] for run in runs["memory"][name]])
+
+    rows = [
+        Row(
+            "enqueue one by one",
+            "jobs/s",
+            enqueue_raw,
+            enqueue_hy,
+            ratio(enqueue_hy, enqueue_raw),
+            target=0.9,
+        ),
+        Row(
+            "enqueue one by one, pydantic payload",
+            "jobs/s",
+            enqueue_raw,
+            typed,
+            ratio(typed, enqueue_raw),
+            note="hueyard validates the payload against a pydantic model; raw Huey has none",
+        ),
+        Row(
+            "bulk enqueue (enqueue_many)",
+            "jobs/s",
+            enqueue_raw,
+            bulk,
+            ratio(bulk, enqueue_raw),
+            note="raw Huey has no bulk enqueue: its column is one by one",
+        ),
+        Row(
+            "bulk enqueue vs hueyard one by one",
+            "jobs/s",
+            enqueue_hy,
+            bulk,
+            ratio(bulk, enqueue_hy),
+            target=5.0,
+            note="both columns are hueyard here: one by one, then enqueue_many",
+        ),
+        Row(
+            f"drain, {args.workers} worker threads",
+            "jobs/s",
+            drain_raw,
+            drain_hy,
+            ratio(drain_hy, drain_raw),
+            target=1.0,
+        ),
+        Row(
+            "  drain, client CPU per job",
+            "us",
+            cpu_raw,
+            cpu_hy,
+            ratio(cpu_hy, cpu_raw),
+            better="lower",
+            note="CPU time of the benchmark process (all its threads) per drained job",
+        ),
+        Row(
+            "pickup latency p50, idle worker",
+            "ms",
+            p50[raw_name],
+            p50[hy_name],
+            ratio(p50[hy_name], p50[raw_name]),
+            better="lower",
+        ),
+        Row(
+            "pickup latency p99, idle worker",
+            "ms",
+            p99[raw_name],
+            p99[hy_name],
+            ratio(p99[hy_name], p99[raw_name]),
+            better="lower",
+            target=1.2,
+        ),
+        Row(
+            "Redis memory per waiting job",
+            "bytes",
+            mem(raw_name, "waiting_keys"),
+            mem(hy_name, "waiting_keys"),
+            ratio(mem(hy_name, "waiting_keys"), mem(raw_name, "waiting_keys")),
+            better="lower",
+            note="MEMORY USAGE summed over the benchmark DB's keys, divided by the jobs",
+        ),
+        Row(
+            "Redis memory per retained completed job",
+            "bytes",
+            mem(raw_name, "retained_keys"),
+            mem(hy_name, "retained_keys"),
+            ratio(mem(hy_name, "retained_keys"), mem(raw_name, "retained_keys")),
+            better="lower",
+            note=f"after {args.memory_jobs} jobs with keep_completed = {args.memory_jobs}; "
+            "raw Huey keeps only the pickled result (forever), hueyard the whole job record",
+        ),
+        Row(
+            "  same, INFO used_memory delta",
+            "bytes",
+            mem(raw_name, "retained_used_memory_delta"),
+            mem(hy_name, "retained_used_memory_delta"),
+            ratio(
+                mem(hy_name, "retained_used_memory_delta"),
+                mem(raw_name, "retained_used_memory_delta"),
+            ),
+            better="lower",
+            note="server-wide: other clients' writes add noise",
+        ),
+    ]
+    return rows
+
+
+def meta(conn: redis.Redis, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    import huey
+    import pydantic
+
+    server: dict[str, Any] = conn.info("server")
+    return {
+        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "huey": huey.__version__,
+        "redis_py": redis.__version__,
+        "pydantic": pydantic.__version__,
+        "redis_server": server.get("redis_version"),
+        "redis_url": args.redis_url,
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "latency_samples_per_run": args.samples,
+        "memory_jobs": args.memory_jobs,
+        "profile_jobs": args.profile_jobs,
+        "quick": args.quick,
+        "seconds": round(seconds, 1),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
