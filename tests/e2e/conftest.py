@@ -37,7 +37,7 @@ import framework.application
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
-from framework.jobs import JobInfo, Jobs
+from framework.jobs import MAX_PAGE_SIZE, JobInfo, Jobs, QueueCounts
 from tests.e2e import e2e_handlers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +70,19 @@ def config_text(
     *,
     shutdown_timeout: float = 8,
     scheduler_interval: int = 1,
+    lease: float | None = None,
+    max_stalls: int | None = None,
 ) -> str:
-    """The e2e config: every queue of ``e2e_handlers``, backoffs of 1 second."""
+    """The e2e config: every queue of ``e2e_handlers``, backoffs of 1 second.
+
+    ``lease`` and ``max_stalls`` set ``[consumer]`` fields that are left at their
+    defaults (30 s, 1 stall) when not given.
+    """
+    consumer_extra = "".join(
+        f"{name} = {value}\n"
+        for name, value in (("lease", lease), ("max_stalls", max_stalls))
+        if value is not None
+    )
     return f"""
 [redis]
 url = "{redis_url}"
@@ -84,7 +95,7 @@ backoff = {{ type = "exponential", delay = 1 }}
 [consumer]
 shutdown_timeout = {shutdown_timeout}
 scheduler_interval = {scheduler_interval}
-
+{consumer_extra}
 [queues.alpha]
 concurrency = 2
 
@@ -111,10 +122,24 @@ concurrency = 3
 
 [queues.wide]
 concurrency = 3
+
+[queues.chaos]
+concurrency = 4
+keep_completed = 10000
+
+[queues.throttled]
+concurrency = 4
+rate_limit = {{ max = 5, per = 2 }}
+
+[queues.pausable]
+concurrency = 4
+keep_completed = 1000
 """
 
 
-def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -171,6 +196,16 @@ class Records:
         return wait_until(
             probe, timeout=timeout, what=f"{count} {event!r} record(s) of {job or '*'}/{tag or '*'}"
         )
+
+    def by_id(
+        self, job: str | None = None, event: str | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Records of the tracked handlers (those that record ``id``), per job id, in order."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for entry in self.of(job, None, event):
+            if "id" in entry:
+                grouped.setdefault(entry["id"], []).append(entry)
+        return grouped
 
 
 @dataclass
@@ -355,9 +390,46 @@ class E2E:
     def scheduled(self, queue: str) -> int:
         return int(self.app.queue(queue).huey.scheduled_count())
 
+    @property
+    def jobs(self) -> Jobs:
+        """The read/act API on the test's app (counts, pause, resume, pages)."""
+        return Jobs(self.app)
+
     def job(self, job_id: str) -> JobInfo | None:
         """The job's record, read through the read API."""
         return Jobs(self.app).get(job_id)
+
+    def counts(self, queue: str) -> QueueCounts:
+        """The queue's jobs per state, read through the read API."""
+        return Jobs(self.app).counts(queue)
+
+    def jobs_in(self, queue: str, state: str) -> list[JobInfo]:
+        """Every job of ``queue`` in ``state``, read page by page through the read API."""
+        jobs = Jobs(self.app)
+        found: list[JobInfo] = []
+        page = 1
+        while True:
+            chunk = jobs.list_jobs(queue, state, page=page, page_size=MAX_PAGE_SIZE)
+            found += chunk.items
+            if not chunk.has_next:
+                return found
+            page += 1
+
+    def wait_drained(self, queue: str, completed: int, timeout: float = 30.0) -> QueueCounts:
+        """Wait until ``completed`` jobs of ``queue`` completed and none is left to run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = self.counts(queue)
+            done = counts.completed >= completed
+            idle = counts.waiting == counts.active == counts.delayed == counts.paused == 0
+            if done and idle:
+                return counts
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"timed out after {timeout}s waiting for {completed} completed job(s) on "
+                    f"{queue!r} and nothing left to run; last counts: {counts}"
+                )
+            time.sleep(0.1)
 
     def wait_result(self, queue: str, job_id: str, timeout: float = 15.0) -> Any:
         """Wait until the job completed; return its result. A final failure fails the test."""

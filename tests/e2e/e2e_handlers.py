@@ -12,6 +12,12 @@ process::
 returns; a handler that raises writes only ``"start"``, so the number of
 ``start`` records of a tag is the number of attempts.
 
+The handlers of "chaos", "throttled" and "pausable" (``_tracked``) also record
+``id`` (the job id, from ``framework.current_job()``), ``run`` (1, 2, ... per
+job id, counted in Redis) and ``pgid`` (the process group, which is the
+consumer's pid for thread and process workers alike), so a test tells every run
+of every job apart and knows which consumer ran it.
+
 Every queue named here must be declared in the e2e config (see conftest.py):
 an app refuses to compile a handler for an undeclared queue.
 """
@@ -26,12 +32,25 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from framework import handler
+from framework import current_job, handler
 
 REDIS_URL_ENV = "HUEYARD_E2E_REDIS_URL"
 RECORDS_ENV = "HUEYARD_E2E_RECORDS"
 
-QUEUES = ("alpha", "beta", "gamma", "ordered", "retry", "once", "slow", "spare", "wide")
+QUEUES = (
+    "alpha",
+    "beta",
+    "gamma",
+    "ordered",
+    "retry",
+    "once",
+    "slow",
+    "spare",
+    "wide",
+    "chaos",
+    "throttled",
+    "pausable",
+)
 """Every queue a handler below is registered on."""
 
 _clients: dict[int, redis.Redis] = {}
@@ -167,3 +186,43 @@ def flaky(payload: dict[str, Any]) -> dict[str, Any]:
 def once_always_fail(payload: dict[str, Any]) -> None:
     record("once.always_fail", payload["tag"], "start")
     raise Failure(f"once.always_fail {payload['tag']}")
+
+
+# -- jobs that report their job id and their consumer (chaos, rate limit, pause) -----------
+
+
+def _tracked(queue: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Record start and end with the job's id, run number and consumer; sleep ``ms``.
+
+    ``first_ms`` replaces ``ms`` on the job's first run (counted per job id), so a
+    job interrupted on its first run runs short when it is run again. Records
+    carry ``id`` (the job id), ``run`` (1, 2, ... per job id) and ``pgid``: the
+    process group, which is the consumer's pid for thread and process workers alike.
+    """
+    job = current_job()
+    assert job is not None, "a tracked handler runs inside a job"
+    tag = str(payload["n"])
+    run = int(_redis().incr(f"{os.environ[RECORDS_ENV]}:runs:{job.id}"))
+    info = {"id": job.id, "run": run, "pgid": os.getpgrp()}
+    record(f"{queue}.work", tag, "start", **info)
+    ms = payload.get("first_ms", payload.get("ms", 0)) if run == 1 else payload.get("ms", 0)
+    if ms:
+        time.sleep(ms / 1000)
+    record(f"{queue}.work", tag, "end", **info)
+    return {"n": payload["n"], "run": run}
+
+
+@handler("chaos", name="work")
+def chaos_work(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep ``ms`` (``first_ms`` on the first run), recording id, run and consumer."""
+    return _tracked("chaos", payload)
+
+
+@handler("throttled", name="work")
+def throttled_work(payload: dict[str, Any]) -> dict[str, Any]:
+    return _tracked("throttled", payload)
+
+
+@handler("pausable", name="work")
+def pausable_work(payload: dict[str, Any]) -> dict[str, Any]:
+    return _tracked("pausable", payload)
