@@ -18,6 +18,15 @@
   }
   applyTheme(read(THEME));
 
+  // "?done=..." says what an action did, once: a refresh must not say it again.
+  if (window.history.replaceState && /[?&]done=/.test(window.location.search)) {
+    var params = new URLSearchParams(window.location.search);
+    params.delete("done");
+    params.delete("n");
+    var query = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (query ? "?" + query : ""));
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var button = document.getElementById("theme");
     if (button) {
