@@ -74,7 +74,7 @@ def template(app: Hueyard, outcome: str) -> list[bytes]:
     claimed = storage.claim()
     assert claimed is not None and claimed.id == job_id
     value = '{"sent": true}' if outcome == "completed" else "ValueError: provider said no"
-    storage.release(claimed, outcome, value=value, traceback="Traceback (most recent call last): ...")
+    storage.release(claimed, outcome, value=value, traceback="Traceback (most recent call last):")
     conn = redis.Redis(connection_pool=app.pool)
     record = conn.hgetall(app.keys.job(job_id))
     conn.delete(app.keys.job(job_id), app.keys.job_logs(job_id))
