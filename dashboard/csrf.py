@@ -52,8 +52,11 @@ def valid_token(secret: bytes, user: str, token: str | None, now: float | None =
 
 
 def same_origin(origin: str | None, host_url: str) -> bool:
-    """Whether an ``Origin`` header (absent is fine) is the dashboard's own."""
+    """Whether an ``Origin`` header (absent is fine) names the dashboard's own host and port.
+
+    The scheme is not compared: behind a TLS-terminating proxy the browser
+    says ``https`` while the dashboard sees ``http``.
+    """
     if not origin:
         return True
-    theirs, ours = urlsplit(origin), urlsplit(host_url)
-    return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc)
+    return urlsplit(origin).netloc.lower() == urlsplit(host_url).netloc.lower()
