@@ -10,6 +10,8 @@
     hueyard retry QUEUE (--all | JOB_ID)    failed jobs back to waiting
     hueyard pause QUEUE / hueyard resume QUEUE
     hueyard clean QUEUE --state STATE --older-than SECONDS
+    hueyard dashboard [--host H] [--port P]  serve the dashboard (waitress; SIGTERM is graceful)
+    hueyard up [--host H] [--port P]         a consumer and the dashboard together (development)
 
 The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
@@ -52,7 +54,18 @@ def _build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--delay", type=float, help="seconds to wait before the job may run")
     enqueue.add_argument("--attempts", type=int, help="override the queue's attempts")
     _add_job_commands(commands)
+    _add_serve_commands(commands)
     return parser
+
+
+def _add_serve_commands(commands: Any) -> None:
+    for name, text in (
+        ("dashboard", "serve the web dashboard and health endpoints"),
+        ("up", "run a consumer for every queue and the dashboard (development)"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--host", help="address to listen on (default: [dashboard] host)")
+        command.add_argument("--port", type=int, help="port (default: [dashboard] port, 5000)")
 
 
 def _add_job_commands(commands: Any) -> None:
@@ -100,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _enqueue(args)
         if args.command in _JOB_COMMANDS:
             return _JOB_COMMANDS[args.command](args)
+        if args.command in ("dashboard", "up"):
+            return _serve(args)
     except HueyardError as exc:
         print(f"hueyard: error: {exc}", file=sys.stderr)
         return 1
@@ -191,6 +206,15 @@ def _enqueue(args: argparse.Namespace) -> int:
         attempts=args.attempts,
     )
     print(job_id)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the framework itself never imports Flask or waitress.
+    from dashboard.server import run_dashboard, run_up
+
+    logging.getLogger("hueyard").setLevel(logging.INFO)
+    (run_dashboard if args.command == "dashboard" else run_up)(args.host, args.port)
     return 0
 
 

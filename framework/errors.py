@@ -11,7 +11,8 @@
      ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
      ├── JobActionError         a read/act call does not apply (unknown state, active job)
      ├── SerializationError     a message in Redis is not one hueyard wrote
-     └── RedisUnavailableError  Redis did not answer after every reconnection try
+     ├── RedisUnavailableError  Redis did not answer after every reconnection try
+     └── DashboardError         the dashboard can not start (credentials in production)
 
 Every message says where the problem is (file, table, field, module, value)
 and what would fix it. No message ever contains a Redis password.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DashboardError",
     "HandlerError",
     "HueyardError",
     "JobActionError",
@@ -71,3 +73,7 @@ class SerializationError(HueyardError):
 
 class RedisUnavailableError(HueyardError):
     """Redis did not answer, even after the configured reconnection attempts."""
+
+
+class DashboardError(HueyardError):
+    """The dashboard refuses to start: missing or default credentials in production."""

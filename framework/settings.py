@@ -200,7 +200,11 @@ class DashboardSettings(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = defaults.DASHBOARD_PORT
     read_only: bool = False
     open_endpoints: list[str] = Field(default_factory=lambda: ["/health"])
-    page_size: Annotated[int, Field(ge=1, le=1000)] = 25
+    page_size: Annotated[int, Field(ge=1, le=500)] = 25
+    search_limit: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    """Jobs a payload text search reads at most (it says "searched N of M")."""
+    payload_preview_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 65536
+    """Characters of a payload or result the job page shows; the rest is behind a link."""
 
 
 class HealthSettings(_Strict):
@@ -209,6 +213,10 @@ class HealthSettings(_Strict):
     max_waiting: Annotated[int, Field(ge=1)] | None = None
     max_oldest_waiting_seconds: Seconds | None = None
     max_failure_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    failure_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    """Minutes over which ``max_failure_rate`` is measured."""
+    require_consumer: bool = True
+    """503 when a queue has waiting jobs and no live consumer serves it."""
 
 
 class Settings(_Strict):

@@ -1,0 +1,186 @@
+"""Every state change: a POST with a CSRF token, behind a confirm step.
+
+::
+
+    POST /admin/queues/<queue>/pause | resume | retry-all | promote-all | clean
+    POST /admin/queues/<queue>/jobs/<job_id>/retry | promote | remove
+
+A POST without ``confirm=yes`` changes nothing: it answers with a page that
+says what will happen and asks again (Sidekiq Web's confirm, without
+JavaScript). With ``confirm=yes`` the action runs and the browser is sent
+back (303) to the queue or job page, which says what was done. In read-only
+mode every action answers 403 before it reads anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from dashboard import csrf
+from dashboard.auth import current_user
+from dashboard.state import DashboardState, current
+from framework.errors import JobActionError, QueueError
+from framework.jobs import FINISHED_STATES, STATES
+
+__all__ = ["blueprint"]
+
+logger = logging.getLogger("hueyard.dashboard")
+
+blueprint = Blueprint("actions", __name__)
+
+CLEAN_AGES = ((3600, "1 hour"), (86400, "1 day"), (7 * 86400, "7 days"), (0, "any age"))
+
+
+@dataclass(frozen=True)
+class _Action:
+    title: str  # for the confirm page: what will happen
+    run: Callable[[DashboardState, str, str | None], int | bool]
+    needs_job: bool = False
+    danger: bool = False
+
+
+def _clean(state: DashboardState, queue: str, _: str | None) -> int:
+    job_state = request.form.get("state", "")
+    if job_state not in FINISHED_STATES:
+        abort(400, "clean deletes completed or failed jobs: state must be completed or failed.")
+    return state.jobs.clean(queue, job_state, _older_than())
+
+
+def _older_than() -> float:
+    try:
+        seconds = float(request.form.get("older_than", ""))
+    except ValueError:
+        abort(400, "older_than must be a number of seconds (0 or more).")
+    if not 0 <= seconds < 10**9:
+        abort(400, "older_than must be a number of seconds (0 or more).")
+    return seconds
+
+
+QUEUE_ACTIONS: dict[str, _Action] = {
+    "pause": _Action("Pause queue {queue}: no new jobs start; running jobs finish.",
+                     lambda s, q, _: s.jobs.pause(q)),
+    "resume": _Action("Resume queue {queue}: its paused jobs start again.",
+                      lambda s, q, _: s.jobs.resume(q)),
+    "retry-all": _Action("Retry every failed job of queue {queue} ({failed} now).",
+                         lambda s, q, _: s.jobs.retry_all(q)),
+    "promote-all": _Action("Run every delayed job of queue {queue} now ({delayed} now).",
+                           lambda s, q, _: s.jobs.promote_all(q)),
+    "clean": _Action("Delete the {clean_state} jobs of queue {queue} that finished over "
+                     "{older_than} ago.", _clean, danger=True),
+}  # fmt: skip
+
+JOB_ACTIONS: dict[str, _Action] = {
+    "retry": _Action("Retry failed job {job_id} of queue {queue}.",
+                     lambda s, q, j: s.jobs.retry(q, j or ""), needs_job=True),
+    "promote": _Action("Run delayed job {job_id} of queue {queue} now.",
+                       lambda s, q, j: s.jobs.promote(q, j or ""), needs_job=True),
+    "remove": _Action("Delete job {job_id} of queue {queue}, with its payload and logs.",
+                      lambda s, q, j: s.jobs.remove(q, j or ""), needs_job=True, danger=True),
+}  # fmt: skip
+
+
+@blueprint.before_request
+def guard() -> None:
+    """Read-only mode, then the Origin header, then the CSRF token: all before any read."""
+    state = current()
+    if state.read_only:
+        abort(403, "The dashboard is read-only ([dashboard] read_only = true): no action runs.")
+    if not csrf.same_origin(request.headers.get("Origin"), request.host_url):
+        abort(403, "This form was sent from another site; reload the page and try again.")
+    if not csrf.valid_token(state.csrf_secret, current_user(), request.form.get(csrf.FIELD)):
+        abort(403, "The form's security token is missing or expired; reload the page and retry.")
+
+
+@blueprint.post("/admin/queues/<queue>/<action>")
+def queue_action(queue: str, action: str) -> ResponseReturnValue:
+    return _act(queue, action, None, QUEUE_ACTIONS)
+
+
+@blueprint.post("/admin/queues/<queue>/jobs/<job_id>/<action>")
+def job_action(queue: str, job_id: str, action: str) -> ResponseReturnValue:
+    return _act(queue, action, job_id, JOB_ACTIONS)
+
+
+def _act(
+    queue: str, action: str, job_id: str | None, table: dict[str, _Action]
+) -> ResponseReturnValue:
+    state = current()
+    if action not in table:
+        abort(404, f"There is no action {action!r}; use one of {', '.join(table)}.")
+    try:
+        name = state.app.queue(queue).name
+    except QueueError:
+        abort(404, f"There is no queue named {queue!r}.")
+    spec = table[action]
+    if request.form.get("confirm") != "yes":
+        return _confirm_page(state, name, action, job_id, spec)
+    try:
+        outcome = spec.run(state, name, job_id)
+    except JobActionError as exc:
+        abort(409, str(exc))
+    logger.info("dashboard: %s ran %s on queue %s%s", current_user(), action, name,
+                f" job {job_id}" if job_id else "")  # fmt: skip
+    count = int(outcome)
+    if job_id is not None:
+        target = "pages.queue_page" if action == "remove" and outcome else "pages.job_page"
+        args: dict[str, Any] = {"queue": name, "done": action if outcome else f"{action}-none"}
+        if target == "pages.job_page":
+            args["job_id"] = job_id
+        else:
+            args["state"] = _back_state()
+        return redirect(url_for(target, **args), code=303)
+    return redirect(
+        url_for("pages.queue_page", queue=name, state=_back_state(), done=action, n=count),
+        code=303,
+    )
+
+
+def _confirm_page(
+    state: DashboardState, queue: str, action: str, job_id: str | None, spec: _Action
+) -> str:
+    counts = state.jobs.counts(queue)
+    clean_state = request.form.get("state", "")
+    ages = dict(CLEAN_AGES)
+    older = request.form.get("older_than", "")
+    older_text = ages.get(int(float(older)), f"{older} s") if _is_number(older) else older
+    description = spec.title.format(
+        queue=queue,
+        job_id=job_id,
+        failed=counts.failed,
+        delayed=counts.delayed,
+        clean_state=clean_state,
+        older_than=older_text,
+    )
+    fields = {k: v for k, v in request.form.items() if k not in (csrf.FIELD, "confirm")}
+    if job_id is not None:
+        cancel = url_for("pages.job_page", queue=queue, job_id=job_id)
+    else:
+        cancel = url_for("pages.queue_page", queue=queue, state=_back_state())
+    return render_template(
+        "confirm.html",
+        queue=queue,
+        action=action,
+        description=description,
+        fields=fields,
+        danger=spec.danger,
+        post_to=request.path,
+        cancel=cancel,
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return 0 <= float(text) < 10**9
+    except ValueError:
+        return False
+
+
+def _back_state() -> str:
+    back = request.form.get("back_state", "")
+    return back if back in STATES else "waiting"

@@ -1,0 +1,205 @@
+"""The pages (GET only; nothing here changes state).
+
+::
+
+    /admin/queues                                  overview
+    /admin/queues/<queue>?state=&page=&page_size=  one queue, a tab per state
+    /admin/queues/<queue>/jobs/<job_id>            one job
+    /admin/queues/<queue>/jobs/<job_id>/raw        the job as JSON (secrets masked)
+    /admin/queues/<queue>/metrics?range=hour|day   charts
+    /admin/search?job_id= | ?queue=&state=&text=   search
+    /admin/workers                                 live consumers
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from dashboard.charts import counts_chart, timing_chart
+from dashboard.present import mask, preview
+from dashboard.readmodel import overview, queue_row, redis_status, search_payloads
+from dashboard.state import current
+from framework.errors import QueueError
+from framework.jobs import MAX_PAGE_SIZE, STATES
+from framework.records import JobInfo
+
+__all__ = ["blueprint"]
+
+blueprint = Blueprint("pages", __name__)
+
+DEFAULT_STATE = "waiting"
+PAGE_SIZES = (10, 25, 50, 100, 250, 500)
+RANGES = {"hour": (60, 1, "last hour, per minute"), "day": (1440, 10, "last day, per 10 minutes")}
+
+
+def _queue_or_404(name: str) -> str:
+    try:
+        return current().app.queue(name).name
+    except QueueError:
+        abort(404, f"There is no queue named {name!r}.")
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        abort(400, f"{name} must be a whole number from {low} to {high}.")
+    if not low <= value <= high:
+        abort(400, f"{name} must be a whole number from {low} to {high}.")
+    return value
+
+
+@blueprint.get("/")
+def root() -> ResponseReturnValue:
+    return redirect(url_for("pages.index"))
+
+
+@blueprint.get("/admin/queues")
+def index() -> str:
+    return render_template("overview.html", view=overview(current()), refresh=True)
+
+
+@blueprint.get("/admin/queues/<queue>")
+def queue_page(queue: str) -> str:
+    state = current()
+    name = _queue_or_404(queue)
+    job_state = request.args.get("state", DEFAULT_STATE)
+    if job_state not in STATES:
+        abort(400, f"Unknown state {job_state!r}; use one of {', '.join(STATES)}.")
+    page_size = _int_arg("page_size", state.page_size, 1, MAX_PAGE_SIZE)
+    page_number = _int_arg("page", 1, 1, 10**9)
+    counts = state.jobs.counts(name)
+    page = state.jobs.list_jobs(name, job_state, page=page_number, page_size=page_size)
+    row = queue_row(state, name, counts, tuple(state.jobs.consumers()), with_spark=False)
+    return render_template(
+        "queue.html",
+        row=row,
+        counts=counts,
+        job_state=job_state,
+        states=STATES,
+        page=page,
+        page_sizes=sorted({*PAGE_SIZES, page_size}),
+        done=request.args.get("done"),
+        n=_int_arg("n", 0, 0, 10**12),
+        refresh=True,
+    )
+
+
+@blueprint.get("/admin/queues/<queue>/jobs/<job_id>")
+def job_page(queue: str, job_id: str) -> Any:
+    state = current()
+    name = _queue_or_404(queue)
+    job = state.jobs.get(job_id)
+    if job is None:
+        abort(404, f"No queue holds a job with id {job_id!r}; it may have been removed.")
+    if job.queue and job.queue != name:
+        return redirect(url_for("pages.job_page", queue=job.queue, job_id=job_id))
+    limit = state.preview_chars
+    return render_template(
+        "job.html",
+        queue=name,
+        job=job,
+        payload=preview(job.payload, limit),
+        result=None if job.result is None else preview(job.result, limit),
+        progress=None if job.progress is None else preview(job.progress, limit),
+        done=request.args.get("done"),
+        refresh=job.state in ("waiting", "active", "delayed", "paused"),
+    )
+
+
+@blueprint.get("/admin/queues/<queue>/jobs/<job_id>/raw")
+def job_raw(queue: str, job_id: str) -> Response:
+    """The whole job as JSON, secret-named fields masked (the page shows a preview)."""
+    state = current()
+    name = _queue_or_404(queue)
+    job = state.jobs.get(job_id)
+    if job is None or (job.queue and job.queue != name):
+        abort(404, f"Queue {name!r} holds no job with id {job_id!r}.")
+    response = jsonify(_masked_json(job))
+    response.headers["Content-Disposition"] = f'inline; filename="{_safe(job_id)}.json"'
+    return response
+
+
+@blueprint.get("/admin/queues/<queue>/metrics")
+def metrics_page(queue: str) -> str:
+    state = current()
+    name = _queue_or_404(queue)
+    range_name = request.args.get("range", "hour")
+    if range_name not in RANGES:
+        abort(400, "range must be hour or day.")
+    minutes, bucket, label = RANGES[range_name]
+    minutes = min(minutes, max(state.app.settings.consumer.metrics_ttl // 60, 1))
+    points = state.jobs.metrics(name, minutes)
+    return render_template(
+        "metrics.html",
+        queue=name,
+        range_name=range_name,
+        ranges=RANGES,
+        counts_chart=counts_chart(f"Completed and failed, {label}", points, bucket),
+        timing_chart=timing_chart(f"Processing time p50 / p95, {label}", points, bucket),
+        summary=state.jobs.summary(name, minutes),
+        refresh=True,
+    )
+
+
+@blueprint.get("/admin/search")
+def search() -> Any:
+    state = current()
+    job_id = request.args.get("job_id", "").strip()
+    if job_id:
+        place = state.jobs.find(job_id)
+        if place is not None:
+            return redirect(url_for("pages.job_page", queue=place.queue, job_id=job_id))
+        return render_template(
+            "search.html",
+            missing_id=job_id,
+            result=None,
+            args=request.args,
+            queues=list(state.app.queues),
+            states=STATES,
+        )
+    text = request.args.get("text", "").strip()
+    queue = request.args.get("queue", "")
+    result = None
+    if text and queue:
+        name = _queue_or_404(queue)
+        job_state = request.args.get("state", "failed")
+        if job_state not in STATES:
+            abort(400, f"Unknown state {job_state!r}; use one of {', '.join(STATES)}.")
+        result = search_payloads(state, name, job_state, text)
+    return render_template(
+        "search.html",
+        missing_id=None,
+        result=result,
+        args=request.args,
+        queues=list(state.app.queues),
+        states=STATES,
+    )
+
+
+@blueprint.get("/admin/workers")
+def workers() -> str:
+    state = current()
+    return render_template(
+        "workers.html",
+        consumers=state.jobs.consumers(),
+        redis=redis_status(state),
+        refresh=True,
+    )
+
+
+def _masked_json(job: JobInfo) -> dict[str, Any]:
+    data = job.to_json()
+    for field in ("payload", "result", "progress"):
+        data[field] = mask(data[field])
+    return data
+
+
+def _safe(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum() or ch in "-_")[:64] or "job"

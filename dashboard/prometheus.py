@@ -1,0 +1,93 @@
+"""``/metrics`` in the Prometheus text format, from the read/act API.
+
+A private :class:`~prometheus_client.CollectorRegistry` per dashboard (never
+the process-global one), with one collector that reads everything at scrape
+time: the scrape is the measurement, nothing is kept between scrapes.
+Rates and percentiles cover the last :data:`WINDOW_MINUTES` minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dashboard.health import check
+from dashboard.state import DashboardState
+
+__all__ = ["WINDOW_MINUTES", "scrape"]
+
+WINDOW_MINUTES = 5
+"""Minutes the throughput, failure rate and processing-time gauges cover."""
+
+_STATES = ("waiting", "active", "delayed", "completed", "failed", "paused")
+
+
+class _JobsCollector(Collector):
+    def __init__(self, state: DashboardState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        report = check(self.state.app, self.state.jobs)
+        up = GaugeMetricFamily("hueyard_redis_up", "1 when Redis answers, else 0")
+        up.add_metric([], 1.0 if report.redis_connected else 0.0)
+        yield up
+        healthy = GaugeMetricFamily(
+            "hueyard_healthy", "1 when /health answers 200 (no [health] threshold crossed)"
+        )
+        healthy.add_metric([], 1.0 if report.healthy else 0.0)
+        yield healthy
+        if not report.redis_connected:
+            return
+        jobs = GaugeMetricFamily(
+            "hueyard_jobs", "Jobs per queue and state", labels=["queue", "state"]
+        )
+        paused = GaugeMetricFamily(
+            "hueyard_queue_paused", "1 when the queue is paused", labels=["queue"]
+        )
+        for name, counts in report.counts.items():
+            for state in _STATES:
+                jobs.add_metric([name, state], float(getattr(counts, state)))
+            paused.add_metric([name], 1.0 if counts.is_paused else 0.0)
+        yield jobs
+        yield paused
+        consumers = GaugeMetricFamily("hueyard_consumers", "Live consumer processes")
+        consumers.add_metric([], float(len(self.state.jobs.consumers())))
+        yield consumers
+        yield from self._summaries(list(report.counts))
+
+    def _summaries(self, names: list[str]) -> Iterator[Metric]:
+        window = f"over the last {WINDOW_MINUTES} minutes"
+        throughput = GaugeMetricFamily(
+            "hueyard_completed_per_minute", f"Jobs completed per minute {window}", labels=["queue"]
+        )
+        failure = GaugeMetricFamily(
+            "hueyard_failure_ratio", f"Failed / finished jobs {window}", labels=["queue"]
+        )
+        timing = GaugeMetricFamily(
+            "hueyard_processing_seconds",
+            f"Processing time percentiles {window}",
+            labels=["queue", "quantile"],
+        )
+        oldest = GaugeMetricFamily(
+            "hueyard_oldest_waiting_seconds", "Age of the longest-waiting job", labels=["queue"]
+        )
+        for name in names:
+            s = self.state.jobs.summary(name, WINDOW_MINUTES)
+            throughput.add_metric([name], s.throughput_per_minute)
+            if s.failure_rate is not None:
+                failure.add_metric([name], s.failure_rate)
+            for quantile, value in (("0.5", s.p50_ms), ("0.95", s.p95_ms), ("0.99", s.p99_ms)):
+                if value is not None:
+                    timing.add_metric([name, quantile], value / 1000)
+            oldest.add_metric([name], s.oldest_waiting_age or 0.0)
+        yield from (throughput, failure, timing, oldest)
+
+
+def scrape(state: DashboardState) -> tuple[bytes, str]:
+    """The scrape's body and content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_JobsCollector(state))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,173 @@
+"""What the pages show, built from :class:`framework.jobs.Jobs`: small frozen dataclasses.
+
+Like dramatiq_dashboard's ``interface.py``: templates get these and never
+touch Redis. Everything here reads; :mod:`dashboard.actions` acts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from dashboard.charts import Chart, sparkline
+from dashboard.health import HealthReport, check
+from dashboard.present import mask
+from dashboard.state import DashboardState
+from framework.jobs import MAX_PAGE_SIZE, JobInfo
+from framework.metrics import ConsumerInfo
+from framework.records import QueueCounts
+
+__all__ = [
+    "Overview",
+    "QueueRow",
+    "RedisStatus",
+    "SearchResult",
+    "overview",
+    "queue_row",
+    "redis_status",
+    "search_payloads",
+]
+
+SPARK_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class RedisStatus:
+    connected: bool
+    latency_ms: float | None = None
+    version: str | None = None
+    memory: str | None = None
+    peak_memory: str | None = None
+    clients: int | None = None
+    uptime_days: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    name: str
+    description: str
+    counts: QueueCounts
+    concurrency: int
+    rate_limit: str | None
+    consumers: int
+    spark: Chart | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    redis: RedisStatus
+    health: HealthReport
+    rows: tuple[QueueRow, ...]
+    consumers: tuple[ConsumerInfo, ...]
+
+
+def redis_status(state: DashboardState) -> RedisStatus:
+    """PING (fast, one try), then ``INFO`` for the version, memory and clients."""
+    probe = state.app.cache.health()
+    if not probe["connected"]:
+        return RedisStatus(False, error=probe["error"])
+    try:
+        # INFO is about the server, not job state: no key is spelled here.
+        info: dict[str, Any] = redis.Redis(connection_pool=state.app.pool).info()
+    except redis.RedisError as exc:
+        return RedisStatus(True, probe["latency_ms"], error=f"INFO failed: {type(exc).__name__}")
+    uptime = info.get("uptime_in_seconds")
+    return RedisStatus(
+        connected=True,
+        latency_ms=probe["latency_ms"],
+        version=str(info.get("redis_version", "?")),
+        memory=str(info.get("used_memory_human", "?")),
+        peak_memory=str(info.get("used_memory_peak_human", "?")),
+        clients=int(info["connected_clients"]) if "connected_clients" in info else None,
+        uptime_days=round(uptime / 86400, 1) if isinstance(uptime, int) else None,
+    )
+
+
+def _rate_limit(state: DashboardState, name: str) -> str | None:
+    limit = state.app.queue(name).policy.rate_limit
+    return f"{limit.max} / {limit.per:g} s" if limit else None
+
+
+def queue_row(
+    state: DashboardState,
+    name: str,
+    counts: QueueCounts,
+    consumers: tuple[ConsumerInfo, ...],
+    *,
+    with_spark: bool = True,
+) -> QueueRow:
+    policy = state.app.queue(name).policy
+    spark = sparkline(state.jobs.metrics(name, SPARK_MINUTES)) if with_spark else None
+    return QueueRow(
+        name=name,
+        description=policy.description,
+        counts=counts,
+        concurrency=policy.concurrency,
+        rate_limit=_rate_limit(state, name),
+        consumers=sum(1 for c in consumers if name in c.queues),
+        spark=spark,
+    )
+
+
+def overview(state: DashboardState) -> Overview:
+    """Every queue with counts, policy, sparkline and consumers; Redis and health."""
+    status = redis_status(state)
+    if not status.connected:
+        report = HealthReport(
+            False, status.error, reasons=(f"redis: not connected ({status.error})",)
+        )
+        return Overview(status, report, (), ())
+    report = check(state.app, state.jobs)
+    consumers = report.consumers or tuple(state.jobs.consumers())
+    rows = tuple(queue_row(state, name, c, consumers) for name, c in report.counts.items())
+    return Overview(status, report, rows, consumers)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Jobs whose (masked) payload holds ``text``, from a scan of at most ``limit`` jobs."""
+
+    queue: str
+    state: str
+    text: str
+    matches: tuple[JobInfo, ...]
+    searched: int
+    total: int
+    limit: int
+
+    @property
+    def complete(self) -> bool:
+        return self.searched >= self.total
+
+
+def search_payloads(
+    state: DashboardState, queue: str, job_state: str, text: str, *, max_matches: int = 100
+) -> SearchResult:
+    """A bounded scan: pages of the state, newest first, until ``search_limit`` jobs are read.
+
+    Secret-named fields are masked before matching, so a search can not be
+    used to guess a secret.
+    """
+    needle = text.casefold()
+    limit = state.search_limit
+    size = min(MAX_PAGE_SIZE, limit)  # one size for every page, so pages do not overlap
+    matches: list[JobInfo] = []
+    searched, total, page = 0, 0, 1
+    while searched < limit and len(matches) < max_matches:
+        result = state.jobs.list_jobs(queue, job_state, page=page, page_size=size)
+        total = result.total
+        for job in result.items:
+            if searched >= limit or len(matches) >= max_matches:
+                break
+            searched += 1
+            haystack = json.dumps(mask(job.payload), ensure_ascii=False, default=str)
+            if needle in haystack.casefold():
+                matches.append(job)
+        if not result.has_next or not result.items:
+            break
+        page += 1
+    return SearchResult(queue, job_state, text, tuple(matches), searched, total, limit)

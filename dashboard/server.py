@@ -1,0 +1,152 @@
+"""Serving the dashboard: waitress (pure-Python, production-grade WSGI), stopped gracefully.
+
+``hueyard dashboard`` calls :func:`run_dashboard`; ``hueyard up`` calls
+:func:`run_up`, which runs a consumer for every queue and the dashboard in one
+process, for development.
+
+On SIGTERM or SIGINT the server stops accepting connections, lets the
+requests in progress finish and their answers go out, then exits: within
+:data:`SHUTDOWN_GRACE` seconds whatever is still running.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+
+__all__ = ["SHUTDOWN_GRACE", "DashboardServer", "run_dashboard", "run_up"]
+
+logger = logging.getLogger("hueyard.dashboard")
+
+SHUTDOWN_GRACE = 30.0
+"""Seconds a stopping server gives the requests in progress."""
+
+THREADS = 8
+"""Requests served at once."""
+
+_POLL = 0.2  # seconds between two looks at the stop flag
+
+
+class DashboardServer:
+    """A waitress server with a :meth:`stop` that drains instead of dropping requests.
+
+    >>> server = DashboardServer(wsgi_app, "127.0.0.1", 0)   # doctest: +SKIP
+    >>> threading.Thread(target=server.serve).start(); server.stop()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, wsgi_app: Any, host: str, port: int, *, grace: float = SHUTDOWN_GRACE
+    ) -> None:
+        self.grace = grace
+        self._map: dict[int, Any] = {}
+        self._server = create_server(
+            wsgi_app,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=THREADS,
+            ident="hueyard",
+            clear_untrusted_proxy_headers=True,
+        )
+        self._stop = threading.Event()
+        self.stopped = threading.Event()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every listening socket (port 0 becomes the real one)."""
+        return [
+            (obj.effective_host, int(obj.effective_port))
+            for obj in self._map.values()
+            if isinstance(obj, BaseWSGIServer)
+        ]
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    def serve(self) -> None:
+        """Serve until :meth:`stop`, then drain and close."""
+        try:
+            while not self._stop.is_set():
+                wasyncore.loop(timeout=_POLL, map=self._map, use_poll=True, count=1)
+            self._drain()
+        finally:
+            self.stopped.set()
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` to finish (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def _busy(self) -> bool:
+        return any(
+            isinstance(obj, HTTPChannel) and (obj.requests or obj.total_outbufs_len)
+            for obj in list(self._map.values())
+        )
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.grace
+        for obj in list(self._map.values()):
+            if isinstance(obj, BaseWSGIServer):
+                wasyncore.dispatcher.close(obj)  # stop accepting; keep the trigger
+        while self._busy() and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)
+        self._server.task_dispatcher.shutdown(
+            cancel_pending=True, timeout=max(deadline - time.monotonic(), 0.1)
+        )
+        wasyncore.close_all(self._map)
+
+
+def _build(host: str | None, port: int | None) -> tuple[Any, DashboardServer]:
+    from dashboard import create_app
+    from framework.application import get_app
+
+    app = get_app()
+    flask_app = create_app(app)
+    settings = app.settings.dashboard
+    server = DashboardServer(
+        flask_app, host or settings.host, settings.port if port is None else port
+    )
+    for listen_host, listen_port in server.addresses:
+        shown = f"[{listen_host}]" if ":" in listen_host else listen_host
+        print(f"hueyard dashboard: http://{shown}:{listen_port}/admin/queues", file=sys.stderr)
+    return app, server
+
+
+def run_dashboard(host: str | None = None, port: int | None = None) -> None:
+    """``hueyard dashboard``: serve until SIGTERM or SIGINT, then stop gracefully."""
+    _, server = _build(host, port)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.warning("dashboard: %s, finishing requests in progress", signal.Signals(signum).name)
+        server.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    server.serve()
+    print("hueyard dashboard: stopped", file=sys.stderr)
+
+
+def run_up(host: str | None = None, port: int | None = None) -> None:
+    """``hueyard up``: a consumer for every queue and the dashboard, in one process.
+
+    The consumer owns the signals (SIGTERM / SIGINT stop it gracefully); the
+    dashboard stops when the consumer has.
+    """
+    app, server = _build(host, port)
+    thread = threading.Thread(target=server.serve, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        app.create_consumer().run()
+    finally:
+        server.stop()
+        thread.join(SHUTDOWN_GRACE + 5)
+    print("hueyard up: stopped", file=sys.stderr)

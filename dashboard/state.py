@@ -1,0 +1,48 @@
+"""What every view needs, built once by :func:`dashboard.create_app`.
+
+Views reach it with :func:`current`; nothing in ``dashboard/`` keeps a global.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+from dashboard.auth import Credentials
+from framework.application import Hueyard
+from framework.jobs import Jobs
+
+__all__ = ["EXTENSION", "DashboardState", "current"]
+
+EXTENSION = "hueyard"
+"""The key of the state in ``flask_app.extensions``."""
+
+
+@dataclass(frozen=True)
+class DashboardState:
+    """The app the dashboard shows, its read/act API and the resolved options."""
+
+    app: Hueyard
+    jobs: Jobs
+    credentials: Credentials
+    environment: str
+    read_only: bool
+    open_endpoints: tuple[str, ...]
+    page_size: int
+    search_limit: int
+    preview_chars: int
+    csrf_secret: bytes = field(repr=False)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def uptime(self) -> int:
+        """Whole seconds since the dashboard was built (the spec's ``uptime``)."""
+        return int(time.monotonic() - self.started)
+
+
+def current() -> DashboardState:
+    """The state of the Flask app handling the current request."""
+    state: DashboardState = current_app.extensions[EXTENSION]
+    return state

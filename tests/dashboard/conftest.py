@@ -1,0 +1,156 @@
+"""Fixtures for the dashboard tests: a private app on the test database, a signed-in client.
+
+Jobs are put in their states through the storage (claim, then release), as in
+``tests/integration/test_jobs_api.py``, so no consumer runs unless a test
+starts one.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from dashboard import create_app
+from framework.application import Hueyard
+from framework.config import parse_settings
+from framework.handlers import HandlerRegistry, handler
+from framework.storage import JobStorage
+
+USER, PASSWORD = "ops", "correct horse battery"
+ENV = {"DASHBOARD_USERNAME": USER, "DASHBOARD_PASSWORD": PASSWORD}
+
+CONFIG = """
+[redis]
+url = "{url}"
+prefix = "dt"
+reconnect_attempts = 1
+
+[queues.work]
+description = "Work for the tests"
+attempts = 1
+concurrency = 2
+rate_limit = {{ max = 100, per = 60 }}
+keep_completed = 10000
+keep_failed = 10000
+
+[queues.hooks]
+description = "Webhook deliveries"
+attempts = 1
+
+[dashboard]
+{dashboard}
+
+[health]
+{health}
+"""
+
+
+def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def registry() -> HandlerRegistry:
+    handlers = HandlerRegistry()
+
+    @handler("work", registry=handlers)
+    def job(payload: dict[str, Any]) -> Any:
+        if payload.get("fail"):
+            raise ValueError(f"asked to fail: {payload.get('n')}")
+        return {"done": payload.get("n")}
+
+    @handler("hooks", registry=handlers)
+    def deliver(payload: dict[str, Any]) -> None: ...
+
+    return handlers
+
+
+MakeApp = Callable[..., Hueyard]
+
+
+@pytest.fixture
+def make_app(redis_conn: redis.Redis, redis_url: str) -> Iterator[MakeApp]:
+    """Build a Hueyard app on the test database; ``dashboard=`` / ``health=`` are TOML lines."""
+    apps: list[Hueyard] = []
+
+    def build(*, dashboard: str = "", health: str = "", url: str | None = None) -> Hueyard:
+        text = CONFIG.format(url=url or redis_url, dashboard=dashboard, health=health)
+        app = Hueyard(parse_settings(text, env={}), registry())
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.cache.close()
+        app.close()
+
+
+@pytest.fixture
+def app(make_app: MakeApp) -> Hueyard:
+    return make_app()
+
+
+@pytest.fixture
+def flask_app(app: Hueyard) -> Flask:
+    return create_app(app, {"TESTING": True}, env=ENV)
+
+
+class Dash:
+    """A Flask test client that signs in, and posts forms with a fresh CSRF token."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.client.get(path, headers=basic(), **kwargs)
+
+    def token(self, page: str = "/admin/queues/work") -> str:
+        html = self.get(page).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert match, f"no CSRF token on {page}"
+        return match.group(1)
+
+    def post(self, path: str, data: dict[str, str] | None = None, *, confirm: bool = True,
+             token: str | None = None) -> TestResponse:  # fmt: skip
+        form = dict(data or {})
+        form["csrf_token"] = token if token is not None else self.token()
+        if confirm:
+            form["confirm"] = "yes"
+        return self.client.post(path, data=form, headers=basic())
+
+
+@pytest.fixture
+def dash(flask_app: Flask) -> Dash:
+    return Dash(flask_app.test_client())
+
+
+def storage_of(app: Hueyard, queue: str = "work") -> JobStorage:
+    storage: JobStorage = app.queue(queue).huey.storage
+    storage.read_timeout = 0.1
+    return storage
+
+
+def add(app: Hueyard, n: int = 1, queue: str = "work", **options: Any) -> list[str]:
+    name = "work.job" if queue == "work" else "hooks.deliver"
+    return app.enqueue_many(name, [{"n": i} for i in range(n)], **options)
+
+
+def finish(app: Hueyard, outcome: str, n: int = 1, queue: str = "work") -> list[str]:
+    """Claim the next ``n`` jobs of ``queue`` and release them as ``outcome``."""
+    storage = storage_of(app, queue)
+    ids = []
+    for _ in range(n):
+        claimed = storage.claim()
+        assert claimed is not None, "expected a job to claim"
+        value = '{"ok":1}' if outcome == "completed" else f"ValueError: boom {claimed.id}"
+        assert storage.release(claimed, outcome, value=value, traceback="Traceback: boom")
+        ids.append(claimed.id)
+    return ids

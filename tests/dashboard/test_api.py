@@ -1,0 +1,281 @@
+"""The JSON endpoints, /health and /metrics, against the real Redis with real jobs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from dashboard import create_app
+from framework.application import Hueyard
+from framework.consumer import MultiQueueConsumer
+from tests.dashboard.conftest import ENV, Dash, MakeApp, add, basic, finish
+from tests.integration.redis_server import RedisServer
+
+QUEUE_FIELDS = {"name", "waiting", "active", "completed", "failed", "delayed", "isPaused"}
+TOTAL_FIELDS = {"waiting", "active", "completed", "failed", "delayed"}
+
+
+def is_iso_utc(text: str) -> bool:
+    return len(text) == 24 and text.endswith("Z") and text[10] == "T"
+
+
+def live_consumer(app: Hueyard) -> MultiQueueConsumer:
+    consumer = MultiQueueConsumer(app, list(app.queues))
+    consumer.heartbeat()
+    return consumer
+
+
+# -- /api/v1/queues/health -------------------------------------------------------------------
+
+
+def test_queue_health_has_exactly_the_spec_shape(app: Hueyard, dash: Dash) -> None:
+    # Given 1 waiting, 1 active, 2 delayed, 1 completed and 1 failed job in "work"
+    add(app, 4)
+    add(app, 2, delay=60)
+    finish(app, "completed")
+    finish(app, "failed")
+    app.queue("work").huey.storage.claim()
+    live_consumer(app)
+    # When
+    response = dash.get("/api/v1/queues/health")
+    # Then
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {"success", "data"}
+    assert body["success"] is True
+    data = body["data"]
+    assert set(data) == {"status", "redis", "queues", "totals", "timestamp"}
+    assert data["status"] == "healthy"
+    assert data["redis"] == {"connected": True}
+    assert list(data["queues"]) == ["work", "hooks"]
+    assert data["queues"]["work"] == {
+        "name": "work",
+        "waiting": 1,
+        "active": 1,
+        "completed": 1,
+        "failed": 1,
+        "delayed": 2,
+        "isPaused": False,
+    }
+    for queue in data["queues"].values():
+        assert set(queue) == QUEUE_FIELDS
+    assert data["totals"] == {"waiting": 1, "active": 1, "completed": 1, "failed": 1, "delayed": 2}
+    assert set(data["totals"]) == TOTAL_FIELDS
+    assert is_iso_utc(data["timestamp"])
+
+
+def test_queue_health_reports_a_paused_queue(app: Hueyard, dash: Dash) -> None:
+    add(app, 3, queue="hooks")
+    dash.post("/admin/queues/hooks/pause")
+    queue = dash.get("/api/v1/queues/health").get_json()["data"]["queues"]["hooks"]
+    assert queue["isPaused"] is True
+    assert queue["waiting"] == 0  # held jobs are "paused", which the spec's shape does not list
+
+
+# -- /health ---------------------------------------------------------------------------------
+
+
+def test_health_has_the_spec_shape_and_is_open(app: Hueyard, flask_app: Flask) -> None:
+    # Given a healthy system, and no credentials sent
+    response = flask_app.test_client().get("/health")
+    # Then
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {"status", "timestamp", "uptime", "environment", "redis", "queues",
+                         "reasons"}  # fmt: skip
+    assert body["status"] == "ok"
+    assert body["queues"] == "healthy"
+    assert body["redis"] == {"connected": True}
+    assert body["environment"] == "development"
+    assert isinstance(body["uptime"], int) and body["uptime"] >= 0
+    assert is_iso_utc(body["timestamp"])
+    assert body["reasons"] == []
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_health_goes_503_without_a_consumer_for_waiting_jobs_and_back(
+    app: Hueyard, dash: Dash
+) -> None:
+    # Given a live consumer and waiting jobs
+    consumer = live_consumer(app)
+    add(app, 2)
+    assert dash.get("/health").status_code == 200
+    # When the consumer stops
+    consumer.heartbeat(leaving=True)
+    # Then
+    response = dash.get("/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "error" and body["queues"] == "unhealthy"
+    assert body["redis"] == {"connected": True}
+    assert body["reasons"] == [
+        "queue work: 2 jobs waiting and no live consumer serves it "
+        "(start one: huey_consumer framework.app)"
+    ]
+    assert dash.get("/api/v1/queues/health").get_json()["data"]["status"] == "unhealthy"
+    # When a consumer comes back
+    live_consumer(app)
+    # Then
+    assert dash.get("/health").status_code == 200
+
+
+def test_health_without_waiting_jobs_needs_no_consumer(dash: Dash) -> None:
+    assert dash.get("/health").status_code == 200
+
+
+def test_require_consumer_can_be_turned_off(make_app: MakeApp) -> None:
+    app = make_app(health="require_consumer = false")
+    add(app, 2)
+    client = create_app(app, env=ENV).test_client()
+    assert client.get("/health").status_code == 200
+
+
+def test_health_goes_503_when_redis_stops_and_200_when_it_returns(make_app: MakeApp) -> None:
+    with RedisServer() as server:
+        app = make_app(url=server.url, health="require_consumer = false")
+        client = create_app(app, env=ENV).test_client()
+        assert client.get("/health").status_code == 200
+        # When Redis stops
+        server.stop()
+        started = time.monotonic()
+        response = client.get("/health")
+        elapsed = time.monotonic() - started
+        # Then: 503 with the reason, and fast (one probe, no reconnection loop)
+        assert response.status_code == 503
+        body = response.get_json()
+        assert body["redis"] == {"connected": False}
+        assert body["status"] == "error" and body["queues"] == "unknown"
+        assert body["reasons"][0].startswith("redis: not connected (")
+        assert elapsed < 5
+        api = client.get("/api/v1/queues/health", headers=basic())
+        assert api.status_code == 503
+        assert api.get_json()["success"] is False
+        assert set(api.get_json()["data"]) == {"status", "redis", "queues", "totals", "timestamp"}
+        assert api.get_json()["data"]["redis"] == {"connected": False}
+        metrics = client.get("/metrics", headers=basic())
+        assert metrics.status_code == 200
+        assert "hueyard_redis_up 0.0" in metrics.get_data(as_text=True)
+        # When Redis returns
+        server.start()
+        # Then
+        assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("health", "setup", "reason"),
+    [
+        (
+            "max_waiting = 2",
+            lambda app: add(app, 3),
+            "queue work: 3 jobs waiting (max_waiting = 2)",
+        ),
+        (
+            "max_failure_rate = 0.5",
+            lambda app: (add(app, 3), finish(app, "failed", 2), finish(app, "completed")),
+            "queue work: 67% of the jobs finished in the last 15 min failed "
+            "(2 of 3; max_failure_rate = 0.5)",
+        ),
+        (
+            "max_oldest_waiting_seconds = 0.001",
+            lambda app: (add(app, 1), time.sleep(0.05)),
+            "queue work: the oldest waiting job has waited 0 s "
+            "(max_oldest_waiting_seconds = 0.001)",
+        ),
+    ],
+)
+def test_health_goes_503_past_a_threshold(
+    make_app: MakeApp, health: str, setup: Any, reason: str
+) -> None:
+    # Given a live consumer and a threshold of [health]
+    app = make_app(health=health)
+    live_consumer(app)
+    client = create_app(app, env=ENV).test_client()
+    assert client.get("/health").status_code == 200
+    # When the threshold is crossed
+    setup(app)
+    # Then
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["reasons"] == [reason]
+
+
+def test_environment_comes_from_hueyard_env(app: Hueyard) -> None:
+    env = {**ENV, "HUEYARD_ENV": "staging"}
+    body = create_app(app, env=env).test_client().get("/health").get_json()
+    assert body["environment"] == "staging"
+
+
+# -- metrics and statistics ------------------------------------------------------------------
+
+
+def test_metrics_give_a_summary_and_a_point_per_minute(app: Hueyard, dash: Dash) -> None:
+    add(app, 3)
+    finish(app, "completed", 2)
+    finish(app, "failed")
+    body = dash.get("/api/v1/queues/metrics?minutes=5").get_json()
+    assert body["success"] is True
+    work = body["data"]["queues"]["work"]
+    assert body["data"]["minutes"] == 5
+    assert len(work["series"]) == 5
+    assert sum(point["completed"] for point in work["series"]) == 2
+    assert work["summary"]["completed"] == 2 and work["summary"]["failed"] == 1
+    assert work["summary"]["failure_rate"] == pytest.approx(1 / 3)
+    assert set(work["summary"]) >= {"throughput_per_minute", "p50_ms", "p95_ms", "p99_ms",
+                                    "oldest_waiting_age"}  # fmt: skip
+
+
+def test_statistics_give_counts_and_summary_per_queue(app: Hueyard, dash: Dash) -> None:
+    add(app, 2)
+    finish(app, "failed")
+    body = dash.get("/api/v1/queues/statistics?queue=work").get_json()
+    assert list(body["data"]["queues"]) == ["work"]
+    work = body["data"]["queues"]["work"]
+    assert work["counts"]["failed"] == 1 and work["counts"]["waiting"] == 1
+    assert work["failed"] == 1 and work["failure_rate"] == 1.0
+    assert work["concurrency"] == 2
+    assert work["oldest_waiting_age"] is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("minutes=abc", "minutes must be a whole number of minutes"),
+        ("minutes=0", "minutes=0 is not allowed"),
+        ("queue=nope", "unknown queue 'nope'"),
+    ],
+)
+def test_bad_metrics_queries_answer_400_with_the_fix(dash: Dash, query: str, message: str) -> None:
+    for path in ("/api/v1/queues/metrics", "/api/v1/queues/statistics"):
+        response = dash.get(f"{path}?{query}")
+        assert response.status_code == 400
+        assert response.get_json()["success"] is False
+        assert message in response.get_json()["error"]
+
+
+# -- /metrics --------------------------------------------------------------------------------
+
+
+def test_prometheus_text_parses_and_counts_jobs(app: Hueyard, dash: Dash) -> None:
+    add(app, 3)
+    finish(app, "failed")
+    finish(app, "completed")
+    live_consumer(app)
+    response = dash.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+    assert samples[("hueyard_jobs", (("queue", "work"), ("state", "failed")))] == 1
+    assert samples[("hueyard_jobs", (("queue", "work"), ("state", "waiting")))] == 1
+    assert samples[("hueyard_queue_paused", (("queue", "hooks"),))] == 0
+    assert samples[("hueyard_redis_up", ())] == 1
+    assert samples[("hueyard_healthy", ())] == 1
+    assert samples[("hueyard_consumers", ())] == 1
+    assert samples[("hueyard_failure_ratio", (("queue", "work"),))] == 0.5

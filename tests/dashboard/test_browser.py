@@ -1,0 +1,146 @@
+"""The dashboard in a real browser: headless Chromium (Debian's), driven by Playwright.
+
+Select with ``-m browser``; ``.ci/ensure-chromium`` installs ``/usr/bin/chromium``.
+Playwright's own browser download is never used (``executable_path``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard import create_app
+from dashboard.server import DashboardServer
+from framework.application import Hueyard
+from framework.consumer import MultiQueueConsumer
+from tests.dashboard.conftest import ENV, PASSWORD, USER, finish
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("HUEYARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = os.environ.get("HUEYARD_SCREENSHOTS")
+"""A folder to copy the screenshots to, for a person to look at."""
+
+
+@pytest.fixture
+def served(app: Hueyard) -> Iterator[str]:
+    server = DashboardServer(create_app(app, env=ENV), "127.0.0.1", 0, grace=2)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
+    thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}; run: bash .ci/ensure-chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def consumer(app: Hueyard) -> Iterator[MultiQueueConsumer]:
+    """A real consumer in this process (worker threads), not started yet."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT,
+                                                                 signal.SIGHUP)}  # fmt: skip
+    consumer = MultiQueueConsumer(app, ["work"], initial_delay=0.05, max_delay=0.2)
+    yield consumer
+    if any(process.is_alive() for _, _, process in consumer.workers):
+        consumer.stop(graceful=True)
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def shoot(page: Any, path: Path, name: str) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    if SCREENSHOTS:
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        shutil.copy(path, Path(SCREENSHOTS) / name)
+
+
+def test_retry_a_failed_job_and_watch_it_complete(
+    app: Hueyard, served: str, browser: Any, consumer: MultiQueueConsumer, tmp_path: Path
+) -> None:
+    # Given a failed job, some history, and no consumer running
+    job_id = app.enqueue("work.job", {"n": 1, "customer": "<b>Ada</b>"})
+    app.enqueue_many("work.job", [{"n": i} for i in range(2, 6)])
+    finish(app, "failed")
+    finish(app, "completed", 3)
+    context = browser.new_context(
+        http_credentials={"username": USER, "password": PASSWORD},
+        viewport={"width": 1280, "height": 900},
+    )
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+    # When ops sign in and open the overview
+    page.goto(f"{served}/admin/queues")
+    assert page.title() == "Queues · hueyard"
+    assert page.locator("table tbody tr").count() == 2
+    shoot(page, tmp_path / "overview.png", "overview.png")
+
+    # ... open the queue, its failed tab, and the job
+    page.click("td a[href='/admin/queues/work']")
+    page.click(".tabs a[href*='state=failed']")
+    assert "state=failed" in page.url
+    page.click(f"a:has-text('{job_id}')")
+    assert page.locator("h1 .badge").inner_text() == "failed"
+    assert "<b>Ada</b>" in page.locator("section[aria-label=payload] pre").inner_text()
+
+    # ... retry it, through the confirm step
+    page.click("button:has-text('Retry')")
+    assert page.locator("h1").inner_text() == "Are you sure?"
+    shoot(page, tmp_path / "confirm.png", "confirm.png")
+    page.click("#confirm")
+    assert page.locator("[role=status]").inner_text() == "Job back to waiting."
+    assert page.locator("h1 .badge").inner_text() == "waiting"
+
+    # ... and let the page refresh itself every 5 s while a consumer starts
+    page.select_option("#refresh", "5")
+    consumer.start()
+    consumer.heartbeat()
+
+    # Then the job completes on the page, without a click
+    page.wait_for_selector("h1 .badge.completed", timeout=20_000)
+    assert "Job back to waiting." not in page.content()  # reloaded: the notice was once
+    assert '"done": 1' in page.locator("section[aria-label=result] pre").inner_text()
+    shoot(page, tmp_path / "job-completed.png", "job-completed.png")
+    consumer.stop(graceful=True)
+
+    # And dark mode and a phone-sized screen work too
+    page.click("#theme")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{served}/admin/queues/work?state=completed")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    shoot(page, tmp_path / "phone-dark.png", "phone-dark.png")
+    page.goto(f"{served}/admin/queues/work/metrics")
+    shoot(page, tmp_path / "metrics-dark.png", "metrics-dark.png")
+    assert problems == []  # no script error, no Content-Security-Policy violation
+    context.close()
