@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import redis
 
 from dashboard.charts import Chart, sparkline
 from dashboard.health import HealthReport, check
@@ -70,11 +67,9 @@ def redis_status(state: DashboardState) -> RedisStatus:
     probe = state.app.cache.health()
     if not probe["connected"]:
         return RedisStatus(False, error=probe["error"])
-    try:
-        # INFO is about the server, not job state: no key is spelled here.
-        info: dict[str, Any] = redis.Redis(connection_pool=state.app.pool).info()
-    except redis.RedisError as exc:
-        return RedisStatus(True, probe["latency_ms"], error=f"INFO failed: {type(exc).__name__}")
+    info = state.app.cache.server_info()
+    if info is None:
+        return RedisStatus(True, probe["latency_ms"], error="INFO failed")
     uptime = info.get("uptime_in_seconds")
     return RedisStatus(
         connected=True,

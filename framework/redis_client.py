@@ -289,6 +289,15 @@ class RedisClient:
         """Whether Redis answers PING now (see :meth:`health`)."""
         return self.health()["connected"]
 
+    def server_info(self) -> dict[str, Any] | None:
+        """The server's ``INFO`` (version, memory, clients, ...), one try; None on error."""
+        try:
+            info: dict[str, Any] = self._probe.info()
+        except (RedisError, OSError) as exc:
+            log.debug("Redis INFO at %s failed: %s", self._url, self._describe(exc))
+            return None
+        return info
+
     # -- internals ---------------------------------------------------------
 
     def _run(self, operation: str, key: str, call: Callable[[], R]) -> R | _Failed:

@@ -562,3 +562,16 @@ def test_the_password_never_leaks_when_it_is_wrong(caplog: pytest.LogCaptureFixt
     assert any("unavailable" in r.getMessage() for r in caplog.records)
     assert all("hunter2" not in text for text in texts)
     assert "hunter2" not in caplog.text
+
+
+def test_server_info_reads_info_once_and_is_none_when_redis_is_down(client: RedisClient) -> None:
+    info = client.server_info()
+    assert info is not None
+    assert str(info["redis_version"]).count(".") >= 1
+    dead = RedisClient.from_spec(ConnectionSpec(f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        started = time.monotonic()
+        assert dead.server_info() is None
+        assert time.monotonic() - started < 2
+    finally:
+        dead.close()
