@@ -50,7 +50,9 @@ class Credentials:
 
     @property
     def is_default(self) -> bool:
-        return self.password == defaults.DEFAULT_DASHBOARD_PASSWORD
+        return hmac.compare_digest(
+            self.password.encode(), defaults.DEFAULT_DASHBOARD_PASSWORD.encode()
+        )
 
 
 def environment_from_env(env: Mapping[str, str]) -> str:

@@ -146,19 +146,26 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         if wait is not None:  # rate limited: the window has room again in `wait` seconds
             time.sleep(min(wait, self.read_timeout))
             return None
-        # Empty or paused: block until an enqueue, a promotion or a resume pushes a token.
-        if self.conn.blpop([self.q.wake], timeout=self.read_timeout) is None:
-            return None
-        claim, _ = self._try_claim()
-        return claim
+        # Empty or paused: block until an enqueue, a promotion or a resume pushes a
+        # token. The claim rides in the same pipeline: Redis runs it the moment the
+        # BLPOP returns, so a woken worker gets its job without another round trip.
+        token = secrets.token_hex(8)
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.blpop([self.q.wake], timeout=self.read_timeout)
+            self._claim_call(token, client=pipe)
+            _, reply = pipe.execute()
+        return self._taken(reply, token)[0]
 
     def _try_claim(self) -> tuple[Claim | None, float | None]:
         token = secrets.token_hex(8)
-        reply = self.scripts.claim(
+        return self._taken(self._claim_call(token), token)
+
+    def _claim_call(self, token: str, client: Any = None) -> Any:
+        return self.scripts.claim(
             keys=[self.q.waiting, self.q.active, self.q.paused, self.q.limiter],
             args=[self.keys.job_prefix, self.lease_ms, token, self.consumer_id, *self._rate],
+            client=client,
         )
-        return self._taken(reply, token)
 
     @staticmethod
     def _taken(reply: list[Any], token: str) -> tuple[Claim | None, float | None]:

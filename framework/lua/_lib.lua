@@ -71,6 +71,30 @@ local function is_job(key)
   return redis.call('TYPE', key).ok == 'hash'
 end
 
+-- The job ids given after ARGV[2], or fallback() when none are given.
+local function given_ids(fallback)
+  if #ARGV <= 2 then return fallback() end
+  local ids = {}
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+  return ids
+end
+
+-- To waiting, behind the jobs of its priority (a fresh enqueue sequence).
+local function to_back_of_waiting(job, id, waiting, seq_key)
+  local seq = redis.call('INCR', seq_key) % SEQ_SPAN
+  redis.call('HSET', job, 'state', 'waiting', 'seq', seq)
+  redis.call('ZADD', waiting, waiting_score(redis.call('HGET', job, 'priority'), seq), id)
+end
+
+-- Back to waiting at its old place (its enqueue sequence), the attempt not
+-- counted: a job interrupted by shutdown, or recovered from a dead consumer.
+local function to_old_place_in_waiting(job, id, waiting)
+  redis.call('HINCRBY', job, 'attempts', -1)
+  redis.call('HSET', job, 'state', 'waiting', 'token', '')
+  local priority, seq = unpack(redis.call('HMGET', job, 'priority', 'seq'))
+  redis.call('ZADD', waiting, waiting_score(priority, seq), id)
+end
+
 -- Take the best waiting job for a worker: the pause check, the sliding-window
 -- rate limit, then the lowest score moves to active with a lease.
 -- Returns {'paused'} | {'empty'} | {'limited', wait_ms} | {'job', id, data, attempts, max_attempts}

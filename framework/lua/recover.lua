@@ -18,10 +18,7 @@ for _, id in ipairs(ids) do
       file_finished(KEYS[3], job, id, 'failed', now, ARGV[4], ARGV[1])
       failed = failed + 1
     else
-      redis.call('HINCRBY', job, 'attempts', -1)
-      redis.call('HSET', job, 'state', 'waiting', 'token', '')
-      local priority, seq = unpack(redis.call('HMGET', job, 'priority', 'seq'))
-      redis.call('ZADD', KEYS[2], waiting_score(priority, seq), id)
+      to_old_place_in_waiting(job, id, KEYS[2])
       recovered = recovered + 1
     end
   end

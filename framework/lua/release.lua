@@ -38,10 +38,7 @@ elseif outcome == 'retry' then
   redis.call('ZADD', KEYS[3], due, id)
   bump(ARGV[9], now, 'retried', ttl)
 else -- requeue: interrupted by shutdown; the attempt does not count
-  redis.call('HINCRBY', job, 'attempts', -1)
-  redis.call('HSET', job, 'state', 'waiting', 'token', '')
-  local priority, seq = unpack(redis.call('HMGET', job, 'priority', 'seq'))
-  redis.call('ZADD', KEYS[3], waiting_score(priority, seq), id)
+  to_old_place_in_waiting(job, id, KEYS[3])
   wake(KEYS[4], 1)
 end
 if ARGV[12] ~= '1' then return {1} end
