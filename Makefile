@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install redis demo test lint typecheck format all
+.PHONY: install redis chromium demo test lint typecheck format all
 
 install: $(VENV)/.installed
 
@@ -13,10 +13,13 @@ $(VENV)/.installed: pyproject.toml
 redis:
 	bash .ci/ensure-redis
 
+chromium:
+	bash .ci/ensure-chromium
+
 demo: install redis
 	$(PY) -m pipelines._demo
 
-test: install redis
+test: install redis chromium
 	$(PY) -m pytest
 
 lint: install
