@@ -19,10 +19,9 @@ end
 
 -- Wake up to n idle workers (one token each); the list stays short.
 local function wake(key, n)
-  if n > 0 then
-    for _ = 1, math.min(n, 64) do redis.call('LPUSH', key, 1) end
-    redis.call('LTRIM', key, 0, 63)
-  end
+  local length = 0
+  for _ = 1, math.min(n, 64) do length = redis.call('LPUSH', key, 1) end
+  if length > 64 then redis.call('LTRIM', key, 0, 63) end
 end
 
 -- Count an event in the per-minute metrics hash, which expires. The expiry is

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,22 +10,7 @@ import pytest
 import redis
 
 from framework.serializer import loads
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **env}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
-    return subprocess.run(
-        [sys.executable, "-m", "framework.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full_env,
-        cwd=cwd,
-        check=False,
-    )
+from tests.integration.cli_runner import ROOT, run
 
 
 @pytest.fixture

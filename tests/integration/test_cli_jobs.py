@@ -8,9 +8,6 @@ built from the same TOML file the command reads.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -24,8 +21,7 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.storage import JobStorage
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.cli_runner import run
 
 TOML = """
 [redis]
@@ -35,20 +31,6 @@ prefix = "clijobs"
 attempts = 1
 [queues.beta]
 """
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **env}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
-    return subprocess.run(
-        [sys.executable, "-m", "framework.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full_env,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 @pytest.fixture
