@@ -104,7 +104,8 @@ class _ThreadEnvironment(ThreadEnvironment):  # type: ignore[misc]
 class _Scheduler(BaseProcess):  # type: ignore[misc]
     """Promotes due delayed jobs and retries, and recovers jobs of dead consumers.
 
-    Both are atomic scripts, so any number of consumers may run them at once.
+    Both are atomic scripts, so any number of consumers may run them at once,
+    and each consumer runs them for every queue of the app.
     Recovery runs every half lease, so a dead consumer's job is back in
     ``waiting`` within two leases of its last renewal.
     """
@@ -208,10 +209,16 @@ class MultiQueueConsumer:
             for index in range(runtime.policy.concurrency):
                 self.workers.append((name, index, self._create_worker(name, index)))
         self.scheduler = self._create_process(
-            _Scheduler(self.hueys, self.stop_flag, self.scheduler_interval), "Scheduler"
+            _Scheduler(self._maintained(), self.stop_flag, self.scheduler_interval), "Scheduler"
         )
 
     # -- building --------------------------------------------------------------------------
+
+    def _maintained(self) -> list[QueueHuey]:
+        """Every queue of the app, not just the served ones: a consumer of `messages`
+        also recovers the jobs of a dead `imports` consumer and promotes due jobs
+        everywhere, so no queue depends on its own consumers being alive for that."""
+        return [runtime.huey for runtime in self.app.queues.values()]
 
     def _create_worker(self, queue: str, index: int) -> Any:
         worker = Worker(self.app.queue(queue).huey, self.stop_flag, **self._worker_options)
@@ -359,6 +366,6 @@ class MultiQueueConsumer:
         if not self.environment.is_alive(self.scheduler):
             logger.warning("scheduler died; starting a new one")
             self.scheduler = self._create_process(
-                _Scheduler(self.hueys, self.stop_flag, self.scheduler_interval), "Scheduler"
+                _Scheduler(self._maintained(), self.stop_flag, self.scheduler_interval), "Scheduler"
             )
             self.scheduler.start()

@@ -320,3 +320,25 @@ def test_a_job_for_a_handler_that_no_longer_exists_fails_naming_it(e2e: E2E) -> 
     assert e2e.wait_result("gamma", after) == {"queue": "gamma", "tag": "after", "n": 0}
     counts = e2e.counts("gamma")
     assert (counts.failed, counts.completed, counts.waiting, counts.active) == (1, 1, 0, 0)
+
+
+def test_a_consumer_recovers_the_jobs_of_a_dead_consumer_of_another_queue(e2e: E2E) -> None:
+    # Given a beta job held by a "consumer" that died: claimed, never renewed (lease 2 s)
+    config = e2e.write_config("short-lease.toml", lease=2)
+    e2e.app.enqueue("beta.echo", {"tag": "orphan"})
+    storage = e2e.app.queue("beta").huey.storage
+    storage.read_timeout = 0.2
+    storage.lease_ms = 2000  # as in short-lease.toml
+    held = storage.claim()
+    assert held is not None
+    assert e2e.job(held.id).state == "active"
+
+    # When only a consumer of another queue runs
+    e2e.start_consumer(env={"HUEYARD_QUEUES": "alpha"}, config=config)
+
+    # Then it still puts the beta job back in waiting, within two leases
+    started = time.monotonic()
+    while (info := e2e.job(held.id)) is None or info.state != "waiting":
+        assert time.monotonic() - started < 2 * 2 + 2, f"still {info.state if info else None}"
+        time.sleep(0.1)
+    assert info.stalls == 1
