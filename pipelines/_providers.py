@@ -101,6 +101,15 @@ def _identifier(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be one line (no CR or LF)")
+    return value
+
+
+OneLine = AfterValidator(_one_line)
+"""Refuses CR and LF: for values that end up in a header or a log line."""
+
 PhoneNumber = Annotated[str, AfterValidator(_phone)]
 EmailAddress = Annotated[str, AfterValidator(_email)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]

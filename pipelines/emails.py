@@ -24,10 +24,10 @@ from email.message import EmailMessage as MIMEMessage
 from email.utils import make_msgid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from framework import handler
-from pipelines._providers import EmailAddress, mask_email
+from pipelines._providers import EmailAddress, OneLine, mask_email
 
 __all__ = ["SMTP_TIMEOUT", "EmailMessage", "send_email", "smtp_settings"]
 
@@ -40,19 +40,13 @@ DEFAULT_PORT = 25
 DEFAULT_SENDER = "hueyard@localhost"
 
 
-def _one_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be one line (no CR or LF)")
-    return value
-
-
 class EmailMessage(BaseModel):
     """One email to one recipient; ``html`` says whether ``body`` is HTML or plain text."""
 
     model_config = ConfigDict(extra="forbid")
 
     to: EmailAddress
-    subject: Annotated[str, Field(min_length=1, max_length=998), AfterValidator(_one_line)]
+    subject: Annotated[str, Field(min_length=1, max_length=998), OneLine]
     body: Annotated[str, Field(max_length=1_000_000)]
     html: bool = False
 

@@ -20,10 +20,10 @@ import logging
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from framework import handler
-from pipelines._providers import Identifier, mask_email
+from pipelines._providers import Identifier, OneLine, mask_email
 from pipelines.emails import EmailMessage, send_email
 
 __all__ = ["ALERT_EMAIL_ENV", "Notification", "notify"]
@@ -34,19 +34,13 @@ ALERT_EMAIL_ENV = "HUEYARD_ALERT_EMAIL"
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
 
 
-def _one_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be one line (no CR or LF)")
-    return value
-
-
 class Notification(BaseModel):
     """A notification for one user of the CRM."""
 
     model_config = ConfigDict(extra="forbid")
 
     userId: Identifier
-    title: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
+    title: Annotated[str, Field(min_length=1, max_length=200), OneLine]
     body: Annotated[str, Field(min_length=1, max_length=2000)]
     severity: Literal["info", "warning", "critical"] = "info"
 
