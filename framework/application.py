@@ -52,10 +52,6 @@ def to_huey_priority(priority: int) -> int:
     return -priority
 
 
-def from_huey_priority(priority: int | None) -> int:
-    return defaults.PRIORITY if priority is None else -priority
-
-
 @dataclass
 class QueueRuntime:
     """One queue: its resolved policy, its Huey instance, its task classes."""

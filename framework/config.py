@@ -69,29 +69,29 @@ def parse_settings(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: malformed TOML: {exc}") from None
-    raw = _apply_environment(raw, env, source)
+    raw = _apply_environment(raw, env)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(error, raw) for error in exc.errors()]
+        problems = [_describe(error) for error in exc.errors()]
         heading = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
         raise ConfigError("\n  ".join([heading, *problems])) from None
 
 
-def _apply_environment(raw: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, Any]:
+def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     redis_table = raw.get("redis", {})
     if not isinstance(redis_table, dict):
         return raw  # validation reports the wrong type
     url = env.get("REDIS_URL") or str(redis_table.get("url", defaults.REDIS_URL))
     parts = {name: env.get(f"REDIS_{name}") for name in ("HOST", "PORT", "PASSWORD", "DB")}
     if not env.get("REDIS_URL") and any(value is not None for value in parts.values()):
-        url = _with_parts(url, parts, source)
+        url = _with_parts(url, parts)
     if url != redis_table.get("url", defaults.REDIS_URL):
         raw = {**raw, "redis": {**redis_table, "url": url}}
     return raw
 
 
-def _with_parts(url: str, parts: Mapping[str, str | None], source: str) -> str:
+def _with_parts(url: str, parts: Mapping[str, str | None]) -> str:
     split = urlsplit(url)
     host = parts["HOST"] or split.hostname or "localhost"
     port_text = parts["PORT"]
@@ -109,11 +109,10 @@ def _with_parts(url: str, parts: Mapping[str, str | None], source: str) -> str:
     auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    del source
     return urlunsplit((split.scheme or "redis", f"{auth}{host}:{port}", path, split.query, ""))
 
 
-def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     """One line: ``[table] field = value: what is wrong; what is allowed``."""
     loc = [str(part) for part in error["loc"]]
     if not loc:
