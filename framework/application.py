@@ -37,6 +37,7 @@ from framework.errors import (
 from framework.execution import QueueHuey
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec, discover
 from framework.keys import Keys
+from framework.messages import MessageTemplate, new_job_id
 from framework.redis_client import RedisClient
 from framework.serializer import JSONSerializer, loads
 from framework.settings import QueuePolicy, Settings
@@ -60,6 +61,7 @@ class QueueRuntime:
     huey: Huey
     tasks: dict[str, type[Task]] = field(default_factory=dict)
     handlers: dict[str, HandlerSpec] = field(default_factory=dict)
+    messages: dict[str, MessageTemplate] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -117,8 +119,10 @@ class Hueyard:
             runtime = QueueRuntime(policy=policy, huey=huey)
             for spec in self.registry.for_queue(policy.name):
                 spec.payload_model  # noqa: B018 - resolve annotations now, not at 3 a.m.
-                runtime.tasks[spec.name] = _task_class(huey, policy, spec)
+                task_class = _task_class(huey, policy, spec)
+                runtime.tasks[spec.name] = task_class
                 runtime.handlers[spec.name] = spec
+                runtime.messages[spec.name] = MessageTemplate(huey, task_class)
             if not runtime.tasks:
                 self.warnings.append(
                     f"queue {policy.name!r} has no handler; its jobs wait until one is "
@@ -232,13 +236,15 @@ class Hueyard:
         data = spec.encode_payload(payload, check_json=False)
         job_priority = runtime.policy.priority if priority is None else _check_priority(priority)
         max_attempts = runtime.policy.attempts if attempts is None else _check_attempts(attempts)
-        task = runtime.tasks[spec.name]((data,), {}, priority=to_huey_priority(job_priority))
-        try:
-            message = runtime.huey.serialize_task(task)  # the one JSON encoding of the payload
+        job_id = new_job_id()
+        try:  # the one JSON encoding of the payload
+            message = runtime.messages[spec.name].render(
+                job_id, to_huey_priority(job_priority), data
+            )
         except SerializationError as exc:
             raise PayloadError(spec.not_json(exc)) from None
         return NewJob(
-            id=str(task.id),
+            id=job_id,
             name=spec.name,
             data=message,
             priority=job_priority,

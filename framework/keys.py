@@ -11,7 +11,7 @@ the multi-key Lua scripts of one app always run on one Cluster slot::
     {p}:q:<queue>:completed      zset: score = finish time (ms), trimmed to keep_completed
     {p}:q:<queue>:failed         zset: score = finish time (ms), trimmed to keep_failed
     {p}:q:<queue>:paused         string: present while the queue is paused
-    {p}:q:<queue>:wake           list: tokens that wake idle workers (at most 64)
+    {p}:q:<queue>:wake           list: tokens that wake idle workers (at most 128)
     {p}:q:<queue>:seq            counter: enqueue order
     {p}:q:<queue>:limiter        zset: claim times in the rate-limit window (expires)
     {p}:q:<queue>:stats:<minute> hash: completed / failed / retried counts (expires)

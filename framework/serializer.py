@@ -20,13 +20,47 @@ from huey.utils import Error
 
 from framework.errors import SerializationError
 
-__all__ = ["JSONSerializer", "dumps", "loads"]
+__all__ = ["JSONSerializer", "dumps", "dumps_text", "loads"]
 
 TAG = "__hy"
 
+_json_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+_NATIVE = (str, int, float, bool, type(None))
+
+
+def _is_native(value: Any) -> bool:
+    """True when ``value`` is plain JSON that needs no tag: the C encoder takes it as is.
+
+    Exact types only (a tuple or a ``str`` subclass is not native), dict keys
+    must be strings, and no dict may hold the tag key. This check copies
+    nothing, so a payload of plain JSON (the usual case) is encoded by
+    ``json.dumps`` alone instead of being rebuilt value by value.
+    """
+    kind = type(value)
+    if kind in _NATIVE:
+        return True
+    if kind is dict:
+        if TAG in value:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or not _is_native(item):
+                return False
+        return True
+    if kind is list:
+        return all(_is_native(item) for item in value)
+    return False
+
 
 def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool | int | float):
+    if _is_native(value):
+        return value
+    return _tagged(value)
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, Message):
         return {TAG: "msg", "v": [_encode(item) for item in value]}
@@ -83,8 +117,13 @@ def _decode(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Encode ``value`` as compact UTF-8 JSON (tagging Huey's types)."""
+    return dumps_text(value).encode()
+
+
+def dumps_text(value: Any) -> str:
+    """:func:`dumps` as text (ASCII: other characters are escaped)."""
     try:
-        return json.dumps(_encode(value), separators=(",", ":"), allow_nan=False).encode()
+        return _json_encode(_encode(value))
     except ValueError as exc:  # NaN / infinity
         raise SerializationError(f"cannot store {exc}; use null or a finite number") from None
 

@@ -115,13 +115,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     # -- the hot path ----------------------------------------------------------------------
 
     def add(self, jobs: Sequence[NewJob]) -> int:
-        """Store new jobs, one round trip per :data:`ENQUEUE_BATCH`. Returns how many were new."""
-        created = 0
+        """Store new jobs, one round trip per :data:`ENQUEUE_BATCH`. Returns how many were added."""
+        added = 0
+        keys = [self.q.waiting, self.q.delayed, self.q.seq, self.q.wake]
         for start in range(0, len(jobs), ENQUEUE_BATCH):
-            batch = jobs[start : start + ENQUEUE_BATCH]
-            args: list[Any] = [self.keys.job_prefix, len(batch)]
-            for job in batch:
-                args += [
+            args: list[Any] = [self.keys.job_prefix]
+            for job in jobs[start : start + ENQUEUE_BATCH]:
+                args += (
                     job.id,
                     job.name,
                     job.data,
@@ -130,13 +130,9 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                     job.max_attempts,
                     job.keep_completed,
                     job.keep_failed,
-                ]
-            created += int(
-                self.scripts.enqueue(
-                    keys=[self.q.waiting, self.q.delayed, self.q.seq, self.q.wake], args=args
                 )
-            )
-        return created
+            added += int(self.scripts.run("enqueue", keys, args))
+        return added
 
     def claim(self) -> Claim | None:
         """Take the next job, or wait up to ``read_timeout`` for one and return None."""
@@ -225,12 +221,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         keep = self.policy.keep_failed if outcome == "failed" else self.policy.keep_completed
         duration_ms = int((time.monotonic() - claim.claimed_at) * 1000)
         token = secrets.token_hex(8) if fetch else ""
-        reply = self.scripts.release(
-            keys=[
+        reply = self.scripts.run(
+            "release",
+            [
                 self.keys.job(claim.id), self.q.active, target, self.q.wake,
                 self.q.waiting, self.q.paused, self.q.limiter,
             ],
-            args=[
+            [
                 claim.id, claim.token, outcome, value, traceback[-_TEXT_LIMIT:],
                 int(delay * 1000), keep, self.keys.job_prefix, self.q.stats_prefix,
                 self.metrics_ttl, duration_ms,

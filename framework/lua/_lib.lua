@@ -17,11 +17,22 @@ local function waiting_score(priority, seq)
   return tonumber(priority) * SEQ_SPAN + tonumber(seq)
 end
 
--- Wake up to n idle workers (one token each); the list stays short.
+-- Wake up to n idle workers: one token each, pushed in one LPUSH. The list is
+-- bounded: when a push takes it past 2 x WAKE_MAX (nobody was waiting to take
+-- the tokens), it is cut back to WAKE_MAX, so the trim runs once per WAKE_MAX
+-- pushes instead of on every one.
+local WAKE_MAX = 64
 local function wake(key, n)
-  local length = 0
-  for _ = 1, math.min(n, 64) do length = redis.call('LPUSH', key, 1) end
-  if length > 64 then redis.call('LTRIM', key, 0, 63) end
+  if n <= 0 then return end
+  local length
+  if n == 1 then
+    length = redis.call('LPUSH', key, 1)
+  else
+    local tokens = {}
+    for i = 1, math.min(n, WAKE_MAX) do tokens[i] = 1 end
+    length = redis.call('LPUSH', key, unpack(tokens))
+  end
+  if length > 2 * WAKE_MAX then redis.call('LTRIM', key, 0, WAKE_MAX - 1) end
 end
 
 -- Count an event in the per-minute metrics hash, which expires. The expiry is

@@ -76,11 +76,13 @@ def app(redis_conn: redis.Redis, redis_url: str, registry: HandlerRegistry) -> I
     app.close()
 
 
-def queued(app: Hueyard, queue: str) -> list[tuple[dict[bytes, bytes], float]]:
-    """The waiting jobs of ``queue`` in run order: (record, score)."""
+def queued(app: Hueyard, queue: str) -> list[tuple[str, dict[bytes, bytes], float]]:
+    """The waiting jobs of ``queue`` in run order: (id, record, score)."""
     storage = app.queue(queue).huey.storage
     entries = storage.conn.zrange(storage.q.waiting, 0, -1, withscores=True)
-    return [(storage.conn.hgetall(app.keys.job(i.decode())), score) for i, score in entries]
+    return [
+        (i.decode(), storage.conn.hgetall(app.keys.job(i.decode())), score) for i, score in entries
+    ]
 
 
 def test_each_handler_becomes_a_task_with_its_queues_policy(app: Hueyard) -> None:
@@ -116,7 +118,7 @@ def test_a_handler_for_an_undeclared_queue_stops_start_up(redis_url: str) -> Non
 
 def test_enqueue_stores_one_json_message_with_the_default_priority(app: Hueyard) -> None:
     job_id = app.enqueue("send_message", {"to": "+1", "content": "hi"}, queue="messages")
-    [(job, score)] = queued(app, "messages")
+    [(_, job, score)] = queued(app, "messages")
     message = loads(job[b"data"])
     assert message.id == job_id
     assert message.name == "messages.send_message"
@@ -131,13 +133,13 @@ def test_priority_1_sorts_before_10_and_fifo_within_a_priority(app: Hueyard) -> 
         ids[
             app.enqueue("messages.send_message", {"to": label, "content": "x"}, priority=priority)
         ] = label
-    order = [ids[job[b"id"].decode()] for job, _ in queued(app, "messages")]
+    order = [ids[job_id] for job_id, _, _ in queued(app, "messages")]
     assert order == ["b", "d", "c", "a", "e"]
 
 
 def test_attempts_override_is_stored_on_the_job(app: Hueyard) -> None:
     app.enqueue("send_message", {"to": "+1", "content": "x"}, queue="messages", attempts=5)
-    [(job, _)] = queued(app, "messages")
+    [(_, job, _)] = queued(app, "messages")
     assert job[b"max_attempts"] == b"5"
 
 

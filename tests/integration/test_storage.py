@@ -104,9 +104,9 @@ def test_enqueue_writes_the_record_and_the_waiting_entry(
     [job_id] = enqueue(app, priority=2)
     job = record(conn, job_id)
     assert job["state"] == "waiting"
-    assert (job["name"], job["priority"], job["attempts"], job["max_attempts"]) == (
-        "work.job", "2", "0", "3",
-    )  # fmt: skip
+    assert (job["name"], job["priority"], job["max_attempts"]) == ("work.job", "2", "3")
+    # A new record holds only what is set; attempts, stalls, due and keep_* come later.
+    assert set(job) == {"name", "data", "priority", "seq", "max_attempts", "created", "state"}
     assert loads(job["data"]).args == ({"n": 0},)
     assert conn.zscore("{st}:q:work:waiting", job_id) is not None
     assert storage.queue_size() == 1
@@ -116,6 +116,30 @@ def test_bulk_enqueue_stores_every_job(app: Hueyard, storage: JobStorage) -> Non
     ids = app.enqueue_many("work.job", [{"n": i} for i in range(1234)])
     assert len(set(ids)) == 1234
     assert storage.queue_size() == 1234
+
+
+def test_enqueues_with_no_idle_worker_leave_a_bounded_wake_list(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
+) -> None:
+    # Given no worker takes the wake tokens, When jobs keep coming, one by one and in bulk
+    lengths = []
+    for _ in range(300):
+        enqueue(app)
+        lengths.append(conn.llen(storage.q.wake))
+    app.enqueue_many("work.job", [{"n": i} for i in range(1000)])
+    # Then the list grows to 128 at most and is cut back to 64
+    assert max(lengths) == 128
+    assert 64 <= conn.llen(storage.q.wake) <= 128
+    assert storage.queue_size() == 1300
+
+
+def test_enqueue_loads_its_script_again_after_a_script_flush(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
+) -> None:
+    enqueue(app)
+    conn.script_flush()  # what a Redis restart does to the script cache
+    enqueue(app)
+    assert storage.queue_size() == 2
 
 
 def test_a_delayed_job_waits_in_delayed_until_promoted(
