@@ -18,6 +18,7 @@ Each side offers:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -152,6 +153,11 @@ class HueyardSide(Side):
 
         logging.getLogger("hueyard").setLevel(logging.WARNING)
 
+    @functools.cached_property
+    def producer(self) -> Any:
+        """The app that enqueues (looked up once, as raw Huey's side holds its task)."""
+        return self.app()
+
     def app(self, workers: int = 1, keep_completed: int | None = None) -> Any:
         """The app whose ``bench`` queue has ``concurrency = workers`` (built once)."""
         from framework.application import Hueyard
@@ -174,7 +180,7 @@ class HueyardSide(Side):
         return self._apps[key]
 
     def enqueue(self, handler: str, payload: Any) -> None:
-        self.app().enqueue(f"{QUEUE}.{handler}", payload)
+        self.producer.enqueue(f"{QUEUE}.{handler}", payload)
 
     def enqueue_many(self, handler: str, payloads: Sequence[Any]) -> None:
         self.app().enqueue_many(f"{QUEUE}.{handler}", payloads)

@@ -27,7 +27,7 @@ TAG = "__hy"
 _json_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-_NATIVE = (str, int, float, bool, type(None))
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_native(value: Any) -> bool:
@@ -39,17 +39,17 @@ def _is_native(value: Any) -> bool:
     ``json.dumps`` alone instead of being rebuilt value by value.
     """
     kind = type(value)
-    if kind in _NATIVE:
+    if kind in _SCALARS:
         return True
     if kind is dict:
         if TAG in value:
             return False
         for key, item in value.items():
-            if type(key) is not str or not _is_native(item):
+            if type(key) is not str or (type(item) not in _SCALARS and not _is_native(item)):
                 return False
         return True
     if kind is list:
-        return all(_is_native(item) for item in value)
+        return all(type(item) in _SCALARS or _is_native(item) for item in value)
     return False
 
 

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from huey.constants import EmptyData
@@ -54,9 +54,8 @@ BLOCKING_READ_TIMEOUT = 1.0
 _TEXT_LIMIT = 16_384
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """A job to add: its serialized Huey message and its options."""
+class NewJob(NamedTuple):
+    """A job to add: its serialized Huey message and its options (a tuple: cheap to make)."""
 
     id: str
     name: str

@@ -88,7 +88,10 @@ def test_a_payload_that_is_not_json_is_refused(
         template.render(new_job_id(), -5, payload)
 
 
-def test_job_ids_are_random_uuids() -> None:
+def test_job_ids_are_random_version_4_uuids_in_their_text_form() -> None:
     ids = {new_job_id() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(uuid.UUID(job_id).version == 4 for job_id in ids)
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == job_id
