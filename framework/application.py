@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from framework import defaults
 from framework.config import load_settings
-from framework.connection import build_pool
+from framework.connection import ThreadClients, build_pool
 from framework.errors import (
     OptionError,
     PayloadError,
@@ -86,6 +86,7 @@ class Hueyard:
         self.registry = registry
         self.keys = Keys(settings.redis.prefix)
         self.pool = pool if pool is not None else build_pool(settings.redis.connection)
+        self.thread_clients = ThreadClients(self.pool)  # one connection per thread, all queues
         self.queues: dict[str, QueueRuntime] = {}
         self.warnings: list[str] = []
         self._compile()
@@ -112,6 +113,7 @@ class Hueyard:
                 serializer=JSONSerializer(),
                 storage_class=JobStorage,
                 connection_pool=self.pool,
+                thread_clients=self.thread_clients,
                 keys=self.keys,
                 policy=policy,
                 consumer=self.settings.consumer,

@@ -16,6 +16,8 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from framework.connection import ThreadClients
+
 __all__ = ["SCRIPT_NAMES", "Scripts"]
 
 SCRIPT_NAMES = (
@@ -42,8 +44,9 @@ def _source(name: str) -> str:
 class Scripts:
     """The registered scripts on one connection: ``scripts.claim(keys=..., args=...)``."""
 
-    def __init__(self, conn: redis.Redis) -> None:
+    def __init__(self, conn: redis.Redis, clients: ThreadClients | None = None) -> None:
         self._conn = conn
+        self._clients = clients
         self._scripts: dict[str, Script] = {
             name: conn.register_script(_source(name)) for name in SCRIPT_NAMES
         }
@@ -55,14 +58,17 @@ class Scripts:
             raise AttributeError(name) from None
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Call a script on the connection: one EVALSHA (the hot path of enqueue and release).
+        """Call a script: one EVALSHA (the hot path of enqueue and release).
 
-        After a Redis restart or ``SCRIPT FLUSH`` the server no longer knows the
-        script; it is loaded again and the call repeated, once.
+        With ``clients``, on this thread's own connection (see
+        :class:`~framework.connection.ThreadClients`). After a Redis restart or
+        ``SCRIPT FLUSH`` the server no longer knows the script; it is loaded
+        again and the call repeated, once.
         """
         script = self._scripts[name]
+        conn = self._conn if self._clients is None else self._clients.get()
         try:
-            return self._conn.evalsha(script.sha, len(keys), *keys, *args)
+            return conn.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            script.sha = self._conn.script_load(script.script)
-            return self._conn.evalsha(script.sha, len(keys), *keys, *args)
+            script.sha = conn.script_load(script.script)
+            return conn.evalsha(script.sha, len(keys), *keys, *args)

@@ -37,6 +37,7 @@ from huey.constants import EmptyData
 from huey.storage import BaseStorage
 
 from framework import defaults
+from framework.connection import ThreadClients
 from framework.keys import Keys
 from framework.scripts import Scripts
 from framework.settings import ConsumerSettings, QueuePolicy
@@ -94,11 +95,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         policy: QueuePolicy,
         consumer: ConsumerSettings,
         read_timeout: float = BLOCKING_READ_TIMEOUT,
+        thread_clients: ThreadClients | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(name)
         self.conn = redis.Redis(connection_pool=connection_pool)
-        self.scripts = Scripts(self.conn)
+        # enqueue and release run on each thread's own connection (the app shares them)
+        self.scripts = Scripts(self.conn, thread_clients or ThreadClients(connection_pool))
         self.keys = keys
         self.q = keys.queue(policy.name)
         self.policy = policy
