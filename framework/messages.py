@@ -18,6 +18,7 @@ from typing import Any
 from huey import Huey
 from huey.api import Task
 
+from framework.errors import HueyardError
 from framework.serializer import dumps_text
 
 __all__ = ["MessageTemplate", "new_job_id"]
@@ -67,5 +68,9 @@ class MessageTemplate:
 def _cut(text: str, marker: str) -> tuple[str, str]:
     before, found, after = text.partition(marker)
     if not found or marker in after:
-        raise RuntimeError(f"Huey's message layout changed: {marker!r} not found once in {text!r}")
+        raise HueyardError(
+            f"this Huey writes task messages hueyard does not know ({marker!r} is not in "
+            f"{text[:200]!r} exactly once); install the huey version pyproject.toml allows "
+            "(huey>=3.0,<4)"
+        )
     return before, after

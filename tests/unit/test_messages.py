@@ -11,7 +11,7 @@ import pytest
 from huey import MemoryHuey
 from huey.api import Task
 
-from framework.errors import SerializationError
+from framework.errors import HueyardError, SerializationError
 from framework.messages import MessageTemplate, new_job_id
 from framework.serializer import JSONSerializer
 
@@ -95,3 +95,15 @@ def test_job_ids_are_random_version_4_uuids_in_their_text_form() -> None:
         parsed = uuid.UUID(job_id)
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert str(parsed) == job_id
+
+
+def test_a_huey_that_writes_another_message_layout_is_refused_at_start_up() -> None:
+    # Given a Huey whose messages do not carry the task's priority
+    class OtherHuey(MemoryHuey):
+        def serialize_task(self, task: Task) -> bytes:
+            return super().serialize_task(task).replace(b"@hueyard:priority@", b"0")
+
+    huey = OtherHuey("other", serializer=JSONSerializer())
+    # Then no template is made, and the error says what to install
+    with pytest.raises(HueyardError, match=r"huey>=3.0,<4"):
+        MessageTemplate(huey, task_class(huey))
