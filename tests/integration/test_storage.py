@@ -22,6 +22,7 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
 from framework.serializer import loads
 from framework.storage import Claim, JobStorage
+from tests.integration.redis_server import RedisServer
 
 CONFIG = """
 [redis]
@@ -133,25 +134,29 @@ def test_enqueues_with_no_idle_worker_leave_a_bounded_wake_list(
     assert storage.queue_size() == 1300
 
 
-def test_enqueue_loads_its_script_again_after_a_script_flush(
-    app: Hueyard, storage: JobStorage, conn: redis.Redis
-) -> None:
-    enqueue(app)
-    conn.script_flush()  # what a Redis restart does to the script cache
-    enqueue(app)
-    assert storage.queue_size() == 2
+def test_enqueue_and_release_carry_on_after_redis_restarts() -> None:
+    # Given an app on a private server, whose producer and worker connections are open
+    with RedisServer() as server:
+        registry = HandlerRegistry()
 
+        @handler("work", registry=registry)
+        def job(payload: dict[str, object]) -> object:
+            return payload
 
-def test_a_delayed_job_waits_in_delayed_until_promoted(
-    app: Hueyard, storage: JobStorage, conn: redis.Redis
-) -> None:
-    [job_id] = enqueue(app, delay=0.3)
-    assert record(conn, job_id)["state"] == "delayed"
-    assert storage.promote_due() == 0
-    time.sleep(0.35)
-    assert storage.promote_due() == 1
-    assert record(conn, job_id)["state"] == "waiting"
-    assert claim(storage).id == job_id
+        app = Hueyard(parse_settings(CONFIG.format(url=server.url), env={}), registry)
+        storage: JobStorage = app.queue("work").huey.storage
+        enqueue(app)
+        assert storage.release(claim(storage), "completed", value="{}")
+        # When Redis restarts: every connection drops and the script cache is empty
+        server.stop()
+        server.start()
+        # Then the kept connections reconnect and the scripts are loaded again
+        [job_id] = enqueue(app)
+        claimed = claim(storage)
+        assert claimed.id == job_id
+        assert storage.release(claimed, "completed", value="{}")
+        assert server.client().zcard("{st}:q:work:completed") == 1
+        app.close()
 
 
 # -- claim ------------------------------------------------------------------------------------
