@@ -159,6 +159,18 @@ def test_enqueue_and_release_carry_on_after_redis_restarts() -> None:
         app.close()
 
 
+def test_a_delayed_job_waits_in_delayed_until_promoted(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
+) -> None:
+    [job_id] = enqueue(app, delay=0.3)
+    assert record(conn, job_id)["state"] == "delayed"
+    assert storage.promote_due() == 0
+    time.sleep(0.35)
+    assert storage.promote_due() == 1
+    assert record(conn, job_id)["state"] == "waiting"
+    assert claim(storage).id == job_id
+
+
 # -- claim ------------------------------------------------------------------------------------
 
 
