@@ -23,17 +23,15 @@ two substituted contenders do not store usable jobs.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 from typing import Any
 
 import redis
 
-from benchmarks.measure import Bench
+from benchmarks.measure import Bench, add_redis_url, check_redis_url
 from benchmarks.sides import HueyardSide, RawSide, Side
 from benchmarks.workload import Probe
 
-DEFAULT_URL = "redis://127.0.0.1:6379/8"
 EMPTY_SCRIPT = "return 1"
 
 
@@ -73,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.enqueue_cost")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_URL))
+    add_redis_url(parser)
     args = parser.parse_args(argv)
+    check_redis_url(parser, args.redis_url)
 
     conn = redis.Redis.from_url(args.redis_url)
     probe = Probe(args.redis_url)

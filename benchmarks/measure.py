@@ -7,11 +7,14 @@ numbers; :mod:`benchmarks.run` repeats them, interleaving the two sides, and
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
@@ -30,6 +33,28 @@ __all__ = [
     "Bench",
     "percentile",
 ]
+
+DEFAULT_URL = "redis://127.0.0.1:6379/8"
+"""The benchmark database. Every benchmark command FLUSHDBs the one it uses."""
+
+
+def add_redis_url(parser: argparse.ArgumentParser) -> None:
+    """The ``--redis-url`` option every benchmark command takes (or ``$BENCH_REDIS_URL``)."""
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_URL),
+        help=f"the database to use; it is FLUSHDB'd (default {DEFAULT_URL})",
+    )
+
+
+def check_redis_url(parser: argparse.ArgumentParser, url: str) -> None:
+    """Refuse a URL without a database number: the command would empty database 0."""
+    if not urlsplit(url).path.strip("/").isdigit():
+        parser.error(
+            f"--redis-url {url!r} names no database; add one, e.g. "
+            f"{DEFAULT_URL} (the benchmark FLUSHDBs it)"
+        )
+
 
 ENQUEUE_BLOCK = 250
 """Jobs per turn when one-by-one enqueue rates are measured side by side."""

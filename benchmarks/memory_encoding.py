@@ -13,15 +13,13 @@ See docs/storage.md, "Memory per job".
 from __future__ import annotations
 
 import argparse
-import os
 
 import redis
 
-from benchmarks.measure import Bench
+from benchmarks.measure import Bench, add_redis_url, check_redis_url
 from benchmarks.sides import HueyardSide
 from benchmarks.workload import Probe
 
-DEFAULT_URL = "redis://127.0.0.1:6379/8"
 SETTING = "hash-max-listpack-value"
 
 
@@ -30,8 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--values", default="64,1024", help="settings to try, comma-separated")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_URL))
+    add_redis_url(parser)
     args = parser.parse_args(argv)
+    check_redis_url(parser, args.redis_url)
 
     conn = redis.Redis.from_url(args.redis_url)
     probe = Probe(args.redis_url)

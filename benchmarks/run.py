@@ -20,16 +20,14 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 
-from benchmarks.measure import Bench, percentile
+from benchmarks.measure import Bench, add_redis_url, check_redis_url, percentile
 from benchmarks.report import Row, format_profile, format_table, median, ratio, write_json
 from benchmarks.sides import HueyardSide, RawSide, Side
 from benchmarks.workload import Probe
 
-DEFAULT_URL = "redis://127.0.0.1:6379/8"
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 
@@ -50,11 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: done in under 60 s")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-job cost table")
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_URL),
-        help=f"the database to use; it is FLUSHDB'd (default {DEFAULT_URL})",
-    )
+    add_redis_url(parser)
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     sizes = (
@@ -71,12 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in sizes.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    path = urlsplit(args.redis_url).path.strip("/")
-    if not path.isdigit():
-        parser.error(
-            f"--redis-url {args.redis_url!r} names no database; add one, e.g. "
-            f"{DEFAULT_URL} (the benchmark FLUSHDBs it)"
-        )
+    check_redis_url(parser, args.redis_url)
     return args
 
 

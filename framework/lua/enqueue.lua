@@ -14,8 +14,7 @@ for b = 2, #ARGV, 8 do
   local id, priority, delay = ARGV[b], ARGV[b + 3], tonumber(ARGV[b + 4])
   local job = prefix .. id
   local seq = redis.call('INCR', KEYS[3]) % SEQ_SPAN
-  local state = 'waiting'
-  if delay > 0 then state = 'delayed' end
+  local state = delay > 0 and 'delayed' or 'waiting'
   redis.call('HSET', job, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'priority', priority,
     'seq', seq, 'max_attempts', ARGV[b + 5], 'created', now, 'state', state)
   if delay > 0 then

@@ -67,3 +67,15 @@ def test_a_forked_child_makes_its_own_connection(redis_url: str, redis_conn: red
     assert same_object == "False"
     assert int(child_id) != parent_id
     assert client_id(clients.get()) == parent_id
+
+
+def test_dropping_the_clients_gives_their_connections_back(redis_url: str) -> None:
+    # Given a pool of one connection, held by this thread's client
+    pool = redis.ConnectionPool.from_url(redis_url, max_connections=1)
+    clients = ThreadClients(pool)
+    clients.get().ping()
+    # When the clients are dropped (an app that is thrown away)
+    del clients
+    gc.collect()
+    # Then the connection is free again
+    assert redis.Redis(connection_pool=pool).ping()
