@@ -70,7 +70,7 @@ def template(app: Hueyard, outcome: str) -> list[bytes]:
     """One real job record of ``outcome``, as HSET arguments."""
     queue = "messages"
     storage = app.queue(queue).huey.storage
-    job_id = app.enqueue(f"{queue}.bench_{queue}", {"to": "+15550000000", "content": "Hello " * 40})
+    job_id = app.enqueue(queue, f"bench_{queue}", {"to": "+15550000000", "content": "Hello " * 40})
     claimed = storage.claim()
     assert claimed is not None and claimed.id == job_id
     value = '{"sent": true}' if outcome == "completed" else "ValueError: provider said no"

@@ -6,12 +6,12 @@ Four contenders enqueue the same payloads one call at a time, taking turns
 every 250 jobs (as in ``benchmarks.run``):
 
 - raw Huey: ``task(payload)``, one ZADD;
-- hueyard: ``app.enqueue(...)``, one EVALSHA of the enqueue script;
+- hueyard: ``framework.enqueue(...)``, one EVALSHA of the enqueue script;
 - hueyard, empty script: the same call, the same arguments, but the script
   is ``return 1``: hueyard's whole client path and one EVALSHA round trip,
   with none of the writes;
 - hueyard, ZADD only: the same client path, ending in raw Huey's single ZADD
-  of the message instead of a script.
+  of the payload instead of a script.
 
 So "hueyard" minus "empty script" is what the atomic state writes (the job
 record, its sequence, its waiting entry, a wake token) cost, and "empty
@@ -31,6 +31,8 @@ import redis
 from benchmarks.measure import Bench, add_redis_url, check_redis_url
 from benchmarks.sides import HueyardSide, RawSide, Side
 from benchmarks.workload import Probe
+from framework.keys import QueueKeys
+from framework.scripts import SCRIPTS
 
 EMPTY_SCRIPT = "return 1"
 
@@ -42,19 +44,22 @@ class _EmptyScript:
         self.conn = conn
         self.sha = conn.script_load(EMPTY_SCRIPT)
 
-    def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return self.conn.evalsha(self.sha, len(keys), *keys, *args)
+    def call(self, name: str, queue: QueueKeys, *, args: dict[str, Any], rows: Any) -> Any:
+        script = SCRIPTS[name]
+        keys = script.key_values(queue, {})
+        values = script.arg_values(args, rows)
+        return self.conn.evalsha(self.sha, len(keys), *keys, *values)
 
 
 class _ZaddOnly:
-    """Stands in for the storage's scripts: raw Huey's ZADD of the message."""
+    """Stands in for the storage's scripts: raw Huey's ZADD of the payload."""
 
     def __init__(self, conn: redis.Redis) -> None:
         self.conn = conn
 
-    def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        data, priority = args[3], args[4]  # per job: id, name, data, priority, ...
-        return self.conn.zadd(keys[0], {data: priority})
+    def call(self, name: str, queue: QueueKeys, *, args: dict[str, Any], rows: Any) -> Any:
+        for _, payload in rows:
+            self.conn.zadd(queue.waiting, {payload: args["priority"]})
 
 
 class SubstitutedSide(HueyardSide):

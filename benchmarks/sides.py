@@ -28,6 +28,7 @@ import redis
 
 from benchmarks.redisstats import RoundTrips, counting_connection_class
 from benchmarks.workload import RESULT, Probe, WhatsAppMessage
+from framework import Handler, enqueue
 
 __all__ = ["HANDLERS", "HueyardSide", "RawSide", "Side"]
 
@@ -151,12 +152,18 @@ class HueyardSide(Side):
         def typed(payload: WhatsAppMessage) -> None:
             probe.hit()
 
+        self.handlers: dict[str, Handler[Any]] = {"noop": noop, "send": send, "typed": typed}
+
         logging.getLogger("hueyard").setLevel(logging.WARNING)
 
     @functools.cached_property
     def producer(self) -> Any:
-        """The app that enqueues (looked up once, as raw Huey's side holds its task)."""
-        return self.app()
+        """The app that enqueues: the process's app, as in a service (``framework.enqueue``)."""
+        from framework.runtime import set_app
+
+        app = self.app()
+        set_app(app)
+        return app
 
     def app(self, workers: int = 1, keep_completed: int | None = None) -> Any:
         """The app whose ``bench`` queue has ``concurrency = workers`` (built once)."""
@@ -180,10 +187,18 @@ class HueyardSide(Side):
         return self._apps[key]
 
     def enqueue(self, handler: str, payload: Any) -> None:
-        self.producer.enqueue(f"{QUEUE}.{handler}", payload)
+        """``framework.enqueue(queue, handler, payload)``: the call a service makes."""
+        self.producer  # noqa: B018 - the process's app is set once, before timing
+        enqueue(QUEUE, handler, payload)
+
+    def enqueue_by_handler(self, handler: str, payload: Any) -> None:
+        """``handler.enqueue(payload)``: the other call a service makes."""
+        self.producer  # noqa: B018
+        self.handlers[handler].enqueue(payload)
 
     def enqueue_many(self, handler: str, payloads: Sequence[Any]) -> None:
-        self.app().enqueue_many(f"{QUEUE}.{handler}", payloads)
+        self.producer  # noqa: B018
+        self.handlers[handler].enqueue_many(payloads)
 
     @contextlib.contextmanager
     def consumer(self, workers: int, keep_completed: int | None = None) -> Iterator[None]:
@@ -199,5 +214,9 @@ class HueyardSide(Side):
                 consumer.stop(graceful=True)
 
     def close(self) -> None:
+        from framework.runtime import reset_app
+
+        if "producer" in self.__dict__:
+            reset_app()
         for app in self._apps.values():
             app.close()

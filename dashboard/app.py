@@ -17,9 +17,10 @@ from dashboard import actions, api, csrf, pages
 from dashboard.auth import credentials_from_env, current_user, environment_from_env, is_open
 from dashboard.present import register_filters
 from dashboard.state import EXTENSION, DashboardState
-from framework.application import Hueyard, get_app
+from framework.application import Hueyard
 from framework.errors import RedisUnavailableError
 from framework.jobs import Jobs
+from framework.runtime import get_app
 
 __all__ = ["CONTENT_SECURITY_POLICY", "create_app"]
 

@@ -107,7 +107,7 @@ class DashboardServer:
 
 def _build(host: str | None, port: int | None) -> tuple[Any, DashboardServer]:
     from dashboard import create_app
-    from framework.application import get_app
+    from framework.runtime import get_app
 
     app = get_app()
     flask_app = create_app(app)

@@ -8,7 +8,7 @@ Public API::
     def send_message(payload: OutboundMessage) -> dict: ...
 
     send_message.enqueue({"to": "+1234567890", "content": "Hi"}, priority=1, delay=5)
-    enqueue("messages", "send_message", {...})
+    enqueue("messages", "send_message", {...}, priority=1)
 
 ``framework.app`` is the compiled app that ``huey_consumer framework.app``
 runs. It is built on first access, from ``$HUEYARD_CONFIG`` and the discovered
@@ -18,9 +18,11 @@ connection.
 
 from __future__ import annotations
 
-import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Unpack
 
+from framework.application import Hueyard
+from framework.context import JobContext, current_job
 from framework.errors import (
     ConfigError,
     HandlerError,
@@ -30,79 +32,61 @@ from framework.errors import (
     QueueError,
     RedisUnavailableError,
     SerializationError,
+    StorageError,
     UnknownHandlerError,
 )
 from framework.handlers import Handler, handler
-
-if TYPE_CHECKING:
-    from framework.application import Hueyard
-    from framework.execution import JobContext
-    from framework.redis_client import RedisClient
+from framework.options import EnqueueArgs, EnqueueOptions
+from framework.redis_client import RedisClient
+from framework.runtime import get_app
 
 __all__ = [
     # declaring and enqueueing jobs
     "Handler",
-    "enqueue",
-    "get_app",
-    "get_cache",
-    "current_job",
     "handler",
+    "enqueue",
+    "enqueue_many",
+    "EnqueueOptions",
+    # the app, the running job, the cache
+    "Hueyard",
+    "get_app",
+    "current_job",
+    "JobContext",
+    "get_cache",
     # errors
+    "HueyardError",
     "ConfigError",
     "HandlerError",
-    "HueyardError",
-    "OptionError",
-    "PayloadError",
-    "QueueError",
-    "RedisUnavailableError",
-    "SerializationError",
     "UnknownHandlerError",
+    "QueueError",
+    "PayloadError",
+    "OptionError",
+    "SerializationError",
+    "StorageError",
+    "RedisUnavailableError",
 ]
 
 
-def get_app() -> Hueyard:
-    """The process's compiled app (built on first use)."""
-    from framework.application import get_app as _get_app
+def enqueue(queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]) -> str:
+    """Enqueue a job for ``handler`` on ``queue`` and return its id.
 
-    return _get_app()
+    ``handler`` is the short name (``"send_message"``) or the stable name
+    (``"messages.send_message"``); ``options`` as for ``handler.enqueue``
+    (:class:`EnqueueOptions`).
+    """
+    return get_app().enqueue(queue, handler, payload, **options)
 
 
-def current_job() -> JobContext | None:
-    """The job this thread is running (id, queue, attempt; ``.progress()``, ``.log()``)."""
-    from framework.execution import current_job as _current_job
-
-    return _current_job()
+def enqueue_many(
+    queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]
+) -> list[str]:
+    """Enqueue one job per payload (all validated first); return their ids in order."""
+    return get_app().enqueue_many(queue, handler, payloads, **options)
 
 
 def get_cache() -> RedisClient:
     """The spec's resilient Redis client with ``get_cached`` and the ``[cache.ttl]`` names."""
     return get_app().cache
-
-
-def enqueue(
-    queue: str,
-    handler_name: str,
-    payload: Any,
-    *,
-    priority: int | None = None,
-    delay: float | datetime.timedelta | None = None,
-    eta: datetime.datetime | None = None,
-    attempts: int | None = None,
-) -> str:
-    """Enqueue a job for ``handler_name`` on ``queue`` and return its id.
-
-    ``handler_name`` is the short name (``"send_message"``) or the stable name
-    (``"messages.send_message"``).
-    """
-    return get_app().enqueue(
-        handler_name,
-        payload,
-        queue=queue,
-        priority=priority,
-        delay=delay,
-        eta=eta,
-        attempts=attempts,
-    )
 
 
 def __getattr__(name: str) -> Any:

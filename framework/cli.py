@@ -3,7 +3,8 @@
 ::
 
     hueyard check [--json]                  validate config and handlers, show the queues
-    hueyard enqueue QUEUE HANDLER --data JSON [--priority N] [--delay S] [--attempts N]
+    hueyard enqueue QUEUE HANDLER --data JSON [--priority N] [--delay S | --eta TIME]
+                    [--attempts N] [--keep-completed N] [--keep-failed N]
     hueyard status [--json]                 jobs per queue and state, paused or not
     hueyard jobs QUEUE --state STATE [--page N] [--page-size N] [--json]
     hueyard job ID [--json]                 one job: payload, result, error, traceback, logs
@@ -52,7 +53,16 @@ def _build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--data", required=True, help="the payload as JSON")
     enqueue.add_argument("--priority", type=int, help="1 (runs first) to 10 (runs last)")
     enqueue.add_argument("--delay", type=float, help="seconds to wait before the job may run")
+    enqueue.add_argument("--eta", help="when the job may run: an ISO 8601 time with its zone")
     enqueue.add_argument("--attempts", type=int, help="override the queue's attempts")
+    enqueue.add_argument(
+        "--keep-completed",
+        type=int,
+        help="keep this job when completed among the newest N (0: delete)",
+    )
+    enqueue.add_argument(
+        "--keep-failed", type=int, help="keep this job when failed among the newest N (0: delete)"
+    )
     _add_job_commands(commands)
     _add_serve_commands(commands)
     return parser
@@ -122,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(*, as_json: bool) -> int:
-    from framework.application import get_app
+    from framework.runtime import get_app
 
     app = get_app()
     rows = [_queue_row(app, name) for name in app.queues]
@@ -190,20 +200,30 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _enqueue(args: argparse.Namespace) -> int:
-    from framework.application import get_app
+    from framework.runtime import get_app
 
     try:
         payload = json.loads(args.data)
     except json.JSONDecodeError as exc:
         raise HueyardError(f"--data is not valid JSON: {exc}") from None
-    app = get_app()
-    job_id = app.enqueue(
+    eta = None
+    if args.eta is not None:
+        try:
+            eta = datetime.datetime.fromisoformat(args.eta)
+        except ValueError:
+            raise HueyardError(
+                f"--eta {args.eta!r} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+01:00"
+            ) from None
+    job_id = get_app().enqueue(
+        args.queue,
         args.handler,
         payload,
-        queue=args.queue,
         priority=args.priority,
         delay=args.delay,
+        eta=eta,
         attempts=args.attempts,
+        keep_completed=args.keep_completed,
+        keep_failed=args.keep_failed,
     )
     print(job_id)
     return 0
@@ -222,7 +242,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _jobs() -> Jobs:
-    from framework.application import get_app
+    from framework.runtime import get_app
 
     return Jobs(get_app())
 

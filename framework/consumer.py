@@ -28,8 +28,9 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import redis
 from huey.constants import WORKER_PROCESS, WORKER_THREAD
 from huey.consumer import (
     BaseProcess,
@@ -39,15 +40,14 @@ from huey.consumer import (
     WorkerRecycle,
 )
 
+from framework.compiler import QueueRuntime
 from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
+from framework.keys import Keys
 from framework.settings import Settings
 from framework.storage import BLOCKING_READ_TIMEOUT
 
-if TYPE_CHECKING:
-    from framework.application import Hueyard
-
-__all__ = ["MultiQueueConsumer", "served_queues"]
+__all__ = ["ConsumerApp", "MultiQueueConsumer", "served_queues"]
 
 logger = logging.getLogger("hueyard.consumer")
 
@@ -59,6 +59,17 @@ HEARTBEAT_TTL = 30
 
 _GRACEFUL = (signal.SIGTERM, signal.SIGINT)
 _INTERRUPT = signal.SIGUSR1  # parent -> worker process: give up the running job now
+
+
+class ConsumerApp(Protocol):
+    """What a consumer needs of the app (:class:`framework.application.Hueyard`)."""
+
+    settings: Settings
+    keys: Keys
+    pool: redis.ConnectionPool
+    queues: dict[str, QueueRuntime]
+
+    def queue(self, name: str) -> QueueRuntime: ...
 
 
 def served_queues(settings: Settings, env: Mapping[str, str]) -> list[str]:
@@ -147,7 +158,7 @@ class MultiQueueConsumer:
 
     def __init__(
         self,
-        app: Hueyard,
+        app: ConsumerApp,
         queues: Sequence[str],
         *,
         worker_type: str = WORKER_THREAD,

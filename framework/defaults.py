@@ -29,6 +29,21 @@ PRIORITY = 5
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 10
 
+MAX_ATTEMPTS = 100
+"""The most attempts a queue or a job may ask for."""
+
+MAX_DELAY = 366 * 86400.0
+"""Longest ``delay=`` (seconds) an enqueue accepts; an ``eta`` may be at most this far ahead."""
+
+SEQ_SPAN = 2**40
+"""Enqueue sequence numbers per priority: a waiting job's score is ``priority x SEQ_SPAN + seq``."""
+
+WAKE_MAX = 64
+"""Wake tokens a queue keeps for idle workers; the list is cut back to this past twice as many."""
+
+MAX_SAMPLES = 256
+"""Processing-time samples kept per queue and minute (for p50 / p95)."""
+
 CONCURRENCY = 1
 """Workers per queue in one consumer process."""
 

@@ -10,8 +10,9 @@
      ├── PayloadError           a payload does not validate, or is not JSON
      ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
      ├── JobActionError         a read/act call does not apply (unknown state, active job)
-     ├── SerializationError     a message in Redis is not one hueyard wrote
-     ├── RedisUnavailableError  Redis did not answer after every reconnection try
+     ├── SerializationError     data in Redis is not what hueyard wrote
+     ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
+     │    └── RedisUnavailableError  Redis did not answer after every reconnection try
      └── DashboardError         the dashboard can not start (credentials in production)
 
 Every message says where the problem is (file, table, field, module, value)
@@ -31,6 +32,7 @@ __all__ = [
     "QueueError",
     "RedisUnavailableError",
     "SerializationError",
+    "StorageError",
     "UnknownHandlerError",
 ]
 
@@ -68,10 +70,14 @@ class JobActionError(HueyardError):
 
 
 class SerializationError(HueyardError):
-    """Data read from Redis is not a message hueyard wrote (garbage, or pickle)."""
+    """Data read from Redis is not what hueyard wrote (garbage, or pickle)."""
 
 
-class RedisUnavailableError(HueyardError):
+class StorageError(HueyardError):
+    """Redis answered a storage call with an error: a key of the wrong type, a script error."""
+
+
+class RedisUnavailableError(StorageError):
     """Redis did not answer, even after the configured reconnection attempts."""
 
 

@@ -33,21 +33,23 @@ import pkgutil
 import re
 import threading
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, Unpack
 
+from huey.exceptions import CancelExecution
 from pydantic import BaseModel, ValidationError
 
 from framework.errors import HandlerError, PayloadError, SerializationError, UnknownHandlerError
-from framework.serializer import dumps
+from framework.options import EnqueueArgs
+from framework.serializer import dumps_text
 
 __all__ = [
     "REGISTRY",
     "Handler",
     "HandlerRegistry",
     "HandlerSpec",
+    "Producer",
     "discover",
     "handler",
 ]
@@ -85,12 +87,11 @@ class HandlerSpec:
             self._model_resolved = True
         return self._model
 
-    def encode_payload(self, payload: Any, *, check_json: bool = True) -> Any:
-        """Validate (against the model, if any) and return the JSON-ready payload.
+    def payload_json(self, payload: Any) -> str:
+        """Validate ``payload`` (against the model, if any) and return it as JSON text.
 
-        Raises :class:`PayloadError` naming the handler and every bad field.
-        ``check_json=False`` skips the JSON check for callers that encode the
-        payload right after and report a :class:`SerializationError` themselves.
+        The one encoding of a payload: what the job record stores. Raises
+        :class:`PayloadError` naming the handler and every bad field.
         """
         model = self.payload_model
         if model is not None:
@@ -102,36 +103,58 @@ class HandlerSpec:
             except ValidationError as exc:
                 raise PayloadError(
                     f"payload for {self.name} does not validate against "
-                    f"{model.__name__}: {_validation_summary(exc)}; nothing was enqueued"
+                    f"{model.__name__}: {validation_summary(exc)}; nothing was enqueued"
                 ) from None
             payload = instance.model_dump(mode="json")
         elif isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json")
-        if check_json:
-            try:
-                dumps(payload)
-            except SerializationError as exc:
-                raise PayloadError(self.not_json(exc)) from None
-        return payload
-
-    def not_json(self, exc: SerializationError) -> str:
-        return f"payload for {self.name} is not JSON: {exc}"
+        try:
+            return dumps_text(payload)
+        except SerializationError as exc:
+            raise PayloadError(f"payload for {self.name} is not JSON: {exc}") from None
 
     def call(self, payload: Any) -> Any:
-        """Run the handler on a stored payload; return a JSON-ready result."""
+        """Run the handler on a stored payload; return a JSON-ready result.
+
+        A payload that no longer validates against the model raises
+        ``CancelExecution(retry=False)`` naming the fields: it will never succeed.
+        """
         model = self.payload_model
-        argument = model.model_validate(payload) if model is not None else payload
+        if model is None:
+            argument = payload
+        else:
+            try:
+                argument = model.model_validate(payload)
+            except ValidationError as exc:
+                raise CancelExecution(
+                    f"the stored payload does not validate against {model.__name__}: "
+                    f"{validation_summary(exc)}",
+                    retry=False,
+                ) from None
         result = self.func(argument)
         if isinstance(result, BaseModel):
             return result.model_dump(mode="json")
         return result
 
 
+class Producer(Protocol):
+    """What a handler enqueues through: the app compiled from its registry."""
+
+    def enqueue(
+        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+    ) -> str: ...
+
+    def enqueue_many(
+        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]
+    ) -> list[str]: ...
+
+
 class Handler(Generic[R]):
     """What ``@handler`` returns: still callable like the function, plus ``.enqueue``."""
 
-    def __init__(self, spec: HandlerSpec) -> None:
+    def __init__(self, spec: HandlerSpec, registry: HandlerRegistry) -> None:
         self.spec = spec
+        self.registry = registry
         self.__wrapped__ = spec.func
         self.__name__ = spec.func.__name__
         self.__qualname__ = spec.qualname
@@ -150,25 +173,24 @@ class Handler(Generic[R]):
         """Run the function here and now (tests, scripts); nothing is enqueued."""
         return typing.cast(R, self.spec.func(payload))
 
-    def enqueue(
-        self,
-        payload: Any,
-        *,
-        priority: int | None = None,
-        delay: float | timedelta | None = None,
-        eta: datetime | None = None,
-        attempts: int | None = None,
-    ) -> str:
+    def enqueue(self, payload: Any, **options: Unpack[EnqueueArgs]) -> str:
         """Enqueue one job on this handler's queue and return its id.
 
-        ``priority`` 1 (first) to 10 (last), default the queue's; ``delay``
-        seconds (or a timedelta) or an ``eta`` datetime; ``attempts`` overrides
-        the queue's. Raises :class:`PayloadError` for a bad payload.
+        Options (:class:`framework.options.EnqueueOptions`): ``priority`` 1
+        (first) to 10 (last), ``delay`` seconds (or a timedelta) or an ``eta``
+        datetime, ``attempts``, ``keep_completed``, ``keep_failed``; the queue's
+        config for any left out. Raises :class:`PayloadError` for a bad payload,
+        :class:`OptionError` for a bad option; nothing is stored then.
         """
-        from framework.application import get_app
+        return self.registry.producer().enqueue(self.spec.queue, self.spec.name, payload, **options)
 
-        return get_app().enqueue(
-            self.spec.name, payload, priority=priority, delay=delay, eta=eta, attempts=attempts
+    def enqueue_many(self, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]) -> list[str]:
+        """Enqueue one job per payload, with the same options; return their ids in order.
+
+        Every payload is validated first: nothing is stored when one is bad.
+        """
+        return self.registry.producer().enqueue_many(
+            self.spec.queue, self.spec.name, payloads, **options
         )
 
     def __repr__(self) -> str:
@@ -181,6 +203,35 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, HandlerSpec] = {}
         self._lock = threading.Lock()
+        self._app: Producer | None = None
+        self._factory: Callable[[], Producer] | None = None
+
+    # -- the app its handlers enqueue through ------------------------------------------------
+
+    def bind(self, app: Producer) -> None:
+        """Make ``app`` (compiled from this registry) the target of ``handler.enqueue``."""
+        self._app = app
+
+    def unbind(self, app: Producer) -> None:
+        """Forget ``app`` (closed) if it is the bound one."""
+        if self._app is app:
+            self._app = None
+
+    def use_factory(self, factory: Callable[[], Producer]) -> None:
+        """Build the app with ``factory`` when ``handler.enqueue`` finds none bound."""
+        self._factory = factory
+
+    def producer(self) -> Producer:
+        """The app this registry's handlers enqueue through."""
+        app = self._app
+        if app is not None:
+            return app
+        if self._factory is None:
+            raise HandlerError(
+                "no app is built from this handler registry; build one with "
+                "Hueyard(settings, registry) before calling handler.enqueue(...)"
+            )
+        return self._factory()
 
     def register(self, spec: HandlerSpec) -> None:
         with self._lock:
@@ -258,8 +309,9 @@ def handler(
             module=func.__module__,
             qualname=func.__qualname__,
         )
-        (registry if registry is not None else REGISTRY).register(spec)
-        return Handler(spec)
+        target = registry if registry is not None else REGISTRY
+        target.register(spec)
+        return Handler(spec, target)
 
     return decorate
 
@@ -311,7 +363,8 @@ def _payload_model(func: Callable[..., Any], location: str) -> type[BaseModel] |
     return None
 
 
-def _validation_summary(exc: ValidationError) -> str:
+def validation_summary(exc: ValidationError) -> str:
+    """The first ten problems of ``exc``, one ``field: message`` each."""
     parts = []
     for error in exc.errors()[:10]:
         where = ".".join(str(part) for part in error["loc"]) or "payload"

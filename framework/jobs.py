@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import redis
@@ -47,7 +47,9 @@ from framework.metrics import (
     summary,
 )
 from framework.records import JobInfo, JobLocation, Page, QueueCounts, job_info
+from framework.runtime import get_app
 from framework.scripts import Scripts
+from framework.settings import QueuePolicy
 
 if TYPE_CHECKING:
     from framework.application import Hueyard
@@ -72,8 +74,6 @@ FINISHED_STATES = ("completed", "failed")
 
 MAX_PAGE_SIZE = 500
 """Most jobs one page may hold."""
-
-_WAKE_LIST_MAX = 64  # the wake list's bound, as in lua/_lib.lua
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -199,9 +199,12 @@ class Jobs:
         items = []
         for index, job_id in enumerate(ids):
             record, score = replies[2 * index], replies[2 * index + 1]
-            if score is None:
+            if score is None or isinstance(score, Exception):
                 continue
-            items.append(job_info(job_id, record, queue=queue, state=state))
+            items.append(
+                job_info(job_id, record, queue=queue, state=state, score=float(score),
+                         policy=self._policy(queue))
+            )  # fmt: skip
         return items
 
     @_redis_errors
@@ -218,7 +221,8 @@ class Jobs:
             self._locate(pipe, job_id)
             replies = pipe.execute(raise_on_error=False)
         record, logs = replies[0], replies[1]
-        places = self._places(replies[2:])
+        found = self._places(replies[2:])
+        places = [place for place, _ in found]
         if not places and record == {}:
             return None
         problems: list[str] = []
@@ -228,9 +232,11 @@ class Jobs:
         if isinstance(logs, Exception):
             problems.append(f"its log key is not a list ({logs})")
             logs = []
+        score: float | None = None
         if places:
             queue: str | None = places[0].queue
             state: str | None = places[0].state
+            score = found[0][1]
         else:
             queue, state = self._owner(record), None
             problems.append("the record is in no queue's sorted set (an orphan; remove it)")
@@ -239,6 +245,8 @@ class Jobs:
             record,
             queue=queue,
             state=state,
+            score=score,
+            policy=self._policy(queue) if queue else None,
             logs=tuple(line.decode(errors="replace") for line in logs),
             problems=problems,
         )
@@ -250,8 +258,8 @@ class Jobs:
             return None
         with self.conn.pipeline(transaction=True) as pipe:
             self._locate(pipe, job_id)
-            places = self._places(pipe.execute(raise_on_error=False))
-        return places[0] if places else None
+            found = self._places(pipe.execute(raise_on_error=False))
+        return found[0][0] if found else None
 
     def _locate(self, pipe: Any, job_id: str) -> None:
         for name in self.app.queues:
@@ -260,7 +268,8 @@ class Jobs:
             for state in JOB_STATES:
                 pipe.zscore(q.state(state), job_id)
 
-    def _places(self, replies: list[Any]) -> list[JobLocation]:
+    def _places(self, replies: list[Any]) -> list[tuple[JobLocation, float]]:
+        """Where the replies of :meth:`_locate` say the job is, with its score there."""
         places = []
         width = len(JOB_STATES) + 1
         for index, name in enumerate(self.app.queues):
@@ -269,14 +278,15 @@ class Jobs:
                 if score is None or isinstance(score, Exception):
                     continue
                 shown = "paused" if state == "waiting" and paused == 1 else state
-                places.append(JobLocation(name, shown))
+                places.append((JobLocation(name, shown), float(score)))
         return places
 
     def _owner(self, record: Any) -> str | None:
         """The queue a record's stable name belongs to, if the app declares it."""
         if not isinstance(record, dict):
             return None
-        owner = record.get(b"name", b"").decode(errors="replace").partition(".")[0]
+        name = record.get(b"handler") or record.get(b"name") or b""  # name: hueyard 0.1.0
+        owner = name.decode(errors="replace").partition(".")[0]
         return owner if owner in self.app.queues else None
 
     # -- actions -------------------------------------------------------------------------
@@ -285,7 +295,7 @@ class Jobs:
     def retry(self, queue: str, job_id: str) -> bool:
         """A failed job back to waiting with fresh attempts. False if it is not failed."""
         q = self._q(queue)
-        return int(self._run("retry", self._retry_keys(q), [self.keys.job_prefix, 1, job_id])) == 1
+        return int(self._call("retry", queue, q, limit=1, ids=[job_id])) == 1
 
     @_redis_errors
     def retry_all(self, queue: str) -> int:
@@ -300,7 +310,7 @@ class Jobs:
         moved = 0
         while remaining > 0:
             limit = min(defaults.BULK_BATCH, remaining)
-            moved += int(self._run("retry", self._retry_keys(q), [self.keys.job_prefix, limit]))
+            moved += int(self._call("retry", queue, q, limit=limit))
             remaining -= limit
         return moved
 
@@ -308,8 +318,7 @@ class Jobs:
     def promote(self, queue: str, job_id: str) -> bool:
         """A delayed job to waiting now. False if it is not delayed."""
         q = self._q(queue)
-        moved = self._run("promote", self._promote_keys(q), [self.keys.job_prefix, 1, job_id])
-        return int(moved) == 1
+        return int(self._call("promote", queue, q, limit=1, ids=[job_id])) == 1
 
     @_redis_errors
     def promote_all(self, queue: str) -> int:
@@ -321,8 +330,7 @@ class Jobs:
             ids = self.conn.zrange(q.delayed, 0, min(defaults.BULK_BATCH, remaining) - 1)
             if not ids:
                 break
-            args = [self.keys.job_prefix, len(ids), *ids]
-            moved += int(self._run("promote", self._promote_keys(q), args))
+            moved += int(self._call("promote", queue, q, limit=len(ids), ids=ids))
             remaining -= len(ids)
         return moved
 
@@ -334,16 +342,15 @@ class Jobs:
         """
         q = self._q(queue)
         try:
-            owner = self._owner({b"name": self.conn.hget(self.keys.job(job_id), "name") or b""})
+            handler, name = self.conn.hmget(q.job(job_id), ["handler", "name"])
+            owner = self._owner({b"handler": handler or name or b""})
         except redis.ResponseError:
             owner = None  # a key that is not a record: remove deletes it like one
         if owner is not None and owner != queue:
             raise JobActionError(f"job {job_id} belongs to queue {owner!r}, not {queue!r}")
         removed = int(
-            self._run(
-                "remove",
-                [q.waiting, q.active, q.delayed, q.completed, q.failed],
-                [self.keys.job_prefix, job_id, queue],
+            self.scripts.call(
+                "remove", q, args={"job_prefix": q.job_prefix, "id": job_id, "queue": queue}
             )
         )
         if removed == -2:
@@ -378,9 +385,8 @@ class Jobs:
         batch = defaults.BULK_BATCH
         deleted = 0
         for _ in range(math.ceil(int(self.conn.zcard(key)) / batch)):
-            count = int(
-                self._run("clean", [key], [self.keys.job_prefix, int(older_than * 1000), batch])
-            )
+            args = {"job_prefix": q.job_prefix, "age_ms": int(older_than * 1000), "limit": batch}
+            count = int(self.scripts.call("clean", keys={"set": key}, args=args))
             deleted += count
             if count < batch:
                 break
@@ -395,18 +401,7 @@ class Jobs:
     @_redis_errors
     def resume(self, queue: str) -> bool:
         """Hand out jobs again and wake idle workers at once. False if it was not paused."""
-        q = self._q(queue)
-        with self.conn.pipeline(transaction=True) as pipe:
-            pipe.delete(q.paused)
-            pipe.zcard(q.waiting)
-            was_paused, waiting = pipe.execute()
-        tokens = min(int(waiting), _WAKE_LIST_MAX) if was_paused else 0
-        if tokens:
-            with self.conn.pipeline(transaction=True) as pipe:
-                pipe.lpush(q.wake, *[1] * tokens)
-                pipe.ltrim(q.wake, 0, _WAKE_LIST_MAX - 1)
-                pipe.execute()
-        return bool(was_paused)
+        return bool(self.scripts.call("resume", self._q(queue)))
 
     @_redis_errors
     def is_paused(self, queue: str) -> bool:
@@ -447,22 +442,21 @@ class Jobs:
         self.app.queue(queue)  # QueueError naming the declared queues
         return self.keys.queue(queue)
 
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return self.scripts.run(name, keys, args)
+    def _policy(self, queue: str) -> QueuePolicy | None:
+        runtime = self.app.queues.get(queue)
+        return runtime.policy if runtime is not None else None
 
-    @staticmethod
-    def _retry_keys(q: QueueKeys) -> list[str]:
-        return [q.failed, q.waiting, q.seq, q.wake]
-
-    @staticmethod
-    def _promote_keys(q: QueueKeys) -> list[str]:
-        return [q.delayed, q.waiting, q.seq, q.wake]
+    def _call(
+        self, name: str, queue: str, q: QueueKeys, *, limit: int, ids: Sequence[Any] = ()
+    ) -> Any:
+        """``retry`` or ``promote``: the given ids, or up to ``limit`` of the set."""
+        policy = self.app.queue(queue).policy
+        args = {"job_prefix": q.job_prefix, "default_priority": policy.priority, "limit": limit}
+        return self.scripts.call(name, q, args=args, rows=[(job_id,) for job_id in ids])
 
 
 def get_jobs() -> Jobs:
-    """The read/act API of the process's app (:func:`framework.application.get_app`)."""
-    from framework.application import get_app
-
+    """The read/act API of the process's app (:func:`framework.runtime.get_app`)."""
     return Jobs(get_app())
 
 

@@ -3,7 +3,7 @@
 All keys of one app start with the Redis Cluster hash tag ``{<prefix>}``, so
 the multi-key Lua scripts of one app always run on one Cluster slot::
 
-    {p}:job:<id>                 hash: one job's record
+    {p}:job:<id>                 hash: one job's record (framework/record.py)
     {p}:job:<id>:logs            list: its log lines (bounded)
     {p}:q:<queue>:waiting        zset: score = priority x 2^40 + enqueue sequence
     {p}:q:<queue>:active         zset: score = lease deadline (ms)
@@ -11,7 +11,7 @@ the multi-key Lua scripts of one app always run on one Cluster slot::
     {p}:q:<queue>:completed      zset: score = finish time (ms), trimmed to keep_completed
     {p}:q:<queue>:failed         zset: score = finish time (ms), trimmed to keep_failed
     {p}:q:<queue>:paused         string: present while the queue is paused
-    {p}:q:<queue>:wake           list: tokens that wake idle workers (at most 128)
+    {p}:q:<queue>:wake           list: tokens that wake idle workers (at most 2 x WAKE_MAX)
     {p}:q:<queue>:seq            counter: enqueue order
     {p}:q:<queue>:limiter        zset: claim times in the rate-limit window (expires)
     {p}:q:<queue>:stats:<minute> hash: completed / failed / retried counts (expires)
@@ -20,21 +20,33 @@ the multi-key Lua scripts of one app always run on one Cluster slot::
     {p}:consumers                zset: consumer id -> last heartbeat (ms), pruned on read
     {p}:consumer:<id>            string: JSON about one consumer (expires)
     <p>:cache:<key>              the RedisClient cache (single-key, no tag needed)
+    <p>:cache-lock:<key>         a cache loader's lock (expires)
+
+The Lua scripts receive the keys they touch from here. Keys they derive from a
+job id (``job_prefix .. id``, ``.. LOGS``) or from a minute (``stats_prefix ..
+minute``, ``.. SAMPLES``) use the prefixes passed in and the suffixes below,
+which :mod:`framework.scripts` writes into every script; no script spells one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["JOB_STATES", "Keys", "QueueKeys"]
+__all__ = ["JOB_STATES", "LOGS", "SAMPLES", "Keys", "QueueKeys"]
 
 JOB_STATES = ("waiting", "active", "delayed", "completed", "failed")
 """The states that have a sorted set. ``paused`` is ``waiting`` of a paused queue."""
 
+LOGS = ":logs"
+"""Suffix of a job's log list: ``job key + LOGS``."""
+
+SAMPLES = ":ms"
+"""Suffix of a minute's processing-time samples: ``stats key + SAMPLES``."""
+
 
 @dataclass(frozen=True)
 class QueueKeys:
-    """The keys of one queue."""
+    """The keys of one queue, and the prefixes of the keys derived from it."""
 
     waiting: str
     active: str
@@ -45,6 +57,7 @@ class QueueKeys:
     wake: str
     seq: str
     limiter: str
+    job_prefix: str
     stats_prefix: str
     kv_prefix: str
 
@@ -55,11 +68,14 @@ class QueueKeys:
         key: str = getattr(self, state)
         return key
 
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
     def stats(self, minute: int) -> str:
         return f"{self.stats_prefix}{minute}"
 
     def samples(self, minute: int) -> str:
-        return f"{self.stats_prefix}{minute}:ms"
+        return f"{self.stats_prefix}{minute}{SAMPLES}"
 
 
 class Keys:
@@ -75,7 +91,7 @@ class Keys:
         return f"{self.job_prefix}{job_id}"
 
     def job_logs(self, job_id: str) -> str:
-        return f"{self.job_prefix}{job_id}:logs"
+        return f"{self.job_prefix}{job_id}{LOGS}"
 
     def queue(self, queue: str) -> QueueKeys:
         base = f"{self.tag}:q:{queue}:"
@@ -89,6 +105,7 @@ class Keys:
             wake=base + "wake",
             seq=base + "seq",
             limiter=base + "limiter",
+            job_prefix=self.job_prefix,
             stats_prefix=base + "stats:",
             kv_prefix=base + "kv:",
         )

@@ -2,7 +2,8 @@
 
 ``release`` (and ``recover``) count every outcome in a per-minute hash
 (``completed`` / ``failed`` / ``retried``) and push the processing time of
-each completed job (ms) to a per-minute list of at most 256 samples; both
+each completed job (ms) to a per-minute list of at most
+:data:`~framework.defaults.MAX_SAMPLES` samples; both
 expire after ``[consumer] metrics_ttl``. :func:`series` turns them into one
 point per minute and :func:`summary` into totals, rates and percentiles, for
 the dashboard's charts, the metrics endpoints and the health checks.
@@ -47,9 +48,6 @@ __all__ = [
 
 CONSUMER_WINDOW = 60.0
 """Seconds after its last heartbeat that a consumer leaves the ``consumers`` set."""
-
-_SEQ_SPAN = 2**40
-"""Sequence numbers per priority in a waiting score (``SEQ_SPAN`` of ``lua/_lib.lua``)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,7 @@ def summary(
     with conn.pipeline(transaction=False) as pipe:
         _queue_series(pipe, q, first, minutes)
         for priority in bands:
-            low, high = priority * _SEQ_SPAN, (priority + 1) * _SEQ_SPAN
+            low, high = priority * defaults.SEQ_SPAN, (priority + 1) * defaults.SEQ_SPAN
             pipe.zrangebyscore(q.waiting, low, f"({high}", start=0, num=1)
         replies = pipe.execute(raise_on_error=False)
     points = _points(replies[: 2 * minutes], first, minutes)

@@ -1,5 +1,6 @@
 """What the read/act API returns: small frozen dataclasses, and how a job record
-(a Redis hash) is read into one without ever raising on bad data.
+(a Redis hash, :mod:`framework.record`) is read into one without ever raising
+on bad data.
 
 The dashboard and the CLI see only these types; they never touch Redis.
 """
@@ -11,10 +12,11 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Generic, TypeVar
 
-from huey.registry import Message
-
 from framework.errors import SerializationError
+from framework.policy import JobPolicy
+from framework.record import legacy_message
 from framework.serializer import loads
+from framework.settings import QueuePolicy
 
 __all__ = ["JobInfo", "JobLocation", "Page", "QueueCounts", "Record", "job_info"]
 
@@ -84,6 +86,10 @@ class JobLocation:
 @dataclass(frozen=True)
 class JobInfo:
     """One job as read from Redis. Times are aware UTC datetimes.
+
+    ``priority`` and ``max_attempts`` are what the job follows: its own
+    options, else its queue's config. ``finished`` and ``due`` come from the
+    job's place in its queue (the score of its sorted set).
 
     ``problem`` is None for a job hueyard wrote; otherwise it says what is
     wrong with the record (no record, not a hash, data that is not JSON, ...)
@@ -177,20 +183,25 @@ class Record:
             self.problems.append(f"{name}: {exc}")
             return value.decode(errors="replace")
 
+    def handler(self) -> str | None:
+        return self.text("handler") or self.text("name")  # name: a hueyard 0.1.0 record
+
     def payload(self) -> Any:
-        data = self.raw.get("data")
+        if "payload" in self.raw:
+            try:
+                return loads(self.raw["payload"])
+            except SerializationError as exc:
+                self.problems.append(f"payload: {exc}")
+                return None
+        data = self.raw.get("data")  # a hueyard 0.1.0 record: Huey's message
         if data is None:
-            self.problems.append("the record has no data (no message to run)")
+            self.problems.append("the record has no payload (nothing to run)")
             return None
         try:
-            message = loads(data)
+            return legacy_message(data)[1]
         except SerializationError as exc:
             self.problems.append(f"data: {exc}")
             return None
-        if not isinstance(message, Message) or not isinstance(message.args, tuple | list):
-            self.problems.append(f"data is JSON but not a hueyard message: {data[:80]!r}")
-            return None
-        return message.args[0] if message.args else None
 
 
 def job_info(
@@ -199,9 +210,16 @@ def job_info(
     *,
     queue: str | None,
     state: str | None,
+    score: float | None = None,
+    policy: QueuePolicy | None = None,
     logs: tuple[str, ...] = (),
     problems: list[str] | None = None,
 ) -> JobInfo:
+    """Read ``record`` (an HGETALL reply, or the error reading it) into a :class:`JobInfo`.
+
+    ``score`` is the job's score in the sorted set of ``state``; ``policy``
+    its queue's, for the options the job did not set.
+    """
     problems = list(problems or [])
     if isinstance(record, Exception):
         problems.insert(0, f"its key is not a job record (not a hash): {record}")
@@ -210,22 +228,27 @@ def job_info(
         problems.insert(0, f"no job record: the id is listed as {state}, but its record is gone")
         return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
     job = Record(record)
+    priority, max_attempts = job.number("priority"), job.number("max_attempts")
+    if policy is not None:
+        effective = JobPolicy.of(policy, priority=priority, attempts=max_attempts)
+        priority, max_attempts = effective.priority, effective.attempts
+    when = _time_of(score)
     info = JobInfo(
         id=job_id,
         queue=queue,
-        state=state if state is not None else job.text("state"),
-        name=job.text("name"),
+        state=state,
+        name=job.handler(),
         payload=job.payload(),
-        priority=job.number("priority"),
+        priority=priority,
         attempts=job.number("attempts") or 0,
-        max_attempts=job.number("max_attempts"),
+        max_attempts=max_attempts,
         stalls=job.number("stalls") or 0,
         keep_completed=job.keep("keep_completed"),
         keep_failed=job.keep("keep_failed"),
         created=job.time("created"),
         started=job.time("started"),
-        finished=job.time("finished"),
-        due=job.time("due"),
+        finished=when if state in ("completed", "failed") else job.time("finished"),
+        due=when if state == "delayed" else None,
         result=job.json("result"),
         error=job.text("error"),
         traceback=job.text("traceback"),
@@ -235,3 +258,12 @@ def job_info(
     )
     problems += job.problems
     return info if not problems else replace(info, problem="; ".join(problems))
+
+
+def _time_of(score: float | None) -> datetime.datetime | None:
+    if score is None:
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(score / 1000, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -50,6 +50,7 @@ from framework.cache import (
     resolve_ttl,
 )
 from framework.connection import ConnectionSpec, build_pool, redact_url
+from framework.scripts import Scripts
 
 __all__ = ["HEALTH_TIMEOUT", "Health", "OutageLog", "RedisClient"]
 
@@ -64,15 +65,6 @@ HEALTH_TIMEOUT = 1.0
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Errors meaning "Redis did not answer" (auth failures included), as opposed to
 "Redis answered no" (a wrong type, a script error) or "the value is not JSON"."""
-
-# Deletes the lock only if it still holds our token: a holder whose lock
-# expired must not release the next holder's lock.
-_RELEASE_LOCK = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 class Health(TypedDict):
@@ -179,7 +171,7 @@ class RedisClient:
         self._redis = redis.Redis(connection_pool=pool)
         self._probe_pool = _single_try_pool(pool, health_timeout)
         self._probe = redis.Redis(connection_pool=self._probe_pool)
-        self._release_script = self._redis.register_script(_RELEASE_LOCK)
+        self._scripts = Scripts(self._redis)
         self._prefix = key_prefix
         # A separate prefix, so no cache key can ever collide with a lock.
         self._lock_prefix = f"{key_prefix.rstrip(':')}-lock:"
@@ -363,7 +355,13 @@ class _Store:
     def release(self, key: str, token: str) -> None:
         client = self._client
         name = client._lock_prefix + key.removeprefix(client._prefix)
-        client._run("EVALSHA", name, lambda: client._release_script(keys=[name], args=[token]))
+        client._run(
+            "EVALSHA",
+            name,
+            lambda: client._scripts.call(
+                "cache_unlock", keys={"lock": name}, args={"token": token}
+            ),
+        )
 
 
 def _decode_or_none(raw: bytes | str | None) -> Any:

@@ -1,74 +1,274 @@
-"""The Lua scripts of ``framework/lua/``, loaded once and called by name.
+"""The Lua scripts of ``framework/lua/``: what each takes, by name, and one way to call them.
 
-Each script is ``_lib.lua`` followed by the script itself, registered with
-``SCRIPT LOAD`` semantics (EVALSHA, falling back to EVAL after a Redis restart
-flushed the script cache). Every job state change is one of these scripts, so
-each is atomic and one round trip.
+Every job state change is one script, so it is atomic and one round trip. Each
+script is declared here as a :class:`Script`: the names of the keys it touches
+(passed in ``KEYS``, so a Cluster sees every key) and of its arguments. The
+source sent to Redis is a generated prelude, then ``_lib.lua``, then the
+script. The prelude holds the constants of :mod:`framework.keys` and
+:mod:`framework.defaults` the scripts need, and binds the names::
+
+    local K = {waiting = KEYS[1], active = KEYS[2], paused = KEYS[3], limiter = KEYS[4]}
+    local A = {job_prefix = ARGV[1], lease_ms = ARGV[2], ...}
+
+so a script reads ``K.waiting`` and ``A.lease_ms``, never ``KEYS[1]`` or
+``ARGV[17]``. Callers name them too::
+
+    scripts.call("claim", queue_keys, args={"job_prefix": ..., "lease_ms": 30000, ...})
+
+Keys named like a field of :class:`~framework.QueueKeys` come from the
+queue's keys; others (``job``, ``logs``, ``lock``, ``set``) are given in
+``keys=``. A script that takes a list (jobs of a batch, ids) reads it with
+``rows()``, one table per row, named by :attr:`Script.row`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
-from redis.commands.core import Script
+from redis.client import Pipeline
+from redis.commands.core import Script as RedisScript
 from redis.exceptions import NoScriptError
 
+from framework import defaults
 from framework.connection import ThreadClients
+from framework.errors import HueyardError
+from framework.keys import LOGS, SAMPLES, QueueKeys
 
-__all__ = ["SCRIPT_NAMES", "Scripts"]
+__all__ = ["SCRIPTS", "Script", "Scripts"]
 
-SCRIPT_NAMES = (
-    "enqueue",
-    "claim",
-    "release",
-    "promote",
-    "renew",
-    "recover",
-    "retry",
-    "remove",
-    "clean",
-    "update",
-)
+_QUEUE_KEYS = frozenset(field.name for field in fields(QueueKeys))
+
+
+@dataclass(frozen=True)
+class Script:
+    """One script's contract: its key names, argument names and, if any, its rows."""
+
+    name: str
+    keys: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    row: tuple[str, ...] = ()
+    """Names of the values of one row of a list passed after ``args``."""
+
+    def prelude(self) -> str:
+        """The Lua that binds this script's names (part of the generated source)."""
+        lines = [
+            "local K = {" + ", ".join(f"{n} = KEYS[{i}]" for i, n in enumerate(self.keys, 1)) + "}",
+            "local A = {" + ", ".join(f"{n} = ARGV[{i}]" for i, n in enumerate(self.args, 1)) + "}",
+        ]
+        if self.row:
+            first, width = len(self.args) + 1, len(self.row)
+            names = ", ".join(f"{n} = ARGV[i + {offset}]" for offset, n in enumerate(self.row))
+            lines += [
+                "-- The rows passed after the named arguments, one table each.",
+                "local function rows()",
+                f"  local i = {first} - {width}",
+                "  return function()",
+                f"    i = i + {width}",
+                "    if i > #ARGV then return nil end",
+                f"    return {{{names}}}",
+                "  end",
+                "end",
+                f"local ROW_COUNT = (#ARGV - {len(self.args)}) / {width}",
+            ]
+        return "\n".join(lines)
+
+    def key_values(self, queue: QueueKeys | None, given: Mapping[str, str]) -> list[str]:
+        out = []
+        for name in self.keys:
+            if name in given:
+                out.append(given[name])
+            elif queue is not None and name in _QUEUE_KEYS:
+                out.append(getattr(queue, name))
+            else:
+                raise HueyardError(f"script {self.name!r} needs key {name!r}; pass it in keys=")
+        return out
+
+    def arg_values(self, given: Mapping[str, Any], rows: Iterable[Sequence[Any]]) -> list[Any]:
+        try:
+            out = [given[name] for name in self.args]
+        except KeyError as exc:
+            raise HueyardError(f"script {self.name!r} needs argument {exc.args[0]!r}") from None
+        if len(given) != len(self.args):
+            extra = sorted(set(given) - set(self.args))
+            raise HueyardError(f"script {self.name!r} takes no argument {', '.join(extra)}")
+        width = len(self.row)
+        for row in rows:
+            if len(row) != width:
+                raise HueyardError(
+                    f"script {self.name!r}: a row has {len(row)} values, not {width} "
+                    f"({', '.join(self.row)})"
+                )
+            out.extend(row)
+        return out
+
+
+SCRIPTS: dict[str, Script] = {
+    script.name: script
+    for script in (
+        Script(
+            "enqueue",
+            keys=("waiting", "delayed", "seq", "wake"),
+            args=("job_prefix", "handler", "priority", "delay_ms", "options"),
+            row=("id", "payload"),
+        ),
+        Script(
+            "claim",
+            keys=("waiting", "active", "paused", "limiter"),
+            args=("job_prefix", "lease_ms", "token", "consumer", "rate_max", "rate_per_ms"),
+        ),
+        Script(
+            "release",
+            keys=(
+                "job",
+                "active",
+                "waiting",
+                "delayed",
+                "completed",
+                "failed",
+                "wake",
+                "paused",
+                "limiter",
+            ),
+            args=(
+                "job_prefix",
+                "stats_prefix",
+                "metrics_ttl",
+                "default_priority",
+                "keep_completed",
+                "keep_failed",
+                "id",
+                "token",
+                "outcome",
+                "value",
+                "traceback",
+                "delay_ms",
+                "duration_ms",
+                "fetch",
+                "next_token",
+                "consumer",
+                "lease_ms",
+                "rate_max",
+                "rate_per_ms",
+            ),
+        ),
+        Script(
+            "promote",
+            keys=("delayed", "waiting", "seq", "wake"),
+            args=("job_prefix", "default_priority", "limit"),
+            row=("id",),
+        ),
+        Script("renew", keys=("active",), args=("job_prefix", "lease_ms"), row=("id", "token")),
+        Script(
+            "recover",
+            keys=("active", "waiting", "failed", "wake"),
+            args=(
+                "job_prefix",
+                "stats_prefix",
+                "metrics_ttl",
+                "default_priority",
+                "keep_failed",
+                "max_stalls",
+                "limit",
+            ),
+        ),
+        Script(
+            "retry",
+            keys=("failed", "waiting", "seq", "wake"),
+            args=("job_prefix", "default_priority", "limit"),
+            row=("id",),
+        ),
+        Script(
+            "remove",
+            keys=("waiting", "active", "delayed", "completed", "failed"),
+            args=("job_prefix", "id", "queue"),
+        ),
+        Script("clean", keys=("set",), args=("job_prefix", "age_ms", "limit")),
+        Script("update", keys=("job", "logs"), args=("token", "kind", "value", "max_lines")),
+        Script("resume", keys=("paused", "waiting", "wake")),
+        Script("cache_unlock", keys=("lock",), args=("token",)),
+    )
+}
+"""Every script, by name."""
+
+_CONSTANTS: dict[str, int | str] = {
+    "SEQ_SPAN": defaults.SEQ_SPAN,
+    "WAKE_MAX": defaults.WAKE_MAX,
+    "MAX_SAMPLES": defaults.MAX_SAMPLES,
+    "LOGS": LOGS,
+    "SAMPLES": SAMPLES,
+}
+
+
+def _lua_literal(value: int | str) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if any(char in value for char in "'\\\n"):
+        raise ValueError(f"constant {value!r} can not be a plain Lua string")
+    return f"'{value}'"
 
 
 @cache
-def _source(name: str) -> str:
+def source(name: str) -> str:
+    """The whole source of script ``name`` as Redis runs it."""
     lua = resources.files("framework") / "lua"
-    library = (lua / "_lib.lua").read_text(encoding="utf-8")
-    return library + "\n" + (lua / f"{name}.lua").read_text(encoding="utf-8")
+    header = ["-- Generated by framework/scripts.py: constants from keys.py and defaults.py."]
+    header += [f"local {n} = {_lua_literal(v)}" for n, v in _CONSTANTS.items()]
+    return "\n".join(
+        [
+            *header,
+            SCRIPTS[name].prelude(),
+            (lua / "_lib.lua").read_text(encoding="utf-8"),
+            (lua / f"{name}.lua").read_text(encoding="utf-8"),
+        ]
+    )
 
 
 class Scripts:
-    """The registered scripts on one connection: ``scripts.claim(keys=..., args=...)``."""
+    """Every script on one client: ``scripts.call(name, queue_keys, keys=..., args=...)``.
+
+    With ``clients``, calls run on the calling thread's own connection (see
+    :class:`~framework.connection.ThreadClients`): the hot paths, a producer's
+    enqueue and a worker's release.
+    """
 
     def __init__(self, conn: redis.Redis, clients: ThreadClients | None = None) -> None:
         self._conn = conn
         self._clients = clients
-        self._scripts: dict[str, Script] = {
-            name: conn.register_script(_source(name)) for name in SCRIPT_NAMES
+        self._scripts: dict[str, RedisScript] = {
+            name: conn.register_script(source(name)) for name in SCRIPTS
         }
 
-    def __getattr__(self, name: str) -> Script:
-        try:
-            return self._scripts[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def call(
+        self,
+        name: str,
+        queue: QueueKeys | None = None,
+        *,
+        keys: Mapping[str, str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        rows: Iterable[Sequence[Any]] = (),
+        client: Any = None,
+    ) -> Any:
+        """Run script ``name``; its keys come from ``queue`` and ``keys``, its arguments by name.
 
-    def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Call a script: one EVALSHA (the hot path of enqueue and release).
-
-        With ``clients``, on this thread's own connection (see
-        :class:`~framework.connection.ThreadClients`). After a Redis restart or
-        ``SCRIPT FLUSH`` the server no longer knows the script; it is loaded
-        again and the call repeated, once.
+        One EVALSHA. After a Redis restart (or ``SCRIPT FLUSH``) the server no
+        longer knows the script: it is loaded again and the call repeated,
+        once. In a pipeline (``client=pipe``), redis-py loads it before the
+        pipeline runs.
         """
-        script = self._scripts[name]
-        conn = self._conn if self._clients is None else self._clients.get()
+        script = SCRIPTS[name]
+        key_values = script.key_values(queue, keys or {})
+        arg_values = script.arg_values(args or {}, rows)
+        registered = self._scripts[name]
+        if isinstance(client, Pipeline):
+            return registered(keys=key_values, args=arg_values, client=client)
+        conn = client or (self._conn if self._clients is None else self._clients.get())
         try:
-            return conn.evalsha(script.sha, len(keys), *keys, *args)
+            return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
         except NoScriptError:
-            script.sha = conn.script_load(script.script)
-            return conn.evalsha(script.sha, len(keys), *keys, *args)
+            registered.sha = conn.script_load(registered.script)
+            return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)

@@ -1,11 +1,11 @@
 """JSON for everything hueyard and Huey put in Redis. Never pickle.
 
-Huey hands its serializer a few Python types that JSON lacks: its ``Message``
-named tuple, tuples, datetimes, timedeltas and its ``Error`` wrapper. They are
-written as tagged objects ``{"__hy": tag, "v": ...}``; user dicts that happen to
-hold the key ``"__hy"`` are escaped, so no payload can forge a tag. Anything
-else is refused when written, and anything that is not such JSON is refused
-when read: a value planted in Redis can never run code in a worker.
+Payloads and results are plain JSON. The few Python types JSON lacks that a
+payload without a model may still carry (tuples, datetimes, timedeltas) are
+written as tagged objects ``{"__hy": tag, "v": ...}``; user dicts that happen
+to hold the key ``"__hy"`` are escaped, so no payload can forge a tag.
+Anything else is refused when written, and anything that is not such JSON is
+refused when read: a value planted in Redis can never run code in a worker.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ import datetime
 import json
 from typing import Any
 
-from huey.registry import Message
-from huey.serializer import Serializer
-from huey.utils import Error
-
 from framework.errors import SerializationError
 
-__all__ = ["JSONSerializer", "dumps", "dumps_text", "loads"]
+__all__ = ["TAG", "decode", "dumps", "dumps_text", "loads"]
 
 TAG = "__hy"
 
@@ -62,10 +58,6 @@ def _encode(value: Any) -> Any:
 def _tagged(value: Any) -> Any:
     if isinstance(value, str | bool | int | float):
         return value
-    if isinstance(value, Message):
-        return {TAG: "msg", "v": [_encode(item) for item in value]}
-    if isinstance(value, Error):
-        return {TAG: "err", "v": _encode(value.metadata)}
     if isinstance(value, tuple):
         return {TAG: "tuple", "v": [_encode(item) for item in value]}
     if isinstance(value, list):
@@ -88,6 +80,11 @@ def _tagged(value: Any) -> Any:
     )
 
 
+def decode(value: Any) -> Any:
+    """A value parsed from hueyard's JSON, with its tagged values turned back into Python's."""
+    return _decode(value)
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(item) for item in value]
@@ -101,10 +98,6 @@ def _decode(value: Any) -> Any:
         return {key: _decode(item) for key, item in body.items()}
     if tag == "tuple" and isinstance(body, list):
         return tuple(_decode(item) for item in body)
-    if tag == "msg" and isinstance(body, list) and len(body) <= len(Message._fields):
-        return Message(*(_decode(item) for item in body))
-    if tag == "err" and isinstance(body, dict):
-        return Error(_decode(body))
     if tag == "dt" and isinstance(body, str):
         try:
             return datetime.datetime.fromisoformat(body)
@@ -116,7 +109,7 @@ def _decode(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Encode ``value`` as compact UTF-8 JSON (tagging Huey's types)."""
+    """Encode ``value`` as compact UTF-8 JSON (tagging tuples, datetimes and timedeltas)."""
     return dumps_text(value).encode()
 
 
@@ -139,16 +132,3 @@ def loads(data: bytes | str) -> Any:
             "refusing to load it"
         ) from None
     return _decode(raw)
-
-
-class JSONSerializer(Serializer):  # type: ignore[misc]
-    """Huey serializer that reads and writes JSON instead of pickle."""
-
-    def __init__(self) -> None:
-        super().__init__(compression=False)
-
-    def _serialize(self, data: Any) -> bytes:
-        return dumps(data)
-
-    def _deserialize(self, data: bytes) -> Any:
-        return loads(data)

@@ -52,7 +52,7 @@ def _ttl_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_queue_name)]
 TtlName = Annotated[str, AfterValidator(_ttl_name)]
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
-Attempts = Annotated[int, Field(ge=1, le=100)]
+Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
 Concurrency = Annotated[int, Field(ge=1, le=256)]
 Keep = Annotated[int, Field(ge=0, le=1_000_000)]
 Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
@@ -69,14 +69,11 @@ class Backoff(_Strict):
     type: Literal["exponential", "fixed"] = "exponential"
     delay: Annotated[float, Field(ge=0, le=86400)] = defaults.BACKOFF_DELAY
 
-    @property
-    def factor(self) -> float:
-        """Huey's ``retry_backoff``: the multiplier applied after each retry."""
-        return 2.0 if self.type == "exponential" else 1.0
-
     def delay_before_retry(self, retry: int) -> float:
         """Seconds before retry number ``retry`` (1 = the first retry)."""
-        return self.delay * self.factor ** (retry - 1)
+        if self.type == "fixed":
+            return self.delay
+        return self.delay * 2.0 ** (retry - 1)
 
 
 class RateLimit(_Strict):
@@ -169,11 +166,6 @@ class QueuePolicy(_Strict):
     keep_failed: int
     description: str = ""
 
-    @property
-    def retries(self) -> int:
-        """Huey counts retries after the first run; Bull counts attempts."""
-        return self.attempts - 1
-
 
 class CacheSettings(_Strict):
     """``[cache]``: TTLs by name (``[cache.ttl]``) for ``get_cached(ttl_name=...)``."""
@@ -190,7 +182,8 @@ class ConsumerSettings(_Strict):
     max_stalls: Annotated[int, Field(ge=0, le=1000)] = defaults.MAX_STALLS
     metrics_ttl: Annotated[int, Field(ge=86400, le=90 * 86400)] = defaults.METRICS_TTL
     max_log_lines: Annotated[int, Field(ge=0, le=10_000)] = defaults.MAX_LOG_LINES
-    scheduler_interval: Literal[1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60] = 1
+    scheduler_interval: Annotated[float, Field(ge=0.05, le=60)] = 1.0
+    """Seconds between two promotions of due delayed jobs (and retries)."""
 
 
 class DashboardSettings(_Strict):

@@ -1,12 +1,13 @@
 """The job-state storage under every queue's Huey instance.
 
-Every job is a record (a Redis hash) and sits in exactly one per-queue sorted
-set: ``waiting``, ``active``, ``delayed``, ``completed`` or ``failed``
-(``paused`` is ``waiting`` of a paused queue). Each transition is one Lua
-script (``framework/lua/``), so it is atomic and one round trip:
+Every job is a record (a Redis hash, :mod:`framework.record`) and its id sits
+in exactly one per-queue sorted set: ``waiting``, ``active``, ``delayed``,
+``completed`` or ``failed`` (``paused`` is ``waiting`` of a paused queue).
+Each transition is one Lua script (:mod:`framework.scripts`), so it is atomic
+and one round trip:
 
 =========== ===================================================================
-enqueue     record + waiting or delayed; a batch in one call
+enqueue     records + waiting or delayed; a batch in one call
 claim       pause check, sliding-window rate limit, best job -> active + lease
 release     active -> completed (result) | failed (error) | delayed (retry) |
             waiting (interrupted); retention and per-minute metrics
@@ -19,18 +20,20 @@ Idle workers block on a per-queue wake list (``BLPOP``) that enqueue and
 promote push to, so they do not poll and wake within milliseconds.
 
 Huey's own storage interface is implemented for the calls Huey makes (counts,
-task locks); results live in the job records, and Huey's revocation is not
-used (remove a job instead).
+task locks); results live in the job records. Huey's listing and flushing
+calls are refused with the hueyard way to do it: a job is a record, not a
+Huey message.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 from huey.constants import EmptyData
@@ -38,11 +41,15 @@ from huey.storage import BaseStorage
 
 from framework import defaults
 from framework.connection import ThreadClients
-from framework.keys import Keys
+from framework.errors import HueyardError
+from framework.keys import LOGS, Keys
+from framework.options import EnqueueOptions, Outcome
+from framework.policy import JobPolicy
+from framework.record import Claim, claim_from_reply
 from framework.scripts import Scripts
 from framework.settings import ConsumerSettings, QueuePolicy
 
-__all__ = ["ENQUEUE_BATCH", "Claim", "JobStorage", "NewJob"]
+__all__ = ["ENQUEUE_BATCH", "JobStorage"]
 
 logger = logging.getLogger("hueyard.storage")
 
@@ -52,32 +59,8 @@ ENQUEUE_BATCH = 500
 BLOCKING_READ_TIMEOUT = 1.0
 """Seconds an idle worker blocks in Redis before it checks its stop flag."""
 
-_TEXT_LIMIT = 16_384
-
-
-class NewJob(NamedTuple):
-    """A job to add: its serialized Huey message and its options (a tuple: cheap to make)."""
-
-    id: str
-    name: str
-    data: bytes
-    priority: int
-    delay_ms: int = 0
-    max_attempts: int = defaults.ATTEMPTS
-    keep_completed: int = -1  # -1: the queue's keep_completed
-    keep_failed: int = -1
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A job this process holds: run it, then release it with ``token``."""
-
-    id: str
-    data: bytes
-    attempts: int
-    max_attempts: int
-    token: str
-    claimed_at: float  # time.monotonic()
+TEXT_LIMIT = 16_384
+"""Characters of a traceback, a log line or a progress report kept on a job."""
 
 
 class JobStorage(BaseStorage):  # type: ignore[misc]
@@ -102,7 +85,6 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.conn = redis.Redis(connection_pool=connection_pool)
         # enqueue and release run on each thread's own connection (the app shares them)
         self.scripts = Scripts(self.conn, thread_clients or ThreadClients(connection_pool))
-        self.keys = keys
         self.q = keys.queue(policy.name)
         self.policy = policy
         self.lease_ms = int(consumer.lease * 1000)
@@ -110,35 +92,34 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.metrics_ttl = consumer.metrics_ttl
         self.max_log_lines = consumer.max_log_lines
         self.read_timeout = read_timeout
-        rate = policy.rate_limit
-        self._rate = (rate.max, int(rate.per * 1000)) if rate else (0, 0)
         self.consumer_id = ""
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def add(self, jobs: Sequence[NewJob]) -> int:
-        """Store new jobs, one round trip per :data:`ENQUEUE_BATCH`. Returns how many were added."""
-        added = 0
-        keys = [self.q.waiting, self.q.delayed, self.q.seq, self.q.wake]
-        for start in range(0, len(jobs), ENQUEUE_BATCH):
-            args: list[Any] = [self.keys.job_prefix]
-            for job in jobs[start : start + ENQUEUE_BATCH]:
-                args += (
-                    job.id,
-                    job.name,
-                    job.data,
-                    job.priority,
-                    job.delay_ms,
-                    job.max_attempts,
-                    job.keep_completed,
-                    job.keep_failed,
-                )
-            added += int(self.scripts.run("enqueue", keys, args))
-        return added
+    def add(self, handler: str, payloads: Sequence[str], options: EnqueueOptions) -> list[str]:
+        """Store one job per payload (JSON text) for ``handler``; return their ids.
+
+        One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic.
+        """
+        ids = [str(uuid.uuid4()) for _ in payloads]
+        stored = options.stored()
+        args = {
+            "job_prefix": self.q.job_prefix,
+            "handler": handler,
+            "priority": JobPolicy.of(self.policy, priority=options.priority).priority,
+            "delay_ms": options.delay_ms(),
+            "options": json.dumps(stored) if stored else "",
+        }
+        for start in range(0, len(ids), ENQUEUE_BATCH):
+            end = start + ENQUEUE_BATCH
+            rows = zip(ids[start:end], payloads[start:end], strict=True)
+            self.scripts.call("enqueue", self.q, args=args, rows=rows)
+        return ids
 
     def claim(self) -> Claim | None:
         """Take the next job, or wait up to ``read_timeout`` for one and return None."""
-        claim, wait = self._try_claim()
+        token = secrets.token_hex(8)
+        claim, wait = self._taken(self._claim_call(token), token)
         if claim is not None:
             return claim
         if wait is not None:  # rate limited: the window has room again in `wait` seconds
@@ -154,31 +135,26 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             _, reply = pipe.execute()
         return self._taken(reply, token)[0]
 
-    def _try_claim(self) -> tuple[Claim | None, float | None]:
-        token = secrets.token_hex(8)
-        return self._taken(self._claim_call(token), token)
-
     def _claim_call(self, token: str, client: Any = None) -> Any:
-        return self.scripts.claim(
-            keys=[self.q.waiting, self.q.active, self.q.paused, self.q.limiter],
-            args=[self.keys.job_prefix, self.lease_ms, token, self.consumer_id, *self._rate],
-            client=client,
-        )
+        return self.scripts.call("claim", self.q, args=self._take_args(token), client=client)
+
+    def _take_args(self, token: str) -> dict[str, Any]:
+        rate = self.policy.rate_limit
+        return {
+            "job_prefix": self.q.job_prefix,
+            "lease_ms": self.lease_ms,
+            "token": token,
+            "consumer": self.consumer_id,
+            "rate_max": rate.max if rate else 0,
+            "rate_per_ms": int(rate.per * 1000) if rate else 0,
+        }
 
     @staticmethod
     def _taken(reply: list[Any], token: str) -> tuple[Claim | None, float | None]:
         """Read a ``take()`` reply: (the claim, or None and seconds to wait if limited)."""
         kind = reply[0]
         if kind == b"job":
-            claim = Claim(
-                id=reply[1].decode(),
-                data=reply[2],
-                attempts=int(reply[3]),
-                max_attempts=int(reply[4] or 1),
-                token=token,
-                claimed_at=time.monotonic(),
-            )
-            return claim, None
+            return claim_from_reply(reply, token), None
         if kind == b"limited":
             return None, int(reply[1]) / 1000
         return None, None
@@ -186,125 +162,145 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     def release(
         self,
         claim: Claim,
-        outcome: str,
+        outcome: Outcome | str,
         *,
         value: str = "",
         traceback: str = "",
         delay: float = 0.0,
     ) -> bool:
-        """Finish a claim: ``completed`` (value = result JSON), ``failed`` (value = error),
-        ``retry`` (after ``delay`` seconds) or ``requeue`` (back to waiting, attempt not
-        counted). False when the job was no longer ours (recovered, timed out, removed).
+        """Finish a claim. False when the job was no longer ours (recovered, timed out,
+        removed): its outcome is then dropped.
+
+        ``value`` is the result's JSON (completed) or the error (failed, retry);
+        ``delay`` the seconds before a retry.
         """
-        released, _ = self._release(claim, outcome, value, traceback, delay, fetch=False)
-        return released
+        return self._release(claim, Outcome(outcome), value, traceback, delay, fetch=False)[0]
 
     def release_and_claim(
         self,
         claim: Claim,
-        outcome: str,
+        outcome: Outcome | str,
         *,
         value: str = "",
         traceback: str = "",
         delay: float = 0.0,
     ) -> tuple[bool, Claim | None]:
         """:meth:`release`, and in the same round trip take the next waiting job."""
-        return self._release(claim, outcome, value, traceback, delay, fetch=True)
+        return self._release(claim, Outcome(outcome), value, traceback, delay, fetch=True)
 
     def _release(
-        self, claim: Claim, outcome: str, value: str, traceback: str, delay: float, *, fetch: bool
-    ) -> tuple[bool, Claim | None]:
-        target = {
-            "completed": self.q.completed,
-            "failed": self.q.failed,
-            "retry": self.q.delayed,
-            "requeue": self.q.waiting,
-        }[outcome]
-        keep = self.policy.keep_failed if outcome == "failed" else self.policy.keep_completed
-        duration_ms = int((time.monotonic() - claim.claimed_at) * 1000)
-        token = secrets.token_hex(8) if fetch else ""
-        reply = self.scripts.run(
+        self, claim: Claim, outcome: Outcome, value: str, traceback: str, delay: float,
+        *, fetch: bool,
+    ) -> tuple[bool, Claim | None]:  # fmt: skip
+        next_token = secrets.token_hex(8) if fetch else ""
+        take = self._take_args(next_token)
+        reply = self.scripts.call(
             "release",
-            [
-                self.keys.job(claim.id), self.q.active, target, self.q.wake,
-                self.q.waiting, self.q.paused, self.q.limiter,
-            ],
-            [
-                claim.id, claim.token, outcome, value, traceback[-_TEXT_LIMIT:],
-                int(delay * 1000), keep, self.keys.job_prefix, self.q.stats_prefix,
-                self.metrics_ttl, duration_ms,
-                1 if fetch else 0, token, self.consumer_id, *self._rate, self.lease_ms,
-            ],
-        )  # fmt: skip
+            self.q,
+            keys={"job": self.q.job(claim.id)},
+            args={
+                "job_prefix": self.q.job_prefix,
+                "stats_prefix": self.q.stats_prefix,
+                "metrics_ttl": self.metrics_ttl,
+                "default_priority": self.policy.priority,
+                "keep_completed": self.policy.keep_completed,
+                "keep_failed": self.policy.keep_failed,
+                "id": claim.id,
+                "token": claim.token,
+                "outcome": outcome.value,
+                "value": value,
+                "traceback": traceback[-TEXT_LIMIT:],
+                "delay_ms": int(delay * 1000),
+                "duration_ms": int((time.monotonic() - claim.claimed_at) * 1000),
+                "fetch": 1 if fetch else 0,
+                "next_token": next_token,
+                "consumer": self.consumer_id,
+                "lease_ms": self.lease_ms,
+                "rate_max": take["rate_max"],
+                "rate_per_ms": take["rate_per_ms"],
+            },
+        )
         if not reply[0]:
             return False, None
         if len(reply) == 1:
             return True, None
-        return True, self._taken(reply[1:], token)[0]
+        return True, self._taken(reply[1:], next_token)[0]
 
     # -- maintenance (any consumer may run these; each is one atomic script) --------------
 
     def promote_due(self, limit: int = defaults.BULK_BATCH) -> int:
-        return int(
-            self.scripts.promote(
-                keys=[self.q.delayed, self.q.waiting, self.q.seq, self.q.wake],
-                args=[self.keys.job_prefix, limit],
-            )
-        )
+        """Move the delayed jobs that are due to waiting; returns how many."""
+        args = {"job_prefix": self.q.job_prefix, "default_priority": self.policy.priority,
+                "limit": limit}  # fmt: skip
+        return int(self.scripts.call("promote", self.q, args=args))
 
     def renew(self, claims: Iterable[Claim]) -> list[str]:
         """Extend the leases of ``claims``; return the ids no longer held."""
-        args: list[Any] = [self.keys.job_prefix, self.lease_ms]
-        for claim in claims:
-            args += [claim.id, claim.token]
-        if len(args) == 2:
+        rows = [(claim.id, claim.token) for claim in claims]
+        if not rows:
             return []
-        lost = self.scripts.renew(keys=[self.q.active], args=args)
+        args = {"job_prefix": self.q.job_prefix, "lease_ms": self.lease_ms}
+        lost = self.scripts.call("renew", self.q, args=args, rows=rows)
         return [item.decode() for item in lost]
 
     def recover(self, limit: int = defaults.BULK_BATCH) -> tuple[int, int]:
         """Expired leases back to waiting (or failed as stalled): (recovered, failed)."""
-        recovered, failed = self.scripts.recover(
-            keys=[self.q.active, self.q.waiting, self.q.failed, self.q.wake],
-            args=[
-                self.keys.job_prefix,
-                self.max_stalls,
-                limit,
-                self.policy.keep_failed,
-                self.q.stats_prefix,
-                self.metrics_ttl,
-            ],
+        recovered, failed = self.scripts.call(
+            "recover",
+            self.q,
+            args={
+                "job_prefix": self.q.job_prefix,
+                "stats_prefix": self.q.stats_prefix,
+                "metrics_ttl": self.metrics_ttl,
+                "default_priority": self.policy.priority,
+                "keep_failed": self.policy.keep_failed,
+                "max_stalls": self.max_stalls,
+                "limit": limit,
+            },
         )
         return int(recovered), int(failed)
 
     def report(self, claim: Claim, kind: str, value: str) -> bool:
         """Record progress (``kind="progress"``) or a log line of a running job."""
+        job = self.q.job(claim.id)
         return bool(
-            self.scripts.update(
-                keys=[self.keys.job(claim.id), self.keys.job_logs(claim.id)],
-                args=[claim.token, kind, value[:_TEXT_LIMIT], self.max_log_lines],
+            self.scripts.call(
+                "update",
+                keys={"job": job, "logs": job + LOGS},
+                args={
+                    "token": claim.token,
+                    "kind": kind,
+                    "value": value[:TEXT_LIMIT],
+                    "max_lines": self.max_log_lines,
+                },
             )
         )
 
     # -- Huey's storage interface ----------------------------------------------------------
 
     def enqueue(self, data: bytes, priority: float | None = None) -> None:
-        raise NotImplementedError("hueyard stores jobs through JobStorage.add()")
+        raise HueyardError(
+            "hueyard jobs are records, not Huey messages: enqueue with handler.enqueue(...) "
+            "or framework.enqueue(queue, handler, payload)"
+        )
 
     def dequeue(self) -> bytes | None:
-        raise NotImplementedError("hueyard takes jobs through JobStorage.claim()")
+        raise HueyardError("hueyard workers claim jobs through JobStorage.claim()")
 
     def queue_size(self) -> int:
         return int(self.conn.zcard(self.q.waiting))
 
     def enqueued_items(self, limit: int | None = None) -> list[bytes]:
-        return self._data_of(self.conn.zrange(self.q.waiting, 0, (limit or 0) - 1))
+        raise HueyardError(_READ_API.format(state="waiting"))
 
     def flush_queue(self) -> None:
-        self._delete_set(self.q.waiting)
+        raise HueyardError(_ACT_API)
 
     def add_to_schedule(self, data: bytes, ts: Any) -> None:
-        raise NotImplementedError("hueyard schedules jobs through JobStorage.add(delay_ms=...)")
+        raise HueyardError(
+            "hueyard jobs are records, not Huey messages: schedule one with "
+            "handler.enqueue(payload, delay=seconds) or eta=datetime"
+        )
 
     def read_schedule(self, ts: Any) -> list[bytes]:
         self.promote_due()
@@ -314,10 +310,10 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return int(self.conn.zcard(self.q.delayed))
 
     def scheduled_items(self, limit: int | None = None) -> list[bytes]:
-        return self._data_of(self.conn.zrange(self.q.delayed, 0, (limit or 0) - 1))
+        raise HueyardError(_READ_API.format(state="delayed"))
 
     def flush_schedule(self) -> None:
-        self._delete_set(self.q.delayed)
+        raise HueyardError(_ACT_API)
 
     def _kv(self, key: str | bytes) -> str:
         text = key.decode() if isinstance(key, bytes) else key
@@ -367,28 +363,15 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return None
 
     def flush_all(self) -> None:
-        for state in ("waiting", "active", "delayed", "completed", "failed"):
-            self._delete_set(self.q.state(state))
-        self.conn.delete(self.q.paused, self.q.wake, self.q.seq, self.q.limiter)
+        raise HueyardError(_ACT_API)
 
-    # -- helpers ---------------------------------------------------------------------------
 
-    def _data_of(self, ids: Any) -> list[bytes]:
-        if not ids:
-            return []
-        with self.conn.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(self.keys.job(job_id.decode()), "data")
-            return [data for data in pipe.execute() if data is not None]
-
-    def _delete_set(self, key: str) -> None:
-        while True:
-            ids: Any = self.conn.zrange(key, 0, defaults.BULK_BATCH - 1)
-            if not ids:
-                return
-            with self.conn.pipeline() as pipe:
-                for job_id in ids:
-                    job = self.keys.job(job_id.decode())
-                    pipe.delete(job, job + ":logs")
-                pipe.zrem(key, *ids)
-                pipe.execute()
+_READ_API = (
+    "hueyard jobs are records, not Huey messages: list the {state} jobs with "
+    "framework.jobs.get_jobs().list_jobs(queue, '{state}') or `hueyard jobs QUEUE --state {state}`"
+)
+_ACT_API = (
+    "hueyard does not flush a queue through Huey: delete finished jobs with "
+    "`hueyard clean QUEUE --state completed|failed --older-than SECONDS`, or one job with "
+    "framework.jobs.get_jobs().remove(queue, job_id)"
+)

@@ -18,9 +18,9 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from framework.application import get_app
 from framework.consumer import MultiQueueConsumer
 from framework.errors import HueyardError
+from framework.runtime import get_app
 
 WEBHOOK_SECRET = "demo-secret-0123456789abcdef"  # noqa: S105 - a throwaway key for the local receiver
 TIMEOUT = 30.0
@@ -140,8 +140,7 @@ def main() -> int:
     try:
         url = f"http://127.0.0.1:{server.server_port}/hooks/crm"
         enqueued = [
-            (queue, name, app.enqueue(name, payload, queue=queue))
-            for queue, name, payload in _jobs(url)
+            (queue, name, app.enqueue(queue, name, payload)) for queue, name, payload in _jobs(url)
         ]
         print(f"enqueued {len(enqueued)} jobs on {len(app.queues)} queues; waiting for results\n")
         failures = 0

@@ -1,47 +1,42 @@
--- A worker is done with a job. Only the lease holder may release it. With
--- fetch = 1 the same call also takes the worker's next job (one round trip per
--- job on a busy queue).
--- KEYS: job, active, target set (completed | failed | delayed | waiting), wake,
---       waiting, paused, limiter
--- ARGV: id, token, outcome (completed | failed | retry | requeue), value (result or error),
---       traceback, delay_ms, default keep, job key prefix, metrics key prefix,
---       metrics ttl seconds, duration_ms,
---       fetch (1 | 0), next token, consumer, rate_max, rate_per_ms, lease_ms
+-- A worker is done with a job. Only the holder of the claim's token may
+-- release it (the token goes with the release). With A.fetch = '1' the same
+-- call also takes the worker's next job: one round trip per job on a busy queue.
+-- Outcomes (framework.options.Outcome): completed (A.value = the result),
+-- failed (A.value = the error), retry (delayed by A.delay_ms; A.value = the
+-- error), requeue (interrupted by shutdown: back to waiting, the attempt not counted).
 -- Returns {1, <take() reply>} | {1} without fetch | {0} when the caller no longer
 -- holds the job (recovered, timed out, removed).
-local job, id = KEYS[1], ARGV[1]
-local token, state = unpack(redis.call('HMGET', job, 'token', 'state'))
-if token ~= ARGV[2] or state ~= 'active' then return {0} end
-redis.call('ZREM', KEYS[2], id)
+local job, id = K.job, A.id
+if redis.call('HGET', job, 'token') ~= A.token then return {0} end
+redis.call('ZREM', K.active, id)
 local now = now_ms()
-local outcome, ttl = ARGV[3], tonumber(ARGV[10])
+local outcome = A.outcome
 
 if outcome == 'completed' then
-  redis.call('HSET', job, 'state', 'completed', 'finished', now, 'result', ARGV[4], 'token', '')
-  local samples = bump(ARGV[9], now, 'completed', ttl) .. ':ms'
-  local count = redis.call('RPUSH', samples, ARGV[11])
+  redis.call('HSET', job, 'result', A.value)
+  redis.call('HDEL', job, 'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due')
+  local samples = bump(now, 'completed') .. SAMPLES
+  local count = redis.call('RPUSH', samples, A.duration_ms)
   if count == 1 then
-    redis.call('EXPIRE', samples, ttl)
-  elseif count > 256 then
-    redis.call('LTRIM', samples, -256, -1)
+    redis.call('EXPIRE', samples, A.metrics_ttl)
+  elseif count > MAX_SAMPLES then
+    redis.call('LTRIM', samples, -MAX_SAMPLES, -1)
   end
-  file_finished(KEYS[3], job, id, 'completed', now, ARGV[7], ARGV[8])
+  file_finished(K.completed, job, id, 'completed', A.keep_completed)
 elseif outcome == 'failed' then
-  redis.call('HSET', job, 'state', 'failed', 'finished', now, 'error', ARGV[4],
-    'traceback', ARGV[5], 'token', '')
-  bump(ARGV[9], now, 'failed', ttl)
-  file_finished(KEYS[3], job, id, 'failed', now, ARGV[7], ARGV[8])
+  redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
+  redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due')
+  bump(now, 'failed')
+  file_finished(K.failed, job, id, 'failed', A.keep_failed)
 elseif outcome == 'retry' then
-  local due = now + tonumber(ARGV[6])
-  redis.call('HSET', job, 'state', 'delayed', 'due', due, 'error', ARGV[4],
-    'traceback', ARGV[5], 'token', '')
-  redis.call('ZADD', KEYS[3], due, id)
-  bump(ARGV[9], now, 'retried', ttl)
-else -- requeue: interrupted by shutdown; the attempt does not count
-  to_old_place_in_waiting(job, id, KEYS[3])
-  wake(KEYS[4], 1)
+  redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
+  redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due')
+  redis.call('ZADD', K.delayed, now + tonumber(A.delay_ms), id)
+  bump(now, 'retried')
+else -- requeue
+  to_old_place_in_waiting(job, id, K.waiting)
+  wake(K.wake, 1)
 end
-if ARGV[12] ~= '1' then return {1} end
-local nxt = take(KEYS[5], KEYS[2], KEYS[6], KEYS[7], ARGV[8], ARGV[17], ARGV[13], ARGV[14],
-  ARGV[15], ARGV[16])
+if A.fetch ~= '1' then return {1} end
+local nxt = take(K.waiting, K.active, K.paused, K.limiter, A.next_token)
 return {1, unpack(nxt)}

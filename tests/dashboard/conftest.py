@@ -139,8 +139,8 @@ def storage_of(app: Hueyard, queue: str = "work") -> JobStorage:
 
 
 def add(app: Hueyard, n: int = 1, queue: str = "work", **options: Any) -> list[str]:
-    name = "work.job" if queue == "work" else "hooks.deliver"
-    return app.enqueue_many(name, [{"n": i} for i in range(n)], **options)
+    handler = "job" if queue == "work" else "deliver"
+    return app.enqueue_many(queue, handler, [{"n": i} for i in range(n)], **options)
 
 
 def finish(app: Hueyard, outcome: str, n: int = 1, queue: str = "work") -> list[str]:

@@ -86,8 +86,8 @@ def test_retry_a_failed_job_and_watch_it_complete(
     app: Hueyard, served: str, browser: Any, consumer: MultiQueueConsumer, tmp_path: Path
 ) -> None:
     # Given a failed job, some history, and no consumer running
-    job_id = app.enqueue("work.job", {"n": 1, "customer": "<b>Ada</b>"})
-    app.enqueue_many("work.job", [{"n": i} for i in range(2, 6)])
+    job_id = app.enqueue("work", "job", {"n": 1, "customer": "<b>Ada</b>"})
+    app.enqueue_many("work", "job", [{"n": i} for i in range(2, 6)])
     finish(app, "failed")
     finish(app, "completed", 3)
     context = browser.new_context(

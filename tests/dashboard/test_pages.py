@@ -30,7 +30,7 @@ def test_overview_shows_every_queue_with_its_counts_policy_and_redis(
     finish(app, "completed")
     finish(app, "failed")
     storage_of(app).claim()
-    app.enqueue("hooks.deliver", {"n": 1})
+    app.enqueue("hooks", "deliver", {"n": 1})
     dash.post("/admin/queues/hooks/pause")
     # When
     response = dash.get("/admin/queues")
@@ -137,7 +137,7 @@ def test_payload_search_is_bounded_and_says_how_much_it_searched(
 
     # Given 30 failed jobs, and a search limit of 20
     app = make_app(dashboard="search_limit = 20")  # type: ignore[operator]
-    app.enqueue_many("work.job", [{"customer": f"c-{i}", "fail": True} for i in range(30)])
+    app.enqueue_many("work", "job", [{"customer": f"c-{i}", "fail": True} for i in range(30)])
     finish(app, "failed", 30)
     client = Dash(create_app(app, env=ENV).test_client())
     # When

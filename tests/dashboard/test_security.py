@@ -71,7 +71,7 @@ def test_every_form_on_a_page_carries_a_token(app: Hueyard, dash: Dash) -> None:
 
 def test_job_data_is_escaped_everywhere(app: Hueyard, dash: Dash) -> None:
     # Given a job whose payload, error and logs hold a script
-    [job_id] = app.enqueue_many("work.job", [{"name": XSS, XSS: "key"}])
+    [job_id] = app.enqueue_many("work", "job", [{"name": XSS, XSS: "key"}])
     storage = app.queue("work").huey.storage
     claimed = storage.claim()
     storage.release(claimed, "failed", value=XSS, traceback=XSS)
@@ -128,7 +128,7 @@ def test_secret_fields_are_masked_on_the_job_page_and_in_raw_json(
         "max_tokens": 256,
     }
     with caplog.at_level(logging.DEBUG):
-        job_id = app.enqueue("hooks.deliver", payload)
+        job_id = app.enqueue("hooks", "deliver", payload)
         page = dash.get(f"/admin/queues/hooks/jobs/{job_id}").get_data(as_text=True)
         raw = dash.get(f"/admin/queues/hooks/jobs/{job_id}/raw").get_data(as_text=True)
         listing = dash.get("/admin/queues/hooks?state=waiting").get_data(as_text=True)
@@ -147,7 +147,7 @@ def test_secret_fields_are_masked_on_the_job_page_and_in_raw_json(
 def test_a_5_mb_payload_is_cut_with_a_link_to_the_raw_json(app: Hueyard, dash: Dash) -> None:
     # Given a job with a 5 MB payload
     rows = [{"id": i, "note": "x" * 100} for i in range(45_000)]
-    job_id = app.enqueue("work.job", {"rows": rows})
+    job_id = app.enqueue("work", "job", {"rows": rows})
     # When its page is read
     started = time.monotonic()
     response = dash.get(f"/admin/queues/work/jobs/{job_id}")

@@ -203,7 +203,7 @@ def test_hueyard_up_runs_jobs_and_serves_the_dashboard(
     settings = parse_settings(Path(project["HUEYARD_CONFIG"]).read_text(), env={})
     app = Hueyard(settings, registry)
     try:
-        job_id = app.enqueue("alpha.echo", {"hello": "up"})
+        job_id = app.enqueue("alpha", "echo", {"hello": "up"})
         # Then the dashboard shows it completed
         deadline = time.monotonic() + 20
         state = None

@@ -5,7 +5,7 @@ The :func:`e2e` fixture gives a test:
 - a config TOML in ``tmp_path`` (every queue of ``e2e_handlers``, 1-second
   backoffs, the test Redis database, a key prefix unique to the test);
 - ``e2e.app``, the test process's own :class:`Hueyard` built from the same
-  config and installed as the process's app, so ``handler.enqueue(...)`` works;
+  config, which the handlers enqueue through, so ``handler.enqueue(...)`` works;
 - ``e2e.start_consumer(...)``, which starts ``huey_consumer framework.app`` as
   a subprocess (``HUEYARD_HANDLER_MODULES=tests.e2e.e2e_handlers``), waits
   until it is ready and returns a :class:`ConsumerProcess`;
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-import framework.application
+import framework.runtime
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
@@ -475,7 +475,9 @@ def e2e(
     text = config_text(redis_url, prefix)
     config_path.write_text(text, encoding="utf-8")
     app = Hueyard(parse_settings(text, source=str(config_path), env={}), E2E_REGISTRY)
-    monkeypatch.setattr(framework.application, "_app", app)
+    # It is the process's app (framework.enqueue), and the one e2e_handlers' handlers,
+    # declared on the global registry, enqueue through.
+    framework.runtime.set_app(app)
     world = E2E(
         tmp_path=tmp_path,
         redis_url=redis_url,
@@ -494,4 +496,4 @@ def e2e(
                 f"----- consumer {number} (pid {consumer.pid}, exit {consumer.process.returncode})"
                 f" log -----\n{consumer.log()}"
             )
-        app.close()
+        framework.runtime.reset_app()

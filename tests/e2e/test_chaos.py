@@ -96,7 +96,7 @@ def test_jobs_survive_consumers_killed_at_random_moments(e2e: E2E) -> None:
     config = e2e.write_config("chaos.toml", lease=LEASE, max_stalls=1000)
     env = {"HUEYARD_QUEUES": "chaos"}
     payloads = [{"n": n, "ms": rng.randint(0, 40)} for n in range(CHAOS_JOBS)]
-    ids = e2e.app.enqueue_many("chaos.work", payloads)
+    ids = e2e.app.enqueue_many("chaos", "work", payloads)
     assert e2e.counts("chaos").waiting == CHAOS_JOBS
 
     # When two consumers drain them, and one of them is SIGKILLed (its whole process
@@ -235,7 +235,7 @@ def test_sigterm_mid_job_puts_interrupted_jobs_back_at_once(e2e: E2E, worker_typ
         {"n": n, "ms": 50, **({"first_ms": 30_000} if n in TERM_LONG else {})}
         for n in range(TERM_JOBS)
     ]
-    ids = e2e.app.enqueue_many("chaos.work", payloads)
+    ids = e2e.app.enqueue_many("chaos", "work", payloads)
     long_ids = {ids[n] for n in TERM_LONG}
     first = e2e.start_consumer("-k", worker_type, env=env, config=config)
 
@@ -298,10 +298,10 @@ def test_a_job_for_a_handler_that_no_longer_exists_fails_naming_it(e2e: E2E) -> 
     text = e2e.config_path.read_text(encoding="utf-8")
     producer = Hueyard(parse_settings(text, source=str(e2e.config_path), env={}), registry)
     try:
-        gone = producer.enqueue("gamma.retired", {"tag": "gone"})
+        gone = producer.enqueue("gamma", "retired", {"tag": "gone"})
     finally:
         producer.close()
-    after = e2e.app.enqueue("gamma.echo", {"tag": "after"})
+    after = e2e.app.enqueue("gamma", "echo", {"tag": "after"})
 
     # When a consumer takes it
     consumer = e2e.start_consumer()
@@ -325,7 +325,7 @@ def test_a_job_for_a_handler_that_no_longer_exists_fails_naming_it(e2e: E2E) -> 
 def test_a_consumer_recovers_the_jobs_of_a_dead_consumer_of_another_queue(e2e: E2E) -> None:
     # Given a beta job held by a "consumer" that died: claimed, never renewed (lease 2 s)
     config = e2e.write_config("short-lease.toml", lease=2)
-    e2e.app.enqueue("beta.echo", {"tag": "orphan"})
+    e2e.app.enqueue("beta", "echo", {"tag": "orphan"})
     storage = e2e.app.queue("beta").huey.storage
     storage.read_timeout = 0.2
     storage.lease_ms = 2000  # as in short-lease.toml

@@ -33,7 +33,7 @@ def test_jobs_on_several_queues_each_run_once_and_leave_their_result(e2e: E2E) -
         )
         jobs[f"gamma-{n}"] = (
             "gamma",
-            e2e.app.enqueue("gamma.echo", {"tag": f"gamma-{n}", "n": n}),
+            e2e.app.enqueue("gamma", "echo", {"tag": f"gamma-{n}", "n": n}),
         )
 
     # Then every job runs exactly once, on its own queue, and its result is readable
@@ -124,7 +124,7 @@ def test_a_bad_payload_is_refused_at_enqueue_and_nothing_is_stored(e2e: E2E) -> 
 
     # The same for a delayed job, which would have gone to the schedule
     with pytest.raises(PayloadError, match="email"):
-        e2e.app.enqueue("alpha.place_order", {"order_id": 7}, delay=30)
+        e2e.app.enqueue("alpha", "place_order", {"order_id": 7}, delay=30)
     assert (e2e.pending("alpha"), e2e.scheduled("alpha")) == (0, 0)
 
     # And a good payload still goes through: the handler ran for it, and only for it

@@ -45,7 +45,7 @@ def test_the_rate_limit_holds_in_every_window_across_consumers(e2e: E2E) -> None
     consumers = [e2e.start_consumer(env=env) for _ in range(2)]
 
     # When twenty no-op jobs are enqueued on "throttled"
-    ids = e2e.app.enqueue_many("throttled.work", [{"n": n} for n in range(RATE_JOBS)])
+    ids = e2e.app.enqueue_many("throttled", "work", [{"n": n} for n in range(RATE_JOBS)])
 
     # And once the first window is spent, ten jobs are enqueued on "alpha"
     e2e.records.wait_for(RATE_MAX, job="throttled.work")
@@ -102,7 +102,7 @@ def test_a_queue_paused_under_load_holds_across_a_restart_and_resumes_at_once(e2
     # Given a consumer working through 200 jobs of 20 ms on "pausable" (four workers)
     env = {"HUEYARD_QUEUES": "pausable"}
     e2e.start_consumer(env=env)
-    ids = e2e.app.enqueue_many("pausable.work", [{"n": n, "ms": 20} for n in range(PAUSE_JOBS)])
+    ids = e2e.app.enqueue_many("pausable", "work", [{"n": n, "ms": 20} for n in range(PAUSE_JOBS)])
     e2e.records.wait_for(20, job="pausable.work", event="end")
 
     # When the queue is paused

@@ -22,7 +22,6 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.handlers import HandlerRegistry, handler
-from framework.serializer import loads
 
 
 class Outbound(BaseModel):
@@ -85,17 +84,35 @@ def queued(app: Hueyard, queue: str) -> list[tuple[str, dict[bytes, bytes], floa
     ]
 
 
-def test_each_handler_becomes_a_task_with_its_queues_policy(app: Hueyard) -> None:
+def test_each_handler_is_a_huey_task_named_by_its_stable_name(app: Hueyard) -> None:
     messages = app.queue("messages").tasks["messages.send_message"]
-    imports = app.queue("imports").tasks["imports.import_contacts"]
-    # Huey counts retries after the first run; the config counts attempts.
-    assert (messages.default_retries, messages.default_retry_delay) == (2, 5)
-    assert messages.default_retry_backoff == 2  # exponential: 5 s, 10 s, 20 s
-    assert messages.default_timeout == 30
-    assert (imports.default_retries, imports.default_retry_backoff) == (0, 1)
-    # Huey's task name is the stable "<queue>.<handler>", not a module path.
+    # Huey's task name is the stable "<queue>.<handler>", not a module path,
     registry = app.queue("messages").huey._registry
     assert registry.task_to_string(messages) == "messages.send_message"
+    # and the class carries no policy of its own: attempts, backoff and timeout are per job
+    assert (messages.default_retries, messages.default_priority) == (0, None)
+    assert messages.default_timeout is None
+
+
+def test_a_claimed_job_becomes_a_huey_task_built_from_its_record(app: Hueyard) -> None:
+    # Given a job on a queue with a 30 s timeout
+    job_id = app.enqueue("messages", "send_message", {"to": "+1", "content": "hi"})
+    huey = app.queue("messages").huey
+    huey.storage.read_timeout = 0.1
+
+    # When a worker dequeues it the way Huey's workers do
+    task = huey.dequeue()
+
+    # Then Huey gets its task, with the payload, the id and the queue's timeout
+    assert task is not None
+    assert (task.name, task.id, task.args) == (
+        "send_message",
+        job_id,
+        ({"to": "+1", "content": "hi"},),
+    )
+    assert task.timeout == 30
+    huey.execute(task)
+    assert app.result("messages", job_id) == {"sent": True}
 
 
 def test_a_queue_without_handlers_is_a_warning_not_a_crash(app: Hueyard) -> None:
@@ -116,14 +133,17 @@ def test_a_handler_for_an_undeclared_queue_stops_start_up(redis_url: str) -> Non
     assert "Declared queues: messages, imports, idle" in message
 
 
-def test_enqueue_stores_one_json_message_with_the_default_priority(app: Hueyard) -> None:
-    job_id = app.enqueue("send_message", {"to": "+1", "content": "hi"}, queue="messages")
-    [(_, job, score)] = queued(app, "messages")
-    message = loads(job[b"data"])
-    assert message.id == job_id
-    assert message.name == "messages.send_message"
-    assert message.args == ({"to": "+1", "content": "hi"},)
-    assert job[b"priority"] == b"5"
+def test_enqueue_stores_a_readable_record_with_the_default_priority(app: Hueyard) -> None:
+    before = time.time() * 1000
+    job_id = app.enqueue("messages", "send_message", {"to": "+1", "content": "hi"})
+    [(queued_id, job, score)] = queued(app, "messages")
+    assert queued_id == job_id
+    # What an operator's HGETALL shows: the handler, the payload as JSON text, when.
+    # Options the producer did not set are not stored: the queue's config applies.
+    assert set(job) == {b"handler", b"payload", b"created"}
+    assert job[b"handler"] == b"messages.send_message"
+    assert job[b"payload"] == b'{"to":"+1","content":"hi"}'
+    assert before <= int(job[b"created"]) <= time.time() * 1000
     assert score // 2**40 == 5  # priority first (lower runs first), then enqueue order
 
 
@@ -131,22 +151,29 @@ def test_priority_1_sorts_before_10_and_fifo_within_a_priority(app: Hueyard) -> 
     ids = {}
     for label, priority in [("a", 10), ("b", 1), ("c", 5), ("d", 1), ("e", 10)]:
         ids[
-            app.enqueue("messages.send_message", {"to": label, "content": "x"}, priority=priority)
+            app.enqueue(
+                "messages", "send_message", {"to": label, "content": "x"}, priority=priority
+            )
         ] = label
     order = [ids[job_id] for job_id, _, _ in queued(app, "messages")]
     assert order == ["b", "d", "c", "a", "e"]
 
 
-def test_attempts_override_is_stored_on_the_job(app: Hueyard) -> None:
-    app.enqueue("send_message", {"to": "+1", "content": "x"}, queue="messages", attempts=5)
+def test_the_options_a_producer_sets_are_stored_on_the_job(app: Hueyard) -> None:
+    app.enqueue(
+        "messages", "send_message", {"to": "+1", "content": "x"},
+        attempts=5, priority=2, keep_completed=0, keep_failed=10,
+    )  # fmt: skip
     [(_, job, _)] = queued(app, "messages")
     assert job[b"max_attempts"] == b"5"
+    assert job[b"priority"] == b"2"
+    assert (job[b"keep_completed"], job[b"keep_failed"]) == (b"0", b"10")
 
 
 def test_a_delayed_job_waits_in_the_schedule_not_the_queue(app: Hueyard) -> None:
     huey = app.queue("messages").huey
     before = time.time()
-    app.enqueue("send_message", {"to": "+1", "content": "x"}, queue="messages", delay=60)
+    app.enqueue("messages", "send_message", {"to": "+1", "content": "x"}, delay=60)
     assert huey.pending_count() == 0
     assert huey.scheduled_count() == 1
     [eta_score] = [
@@ -156,12 +183,9 @@ def test_a_delayed_job_waits_in_the_schedule_not_the_queue(app: Hueyard) -> None
     eta = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     with pytest.raises(OptionError, match="has no time zone"):
         app.enqueue(
-            "send_message",
-            {"to": "+1", "content": "x"},
-            queue="messages",
-            eta=eta.replace(tzinfo=None),
+            "messages", "send_message", {"to": "+1", "content": "x"}, eta=eta.replace(tzinfo=None)
         )
-    app.enqueue("send_message", {"to": "+1", "content": "x"}, queue="messages", eta=eta)
+    app.enqueue("messages", "send_message", {"to": "+1", "content": "x"}, eta=eta)
     assert huey.scheduled_count() == 2
 
 
@@ -170,7 +194,7 @@ def test_a_bad_payload_is_refused_and_nothing_is_stored(
 ) -> None:
     keys_before = set(redis_conn.keys("*"))
     with pytest.raises(PayloadError, match=r"messages.send_message.*content: Field required"):
-        app.enqueue("send_message", {"to": "+1"}, queue="messages")
+        app.enqueue("messages", "send_message", {"to": "+1"})
     assert set(redis_conn.keys("*")) == keys_before
     assert app.queue("messages").huey.pending_count() == 0
 
@@ -190,15 +214,15 @@ def test_bad_options_are_refused_before_anything_is_stored(
     app: Hueyard, options: dict[str, object], fragment: str
 ) -> None:
     with pytest.raises(OptionError, match=fragment):
-        app.enqueue("send_message", {"to": "+1", "content": "x"}, queue="messages", **options)  # type: ignore[arg-type]
+        app.enqueue("messages", "send_message", {"to": "+1", "content": "x"}, **options)  # type: ignore[arg-type]
     assert app.queue("messages").huey.pending_count() == 0
 
 
 def test_unknown_queue_and_handler_are_named(app: Hueyard) -> None:
     with pytest.raises(QueueError, match="unknown queue 'nope'; declared queues: messages"):
-        app.enqueue("send_message", {}, queue="nope")
+        app.enqueue("nope", "send_message", {})
     with pytest.raises(UnknownHandlerError, match="no handler named 'send' on queue 'messages'"):
-        app.enqueue("send", {}, queue="messages")
+        app.enqueue("messages", "send", {})
 
 
 def test_a_dead_redis_gives_a_clear_error_without_the_password(registry: HandlerRegistry) -> None:
@@ -207,7 +231,7 @@ def test_a_dead_redis_gives_a_clear_error_without_the_password(registry: Handler
     )
     app = Hueyard(parse_settings(text, env={}), registry)
     with pytest.raises(RedisUnavailableError) as caught:
-        app.enqueue("send_message", {"to": "+1", "content": "x"}, queue="messages")
+        app.enqueue("messages", "send_message", {"to": "+1", "content": "x"})
     message = str(caught.value)
     assert "could not enqueue messages.send_message" in message
     assert "redis://:***@127.0.0.1:1/0" in message
@@ -223,7 +247,7 @@ def test_importing_framework_reads_no_config_and_imports_no_flask() -> None:
         "import framework\n"
         "from framework import handler, enqueue\n"
         "assert 'flask' not in sys.modules, 'framework imported flask'\n"
-        "assert 'framework.application' not in sys.modules\n"
+        "assert framework.runtime._app is None, 'framework built its app on import'\n"
         "print('ok')\n"
     )
     result = subprocess.run(

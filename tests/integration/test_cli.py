@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import textwrap
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from framework.serializer import loads
 from tests.integration.cli_runner import ROOT, run
 
 
@@ -130,15 +130,17 @@ def test_the_shipped_config_checks_clean() -> None:
 
 def test_enqueue_prints_the_job_id(project: dict[str, str], redis_conn: redis.Redis) -> None:
     result = run(
-        ["enqueue", "alpha", "ping", "--data", '{"n": 7}', "--priority", "2", "--attempts", "2"],
+        ["enqueue", "alpha", "ping", "--data", '{"n": 7}', "--priority", "2", "--attempts", "2",
+         "--keep-completed", "0", "--keep-failed", "9"],
         project,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
     assert redis_conn.zrange("{clitest}:q:alpha:waiting", 0, -1) == [job_id.encode()]
     job = redis_conn.hgetall(f"{{clitest}}:job:{job_id}")
-    assert loads(job[b"data"]).args == ({"n": 7},)
+    assert (job[b"handler"], job[b"payload"]) == (b"alpha.ping", b'{"n":7}')
     assert (job[b"priority"], job[b"max_attempts"]) == (b"2", b"2")
+    assert (job[b"keep_completed"], job[b"keep_failed"]) == (b"0", b"9")
 
 
 def test_enqueue_with_a_delay_schedules_the_job(
@@ -147,6 +149,13 @@ def test_enqueue_with_a_delay_schedules_the_job(
     result = run(["enqueue", "alpha", "ping", "--data", '{"n": 1}', "--delay", "30"], project)
     assert result.returncode == 0, result.stderr
     assert redis_conn.zcard("{clitest}:q:alpha:delayed") == 1
+    soon = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
+    result = run(["enqueue", "alpha", "ping", "--data", '{"n": 2}', "--eta", soon], project)
+    assert result.returncode == 0, result.stderr
+    assert redis_conn.zcard("{clitest}:q:alpha:delayed") == 2
+    result = run(["enqueue", "alpha", "ping", "--data", "{}", "--eta", "tomorrow"], project)
+    assert result.returncode == 1
+    assert "--eta 'tomorrow' is not an ISO 8601 time" in result.stderr
     assert redis_conn.zcard("{clitest}:q:alpha:waiting") == 0
 
 

@@ -92,7 +92,7 @@ def complete(storage: JobStorage) -> str:
 
 
 def add(app: Hueyard, n: int, **options: object) -> list[str]:
-    return app.enqueue_many("alpha.ping", [{"n": i} for i in range(n)], **options)  # type: ignore[arg-type]
+    return app.enqueue_many("alpha", "ping", [{"n": i} for i in range(n)], **options)  # type: ignore[arg-type]
 
 
 # -- status -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from huey.exceptions import CancelExecution
+from huey.exceptions import CancelExecution, RetryTask
 from pydantic import BaseModel
 
 from framework import current_job
@@ -21,6 +21,7 @@ from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Jobs
 
 CONFIG = """
 [redis]
@@ -60,6 +61,20 @@ def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
     @handler("work", registry=registry)
     def cancel(payload: dict[str, Any]) -> None:
         raise CancelExecution(retry=False)
+
+    @handler("work", registry=registry)
+    def cancel_softly(payload: dict[str, Any]) -> None:
+        raise CancelExecution()
+
+    @handler("work", registry=registry)
+    def later(payload: dict[str, Any]) -> None:
+        raise RetryTask(delay=payload["delay"])
+
+    @handler("work", registry=registry)
+    def flaky(payload: dict[str, Any]) -> str:
+        if current_job().attempt == 1:  # type: ignore[union-attr]
+            raise ValueError("first attempt fails")
+        return "second time lucky"
 
     @handler("work", registry=registry)
     def not_json(payload: dict[str, Any]) -> object:
@@ -105,31 +120,39 @@ def job(app: Hueyard, job_id: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def state(app: Hueyard, job_id: str) -> str | None:
+    """The state of a job: where its id is."""
+    place = Jobs(app).find(job_id)
+    return place.state if place else None
+
+
 def test_a_returned_value_completes_the_job_with_its_result(app: Hueyard) -> None:
-    job_id = app.enqueue("work.ok", {"a": 1})
+    job_id = app.enqueue("work", "ok", {"a": 1})
     run_one(app)
-    assert job(app, job_id)["state"] == "completed"
+    assert state(app, job_id) == "completed"
     assert app.result("work", job_id) == {"echo": {"a": 1}}
 
 
 def test_an_exception_retries_with_backoff_then_fails(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
-    job_id = app.enqueue("work.boom", {"n": 7})
+    job_id = app.enqueue("work", "boom", {"n": 7})
     storage = app.queue("work").huey.storage
     delays = []
     for attempt in (1, 2):
         started = time.time() * 1000
         run_one(app)
         record = job(app, job_id)
-        assert (record["state"], record["attempts"]) == ("delayed", str(attempt))
+        assert (state(app, job_id), record["attempts"]) == ("delayed", str(attempt))
         assert record["error"] == "ValueError: bad input 7"
-        delays.append(int(record["due"]) - started)
+        due = redis_conn.zscore(storage.q.delayed, job_id)
+        assert due is not None
+        delays.append(due - started)
         redis_conn.zadd(storage.q.delayed, {job_id: 0})  # make it due now
         assert storage.promote_due() == 1
     run_one(app)
     record = job(app, job_id)
-    assert record["state"] == "failed"
+    assert state(app, job_id) == "failed"
     assert record["attempts"] == "3"
     assert "ValueError: bad input 7" in record["traceback"]
     # exponential from 1 s: 1 s before retry 1, 2 s before retry 2
@@ -138,37 +161,99 @@ def test_an_exception_retries_with_backoff_then_fails(
 
 
 def test_cancel_execution_without_retry_fails_at_once(app: Hueyard) -> None:
-    job_id = app.enqueue("work.cancel", {})
+    job_id = app.enqueue("work", "cancel", {})
     run_one(app)
-    assert job(app, job_id)["state"] == "failed"
+    assert state(app, job_id) == "failed"
     assert job(app, job_id)["attempts"] == "1"
 
 
-def test_a_result_that_is_not_json_fails_the_job_with_that_reason(app: Hueyard) -> None:
-    job_id = app.enqueue("work.not_json", {})
+def test_cancel_execution_without_arguments_keeps_hueys_meaning_retried_while_attempts_remain(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    job_id = app.enqueue("work", "cancel_softly", {}, attempts=2)
+    run_one(app)
+    assert state(app, job_id) == "delayed"
+    redis_conn.zadd(app.queue("work").storage.q.delayed, {job_id: 0})
+    app.queue("work").storage.promote_due()
+    run_one(app)
+    assert (state(app, job_id), job(app, job_id)["attempts"]) == ("failed", "2")
+
+
+def test_retry_task_with_a_delay_retries_then_and_counts_an_attempt(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    # Given a handler that asks for a retry in 30 s (a provider's Retry-After)
+    job_id = app.enqueue("work", "later", {"delay": 30}, attempts=2)
+    storage = app.queue("work").storage
+    before = time.time() * 1000
+    run_one(app)
+    # Then the retry is due in 30 s, not after the queue's 1 s backoff
+    due = redis_conn.zscore(storage.q.delayed, job_id)
+    assert due is not None and before + 29_000 < due < time.time() * 1000 + 31_000
+    # and it counts as an attempt: past the job's attempts it fails
+    redis_conn.zadd(storage.q.delayed, {job_id: 0})
+    storage.promote_due()
+    run_one(app)
+    assert (state(app, job_id), job(app, job_id)["attempts"]) == ("failed", "2")
+
+
+def test_a_completed_job_does_not_keep_the_error_of_an_earlier_attempt(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    job_id = app.enqueue("work", "flaky", {})
+    run_one(app)
+    assert job(app, job_id)["error"] == "ValueError: first attempt fails"
+    redis_conn.zadd(app.queue("work").storage.q.delayed, {job_id: 0})
+    app.queue("work").storage.promote_due()
     run_one(app)
     record = job(app, job_id)
-    assert record["state"] == "failed"
-    assert record["error"].startswith("the result is not JSON")
+    assert state(app, job_id) == "completed"
+    assert "error" not in record and "traceback" not in record
+    assert app.result("work", job_id) == "second time lucky"
+
+
+def test_a_job_without_options_follows_its_queues_current_config(
+    app: Hueyard, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    # Given a job enqueued while the queue allowed 3 attempts
+    job_id = app.enqueue("work", "boom", {"n": 1})
+    # When the queue is tuned to 1 attempt before the job runs (a config edit and restart)
+    tuned = CONFIG.format(url=redis_url).replace("attempts = 3", "attempts = 1")
+    restarted = Hueyard(parse_settings(tuned, env={}), app.registry)
+    try:
+        restarted.queue("work").storage.read_timeout = 0.2
+        run_one(restarted)
+        # Then the job follows the new config: its one attempt is spent, it failed
+        assert state(restarted, job_id) == "failed"
+    finally:
+        restarted.close()
+
+
+def test_a_result_that_is_not_json_fails_the_job_with_that_reason(app: Hueyard) -> None:
+    job_id = app.enqueue("work", "not_json", {})
+    run_one(app)
+    assert state(app, job_id) == "failed"
+    assert job(app, job_id)["error"].startswith("the result is not JSON")
 
 
 def test_a_stored_payload_that_no_longer_validates_fails_without_retries(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
-    job_id = app.enqueue("work.typed", {"order_id": 5})
+    job_id = app.enqueue("work", "typed", {"order_id": 5})
     key = app.keys.job(job_id)
-    data = redis_conn.hget(key, "data")
-    assert data is not None
-    redis_conn.hset(key, "data", data.replace(b'"order_id":5', b'"order_id":"five"'))
+    redis_conn.hset(key, "payload", b'{"order_id":"five"}')
     run_one(app)
     record = job(app, job_id)
-    assert (record["state"], record["attempts"]) == ("failed", "1")
+    assert (state(app, job_id), record["attempts"]) == ("failed", "1")
+    # the error names the model and the field, not just the exception's class
+    assert record["error"].startswith("CancelExecution: the stored payload does not validate")
+    assert "order_id" in record["error"]
 
 
 def test_a_handler_reports_progress_and_bounded_log_lines(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
-    job_id = app.enqueue("work.chatty", {})
+    job_id = app.enqueue("work", "chatty", {})
     run_one(app)
     assert job(app, job_id)["progress"] == '{"percent":100}'
     logs = redis_conn.lrange(app.keys.job_logs(job_id), 0, -1)
@@ -177,7 +262,7 @@ def test_a_handler_reports_progress_and_bounded_log_lines(
 
 
 def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
-    job_id = app.enqueue("work.nap", {"seconds": 4.5})
+    job_id = app.enqueue("work", "nap", {"seconds": 4.5})
     storage = app.queue("work").huey.storage
     runner = threading.Thread(target=run_one, args=(app, "work"))
     runner.start()
@@ -188,22 +273,22 @@ def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
         time.sleep(0.25)
     runner.join(10)
     assert all(r == (0, 0) for r in recovered)
-    assert job(app, job_id)["state"] == "completed"
+    assert state(app, job_id) == "completed"
 
 
 def test_the_watchdog_fails_a_thread_job_past_its_timeout_and_drops_its_late_result(
     app: Hueyard, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job_id = app.enqueue("slow.sleepy", {"seconds": 3.5})
+    job_id = app.enqueue("slow", "sleepy", {"seconds": 3.5})
     runner = threading.Thread(target=run_one, args=(app, "slow"))
     started = time.monotonic()
     runner.start()
-    while job(app, job_id)["state"] != "failed":
+    while state(app, job_id) != "failed":
         assert time.monotonic() - started < 3.2, "the watchdog did not fail the job in time"
         time.sleep(0.1)
     record = job(app, job_id)
     assert record["error"] == "timed out after 1 s"
     assert record["attempts"] == "1"  # not retried while the thread may still run
     runner.join(10)
-    assert job(app, job_id)["state"] == "failed"  # the late "completed" was dropped
+    assert state(app, job_id) == "failed"  # the late "completed" was dropped
     assert "this outcome is dropped" in caplog.text

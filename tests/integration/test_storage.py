@@ -9,6 +9,7 @@ portable commands).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ import redis
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
-from framework.serializer import loads
-from framework.storage import Claim, JobStorage
+from framework.record import Claim
+from framework.storage import JobStorage
 from tests.integration.redis_server import RedisServer
 
 CONFIG = """
@@ -82,12 +83,23 @@ def storage(app: Hueyard) -> JobStorage:
 
 
 def enqueue(app: Hueyard, n: int = 1, **options: object) -> list[str]:
-    return [app.enqueue("work.job", {"n": i}, **options) for i in range(n)]  # type: ignore[arg-type]
+    return [app.enqueue("work", "job", {"n": i}, **options) for i in range(n)]  # type: ignore[arg-type]
 
 
 def record(conn: redis.Redis, job_id: str) -> dict[str, str]:
     raw = conn.hgetall(f"{{st}}:job:{job_id}")
     return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+
+
+def state_of(conn: redis.Redis, job_id: str, queue: str = "work") -> str | None:
+    """The state a job is in: the sorted set that holds its id."""
+    found = [
+        state
+        for state in ("waiting", "active", "delayed", "completed", "failed")
+        if conn.zscore(f"{{st}}:q:{queue}:{state}", job_id) is not None
+    ]
+    assert len(found) <= 1, f"job {job_id} is in several sets: {found}"
+    return found[0] if found else None
 
 
 def claim(storage: JobStorage) -> Claim:
@@ -104,17 +116,16 @@ def test_enqueue_writes_the_record_and_the_waiting_entry(
 ) -> None:
     [job_id] = enqueue(app, priority=2)
     job = record(conn, job_id)
-    assert job["state"] == "waiting"
-    assert (job["name"], job["priority"], job["max_attempts"]) == ("work.job", "2", "3")
-    # A new record holds only what is set; attempts, stalls, due and keep_* come later.
-    assert set(job) == {"name", "data", "priority", "seq", "max_attempts", "created", "state"}
-    assert loads(job["data"]).args == ({"n": 0},)
-    assert conn.zscore("{st}:q:work:waiting", job_id) is not None
+    # The record is the job: its handler, its payload as JSON text, when, and the
+    # options the producer set; attempts, stalls and the rest come when they happen.
+    assert set(job) == {"handler", "payload", "created", "priority"}
+    assert (job["handler"], job["payload"], job["priority"]) == ("work.job", '{"n":0}', "2")
+    assert state_of(conn, job_id) == "waiting"
     assert storage.queue_size() == 1
 
 
 def test_bulk_enqueue_stores_every_job(app: Hueyard, storage: JobStorage) -> None:
-    ids = app.enqueue_many("work.job", [{"n": i} for i in range(1234)])
+    ids = app.enqueue_many("work", "job", [{"n": i} for i in range(1234)])
     assert len(set(ids)) == 1234
     assert storage.queue_size() == 1234
 
@@ -127,7 +138,7 @@ def test_enqueues_with_no_idle_worker_leave_a_bounded_wake_list(
     for _ in range(300):
         enqueue(app)
         lengths.append(conn.llen(storage.q.wake))
-    app.enqueue_many("work.job", [{"n": i} for i in range(1000)])
+    app.enqueue_many("work", "job", [{"n": i} for i in range(1000)])
     # Then the list grows to 128 at most and is cut back to 64
     assert max(lengths) == 128
     assert 64 <= conn.llen(storage.q.wake) <= 128
@@ -163,11 +174,11 @@ def test_a_delayed_job_waits_in_delayed_until_promoted(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app, delay=0.3)
-    assert record(conn, job_id)["state"] == "delayed"
+    assert state_of(conn, job_id) == "delayed"
     assert storage.promote_due() == 0
     time.sleep(0.35)
     assert storage.promote_due() == 1
-    assert record(conn, job_id)["state"] == "waiting"
+    assert state_of(conn, job_id) == "waiting"
     assert claim(storage).id == job_id
 
 
@@ -179,7 +190,7 @@ def test_claim_takes_priority_1_first_and_fifo_within_a_priority(
 ) -> None:
     labels = {}
     for label, priority in [("a", 10), ("b", 1), ("c", 5), ("d", 1), ("e", 10), ("f", 5)]:
-        labels[app.enqueue("work.job", {"l": label}, priority=priority)] = label
+        labels[app.enqueue("work", "job", {"l": label}, priority=priority)] = label
     order = [labels[claim(storage).id] for _ in range(6)]
     assert order == ["b", "d", "c", "f", "a", "e"]
 
@@ -191,7 +202,8 @@ def test_claim_moves_the_job_to_active_with_a_lease(
     before = time.time() * 1000
     claimed = claim(storage)
     job = record(conn, job_id)
-    assert (job["state"], job["attempts"], job["token"]) == ("active", "1", claimed.token)
+    assert (job["attempts"], job["token"]) == ("1", claimed.token)
+    assert state_of(conn, job_id) == "active"
     lease = conn.zscore("{st}:q:work:active", job_id)
     assert lease is not None
     assert before + 1500 < lease < time.time() * 1000 + 2500  # lease = 2 s
@@ -233,8 +245,18 @@ def test_release_completed_keeps_the_result_and_counts_it(
     [job_id] = enqueue(app)
     assert storage.release(claim(storage), "completed", value='{"sent":true}')
     job = record(conn, job_id)
-    assert (job["state"], job["result"], job["token"]) == ("completed", '{"sent":true}', "")
-    assert conn.zscore("{st}:q:work:completed", job_id) is not None
+    # what a retained completed job keeps: no lease token, no place in waiting
+    assert set(job) == {
+        "handler",
+        "payload",
+        "created",
+        "attempts",
+        "started",
+        "consumer",
+        "result",
+    }
+    assert job["result"] == '{"sent":true}'
+    assert state_of(conn, job_id) == "completed"
     assert conn.zcard("{st}:q:work:active") == 0
     assert app.result("work", job_id) == {"sent": True}
     [stats] = conn.keys("{st}:q:work:stats:*[0-9]")
@@ -249,10 +271,8 @@ def test_release_failed_keeps_error_and_traceback(
     [job_id] = enqueue(app)
     storage.release(claim(storage), "failed", value="ValueError: bad", traceback="Traceback...")
     job = record(conn, job_id)
-    assert (job["state"], job["error"], job["traceback"]) == (
-        "failed", "ValueError: bad", "Traceback...",
-    )  # fmt: skip
-    assert conn.zscore("{st}:q:work:failed", job_id) is not None
+    assert (job["error"], job["traceback"]) == ("ValueError: bad", "Traceback...")
+    assert state_of(conn, job_id) == "failed"
 
 
 def test_release_retry_schedules_the_job_after_the_delay(
@@ -262,7 +282,7 @@ def test_release_retry_schedules_the_job_after_the_delay(
     before = time.time() * 1000
     storage.release(claim(storage), "retry", value="boom", delay=30)
     job = record(conn, job_id)
-    assert (job["state"], job["error"], job["attempts"]) == ("delayed", "boom", "1")
+    assert (job["error"], job["attempts"]) == ("boom", "1")
     due = conn.zscore("{st}:q:work:delayed", job_id)
     assert due is not None and before + 29_000 < due < time.time() * 1000 + 31_000
 
@@ -274,8 +294,8 @@ def test_release_requeue_puts_the_job_back_without_counting_the_attempt(
     claimed = claim(storage)
     assert claimed.id == first
     storage.release(claimed, "requeue")
-    job = record(conn, first)
-    assert (job["state"], job["attempts"]) == ("waiting", "0")
+    assert record(conn, first)["attempts"] == "0"
+    assert state_of(conn, first) == "waiting"
     assert claim(storage).id == first  # it kept its place ahead of `_second`
 
 
@@ -284,9 +304,9 @@ def test_only_the_lease_holder_can_release(
 ) -> None:
     [job_id] = enqueue(app)
     claimed = claim(storage)
-    stale = Claim(job_id, claimed.data, 1, 3, "not-the-token", claimed.claimed_at)
+    stale = dataclasses.replace(claimed, token="not-the-token")
     assert not storage.release(stale, "completed", value="1")
-    assert record(conn, job_id)["state"] == "active"
+    assert state_of(conn, job_id) == "active"
     assert storage.release(claimed, "completed", value="1")
     assert not storage.release(claimed, "completed", value="1")  # twice: the second is refused
 
@@ -330,7 +350,7 @@ def test_failed_retention_uses_keep_failed(
 def test_many_finished_jobs_leave_a_bounded_number_of_keys(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
-    app.enqueue_many("work.job", [{"n": i} for i in range(200)])
+    app.enqueue_many("work", "job", [{"n": i} for i in range(200)])
     for i in range(200):
         storage.release(claim(storage), "completed" if i % 2 else "failed", value="1")
     job_keys = conn.keys("{st}:job:*")
@@ -350,7 +370,7 @@ def test_renew_extends_held_leases_and_reports_lost_ones(
     held, other = claim(storage), claim(storage)
     before = conn.zscore("{st}:q:work:active", held.id)
     time.sleep(0.05)
-    stranger = Claim(other.id, other.data, 1, 3, "someone-else", other.claimed_at)
+    stranger = dataclasses.replace(other, token="someone-else")
     assert storage.renew([held, stranger]) == [other.id]
     after = conn.zscore("{st}:q:work:active", held.id)
     assert before is not None and after is not None and after > before
@@ -365,7 +385,8 @@ def test_an_expired_lease_goes_back_to_waiting_at_its_old_place(
     conn.zadd("{st}:q:work:active", {first: 0})  # lease ran out
     assert storage.recover() == (1, 0)
     job = record(conn, first)
-    assert (job["state"], job["stalls"], job["attempts"]) == ("waiting", "1", "0")
+    assert (job["stalls"], job["attempts"]) == ("1", "0")
+    assert state_of(conn, first) == "waiting"
     assert claim(storage).id == first  # ahead of `_second`, as before
 
 
@@ -377,9 +398,8 @@ def test_a_job_that_stalls_past_max_stalls_fails_as_stalled(
         claim(storage)
         conn.zadd("{st}:q:work:active", {job_id: 0})
         assert storage.recover() == expected
-    job = record(conn, job_id)
-    assert job["state"] == "failed"
-    assert job["error"].startswith("stalled")
+    assert state_of(conn, job_id) == "failed"
+    assert record(conn, job_id)["error"].startswith("stalled")
 
 
 def test_a_recovered_job_cannot_be_released_by_its_old_holder(
@@ -401,7 +421,7 @@ def test_a_recovered_job_cannot_be_released_by_its_old_holder(
 def test_the_rate_limit_holds_in_a_sliding_window_without_reordering(app: Hueyard) -> None:
     storage: JobStorage = app.queue("limited").huey.storage
     storage.read_timeout = 0.05
-    ids = [app.enqueue("limited.limited_job", {"n": i}) for i in range(5)]
+    ids = [app.enqueue("limited", "limited_job", {"n": i}) for i in range(5)]
     got = [claim(storage).id for _ in range(3)]
     assert storage.claim() is None  # 3 per second: the 4th waits
     assert storage.queue_size() == 2  # nothing consumed, nothing lost
@@ -427,7 +447,7 @@ def test_the_rate_limit_is_shared_by_every_storage_of_the_queue(
         second = other.queue("limited").huey.storage
         first.read_timeout = second.read_timeout = 0.05
         for i in range(6):
-            app.enqueue("limited.limited_job", {"n": i})
+            app.enqueue("limited", "limited_job", {"n": i})
         taken = [first.claim(), second.claim(), first.claim(), second.claim()]
         assert sum(c is not None for c in taken) == 3
     finally:
@@ -443,7 +463,7 @@ def test_a_paused_queue_keeps_its_jobs_and_hands_out_none(
     [job_id] = enqueue(app)
     conn.set("{st}:q:work:paused", 1)
     assert storage.claim() is None
-    assert record(conn, job_id)["state"] == "waiting"
+    assert state_of(conn, job_id) == "waiting"
     conn.delete("{st}:q:work:paused")
     assert claim(storage).id == job_id
 
@@ -466,21 +486,28 @@ def test_a_record_with_garbage_data_fails_with_the_reason(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    conn.hset(f"{{st}}:job:{job_id}", "data", b"\x80\x04pickle-or-worse")
+    conn.hset(f"{{st}}:job:{job_id}", "payload", b"\x80\x04pickle-or-worse")
     huey = app.queue("work").huey
     assert huey.dequeue() is None
-    job = record(conn, job_id)
-    assert job["state"] == "failed"
-    assert "not JSON written by hueyard" in job["error"]
+    assert state_of(conn, job_id) == "failed"
+    assert "not JSON written by hueyard" in record(conn, job_id)["error"]
 
 
 def test_a_job_for_a_handler_that_no_longer_exists_fails_with_that_reason(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    data = record(conn, job_id)["data"].replace("work.job", "work.renamed")
-    conn.hset(f"{{st}}:job:{job_id}", "data", data)
+    conn.hset(f"{{st}}:job:{job_id}", "handler", "work.renamed")
     assert app.queue("work").huey.dequeue() is None
-    job = record(conn, job_id)
-    assert job["state"] == "failed"
-    assert "no handler named 'work.renamed'" in job["error"]
+    assert state_of(conn, job_id) == "failed"
+    assert "no handler named 'work.renamed'" in record(conn, job_id)["error"]
+
+
+def test_a_record_without_handler_or_payload_fails_with_the_reason(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
+) -> None:
+    [job_id] = enqueue(app)
+    conn.hdel(f"{{st}}:job:{job_id}", "payload")
+    assert app.queue("work").huey.dequeue() is None
+    assert state_of(conn, job_id) == "failed"
+    assert "has no payload" in record(conn, job_id)["error"]

@@ -183,7 +183,7 @@ def test_queue_policy_lays_overrides_over_defaults() -> None:
     )
     a, b = settings.queue("a"), settings.queue("b")
     assert (a.attempts, a.backoff.type, a.backoff.delay, a.keep_failed) == (4, "fixed", 9, 7)
-    assert (b.attempts, b.retries, b.backoff.delay) == (1, 0, 2)
+    assert (b.attempts, b.backoff.delay) == (1, 2)
 
 
 def test_exponential_backoff_doubles_from_the_base_delay() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -104,12 +105,11 @@ def test_a_model_payload_is_validated_and_dumped_to_json(registry: HandlerRegist
 
     spec = send.spec
     assert spec.payload_model is Outbound
-    assert spec.encode_payload({"to": "+1", "content": "hi"}) == {
-        "to": "+1",
-        "content": "hi",
-        "priority_hint": 0,
-    }
-    assert spec.encode_payload(Outbound(to="+1", content="x"))["content"] == "x"
+    # the one encoding of the payload: JSON text, as the job record stores it
+    assert spec.payload_json({"to": "+1", "content": "hi"}) == (
+        '{"to":"+1","content":"hi","priority_hint":0}'
+    )
+    assert json.loads(spec.payload_json(Outbound(to="+1", content="x")))["content"] == "x"
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,7 @@ def test_a_bad_payload_names_the_handler_model_and_fields(
     def send(payload: Outbound) -> None: ...
 
     with pytest.raises(PayloadError) as caught:
-        send.spec.encode_payload(payload)
+        send.spec.payload_json(payload)
     message = str(caught.value)
     assert "payload for messages.send does not validate against Outbound" in message
     assert "nothing was enqueued" in message
@@ -142,7 +142,7 @@ def test_an_untyped_payload_must_still_be_json(registry: HandlerRegistry) -> Non
 
     assert send.spec.payload_model is None
     with pytest.raises(PayloadError, match=r"messages.send is not JSON"):
-        send.spec.encode_payload({"when": {1, 2}})
+        send.spec.payload_json({"when": {1, 2}})
 
 
 def test_call_validates_the_stored_payload_into_the_model(registry: HandlerRegistry) -> None:

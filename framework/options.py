@@ -1,0 +1,156 @@
+"""The options of one enqueue, validated once, and the outcomes of one run.
+
+Every enqueue path takes the same keyword options and builds one
+:class:`EnqueueOptions` from them: ``handler.enqueue``, ``handler.enqueue_many``,
+``framework.enqueue``, ``framework.enqueue_many``, ``Hueyard.enqueue``,
+``Hueyard.enqueue_many`` and ``hueyard enqueue``::
+
+    send_message.enqueue(payload, priority=1, delay=5, attempts=5, keep_completed=0)
+
+An option left out is not stored on the job: the queue's current config
+applies when the job runs (see :mod:`framework.policy`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypedDict
+
+from framework import defaults
+from framework.errors import OptionError
+
+__all__ = ["NO_OPTIONS", "EnqueueArgs", "EnqueueOptions", "Outcome"]
+
+
+class Outcome(StrEnum):
+    """How one run of a job ended; the release script files the job accordingly."""
+
+    COMPLETED = "completed"
+    """The handler returned: completed, with its result."""
+    FAILED = "failed"
+    """Failed for good: attempts spent, cancelled, or unrunnable."""
+    RETRY = "retry"
+    """Failed, runs again after a delay (delayed)."""
+    REQUEUE = "requeue"
+    """Interrupted (shutdown): back to waiting at its old place, the attempt not counted."""
+
+
+class EnqueueArgs(TypedDict, total=False):
+    """The keyword options every enqueue call takes (``**options: Unpack[EnqueueArgs]``)."""
+
+    priority: int | None
+    delay: float | datetime.timedelta | None
+    eta: datetime.datetime | None
+    attempts: int | None
+    keep_completed: int | None
+    keep_failed: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """One enqueue's options. Built from :class:`EnqueueArgs`; raises :class:`OptionError`.
+
+    - ``priority``: 1 (runs first) to 10 (runs last); default the queue's.
+    - ``delay``: seconds (or a timedelta) before the job may run; or
+    - ``eta``: an aware datetime when it may run (a naive one is refused: its
+      meaning would be a guess).
+    - ``attempts``: runs in all, the first included; default the queue's.
+    - ``keep_completed`` / ``keep_failed``: Bull's removeOnComplete / removeOnFail
+      for this job: 0 deletes it when it finishes, N keeps the newest N.
+    """
+
+    priority: int | None = None
+    delay: float | datetime.timedelta | None = None
+    eta: datetime.datetime | None = None
+    attempts: int | None = None
+    keep_completed: int | None = None
+    keep_failed: int | None = None
+
+    def __post_init__(self) -> None:
+        _whole("priority", self.priority, defaults.PRIORITY_HIGHEST, defaults.PRIORITY_LOWEST,
+               f"from {defaults.PRIORITY_HIGHEST} (runs first) to "
+               f"{defaults.PRIORITY_LOWEST} (runs last)")  # fmt: skip
+        _whole("attempts", self.attempts, 1, defaults.MAX_ATTEMPTS,
+               f"from 1 to {defaults.MAX_ATTEMPTS}")  # fmt: skip
+        _whole("keep_completed", self.keep_completed, 0, None, "0 (delete when done) or more")
+        _whole("keep_failed", self.keep_failed, 0, None, "0 (delete when done) or more")
+        if self.delay is not None and self.eta is not None:
+            raise OptionError("pass either delay= or eta=, not both")
+        if self.delay is not None:
+            _seconds_ahead("delay", _delay_seconds(self.delay), self.delay)
+        if self.eta is not None:
+            _check_eta(self.eta)
+
+    def delay_ms(self, now: datetime.datetime | None = None) -> int:
+        """Milliseconds from ``now`` until the job may run (0: at once)."""
+        if self.eta is not None:
+            now = now or datetime.datetime.now(datetime.UTC)
+            return max(int((self.eta - now).total_seconds() * 1000), 0)
+        if self.delay is None:
+            return 0
+        return int(_delay_seconds(self.delay) * 1000)
+
+    def stored(self) -> dict[str, int]:
+        """The options a job record keeps: those the producer set (record field -> value)."""
+        fields = {
+            "priority": self.priority,
+            "max_attempts": self.attempts,
+            "keep_completed": self.keep_completed,
+            "keep_failed": self.keep_failed,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+def _whole(name: str, value: object, low: int, high: int | None, allowed: str) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        raise OptionError(f"{name}={value!r} is not allowed; use a whole number {allowed}")
+
+
+def _delay_seconds(delay: float | datetime.timedelta) -> float:
+    if isinstance(delay, datetime.timedelta):
+        return delay.total_seconds()
+    return float(delay)
+
+
+def _seconds_ahead(name: str, seconds: float, shown: object) -> None:
+    if (
+        isinstance(shown, bool)
+        or not isinstance(shown, int | float | datetime.timedelta)
+        or not math.isfinite(seconds)
+        or seconds < 0
+        or seconds > defaults.MAX_DELAY
+    ):
+        raise OptionError(
+            f"{name}={shown!r} is not allowed; use seconds (or a timedelta) from 0 to "
+            f"{defaults.MAX_DELAY:.0f} ({defaults.MAX_DELAY / 86400:.0f} days)"
+        )
+
+
+def _check_eta(eta: object) -> None:
+    if not isinstance(eta, datetime.datetime):
+        raise OptionError(f"eta={eta!r} is not allowed; use an aware datetime")
+    if eta.tzinfo is None or eta.utcoffset() is None:
+        raise OptionError(
+            f"eta={eta!r} has no time zone; pass an aware datetime, e.g. "
+            "datetime(2025, 11, 6, 10, 0, tzinfo=timezone.utc)"
+        )
+    ahead = (eta - datetime.datetime.now(datetime.UTC)).total_seconds()
+    if ahead > defaults.MAX_DELAY:
+        raise OptionError(
+            f"eta={eta.isoformat()} is more than {defaults.MAX_DELAY / 86400:.0f} days ahead; "
+            "use a nearer time"
+        )
+
+
+NO_OPTIONS = EnqueueOptions()
+"""An enqueue without options: every policy is the queue's."""

@@ -1,0 +1,94 @@
+"""Attempts, backoff, priority and timeout: decided here, and only here.
+
+A job's record keeps only the options its producer set (``priority``,
+``max_attempts``, ...). Everything else comes from its queue's config as it is
+when the job runs, so tuning a queue in ``config/queues.toml`` also tunes the
+jobs already waiting. :class:`JobPolicy` is that resolution for one job;
+:func:`decide` turns the way a run ended into the job's next state:
+
+======================================== ======================================
+the handler ...                          the job
+======================================== ======================================
+returned                                 completed, with the result
+raised, attempts remain                  delayed: retried after the backoff
+raised ``RetryTask(delay=/eta=)``        delayed until then, if attempts remain
+raised ``CancelExecution(retry=False)``  failed at once, never retried
+timed out (process worker)               "timed out after N s", like a raise
+raised, attempts spent                   failed, with the error and traceback
+======================================== ======================================
+
+``CancelExecution()`` and ``CancelExecution(retry=True)`` keep Huey's meaning:
+retried while attempts remain. No exception retries a job past its attempts.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from huey.exceptions import CancelExecution, RetryTask, TaskTimeout
+
+from framework.options import Outcome
+from framework.settings import Backoff, QueuePolicy
+
+__all__ = ["ERROR_LIMIT", "Decision", "JobPolicy", "decide"]
+
+ERROR_LIMIT = 4096
+"""Characters of an error message kept on the job."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """What one job follows: its own options laid over its queue's current policy."""
+
+    attempts: int
+    priority: int
+    timeout: float | None
+    backoff: Backoff
+
+    @classmethod
+    def of(
+        cls, queue: QueuePolicy, *, priority: int | None = None, attempts: int | None = None
+    ) -> JobPolicy:
+        """``queue``'s policy, with the options the job's producer set."""
+        return cls(
+            attempts=queue.attempts if attempts is None else attempts,
+            priority=queue.priority if priority is None else priority,
+            timeout=queue.timeout,
+            backoff=queue.backoff,
+        )
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before the run after failed attempt ``attempt`` (1-based)."""
+        return float(self.backoff.delay_before_retry(attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a failed run leads to: retry after ``delay`` seconds, or fail."""
+
+    outcome: Outcome
+    error: str
+    delay: float = 0.0
+
+
+def decide(policy: JobPolicy, attempt: int, exc: BaseException, now: datetime.datetime) -> Decision:
+    """The next state of a job whose run number ``attempt`` raised ``exc``."""
+    if isinstance(exc, TaskTimeout):
+        error = f"timed out after {policy.timeout:g} s" if policy.timeout else "timed out"
+    else:
+        error = f"{type(exc).__name__}: {exc}"
+    error = error[:ERROR_LIMIT]
+    retry = attempt < policy.attempts
+    delay = policy.retry_delay(attempt)
+    if isinstance(exc, CancelExecution) and exc.retry is False:
+        retry = False
+    elif isinstance(exc, RetryTask):
+        if exc.delay is not None:
+            delay = max(float(exc.delay), 0.0)
+        elif exc.eta is not None:
+            eta = exc.eta if exc.eta.tzinfo else exc.eta.astimezone()  # naive: local, as in Huey
+            delay = max((eta - now).total_seconds(), 0.0)
+    if retry:
+        return Decision(Outcome.RETRY, error, delay)
+    return Decision(Outcome.FAILED, error)

@@ -1,0 +1,118 @@
+"""Enqueueing: validate once, encode once, store in one round trip.
+
+Every enqueue path ends here: ``handler.enqueue``, ``framework.enqueue``,
+``Hueyard.enqueue`` (and their ``enqueue_many``) and ``hueyard enqueue``. The
+options become one :class:`~framework.options.EnqueueOptions`; the payload
+is validated against the handler's model and encoded to JSON text once; the
+storage writes the job records in one atomic script. Nothing is stored when
+anything is wrong, and the error says what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Unpack
+
+import redis
+
+from framework.errors import (
+    PayloadError,
+    QueueError,
+    RedisUnavailableError,
+    StorageError,
+    UnknownHandlerError,
+)
+from framework.handlers import HandlerRegistry, HandlerSpec
+from framework.options import NO_OPTIONS, EnqueueArgs, EnqueueOptions
+from framework.storage import JobStorage
+
+__all__ = ["Producer"]
+
+
+class Producer:
+    """Enqueues jobs of a compiled app: ``producer.enqueue(queue, handler, payload, **options)``.
+
+    ``handler`` is the short name (``send_message``) or the stable name
+    (``messages.send_message``). ``storages`` maps every queue to its storage;
+    ``compiled`` names the handlers the app was compiled with.
+    """
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        storages: Mapping[str, JobStorage],
+        *,
+        compiled: Iterable[str],
+        redis_url: str,
+        reconnect_attempts: int,
+    ) -> None:
+        self.registry = registry
+        self.storages = dict(storages)
+        self.compiled = frozenset(compiled)
+        self.redis_url = redis_url
+        self.reconnect_attempts = reconnect_attempts
+        self._targets: dict[tuple[str, str], tuple[HandlerSpec, JobStorage]] = {}
+
+    def enqueue(
+        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+    ) -> str:
+        """Validate, store and return the new job's id. Nothing is stored on error."""
+        spec, storage = self._target(queue, handler)
+        checked = EnqueueOptions(**options) if options else NO_OPTIONS
+        payload_json = spec.payload_json(payload)
+        return self._store(spec, storage, [payload_json], checked)[0]
+
+    def enqueue_many(
+        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]
+    ) -> list[str]:
+        """Validate every payload, then store them all, one round trip per 500 jobs.
+
+        Nothing is stored when any payload is invalid; the error names its index.
+        Returns the ids in the order of ``payloads``.
+        """
+        spec, storage = self._target(queue, handler)
+        checked = EnqueueOptions(**options) if options else NO_OPTIONS
+        encoded = []
+        for index, payload in enumerate(payloads):
+            try:
+                encoded.append(spec.payload_json(payload))
+            except PayloadError as exc:
+                raise PayloadError(f"payload #{index}: {exc}") from None
+        return self._store(spec, storage, encoded, checked)
+
+    def _target(self, queue: str, handler: str) -> tuple[HandlerSpec, JobStorage]:
+        found = self._targets.get((queue, handler))
+        if found is not None:
+            return found
+        storage = self.storages.get(queue)
+        if storage is None:
+            raise QueueError(
+                f"unknown queue {queue!r}; declared queues: {', '.join(self.storages)}"
+            )
+        spec = self.registry.get(handler, queue)
+        if spec.name not in self.compiled:  # registered after the app was compiled
+            raise UnknownHandlerError(
+                f"handler {spec.name!r} ({spec.location}) was registered after the app was "
+                "built; import its module before the first enqueue, or list it in "
+                "HUEYARD_HANDLER_MODULES"
+            )
+        self._targets[(queue, handler)] = spec, storage
+        return spec, storage
+
+    def _store(
+        self, spec: HandlerSpec, storage: JobStorage, payloads: list[str], options: EnqueueOptions
+    ) -> list[str]:
+        try:
+            return storage.add(spec.name, payloads, options)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailableError(
+                f"could not enqueue {spec.name}: Redis at {self.redis_url} did not answer after "
+                f"{self.reconnect_attempts} reconnection attempts ({type(exc).__name__}: {exc}); "
+                "nothing was enqueued"
+            ) from None
+        except redis.RedisError as exc:
+            raise StorageError(
+                f"could not enqueue {spec.name}: Redis at {self.redis_url} answered with an "
+                f"error ({type(exc).__name__}: {exc}); a key under the app's prefix is not "
+                "what hueyard wrote there"
+            ) from None
