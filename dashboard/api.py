@@ -19,10 +19,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from dashboard.health import HealthReport, check, iso_timestamp
 from dashboard.prometheus import scrape
 from dashboard.state import DashboardState, current
 from framework.errors import JobActionError, QueueError, RedisUnavailableError
+from framework.health import HealthReport, check, iso_timestamp
 
 __all__ = ["blueprint"]
 

@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dashboard.health import check
 from dashboard.state import DashboardState
+from framework.health import check
 
 __all__ = ["WINDOW_MINUTES", "scrape"]
 

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 
 from dashboard.charts import Chart, sparkline
-from dashboard.health import HealthReport, check
 from dashboard.present import mask
 from dashboard.state import DashboardState
+from framework.health import HealthReport, check
 from framework.jobs import MAX_PAGE_SIZE, JobInfo
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts

@@ -11,34 +11,76 @@
     hueyard retry QUEUE (--all | JOB_ID)    failed jobs back to waiting
     hueyard pause QUEUE / hueyard resume QUEUE
     hueyard clean QUEUE --state STATE --older-than SECONDS
-    hueyard dashboard [--host H] [--port P]  serve the dashboard (waitress; SIGTERM is graceful)
-    hueyard up [--host H] [--port P]         a consumer and the dashboard together (development)
 
 The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
 
 Exit status 0 on success, 1 on any error (the message names the problem and
 the fix), 2 on a usage error.
+
+Plugins add commands
+--------------------
+
+Other packages add commands through the ``hueyard.commands`` entry-point
+group, so that ``framework`` never imports them. The dashboard adds
+``hueyard dashboard`` and ``hueyard up`` this way (``dashboard/cli.py``)::
+
+    [project.entry-points."hueyard.commands"]
+    dashboard = "dashboard.cli:add_dashboard"
+    up = "dashboard.cli:add_up"
+
+Each entry point is an :data:`AddCommands`: a callable that receives the
+``add_subparsers()`` object (:data:`Subcommands`) and adds its command with
+``add_parser``, setting ``set_defaults(run=...)`` to a :data:`RunCommand`
+(``args -> exit status``)::
+
+    def add_dashboard(commands: Subcommands) -> None:
+        command = commands.add_parser("dashboard", help="serve the web dashboard")
+        command.add_argument("--port", type=int)
+        command.set_defaults(run=serve)        # serve(args) -> int
+
+The entry point's name is the command it adds. Only the plugin of the
+command being run is loaded (a built-in command loads none, so ``hueyard
+status`` never imports Flask); ``hueyard --help`` and an unknown command
+load them all, in name order, after the built-in commands. One that fails to
+load, or whose callable raises, breaks nothing else: its name becomes a
+command that exits 1 with one line naming the plugin and the error.
+A :class:`~framework.errors.HueyardError` raised by a ``run`` is printed as
+``hueyard: error: ...`` with exit status 1, as for the built-in commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import logging
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from framework.errors import HueyardError
 from framework.jobs import STATES, JobInfo, Jobs
 
-__all__ = ["main"]
+__all__ = ["COMMANDS_GROUP", "AddCommands", "RunCommand", "Subcommands", "main"]
+
+COMMANDS_GROUP = "hueyard.commands"
+"""The entry-point group of the commands that other packages add."""
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What ``add_subparsers()`` returns: plugins call its ``add_parser``."""
+
+RunCommand: TypeAlias = Callable[[argparse.Namespace], int]
+"""A command's body: the parsed arguments in, the exit status out."""
+
+AddCommands: TypeAlias = Callable[[Subcommands], None]
+"""An entry point of :data:`COMMANDS_GROUP`: adds its command to the ``hueyard`` parser."""
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hueyard", description="Declarative background jobs on Huey and Redis."
     )
@@ -46,6 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate config and handlers, list the queues")
     check.add_argument("--json", action="store_true", help="print the queues as a JSON list")
+    check.set_defaults(run=_check)
 
     enqueue = commands.add_parser("enqueue", help="enqueue one job and print its id")
     enqueue.add_argument("queue")
@@ -63,25 +106,68 @@ def _build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument(
         "--keep-failed", type=int, help="keep this job when failed among the newest N (0: delete)"
     )
+    enqueue.set_defaults(run=_enqueue)
     _add_job_commands(commands)
-    _add_serve_commands(commands)
+    _add_plugin_commands(commands, _command_name(argv))
     return parser
 
 
-def _add_serve_commands(commands: Any) -> None:
-    for name, text in (
-        ("dashboard", "serve the web dashboard and health endpoints"),
-        ("up", "run a consumer for every queue and the dashboard (development)"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--host", help="address to listen on (default: [dashboard] host)")
-        command.add_argument("--port", type=int, help="port (default: [dashboard] port, 5000)")
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs (its first argument that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def _add_job_commands(commands: Any) -> None:
+def _add_plugin_commands(commands: Subcommands, wanted: str | None) -> None:
+    """Load the plugin that adds ``wanted``; all of them when it is none of theirs (help,
+    a typo: argparse lists every command) and none when it is a built-in command."""
+    if wanted in commands.choices:
+        return
+    found = importlib.metadata.entry_points(group=COMMANDS_GROUP)
+    if wanted in found.names:
+        found = found.select(name=wanted)
+    for entry_point in sorted(found, key=lambda entry_point: entry_point.name):
+        try:
+            add: AddCommands = entry_point.load()
+            add(commands)
+        except Exception as exc:  # a broken plugin must not break the other commands
+            _add_unavailable(commands, entry_point, exc)
+
+
+@dataclass(frozen=True)
+class _Unavailable:
+    """The body of a command whose plugin failed to load: it says why."""
+
+    reason: str
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        raise HueyardError(self.reason)
+
+
+def _add_unavailable(
+    commands: Subcommands, entry_point: importlib.metadata.EntryPoint, exc: Exception
+) -> None:
+    name = entry_point.name
+    dist = entry_point.dist
+    origin = f"{entry_point.value} of {dist.name} {dist.version}" if dist else entry_point.value
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())
+    fix = ""
+    if isinstance(exc, ImportError):
+        fix = f"; reinstall {dist.name if dist else 'it'} with its dependencies"
+    reason = f"command {name!r} is unavailable: its plugin {origin} failed to load: {error}{fix}"
+    if name in commands.choices:  # the name is taken: nowhere to report it but here
+        print(f"hueyard: warning: {reason}", file=sys.stderr)
+        return
+    text = f"(unavailable: its plugin failed to load; run hueyard {name} for why)"
+    # No -h of its own, so that `hueyard NAME --help` says why too.
+    command = commands.add_parser(name, help=text, add_help=False)
+    command.set_defaults(run=_Unavailable(reason))
+
+
+def _add_job_commands(commands: Subcommands) -> None:
     states = ", ".join(STATES)
     status = commands.add_parser("status", help="jobs per queue and state")
     status.add_argument("--json", action="store_true", help="print a JSON object per queue")
+    status.set_defaults(run=_status)
 
     jobs = commands.add_parser("jobs", help="list the jobs of a queue in one state")
     jobs.add_argument("queue")
@@ -89,21 +175,26 @@ def _add_job_commands(commands: Any) -> None:
     jobs.add_argument("--page", type=int, default=1, help="page number, from 1 (default 1)")
     jobs.add_argument("--page-size", type=int, default=25, help="jobs a page (default 25)")
     jobs.add_argument("--json", action="store_true", help="print the page as JSON")
+    jobs.set_defaults(run=_list)
 
     job = commands.add_parser("job", help="show one job")
     job.add_argument("job_id", metavar="ID")
     job.add_argument("--json", action="store_true", help="print the job as JSON")
+    job.set_defaults(run=_show)
 
     retry = commands.add_parser("retry", help="put failed jobs back in waiting")
     retry.add_argument("queue")
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("job_id", nargs="?", metavar="JOB_ID", help="the failed job to retry")
     which.add_argument("--all", action="store_true", help="every failed job of the queue")
+    retry.set_defaults(run=_retry)
 
     pause = commands.add_parser("pause", help="stop handing out jobs; running jobs finish")
     pause.add_argument("queue")
+    pause.set_defaults(run=_pause)
     resume = commands.add_parser("resume", help="hand out the jobs of a paused queue again")
     resume.add_argument("queue")
+    resume.set_defaults(run=_resume)
 
     clean = commands.add_parser("clean", help="delete old completed or failed jobs")
     clean.add_argument("queue")
@@ -111,32 +202,30 @@ def _add_job_commands(commands: Any) -> None:
     clean.add_argument(
         "--older-than", type=float, required=True, metavar="SECONDS", help="finished this long ago"
     )
+    clean.set_defaults(run=_clean)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(argv)
+    run: RunCommand = args.run
+    # A command whose plugin failed to load says so whatever its arguments were.
+    if unknown and not isinstance(run, _Unavailable):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "check":
-            return _check(as_json=args.json)
-        if args.command == "enqueue":
-            return _enqueue(args)
-        if args.command in _JOB_COMMANDS:
-            return _JOB_COMMANDS[args.command](args)
-        if args.command in ("dashboard", "up"):
-            return _serve(args)
+        return run(args)
     except HueyardError as exc:
         print(f"hueyard: error: {exc}", file=sys.stderr)
         return 1
-    return 2  # pragma: no cover - argparse rejects unknown commands
 
 
-def _check(*, as_json: bool) -> int:
+def _check(args: argparse.Namespace) -> int:
     from framework.runtime import get_app
 
     app = get_app()
     rows = [_queue_row(app, name) for name in app.queues]
-    if as_json:
+    if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(_table(rows))
@@ -226,15 +315,6 @@ def _enqueue(args: argparse.Namespace) -> int:
         keep_failed=args.keep_failed,
     )
     print(job_id)
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    # Imported here: the framework itself never imports Flask or waitress.
-    from dashboard.server import run_dashboard, run_up
-
-    logging.getLogger("hueyard").setLevel(logging.INFO)
-    (run_dashboard if args.command == "dashboard" else run_up)(args.host, args.port)
     return 0
 
 
@@ -386,16 +466,6 @@ def _clean(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-_JOB_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "status": _status,
-    "jobs": _list,
-    "job": _show,
-    "retry": _retry,
-    "pause": _pause,
-    "resume": _resume,
-    "clean": _clean,
-}
 
 _WHEN = {
     "waiting": "created",

@@ -59,6 +59,7 @@ HEARTBEAT_TTL = 30
 
 _GRACEFUL = (signal.SIGTERM, signal.SIGINT)
 _INTERRUPT = signal.SIGUSR1  # parent -> worker process: give up the running job now
+_JOIN_SLICE = 0.1  # seconds between two looks for a second signal while stopping
 
 
 class ConsumerApp(Protocol):
@@ -203,6 +204,7 @@ class MultiQueueConsumer:
         self.stop_flag = self.environment.get_stop_flag()
         self._signum: int | None = None
         self._stopping = False
+        self._hurry = False
         self._started = time.time() * 1000
 
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -282,9 +284,10 @@ class MultiQueueConsumer:
         )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopping:
-            # A second signal: stop waiting for running jobs.
-            raise KeyboardInterrupt
+        # Never raises: an exception from a signal handler can land anywhere in stop().
+        if self._stopping or self._signum is not None:
+            self._hurry = True  # a second signal: stop waiting for running jobs
+            return
         self._signum = signum
 
     def run(self) -> None:
@@ -310,16 +313,11 @@ class MultiQueueConsumer:
     def stop(self, graceful: bool = True) -> None:
         self._stopping = True
         self.stop_flag.set()
-        finished = False
-        interrupted_early = False
-        if graceful:
-            try:
-                finished = self._join(self.shutdown_timeout)
-            except KeyboardInterrupt:
-                interrupted_early = True
-                logger.warning("second signal: interrupting running jobs now")
+        finished = graceful and self._join(self.shutdown_timeout, hurry=True)
         if not finished:
-            if graceful and not interrupted_early:
+            if self._hurry:
+                logger.warning("second signal: interrupting running jobs now")
+            elif graceful:
                 logger.warning(
                     "jobs still running after %ss: interrupting them and putting them back",
                     self.shutdown_timeout,
@@ -332,13 +330,17 @@ class MultiQueueConsumer:
             self._join(BLOCKING_READ_TIMEOUT + 0.5)
         sys.stdout.flush()
 
-    def _join(self, timeout: float) -> bool:
+    def _join(self, timeout: float, *, hurry: bool = False) -> bool:
+        """Wait up to ``timeout`` s for every worker and the scheduler to end (True if
+        they did); with ``hurry``, give up as soon as a second signal comes."""
         deadline = time.monotonic() + timeout
-        for process in [p for _, _, p in self.workers] + [self.scheduler]:
-            process.join(max(deadline - time.monotonic(), 0))
-        return not any(
-            self.environment.is_alive(p) for p in [p for _, _, p in self.workers] + [self.scheduler]
-        )
+        processes = [p for _, _, p in self.workers] + [self.scheduler]
+        while True:
+            alive = [p for p in processes if self.environment.is_alive(p)]
+            remaining = deadline - time.monotonic()
+            if not alive or remaining <= 0 or (hurry and self._hurry):
+                return not alive
+            alive[0].join(min(remaining, _JOIN_SLICE))
 
     def heartbeat(self, *, leaving: bool = False) -> None:
         """Tell Redis this consumer is alive (or leaving): what the workers page shows."""

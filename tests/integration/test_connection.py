@@ -33,6 +33,7 @@ def test_a_thread_keeps_one_connection_and_threads_do_not_share_it(redis_url: st
     thread.start()
     thread.join()
     assert seen and seen[0] != client_id(main)
+    clients.pool.disconnect()
 
 
 def test_a_finished_thread_gives_its_connection_back_to_the_pool(redis_url: str) -> None:
@@ -46,6 +47,7 @@ def test_a_finished_thread_gives_its_connection_back_to_the_pool(redis_url: str)
     gc.collect()
     # Then the one connection is free again for anybody else
     assert redis.Redis(connection_pool=pool).ping()
+    pool.disconnect()
 
 
 def test_a_forked_child_makes_its_own_connection(redis_url: str, redis_conn: redis.Redis) -> None:
@@ -67,6 +69,7 @@ def test_a_forked_child_makes_its_own_connection(redis_url: str, redis_conn: red
     assert same_object == "False"
     assert int(child_id) != parent_id
     assert client_id(clients.get()) == parent_id
+    clients.pool.disconnect()
 
 
 def test_dropping_the_clients_gives_their_connections_back(redis_url: str) -> None:
@@ -79,3 +82,4 @@ def test_dropping_the_clients_gives_their_connections_back(redis_url: str) -> No
     gc.collect()
     # Then the connection is free again
     assert redis.Redis(connection_pool=pool).ping()
+    pool.disconnect()

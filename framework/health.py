@@ -1,5 +1,7 @@
 """Is the job system healthy? What ``/health``, the queue health API and ``/metrics`` share.
 
+The dashboard serves those three endpoints; the check itself needs no Flask.
+
 :func:`check` asks Redis once with a fast probe (no reconnection loop), so a
 Redis that is down answers in about a second, not after every reconnection
 try. With Redis up it reads every queue's counts in one round trip, then only
