@@ -124,7 +124,10 @@ class Hueyard:
         )
 
     def close(self) -> None:
+        """Let go of Redis: the pool's connections and the cache's health probe."""
         self.registry.unbind(self)
+        if "cache" in self.__dict__:
+            self.cache.close()
         self.pool.disconnect()
 
     def __repr__(self) -> str:

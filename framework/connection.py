@@ -7,7 +7,6 @@ Nothing else in hueyard creates a connection; the pool is injected.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from framework import defaults
+from framework import defaults, forks
 
 __all__ = ["ConnectionSpec", "SpecBackoff", "ThreadClients", "build_pool", "redact_url"]
 
@@ -145,7 +144,7 @@ class ThreadClients:
         """This thread's client (made on first use)."""
         local = self._local
         client: redis.Redis | None = getattr(local, "client", None)
-        if client is None or local.pid != os.getpid():
+        if client is None or local.pid != forks.pid():
             client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
-            local.client, local.pid = client, os.getpid()
+            local.client, local.pid = client, forks.pid()
         return client

@@ -42,7 +42,8 @@ WAKE_MAX = 64
 """Wake tokens a queue keeps for idle workers; the list is cut back to this past twice as many."""
 
 MAX_SAMPLES = 256
-"""Processing-time samples kept per queue and minute (for p50 / p95)."""
+"""Processing-time samples kept per queue and minute (for p50 / p95): the newest
+``MAX_SAMPLES``, the list cut back to them when it passes twice as many."""
 
 CONCURRENCY = 1
 """Workers per queue in one consumer process."""

@@ -65,6 +65,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         super().__init__(name, results=False, utc=True, serializer=JSONSerializer(), **kwargs)
         self.signal(huey_signals.SIGNAL_INTERRUPTED)(self._requeue_interrupted)
         self._local = threading.local()  # per worker thread: the job fetched with a release
+        self._queue_policy = JobPolicy.of(self.storage.policy)  # a job that set no option
 
     def _stopping(self) -> bool:
         return self.stop_flag is not None and bool(self.stop_flag.is_set())
@@ -112,7 +113,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 f"no handler named {handler!r} is registered on queue {self.name!r} "
                 f"(known: {known}); was it renamed or removed?"
             )
-        policy = JobPolicy.of(self.storage.policy, attempts=claim.max_attempts)
+        policy = (
+            self._queue_policy
+            if claim.max_attempts is None
+            else JobPolicy.of(self.storage.policy, attempts=claim.max_attempts)
+        )
         task = task_class(args=(payload,), id=claim.id, timeout=policy.timeout)
         task.hueyard = (claim, policy)
         return task

@@ -10,10 +10,10 @@ after N s"); in ``-k process`` workers Huey's alarm usually stops it first.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
+from framework import forks
 from framework.options import Outcome
 from framework.record import Claim
 from framework.storage import JobStorage
@@ -36,7 +36,7 @@ class LeaseKeeper:
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        self.pid = forks.pid()
         self._running: dict[str, tuple[JobStorage, Claim, float | None]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -46,10 +46,10 @@ class LeaseKeeper:
     @classmethod
     def for_process(cls) -> LeaseKeeper:
         keeper = cls._instance
-        if keeper is None or keeper.pid != os.getpid():  # none yet, or inherited by fork
+        if keeper is None or keeper.pid != forks.pid():  # none yet, or inherited by fork
             with cls._instance_lock:
                 keeper = cls._instance
-                if keeper is None or keeper.pid != os.getpid():
+                if keeper is None or keeper.pid != forks.pid():
                     keeper = cls._instance = LeaseKeeper()
         return keeper
 

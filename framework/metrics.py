@@ -3,7 +3,7 @@
 ``release`` (and ``recover``) count every outcome in a per-minute hash
 (``completed`` / ``failed`` / ``retried``) and push the processing time of
 each completed job (ms) to a per-minute list of at most
-:data:`~framework.defaults.MAX_SAMPLES` samples; both
+:data:`~framework.defaults.MAX_SAMPLES` to twice as many samples (the newest); both
 expire after ``[consumer] metrics_ttl``. :func:`series` turns them into one
 point per minute and :func:`summary` into totals, rates and percentiles, for
 the dashboard's charts, the metrics endpoints and the health checks.

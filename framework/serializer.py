@@ -4,48 +4,57 @@ Payloads and results are plain JSON. The few Python types JSON lacks that a
 payload without a model may still carry (tuples, datetimes, timedeltas) are
 written as tagged objects ``{"__hy": tag, "v": ...}``; user dicts that happen
 to hold the key ``"__hy"`` are escaped, so no payload can forge a tag.
-Anything else is refused when written, and anything that is not such JSON is
-refused when read: a value planted in Redis can never run code in a worker.
+Anything else is refused when written (NaN and infinity included, and text
+that is not valid Unicode), and anything that is not such JSON is refused
+when read: a value planted in Redis can never run code in a worker.
+
+The encoding and decoding is orjson's (about fifteen times faster than the
+standard library's for a typical payload). Integers must fit in 64 bits
+(send larger ones as strings: JavaScript, the CRM's other half, could not
+read them exactly anyway).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
+import math
 from typing import Any
+
+import orjson
 
 from framework.errors import SerializationError
 
 __all__ = ["TAG", "decode", "dumps", "dumps_text", "loads"]
 
 TAG = "__hy"
+_TAG_BYTES = b'"__hy"'
 
-_json_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN = frozenset({str, int, bool, type(None)})
+"""Scalar types that are JSON as they are (a float must also be finite)."""
 
 
 def _is_native(value: Any) -> bool:
-    """True when ``value`` is plain JSON that needs no tag: the C encoder takes it as is.
+    """True when ``value`` is plain JSON that needs no tag: orjson takes it as is.
 
     Exact types only (a tuple or a ``str`` subclass is not native), dict keys
-    must be strings, and no dict may hold the tag key. This check copies
-    nothing, so a payload of plain JSON (the usual case) is encoded by
-    ``json.dumps`` alone instead of being rebuilt value by value.
+    must be strings, floats finite, and no dict may hold the tag key. This
+    check copies nothing, so a payload of plain JSON (the usual case) is
+    encoded in one call instead of being rebuilt value by value.
     """
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in _PLAIN:
         return True
+    if kind is float:
+        return math.isfinite(value)
     if kind is dict:
         if TAG in value:
             return False
         for key, item in value.items():
-            if type(key) is not str or (type(item) not in _SCALARS and not _is_native(item)):
+            if type(key) is not str or (type(item) not in _PLAIN and not _is_native(item)):
                 return False
         return True
     if kind is list:
-        return all(type(item) in _SCALARS or _is_native(item) for item in value)
+        return all(type(item) in _PLAIN or _is_native(item) for item in value)
     return False
 
 
@@ -56,7 +65,11 @@ def _encode(value: Any) -> Any:
 
 
 def _tagged(value: Any) -> Any:
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SerializationError(f"cannot store {value!r}; use null or a finite number")
+        return value
+    if isinstance(value, str | bool | int):
         return value
     if isinstance(value, tuple):
         return {TAG: "tuple", "v": [_encode(item) for item in value]}
@@ -109,26 +122,41 @@ def _decode(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Encode ``value`` as compact UTF-8 JSON (tagging tuples, datetimes and timedeltas)."""
-    return dumps_text(value).encode()
+    """Encode ``value`` as compact UTF-8 JSON (tagging tuples, datetimes and timedeltas).
+
+    Raises :class:`SerializationError` for what JSON can not hold.
+    """
+    try:
+        encoded = _encode(value)
+    except RecursionError:
+        raise SerializationError("cannot store a value nested this deep as JSON") from None
+    try:
+        return orjson.dumps(encoded)
+    except orjson.JSONEncodeError as exc:
+        hint = "; send it as a string" if "64-bit" in str(exc) else ""
+        raise SerializationError(f"cannot store this value as JSON: {exc}{hint}") from None
 
 
 def dumps_text(value: Any) -> str:
-    """:func:`dumps` as text (ASCII: other characters are escaped)."""
-    try:
-        return _json_encode(_encode(value))
-    except ValueError as exc:  # NaN / infinity
-        raise SerializationError(f"cannot store {exc}; use null or a finite number") from None
+    """:func:`dumps` as text."""
+    return dumps(value).decode()
 
 
 def loads(data: bytes | str) -> Any:
     """Decode what :func:`dumps` wrote; anything else raises :class:`SerializationError`."""
     try:
-        raw = json.loads(data)
-    except (ValueError, TypeError) as exc:
-        head = data[:16] if isinstance(data, bytes | str) else type(data).__name__
-        raise SerializationError(
-            f"stored data is not JSON written by hueyard (starts with {head!r}): {exc}; "
-            "refusing to load it"
-        ) from None
+        raw = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise _not_ours(data, exc) from None
+    raw_bytes = data if isinstance(data, bytes) else data.encode(errors="surrogatepass")
+    if _TAG_BYTES not in raw_bytes:
+        return raw  # nothing tagged: orjson's value is the value
     return _decode(raw)
+
+
+def _not_ours(data: Any, exc: Exception) -> SerializationError:
+    head = data[:16] if isinstance(data, bytes | str) else type(data).__name__
+    return SerializationError(
+        f"stored data is not JSON written by hueyard (starts with {head!r}): {exc}; "
+        "refusing to load it"
+    )

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -39,11 +38,11 @@ import redis
 from huey.constants import EmptyData
 from huey.storage import BaseStorage
 
-from framework import defaults
+from framework import defaults, forks
 from framework.connection import ThreadClients
 from framework.errors import HueyardError
 from framework.keys import LOGS, Keys
-from framework.options import EnqueueOptions, Outcome
+from framework.options import NO_OPTIONS, EnqueueOptions, Outcome
 from framework.policy import JobPolicy
 from framework.record import Claim, claim_from_reply
 from framework.scripts import Scripts
@@ -93,6 +92,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.max_log_lines = consumer.max_log_lines
         self.read_timeout = read_timeout
         self.consumer_id = ""
+        self._plain_args: dict[str, dict[str, Any]] = {}
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -102,6 +102,19 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic.
         """
         ids = [str(uuid.uuid4()) for _ in payloads]
+        args = {**self._enqueue_args(handler, options), "created": int(time.time() * 1000)}
+        for start in range(0, len(ids), ENQUEUE_BATCH):
+            end = start + ENQUEUE_BATCH
+            rows = zip(ids[start:end], payloads[start:end], strict=True)
+            self.scripts.call("enqueue", self.q, args=args, rows=rows)
+        return ids
+
+    def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
+        """The enqueue script's arguments but ``created``; made once per handler when
+        the producer set no option (the usual case)."""
+        plain = options is NO_OPTIONS
+        if plain and handler in self._plain_args:
+            return self._plain_args[handler]
         stored = options.stored()
         args = {
             "job_prefix": self.q.job_prefix,
@@ -110,15 +123,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             "delay_ms": options.delay_ms(),
             "options": json.dumps(stored) if stored else "",
         }
-        for start in range(0, len(ids), ENQUEUE_BATCH):
-            end = start + ENQUEUE_BATCH
-            rows = zip(ids[start:end], payloads[start:end], strict=True)
-            self.scripts.call("enqueue", self.q, args=args, rows=rows)
-        return ids
+        if plain:
+            self._plain_args[handler] = args
+        return args
 
     def claim(self) -> Claim | None:
         """Take the next job, or wait up to ``read_timeout`` for one and return None."""
-        token = secrets.token_hex(8)
+        token = forks.new_token()
         claim, wait = self._taken(self._claim_call(token), token)
         if claim is not None:
             return claim
@@ -128,7 +139,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         # Empty or paused: block until an enqueue, a promotion or a resume pushes a
         # token. The claim rides in the same pipeline: Redis runs it the moment the
         # BLPOP returns, so a woken worker gets its job without another round trip.
-        token = secrets.token_hex(8)
+        token = forks.new_token()
         with self.conn.pipeline(transaction=False) as pipe:
             pipe.blpop([self.q.wake], timeout=self.read_timeout)
             self._claim_call(token, client=pipe)
@@ -192,7 +203,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self, claim: Claim, outcome: Outcome, value: str, traceback: str, delay: float,
         *, fetch: bool,
     ) -> tuple[bool, Claim | None]:  # fmt: skip
-        next_token = secrets.token_hex(8) if fetch else ""
+        next_token = forks.new_token() if fetch else ""
         take = self._take_args(next_token)
         reply = self.scripts.call(
             "release",

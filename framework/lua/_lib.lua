@@ -7,10 +7,11 @@ local function now_ms()
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 
--- Milliseconds with a microsecond fraction: orders jobs finished in one ms.
-local function now_precise()
+-- The server's clock, read once: milliseconds, and milliseconds with a
+-- microsecond fraction (which orders jobs finished in one millisecond).
+local function clock()
   local t = redis.call('TIME')
-  return t[1] * 1000 + t[2] / 1000
+  return t[1] * 1000 + math.floor(t[2] / 1000), t[1] * 1000 + t[2] / 1000
 end
 
 -- Scores of the waiting set: priority first (1 = first), then enqueue order.
@@ -56,27 +57,41 @@ local function delete_job(id)
   redis.call('DEL', job, job .. LOGS)
 end
 
+-- A sorted set kept full, like a finished set at its retention (Bull's keep of
+-- 100 is just under zset-max-listpack-entries, 128), costs a scan of every
+-- member per ZADD in Redis's compact listpack form: 26 us at 100 members,
+-- against 4 us in a skiplist. One member longer than zset-max-listpack-value
+-- turns a new set into a skiplist, which stays one when the member goes.
+local function as_skiplist(set)
+  local filler = string.rep('~', 4096)
+  redis.call('ZADD', set, 0, filler)
+  redis.call('ZREM', set, filler)
+end
+
 -- Retention: keep the newest `keep` members of a finished set; older jobs go.
 local function trim(set, keep)
-  local extra = redis.call('ZCARD', set) - keep
+  local count = redis.call('ZCARD', set)
+  if count == 1 then as_skiplist(set) end
+  local extra = count - keep
   if extra > 0 then
     local popped = redis.call('ZPOPMIN', set, extra)
     for i = 1, #popped, 2 do delete_job(popped[i]) end
   end
 end
 
--- File a finished job under its set (completed | failed) and apply retention:
--- the job's own keep_<state> option if it has one (>= 0), else the queue's.
--- keep = 0 removes just this job (Bull's removeOnComplete: true); keep = N
--- keeps the newest N of the set (Bull's removeOnComplete: N).
-local function file_finished(set, job, id, state, default_keep)
-  local keep = tonumber(redis.call('HGET', job, 'keep_' .. state))
+-- File a finished job under its set (completed | failed) at time `at` and
+-- apply retention: `keep`, the job's own keep_<state> option if it has one
+-- (>= 0), else `default_keep`, the queue's. keep = 0 removes just this job
+-- (Bull's removeOnComplete: true); keep = N keeps the newest N of the set
+-- (Bull's removeOnComplete: N).
+local function file_finished(set, id, keep, default_keep, at)
+  keep = tonumber(keep)
   if keep == nil or keep < 0 then keep = tonumber(default_keep) end
   if keep == 0 then
     delete_job(id)
     return
   end
-  redis.call('ZADD', set, now_precise(), id)
+  redis.call('ZADD', set, at, id)
   trim(set, keep)
 end
 
@@ -98,23 +113,24 @@ local function to_back_of_waiting(job, id, waiting, seq_key)
   redis.call('ZADD', waiting, waiting_score(priority_of(job, A.default_priority), seq), id)
 end
 
--- Back to waiting at its old place (the sequence it was claimed with), the
--- attempt not counted: interrupted by shutdown, or recovered from a dead consumer.
-local function to_old_place_in_waiting(job, id, waiting)
+-- Back to waiting at its old place (`seq`, the sequence it was claimed with),
+-- the attempt not counted: interrupted by shutdown, or recovered from a dead
+-- consumer. `priority` is the job's option (false: the queue's).
+local function to_old_place_in_waiting(job, id, waiting, priority, seq)
   redis.call('HINCRBY', job, 'attempts', -1)
-  local seq = redis.call('HGET', job, 'seq') or 0
   redis.call('HDEL', job, 'token', 'seq', 'state')
-  redis.call('ZADD', waiting, waiting_score(priority_of(job, A.default_priority), seq), id)
+  redis.call('ZADD', waiting, waiting_score(priority or A.default_priority, seq or 0), id)
 end
 
--- Take the best waiting job for a worker: the pause check, the sliding-window
--- rate limit, then the lowest score moves to active with a lease and `token`.
+-- Take the best waiting job for a worker at time `now`: the pause check, the
+-- sliding-window rate limit, then the lowest score moves to active with a
+-- lease and `token`. One HMGET reads what the worker needs and tells a record
+-- from an id without one (or a key of another type), which is dropped, never run.
 -- Returns {'paused'} | {'empty'} | {'limited', wait_ms}
 --       | {'job', id, attempts, handler, payload, max_attempts, name, data}
--- (name and data are set only on a record an older hueyard wrote).
-local function take(waiting, active, paused, limiter, token)
+-- (name and data are set only on a record that hueyard 0.1.0 wrote).
+local function take(waiting, active, paused, limiter, token, now)
   if redis.call('EXISTS', paused) == 1 then return {'paused'} end
-  local now = now_ms()
   local rate_max, per = tonumber(A.rate_max), tonumber(A.rate_per_ms)
   if rate_max > 0 then
     redis.call('ZREMRANGEBYSCORE', limiter, '-inf', now - per)
@@ -128,18 +144,18 @@ local function take(waiting, active, paused, limiter, token)
     if #popped == 0 then return {'empty'} end
     local id = popped[1]
     local job = A.job_prefix .. id
-    -- An id without a record (a hash) is not a job: it is dropped, never run.
-    if is_job(job) then
-      local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-      redis.call('HSET', job, 'started', now, 'token', token, 'consumer', A.consumer,
-        'seq', tonumber(popped[2]) % SEQ_SPAN)
+    local f = redis.pcall('HMGET', job, 'attempts', 'handler', 'payload', 'max_attempts', 'name',
+      'data', 'created')
+    if not f.err and (f[2] or f[3] or f[6] or f[7]) then
+      local attempts = (tonumber(f[1]) or 0) + 1
+      redis.call('HSET', job, 'attempts', attempts, 'started', now, 'token', token,
+        'consumer', A.consumer, 'seq', tonumber(popped[2]) % SEQ_SPAN)
       redis.call('ZADD', active, now + tonumber(A.lease_ms), id)
       if rate_max > 0 then
         redis.call('ZADD', limiter, now, id .. ':' .. attempts)
         redis.call('PEXPIRE', limiter, per + 1000)
       end
-      local fields = redis.call('HMGET', job, 'handler', 'payload', 'max_attempts', 'name', 'data')
-      return {'job', id, attempts, unpack(fields, 1, 5)}
+      return {'job', id, attempts, f[2], f[3], f[4], f[5], f[6]}
     end
   end
   return {'empty'}

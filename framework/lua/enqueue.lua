@@ -1,11 +1,11 @@
 -- Add jobs of one handler with one set of options: one round trip per batch.
--- A record holds the handler, the payload, the creation time and the options
--- the producer set (A.options: a JSON object of record fields, or '').
+-- A record holds the handler, the payload, its creation time (A.created, the
+-- producer's clock) and the options the producer set (A.options: a JSON object
+-- of record fields, or ''). A delay counts on the server's clock, read only
+-- then; a delayed job gets its enqueue sequence when it is promoted.
 -- Ids are fresh random UUIDs made by the caller, so no record exists yet.
--- A delayed job gets its enqueue sequence when it is promoted.
 -- Returns the number of jobs added.
-local now = now_ms()
-local fields = {'handler', A.handler, 'payload', '', 'created', now}
+local fields = {'handler', A.handler, 'payload', '', 'created', A.created}
 if A.options ~= '' then
   for name, value in pairs(cjson.decode(A.options)) do
     fields[#fields + 1] = name
@@ -13,12 +13,13 @@ if A.options ~= '' then
   end
 end
 local delay = tonumber(A.delay_ms)
+local due = delay > 0 and now_ms() + delay
 local ready = 0
 for row in rows() do
   fields[4] = row.payload
   redis.call('HSET', A.job_prefix .. row.id, unpack(fields))
-  if delay > 0 then
-    redis.call('ZADD', K.delayed, now + delay, row.id)
+  if due then
+    redis.call('ZADD', K.delayed, due, row.id)
   else
     local seq = redis.call('INCR', K.seq) % SEQ_SPAN
     redis.call('ZADD', K.waiting, waiting_score(A.priority, seq), row.id)
