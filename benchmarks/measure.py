@@ -11,7 +11,7 @@ import argparse
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from benchmarks.workload import COUNTER_KEY, Probe, whatsapp_message
 __all__ = [
     "BenchmarkError",
     "Bench",
+    "Enqueue",
     "percentile",
 ]
 
@@ -58,6 +59,9 @@ def check_redis_url(parser: argparse.ArgumentParser, url: str) -> None:
 
 ENQUEUE_BLOCK = 250
 """Jobs per turn when one-by-one enqueue rates are measured side by side."""
+
+Enqueue = Callable[[str, Any], None]
+"""One enqueue call: ``enqueue(handler, payload)``."""
 
 IDLE_SETTLE = 0.5
 """Seconds a fresh consumer gets to reach its blocking wait before latency samples."""
@@ -99,14 +103,16 @@ class Bench:
 
     def enqueue_rate(self, side: Side, n: int, handler: str = "noop") -> float:
         """Jobs/s enqueueing ``n`` jobs one call at a time from this thread."""
-        return self.enqueue_rates([(side.name, side, handler)], n)[side.name]
+        return self.enqueue_rates([(side.name, side.enqueue, handler)], n)[side.name]
 
     def enqueue_rates(
-        self, contenders: Sequence[tuple[str, Side, str]], n: int, block: int = ENQUEUE_BLOCK
+        self, contenders: Sequence[tuple[str, Enqueue, str]], n: int, block: int = ENQUEUE_BLOCK
     ) -> dict[str, float]:
-        """Jobs/s of each ``(label, side, handler)``, ``n`` jobs each, one call at a time.
+        """Jobs/s of each ``(label, enqueue, handler)``, ``n`` jobs each, one call at a time.
 
-        The contenders take turns in blocks of ``block`` jobs (the order flips
+        ``enqueue(handler, payload)`` is the call timed: a side's ``enqueue``, or
+        another call of the same side (``HueyardSide.enqueue_by_handler``). The
+        contenders take turns in blocks of ``block`` jobs (the order flips
         every block), so a burst of noise on the machine hits all of them.
         """
         payloads = self.payloads(n)
@@ -115,10 +121,10 @@ class Bench:
         for index, start in enumerate(range(0, n, block)):
             chunk = payloads[start : start + block]
             order = contenders if index % 2 == 0 else list(reversed(contenders))
-            for label, side, handler in order:
+            for label, enqueue, handler in order:
                 began = time.perf_counter()
                 for payload in chunk:
-                    side.enqueue(handler, payload)
+                    enqueue(handler, payload)
                 elapsed[label] += time.perf_counter() - began
         return {label: n / seconds for label, seconds in elapsed.items()}
 

@@ -13,6 +13,8 @@ See docs/storage.md, "Memory per job".
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 
 import redis
 
@@ -20,7 +22,24 @@ from benchmarks.measure import Bench, add_redis_url, check_redis_url
 from benchmarks.sides import HueyardSide
 from benchmarks.workload import Probe
 
+__all__ = ["SETTING", "listpack_value"]
+
 SETTING = "hash-max-listpack-value"
+
+
+@contextlib.contextmanager
+def listpack_value(conn: redis.Redis, value: int | str) -> Iterator[None]:
+    """Redis's ``hash-max-listpack-value`` at ``value`` for the block, then put back.
+
+    **Server-wide**: every database and every client of the server sees it
+    meanwhile. The old value is restored even on error.
+    """
+    original = str(conn.config_get(SETTING)[SETTING])
+    conn.config_set(SETTING, value)
+    try:
+        yield
+    finally:
+        conn.config_set(SETTING, original)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,17 +55,15 @@ def main(argv: list[str] | None = None) -> None:
     probe = Probe(args.redis_url)
     bench = Bench(conn, probe)
     side = HueyardSide(args.redis_url, probe)
-    original = conn.config_get(SETTING)[SETTING]
     print(f"| `{SETTING}` | per waiting job | per retained completed job |")
     print("|---|---:|---:|")
     try:
         for value in args.values.split(","):
-            conn.config_set(SETTING, value)
-            result = bench.memory(side, args.jobs, args.workers)
+            with listpack_value(conn, value):
+                result = bench.memory(side, args.jobs, args.workers)
             waiting, retained = result["waiting_keys"], result["retained_keys"]
             print(f"| {value} | {waiting:,.0f} B | {retained:,.0f} B |")
     finally:
-        conn.config_set(SETTING, original)
         bench.flush()
         side.close()
         probe.close()

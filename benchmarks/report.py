@@ -19,7 +19,12 @@ def median(values: Sequence[float]) -> float:
 
 @dataclass
 class Row:
-    """One line of the table. ``ratio`` is hueyard / raw unless ``note`` says otherwise."""
+    """One line of the table. ``ratio`` is hueyard / raw unless ``note`` says otherwise.
+
+    A row may carry two kinds of goal: ``target``, a bound on the ratio, and
+    ``limit``, a bound on the hueyard column itself (e.g. bytes per job). Both
+    point the way ``better`` says; a row meets its goals when it meets all it has.
+    """
 
     metric: str
     unit: str
@@ -28,15 +33,29 @@ class Row:
     ratio: float | None
     better: str = "higher"  # or "lower": which direction of the ratio is good
     target: float | None = None  # ratio bound: >= target if better is higher, else <=
+    limit: float | None = None  # hueyard bound: > limit if better is higher, else <
     note: str = ""
 
     @property
     def met(self) -> bool | None:
+        verdicts = [self._target_met(), self._limit_met()]
+        if all(verdict is None for verdict in verdicts):
+            return None
+        return all(verdict is not False for verdict in verdicts)
+
+    def _target_met(self) -> bool | None:
         if self.target is None or self.ratio is None or math.isnan(self.ratio):
             return None
         if self.better == "higher":
             return self.ratio >= self.target
         return self.ratio <= self.target
+
+    def _limit_met(self) -> bool | None:
+        if self.limit is None or self.hueyard is None or math.isnan(self.hueyard):
+            return None
+        if self.better == "higher":
+            return self.hueyard > self.limit
+        return self.hueyard < self.limit
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -55,15 +74,35 @@ def _number(value: float | None, unit: str) -> str:
         return "-"
     if unit == "ms":
         return f"{value:.2f}"
+    if unit == "s":
+        return f"{value:.3f}"
     return f"{value:,.0f}"
 
 
+_UNIT_SYMBOLS = {"bytes": "B"}
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "?"}[met]
+
+
+def _factor(value: float) -> str:
+    """``0.95``, ``1.6``, ``1.0``: as written in the issue, with at least one decimal."""
+    text = f"{value:g}"
+    return text if "." in text or "e" in text else f"{text}.0"
+
+
 def _target(row: Row) -> str:
-    if row.target is None:
-        return ""
-    sign = ">=" if row.better == "higher" else "<="
-    verdict = {True: "met", False: "MISSED", None: "?"}[row.met]
-    return f"{sign} {row.target:g}x: {verdict}"
+    """``>= 0.95x: met``, ``< 1,024 B: MISSED``, or both, for the goals the row has."""
+    goals = []
+    if row.target is not None:
+        sign = ">=" if row.better == "higher" else "<="
+        goals.append(f"{sign} {_factor(row.target)}x: {_verdict(row._target_met())}")
+    if row.limit is not None:
+        sign = ">" if row.better == "higher" else "<"
+        unit = _UNIT_SYMBOLS.get(row.unit, row.unit)
+        goals.append(f"{sign} {_number(row.limit, row.unit)} {unit}: {_verdict(row._limit_met())}")
+    return "; ".join(goals)
 
 
 def format_table(rows: Sequence[Row]) -> str:

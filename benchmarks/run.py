@@ -1,12 +1,13 @@
 """hueyard vs raw Huey on the same Redis, in the same run, one command::
 
     .venv/bin/python -m benchmarks.run            # full: 5,000 jobs, 4 workers, 3 repeats
-    .venv/bin/python -m benchmarks.run --quick    # under a minute
+    .venv/bin/python -m benchmarks.run --quick    # about a minute
 
 Prints a table (metric | raw Huey | hueyard | ratio | target) and writes it,
 with every single run, to ``benchmarks/results/latest.json``. Everything is
 written to one Redis database (default 8), which is FLUSHDB'd before every
-measurement; no other database is touched. See ``benchmarks/README.md``.
+measurement; no other database is touched. The start-up rows run real
+consumer processes (:mod:`benchmarks.startup`). See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 
 import redis
 
-from benchmarks.measure import Bench, add_redis_url, check_redis_url, percentile
+from benchmarks.measure import Bench, Enqueue, add_redis_url, check_redis_url, percentile
 from benchmarks.report import Row, format_profile, format_table, median, ratio, write_json
 from benchmarks.sides import HueyardSide, RawSide, Side
+from benchmarks.startup import import_times, startup_row
+from benchmarks.startup import measure as measure_startup
 from benchmarks.workload import Probe
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -46,13 +49,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-jobs", type=int, help="jobs of the per-job cost profile (default 2000)"
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: done in under 60 s")
+    parser.add_argument(
+        "--startup-repeats", type=int, help="consumer start-ups per side (default 5)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: done in about 60 s")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-job cost table")
     add_redis_url(parser)
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     sizes = (
-        {"jobs": 1000, "repeats": 3, "samples": 60, "memory_jobs": 500, "profile_jobs": 500}
+        {
+            "jobs": 1000,
+            "repeats": 3,
+            "samples": 60,
+            "memory_jobs": 500,
+            "profile_jobs": 500,
+            "startup_repeats": 3,
+        }
         if args.quick
         else {
             "jobs": 5000,
@@ -60,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "samples": 300,
             "memory_jobs": 2000,
             "profile_jobs": 2000,
+            "startup_repeats": 5,
         }
     )
     for name, value in sizes.items():
@@ -84,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     probe = Probe(args.redis_url)
     bench = Bench(conn, probe)
     raw: Side = RawSide(args.redis_url, probe)
-    hy: Side = HueyardSide(args.redis_url, probe)
+    hy = HueyardSide(args.redis_url, probe)
     started = time.monotonic()
     try:
         runs = measure(bench, raw, hy, args)
+        log("consumer start to first job: real consumer processes")
+        runs["startup"] = measure_startup(args.redis_url, args.startup_repeats, report=log)
+        runs["import_ms"] = import_times()
         profiles = {}
         if not args.no_profile:
             for side_class in (RawSide, HueyardSide):
@@ -107,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"hueyard vs raw Huey: {args.jobs} jobs, {args.workers} worker threads, "
-        f"median of {args.repeats} runs, {args.samples} x {args.repeats} latency samples"
+        f"median of {args.repeats} runs, {args.samples} x {args.repeats} latency samples, "
+        f"{args.startup_repeats} consumer start-ups per side"
     )
     print()
     print(table)
@@ -130,28 +148,46 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(bench: Bench, raw: Side, hy: Side, args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement, ``args.repeats`` times, the two sides interleaved."""
+def enqueue_contenders(raw: Side, hy: HueyardSide) -> list[tuple[str, Enqueue, str]]:
+    """The one-by-one enqueue calls raced against each other, as ``(label, call, handler)``.
+
+    Raw Huey's ``task(payload)``; hueyard's ``framework.enqueue(queue, handler,
+    payload)`` (the side's ``enqueue``), the same with a pydantic payload, and
+    ``handler.enqueue(payload)``.
+    """
+    return [
+        (raw.name, raw.enqueue, "noop"),
+        (hy.name, hy.enqueue, "noop"),
+        ("typed", hy.enqueue, "typed"),
+        ("handler", hy.enqueue_by_handler, "noop"),
+    ]
+
+
+def measure(bench: Bench, raw: Side, hy: HueyardSide, args: argparse.Namespace) -> dict[str, Any]:
+    """Every in-process measurement, ``args.repeats`` times, the two sides interleaved."""
     n, w = args.jobs, args.workers
     runs: dict[str, Any] = {
         key: {raw.name: [], hy.name: []} for key in ("enqueue", "drain", "pickup", "memory")
     }
     runs["bulk"] = {hy.name: []}
     runs["enqueue_typed"] = {hy.name: []}
+    runs["enqueue_handler"] = {hy.name: []}
+    contenders = enqueue_contenders(raw, hy)
     log("warm-up: connections, Lua scripts, code paths")
+    bench.enqueue_rates(contenders, 50)
     for side in (raw, hy):
-        bench.enqueue_rate(side, 50)
         bench.drain_rate(side, 50, w)
     for rep in range(args.repeats):
         order = (raw, hy) if rep % 2 == 0 else (hy, raw)
         label = f"run {rep + 1}/{args.repeats}"
-        contenders = [(s.name, s, "noop") for s in order] + [("typed", hy, "typed")]
-        rates = bench.enqueue_rates(contenders, n)
+        rates = bench.enqueue_rates(contenders if rep % 2 == 0 else contenders[::-1], n)
         for side in order:
             runs["enqueue"][side.name].append(rates[side.name])
             log(f"{label} enqueue one by one   {side.name:9} {rates[side.name]:9,.0f} jobs/s")
         runs["enqueue_typed"][hy.name].append(rates["typed"])
         log(f"{label} enqueue (pydantic)   {hy.name:9} {rates['typed']:9,.0f} jobs/s")
+        runs["enqueue_handler"][hy.name].append(rates["handler"])
+        log(f"{label} handler.enqueue      {hy.name:9} {rates['handler']:9,.0f} jobs/s")
         rate = bench.bulk_rate(hy, n)
         runs["bulk"][hy.name].append(rate)
         log(f"{label} enqueue_many         {hy.name:9} {rate:9,.0f} jobs/s")
@@ -188,6 +224,7 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
     enqueue_hy = median(runs["enqueue"][hy_name])
     bulk = median(runs["bulk"][hy_name])
     typed = median(runs["enqueue_typed"][hy_name])
+    by_handler = median(runs["enqueue_handler"][hy_name])
 
     def drain(name: str, key: str = "rate") -> float:
         return median([run[key] for run in runs["drain"][name]])
@@ -210,7 +247,17 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             enqueue_raw,
             enqueue_hy,
             ratio(enqueue_hy, enqueue_raw),
-            target=0.9,
+            target=0.95,
+            note="raw Huey task(payload) vs framework.enqueue(queue, handler, payload)",
+        ),
+        Row(
+            "enqueue one by one, handler.enqueue",
+            "jobs/s",
+            enqueue_raw,
+            by_handler,
+            ratio(by_handler, enqueue_raw),
+            target=0.95,
+            note="raw Huey task(payload) vs handler.enqueue(payload), in the same race",
         ),
         Row(
             "enqueue one by one, pydantic payload",
@@ -243,7 +290,7 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             drain_raw,
             drain_hy,
             ratio(drain_hy, drain_raw),
-            target=1.0,
+            target=1.6,
         ),
         Row(
             "  drain, client CPU per job",
@@ -269,8 +316,9 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             p99[hy_name],
             ratio(p99[hy_name], p99[raw_name]),
             better="lower",
-            target=1.2,
+            target=1.1,
         ),
+        startup_row(runs["startup"], runs["import_ms"]),
         Row(
             "Redis memory per waiting job",
             "bytes",
@@ -287,8 +335,10 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             mem(hy_name, "retained_keys"),
             ratio(mem(hy_name, "retained_keys"), mem(raw_name, "retained_keys")),
             better="lower",
+            limit=1024,
             note=f"after {args.memory_jobs} jobs with keep_completed = {args.memory_jobs}; "
-            "raw Huey keeps only the pickled result (forever), hueyard the whole job record",
+            "raw Huey keeps only the pickled result (forever), hueyard the whole job record; "
+            "the target is on the hueyard column (python -m benchmarks.memory_breakdown)",
         ),
         Row(
             "  same, INFO used_memory delta",
@@ -328,6 +378,7 @@ def meta(conn: redis.Redis, args: argparse.Namespace, seconds: float) -> dict[st
         "latency_samples_per_run": args.samples,
         "memory_jobs": args.memory_jobs,
         "profile_jobs": args.profile_jobs,
+        "startup_repeats": args.startup_repeats,
         "quick": args.quick,
         "seconds": round(seconds, 1),
     }

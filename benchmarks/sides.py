@@ -158,11 +158,16 @@ class HueyardSide(Side):
 
     @functools.cached_property
     def producer(self) -> Any:
-        """The app that enqueues: the process's app, as in a service (``framework.enqueue``)."""
+        """The app that enqueues: the process's app, as in a service.
+
+        ``framework.enqueue`` reaches it through :func:`framework.runtime.set_app`,
+        ``handler.enqueue`` through this side's registry, bound to it.
+        """
         from framework.runtime import set_app
 
         app = self.app()
         set_app(app)
+        self.registry.bind(app)
         return app
 
     def app(self, workers: int = 1, keep_completed: int | None = None) -> Any:
@@ -184,12 +189,19 @@ class HueyardSide(Side):
             if self.round_trips is not None:
                 pool.connection_class = counting_connection_class(self.round_trips)
             self._apps[key] = Hueyard(settings, self.registry, pool=pool)
+            if "producer" in self.__dict__:
+                # A new app binds the registry to itself; handler.enqueue stays on the producer.
+                self.registry.bind(self.producer)
         return self._apps[key]
 
     def enqueue(self, handler: str, payload: Any) -> None:
         """``framework.enqueue(queue, handler, payload)``: the call a service makes."""
         self.producer  # noqa: B018 - the process's app is set once, before timing
         enqueue(QUEUE, handler, payload)
+
+    def enqueue_on_app(self, handler: str, payload: Any) -> None:
+        """``app.enqueue(queue, handler, payload)`` on this side's own app."""
+        self.app().enqueue(QUEUE, handler, payload)
 
     def enqueue_by_handler(self, handler: str, payload: Any) -> None:
         """``handler.enqueue(payload)``: the other call a service makes."""
