@@ -1,4 +1,4 @@
-"""Shared fixtures: a dedicated, cleaned database on the real Redis server.
+"""Shared fixtures: a dedicated, cleaned database on the real Redis server, and apps on it.
 
 The server is the one at 127.0.0.1:6379 (``.ci/run`` makes sure it answers).
 Tests use database ``$HUEYARD_TEST_REDIS_DB`` (default 15) and flush only that
@@ -9,10 +9,16 @@ the run instead of skipping it.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 import redis
+
+from framework.application import Hueyard
+from framework.config import parse_settings
+from framework.handlers import HandlerRegistry
 
 TEST_DB = int(os.environ.get("HUEYARD_TEST_REDIS_DB", "15"))
 TEST_HOST = os.environ.get("HUEYARD_TEST_REDIS_HOST", "127.0.0.1")
@@ -36,3 +42,53 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     yield conn
     conn.flushdb()
     conn.close()
+
+
+def app_toml(url: str, body: str = "", *, prefix: str = "test", redis_lines: str = "") -> str:
+    """A ``config/queues.toml`` for a test: ``[redis]`` on ``url`` (plus
+    ``redis_lines``), then ``body`` (the queues and any other table), dedented."""
+    extra = textwrap.dedent(redis_lines).strip()
+    table = f'[redis]\nurl = "{url}"\nprefix = "{prefix}"\n{extra}\n'
+    return table + "\n" + textwrap.dedent(body)
+
+
+class AppFactory(Protocol):
+    def __call__(
+        self,
+        body: str,
+        registry: HandlerRegistry,
+        *,
+        prefix: str = "test",
+        url: str | None = None,
+        redis_lines: str = "",
+        pool: redis.ConnectionPool | None = None,
+    ) -> Hueyard: ...
+
+
+@pytest.fixture
+def make_app(redis_conn: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
+    """Build apps on the test database from TOML (see :func:`app_toml`); closed at teardown.
+
+    ::
+
+        app = make_app("[queues.work]\\nattempts = 2", registry, prefix="st")
+    """
+    apps: list[Hueyard] = []
+
+    def build(
+        body: str,
+        registry: HandlerRegistry,
+        *,
+        prefix: str = "test",
+        url: str | None = None,
+        redis_lines: str = "",
+        pool: redis.ConnectionPool | None = None,
+    ) -> Hueyard:
+        text = app_toml(url or redis_url, body, prefix=prefix, redis_lines=redis_lines)
+        app = Hueyard(parse_settings(text, env={}), registry, pool=pool)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.close()

@@ -9,30 +9,24 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from dashboard import create_app
 from framework.application import Hueyard
-from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
 from framework.storage import JobStorage
+from tests.conftest import AppFactory
 
 USER, PASSWORD = "ops", "correct horse battery"
 ENV = {"DASHBOARD_USERNAME": USER, "DASHBOARD_PASSWORD": PASSWORD}
 
 CONFIG = """
-[redis]
-url = "{url}"
-prefix = "dt"
-reconnect_attempts = 1
-
 [queues.work]
 description = "Work for the tests"
 attempts = 1
@@ -77,20 +71,16 @@ MakeApp = Callable[..., Hueyard]
 
 
 @pytest.fixture
-def make_app(redis_conn: redis.Redis, redis_url: str) -> Iterator[MakeApp]:
+def make_app(make_app: AppFactory) -> MakeApp:
     """Build a Hueyard app on the test database; ``dashboard=`` / ``health=`` are TOML lines."""
-    apps: list[Hueyard] = []
 
     def build(*, dashboard: str = "", health: str = "", url: str | None = None) -> Hueyard:
-        text = CONFIG.format(url=url or redis_url, dashboard=dashboard, health=health)
-        app = Hueyard(parse_settings(text, env={}), registry())
-        apps.append(app)
-        return app
+        body = CONFIG.format(dashboard=dashboard, health=health)
+        return make_app(
+            body, registry(), prefix="dt", url=url, redis_lines="reconnect_attempts = 1"
+        )
 
-    yield build
-    for app in apps:
-        app.cache.close()
-        app.close()
+    return build
 
 
 @pytest.fixture

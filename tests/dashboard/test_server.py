@@ -25,6 +25,7 @@ from dashboard.server import DashboardServer
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
+from tests.conftest import app_toml
 from tests.integration.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,13 +108,7 @@ def project(tmp_path: Path, redis_url: str, redis_conn: redis.Redis) -> dict[str
     """)
     )
     (tmp_path / "q.toml").write_text(
-        textwrap.dedent(f"""
-        [redis]
-        url = "{redis_url}"
-        prefix = "servetest"
-        [queues.alpha]
-        concurrency = 1
-    """)
+        app_toml(redis_url, "[queues.alpha]\nconcurrency = 1", prefix="servetest")
     )
     return {
         "HUEYARD_CONFIG": str(tmp_path / "q.toml"),

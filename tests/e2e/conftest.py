@@ -38,12 +38,17 @@ from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
 from framework.jobs import MAX_PAGE_SIZE, JobInfo, Jobs, QueueCounts
+from tests.conftest import app_toml
 from tests.e2e import e2e_handlers
 
 ROOT = Path(__file__).resolve().parents[2]
 """The checkout root: the consumer imports ``tests.e2e.e2e_handlers`` from here."""
 
 READY_LINE = "hueyard consumer pid"
+TICK = 0.1
+"""[consumer] scheduler_interval of the e2e consumers: due jobs move within a tenth of a second."""
+BACKOFF = 0.5
+"""Seconds before the first retry on the e2e queues (exponential: 0.5 s, 1 s, ...)."""
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
@@ -69,11 +74,11 @@ def config_text(
     prefix: str,
     *,
     shutdown_timeout: float = 8,
-    scheduler_interval: int = 1,
+    scheduler_interval: float = TICK,
     lease: float | None = None,
     max_stalls: int | None = None,
 ) -> str:
-    """The e2e config: every queue of ``e2e_handlers``, backoffs of 1 second.
+    """The e2e config: every queue of ``e2e_handlers``, backoffs from :data:`BACKOFF`.
 
     ``lease`` and ``max_stalls`` set ``[consumer]`` fields that are left at their
     defaults (30 s, 1 stall) when not given.
@@ -83,14 +88,13 @@ def config_text(
         for name, value in (("lease", lease), ("max_stalls", max_stalls))
         if value is not None
     )
-    return f"""
-[redis]
-url = "{redis_url}"
-prefix = "{prefix}"
-
+    return app_toml(
+        redis_url,
+        prefix=prefix,
+        body=f"""
 [defaults]
 attempts = 3
-backoff = {{ type = "exponential", delay = 1 }}
+backoff = {{ type = "exponential", delay = {BACKOFF} }}
 
 [consumer]
 shutdown_timeout = {shutdown_timeout}
@@ -108,7 +112,7 @@ concurrency = 1
 
 [queues.retry]
 attempts = 3
-backoff = {{ type = "exponential", delay = 1 }}
+backoff = {{ type = "exponential", delay = {BACKOFF} }}
 concurrency = 3
 
 [queues.once]
@@ -129,12 +133,13 @@ keep_completed = 10000
 
 [queues.throttled]
 concurrency = 4
-rate_limit = {{ max = 5, per = 2 }}
+rate_limit = {{ max = 5, per = 1 }}
 
 [queues.pausable]
 concurrency = 4
 keep_completed = 1000
-"""
+""",
+    )
 
 
 def wait_until(

@@ -32,8 +32,8 @@ from tests.e2e.conftest import E2E, E2E_REGISTRY, ConsumerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
-CHAOS_JOBS = 3000
-CHAOS_KILLS = 6
+CHAOS_JOBS = 2000
+CHAOS_KILLS = 4
 CHAOS_PROCESS_KILL = 2
 """After this kill (0-based) the replacement runs ``-k process``."""
 CHAOS_SEED = int(os.environ.get("HUEYARD_CHAOS_SEED", "20251106"))

@@ -94,9 +94,9 @@ def test_a_queue_runs_as_many_jobs_at_once_as_its_concurrency(e2e: E2E) -> None:
     # Given a consumer with concurrency 3 on the queue "wide"
     e2e.start_consumer()
 
-    # When four jobs of 1.5 s each are enqueued at once
+    # When four jobs of 0.8 s each are enqueued at once
     for n in range(4):
-        handlers.wide_sleep.enqueue({"tag": f"w{n}", "seconds": 1.5})
+        handlers.wide_sleep.enqueue({"tag": f"w{n}", "seconds": 0.8})
 
     # Then three run at the same time and the fourth waits for a free worker
     e2e.records.wait_for(4, job="wide.sleep", event="end", timeout=20)
@@ -143,7 +143,7 @@ def test_hueyard_queues_limits_the_consumer_to_the_named_queues(e2e: E2E) -> Non
 
     # Then the alpha job runs and the beta job stays waiting
     e2e.wait_result("alpha", alpha_id)
-    time.sleep(1.0)  # an idle beta worker, if there were one, would have taken it by now
+    time.sleep(0.5)  # an idle beta worker, if there were one, would have taken it by now
     assert e2e.records.starts(tag="on-beta") == []
     assert e2e.pending("beta") == 1
     [ready] = [line for line in consumer.log().splitlines() if READY_LINE in line]

@@ -1,9 +1,9 @@
 """Retries with backoff, per-job attempts, delayed jobs: timed from outside the consumer.
 
 The consumer's scheduler moves due retries and delayed jobs into their queue
-once a second, so a job due at ``t`` starts between ``t`` and about ``t + 1``;
-the upper bounds below allow ``SCHEDULER_SLACK`` for that tick and a loaded
-machine.
+every :data:`~tests.e2e.conftest.TICK` (0.1 s), so a job due at ``t`` starts
+between ``t`` and about ``t + 0.1``; the upper bounds below allow
+``SCHEDULER_SLACK`` for that tick and a loaded machine.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import pytest
 
 from framework.errors import OptionError
 from tests.e2e import e2e_handlers as handlers
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import BACKOFF, E2E
 
 pytestmark = pytest.mark.e2e
 
-SCHEDULER_SLACK = 2.5
+SCHEDULER_SLACK = 1.5
+DELAY = 1.0
 
 
 def _start_times(e2e: E2E, job: str | None, tag: str) -> list[float]:
@@ -27,7 +28,7 @@ def _start_times(e2e: E2E, job: str | None, tag: str) -> list[float]:
 
 
 def test_a_failing_job_is_tried_attempts_times_with_exponential_backoff(e2e: E2E) -> None:
-    # Given a consumer, and the queue "retry": attempts = 3, exponential backoff from 1 s
+    # Given a consumer, and the queue "retry": attempts = 3, exponential backoff from 0.5 s
     e2e.start_consumer()
 
     # When a job that always fails is enqueued
@@ -38,9 +39,9 @@ def test_a_failing_job_is_tried_attempts_times_with_exponential_backoff(e2e: E2E
     assert "always_fail doomed" in str(error)
     first, second, third = _start_times(e2e, "retry.always_fail", "doomed")
 
-    # And waited 1 s before the second attempt and 2 s before the third
-    assert 1.0 <= second - first < 1.0 + SCHEDULER_SLACK
-    assert 2.0 <= third - second < 2.0 + SCHEDULER_SLACK
+    # And waited 0.5 s before the second attempt and 1 s before the third
+    assert BACKOFF <= second - first < BACKOFF + SCHEDULER_SLACK
+    assert 2 * BACKOFF <= third - second < 2 * BACKOFF + SCHEDULER_SLACK
 
     # And nothing more is scheduled
     assert (e2e.pending("retry"), e2e.scheduled("retry")) == (0, 0)
@@ -71,7 +72,7 @@ def test_attempts_given_at_enqueue_override_the_queues_both_ways(e2e: E2E) -> No
     e2e.wait_final_error("once", more, timeout=20)
     for job, tag in (("retry.always_fail", "fewer"), ("once.always_fail", "more")):
         first, second = _start_times(e2e, job, tag)
-        assert 1.0 <= second - first < 1.0 + SCHEDULER_SLACK
+        assert BACKOFF <= second - first < BACKOFF + SCHEDULER_SLACK
     assert (e2e.scheduled("retry"), e2e.scheduled("once")) == (0, 0)
 
 
@@ -91,32 +92,32 @@ def test_a_delayed_job_waits_for_its_delay(e2e: E2E) -> None:
     # Given a consumer
     e2e.start_consumer()
 
-    # When jobs are enqueued with a delay of 2 s, as seconds and as a timedelta
+    # When jobs are enqueued with a delay of 1 s, as seconds and as a timedelta
     enqueued = time.time()
-    seconds = handlers.alpha_echo.enqueue({"tag": "seconds"}, delay=2)
+    seconds = handlers.alpha_echo.enqueue({"tag": "seconds"}, delay=DELAY)
     timedelta = handlers.beta_echo.enqueue(
-        {"tag": "timedelta"}, delay=datetime.timedelta(seconds=2)
+        {"tag": "timedelta"}, delay=datetime.timedelta(seconds=DELAY)
     )
 
     # Then they are scheduled, not waiting
     assert (e2e.scheduled("alpha"), e2e.pending("alpha")) == (1, 0)
     assert (e2e.scheduled("beta"), e2e.pending("beta")) == (1, 0)
 
-    # And each runs once, no sooner than 2 s after the enqueue and soon after that
+    # And each runs once, no sooner than 1 s after the enqueue and soon after that
     e2e.wait_result("alpha", seconds)
     e2e.wait_result("beta", timedelta)
     for tag in ("seconds", "timedelta"):
         [started] = _start_times(e2e, None, tag)
-        assert 2.0 <= started - enqueued < 2.0 + SCHEDULER_SLACK, tag
+        assert DELAY <= started - enqueued < DELAY + SCHEDULER_SLACK, tag
     assert (e2e.scheduled("alpha"), e2e.scheduled("beta")) == (0, 0)
 
 
 def test_a_job_with_an_aware_eta_waits_until_then_whatever_its_time_zone(e2e: E2E) -> None:
     e2e.start_consumer()
 
-    # When jobs are given an eta 2 s ahead, written in UTC and in UTC+05:00
+    # When jobs are given an eta 1 s ahead, written in UTC and in UTC+05:00
     now = datetime.datetime.now(datetime.UTC)
-    eta = now + datetime.timedelta(seconds=2)
+    eta = now + datetime.timedelta(seconds=DELAY)
     utc_id = handlers.alpha_echo.enqueue({"tag": "utc"}, eta=eta)
     plus5 = eta.astimezone(datetime.timezone(datetime.timedelta(hours=5)))
     plus5_id = handlers.gamma_echo.enqueue({"tag": "plus5"}, eta=plus5)
@@ -142,14 +143,14 @@ def test_a_naive_eta_is_refused_because_its_time_zone_is_a_guess(e2e: E2E) -> No
 
 
 def test_the_scheduler_checks_for_due_jobs_every_scheduler_interval(e2e: E2E) -> None:
-    # Given a consumer whose scheduler looks for due jobs every 5 seconds
-    consumer = e2e.start_consumer(config=e2e.write_config("interval.toml", scheduler_interval=5))
-    first_check = consumer.started  # the scheduler checks as it starts, then every 5 s
+    # Given a consumer whose scheduler looks for due jobs every 2 seconds
+    consumer = e2e.start_consumer(config=e2e.write_config("interval.toml", scheduler_interval=2))
+    first_check = consumer.started  # the scheduler checks as it starts, then every 2 s
 
-    # When a job due 1 s later is enqueued
-    job_id = handlers.alpha_echo.enqueue({"tag": "due"}, delay=1)
+    # When a job due 0.2 s later is enqueued
+    job_id = handlers.alpha_echo.enqueue({"tag": "due"}, delay=0.2)
 
-    # Then it is moved to its queue at the next check, about 5 s after the first
+    # Then it is moved to its queue at the next check, about 2 s after the first
     e2e.wait_result("alpha", job_id)
     [started] = _start_times(e2e, "alpha.echo", "due")
-    assert started - first_check >= 4.0
+    assert started - first_check >= 1.6

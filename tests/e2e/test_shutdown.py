@@ -34,9 +34,9 @@ def _stop_message(consumer: ConsumerProcess, signum: signal.Signals) -> None:
 def test_a_signal_lets_the_running_job_finish_and_starts_no_new_one(
     e2e: E2E, worker_type: str, signum: signal.Signals, to_group: bool
 ) -> None:
-    # Given a consumer running a 3-second job on its only "slow" worker
+    # Given a consumer running a 1.5-second job on its only "slow" worker
     consumer = e2e.start_consumer("-k", worker_type)
-    running = handlers.slow_sleep.enqueue({"tag": "running", "seconds": 3})
+    running = handlers.slow_sleep.enqueue({"tag": "running", "seconds": 1.5})
     [started] = e2e.records.wait_for(1, tag="running")
 
     # When it gets the signal, and a job is enqueued once the consumer said it is stopping
@@ -60,7 +60,7 @@ def test_a_signal_lets_the_running_job_finish_and_starts_no_new_one(
 def test_idle_workers_take_no_job_after_the_signal(e2e: E2E, worker_type: str) -> None:
     # Given a consumer running one job on "spare", whose two other workers are idle
     consumer = e2e.start_consumer("-k", worker_type)
-    handlers.spare_sleep.enqueue({"tag": "running", "seconds": 2})
+    handlers.spare_sleep.enqueue({"tag": "running", "seconds": 1.5})
     e2e.records.wait_for(1, tag="running")
 
     # When it gets SIGTERM, and a job is enqueued once the consumer said it is stopping
@@ -127,7 +127,7 @@ def test_a_second_signal_stops_waiting_for_running_jobs(e2e: E2E) -> None:
 def test_a_job_put_back_at_shutdown_waits_for_the_next_consumer(e2e: E2E, worker_type: str) -> None:
     # Given a consumer running a 10-second job on "spare", whose two other workers are idle
     consumer = e2e.start_consumer("-k", worker_type)
-    job_id = handlers.spare_sleep.enqueue({"tag": "long", "first_seconds": 10, "seconds": 4})
+    job_id = handlers.spare_sleep.enqueue({"tag": "long", "first_seconds": 10, "seconds": 0.5})
     e2e.records.wait_for(1, tag="long")
 
     # When it is told to stop twice, so the running job is interrupted and put back at once

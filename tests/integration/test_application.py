@@ -6,7 +6,6 @@ import datetime
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -22,6 +21,7 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.handlers import HandlerRegistry, handler
+from tests.conftest import AppFactory, app_toml
 
 
 class Outbound(BaseModel):
@@ -29,15 +29,10 @@ class Outbound(BaseModel):
     content: str
 
 
-def config(url: str) -> str:
-    return f"""
-[redis]
-url = "{url}"
-prefix = "apptest"
-
+CONFIG = """
 [defaults]
 attempts = 3
-backoff = {{ type = "exponential", delay = 5 }}
+backoff = { type = "exponential", delay = 5 }
 
 [queues.messages]
 priority = 5
@@ -45,7 +40,7 @@ timeout = 30
 
 [queues.imports]
 attempts = 1
-backoff = {{ type = "fixed", delay = 2 }}
+backoff = { type = "fixed", delay = 2 }
 
 [queues.idle]
 
@@ -69,10 +64,8 @@ def registry() -> HandlerRegistry:
 
 
 @pytest.fixture
-def app(redis_conn: redis.Redis, redis_url: str, registry: HandlerRegistry) -> Iterator[Hueyard]:
-    app = Hueyard(parse_settings(config(redis_url), env={}), registry)
-    yield app
-    app.close()
+def app(make_app: AppFactory, registry: HandlerRegistry) -> Hueyard:
+    return make_app(CONFIG, registry, prefix="apptest")
 
 
 def queued(app: Hueyard, queue: str) -> list[tuple[str, dict[bytes, bytes], float]]:
@@ -126,7 +119,7 @@ def test_a_handler_for_an_undeclared_queue_stops_start_up(redis_url: str) -> Non
     def send(payload: object) -> None: ...
 
     with pytest.raises(UnknownHandlerError) as caught:
-        Hueyard(parse_settings(config(redis_url), env={}), registry)
+        Hueyard(parse_settings(app_toml(redis_url, CONFIG), env={}), registry)
     message = str(caught.value)
     assert "test_application" in message and "send" in message
     assert "'mesages'" in message
@@ -134,7 +127,7 @@ def test_a_handler_for_an_undeclared_queue_stops_start_up(redis_url: str) -> Non
 
 
 def test_enqueue_stores_a_readable_record_with_the_default_priority(app: Hueyard) -> None:
-    before = time.time() * 1000
+    before = int(time.time() * 1000)
     job_id = app.enqueue("messages", "send_message", {"to": "+1", "content": "hi"})
     [(queued_id, job, score)] = queued(app, "messages")
     assert queued_id == job_id
@@ -225,11 +218,13 @@ def test_unknown_queue_and_handler_are_named(app: Hueyard) -> None:
         app.enqueue("messages", "send", {})
 
 
-def test_a_dead_redis_gives_a_clear_error_without_the_password(registry: HandlerRegistry) -> None:
-    text = config("redis://:hunter2@127.0.0.1:1/0").replace(
-        'prefix = "apptest"', 'prefix = "apptest"\nreconnect_attempts = 1\nconnect_timeout = 0.5'
-    )
-    app = Hueyard(parse_settings(text, env={}), registry)
+def test_a_dead_redis_gives_a_clear_error_without_the_password(
+    registry: HandlerRegistry, make_app: AppFactory
+) -> None:
+    app = make_app(
+        CONFIG, registry, url="redis://:hunter2@127.0.0.1:1/0",
+        redis_lines="reconnect_attempts = 1\nconnect_timeout = 0.5",
+    )  # fmt: skip
     with pytest.raises(RedisUnavailableError) as caught:
         app.enqueue("messages", "send_message", {"to": "+1", "content": "x"})
     message = str(caught.value)

@@ -1,4 +1,4 @@
-"""The hueyard command, run as a real process."""
+"""The hueyard command: in this process, and (where that is the point) as a real process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.cli_runner import ROOT, run
+from tests.conftest import app_toml
+from tests.integration.cli_runner import ROOT, run, run_process
 
 
 @pytest.fixture
@@ -29,17 +30,18 @@ def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
     """)
     )
     (tmp_path / "q.toml").write_text(
-        textwrap.dedent(f"""
-        [redis]
-        url = "{redis_url}"
-        prefix = "clitest"
-        [queues.alpha]
-        attempts = 4
-        concurrency = 3
-        rate_limit = {{ max = 5, per = 10 }}
-        [queues.beta]
-        timeout = 60
-    """)
+        app_toml(
+            redis_url,
+            """
+            [queues.alpha]
+            attempts = 4
+            concurrency = 3
+            rate_limit = { max = 5, per = 10 }
+            [queues.beta]
+            timeout = 60
+            """,
+            prefix="clitest",
+        )
     )
     return {
         "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
@@ -123,13 +125,16 @@ def test_check_exits_1_for_a_handler_on_an_undeclared_queue(
 
 
 def test_the_shipped_config_checks_clean() -> None:
-    result = run(["check", "--json"], {"HUEYARD_CONFIG": str(ROOT / "config" / "queues.toml")})
+    # A real process: the shipped config, with the handlers the pipelines package declares
+    result = run_process(
+        ["check", "--json"], {"HUEYARD_CONFIG": str(ROOT / "config" / "queues.toml")}
+    )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 10
 
 
 def test_enqueue_prints_the_job_id(project: dict[str, str], redis_conn: redis.Redis) -> None:
-    result = run(
+    result = run_process(
         ["enqueue", "alpha", "ping", "--data", '{"n": 7}', "--priority", "2", "--attempts", "2",
          "--keep-completed", "0", "--keep-failed", "9"],
         project,

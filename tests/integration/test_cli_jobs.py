@@ -1,5 +1,5 @@
 """The job commands of ``hueyard`` (status, jobs, job, retry, pause, resume, clean), run
-as real processes against the real Redis server.
+in this process against the real Redis server.
 
 Jobs are put into their states in this process, through the storage of an app
 built from the same TOML file the command reads.
@@ -10,23 +10,19 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from framework.application import Hueyard
-from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.storage import JobStorage
+from tests.conftest import AppFactory, app_toml
 from tests.integration.cli_runner import run
 
 TOML = """
-[redis]
-url = "{url}"
-prefix = "clijobs"
 [queues.alpha]
 attempts = 1
 [queues.beta]
@@ -44,7 +40,7 @@ def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
             return 1
     """)
     )
-    (tmp_path / "q.toml").write_text(TOML.format(url=redis_url))
+    (tmp_path / "q.toml").write_text(app_toml(redis_url, TOML, prefix="clijobs"))
     return {
         "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
         "HUEYARD_HANDLER_PACKAGES": "",
@@ -54,7 +50,7 @@ def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+def app(make_app: AppFactory) -> Hueyard:
     """The same queues, in this process, to put jobs into their states."""
     registry = HandlerRegistry()
 
@@ -62,9 +58,7 @@ def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
     def ping(payload: dict[str, object]) -> int:
         return 1
 
-    app = Hueyard(parse_settings(TOML.format(url=redis_url), env={}), registry)
-    yield app
-    app.close()
+    return make_app(TOML, registry, prefix="clijobs")
 
 
 @pytest.fixture

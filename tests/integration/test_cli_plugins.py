@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.cli_runner import run
+from tests.conftest import app_toml
+from tests.integration.cli_runner import run_process as run
 
 COMMANDS = ["check", "enqueue", "status", "jobs", "job", "retry", "pause", "resume", "clean"]
 
@@ -25,14 +26,7 @@ def project(tmp_path: Path, redis_url: str, redis_conn: redis.Redis) -> dict[str
     (tmp_path / "plugin_handlers.py").write_text(
         "from framework import handler\n\n@handler('alpha')\ndef ping(payload: dict) -> None: ...\n"
     )
-    (tmp_path / "q.toml").write_text(
-        textwrap.dedent(f"""
-        [redis]
-        url = "{redis_url}"
-        prefix = "cliplugins"
-        [queues.alpha]
-    """)
-    )
+    (tmp_path / "q.toml").write_text(app_toml(redis_url, "[queues.alpha]", prefix="cliplugins"))
     return {
         "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
         "HUEYARD_HANDLER_PACKAGES": "",

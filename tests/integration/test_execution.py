@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,23 +17,19 @@ from pydantic import BaseModel
 
 from framework import current_job
 from framework.application import Hueyard
-from framework.config import parse_settings
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
+from tests.conftest import AppFactory
 
 CONFIG = """
-[redis]
-url = "{url}"
-prefix = "ex"
-
 [consumer]
 lease = 2
 max_log_lines = 3
 
 [queues.work]
 attempts = 3
-backoff = {{ type = "exponential", delay = 1 }}
+backoff = { type = "exponential", delay = 1 }
 
 [queues.slow]
 attempts = 2
@@ -47,7 +42,7 @@ class Order(BaseModel):
 
 
 @pytest.fixture
-def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+def app(make_app: AppFactory) -> Hueyard:
     registry = HandlerRegistry()
 
     @handler("work", registry=registry)
@@ -101,11 +96,10 @@ def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
         time.sleep(payload["seconds"])
         return "woke"
 
-    app = Hueyard(parse_settings(CONFIG.format(url=redis_url), env={}), registry)
+    app = make_app(CONFIG, registry, prefix="ex")
     for runtime in app.queues.values():
         runtime.huey.storage.read_timeout = 0.2
-    yield app
-    app.close()
+    return app
 
 
 def run_one(app: Hueyard, queue: str = "work") -> None:
@@ -213,20 +207,17 @@ def test_a_completed_job_does_not_keep_the_error_of_an_earlier_attempt(
 
 
 def test_a_job_without_options_follows_its_queues_current_config(
-    app: Hueyard, redis_url: str, redis_conn: redis.Redis
+    app: Hueyard, make_app: AppFactory
 ) -> None:
     # Given a job enqueued while the queue allowed 3 attempts
     job_id = app.enqueue("work", "boom", {"n": 1})
     # When the queue is tuned to 1 attempt before the job runs (a config edit and restart)
-    tuned = CONFIG.format(url=redis_url).replace("attempts = 3", "attempts = 1")
-    restarted = Hueyard(parse_settings(tuned, env={}), app.registry)
-    try:
-        restarted.queue("work").storage.read_timeout = 0.2
-        run_one(restarted)
-        # Then the job follows the new config: its one attempt is spent, it failed
-        assert state(restarted, job_id) == "failed"
-    finally:
-        restarted.close()
+    tuned = CONFIG.replace("attempts = 3", "attempts = 1")
+    restarted = make_app(tuned, app.registry, prefix="ex")
+    restarted.queue("work").storage.read_timeout = 0.2
+    run_one(restarted)
+    # Then the job follows the new config: its one attempt is spent, it failed
+    assert state(restarted, job_id) == "failed"
 
 
 def test_a_result_that_is_not_json_fails_the_job_with_that_reason(app: Hueyard) -> None:
@@ -262,13 +253,13 @@ def test_a_handler_reports_progress_and_bounded_log_lines(
 
 
 def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
-    job_id = app.enqueue("work", "nap", {"seconds": 4.5})
+    job_id = app.enqueue("work", "nap", {"seconds": 2.6})
     storage = app.queue("work").huey.storage
     runner = threading.Thread(target=run_one, args=(app, "work"))
     runner.start()
     recovered = []
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:  # lease = 2 s; the job runs 4.5 s
+    deadline = time.monotonic() + 2.4
+    while time.monotonic() < deadline:  # lease = 2 s; the job runs 2.6 s
         recovered.append(storage.recover())
         time.sleep(0.25)
     runner.join(10)
@@ -279,7 +270,7 @@ def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
 def test_the_watchdog_fails_a_thread_job_past_its_timeout_and_drops_its_late_result(
     app: Hueyard, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job_id = app.enqueue("slow", "sleepy", {"seconds": 3.5})
+    job_id = app.enqueue("slow", "sleepy", {"seconds": 2.5})
     runner = threading.Thread(target=run_one, args=(app, "slow"))
     started = time.monotonic()
     runner.start()

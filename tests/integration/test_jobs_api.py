@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,19 +17,15 @@ from redis.connection import AbstractConnection
 
 from framework import defaults
 from framework.application import Hueyard
-from framework.config import parse_settings
 from framework.consumer import MultiQueueConsumer
 from framework.errors import JobActionError, QueueError, RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import JobInfo, JobLocation, Jobs
 from framework.serializer import dumps
 from framework.storage import Claim, JobStorage
+from tests.conftest import AppFactory
 
 CONFIG = """
-[redis]
-url = "{url}"
-prefix = "jt"
-
 [queues.work]
 attempts = 1
 keep_completed = 100000
@@ -41,7 +36,7 @@ keep_failed = 100000
 
 
 @pytest.fixture
-def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+def app(make_app: AppFactory) -> Hueyard:
     registry = HandlerRegistry()
 
     @handler("work", registry=registry)
@@ -51,9 +46,7 @@ def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
     @handler("other", registry=registry)
     def other_job(payload: dict[str, object]) -> None: ...
 
-    app = Hueyard(parse_settings(CONFIG.format(url=redis_url), env={}), registry)
-    yield app
-    app.close()
+    return make_app(CONFIG, registry, prefix="jt")
 
 
 @pytest.fixture
@@ -703,19 +696,18 @@ def test_metrics_survive_planted_keys_and_refuse_bad_windows(
 # -- Redis down -------------------------------------------------------------------------------
 
 
-def test_a_dead_redis_is_a_clear_error_without_the_password() -> None:
+def test_a_dead_redis_is_a_clear_error_without_the_password(make_app: AppFactory) -> None:
     registry = HandlerRegistry()
 
     @handler("work", registry=registry)
     def job(payload: dict[str, object]) -> None: ...
 
-    text = CONFIG.format(url="redis://:hunter2@127.0.0.1:1/0").replace(
-        'prefix = "jt"', 'prefix = "jt"\nreconnect_attempts = 1\nconnect_timeout = 0.5'
-    )
-    app = Hueyard(parse_settings(text, env={}), registry)
+    app = make_app(
+        CONFIG, registry, prefix="jt", url="redis://:hunter2@127.0.0.1:1/0",
+        redis_lines="reconnect_attempts = 1\nconnect_timeout = 0.5",
+    )  # fmt: skip
     with pytest.raises(RedisUnavailableError) as caught:
         Jobs(app).counts("work")
     message = str(caught.value)
     assert "jobs.counts: Redis at redis://:***@127.0.0.1:1/0 did not answer" in message
     assert "hunter2" not in message
-    app.close()

@@ -23,25 +23,22 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
 from framework.record import Claim
 from framework.storage import JobStorage
+from tests.conftest import AppFactory, app_toml
 from tests.integration.redis_server import RedisServer
 
 CONFIG = """
-[redis]
-url = "{url}"
-prefix = "st"
-
 [consumer]
 lease = 2
 max_stalls = 1
 
 [queues.work]
 attempts = 3
-backoff = {{ type = "exponential", delay = 1 }}
+backoff = { type = "exponential", delay = 1 }
 keep_completed = 3
 keep_failed = 2
 
 [queues.limited]
-rate_limit = {{ max = 3, per = 1 }}
+rate_limit = { max = 3, per = 1 }
 """
 
 
@@ -61,7 +58,7 @@ def conn(backend: redis.ConnectionPool) -> redis.Redis:
 
 
 @pytest.fixture
-def app(backend: redis.ConnectionPool, redis_url: str) -> Iterator[Hueyard]:
+def app(backend: redis.ConnectionPool, make_app: AppFactory) -> Hueyard:
     registry = HandlerRegistry()
 
     @handler("work", registry=registry)
@@ -71,8 +68,7 @@ def app(backend: redis.ConnectionPool, redis_url: str) -> Iterator[Hueyard]:
     @handler("limited", registry=registry)
     def limited_job(payload: dict[str, object]) -> None: ...
 
-    app = Hueyard(parse_settings(CONFIG.format(url=redis_url), env={}), registry, pool=backend)
-    yield app
+    return make_app(CONFIG, registry, prefix="st", pool=backend)
 
 
 @pytest.fixture
@@ -154,7 +150,7 @@ def test_enqueue_and_release_carry_on_after_redis_restarts() -> None:
         def job(payload: dict[str, object]) -> object:
             return payload
 
-        app = Hueyard(parse_settings(CONFIG.format(url=server.url), env={}), registry)
+        app = Hueyard(parse_settings(app_toml(server.url, CONFIG, prefix="st"), env={}), registry)
         storage: JobStorage = app.queue("work").huey.storage
         enqueue(app)
         assert storage.release(claim(storage), "completed", value="{}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import pytest
 import redis
 
 from framework.application import Hueyard
-from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
+from tests.conftest import AppFactory
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "records_0_1_0.json"
 RECORDS: dict[str, Any] = json.loads(FIXTURE.read_text(encoding="utf-8"))["jobs"]
@@ -36,7 +35,7 @@ def job_in(state: str) -> str:
 
 
 @pytest.fixture
-def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
+def app(redis_conn: redis.Redis, make_app: AppFactory) -> Hueyard:
     registry = HandlerRegistry()
 
     @handler("messages", registry=registry)
@@ -45,17 +44,14 @@ def app(redis_conn: redis.Redis, redis_url: str) -> Iterator[Hueyard]:
         return {"sent_to": payload["to"], "when": payload.get("when")}
 
     handled.clear()
-    app = Hueyard(
-        parse_settings(f'[redis]\nurl = "{redis_url}"\n[queues.messages]\n', env={}), registry
-    )
+    app = make_app("[queues.messages]", registry, prefix="hueyard")
     app.queue("messages").storage.read_timeout = 0.1
     for job_id, job in RECORDS.items():
         redis_conn.hset(app.keys.job(job_id), mapping=job["record"])
         redis_conn.zadd(app.keys.queue("messages").state(job["set"]), {job_id: job["score"]})
         for line in job.get("logs", []):
             redis_conn.rpush(app.keys.job_logs(job_id), line)
-    yield app
-    app.close()
+    return app
 
 
 def run_one(app: Hueyard) -> None:

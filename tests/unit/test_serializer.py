@@ -36,6 +36,13 @@ def test_output_is_plain_json() -> None:
     assert dumps({"a": [1, 2]}) == b'{"a":[1,2]}'
 
 
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
@@ -43,7 +50,12 @@ def test_output_is_plain_json() -> None:
         (object(), "type object"),
         ({1: "a"}, "non-string keys"),
         (float("nan"), "finite number"),
+        ({"deep": [1, {"x": float("-inf")}]}, "finite number"),
+        ((1, float("inf")), "finite number"),
         (b"bytes", "type bytes"),
+        ({"big": 2**64}, "64-bit range; send it as a string"),
+        ({"text": "half a pair \ud800"}, "not valid UTF-8"),
+        (_nested(100_000), "nested this deep"),
     ],
 )
 def test_values_json_cannot_hold_are_refused_when_written(value: object, fragment: str) -> None:
