@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["JOB_STATES", "LOGS", "SAMPLES", "Keys", "QueueKeys"]
+__all__ = ["JOB_STATES", "LOGS", "SAMPLES", "Keys", "QueueKeys", "cache_lock_prefix"]
 
 JOB_STATES = ("waiting", "active", "delayed", "completed", "failed")
 """The states that have a sorted set. ``paused`` is ``waiting`` of a paused queue."""
@@ -76,6 +76,12 @@ class QueueKeys:
 
     def samples(self, minute: int) -> str:
         return f"{self.stats_prefix}{minute}{SAMPLES}"
+
+
+def cache_lock_prefix(cache_prefix: str) -> str:
+    """Where the cache's loader locks live, beside its ``cache_prefix`` (``p:cache:`` ->
+    ``p:cache-lock:``): no cache key can be a lock's."""
+    return f"{cache_prefix.rstrip(':')}-lock:"
 
 
 class Keys:

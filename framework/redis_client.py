@@ -50,11 +50,15 @@ from framework.cache import (
     resolve_ttl,
 )
 from framework.connection import ConnectionSpec, build_pool, redact_url
+from framework.keys import Keys, cache_lock_prefix
 from framework.scripts import Scripts
 
 __all__ = ["HEALTH_TIMEOUT", "Health", "OutageLog", "RedisClient"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = Keys(defaults.KEY_PREFIX).cache("")
+"""Keys of a client built without a ``key_prefix``: ``hueyard:cache:<key>``."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -161,7 +165,7 @@ class RedisClient:
         *,
         cache_ttls: Mapping[str, int] | None = None,
         default_ttl: int = defaults.CACHE_TTL,
-        key_prefix: str = "hueyard:cache:",
+        key_prefix: str = DEFAULT_PREFIX,
         url_for_logs: str = "",
         lock_ttl: float = CACHE_LOCK_TTL,
         health_timeout: float = HEALTH_TIMEOUT,
@@ -173,8 +177,7 @@ class RedisClient:
         self._probe = redis.Redis(connection_pool=self._probe_pool)
         self._scripts = Scripts(self._redis)
         self._prefix = key_prefix
-        # A separate prefix, so no cache key can ever collide with a lock.
-        self._lock_prefix = f"{key_prefix.rstrip(':')}-lock:"
+        self._lock_prefix = cache_lock_prefix(key_prefix)
         self._url = redact_url(url_for_logs) if url_for_logs else _url_of(pool)
         password = pool.connection_kwargs.get("password")
         self._password = password if isinstance(password, str) and password else None
