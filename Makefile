@@ -20,7 +20,7 @@ demo: install redis
 	$(PY) -m pipelines._demo
 
 test: install redis chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .

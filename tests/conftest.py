@@ -2,8 +2,13 @@
 
 The server is the one at 127.0.0.1:6379 (``.ci/run`` makes sure it answers).
 Tests use database ``$HUEYARD_TEST_REDIS_DB`` (default 15) and flush only that
-database, before and after each test that asks for it. A missing server fails
-the run instead of skipping it.
+database, before and after each test that asks for it; under pytest-xdist
+(``make test`` runs two workers) worker ``gwN`` uses that number minus N. A
+missing server fails the run instead of skipping it.
+
+The end-to-end tests and the browser test run one after another, in one
+worker (``xdist_group("serial")``): they time real processes, and two of
+them at once on a small machine would measure each other.
 """
 
 from __future__ import annotations
@@ -20,9 +25,16 @@ from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
 
-TEST_DB = int(os.environ.get("HUEYARD_TEST_REDIS_DB", "15"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+TEST_DB = int(os.environ.get("HUEYARD_TEST_REDIS_DB", "15")) - _WORKER
 TEST_HOST = os.environ.get("HUEYARD_TEST_REDIS_HOST", "127.0.0.1")
 TEST_PORT = int(os.environ.get("HUEYARD_TEST_REDIS_PORT", "6379"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 @pytest.fixture
