@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -22,6 +24,7 @@ from framework.errors import (
 )
 from framework.handlers import HandlerRegistry, handler
 from tests.conftest import AppFactory, app_toml
+from tests.integration.cli_runner import ROOT
 
 
 class Outbound(BaseModel):
@@ -266,3 +269,34 @@ def test_the_app_cache_uses_the_configured_ttl_names_and_prefix(
     assert len(calls) == 1
     assert redis_conn.exists("apptest:cache:segment:1")
     assert 0 < redis_conn.ttl("apptest:cache:segment:1") <= 300
+
+
+def test_a_handler_module_that_asks_for_the_app_at_import_fails_at_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Given a handler module that reaches for the app at module level
+    (tmp_path / "eager_handlers.py").write_text(
+        "import framework\n"
+        "from framework import handler\n\n"
+        "APP = framework.get_app()\n\n"
+        "@handler('messages')\n"
+        "def send(payload: dict) -> None: ...\n"
+    )
+    (tmp_path / "q.toml").write_text(app_toml(redis_url, "[queues.messages]"))
+    env = {
+        **os.environ,
+        "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
+        "HUEYARD_HANDLER_PACKAGES": "",
+        "HUEYARD_HANDLER_MODULES": "eager_handlers",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    # When a process builds the app (as huey_consumer framework.app does)
+    result = subprocess.run(
+        [sys.executable, "-c", "import framework; framework.get_app()"],
+        capture_output=True, text=True, timeout=30, env=env, check=False,
+    )  # fmt: skip
+    # Then it fails at once, saying why, instead of waiting for itself forever
+    assert result.returncode == 1
+    assert "HandlerError: framework.get_app() was called while the app is being built" in (
+        result.stderr
+    )
