@@ -16,11 +16,13 @@ start the same way, with this Python and Huey's consumer, one thread worker::
   ``HUEYARD_HANDLER_PACKAGES=""`` and
   ``HUEYARD_HANDLER_MODULES=benchmarks.startup_apps.handlers``.
 
-One unrecorded warm-up run per side first (``.pyc`` files, the disk cache),
-then ``--repeats`` runs each, the order flipping every run. It prints the
-medians and the spread, and the import time of ``huey`` and ``framework``
-(``python -X importtime``) to show where the start-up time goes. It empties
-the benchmark database (default 8).
+One unrecorded warm-up run per side first (the disk cache, and the ``.pyc``
+files: the children may write bytecode even where this environment sets
+``PYTHONDONTWRITEBYTECODE``, since an installed package is compiled and a
+source checkout run once has its bytecode too), then ``--repeats`` runs each,
+the order flipping every run. It prints the medians and the spread, and the
+import time of ``huey`` and ``framework`` (``python -X importtime``) to show
+where the start-up time goes. It empties the benchmark database (default 8).
 """
 
 from __future__ import annotations
@@ -101,8 +103,14 @@ def consumer_command(target: str) -> list[str]:
 
 
 def child_env(url: str, **extra: str) -> dict[str, str]:
-    """This environment, without what could redirect a consumer, plus the benchmark DB's URL."""
+    """This environment, without what could redirect a consumer, plus the benchmark DB's URL.
+
+    Bytecode may be written, so that no side compiles its modules from source
+    on every start (Huey's were compiled when pip installed it; hueyard's, in a
+    checkout installed in editable mode, would not be).
+    """
     env = {name: value for name, value in os.environ.items() if name not in _ENV_DROPPED}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env[URL_ENV] = url
     env.update(extra)
     return env
@@ -268,6 +276,7 @@ def import_time_ms(module: str, runs: int = IMPORT_RUNS) -> float:
         completed = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", f"import {module}"],
             cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
             capture_output=True,
             text=True,
             check=True,
