@@ -3,7 +3,7 @@
 ::
 
     POST /admin/queues/<queue>/pause | resume | retry-all | promote-all | clean
-    POST /admin/queues/<queue>/jobs/<job_id>/retry | promote | remove
+    POST /admin/queues/<queue>/jobs/<job_id>/retry | promote | cancel | remove
 
 A POST without ``confirm=yes`` changes nothing: it answers with a page that
 says what will happen and asks again (Sidekiq Web's confirm, without
@@ -40,7 +40,8 @@ CLEAN_AGES = ((3600, "1 hour"), (86400, "1 day"), (7 * 86400, "7 days"), (0, "an
 @dataclass(frozen=True)
 class _Action:
     title: str  # for the confirm page: what will happen
-    run: Callable[[DashboardState, str, str | None], int | bool]
+    run: Callable[[DashboardState, str, str | None], int | bool | str]
+    """What it did: a count, whether it did anything, or which of several things (a word)."""
     needs_job: bool = False
     danger: bool = False
 
@@ -80,6 +81,10 @@ JOB_ACTIONS: dict[str, _Action] = {
                      lambda s, q, j: s.jobs.retry(q, j or ""), needs_job=True),
     "promote": _Action("Run delayed job {job_id} of queue {queue} now.",
                        lambda s, q, j: s.jobs.promote(q, j or ""), needs_job=True),
+    "cancel": _Action("Cancel job {job_id} of queue {queue}: if it waits, it fails now; if it "
+                      "runs, its consumer stops it within one lease renewal. It is not retried.",
+                      lambda s, q, j: str(s.jobs.cancel(q, j or "")), needs_job=True,
+                      danger=True),
     "remove": _Action("Delete job {job_id} of queue {queue}, with its payload and logs.",
                       lambda s, q, j: s.jobs.remove(q, j or ""), needs_job=True, danger=True),
 }  # fmt: skip
@@ -126,17 +131,23 @@ def _act(
         abort(409, str(exc))
     logger.info("dashboard: %s ran %s on queue %s%s", current_user(), action, name,
                 f" job {job_id}" if job_id else "")  # fmt: skip
-    count = int(outcome)
     if job_id is not None:
         target = "pages.queue_page" if action == "remove" and outcome else "pages.job_page"
-        args: dict[str, Any] = {"queue": name, "done": action if outcome else f"{action}-none"}
+        done = (
+            f"{action}-{outcome}"
+            if isinstance(outcome, str)
+            else action
+            if outcome
+            else (f"{action}-none")
+        )
+        args: dict[str, Any] = {"queue": name, "done": done}
         if target == "pages.job_page":
             args["job_id"] = job_id
         else:
             args["state"] = _back_state()
         return redirect(url_for(target, **args), code=303)
     return redirect(
-        url_for("pages.queue_page", queue=name, state=_back_state(), done=action, n=count),
+        url_for("pages.queue_page", queue=name, state=_back_state(), done=action, n=int(outcome)),
         code=303,
     )
 

@@ -53,9 +53,18 @@ class _JobsCollector(Collector):
             paused.add_metric([name], 1.0 if counts.is_paused else 0.0)
         yield jobs
         yield paused
+        live = self.state.jobs.consumers()
         consumers = GaugeMetricFamily("hueyard_consumers", "Live consumer processes")
-        consumers.add_metric([], float(len(self.state.jobs.consumers())))
+        consumers.add_metric([], float(len(live)))
         yield consumers
+        abandoned = GaugeMetricFamily(
+            "hueyard_abandoned_threads",
+            "Worker threads a consumer gave up on: stuck in a job that timed out or was cancelled",
+            labels=["consumer"],
+        )
+        for consumer in live:
+            abandoned.add_metric([consumer.id], float(consumer.abandoned))
+        yield abandoned
         yield from self._summaries(list(report.counts))
 
     def _summaries(self, names: list[str]) -> Iterator[Metric]:

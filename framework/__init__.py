@@ -27,6 +27,8 @@ from framework.errors import (
     ConfigError,
     HandlerError,
     HueyardError,
+    JobCancelled,
+    JobTimeout,
     OptionError,
     PayloadError,
     QueueError,
@@ -64,6 +66,9 @@ __all__ = [
     "SerializationError",
     "StorageError",
     "RedisUnavailableError",
+    # raised inside a running handler
+    "JobTimeout",
+    "JobCancelled",
 ]
 
 

@@ -4,11 +4,12 @@
 
     hueyard check [--json]                  validate config and handlers, show the queues
     hueyard enqueue QUEUE HANDLER --data JSON [--priority N] [--delay S | --eta TIME]
-                    [--attempts N] [--keep-completed N] [--keep-failed N]
+                    [--attempts N] [--timeout S] [--keep-completed N] [--keep-failed N]
     hueyard status [--json]                 jobs per queue and state, paused or not
     hueyard jobs QUEUE --state STATE [--page N] [--page-size N] [--json]
     hueyard job ID [--json]                 one job: payload, result, error, traceback, logs
     hueyard retry QUEUE (--all | JOB_ID)    failed jobs back to waiting
+    hueyard cancel QUEUE JOB_ID             stop a job: waiting -> failed, running -> stopped
     hueyard pause QUEUE / hueyard resume QUEUE
     hueyard clean QUEUE --state STATE --older-than SECONDS
 
@@ -63,7 +64,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from framework.errors import HueyardError
-from framework.jobs import STATES, JobInfo, Jobs
+from framework.jobs import STATES, Cancel, JobInfo, Jobs
+from framework.runtime import get_app
 
 __all__ = ["COMMANDS_GROUP", "AddCommands", "RunCommand", "Subcommands", "main"]
 
@@ -98,6 +100,7 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     enqueue.add_argument("--delay", type=float, help="seconds to wait before the job may run")
     enqueue.add_argument("--eta", help="when the job may run: an ISO 8601 time with its zone")
     enqueue.add_argument("--attempts", type=int, help="override the queue's attempts")
+    enqueue.add_argument("--timeout", type=float, help="seconds one run may take")
     enqueue.add_argument(
         "--keep-completed",
         type=int,
@@ -189,6 +192,11 @@ def _add_job_commands(commands: Subcommands) -> None:
     which.add_argument("--all", action="store_true", help="every failed job of the queue")
     retry.set_defaults(run=_retry)
 
+    cancel = commands.add_parser("cancel", help="cancel a job: fail it, or stop it if it runs")
+    cancel.add_argument("queue")
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.set_defaults(run=_cancel)
+
     pause = commands.add_parser("pause", help="stop handing out jobs; running jobs finish")
     pause.add_argument("queue")
     pause.set_defaults(run=_pause)
@@ -221,8 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from framework.runtime import get_app
-
     app = get_app()
     rows = [_queue_row(app, name) for name in app.queues]
     if args.json:
@@ -289,8 +295,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _enqueue(args: argparse.Namespace) -> int:
-    from framework.runtime import get_app
-
     try:
         payload = json.loads(args.data)
     except json.JSONDecodeError as exc:
@@ -311,6 +315,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         delay=args.delay,
         eta=eta,
         attempts=args.attempts,
+        timeout=args.timeout,
         keep_completed=args.keep_completed,
         keep_failed=args.keep_failed,
     )
@@ -322,8 +327,6 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 
 def _jobs() -> Jobs:
-    from framework.runtime import get_app
-
     return Jobs(get_app())
 
 
@@ -437,6 +440,19 @@ def _retry(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    app = get_app()
+    if Jobs(app).cancel(args.queue, args.job_id) is Cancel.CANCELLED:
+        print(f"job {args.job_id} of queue {args.queue!r}: cancelled (failed, not retried)")
+        return 0
+    within = app.settings.consumer.lease / 3
+    print(
+        f"job {args.job_id} of queue {args.queue!r} is running: its consumer stops it within "
+        f"{within:g} s (one lease renewal) and fails it as cancelled"
+    )
+    return 0
 
 
 def _pause(args: argparse.Namespace) -> int:

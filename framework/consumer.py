@@ -13,6 +13,11 @@ worker health check and one shutdown deadline.
   still running then is interrupted and put back in its queue. A second signal
   stops at once.
 - ``-w`` is ignored: each queue's ``concurrency`` decides its worker count.
+- A thread worker stuck outside Python in a job that timed out or was
+  cancelled (:mod:`framework.leases`) is given up on and replaced, so its
+  queue keeps its concurrency; past ``[consumer] max_abandoned_threads`` such
+  threads the consumer stops and exits with status :data:`EXIT_ABANDONED`, for
+  its supervisor to start a fresh process.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
@@ -44,10 +50,11 @@ from framework.compiler import QueueRuntime
 from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
 from framework.keys import Keys
+from framework.leases import KeeperSettings, LeaseKeeper
 from framework.settings import Settings
 from framework.storage import BLOCKING_READ_TIMEOUT
 
-__all__ = ["ConsumerApp", "MultiQueueConsumer", "served_queues"]
+__all__ = ["EXIT_ABANDONED", "ConsumerApp", "MultiQueueConsumer", "served_queues"]
 
 logger = logging.getLogger("hueyard.consumer")
 
@@ -56,6 +63,9 @@ HEARTBEAT_INTERVAL = 5.0
 
 HEARTBEAT_TTL = 30
 """Seconds after its last heartbeat that a consumer counts as gone."""
+
+EXIT_ABANDONED = 75
+"""Exit status of a consumer that gave up on too many stuck threads (EX_TEMPFAIL)."""
 
 _GRACEFUL = (signal.SIGTERM, signal.SIGINT)
 _INTERRUPT = signal.SIGUSR1  # parent -> worker process: give up the running job now
@@ -205,6 +215,12 @@ class MultiQueueConsumer:
         self._signum: int | None = None
         self._stopping = False
         self._hurry = False
+        self.abandon_after = settings.abandon_after
+        self.max_abandoned = settings.max_abandoned_threads
+        self.abandoned = 0  # worker threads given up on
+        self._abandoned_threads: set[int] = set()
+        self._workers_lock = threading.Lock()
+        self._exit_code = 0
         self._started = time.time() * 1000
 
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -242,7 +258,7 @@ class MultiQueueConsumer:
             self.environment.init_child(process)
             try:
                 process.initialize()
-                while not self.stop_flag.is_set():
+                while not self.stop_flag.is_set() and not self._given_up():
                     process.loop()
             except KeyboardInterrupt:
                 pass
@@ -258,10 +274,51 @@ class MultiQueueConsumer:
 
         return self.environment.create_process(run, name)
 
+    def _given_up(self) -> bool:
+        """Whether the calling worker thread was given up on (and replaced)."""
+        return threading.get_ident() in self._abandoned_threads
+
+    def _on_abandon(self, queue: str, thread: int) -> None:
+        """The lease keeper gave up on ``thread``: start a worker in its place."""
+        with self._workers_lock:
+            position = next(
+                (i for i, (_, _, p) in enumerate(self.workers) if getattr(p, "ident", 0) == thread),
+                None,
+            )
+            if position is None:
+                return
+            self._abandoned_threads.add(thread)
+            self.abandoned += 1
+            _, index, _ = self.workers[position]
+            if not self._stopping:
+                replacement = self._create_worker(queue, index)
+                replacement.start()
+                self.workers[position] = (queue, index, replacement)
+        logger.error(
+            "worker %s-%d is stuck in a job that did not stop; a new worker takes its place "
+            "(%d abandoned thread(s) in this consumer, at most %d)",
+            queue, index + 1, self.abandoned, self.max_abandoned,
+        )  # fmt: skip
+        if self.abandoned > self.max_abandoned and not self._exit_code:
+            logger.error(
+                "more than %d worker threads are stuck: stopping, exit status %d, so that "
+                "a supervisor starts a fresh consumer (its jobs come back by lease)",
+                self.max_abandoned, EXIT_ABANDONED,
+            )  # fmt: skip
+            self._exit_code = EXIT_ABANDONED
+
     # -- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self._started = time.time() * 1000
+        threads = not self.environment.forks
+        LeaseKeeper.configure(
+            KeeperSettings(
+                interrupt_timeouts=threads,  # process workers: Huey's alarm
+                abandon_after=self.abandon_after,
+                on_abandon=self._on_abandon if threads else None,
+            )
+        )
         # Handlers first: a signal that arrives while workers start is still graceful.
         for signum in _GRACEFUL:
             signal.signal(signum, self._on_signal)
@@ -295,7 +352,7 @@ class MultiQueueConsumer:
         self.start()
         next_check = time.monotonic() + self._health_check_interval
         next_beat = 0.0
-        while self._signum is None:
+        while self._signum is None and not self._exit_code:
             if self.stop_flag.wait(0.1):
                 break
             if time.monotonic() >= next_beat:
@@ -309,6 +366,8 @@ class MultiQueueConsumer:
         self.stop(graceful=True)
         self.heartbeat(leaving=True)
         logger.info("consumer exiting")
+        if self._exit_code:
+            raise SystemExit(self._exit_code)
 
     def stop(self, graceful: bool = True) -> None:
         self._stopping = True
@@ -361,6 +420,7 @@ class MultiQueueConsumer:
                 "worker_type": self.worker_type,
                 "workers": len(self.workers),
                 "started": self._started,
+                "abandoned": self.abandoned,
             }
             with conn.pipeline() as pipe:
                 pipe.set(keys.consumer(self.consumer_id), json.dumps(info), ex=HEARTBEAT_TTL)
@@ -370,12 +430,13 @@ class MultiQueueConsumer:
             logger.warning("heartbeat to Redis failed: %s: %s", type(exc).__name__, exc)
 
     def check_worker_health(self) -> None:
-        for position, (queue, index, process) in enumerate(self.workers):
-            if not self.environment.is_alive(process):
-                logger.warning("worker %s-%d died; starting a new one", queue, index + 1)
-                replacement = self._create_worker(queue, index)
-                replacement.start()
-                self.workers[position] = (queue, index, replacement)
+        with self._workers_lock:
+            for position, (queue, index, process) in enumerate(self.workers):
+                if not self.environment.is_alive(process):
+                    logger.warning("worker %s-%d died; starting a new one", queue, index + 1)
+                    replacement = self._create_worker(queue, index)
+                    replacement.start()
+                    self.workers[position] = (queue, index, replacement)
         if not self.environment.is_alive(self.scheduler):
             logger.warning("scheduler died; starting a new one")
             self.scheduler = self._create_process(

@@ -29,8 +29,14 @@ PRIORITY = 5
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 10
 
+CANCELLED = "cancelled"
+"""The error of a job that was cancelled (``hueyard cancel``, the dashboard)."""
+
 MAX_ATTEMPTS = 100
 """The most attempts a queue or a job may ask for."""
+
+MAX_TIMEOUT = 7 * 86400.0
+"""Longest timeout (seconds) a queue or a job may set."""
 
 MAX_DELAY = 366 * 86400.0
 """Longest ``delay=`` (seconds) an enqueue accepts; an ``eta`` may be at most this far ahead."""
@@ -44,6 +50,12 @@ WAKE_MAX = 64
 MAX_SAMPLES = 256
 """Processing-time samples kept per queue and minute (for p50 / p95): the newest
 ``MAX_SAMPLES``, the list cut back to them when it passes twice as many."""
+
+ABANDON_AFTER = 2.0
+"""Seconds a job told to stop (timed out, cancelled) may take before its thread is given up."""
+
+MAX_ABANDONED_THREADS = 8
+"""Worker threads a consumer may give up on (stuck outside Python) before it exits."""
 
 CONCURRENCY = 1
 """Workers per queue in one consumer process."""

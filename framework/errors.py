@@ -13,15 +13,26 @@
      ├── SerializationError     data in Redis is not what hueyard wrote
      ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
      │    └── RedisUnavailableError  Redis did not answer after every reconnection try
-     └── DashboardError         the dashboard can not start (credentials in production)
+     ├── DashboardError         the dashboard can not start (credentials in production)
+     └── JobTimeout             raised in a thread worker's handler past its timeout
+                                (also a Huey ``TaskTimeout``)
 
 Every message says where the problem is (file, table, field, module, value)
 and what would fix it. No message ever contains a Redis password.
+
+:class:`JobTimeout` and :class:`JobCancelled` are raised *into a running
+handler* by the consumer, not by a call. ``JobCancelled`` stands outside the
+tree on purpose: it is a ``BaseException``, like ``asyncio.CancelledError``, so
+that a handler's ``except Exception`` does not swallow a cancel.
 """
 
 from __future__ import annotations
 
+from huey.exceptions import TaskTimeout
+
 __all__ = [
+    "JobCancelled",
+    "JobTimeout",
     "ConfigError",
     "DashboardError",
     "HandlerError",
@@ -79,6 +90,24 @@ class StorageError(HueyardError):
 
 class RedisUnavailableError(StorageError):
     """Redis did not answer, even after the configured reconnection attempts."""
+
+
+class JobTimeout(HueyardError, TaskTimeout):  # type: ignore[misc]
+    """Raised in a thread worker's handler when its job runs past its timeout.
+
+    Also a subclass of Huey's ``TaskTimeout``, so code that handles Huey's
+    timeout handles this one: the attempt fails ("timed out after N s") and is retried
+    while attempts remain.
+    """
+
+
+class JobCancelled(BaseException):
+    """Raised in a handler whose job was cancelled (``hueyard cancel``, the dashboard).
+
+    A ``BaseException``, like ``asyncio.CancelledError``: an ``except Exception``
+    in a handler does not swallow it. The job fails as "cancelled" and is never
+    retried by itself.
+    """
 
 
 class DashboardError(HueyardError):

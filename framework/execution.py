@@ -28,7 +28,7 @@ from huey.exceptions import CancelExecution, TaskTimeout
 from huey.serializer import Serializer
 
 from framework.context import job_context
-from framework.errors import HueyardError, SerializationError
+from framework.errors import HueyardError, JobCancelled, SerializationError
 from framework.leases import LeaseKeeper
 from framework.options import Outcome
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
@@ -115,8 +115,10 @@ class QueueHuey(Huey):  # type: ignore[misc]
             )
         policy = (
             self._queue_policy
-            if claim.max_attempts is None
-            else JobPolicy.of(self.storage.policy, attempts=claim.max_attempts)
+            if claim.max_attempts is None and claim.timeout is None
+            else JobPolicy.of(
+                self.storage.policy, attempts=claim.max_attempts, timeout=claim.timeout
+            )
         )
         task = task_class(args=(payload,), id=claim.id, timeout=policy.timeout)
         task.hueyard = (claim, policy)
@@ -131,9 +133,16 @@ class QueueHuey(Huey):  # type: ignore[misc]
         self._tasks_in_flight.add(task)
         outcome, value, trace, delay = Outcome.COMPLETED, "", "", 0.0
         started = time.monotonic()
+        run = keeper.running_handler(claim)
         try:
-            with job_context(self.storage, claim, policy.attempts), self._timeout_context(task):
+            with (
+                run,
+                job_context(self.storage, claim, policy.attempts),
+                self._timeout_context(task),
+            ):
                 result = task.execute()
+            if (stopped := run.outcome_of(None)) is not None:
+                raise stopped  # the handler caught its JobTimeout or JobCancelled and returned
             value = dumps_text(result)
         except KeyboardInterrupt:
             self._tasks_in_flight.discard(task)
@@ -143,8 +152,9 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return None
         except SerializationError as exc:
             outcome, value = Outcome.FAILED, f"the result is not JSON: {exc}"
-        except Exception as exc:
-            outcome, value, trace, delay = self._failure(task, claim, policy, exc)
+        except (Exception, JobCancelled) as exc:
+            ended = run.outcome_of(exc) or exc
+            outcome, value, trace, delay = self._failure(task, claim, policy, ended)
         finally:
             self._tasks_in_flight.discard(task)
             keeper.forget(claim)
@@ -173,14 +183,14 @@ class QueueHuey(Huey):  # type: ignore[misc]
         return None
 
     def _failure(
-        self, task: Task, claim: Claim, policy: JobPolicy, exc: Exception
+        self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException
     ) -> tuple[Outcome, str, str, float]:
         trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         if isinstance(exc, TaskTimeout):
             self._emit(huey_signals.SIGNAL_TIMEOUT, task)
         else:
             self._emit(huey_signals.SIGNAL_ERROR, task, exc)
-        if isinstance(exc, CancelExecution):
+        if isinstance(exc, CancelExecution | JobCancelled):
             self._emit(huey_signals.SIGNAL_CANCELED, task)
         decision = decide(policy, claim.attempts, exc, datetime.datetime.now(datetime.UTC))
         if decision.outcome is Outcome.RETRY:

@@ -31,6 +31,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import redis
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from framework.application import Hueyard
 
 __all__ = [
+    "Cancel",
     "STATES",
     "FINISHED_STATES",
     "MAX_PAGE_SIZE",
@@ -65,6 +67,16 @@ __all__ = [
     "QueueCounts",
     "get_jobs",
 ]
+
+
+class Cancel(StrEnum):
+    """What :meth:`Jobs.cancel` did."""
+
+    CANCELLED = "cancelled"
+    """It was not running: it is failed, "cancelled", now."""
+    REQUESTED = "requested"
+    """It runs: its consumer stops it within one lease renewal."""
+
 
 STATES = (*JOB_STATES, "paused")
 """Every state a job can be listed in (``paused`` is ``waiting`` of a paused queue)."""
@@ -333,6 +345,37 @@ class Jobs:
             moved += int(self._call("promote", queue, q, limit=len(ids), ids=ids))
             remaining -= len(ids)
         return moved
+
+    @_redis_errors
+    def cancel(self, queue: str, job_id: str) -> Cancel:
+        """Cancel a job of ``queue``: what became of it (:class:`Cancel`).
+
+        A waiting, paused or delayed job is failed as "cancelled" at once; a
+        running one is marked, and the consumer that runs it raises
+        :class:`~framework.errors.JobCancelled` in its handler within one lease
+        renewal (a third of ``[consumer] lease``), on whichever host it runs.
+        A cancelled job is never retried by itself; :meth:`retry` runs it again.
+        Raises :class:`JobActionError` for a finished job, a job of another
+        queue, or an id no queue knows.
+        """
+        q = self._q(queue)
+        policy = self.app.queue(queue).policy
+        args = {
+            "job_prefix": q.job_prefix,
+            "stats_prefix": q.stats_prefix,
+            "metrics_ttl": self.app.settings.consumer.metrics_ttl,
+            "keep_failed": policy.keep_failed,
+            "id": job_id,
+            "queue": queue,
+        }
+        answer = self.scripts.call("cancel", q, args=args).decode()
+        if answer == "finished":
+            raise JobActionError(f"job {job_id} of queue {queue!r} has finished already")
+        if answer == "other":
+            raise JobActionError(f"job {job_id} belongs to another queue than {queue!r}")
+        if answer == "unknown":
+            raise JobActionError(f"no job {job_id} in queue {queue!r}")
+        return Cancel(answer)
 
     @_redis_errors
     def remove(self, queue: str, job_id: str) -> bool:

@@ -1,45 +1,99 @@
-"""Leases of the jobs a process runs, renewed by one thread; the thread-worker timeout watchdog.
+"""The jobs a process runs: their leases, their timeouts, their cancels. One thread.
 
 A claimed job is ours for ``[consumer] lease`` seconds. :class:`LeaseKeeper`
 renews the leases of every job this process runs every third of the lease,
-so two renewals may fail before another consumer may recover the job. It
-also fails a job that runs past its timeout in a thread worker ("timed out
-after N s"); in ``-k process`` workers Huey's alarm usually stops it first.
+so two renewals may fail before another consumer may recover the job. The
+same renewal tells it which of them were cancelled.
+
+It also stops jobs:
+
+- **A job past its timeout** (its own ``timeout=`` or its queue's): in a
+  thread worker, :class:`~framework.errors.JobTimeout` is raised in the
+  handler's thread, which stops Python code at once; the attempt fails and
+  is retried while attempts remain. In ``-k process`` workers Huey's alarm
+  (``SIGALRM``) does it.
+- **A cancelled job**: :class:`~framework.errors.JobCancelled` is raised in
+  its handler's thread (thread and process workers alike); the job fails,
+  "cancelled", and is not retried.
+
+A handler blocked in C (a socket read, ``time.sleep``) takes the exception
+only when the call returns. If its job has not ended ``[consumer]
+abandon_after`` seconds after it was told to stop, the keeper releases the
+job as failed (not retried: its thread may still act) and gives up on the
+thread: the consumer (``on_abandon``) starts a worker in its place, so the
+queue keeps its concurrency, and the old thread exits when its call returns.
+Whatever it does then can no longer change the job: its lease token is gone.
+
+The exception is raised only while the thread runs the handler
+(:meth:`LeaseKeeper.running_handler`): never in hueyard's own code, and
+never in a job other than the one that timed out or was cancelled.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from framework import forks
+from framework import defaults, forks
+from framework.errors import JobCancelled, JobTimeout
 from framework.options import Outcome
 from framework.record import Claim
 from framework.storage import JobStorage
 
-__all__ = ["TICK", "LeaseKeeper"]
+__all__ = ["TICK", "HandlerRun", "KeeperSettings", "LeaseKeeper"]
 
 logger = logging.getLogger("hueyard.execution")
 
-TICK = 0.5
-"""Seconds between two checks of the lease keeper (renewals and timeouts)."""
+TICK = 0.25
+"""Seconds between two rounds of the keeper: timeouts, abandonments, due renewals."""
 
-TIMEOUT_GRACE = 1.0
-"""Seconds past its timeout before the watchdog fails a thread worker's job."""
+AbandonHook = Callable[[str, int], None]
+"""Called with the queue and the thread id of a worker thread given up on."""
+
+
+@dataclass(frozen=True)
+class KeeperSettings:
+    """What a process's keeper does with jobs that must stop (set by the consumer)."""
+
+    interrupt_timeouts: bool = True
+    """Raise :class:`JobTimeout` in thread workers (process workers: Huey's alarm does)."""
+    abandon_after: float = defaults.ABANDON_AFTER
+    on_abandon: AbandonHook | None = None
+
+
+@dataclass
+class _Running:
+    """One job this process runs."""
+
+    storage: JobStorage
+    claim: Claim
+    timeout: float | None
+    thread: int  # threading.get_ident() of the worker running it
+    in_handler: bool = False
+    stop: type[BaseException] | None = None  # JobTimeout or JobCancelled, once told to stop
+    stop_reason: str = ""
+    stop_since: float = 0.0
 
 
 class LeaseKeeper:
-    """One thread per process: renews leases of running jobs, fails overdue ones."""
+    """One thread per process: renews leases, stops jobs past their timeout or cancelled.
+
+    The consumer configures it (:class:`KeeperSettings`) before its workers start.
+    """
 
     _instance: LeaseKeeper | None = None
     _instance_lock = threading.Lock()
 
+    settings = KeeperSettings()
+
     def __init__(self) -> None:
         self.pid = forks.pid()
-        self._running: dict[str, tuple[JobStorage, Claim, float | None]] = {}
+        self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hueyard-leases", daemon=True)
         self._thread.start()
 
@@ -53,55 +107,175 @@ class LeaseKeeper:
                     keeper = cls._instance = LeaseKeeper()
         return keeper
 
+    @classmethod
+    def configure(cls, settings: KeeperSettings) -> None:
+        """What this process's keeper does with jobs that must stop (the consumer's call,
+        before its workers start; a forked worker process inherits it)."""
+        cls.settings = settings
+
+    # -- the worker threads' side ----------------------------------------------------------
+
     def track(self, storage: JobStorage, claim: Claim, timeout: float | None) -> None:
+        """Keep ``claim``'s lease from now on; the calling thread is the one that runs it."""
         with self._lock:
-            self._running[claim.token] = (storage, claim, timeout)
+            self._running[claim.token] = _Running(storage, claim, timeout, threading.get_ident())
 
     def forget(self, claim: Claim) -> None:
         with self._lock:
             self._running.pop(claim.token, None)
 
+    def running_handler(self, claim: Claim) -> HandlerRun:
+        """The block in which :class:`JobTimeout` or :class:`JobCancelled` may be raised."""
+        with self._lock:
+            entry = self._running.get(claim.token)
+        return HandlerRun(self._lock, entry)
+
     def running(self) -> list[Claim]:
         with self._lock:
-            return [claim for _, claim, _ in self._running.values()]
+            return [entry.claim for entry in self._running.values()]
+
+    # -- the keeper's thread ---------------------------------------------------------------
 
     def _run(self) -> None:
         renewed: dict[int, float] = {}  # id(storage) -> when its leases were last renewed
         while True:
-            self._wake.wait(TICK)
+            time.sleep(TICK)
             try:
-                self._enforce_timeouts()
+                self._stop_overdue()
+                self._abandon_stuck()
                 self._renew_due(renewed)
             except Exception:
-                logger.exception("lease keeper: renewal failed; retrying")
+                logger.exception("lease keeper: a round failed; trying again")
+
+    def _stop_overdue(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            overdue = [
+                entry
+                for entry in self._running.values()
+                if entry.stop is None
+                and entry.timeout is not None
+                and now - entry.claim.claimed_at > entry.timeout
+            ]
+        for entry in overdue:
+            self._tell_to_stop(
+                entry,
+                JobTimeout,
+                f"timed out after {entry.timeout:g} s",
+                interrupt=self.settings.interrupt_timeouts,
+            )
+
+    def _tell_to_stop(
+        self, entry: _Running, stop: type[BaseException], reason: str, *, interrupt: bool
+    ) -> None:
+        """Mark ``entry`` as to stop; raise ``stop`` in its thread if it runs its handler."""
+        with self._lock:
+            if entry.stop is not None or self._running.get(entry.claim.token) is not entry:
+                return
+            entry.stop, entry.stop_reason, entry.stop_since = stop, reason, time.monotonic()
+            if interrupt and entry.in_handler:
+                _set_async_exc(entry.thread, stop)
+        logger.warning("job %s %s: stopping it", entry.claim.id, reason)
+
+    def _abandon_stuck(self) -> None:
+        now, settings = time.monotonic(), self.settings
+        with self._lock:
+            stuck = [
+                entry
+                for entry in self._running.values()
+                if entry.stop is not None and now - entry.stop_since > settings.abandon_after
+            ]
+            for entry in stuck:
+                del self._running[entry.claim.token]
+        for entry in stuck:
+            reason = entry.stop_reason
+            if entry.stop is JobTimeout:
+                reason += (
+                    f"; it did not stop within {settings.abandon_after:g} s (blocked outside "
+                    "Python), so it is not retried while its thread may still run"
+                )
+            released = entry.storage.release(entry.claim, Outcome.FAILED, value=reason)
+            logger.error(
+                "job %s on %s %s: its worker thread is abandoned%s",
+                entry.claim.id,
+                entry.storage.policy.name,
+                entry.stop_reason,
+                "" if released else " (the job was no longer ours)",
+            )
+            if settings.on_abandon is not None:
+                settings.on_abandon(entry.storage.policy.name, entry.thread)
 
     def _renew_due(self, renewed: dict[int, float]) -> None:
         with self._lock:
             entries = list(self._running.values())
-        by_storage: dict[int, tuple[JobStorage, list[Claim]]] = {}
-        for storage, claim, _ in entries:
-            by_storage.setdefault(id(storage), (storage, []))[1].append(claim)
+        by_storage: dict[int, tuple[JobStorage, list[_Running]]] = {}
+        for entry in entries:
+            by_storage.setdefault(id(entry.storage), (entry.storage, []))[1].append(entry)
         now = time.monotonic()
-        for key, (storage, claims) in by_storage.items():
+        for key, (storage, group) in by_storage.items():
             # Renew every third of the lease, counted from the oldest claim's start
             # or the last renewal, so two renewals may fail before a lease expires.
-            since = renewed.get(key, min(claim.claimed_at for claim in claims))
+            since = renewed.get(key, min(entry.claim.claimed_at for entry in group))
             if now - since < storage.lease_ms / 3000:
                 continue
             renewed[key] = now
-            for lost in storage.renew(claims):
-                logger.warning("job %s is no longer held by this consumer (lease lost)", lost)
+            lost, cancelled = storage.renew([entry.claim for entry in group])
+            for job_id in lost:
+                logger.warning("job %s is no longer held by this consumer (lease lost)", job_id)
+            for entry in group:
+                if entry.claim.id in cancelled:
+                    self._tell_to_stop(entry, JobCancelled, defaults.CANCELLED, interrupt=True)
 
-    def _enforce_timeouts(self) -> None:
-        now = time.monotonic()
+
+class HandlerRun:
+    """One run of a handler, as a ``with`` block; then what stopped it, if anything.
+
+    A job told to stop before its handler started stops on entry. On the way
+    out, an exception the keeper raised too late to land is dropped: after the
+    block the thread runs hueyard's code, and then the next job. A stop that
+    was raised into the handler wins over whatever the handler did with it
+    (:meth:`outcome_of`): a timed-out handler that caught ``JobTimeout`` and
+    returned still failed "timed out", a cancelled one that turned
+    ``JobCancelled`` into another error is still "cancelled", never retried.
+    """
+
+    def __init__(self, lock: threading.Lock, entry: _Running | None) -> None:
+        self._lock = lock
+        self._entry = entry
+        self.stopped: BaseException | None = None
+
+    def __enter__(self) -> HandlerRun:
+        entry = self._entry
+        if entry is None:
+            return self
         with self._lock:
-            overdue = [
-                (storage, claim, timeout)
-                for storage, claim, timeout in self._running.values()
-                if timeout is not None and now - claim.claimed_at > timeout + TIMEOUT_GRACE
-            ]
-        for storage, claim, timeout in overdue:
-            self.forget(claim)
-            error = f"timed out after {timeout:g} s"
-            if storage.release(claim, Outcome.FAILED, value=error):
-                logger.error("job %s %s; failed by the watchdog", claim.id, error)
+            entry.in_handler = True
+            stop = entry.stop
+        if stop is not None:
+            self.__exit__(None, None, None)
+            raise self.stopped or stop(entry.stop_reason)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        entry = self._entry
+        with self._lock:
+            if entry is not None:
+                entry.in_handler = False
+                if entry.stop is not None:
+                    self.stopped = entry.stop(entry.stop_reason)
+            _set_async_exc(threading.get_ident(), None)
+
+    def outcome_of(self, raised: BaseException | None) -> BaseException | None:
+        """What ended the run: the stop if one was raised into it, else ``raised``."""
+        if self.stopped is None or isinstance(raised, type(self.stopped)):
+            return raised
+        if raised is not None and self.stopped.__cause__ is None:
+            self.stopped.__cause__ = raised  # the traceback shows what the handler raised
+        return self.stopped
+
+
+def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in ``thread`` at its next bytecode; ``None`` drops one not raised yet."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else ctypes.c_void_p(0)
+    )

@@ -119,6 +119,7 @@ class ConsumerInfo:
     started: datetime.datetime | None
     last_heartbeat: datetime.datetime
     running: tuple[str, ...]  # ids of the jobs it holds now
+    abandoned: int = 0  # worker threads it gave up on (stuck in jobs that did not stop)
     problem: str | None = None
 
 
@@ -327,6 +328,7 @@ def _consumer_info(consumer_id: str, raw: Any, score: float, running: list[str])
             ),
             last_heartbeat=beat,
             running=tuple(sorted(running)),
+            abandoned=max(int(data.get("abandoned") or 0), 0),
         )
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         return ConsumerInfo(

@@ -47,6 +47,7 @@ class EnqueueArgs(TypedDict, total=False):
     attempts: int | None
     keep_completed: int | None
     keep_failed: int | None
+    timeout: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class EnqueueOptions:
     - ``attempts``: runs in all, the first included; default the queue's.
     - ``keep_completed`` / ``keep_failed``: Bull's removeOnComplete / removeOnFail
       for this job: 0 deletes it when it finishes, N keeps the newest N.
+    - ``timeout``: seconds one run may take; default the queue's.
     """
 
     priority: int | None = None
@@ -68,6 +70,7 @@ class EnqueueOptions:
     attempts: int | None = None
     keep_completed: int | None = None
     keep_failed: int | None = None
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         _whole("priority", self.priority, defaults.PRIORITY_HIGHEST, defaults.PRIORITY_LOWEST,
@@ -77,6 +80,8 @@ class EnqueueOptions:
                f"from 1 to {defaults.MAX_ATTEMPTS}")  # fmt: skip
         _whole("keep_completed", self.keep_completed, 0, None, "0 (delete when done) or more")
         _whole("keep_failed", self.keep_failed, 0, None, "0 (delete when done) or more")
+        if self.timeout is not None:
+            _positive_seconds("timeout", self.timeout, defaults.MAX_TIMEOUT)
         if self.delay is not None and self.eta is not None:
             raise OptionError("pass either delay= or eta=, not both")
         if self.delay is not None:
@@ -93,13 +98,14 @@ class EnqueueOptions:
             return 0
         return int(_delay_seconds(self.delay) * 1000)
 
-    def stored(self) -> dict[str, int]:
+    def stored(self) -> dict[str, int | float]:
         """The options a job record keeps: those the producer set (record field -> value)."""
         fields = {
             "priority": self.priority,
             "max_attempts": self.attempts,
             "keep_completed": self.keep_completed,
             "keep_failed": self.keep_failed,
+            "timeout": self.timeout,
         }
         return {name: value for name, value in fields.items() if value is not None}
 
@@ -120,6 +126,18 @@ def _delay_seconds(delay: float | datetime.timedelta) -> float:
     if isinstance(delay, datetime.timedelta):
         return delay.total_seconds()
     return float(delay)
+
+
+def _positive_seconds(name: str, value: object, high: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= high
+    ):
+        raise OptionError(
+            f"{name}={value!r} is not allowed; use seconds above 0, at most {high:.0f}"
+        )
 
 
 def _seconds_ahead(name: str, seconds: float, shown: object) -> None:

@@ -13,7 +13,8 @@ returned                                 completed, with the result
 raised, attempts remain                  delayed: retried after the backoff
 raised ``RetryTask(delay=/eta=)``        delayed until then, if attempts remain
 raised ``CancelExecution(retry=False)``  failed at once, never retried
-timed out (process worker)               "timed out after N s", like a raise
+was cancelled (``JobCancelled``)         failed at once ("cancelled"), never retried
+timed out (``JobTimeout``, Huey's alarm)  "timed out after N s", like a raise
 raised, attempts spent                   failed, with the error and traceback
 ======================================== ======================================
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 from huey.exceptions import CancelExecution, RetryTask, TaskTimeout
 
+from framework import defaults
+from framework.errors import JobCancelled
 from framework.options import Outcome
 from framework.settings import Backoff, QueuePolicy
 
@@ -48,13 +51,18 @@ class JobPolicy:
 
     @classmethod
     def of(
-        cls, queue: QueuePolicy, *, priority: int | None = None, attempts: int | None = None
+        cls,
+        queue: QueuePolicy,
+        *,
+        priority: int | None = None,
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> JobPolicy:
         """``queue``'s policy, with the options the job's producer set."""
         return cls(
             attempts=queue.attempts if attempts is None else attempts,
             priority=queue.priority if priority is None else priority,
-            timeout=queue.timeout,
+            timeout=queue.timeout if timeout is None else timeout,
             backoff=queue.backoff,
         )
 
@@ -74,6 +82,8 @@ class Decision:
 
 def decide(policy: JobPolicy, attempt: int, exc: BaseException, now: datetime.datetime) -> Decision:
     """The next state of a job whose run number ``attempt`` raised ``exc``."""
+    if isinstance(exc, JobCancelled):
+        return Decision(Outcome.FAILED, defaults.CANCELLED)
     if isinstance(exc, TaskTimeout):
         error = f"timed out after {policy.timeout:g} s" if policy.timeout else "timed out"
     else:

@@ -8,14 +8,16 @@ field                  what it holds
 ``created``            when it was enqueued (epoch ms)
 ``priority``           options the producer set, and only those: without one, the queue's
 ``max_attempts``       current config applies (:mod:`framework.policy`). ``max_attempts`` is
-``keep_completed``     the ``attempts=`` option (runs in all), ``keep_*`` the per-job retention
-``keep_failed``
+``keep_completed``     the ``attempts=`` option (runs in all), ``keep_*`` the per-job retention,
+``keep_failed``        ``timeout`` the seconds one run may take
+``timeout``
 ``attempts``           runs started so far (absent: 0)
 ``stalls``             times its consumer died while running it (absent: 0)
 ``started``            when the latest run started (epoch ms)
 ``consumer``           the consumer process that runs or ran it
 ``token``, ``seq``     while it runs: the claim's token (only its holder may release it), and its
                        enqueue sequence (to put it back at its old place)
+``cancel``             while it runs: set when it was cancelled; its consumer stops it
 ``result``             a completed job's result, as JSON text
 ``error``              why the latest run failed (a failed job, or one waiting for its retry)
 ``traceback``          that run's traceback
@@ -57,6 +59,8 @@ class Claim:
     payload: bytes | None
     max_attempts: int | None
     """The job's ``attempts=`` option, None when the queue's applies."""
+    timeout: float | None
+    """The job's ``timeout=`` option, None when the queue's applies."""
     claimed_at: float
     """``time.monotonic()`` when it was claimed."""
     legacy_data: bytes | None = None
@@ -77,8 +81,8 @@ class Claim:
 
 def claim_from_reply(reply: list[Any], token: str) -> Claim:
     """The :class:`Claim` of a ``{'job', id, attempts, handler, payload, max_attempts,
-    name, data}`` reply of the claim (or release) script."""
-    _, job_id, attempts, handler, payload, max_attempts, name, data = reply
+    timeout, name, data}`` reply of the claim (or release) script."""
+    _, job_id, attempts, handler, payload, max_attempts, timeout, name, data = reply
     return Claim(
         id=job_id.decode(),
         token=token,
@@ -86,6 +90,7 @@ def claim_from_reply(reply: list[Any], token: str) -> Claim:
         handler=(handler or name or b"").decode(errors="replace") or None,
         payload=payload,
         max_attempts=_whole(max_attempts),
+        timeout=_seconds(timeout),
         claimed_at=time.monotonic(),
         legacy_data=data if handler is None else None,
     )
@@ -116,6 +121,16 @@ def legacy_message(data: bytes | str) -> tuple[str, Any]:
         f"the record's data is not a job message of hueyard 0.1.0 (starts {head!r}); "
         "it can not be run"
     )
+
+
+def _seconds(value: bytes | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _whole(value: bytes | None) -> int | None:

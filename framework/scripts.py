@@ -189,6 +189,11 @@ SCRIPTS: dict[str, Script] = {
             args=("job_prefix", "id", "queue"),
         ),
         Script("clean", keys=("set",), args=("job_prefix", "age_ms", "limit")),
+        Script(
+            "cancel",
+            keys=("waiting", "active", "delayed", "completed", "failed"),
+            args=("job_prefix", "stats_prefix", "metrics_ttl", "keep_failed", "id", "queue"),
+        ),
         Script("update", keys=("job", "logs"), args=("token", "kind", "value", "max_lines")),
         Script("resume", keys=("paused", "waiting", "wake")),
         Script("cache_unlock", keys=("lock",), args=("token",)),
@@ -202,6 +207,7 @@ _CONSTANTS: dict[str, int | str] = {
     "MAX_SAMPLES": defaults.MAX_SAMPLES,
     "LOGS": LOGS,
     "SAMPLES": SAMPLES,
+    "CANCELLED": defaults.CANCELLED,
 }
 
 

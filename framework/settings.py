@@ -55,7 +55,7 @@ Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORI
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
 Concurrency = Annotated[int, Field(ge=1, le=256)]
 Keep = Annotated[int, Field(ge=0, le=1_000_000)]
-Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
+Seconds = Annotated[float, Field(gt=0, le=defaults.MAX_TIMEOUT)]
 
 
 class _Strict(BaseModel):
@@ -182,6 +182,10 @@ class ConsumerSettings(_Strict):
     max_stalls: Annotated[int, Field(ge=0, le=1000)] = defaults.MAX_STALLS
     metrics_ttl: Annotated[int, Field(ge=86400, le=90 * 86400)] = defaults.METRICS_TTL
     max_log_lines: Annotated[int, Field(ge=0, le=10_000)] = defaults.MAX_LOG_LINES
+    abandon_after: Annotated[float, Field(gt=0, le=300)] = defaults.ABANDON_AFTER
+    """Seconds a job told to stop (timed out, cancelled) has before its thread is given up."""
+    max_abandoned_threads: Annotated[int, Field(ge=0, le=10_000)] = defaults.MAX_ABANDONED_THREADS
+    """Worker threads given up on (stuck outside Python) past which the consumer exits."""
     scheduler_interval: Annotated[float, Field(ge=0.05, le=60)] = 1.0
     """Seconds between two promotions of due delayed jobs (and retries)."""
 

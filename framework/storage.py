@@ -245,14 +245,15 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                 "limit": limit}  # fmt: skip
         return int(self.scripts.call("promote", self.q, args=args))
 
-    def renew(self, claims: Iterable[Claim]) -> list[str]:
-        """Extend the leases of ``claims``; return the ids no longer held."""
+    def renew(self, claims: Iterable[Claim]) -> tuple[list[str], list[str]]:
+        """Extend the leases of ``claims``; return (the ids no longer held, the ids held
+        whose cancel was requested)."""
         rows = [(claim.id, claim.token) for claim in claims]
         if not rows:
-            return []
+            return [], []
         args = {"job_prefix": self.q.job_prefix, "lease_ms": self.lease_ms}
-        lost = self.scripts.call("renew", self.q, args=args, rows=rows)
-        return [item.decode() for item in lost]
+        lost, cancelled = self.scripts.call("renew", self.q, args=args, rows=rows)
+        return [item.decode() for item in lost], [item.decode() for item in cancelled]
 
     def recover(self, limit: int = defaults.BULK_BATCH) -> tuple[int, int]:
         """Expired leases back to waiting (or failed as stalled): (recovered, failed)."""

@@ -122,12 +122,21 @@ local function to_old_place_in_waiting(job, id, waiting, priority, seq)
   redis.call('ZADD', waiting, waiting_score(priority or A.default_priority, seq or 0), id)
 end
 
+-- A job that is not running any more, failed for `reason` at time `now`:
+-- its lease token, its place and a cancel request go; retention applies.
+local function fail_job(job, id, failed, reason, keep, now, precise)
+  redis.call('HDEL', job, 'token', 'seq', 'state', 'cancel', 'traceback', 'finished', 'due')
+  redis.call('HSET', job, 'error', reason)
+  bump(now, 'failed')
+  file_finished(failed, id, keep, A.keep_failed, precise)
+end
+
 -- Take the best waiting job for a worker at time `now`: the pause check, the
 -- sliding-window rate limit, then the lowest score moves to active with a
 -- lease and `token`. One HMGET reads what the worker needs and tells a record
 -- from an id without one (or a key of another type), which is dropped, never run.
 -- Returns {'paused'} | {'empty'} | {'limited', wait_ms}
---       | {'job', id, attempts, handler, payload, max_attempts, name, data}
+--       | {'job', id, attempts, handler, payload, max_attempts, timeout, name, data}
 -- (name and data are set only on a record that hueyard 0.1.0 wrote).
 local function take(waiting, active, paused, limiter, token, now)
   if redis.call('EXISTS', paused) == 1 then return {'paused'} end
@@ -144,9 +153,9 @@ local function take(waiting, active, paused, limiter, token, now)
     if #popped == 0 then return {'empty'} end
     local id = popped[1]
     local job = A.job_prefix .. id
-    local f = redis.pcall('HMGET', job, 'attempts', 'handler', 'payload', 'max_attempts', 'name',
-      'data', 'created')
-    if not f.err and (f[2] or f[3] or f[6] or f[7]) then
+    local f = redis.pcall('HMGET', job, 'attempts', 'handler', 'payload', 'max_attempts',
+      'timeout', 'name', 'data', 'created')
+    if not f.err and (f[2] or f[3] or f[7] or f[8]) then
       local attempts = (tonumber(f[1]) or 0) + 1
       redis.call('HSET', job, 'attempts', attempts, 'started', now, 'token', token,
         'consumer', A.consumer, 'seq', tonumber(popped[2]) % SEQ_SPAN)
@@ -155,7 +164,7 @@ local function take(waiting, active, paused, limiter, token, now)
         redis.call('ZADD', limiter, now, id .. ':' .. attempts)
         redis.call('PEXPIRE', limiter, per + 1000)
       end
-      return {'job', id, attempts, f[2], f[3], f[4], f[5], f[6]}
+      return {'job', id, attempts, f[2], f[3], f[4], f[5], f[6], f[7]}
     end
   end
   return {'empty'}

@@ -7,8 +7,8 @@
 -- Returns {1, <take() reply>} | {1} without fetch | {0} when the caller no longer
 -- holds the job (recovered, timed out, removed).
 local job, id = K.job, A.id
-local token, keep_completed, keep_failed, priority, seq = unpack(redis.call('HMGET', job,
-  'token', 'keep_completed', 'keep_failed', 'priority', 'seq'))
+local token, keep_completed, keep_failed, priority, seq, cancel = unpack(redis.call('HMGET', job,
+  'token', 'keep_completed', 'keep_failed', 'priority', 'seq', 'cancel'))
 if token ~= A.token then return {0} end
 redis.call('ZREM', K.active, id)
 local now, precise = clock()
@@ -16,8 +16,12 @@ local outcome = A.outcome
 
 -- Fields go before fields come: a record that grew past 8 fields for a moment
 -- keeps a 16-bucket table (64 bytes more) for as long as Redis keeps it.
-if outcome == 'completed' then
-  redis.call('HDEL', job, 'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due')
+if cancel and (outcome == 'requeue' or outcome == 'retry') then
+  -- cancelled while it ran: it does not run again (a result or a failure is kept)
+  fail_job(job, id, K.failed, CANCELLED, keep_failed, now, precise)
+elseif outcome == 'completed' then
+  redis.call('HDEL', job, 'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due',
+    'cancel')
   redis.call('HSET', job, 'result', A.value)
   local samples = bump(now, 'completed') .. SAMPLES
   local count = redis.call('RPUSH', samples, A.duration_ms)
@@ -28,12 +32,12 @@ if outcome == 'completed' then
   end
   file_finished(K.completed, id, keep_completed, A.keep_completed, precise)
 elseif outcome == 'failed' then
-  redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due')
+  redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
   bump(now, 'failed')
   file_finished(K.failed, id, keep_failed, A.keep_failed, precise)
 elseif outcome == 'retry' then
-  redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due')
+  redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
   redis.call('ZADD', K.delayed, now + tonumber(A.delay_ms), id)
   bump(now, 'retried')

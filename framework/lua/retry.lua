@@ -10,7 +10,7 @@ for _, id in ipairs(ids) do
     local job = A.job_prefix .. id
     if is_job(job) then
       redis.call('HDEL', job, 'attempts', 'stalls', 'error', 'traceback', 'result', 'progress',
-        'started', 'consumer', 'state', 'finished', 'due')
+        'started', 'consumer', 'state', 'finished', 'due', 'cancel')
       redis.call('DEL', job .. LOGS)
       to_back_of_waiting(job, id, K.waiting, K.seq)
       moved = moved + 1

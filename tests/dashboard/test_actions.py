@@ -127,6 +127,35 @@ def test_remove_one_job_goes_back_to_its_state(app: Hueyard, dash: Dash) -> None
     assert Jobs(app).get(job_id) is None
 
 
+def test_cancel_a_waiting_job_and_a_running_one(app: Hueyard, dash: Dash) -> None:
+    running, waiting = add(app, 2)
+    assert app.queue("work").huey.storage.claim() is not None  # `running` runs
+    # The job page and the active tab offer Cancel
+    assert f"/jobs/{waiting}/cancel" in dash.get(f"/admin/queues/work/jobs/{waiting}").get_data(
+        as_text=True
+    )
+    active_tab = dash.get("/admin/queues/work?state=active").get_data(as_text=True)
+    assert f"/jobs/{running}/cancel" in active_tab
+    # behind the confirm step
+    ask = dash.post(f"/admin/queues/work/jobs/{waiting}/cancel", confirm=False)
+    assert f"Cancel job {waiting} of queue work" in ask.get_data(as_text=True)
+    # A waiting job fails at once
+    response = dash.post(f"/admin/queues/work/jobs/{waiting}/cancel")
+    assert response.headers["Location"].endswith("done=cancel-cancelled")
+    assert "Job cancelled: it failed" in dash.get(response.headers["Location"]).get_data(
+        as_text=True
+    )
+    job = Jobs(app).get(waiting)
+    assert job is not None and (job.state, job.error) == ("failed", "cancelled")
+    # A running one is stopped by its consumer
+    response = dash.post(f"/admin/queues/work/jobs/{running}/cancel")
+    assert response.headers["Location"].endswith("done=cancel-requested")
+    # A finished one can not be cancelled
+    again = dash.post(f"/admin/queues/work/jobs/{waiting}/cancel")
+    assert again.status_code == 409
+    assert "has finished already" in again.get_data(as_text=True)
+
+
 def test_removing_an_active_job_is_refused_with_the_reason(app: Hueyard, dash: Dash) -> None:
     [job_id] = add(app, 1)
     app.queue("work").huey.storage.claim()
@@ -179,7 +208,7 @@ def test_read_only_hides_every_action(read_only: tuple[Hueyard, Dash, str]) -> N
 @pytest.mark.parametrize(
     "action",
     ["pause", "resume", "retry-all", "promote-all", "clean", "jobs/{id}/retry",
-     "jobs/{id}/promote", "jobs/{id}/remove"],
+     "jobs/{id}/promote", "jobs/{id}/cancel", "jobs/{id}/remove"],
 )  # fmt: skip
 def test_read_only_refuses_every_action(read_only: tuple[Hueyard, Dash, str], action: str) -> None:
     app, dash, token = read_only

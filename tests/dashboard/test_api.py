@@ -279,3 +279,19 @@ def test_prometheus_text_parses_and_counts_jobs(app: Hueyard, dash: Dash) -> Non
     assert samples[("hueyard_healthy", ())] == 1
     assert samples[("hueyard_consumers", ())] == 1
     assert samples[("hueyard_failure_ratio", (("queue", "work"),))] == 0.5
+
+
+def test_prometheus_reports_each_consumers_abandoned_threads(app: Hueyard, dash: Dash) -> None:
+    # Given a consumer that gave up on two worker threads stuck in jobs
+    consumer = MultiQueueConsumer(app, list(app.queues))
+    consumer.abandoned = 2
+    consumer.heartbeat()
+    # When
+    text = dash.get("/metrics").get_data(as_text=True)
+    # Then
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("hueyard_abandoned_threads", (("consumer", consumer.consumer_id),))] == 2

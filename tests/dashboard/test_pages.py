@@ -173,6 +173,14 @@ def test_workers_page_lists_live_consumers(app: Hueyard, dash: Dash) -> None:
     assert consumer.consumer_id in html
     assert held.id in html  # the job it runs
     assert ">work<" in html
+    assert "abandoned" not in html
+
+
+def test_workers_page_flags_a_consumer_with_abandoned_threads(app: Hueyard, dash: Dash) -> None:
+    consumer = MultiQueueConsumer(app, ["work"])
+    consumer.abandoned = 3
+    consumer.heartbeat()
+    assert "3 abandoned" in text(dash.get("/admin/workers"))
 
 
 def test_pages_have_refresh_theme_and_a_phone_viewport(dash: Dash) -> None:

@@ -77,16 +77,22 @@ def config_text(
     scheduler_interval: float = TICK,
     lease: float | None = None,
     max_stalls: int | None = None,
+    abandon_after: float | None = None,
+    max_abandoned_threads: int | None = None,
 ) -> str:
     """The e2e config: every queue of ``e2e_handlers``, backoffs from :data:`BACKOFF`.
 
-    ``lease`` and ``max_stalls`` set ``[consumer]`` fields that are left at their
-    defaults (30 s, 1 stall) when not given.
+    ``lease``, ``max_stalls``, ``abandon_after`` and ``max_abandoned_threads``
+    set ``[consumer]`` fields that are left at their defaults when not given.
     """
+    extra = {
+        "lease": lease,
+        "max_stalls": max_stalls,
+        "abandon_after": abandon_after,
+        "max_abandoned_threads": max_abandoned_threads,
+    }
     consumer_extra = "".join(
-        f"{name} = {value}\n"
-        for name, value in (("lease", lease), ("max_stalls", max_stalls))
-        if value is not None
+        f"{name} = {value}\n" for name, value in extra.items() if value is not None
     )
     return app_toml(
         redis_url,
@@ -138,6 +144,11 @@ rate_limit = {{ max = 5, per = 1 }}
 [queues.pausable]
 concurrency = 4
 keep_completed = 1000
+
+[queues.timed]
+attempts = 1
+timeout = 2
+concurrency = 1
 """,
     )
 

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import redis
+from huey.exceptions import RetryTask
 from pydantic import BaseModel
 
 from framework import current_job, handler
@@ -50,6 +51,7 @@ QUEUES = (
     "chaos",
     "throttled",
     "pausable",
+    "timed",
 )
 """Every queue a handler below is registered on."""
 
@@ -226,3 +228,37 @@ def throttled_work(payload: dict[str, Any]) -> dict[str, Any]:
 @handler("pausable", name="work")
 def pausable_work(payload: dict[str, Any]) -> dict[str, Any]:
     return _tracked("pausable", payload)
+
+
+# -- job control: timeouts, cancel, a retry at a given time ----------------------------------
+
+
+@handler("timed")
+def spin(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pure Python for ``seconds``: an exception raised in its thread stops it at once."""
+    record("timed.spin", payload["tag"], "start")
+    deadline = time.monotonic() + payload["seconds"]
+    while time.monotonic() < deadline:
+        pass
+    record("timed.spin", payload["tag"], "end")
+    return {"tag": payload["tag"]}
+
+
+@handler("timed")
+def block(payload: dict[str, Any]) -> dict[str, Any]:
+    """Blocked in C (``time.sleep``) for ``seconds``: no exception reaches it meanwhile."""
+    record("timed.block", payload["tag"], "start")
+    time.sleep(payload["seconds"])
+    record("timed.block", payload["tag"], "end")
+    return {"tag": payload["tag"]}
+
+
+@handler("retry")
+def later(payload: dict[str, Any]) -> dict[str, Any]:
+    """Asks for its retry ``delay`` seconds later (a provider's Retry-After), once."""
+    job = current_job()
+    assert job is not None
+    record("retry.later", payload["tag"], "start", attempt=job.attempt)
+    if job.attempt == 1:
+        raise RetryTask(delay=payload["delay"])
+    return {"attempt": job.attempt}

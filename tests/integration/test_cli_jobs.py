@@ -225,6 +225,26 @@ def test_retry_one_and_all(app: Hueyard, storage: JobStorage, project: dict[str,
     assert (counts.failed, counts.waiting) == (0, 3)
 
 
+def test_cancel_a_waiting_job_a_running_one_and_not_a_finished_one(
+    app: Hueyard, storage: JobStorage, project: dict[str, str]
+) -> None:
+    running, waiting = add(app, 2)
+    assert storage.claim() is not None  # `running` now runs
+    result = run(["cancel", "alpha", waiting], project)
+    assert (result.returncode, result.stdout.strip()) == (
+        0, f"job {waiting} of queue 'alpha': cancelled (failed, not retried)",
+    )  # fmt: skip
+    result = run(["cancel", "alpha", running], project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"job {running} of queue 'alpha' is running: its consumer stops it within 10 s "
+        "(one lease renewal) and fails it as cancelled"
+    )
+    again = run(["cancel", "alpha", waiting], project)
+    assert again.returncode == 1
+    assert f"job {waiting} of queue 'alpha' has finished already" in again.stderr
+
+
 def test_pause_and_resume(app: Hueyard, storage: JobStorage, project: dict[str, str]) -> None:
     add(app, 2)
     paused = run(["pause", "alpha"], project)

@@ -18,7 +18,18 @@ import redis
 from tests.conftest import app_toml
 from tests.integration.cli_runner import run_process as run
 
-COMMANDS = ["check", "enqueue", "status", "jobs", "job", "retry", "pause", "resume", "clean"]
+COMMANDS = [
+    "check",
+    "enqueue",
+    "status",
+    "jobs",
+    "job",
+    "retry",
+    "cancel",
+    "pause",
+    "resume",
+    "clean",
+]
 
 
 @pytest.fixture

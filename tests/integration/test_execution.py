@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,9 +18,11 @@ from pydantic import BaseModel
 
 from framework import current_job
 from framework.application import Hueyard
+from framework.errors import JobActionError
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, handler
-from framework.jobs import Jobs
+from framework.jobs import Cancel, Jobs
+from framework.leases import KeeperSettings, LeaseKeeper
 from tests.conftest import AppFactory
 
 CONFIG = """
@@ -95,6 +98,33 @@ def app(make_app: AppFactory) -> Hueyard:
     def sleepy(payload: dict[str, Any]) -> str:
         time.sleep(payload["seconds"])
         return "woke"
+
+    @handler("slow", registry=registry)
+    def spin(payload: dict[str, Any]) -> str:
+        deadline = time.monotonic() + payload["seconds"]
+        while time.monotonic() < deadline:  # pure Python: it takes an exception at once
+            pass
+        return "spun"
+
+    @handler("work", registry=registry)
+    def stubborn(payload: dict[str, Any]) -> str:
+        try:
+            deadline = time.monotonic() + payload["seconds"]
+            while time.monotonic() < deadline:
+                pass
+        except Exception:  # a handler that swallows everything it can
+            return "swallowed"
+        return "spun"
+
+    @handler("work", registry=registry)
+    def converter(payload: dict[str, Any]) -> str:
+        try:
+            deadline = time.monotonic() + payload["seconds"]
+            while time.monotonic() < deadline:
+                pass
+        except BaseException as exc:  # a handler that wraps whatever stops it
+            raise ValueError("converted") from exc
+        return "spun"
 
     app = make_app(CONFIG, registry, prefix="ex")
     for runtime in app.queues.values():
@@ -267,19 +297,140 @@ def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
     assert state(app, job_id) == "completed"
 
 
-def test_the_watchdog_fails_a_thread_job_past_its_timeout_and_drops_its_late_result(
-    app: Hueyard, caplog: pytest.LogCaptureFixture
+@pytest.fixture
+def abandoned() -> Iterator[list[tuple[str, int]]]:
+    """The lease keeper gives up on a stuck thread after 1 s; the threads it gave up on."""
+    saved = LeaseKeeper.settings
+    given_up: list[tuple[str, int]] = []
+    LeaseKeeper.configure(
+        KeeperSettings(
+            interrupt_timeouts=True,
+            abandon_after=1.0,
+            on_abandon=lambda queue, thread: given_up.append((queue, thread)),
+        )
+    )
+    yield given_up
+    LeaseKeeper.configure(saved)
+
+
+def wait_for_state(app: Hueyard, job_id: str, wanted: str, within: float) -> float:
+    """Seconds until the job is in ``wanted``; fails past ``within``."""
+    started = time.monotonic()
+    while state(app, job_id) != wanted:
+        assert time.monotonic() - started < within, f"not {wanted} after {within} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_a_thread_job_past_its_timeout_is_stopped_at_once_and_retried(
+    app: Hueyard, abandoned: list[tuple[str, int]]
 ) -> None:
-    job_id = app.enqueue("slow", "sleepy", {"seconds": 2.5})
+    # Given a pure-Python handler that would run 30 s on a queue whose timeout is 1 s
+    job_id = app.enqueue("slow", "spin", {"seconds": 30})
     runner = threading.Thread(target=run_one, args=(app, "slow"))
     started = time.monotonic()
     runner.start()
-    while state(app, job_id) != "failed":
-        assert time.monotonic() - started < 3.2, "the watchdog did not fail the job in time"
-        time.sleep(0.1)
+
+    # Then JobTimeout stops it in its thread: the attempt failed, a retry is scheduled
+    wait_for_state(app, job_id, "delayed", within=3)
+    runner.join(2)
+    assert not runner.is_alive(), "the handler's thread did not stop"
+    assert time.monotonic() - started < 3
     record = job(app, job_id)
-    assert record["error"] == "timed out after 1 s"
-    assert record["attempts"] == "1"  # not retried while the thread may still run
-    runner.join(10)
-    assert state(app, job_id) == "failed"  # the late "completed" was dropped
+    assert (record["error"], record["attempts"]) == ("timed out after 1 s", "1")
+    assert "JobTimeout" in record["traceback"]
+    assert abandoned == []
+
+
+def test_a_thread_blocked_outside_python_is_given_up_and_its_late_result_dropped(
+    app: Hueyard, abandoned: list[tuple[str, int]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a handler blocked in time.sleep (C: no exception reaches it) past its 1 s timeout
+    job_id = app.enqueue("slow", "sleepy", {"seconds": 3.5})
+    runner = threading.Thread(target=run_one, args=(app, "slow"))
+    runner.start()
+
+    # Then after the timeout and abandon_after (1 s) it is failed, not retried ...
+    elapsed = wait_for_state(app, job_id, "failed", within=3.2)
+    assert elapsed > 1.8
+    record = job(app, job_id)
+    assert record["error"].startswith("timed out after 1 s; it did not stop within 1 s")
+    assert record["attempts"] == "1"
+    # ... and its thread is given up on (the consumer would start a worker in its place)
+    assert abandoned == [("slow", runner.ident)]
+
+    # And when the sleep ends, what the thread does no longer changes the job
+    runner.join(5)
+    assert state(app, job_id) == "failed"
+    assert job(app, job_id)["error"] == record["error"]
     assert "this outcome is dropped" in caplog.text
+
+
+def test_a_timeout_given_at_enqueue_overrides_the_queues(
+    app: Hueyard, abandoned: list[tuple[str, int]]
+) -> None:
+    # Given the queue "work" (no timeout) and a job of it allowed 1 s
+    job_id = app.enqueue("work", "stubborn", {"seconds": 30}, timeout=1)
+    assert job(app, job_id)["timeout"] == "1"
+    runner = threading.Thread(target=run_one, args=(app, "work"))
+    runner.start()
+    # Then it times out after 1 s: its handler's `except Exception` catches JobTimeout
+    # and returns, but a job past its timeout failed whatever its handler did with it
+    runner.join(4)
+    assert not runner.is_alive()
+    assert app.result("work", job_id) is None
+    assert state(app, job_id) == "delayed"  # retried: the queue has attempts left
+    record = job(app, job_id)
+    assert (record["error"], record["attempts"]) == ("timed out after 1 s", "1")
+
+
+@pytest.mark.parametrize(
+    ("handler_name", "in_traceback"),
+    [
+        ("stubborn", "JobCancelled"),  # `except Exception` does not catch a BaseException
+        ("converter", "ValueError: converted"),  # turns JobCancelled into another error
+    ],
+)
+def test_cancel_stops_a_running_job_within_one_renewal_and_it_is_not_retried(
+    app: Hueyard, abandoned: list[tuple[str, int]], handler_name: str, in_traceback: str
+) -> None:
+    # Given a running job (lease 2 s: renewed every 0.67 s) of a queue with attempts left
+    job_id = app.enqueue("work", handler_name, {"seconds": 30})
+    runner = threading.Thread(target=run_one, args=(app, "work"))
+    runner.start()
+    wait_for_state(app, job_id, "active", within=2)
+
+    # When it is cancelled
+    assert Jobs(app).cancel("work", job_id) == Cancel.REQUESTED
+
+    # Then JobCancelled stops it within a renewal: failed, "cancelled", whatever the
+    # handler did with it, and the traceback shows what the handler raised
+    wait_for_state(app, job_id, "failed", within=2)
+    runner.join(2)
+    assert not runner.is_alive()
+    record = job(app, job_id)
+    assert (record["error"], record["attempts"]) == ("cancelled", "1")
+    assert in_traceback in record["traceback"]
+    assert "cancel" not in record
+    assert app.result("work", job_id) is None
+
+    # And it can be retried by hand like any failed job
+    assert Jobs(app).retry("work", job_id)
+    assert state(app, job_id) == "waiting"
+
+
+def test_cancel_of_a_waiting_or_delayed_job_fails_it_at_once(app: Hueyard) -> None:
+    jobs = Jobs(app)
+    waiting = app.enqueue("work", "ok", {"a": 1})
+    delayed = app.enqueue("work", "ok", {"a": 2}, delay=60)
+    assert jobs.cancel("work", waiting) == Cancel.CANCELLED
+    assert jobs.cancel("work", delayed) == Cancel.CANCELLED
+    for job_id in (waiting, delayed):
+        assert state(app, job_id) == "failed"
+        assert job(app, job_id)["error"] == "cancelled"
+    with pytest.raises(JobActionError, match="has finished already"):
+        jobs.cancel("work", waiting)
+    with pytest.raises(JobActionError, match="no job nope in queue 'work'"):
+        jobs.cancel("work", "nope")
+    with pytest.raises(JobActionError, match="belongs to another queue than 'slow'"):
+        jobs.cancel("slow", app.enqueue("work", "ok", {}))

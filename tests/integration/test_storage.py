@@ -21,6 +21,7 @@ import redis
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Cancel, Jobs
 from framework.record import Claim
 from framework.storage import JobStorage
 from tests.conftest import AppFactory, app_toml
@@ -367,9 +368,43 @@ def test_renew_extends_held_leases_and_reports_lost_ones(
     before = conn.zscore("{st}:q:work:active", held.id)
     time.sleep(0.05)
     stranger = dataclasses.replace(other, token="someone-else")
-    assert storage.renew([held, stranger]) == [other.id]
+    assert storage.renew([held, stranger]) == ([other.id], [])
     after = conn.zscore("{st}:q:work:active", held.id)
     assert before is not None and after is not None and after > before
+
+
+def test_renew_reports_the_held_jobs_whose_cancel_was_requested(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
+) -> None:
+    enqueue(app, 2)
+    cancelled, running = claim(storage), claim(storage)
+    assert Jobs(app).cancel("work", cancelled.id) == Cancel.REQUESTED
+    assert storage.renew([cancelled, running]) == ([], [cancelled.id])
+    assert state_of(conn, cancelled.id) == "active"  # its holder stops it
+
+
+@pytest.mark.parametrize("how", ["recovered", "put back at shutdown", "failed, to retry"])
+def test_a_job_cancelled_while_it_ran_never_goes_back_to_waiting(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis, how: str
+) -> None:
+    # Given a running job whose cancel was requested
+    [job_id] = enqueue(app)
+    claimed = claim(storage)
+    Jobs(app).cancel("work", job_id)
+    # When its consumer dies (its lease runs out), shuts down, or the handler failed
+    # with attempts left, before the consumer noticed the cancel
+    if how == "recovered":
+        conn.zadd("{st}:q:work:active", {job_id: 0})
+        assert storage.recover() == (0, 1)
+    elif how == "put back at shutdown":
+        assert storage.release(claimed, "requeue")
+    else:
+        assert storage.release(claimed, "retry", value="ValueError: boom", delay=5)
+    # Then it is failed, "cancelled", instead of being run again
+    assert state_of(conn, job_id) == "failed"
+    record_ = record(conn, job_id)
+    assert record_["error"] == "cancelled"
+    assert "cancel" not in record_ and "token" not in record_
 
 
 def test_an_expired_lease_goes_back_to_waiting_at_its_old_place(

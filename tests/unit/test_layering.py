@@ -42,6 +42,9 @@ EXPORTED = [
     "SerializationError",
     "StorageError",
     "RedisUnavailableError",
+    # raised inside a running handler
+    "JobTimeout",
+    "JobCancelled",
 ]
 """``framework.__all__``: change it here, on purpose, when the public API changes."""
 

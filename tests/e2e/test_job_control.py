@@ -1,0 +1,162 @@
+"""Job control with real consumers: timeouts that free the worker, cancel, a retry at a time.
+
+The queue "timed" has one worker, one attempt and a 2-second timeout. Its
+``spin`` handler runs pure Python (an exception raised in its thread stops it
+at once); its ``block`` handler sleeps in C (no exception reaches it until the
+sleep ends).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from framework.consumer import EXIT_ABANDONED
+from framework.jobs import Cancel
+from tests.e2e import e2e_handlers as handlers
+from tests.e2e.conftest import BACKOFF, E2E, wait_until
+
+pytestmark = pytest.mark.e2e
+
+WORKER_TYPES = ["thread", "process"]
+TIMED = {"HUEYARD_QUEUES": "timed"}
+SLACK = 1.5
+"""Seconds a loaded machine may add to anything timed here."""
+
+
+def _finished_at(e2e: E2E, job_id: str) -> float:
+    info = e2e.job(job_id)
+    assert info is not None and info.finished is not None
+    return info.finished.timestamp()
+
+
+@pytest.mark.parametrize("worker_type", WORKER_TYPES)
+def test_a_runaway_job_stops_at_its_timeout_and_the_next_job_starts_right_after(
+    e2e: E2E, worker_type: str
+) -> None:
+    # Given the only worker of "timed" (timeout 2 s) running a pure-Python job of a minute,
+    # and a job waiting behind it
+    e2e.start_consumer("-k", worker_type, env=TIMED)
+    runaway = handlers.spin.enqueue({"tag": "runaway", "seconds": 60})
+    following = handlers.spin.enqueue({"tag": "next", "seconds": 0})
+    [started] = e2e.records.wait_for(1, tag="runaway")
+
+    # Then it is stopped at its timeout and fails, "timed out after 2 s"
+    assert e2e.wait_final_error("timed", runaway) == "timed out after 2 s"
+    failed_at = _finished_at(e2e, runaway)
+    assert 2.0 <= failed_at - started["t"] < 2.0 + SLACK
+    assert e2e.records.ends(tag="runaway") == []
+
+    # And the worker it held takes the next job at once
+    [next_start] = e2e.records.wait_for(1, tag="next")
+    assert next_start["t"] - failed_at < 1.0
+    assert e2e.wait_result("timed", following) == {"tag": "next"}
+
+
+@pytest.mark.parametrize("worker_type", WORKER_TYPES)
+def test_a_job_blocked_outside_python_past_its_timeout_frees_its_worker(
+    e2e: E2E, worker_type: str
+) -> None:
+    # Given the only worker of "timed" in time.sleep(60), a job waiting behind it, and
+    # [consumer] abandon_after = 1.5
+    config = e2e.write_config("abandon.toml", abandon_after=1.5)
+    consumer = e2e.start_consumer("-k", worker_type, env=TIMED, config=config)
+    stuck = handlers.block.enqueue({"tag": "stuck", "seconds": 60})
+    following = handlers.spin.enqueue({"tag": "next", "seconds": 0})
+    [started] = e2e.records.wait_for(1, tag="stuck")
+
+    # Then the stuck job fails within 5 s of its start ...
+    error = e2e.wait_final_error("timed", stuck)
+    assert _finished_at(e2e, stuck) - started["t"] < 5.0
+    if worker_type == "thread":
+        # ... given up on: its thread stays blocked, a new worker takes its place
+        assert error.startswith("timed out after 2 s; it did not stop within 1.5 s")
+        consumer.wait_log("a new worker takes its place")
+    else:
+        # ... interrupted by Huey's alarm in its worker process
+        assert error == "timed out after 2 s"
+
+    # And the next job runs all the same: the queue kept its one worker
+    assert e2e.wait_result("timed", following) == {"tag": "next"}
+    assert e2e.records.ends(tag="stuck") == []
+
+
+def test_past_max_abandoned_threads_the_consumer_exits_for_its_supervisor(e2e: E2E) -> None:
+    # Given a consumer that may give up on one stuck thread at most
+    config = e2e.write_config("stuck.toml", abandon_after=0.5, max_abandoned_threads=1)
+    consumer = e2e.start_consumer(env=TIMED, config=config)
+
+    # When two jobs in a row block outside Python past their timeout
+    first = handlers.block.enqueue({"tag": "first", "seconds": 60})
+    second = handlers.block.enqueue({"tag": "second", "seconds": 60})
+
+    # Then the first thread is given up on and replaced, and it says so in its heartbeat
+    e2e.wait_final_error("timed", first)
+    consumer.wait_log("1 abandoned thread(s) in this consumer, at most 1")
+    # And past the limit it stops and exits with EX_TEMPFAIL, for a supervisor to restart
+    assert consumer.wait_exit(timeout=20) == EXIT_ABANDONED
+    assert "more than 1 worker threads are stuck" in consumer.log()
+    assert e2e.wait_final_error("timed", second).startswith("timed out after 2 s")
+    assert e2e.counts("timed").active == 0
+
+
+def test_the_heartbeat_counts_the_abandoned_threads(e2e: E2E) -> None:
+    # Given a consumer that gave up on a stuck thread
+    config = e2e.write_config("beat.toml", abandon_after=0.5)
+    consumer = e2e.start_consumer(env=TIMED, config=config)
+    e2e.wait_final_error("timed", handlers.block.enqueue({"tag": "stuck", "seconds": 60}))
+    consumer.wait_log("a new worker takes its place")
+
+    # Then its heartbeat (every 5 s) says so, for the workers page and /metrics
+    def abandoned() -> bool:
+        return any(c.pid == consumer.pid and c.abandoned == 1 for c in e2e.jobs.consumers())
+
+    wait_until(abandoned, timeout=8, what="a heartbeat with 1 abandoned thread")
+
+
+@pytest.mark.parametrize("worker_type", WORKER_TYPES)
+def test_cancel_ends_a_running_job_within_one_lease_renewal(e2e: E2E, worker_type: str) -> None:
+    # Given a lease of 3 s (renewed every second) and a pure-Python job of a minute
+    # (its own timeout of 60 s over the queue's 2 s)
+    config = e2e.write_config("lease.toml", lease=3)
+    e2e.start_consumer("-k", worker_type, env=TIMED, config=config)
+    long = handlers.spin.enqueue({"tag": "long", "seconds": 60}, timeout=60)
+    following = handlers.spin.enqueue({"tag": "next", "seconds": 0})
+    e2e.records.wait_for(1, tag="long")
+
+    # When it is cancelled
+    requested = time.time()
+    assert e2e.jobs.cancel("timed", long) == Cancel.REQUESTED
+
+    # Then its consumer stops it within one renewal: failed, "cancelled", not retried
+    assert e2e.wait_final_error("timed", long) == "cancelled"
+    assert _finished_at(e2e, long) - requested < 1.0 + SLACK
+    info = e2e.job(long)
+    assert info is not None and info.attempts == 1
+    assert e2e.records.ends(tag="long") == []
+    # And the worker goes on with the next job
+    assert e2e.wait_result("timed", following) == {"tag": "next"}
+
+
+def test_cancel_of_a_waiting_job_fails_it_at_once_and_it_never_runs(e2e: E2E) -> None:
+    waiting = handlers.spin.enqueue({"tag": "never", "seconds": 0})
+    assert e2e.jobs.cancel("timed", waiting) == Cancel.CANCELLED
+    info = e2e.job(waiting)
+    assert info is not None and (info.state, info.error) == ("failed", "cancelled")
+    e2e.start_consumer(env=TIMED)
+    marker = handlers.spin.enqueue({"tag": "marker", "seconds": 0})
+    e2e.wait_result("timed", marker)
+    assert e2e.records.starts(tag="never") == []
+
+
+def test_retry_task_with_a_delay_retries_then_not_after_the_backoff(e2e: E2E) -> None:
+    # Given a handler that answers its first attempt with RetryTask(delay=3)
+    e2e.start_consumer()
+    job_id = handlers.later.enqueue({"tag": "later", "delay": 3})
+
+    # Then its second attempt runs 3 s later, not after the queue's 0.5 s backoff
+    assert e2e.wait_result("retry", job_id) == {"attempt": 2}
+    first, second = (entry["t"] for entry in e2e.records.starts("retry.later", "later"))
+    assert 3.0 <= second - first < 3.0 + SLACK
+    assert second - first > BACKOFF * 4
