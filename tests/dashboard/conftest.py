@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ keep_failed = 10000
 description = "Webhook deliveries"
 attempts = 1
 
+[consumer]
+{consumer}
+
 [dashboard]
 {dashboard}
 
@@ -57,6 +61,9 @@ def registry() -> HandlerRegistry:
 
     @handler("work", registry=handlers)
     def job(payload: dict[str, Any]) -> Any:
+        deadline = time.monotonic() + payload.get("spin", 0)
+        while time.monotonic() < deadline:  # pure Python: stops at a cancel
+            pass
         if payload.get("fail"):
             raise ValueError(f"asked to fail: {payload.get('n')}")
         return {"done": payload.get("n")}
@@ -72,10 +79,13 @@ MakeApp = Callable[..., Hueyard]
 
 @pytest.fixture
 def make_app(make_app: AppFactory) -> MakeApp:
-    """Build a Hueyard app on the test database; ``dashboard=`` / ``health=`` are TOML lines."""
+    """Build a Hueyard app on the test database; ``dashboard=`` / ``health=`` /
+    ``consumer=`` are TOML lines of those tables."""
 
-    def build(*, dashboard: str = "", health: str = "", url: str | None = None) -> Hueyard:
-        body = CONFIG.format(dashboard=dashboard, health=health)
+    def build(
+        *, dashboard: str = "", health: str = "", consumer: str = "", url: str | None = None
+    ) -> Hueyard:
+        body = CONFIG.format(dashboard=dashboard, health=health, consumer=consumer)
         return make_app(
             body, registry(), prefix="dt", url=url, redis_lines="reconnect_attempts = 1"
         )

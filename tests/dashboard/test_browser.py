@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from dashboard import create_app
 from dashboard.server import DashboardServer
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
-from tests.dashboard.conftest import ENV, PASSWORD, USER, finish
+from framework.jobs import Jobs
+from tests.dashboard.conftest import ENV, PASSWORD, USER, MakeApp, finish
 
 pytestmark = pytest.mark.browser
 
@@ -36,6 +38,12 @@ CHROMIUM_FLAGS = [
 ]
 SCREENSHOTS = os.environ.get("HUEYARD_SCREENSHOTS")
 """A folder to copy the screenshots to, for a person to look at."""
+
+
+@pytest.fixture
+def app(make_app: MakeApp) -> Hueyard:
+    """Leases of 2 s: a running job's consumer hears of a cancel within 0.7 s."""
+    return make_app(consumer="lease = 2")
 
 
 @pytest.fixture
@@ -75,6 +83,19 @@ def consumer(app: Hueyard) -> Iterator[MultiQueueConsumer]:
         signal.signal(signum, handler)
 
 
+def signed_in(browser: Any) -> tuple[Any, Any, list[str]]:
+    """A browser context with the credentials, a page, and the page's script errors."""
+    context = browser.new_context(
+        http_credentials={"username": USER, "password": PASSWORD},
+        viewport={"width": 1280, "height": 900},
+    )
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    return context, page, problems
+
+
 def shoot(page: Any, path: Path, name: str) -> None:
     page.screenshot(path=str(path), full_page=True)
     if SCREENSHOTS:
@@ -90,14 +111,7 @@ def test_retry_a_failed_job_and_watch_it_complete(
     app.enqueue_many("work", "job", [{"n": i} for i in range(2, 6)])
     finish(app, "failed")
     finish(app, "completed", 3)
-    context = browser.new_context(
-        http_credentials={"username": USER, "password": PASSWORD},
-        viewport={"width": 1280, "height": 900},
-    )
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    context, page, problems = signed_in(browser)
 
     # When ops sign in and open the overview
     page.goto(f"{served}/admin/queues")
@@ -143,4 +157,40 @@ def test_retry_a_failed_job_and_watch_it_complete(
     page.goto(f"{served}/admin/queues/work/metrics")
     shoot(page, tmp_path / "metrics-dark.png", "metrics-dark.png")
     assert problems == []  # no script error, no Content-Security-Policy violation
+    context.close()
+
+
+def test_cancel_a_running_job_from_the_active_tab(
+    app: Hueyard, served: str, browser: Any, consumer: MultiQueueConsumer, tmp_path: Path
+) -> None:
+    # Given a job that a consumer runs (a pure-Python loop of 60 s)
+    job_id = app.enqueue("work", "job", {"n": 7, "spin": 60})
+    consumer.start()
+    jobs = Jobs(app)
+    deadline = time.monotonic() + 10
+    while (place := jobs.find(job_id)) is None or place.state != "active":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+    context, page, problems = signed_in(browser)
+
+    # When ops open the queue's Active tab and cancel it, through the confirm step
+    page.goto(f"{served}/admin/queues/work?state=active")
+    page.click(f"tr:has-text('{job_id}') button:has-text('Cancel')")
+    assert page.locator("h1").inner_text() == "Are you sure?"
+    page.click("#confirm")
+    assert page.locator("[role=status]").inner_text().startswith("Cancel requested")
+    shoot(page, tmp_path / "cancel-requested.png", "cancel-requested.png")
+
+    # Then its consumer stops it within a lease renewal: failed, "cancelled", not retried
+    deadline = time.monotonic() + 10
+    page.goto(f"{served}/admin/queues/work/jobs/{job_id}")
+    while page.locator("h1 .badge").inner_text() != "failed":
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.2)
+        page.reload()
+    assert "cancelled" in page.content()
+    assert not page.locator("button:has-text('Cancel')").count()  # a finished job has none
+    assert page.locator("button:has-text('Retry')").count() == 1  # ... but can be retried
+    consumer.stop(graceful=True)
+    assert problems == []
     context.close()
