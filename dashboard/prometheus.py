@@ -62,9 +62,17 @@ class _JobsCollector(Collector):
             "Worker threads a consumer gave up on: stuck in a job that timed out or was cancelled",
             labels=["consumer"],
         )
+        connections = GaugeMetricFamily(
+            "hueyard_redis_connections",
+            "Redis connections a consumer's main process has open",
+            labels=["consumer"],
+        )
         for consumer in live:
             abandoned.add_metric([consumer.id], float(consumer.abandoned))
+            if consumer.connections is not None:
+                connections.add_metric([consumer.id], float(consumer.connections))
         yield abandoned
+        yield connections
         yield from self._summaries(list(report.counts))
 
     def _summaries(self, names: list[str]) -> Iterator[Metric]:

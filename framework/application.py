@@ -18,7 +18,7 @@ from typing import Any, Unpack
 import redis
 
 from framework.compiler import QueueRuntime, compile_queues
-from framework.connection import ThreadClients, build_pool
+from framework.connection import PoolSize, ThreadClients, build_pool
 from framework.consumer import MultiQueueConsumer, served_queues
 from framework.errors import QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
@@ -52,8 +52,20 @@ class Hueyard:
         self.settings = settings
         self.registry = registry
         self.keys = Keys(settings.redis.prefix)
-        self.pool = pool if pool is not None else build_pool(settings.redis.connection)
-        self.thread_clients = ThreadClients(self.pool)  # one connection per thread, all queues
+        self.pool_size = PoolSize.for_app(
+            workers=sum(policy.concurrency for policy in settings.policies()),
+            queues=len(settings.queues),
+            configured=settings.redis.max_connections,
+        )
+        self.pool = (
+            pool
+            if pool is not None
+            else build_pool(
+                settings.redis.connection, max_connections=self.pool_size.max_connections
+            )
+        )
+        # one connection per thread, for all queues, up to the pool's share for them
+        self.thread_clients = ThreadClients(self.pool, self.pool_size.max_kept)
         self.queues, self.warnings = compile_queues(
             settings, registry, pool=self.pool, thread_clients=self.thread_clients, keys=self.keys
         )

@@ -51,6 +51,7 @@ from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
 from framework.keys import Keys
 from framework.leases import KeeperSettings, LeaseKeeper
+from framework.outages import Outage
 from framework.settings import Settings
 from framework.storage import BLOCKING_READ_TIMEOUT
 
@@ -140,6 +141,7 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
         self.interval = interval
         self.recovery_interval = min(h.storage.lease_ms for h in self.hueys) / 2000
         self._next_recovery = 0.0
+        self.outage = Outage("scheduler", logging.getLogger("hueyard.consumer"))
 
     def loop(self, now: Any = None) -> None:
         started = time.monotonic()
@@ -159,8 +161,17 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
                             recovered,
                             stalled,
                         )
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # One Redis serves every queue: the next round tries them all again.
+                self.outage.failed(exc)
+                self._next_recovery = min(self._next_recovery, started)
+                break
+            except redis.RedisError as exc:  # this queue's keys only (a wrong type, ...)
+                huey.storage.outage.failed(exc)
             except Exception:
                 self._logger.exception("maintenance of queue %s failed; retrying", huey.name)
+        else:
+            self.outage.answered()
         self.sleep_for_interval(started, self.interval)
 
 
@@ -220,6 +231,7 @@ class MultiQueueConsumer:
         self.abandoned = 0  # worker threads given up on
         self._abandoned_threads: set[int] = set()
         self._workers_lock = threading.Lock()
+        self._beats = Outage("heartbeat", logger)
         self._exit_code = 0
         self._started = time.time() * 1000
 
@@ -421,11 +433,16 @@ class MultiQueueConsumer:
                 "workers": len(self.workers),
                 "started": self._started,
                 "abandoned": self.abandoned,
+                "connections": getattr(self.app.pool, "opened", None),
+                "max_connections": self.app.pool.max_connections,
             }
             with conn.pipeline() as pipe:
                 pipe.set(keys.consumer(self.consumer_id), json.dumps(info), ex=HEARTBEAT_TTL)
                 pipe.zadd(keys.consumers, {self.consumer_id: int(time.time() * 1000)})
                 pipe.execute()
+            self._beats.answered()
+        except redis.RedisError as exc:
+            self._beats.failed(exc)
         except Exception as exc:
             logger.warning("heartbeat to Redis failed: %s: %s", type(exc).__name__, exc)
 

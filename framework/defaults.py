@@ -51,6 +51,22 @@ MAX_SAMPLES = 256
 """Processing-time samples kept per queue and minute (for p50 / p95): the newest
 ``MAX_SAMPLES``, the list cut back to them when it passes twice as many."""
 
+MAX_CONNECTIONS = 64
+"""Connections a pool may open when nothing sized it (a client built without an app)."""
+
+POOL_SPARE = 16
+"""Connections of an app's pool beyond one per worker thread and one per queue: the
+scheduler's, the lease keeper's, the main thread's, the read API's, the cache's."""
+
+POOL_TIMEOUT = 10.0
+"""Seconds a caller waits for a free connection of a full pool before it fails."""
+
+UNSURE_CLAIMS = 1000
+"""Claim tokens a queue's storage remembers whose call got no reply (newest kept)."""
+
+GIVEBACK_SCAN = 10_000
+"""Active jobs ``giveback`` looks at for claims whose reply was lost."""
+
 ABANDON_AFTER = 2.0
 """Seconds a job told to stop (timed out, cancelled) may take before its thread is given up."""
 

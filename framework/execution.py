@@ -21,6 +21,7 @@ import time
 import traceback as tb
 from typing import Any
 
+import redis
 from huey import Huey
 from huey import signals as huey_signals
 from huey.api import Task
@@ -31,6 +32,7 @@ from framework.context import job_context
 from framework.errors import HueyardError, JobCancelled, SerializationError
 from framework.leases import LeaseKeeper
 from framework.options import Outcome
+from framework.outcomes import store_outcome
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
 from framework.record import Claim
 from framework.serializer import dumps_text, loads
@@ -39,6 +41,9 @@ from framework.storage import JobStorage
 __all__ = ["JSONSerializer", "QueueHuey"]
 
 logger = logging.getLogger("hueyard.execution")
+
+OUTAGE_PAUSE = 1.0
+"""Seconds a worker waits after Redis failed it, before its next try."""
 
 
 class JSONSerializer(Serializer):  # type: ignore[misc]
@@ -70,6 +75,13 @@ class QueueHuey(Huey):  # type: ignore[misc]
     def _stopping(self) -> bool:
         return self.stop_flag is not None and bool(self.stop_flag.is_set())
 
+    def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the consumer stops meanwhile."""
+        if self.stop_flag is not None:
+            self.stop_flag.wait(seconds)
+        else:
+            time.sleep(seconds)
+
     # -- dequeue ---------------------------------------------------------------------------
 
     def dequeue(self) -> Task | None:
@@ -80,7 +92,14 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 self.storage.release(claim, Outcome.REQUEUE)
             return None
         if claim is None:
-            claim = self.storage.claim()
+            try:
+                claim = self.storage.claim()
+            except redis.RedisError as exc:
+                # One worker's turn failed; the others wait for theirs (framework.idle), so
+                # an outage costs a few log lines (framework.outages), not one per worker.
+                self.storage.outage.failed(exc)
+                self._wait(OUTAGE_PAUSE)
+                return None
             if claim is None:
                 return None
             if self._stopping():  # taken while the consumer began to stop: hand it back
@@ -157,14 +176,14 @@ class QueueHuey(Huey):  # type: ignore[misc]
             outcome, value, trace, delay = self._failure(task, claim, policy, ended)
         finally:
             self._tasks_in_flight.discard(task)
+            keeper.releasing(claim)  # its lease is kept until the outcome is stored
+        try:
+            released, self._local.next = store_outcome(
+                self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
+                fetch=not self._stopping(),
+            )  # fmt: skip
+        finally:
             keeper.forget(claim)
-        if self._stopping():
-            released = self.storage.release(claim, outcome, value=value, traceback=trace,
-                                            delay=delay)  # fmt: skip
-        else:
-            released, self._local.next = self.storage.release_and_claim(
-                claim, outcome, value=value, traceback=trace, delay=delay
-            )
         if not released:
             logger.warning(
                 "job %s finished (%s) after it stopped being ours (lease lost, timed out "

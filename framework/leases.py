@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis
+
 from framework import defaults, forks
 from framework.errors import JobCancelled, JobTimeout
 from framework.options import Outcome
@@ -73,7 +75,9 @@ class _Running:
     claim: Claim
     timeout: float | None
     thread: int  # threading.get_ident() of the worker running it
+    lease_until: float  # time.monotonic() until which its lease surely holds
     in_handler: bool = False
+    releasing: bool = False  # its handler is done; its outcome is being stored
     stop: type[BaseException] | None = None  # JobTimeout or JobCancelled, once told to stop
     stop_reason: str = ""
     stop_since: float = 0.0
@@ -117,8 +121,28 @@ class LeaseKeeper:
 
     def track(self, storage: JobStorage, claim: Claim, timeout: float | None) -> None:
         """Keep ``claim``'s lease from now on; the calling thread is the one that runs it."""
+        lease_until = claim.claimed_at + storage.lease_ms / 1000
         with self._lock:
-            self._running[claim.token] = _Running(storage, claim, timeout, threading.get_ident())
+            self._running[claim.token] = _Running(
+                storage, claim, timeout, threading.get_ident(), lease_until
+            )
+
+    def releasing(self, claim: Claim) -> None:
+        """``claim``'s handler is done: keep its lease while its outcome is stored, but
+        never stop or give up on it any more."""
+        with self._lock:
+            entry = self._running.get(claim.token)
+            if entry is not None:
+                entry.releasing = True
+
+    def lease_until(self, claim: Claim) -> float:
+        """``time.monotonic()`` until which ``claim``'s lease surely holds (as of its
+        latest renewal that Redis answered)."""
+        with self._lock:
+            entry = self._running.get(claim.token)
+        if entry is None:
+            return claim.claimed_at
+        return entry.lease_until
 
     def forget(self, claim: Claim) -> None:
         with self._lock:
@@ -154,6 +178,7 @@ class LeaseKeeper:
                 entry
                 for entry in self._running.values()
                 if entry.stop is None
+                and not entry.releasing
                 and entry.timeout is not None
                 and now - entry.claim.claimed_at > entry.timeout
             ]
@@ -170,7 +195,11 @@ class LeaseKeeper:
     ) -> None:
         """Mark ``entry`` as to stop; raise ``stop`` in its thread if it runs its handler."""
         with self._lock:
-            if entry.stop is not None or self._running.get(entry.claim.token) is not entry:
+            if (
+                entry.stop is not None
+                or entry.releasing
+                or self._running.get(entry.claim.token) is not entry
+            ):
                 return
             entry.stop, entry.stop_reason, entry.stop_since = stop, reason, time.monotonic()
             if interrupt and entry.in_handler:
@@ -183,7 +212,9 @@ class LeaseKeeper:
             stuck = [
                 entry
                 for entry in self._running.values()
-                if entry.stop is not None and now - entry.stop_since > settings.abandon_after
+                if entry.stop is not None
+                and not entry.releasing
+                and now - entry.stop_since > settings.abandon_after
             ]
             for entry in stuck:
                 del self._running[entry.claim.token]
@@ -218,10 +249,22 @@ class LeaseKeeper:
             since = renewed.get(key, min(entry.claim.claimed_at for entry in group))
             if now - since < storage.lease_ms / 3000:
                 continue
+            try:
+                lost, cancelled = storage.renew([entry.claim for entry in group])
+            except redis.RedisError as exc:
+                storage.outage.failed(exc)  # tried again next round, not a third of a lease later
+                continue
             renewed[key] = now
-            lost, cancelled = storage.renew([entry.claim for entry in group])
-            for job_id in lost:
-                logger.warning("job %s is no longer held by this consumer (lease lost)", job_id)
+            with self._lock:
+                for entry in group:
+                    if entry.claim.id not in lost:
+                        entry.lease_until = now + storage.lease_ms / 1000
+            for entry in group:
+                # A releasing job may have been released while the renewal ran.
+                if entry.claim.id in lost and not entry.releasing:
+                    logger.warning(
+                        "job %s is no longer held by this consumer (lease lost)", entry.claim.id
+                    )
             for entry in group:
                 if entry.claim.id in cancelled:
                     self._tell_to_stop(entry, JobCancelled, defaults.CANCELLED, interrupt=True)

@@ -120,7 +120,14 @@ class ConsumerInfo:
     last_heartbeat: datetime.datetime
     running: tuple[str, ...]  # ids of the jobs it holds now
     abandoned: int = 0  # worker threads it gave up on (stuck in jobs that did not stop)
+    connections: int | None = None  # Redis connections its main process has open
+    max_connections: int | None = None  # ... and may open
     problem: str | None = None
+
+
+def _whole_or_none(value: object) -> int | None:
+    """A non-negative whole number from a heartbeat, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def percentile(samples: Sequence[float], pct: float) -> float | None:
@@ -329,6 +336,8 @@ def _consumer_info(consumer_id: str, raw: Any, score: float, running: list[str])
             last_heartbeat=beat,
             running=tuple(sorted(running)),
             abandoned=max(int(data.get("abandoned") or 0), 0),
+            connections=_whole_or_none(data.get("connections")),
+            max_connections=_whole_or_none(data.get("max_connections")),
         )
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         return ConsumerInfo(

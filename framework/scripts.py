@@ -165,6 +165,19 @@ SCRIPTS: dict[str, Script] = {
         ),
         Script("renew", keys=("active",), args=("job_prefix", "lease_ms"), row=("id", "token")),
         Script(
+            "giveback",
+            keys=("active", "waiting", "failed", "wake"),
+            args=(
+                "job_prefix",
+                "stats_prefix",
+                "metrics_ttl",
+                "default_priority",
+                "keep_failed",
+                "limit",
+            ),
+            row=("token",),
+        ),
+        Script(
             "recover",
             keys=("active", "waiting", "failed", "wake"),
             args=(

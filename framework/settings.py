@@ -92,6 +92,8 @@ class RedisSettings(_Strict):
     connect_timeout: Seconds = defaults.CONNECT_TIMEOUT
     reconnect_attempts: Annotated[int, Field(ge=0, le=100)] = defaults.RECONNECT_ATTEMPTS
     tls_ca_file: str | None = None
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """Connections per process; unset: one per worker thread of every queue + spare."""
 
     @field_validator("url")
     @classmethod

@@ -27,11 +27,13 @@ Huey message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -41,8 +43,10 @@ from huey.storage import BaseStorage
 from framework import defaults, forks
 from framework.connection import ThreadClients
 from framework.errors import HueyardError
+from framework.idle import IdleWorkers
 from framework.keys import LOGS, Keys
 from framework.options import NO_OPTIONS, EnqueueOptions, Outcome
+from framework.outages import Outage
 from framework.policy import JobPolicy
 from framework.record import Claim, claim_from_reply
 from framework.scripts import Scripts
@@ -93,6 +97,10 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.read_timeout = read_timeout
         self.consumer_id = ""
         self._plain_args: dict[str, dict[str, Any]] = {}
+        self._idle = IdleWorkers()
+        self.outage = Outage(f"queue {policy.name}", logger)
+        self._unsure: list[tuple[str, float]] = []  # claim tokens whose reply was lost, when
+        self._unsure_lock = threading.Lock()
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -128,23 +136,79 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return args
 
     def claim(self) -> Claim | None:
-        """Take the next job, or wait up to ``read_timeout`` for one and return None."""
-        token = forks.new_token()
-        claim, wait = self._taken(self._claim_call(token), token)
-        if claim is not None:
-            return claim
-        if wait is not None:  # rate limited: the window has room again in `wait` seconds
-            time.sleep(min(wait, self.read_timeout))
-            return None
-        # Empty or paused: block until an enqueue, a promotion or a resume pushes a
-        # token. The claim rides in the same pipeline: Redis runs it the moment the
-        # BLPOP returns, so a woken worker gets its job without another round trip.
-        token = forks.new_token()
-        with self.conn.pipeline(transaction=False) as pipe:
-            pipe.blpop([self.q.wake], timeout=self.read_timeout)
-            self._claim_call(token, client=pipe)
-            _, reply = pipe.execute()
-        return self._taken(reply, token)[0]
+        """Take the next job, or wait up to ``read_timeout`` for one and return None.
+
+        Idle workers of this queue in this process take turns
+        (:class:`~framework.idle.IdleWorkers`): only the worker whose turn it
+        is asks Redis; the others wait here for their turn.
+        """
+        with self._idle.turn(self.read_timeout) as mine:
+            if not mine:
+                return None
+            if self._unsure:
+                self.give_back_unsure()
+            token = forks.new_token()
+            with self._unsure_if_lost(token):
+                reply = self._claim_call(token)
+            self.outage.answered()
+            claim, wait = self._taken(reply, token)
+            if claim is not None:
+                return claim
+            if wait is not None:  # rate limited: the window has room again in `wait` seconds
+                time.sleep(min(wait, self.read_timeout))
+                return None
+            # Empty or paused: block until an enqueue, a promotion or a resume pushes a
+            # token. The claim rides in the same pipeline: Redis runs it the moment the
+            # BLPOP returns, so a woken worker gets its job without another round trip.
+            token = forks.new_token()
+            with self._unsure_if_lost(token), self.conn.pipeline(transaction=False) as pipe:
+                pipe.blpop([self.q.wake], timeout=self.read_timeout)
+                self._claim_call(token, client=pipe)
+                _, reply = pipe.execute()
+            return self._taken(reply, token)[0]
+
+    @contextlib.contextmanager
+    def _unsure_if_lost(self, token: str) -> Iterator[None]:
+        """Remember ``token`` if the call that claims with it gets no reply: Redis may
+        have run the claim, and the job would then wait for its lease to run out."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError):
+            with self._unsure_lock:
+                self._unsure.append((token, time.monotonic()))
+                del self._unsure[: -defaults.UNSURE_CLAIMS]
+            raise
+
+    def give_back_unsure(self) -> int:
+        """Put back the jobs claimed by calls whose reply was lost (see ``giveback.lua``).
+
+        Tokens older than a lease are forgotten: ``recover`` has those jobs.
+        Returns how many jobs went back; on a Redis error the tokens are kept.
+        """
+        with self._unsure_lock:
+            fresh = time.monotonic() - self.lease_ms / 1000
+            tokens = [token for token, at in self._unsure if at > fresh]
+            self._unsure.clear()
+        if not tokens:
+            return 0
+        args = {"job_prefix": self.q.job_prefix, "stats_prefix": self.q.stats_prefix,
+                "metrics_ttl": self.metrics_ttl, "default_priority": self.policy.priority,
+                "keep_failed": self.policy.keep_failed,
+                "limit": defaults.GIVEBACK_SCAN}  # fmt: skip
+        try:
+            back = int(
+                self.scripts.call("giveback", self.q, args=args, rows=[(t,) for t in tokens])
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            with self._unsure_lock:
+                self._unsure.extend((token, time.monotonic()) for token in tokens)
+            raise
+        if back:
+            logger.warning(
+                "queue %s: %d job(s) claimed while the connection broke went back to waiting",
+                self.policy.name, back,
+            )  # fmt: skip
+        return back
 
     def _claim_call(self, token: str, client: Any = None) -> Any:
         return self.scripts.call("claim", self.q, args=self._take_args(token), client=client)
@@ -205,32 +269,34 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     ) -> tuple[bool, Claim | None]:  # fmt: skip
         next_token = forks.new_token() if fetch else ""
         take = self._take_args(next_token)
-        reply = self.scripts.call(
-            "release",
-            self.q,
-            keys={"job": self.q.job(claim.id)},
-            args={
-                "job_prefix": self.q.job_prefix,
-                "stats_prefix": self.q.stats_prefix,
-                "metrics_ttl": self.metrics_ttl,
-                "default_priority": self.policy.priority,
-                "keep_completed": self.policy.keep_completed,
-                "keep_failed": self.policy.keep_failed,
-                "id": claim.id,
-                "token": claim.token,
-                "outcome": outcome.value,
-                "value": value,
-                "traceback": traceback[-TEXT_LIMIT:],
-                "delay_ms": int(delay * 1000),
-                "duration_ms": int((time.monotonic() - claim.claimed_at) * 1000),
-                "fetch": 1 if fetch else 0,
-                "next_token": next_token,
-                "consumer": self.consumer_id,
-                "lease_ms": self.lease_ms,
-                "rate_max": take["rate_max"],
-                "rate_per_ms": take["rate_per_ms"],
-            },
-        )
+        unsure = self._unsure_if_lost(next_token) if fetch else contextlib.nullcontext()
+        with unsure:
+            reply = self.scripts.call(
+                "release",
+                self.q,
+                keys={"job": self.q.job(claim.id)},
+                args={
+                    "job_prefix": self.q.job_prefix,
+                    "stats_prefix": self.q.stats_prefix,
+                    "metrics_ttl": self.metrics_ttl,
+                    "default_priority": self.policy.priority,
+                    "keep_completed": self.policy.keep_completed,
+                    "keep_failed": self.policy.keep_failed,
+                    "id": claim.id,
+                    "token": claim.token,
+                    "outcome": outcome.value,
+                    "value": value,
+                    "traceback": traceback[-TEXT_LIMIT:],
+                    "delay_ms": int(delay * 1000),
+                    "duration_ms": int((time.monotonic() - claim.claimed_at) * 1000),
+                    "fetch": 1 if next_token else 0,
+                    "next_token": next_token,
+                    "consumer": self.consumer_id,
+                    "lease_ms": self.lease_ms,
+                    "rate_max": take["rate_max"],
+                    "rate_per_ms": take["rate_per_ms"],
+                },
+            )
         if not reply[0]:
             return False, None
         if len(reply) == 1:

@@ -281,8 +281,12 @@ def test_prometheus_text_parses_and_counts_jobs(app: Hueyard, dash: Dash) -> Non
     assert samples[("hueyard_failure_ratio", (("queue", "work"),))] == 0.5
 
 
-def test_prometheus_reports_each_consumers_abandoned_threads(app: Hueyard, dash: Dash) -> None:
-    # Given a consumer that gave up on two worker threads stuck in jobs
+def test_prometheus_reports_each_consumers_abandoned_threads_and_connections(
+    app: Hueyard, dash: Dash
+) -> None:
+    # Given a consumer that gave up on two worker threads stuck in jobs, in a process
+    # that has talked to Redis
+    add(app, 1)
     consumer = MultiQueueConsumer(app, list(app.queues))
     consumer.abandoned = 2
     consumer.heartbeat()
@@ -295,3 +299,5 @@ def test_prometheus_reports_each_consumers_abandoned_threads(app: Hueyard, dash:
         for sample in family.samples
     }
     assert samples[("hueyard_abandoned_threads", (("consumer", consumer.consumer_id),))] == 2
+    opened = samples[("hueyard_redis_connections", (("consumer", consumer.consumer_id),))]
+    assert 1 <= opened <= app.pool.max_connections

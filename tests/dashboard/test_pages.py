@@ -174,6 +174,7 @@ def test_workers_page_lists_live_consumers(app: Hueyard, dash: Dash) -> None:
     assert held.id in html  # the job it runs
     assert ">work<" in html
     assert "abandoned" not in html
+    assert f"of {app.pool.max_connections} Redis connections" in html
 
 
 def test_workers_page_flags_a_consumer_with_abandoned_threads(app: Hueyard, dash: Dash) -> None:

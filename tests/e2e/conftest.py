@@ -79,11 +79,13 @@ def config_text(
     max_stalls: int | None = None,
     abandon_after: float | None = None,
     max_abandoned_threads: int | None = None,
+    concurrency: dict[str, int] | None = None,
 ) -> str:
     """The e2e config: every queue of ``e2e_handlers``, backoffs from :data:`BACKOFF`.
 
     ``lease``, ``max_stalls``, ``abandon_after`` and ``max_abandoned_threads``
-    set ``[consumer]`` fields that are left at their defaults when not given.
+    set ``[consumer]`` fields that are left at their defaults when not given;
+    ``concurrency`` sets the concurrency of the queues it names.
     """
     extra = {
         "lease": lease,
@@ -94,7 +96,7 @@ def config_text(
     consumer_extra = "".join(
         f"{name} = {value}\n" for name, value in extra.items() if value is not None
     )
-    return app_toml(
+    text = app_toml(
         redis_url,
         prefix=prefix,
         body=f"""
@@ -149,8 +151,21 @@ keep_completed = 1000
 attempts = 1
 timeout = 2
 concurrency = 1
+
+[queues.blip]
+concurrency = 4
+keep_completed = 10000
 """,
     )
+    for queue, workers in (concurrency or {}).items():
+        table = f"[queues.{queue}]\n"
+        assert table in text, f"no queue {queue!r} in the e2e config"
+        head, tail = text.split(table, 1)
+        body, _, rest = tail.partition("\n[")
+        lines = [line for line in body.splitlines() if not line.startswith("concurrency")]
+        body = "\n".join([f"concurrency = {workers}", *lines])
+        text = f"{head}{table}{body}\n" + (f"[{rest}" if rest else "")
+    return text
 
 
 def wait_until(
@@ -479,16 +494,13 @@ class E2E:
         )
 
 
-@pytest.fixture
-def e2e(
-    tmp_path: Path,
-    redis_conn: redis.Redis,
-    redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[E2E]:
+@contextlib.contextmanager
+def world_on(tmp_path: Path, redis_url: str, conn: redis.Redis, **options: Any) -> Iterator[E2E]:
+    """An :class:`E2E` world on the Redis at ``redis_url``; ``options`` as for
+    :func:`config_text`. Its consumers are killed, and their logs printed, at the end."""
     prefix = f"e2e-{uuid.uuid4().hex[:10]}"
     config_path = tmp_path / "queues.toml"
-    text = config_text(redis_url, prefix)
+    text = config_text(redis_url, prefix, **options)
     config_path.write_text(text, encoding="utf-8")
     app = Hueyard(parse_settings(text, source=str(config_path), env={}), E2E_REGISTRY)
     # It is the process's app (framework.enqueue), and the one e2e_handlers' handlers,
@@ -498,10 +510,10 @@ def e2e(
         tmp_path=tmp_path,
         redis_url=redis_url,
         prefix=prefix,
-        conn=redis_conn,
+        conn=conn,
         app=app,
         config_path=config_path,
-        records=Records(redis_conn, f"{prefix}:records"),
+        records=Records(conn, f"{prefix}:records"),
     )
     try:
         yield world
@@ -513,3 +525,10 @@ def e2e(
                 f" log -----\n{consumer.log()}"
             )
         framework.runtime.reset_app()
+        app.close()
+
+
+@pytest.fixture
+def e2e(tmp_path: Path, redis_conn: redis.Redis, redis_url: str) -> Iterator[E2E]:
+    with world_on(tmp_path, redis_url, redis_conn) as world:
+        yield world

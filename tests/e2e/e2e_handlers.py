@@ -52,6 +52,7 @@ QUEUES = (
     "throttled",
     "pausable",
     "timed",
+    "blip",
 )
 """Every queue a handler below is registered on."""
 
@@ -63,7 +64,12 @@ def _redis() -> redis.Redis:
     pid = os.getpid()
     client = _clients.get(pid)
     if client is None:
-        client = redis.Redis.from_url(os.environ[REDIS_URL_ENV])
+        # A bounded pool that makes threads wait: redis-py's default pool fails past
+        # 100 connections, and a consumer may run more worker threads than that.
+        pool = redis.BlockingConnectionPool.from_url(
+            os.environ[REDIS_URL_ENV], max_connections=32, timeout=30
+        )
+        client = redis.Redis(connection_pool=pool)
         _clients[pid] = client
     return client
 
@@ -262,3 +268,20 @@ def later(payload: dict[str, Any]) -> dict[str, Any]:
     if job.attempt == 1:
         raise RetryTask(delay=payload["delay"])
     return {"attempt": job.attempt}
+
+
+# -- a Redis blip: handlers that do not need Redis themselves ----------------------------------
+
+
+@handler("blip", name="work")
+def blip_work(payload: dict[str, Any]) -> dict[str, Any]:
+    """Append the job id to the file ``runs`` (one line per run), sleep ``ms``.
+
+    It writes to a file, not to Redis, so that it runs the same while Redis is away.
+    """
+    job = current_job()
+    assert job is not None
+    with open(payload["runs"], "a", encoding="utf-8") as runs:
+        runs.write(f"{job.id}\n")
+    time.sleep(payload.get("ms", 0) / 1000)
+    return {"n": payload["n"]}

@@ -12,9 +12,11 @@ import gc
 import os
 import threading
 
+import pytest
 import redis
 
-from framework.connection import ThreadClients
+from framework import defaults
+from framework.connection import BoundedPool, ConnectionSpec, PoolSize, ThreadClients, build_pool
 
 
 def client_id(client: redis.Redis) -> int:
@@ -83,3 +85,75 @@ def test_dropping_the_clients_gives_their_connections_back(redis_url: str) -> No
     # Then the connection is free again
     assert redis.Redis(connection_pool=pool).ping()
     pool.disconnect()
+
+
+# -- a bounded pool --------------------------------------------------------------------------
+
+
+def test_threads_past_max_kept_share_lent_connections(redis_url: str) -> None:
+    # Given a pool of 4 connections of which 2 threads may keep one
+    pool = build_pool(ConnectionSpec(redis_url), max_connections=4)
+    clients = ThreadClients(pool, max_kept=2)
+    # When 8 threads each run commands at the same time
+    ready, errors = threading.Barrier(8), []
+
+    def work() -> None:
+        try:
+            ready.wait()
+            for _ in range(20):
+                clients.get().ping()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then all of them worked, on at most 4 connections, and 2 threads kept one
+    assert errors == []
+    assert isinstance(pool, BoundedPool)
+    assert pool.opened <= 4
+    gc.collect()
+    assert clients.kept == 0  # the threads ended: their connections went back
+    pool.disconnect()
+
+
+def test_a_full_pool_makes_a_caller_wait_then_says_what_to_raise(redis_url: str) -> None:
+    # Given a pool of 2 connections, both held
+    pool = build_pool(ConnectionSpec(redis_url), max_connections=2)
+    assert isinstance(pool, BoundedPool)
+    pool.timeout = 0.3
+    held = [pool.get_connection(), pool.get_connection()]
+    # When another caller needs one, it waits; and one that comes back serves it
+    released = threading.Timer(0.1, pool.release, args=(held.pop(),))
+    released.start()
+    assert redis.Redis(connection_pool=pool).ping()
+    released.join()
+    # But when none comes back in time, the error names the limit and the fix
+    held.append(pool.get_connection())
+    with pytest.raises(redis.ConnectionError) as caught:
+        redis.Redis(connection_pool=pool).ping()
+    assert str(caught.value) == (
+        "all 2 connections of the pool were in use for 0.3 s; raise [redis] max_connections "
+        "(or lower the concurrency of this process)"
+    )
+    for connection in held:
+        pool.release(connection)
+    pool.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("workers", "queues", "configured", "size"),
+    [
+        (128, 1, None, (128 + 1 + defaults.POOL_SPARE, 128)),
+        (384, 6, None, (384 + 6 + defaults.POOL_SPARE, 384)),
+        (10, 10, 50, (50, 50 - 10 - defaults.POOL_SPARE)),
+        (10, 10, 5, (5, 0)),  # below what it needs: every thread borrows
+    ],
+)
+def test_an_apps_pool_is_sized_from_its_workers_unless_configured(
+    workers: int, queues: int, configured: int | None, size: tuple[int, int]
+) -> None:
+    pool_size = PoolSize.for_app(workers=workers, queues=queues, configured=configured)
+    assert (pool_size.max_connections, pool_size.max_kept) == size

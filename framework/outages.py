@@ -1,0 +1,75 @@
+"""Redis going away, as a consumer's logs tell it: a few lines, not one per worker.
+
+When Redis stops answering, every worker of every queue meets the error.
+:class:`Outage` turns that into one warning when it starts, one reminder
+every :data:`REMIND_EVERY` seconds while it lasts, and one line when Redis
+answers again, with how long it was away. The error itself is named (its
+type and message), never a traceback: a connection refused is not a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+__all__ = ["REMIND_EVERY", "Outage"]
+
+REMIND_EVERY = 30.0
+"""Seconds between two "still no answer" lines of one outage."""
+
+
+class Outage:
+    """Whether Redis answers one part of a consumer (``what``: "queue messages")."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what = what
+        self.logger = logger
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._reminded = 0.0
+        self._failures = 0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """A call failed: Redis did not answer, answered too late, or with an error."""
+        now = time.monotonic()
+        with self._lock:
+            self._failures += 1
+            if self._since is None:
+                self._since = self._reminded = now
+                self.logger.warning(
+                    "%s: %s (%s: %s); trying again",
+                    self.what, _trouble(exc), type(exc).__name__, exc,
+                )  # fmt: skip
+            elif now - self._reminded >= REMIND_EVERY:
+                self._reminded = now
+                self.logger.warning(
+                    "%s: still %s after %.0f s (%d failed calls; %s: %s)",
+                    self.what, _trouble(exc), now - self._since, self._failures,
+                    type(exc).__name__, exc,
+                )  # fmt: skip
+
+    def answered(self) -> None:
+        """A call succeeded: ends the outage, if there was one."""
+        if self._since is None:  # the usual case, without taking the lock
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            self.logger.warning(
+                "%s: Redis works again, %.1f s after the first failed call (%d failed calls)",
+                self.what, time.monotonic() - self._since, self._failures,
+            )  # fmt: skip
+            self._since, self._failures = None, 0
+
+
+def _trouble(exc: BaseException) -> str:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return "Redis does not answer"
+    return "Redis answers with an error"

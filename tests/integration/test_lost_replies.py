@@ -1,0 +1,108 @@
+"""A claim whose reply is lost: Redis ran it, the connection broke before the answer.
+
+The job is then active under a token only the caller knows. Without help it
+would wait out its lease and count a stall (and, on a second such blip, fail
+as "stalled" although it never ran). The storage remembers the token and the
+next claim gives the job back, the attempt not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from framework.application import Hueyard
+from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Jobs
+from framework.storage import JobStorage
+from tests.conftest import TEST_DB, TEST_PORT, AppFactory
+from tests.integration.flaky_proxy import FlakyProxy
+
+CONFIG = """
+[queues.work]
+attempts = 2
+"""
+
+
+@pytest.fixture
+def proxy() -> Iterator[FlakyProxy]:
+    with FlakyProxy(TEST_PORT) as flaky:
+        yield flaky
+
+
+@pytest.fixture
+def app(make_app: AppFactory, proxy: FlakyProxy, redis_conn: redis.Redis) -> Hueyard:
+    registry = HandlerRegistry()
+
+    @handler("work", registry=registry)
+    def job(payload: dict[str, Any]) -> None: ...
+
+    # No reconnection tries: the first broken connection reaches the caller.
+    return make_app(
+        CONFIG, registry, prefix="lr", url=proxy.url(TEST_DB), redis_lines="reconnect_attempts = 0"
+    )
+
+
+def storage_of(app: Hueyard) -> JobStorage:
+    storage: JobStorage = app.queue("work").huey.storage
+    storage.read_timeout = 0.2
+    return storage
+
+
+def record(conn: redis.Redis, job_id: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in conn.hgetall(f"{{lr}}:job:{job_id}").items()}
+
+
+def test_a_job_claimed_by_a_call_whose_reply_was_lost_goes_back_at_once(
+    app: Hueyard, proxy: FlakyProxy, redis_conn: redis.Redis
+) -> None:
+    # Given a waiting job, and a network that loses Redis's replies
+    job_id = app.enqueue("work", "job", {})
+    storage = storage_of(app)
+    proxy.losing.set()
+
+    # When a worker claims: Redis runs the claim, the worker sees a broken connection
+    with pytest.raises(redis.ConnectionError):
+        storage.claim()
+    assert proxy.lost >= 1
+    assert redis_conn.zscore("{lr}:q:work:active", job_id) is not None
+    assert record(redis_conn, job_id)["attempts"] == "1"
+
+    # Then, once replies arrive again, the next claim first gives that job back
+    # (not counted as an attempt, no stall) and then takes it
+    proxy.losing.clear()
+    claim = storage.claim()
+    assert claim is not None and claim.id == job_id
+    assert claim.attempts == 1  # its first real run
+    assert "stalls" not in record(redis_conn, job_id)
+
+
+def test_a_lost_claim_reply_costs_one_warning_and_no_stall(
+    app: Hueyard, proxy: FlakyProxy, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a waiting job and a worker's view of the queue (Huey's dequeue)
+    job_id = app.enqueue("work", "job", {})
+    huey = app.queue("work").huey
+    storage_of(app)
+    caplog.set_level(logging.INFO, logger="hueyard")
+
+    # When replies are lost while the worker claims, twice, then arrive again
+    proxy.losing.set()
+    assert huey.dequeue() is None
+    assert huey.dequeue() is None
+    proxy.losing.clear()
+    task = huey.dequeue()
+
+    # Then it gets the job, unharmed, and the log tells the outage in a few lines
+    assert task is not None and task.id == job_id
+    assert "stalls" not in record(redis_conn, job_id)
+    outage = [r.getMessage() for r in caplog.records if "Redis" in r.getMessage()]
+    assert len(outage) == 2, outage
+    assert outage[0].startswith("queue work: Redis does not answer (ConnectionError")
+    assert outage[1].startswith("queue work: Redis works again, ")
+    assert "went back to waiting" in caplog.text
+    assert Jobs(app).counts("work").active == 1
