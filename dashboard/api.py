@@ -39,7 +39,7 @@ def health() -> tuple[Response, int]:
         "status": "ok" if report.healthy else "error",
         "timestamp": report.timestamp,
         "uptime": state.uptime,
-        "environment": state.environment,
+        "environment": state.environment.name,
         "redis": {"connected": report.redis_connected},
         "queues": _queues_word(report),
         "reasons": list(report.reasons),

@@ -57,9 +57,10 @@ def create_app(
 ) -> Flask:
     """Build the dashboard for ``app`` (default: :func:`framework.get_app`).
 
-    ``env`` (default ``os.environ``) gives the credentials and ``HUEYARD_ENV``;
-    ``test_config`` is laid over Flask's config. Raises
-    :class:`~framework.errors.DashboardError` in production without good credentials.
+    ``env`` (default ``os.environ``) gives the credentials and ``HUEYARD_ENV``
+    (or ``NODE_ENV``); ``test_config`` is laid over Flask's config. Raises
+    :class:`~framework.errors.DashboardError` without good credentials, unless the
+    environment is ``development`` (see :mod:`dashboard.auth`).
     """
     env = os.environ if env is None else env
     hueyard = app if app is not None else get_app()
@@ -123,7 +124,7 @@ def _install_template_globals(flask_app: Flask, state: DashboardState) -> None:
     def template_globals() -> dict[str, Any]:
         return {
             "read_only": state.read_only,
-            "environment": state.environment,
+            "environment": state.environment.name,
             "csrf_field": csrf.FIELD,
             "csrf_token": lambda: csrf.make_token(state.csrf_secret, current_user()),
         }

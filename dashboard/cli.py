@@ -3,7 +3,10 @@
 ::
 
     hueyard dashboard [--host H] [--port P]  serve the dashboard (waitress; SIGTERM is graceful)
-    hueyard up [--host H] [--port P]         a consumer and the dashboard together (development)
+    hueyard up [--host H] [--port P]         a consumer and the dashboard together
+
+Both follow the dashboard's credential rules: outside ``HUEYARD_ENV=development``
+they refuse to start without ``DASHBOARD_USERNAME`` / ``DASHBOARD_PASSWORD``.
 
 ``pyproject.toml`` registers :func:`add_dashboard` and :func:`add_up`; the
 protocol is described in :mod:`framework.cli`, which never imports this module.
@@ -30,7 +33,13 @@ def add_dashboard(commands: Subcommands) -> None:
 
 def add_up(commands: Subcommands) -> None:
     """Add ``hueyard up``."""
-    _add(commands, "up", "run a consumer for every queue and the dashboard (development)", _up)
+    _add(
+        commands,
+        "up",
+        "run a consumer for every queue and the dashboard in one process (the dashboard's "
+        "credential rules apply: HUEYARD_ENV=development allows the defaults)",
+        _up,
+    )
 
 
 def _add(commands: Subcommands, name: str, text: str, run: RunCommand) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from dashboard.auth import Credentials
+from dashboard.auth import Credentials, Environment
 from framework.application import Hueyard
 from framework.jobs import Jobs
 
@@ -27,7 +27,7 @@ class DashboardState:
     app: Hueyard
     jobs: Jobs
     credentials: Credentials
-    environment: str
+    environment: Environment
     read_only: bool
     open_endpoints: tuple[str, ...]
     page_size: int

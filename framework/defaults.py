@@ -102,3 +102,7 @@ DASHBOARD_PORT = 5000
 
 DEFAULT_DASHBOARD_USERNAME = "admin"
 DEFAULT_DASHBOARD_PASSWORD = "admin123"  # noqa: S105 - the spec's development default, refused in production
+"""The spec's credentials: used only with ``HUEYARD_ENV=development`` and none set."""
+
+MIN_DASHBOARD_PASSWORD_LENGTH = 12
+"""Shortest dashboard password accepted outside development."""

@@ -90,7 +90,7 @@ def test_health_has_the_spec_shape_and_is_open(app: Hueyard, flask_app: Flask) -
     assert body["status"] == "ok"
     assert body["queues"] == "healthy"
     assert body["redis"] == {"connected": True}
-    assert body["environment"] == "development"
+    assert body["environment"] == "production"  # neither HUEYARD_ENV nor NODE_ENV is set
     assert isinstance(body["uptime"], int) and body["uptime"] >= 0
     assert is_iso_utc(body["timestamp"])
     assert body["reasons"] == []
