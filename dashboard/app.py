@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from dashboard import actions, api, csrf, pages
 from dashboard.auth import credentials_from_env, current_user, environment_from_env, is_open
+from dashboard.hosts import AllowedHosts
 from dashboard.present import register_filters
 from dashboard.state import EXTENSION, DashboardState
 from framework.application import Hueyard
@@ -54,8 +55,13 @@ def create_app(
     test_config: Mapping[str, Any] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    host: str | None = None,
 ) -> Flask:
     """Build the dashboard for ``app`` (default: :func:`framework.get_app`).
+
+    ``host`` is the address the server listens on (default ``[dashboard] host``);
+    unless ``[dashboard] allowed_hosts`` is set, it is one of the ``Host`` headers
+    answered (:mod:`dashboard.hosts`).
 
     ``env`` (default ``os.environ``) gives the credentials and ``HUEYARD_ENV``
     (or ``NODE_ENV``); ``test_config`` is laid over Flask's config. Raises
@@ -80,6 +86,7 @@ def create_app(
         environment=environment_from_env(env),
         read_only=settings.read_only,
         open_endpoints=tuple(settings.open_endpoints),
+        allowed_hosts=AllowedHosts.resolve(settings.allowed_hosts, host or settings.host),
         page_size=settings.page_size,
         search_limit=settings.search_limit,
         preview_chars=settings.payload_preview_bytes,
@@ -87,6 +94,7 @@ def create_app(
     )
     flask_app.extensions[EXTENSION] = state
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
+    _install_host_check(flask_app, state)
     _install_auth(flask_app, state)
     register_filters(flask_app)
     _install_template_globals(flask_app, state)
@@ -96,6 +104,28 @@ def create_app(
     _install_headers(flask_app)
     _install_errors(flask_app)
     return flask_app
+
+
+def _install_host_check(flask_app: Flask, state: DashboardState) -> None:
+    warned: set[str] = set()  # each unknown host is logged once, so a scanner cannot flood
+
+    @flask_app.before_request
+    def check_host() -> Any:
+        host = request.environ.get("HTTP_HOST")
+        if state.allowed_hosts.allows_header(host):
+            return None
+        shown = repr(str(host)[:100])
+        if shown not in warned and len(warned) < _WARNED_HOSTS:
+            warned.add(shown)
+            logger.warning(
+                "dashboard: refused Host %s from %s: not in [dashboard] allowed_hosts (%s)",
+                shown, request.remote_addr, state.allowed_hosts,
+            )  # fmt: skip
+        return _plain(_UNKNOWN_HOST, 400)
+
+
+def _plain(text: str, status: int) -> Response:
+    return Response(text, status=status, content_type="text/plain; charset=utf-8")
 
 
 def _install_auth(flask_app: Flask, state: DashboardState) -> None:
@@ -163,5 +193,7 @@ def _install_errors(flask_app: Flask) -> None:
         return render_template("error.html", status=500, message=_CRASH), 500
 
 
+_UNKNOWN_HOST = "Unknown host. Add it to [dashboard] allowed_hosts in config/queues.toml.\n"
+_WARNED_HOSTS = 256
 _REDIS_DOWN = "Redis does not answer. The page will work again once it is back."
 _CRASH = "Something went wrong while building this page. The error was logged."

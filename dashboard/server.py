@@ -115,8 +115,8 @@ def _build(host: str | None, port: int | None) -> tuple[Any, DashboardServer]:
     from framework.runtime import get_app
 
     app = get_app()
-    flask_app = create_app(app)
     settings = app.settings.dashboard
+    flask_app = create_app(app, host=host or settings.host)
     server = DashboardServer(
         flask_app, host or settings.host, settings.port if port is None else port
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from dashboard.auth import Credentials, Environment
+from dashboard.hosts import AllowedHosts
 from framework.application import Hueyard
 from framework.jobs import Jobs
 
@@ -30,6 +31,7 @@ class DashboardState:
     environment: Environment
     read_only: bool
     open_endpoints: tuple[str, ...]
+    allowed_hosts: AllowedHosts
     page_size: int
     search_limit: int
     preview_chars: int

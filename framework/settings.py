@@ -49,7 +49,30 @@ def _ttl_name(name: str) -> str:
     return name
 
 
+_HOST_ENTRY = re.compile(r"\*|\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\]")
+
+
+def _allowed_host(entry: str) -> str:
+    """An entry of ``[dashboard] allowed_hosts``, lowercased, IPv6 in brackets, no final dot."""
+    value = entry.strip().lower()
+    if "/" in value:
+        raise ValueError("give the host name only, without scheme or path")
+    if value.count(":") >= 2 and not value.startswith("["):
+        value = f"[{value}]"  # a bare IPv6 address
+    if value.count(":") == 1 or "]:" in value:
+        raise ValueError("has a port; list host names only (ports are not compared)")
+    if value != "." and value.endswith("."):
+        value = value[:-1]
+    if not _HOST_ENTRY.fullmatch(value):
+        raise ValueError(
+            "is not a host; use a name (dashboard.example.com), an address (10.0.0.5, "
+            "[::1]), '.example.com' for a domain and its subdomains, or '*' for any host"
+        )
+    return value
+
+
 QueueName = Annotated[str, AfterValidator(_queue_name)]
+AllowedHost = Annotated[str, AfterValidator(_allowed_host)]
 TtlName = Annotated[str, AfterValidator(_ttl_name)]
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
@@ -202,6 +225,9 @@ class DashboardSettings(_Strict):
     """Jobs a payload text search reads at most (it says "searched N of M")."""
     payload_preview_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 65536
     """Characters of a payload or result the job page shows; the rest is behind a link."""
+    allowed_hosts: Annotated[list[AllowedHost], Field(min_length=1)] | None = None
+    """``Host`` headers the dashboard answers (ports ignored); None: the address it listens
+    on, ``localhost``, ``127.0.0.1`` and ``[::1]``. ``.example.com`` covers subdomains."""
 
 
 class HealthSettings(_Strict):
