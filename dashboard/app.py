@@ -1,4 +1,4 @@
-"""The app factory: options, auth on every request, security headers, error pages."""
+"""The app factory: options, the perimeter (dashboard.guard), security headers, error pages."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, render_template, request
-from flask_httpauth import HTTPBasicAuth
 from werkzeug.exceptions import HTTPException
 
-from dashboard import actions, api, csrf, pages
-from dashboard.auth import credentials_from_env, current_user, environment_from_env, is_open
+from dashboard import actions, api, csrf, guard, pages
+from dashboard.auth import credentials_from_env, current_user, environment_from_env
 from dashboard.hosts import AllowedHosts
 from dashboard.present import register_filters
 from dashboard.state import EXTENSION, DashboardState
+from dashboard.throttle import LoginThrottle
+from framework import defaults
 from framework.application import Hueyard
 from framework.errors import RedisUnavailableError
 from framework.jobs import Jobs
@@ -91,11 +92,16 @@ def create_app(
         search_limit=settings.search_limit,
         preview_chars=settings.payload_preview_bytes,
         csrf_secret=secret.encode() if secret else secrets.token_bytes(32),
+        throttle=LoginThrottle(
+            max_failures=settings.max_failed_logins,
+            window=settings.failed_login_window,
+            lockout=settings.login_lockout,
+            max_clients=defaults.MAX_THROTTLED_CLIENTS,
+        ),
     )
     flask_app.extensions[EXTENSION] = state
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
-    _install_host_check(flask_app, state)
-    _install_auth(flask_app, state)
+    guard.install(flask_app, state)
     register_filters(flask_app)
     _install_template_globals(flask_app, state)
     flask_app.register_blueprint(api.blueprint)
@@ -104,49 +110,6 @@ def create_app(
     _install_headers(flask_app)
     _install_errors(flask_app)
     return flask_app
-
-
-def _install_host_check(flask_app: Flask, state: DashboardState) -> None:
-    warned: set[str] = set()  # each unknown host is logged once, so a scanner cannot flood
-
-    @flask_app.before_request
-    def check_host() -> Any:
-        host = request.environ.get("HTTP_HOST")
-        if state.allowed_hosts.allows_header(host):
-            return None
-        shown = repr(str(host)[:100])
-        if shown not in warned and len(warned) < _WARNED_HOSTS:
-            warned.add(shown)
-            logger.warning(
-                "dashboard: refused Host %s from %s: not in [dashboard] allowed_hosts (%s)",
-                shown, request.remote_addr, state.allowed_hosts,
-            )  # fmt: skip
-        return _plain(_UNKNOWN_HOST, 400)
-
-
-def _plain(text: str, status: int) -> Response:
-    return Response(text, status=status, content_type="text/plain; charset=utf-8")
-
-
-def _install_auth(flask_app: Flask, state: DashboardState) -> None:
-    auth = HTTPBasicAuth(realm="hueyard dashboard")
-
-    def verify(username: str, password: str) -> str | None:
-        return username if state.credentials.check(username, password) else None
-
-    def unauthorized(status: int) -> tuple[str, int]:
-        return "Authentication required: sign in with the dashboard's credentials.\n", status
-
-    auth.verify_password(verify)
-    auth.error_handler(unauthorized)
-
-    @flask_app.before_request
-    def require_login() -> Any:
-        if is_open(request.path, state.open_endpoints):
-            return None
-        return auth.login_required(lambda: None)()
-
-    flask_app.extensions["hueyard.auth"] = auth
 
 
 def _install_template_globals(flask_app: Flask, state: DashboardState) -> None:
@@ -193,7 +156,5 @@ def _install_errors(flask_app: Flask) -> None:
         return render_template("error.html", status=500, message=_CRASH), 500
 
 
-_UNKNOWN_HOST = "Unknown host. Add it to [dashboard] allowed_hosts in config/queues.toml.\n"
-_WARNED_HOSTS = 256
 _REDIS_DOWN = "Redis does not answer. The page will work again once it is back."
 _CRASH = "Something went wrong while building this page. The error was logged."

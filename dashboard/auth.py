@@ -203,7 +203,6 @@ def is_open(path: str, open_endpoints: Iterable[str]) -> bool:
 
 def current_user() -> str:
     """The signed-in user of the current request ("" on an open endpoint)."""
-    from flask import current_app
+    from flask import g
 
-    auth = current_app.extensions["hueyard.auth"]
-    return str(auth.current_user() or "")
+    return str(g.get("hueyard_user") or "")

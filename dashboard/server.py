@@ -48,10 +48,22 @@ class DashboardServer:
     """
 
     def __init__(
-        self, wsgi_app: Any, host: str, port: int, *, grace: float = SHUTDOWN_GRACE
+        self,
+        wsgi_app: Any,
+        host: str,
+        port: int,
+        *,
+        grace: float = SHUTDOWN_GRACE,
+        trusted_proxy: str | None = None,
     ) -> None:
         self.grace = grace
         self._map: dict[int, Any] = {}
+        # X-Forwarded-For names the client only when it comes from the trusted proxy;
+        # otherwise waitress drops it, and REMOTE_ADDR (what the login throttle counts
+        # by) is the peer's address.
+        proxy: dict[str, Any] = {}
+        if trusted_proxy is not None:
+            proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}}
         self._server = create_server(
             wsgi_app,
             map=self._map,
@@ -60,6 +72,7 @@ class DashboardServer:
             threads=THREADS,
             ident="hueyard",
             clear_untrusted_proxy_headers=True,
+            **proxy,
         )
         self._stop = threading.Event()
         self.stopped = threading.Event()
@@ -118,7 +131,10 @@ def _build(host: str | None, port: int | None) -> tuple[Any, DashboardServer]:
     settings = app.settings.dashboard
     flask_app = create_app(app, host=host or settings.host)
     server = DashboardServer(
-        flask_app, host or settings.host, settings.port if port is None else port
+        flask_app,
+        host or settings.host,
+        settings.port if port is None else port,
+        trusted_proxy=settings.trusted_proxy,
     )
     for listen_host, listen_port in server.addresses:
         shown = f"[{listen_host}]" if ":" in listen_host else listen_host

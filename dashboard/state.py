@@ -12,6 +12,7 @@ from flask import current_app
 
 from dashboard.auth import Credentials, Environment
 from dashboard.hosts import AllowedHosts
+from dashboard.throttle import LoginThrottle
 from framework.application import Hueyard
 from framework.jobs import Jobs
 
@@ -36,6 +37,7 @@ class DashboardState:
     search_limit: int
     preview_chars: int
     csrf_secret: bytes = field(repr=False)
+    throttle: LoginThrottle = field(repr=False, compare=False)
     started: float = field(default_factory=time.monotonic)
 
     @property

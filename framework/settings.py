@@ -9,6 +9,7 @@ policy.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -68,6 +69,17 @@ def _allowed_host(entry: str) -> str:
             "is not a host; use a name (dashboard.example.com), an address (10.0.0.5, "
             "[::1]), '.example.com' for a domain and its subdomains, or '*' for any host"
         )
+    return value
+
+
+def _proxy_address(value: str) -> str:
+    if value != "*":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                "must be the IP address the proxy connects from (e.g. 127.0.0.1), or '*'"
+            ) from None
     return value
 
 
@@ -228,6 +240,14 @@ class DashboardSettings(_Strict):
     allowed_hosts: Annotated[list[AllowedHost], Field(min_length=1)] | None = None
     """``Host`` headers the dashboard answers (ports ignored); None: the address it listens
     on, ``localhost``, ``127.0.0.1`` and ``[::1]``. ``.example.com`` covers subdomains."""
+    max_failed_logins: Annotated[int, Field(ge=1, le=10_000)] = defaults.MAX_FAILED_LOGINS
+    """Failed sign-ins of one address within ``failed_login_window`` that lock it out."""
+    failed_login_window: Annotated[float, Field(gt=0, le=86400)] = defaults.FAILED_LOGIN_WINDOW
+    login_lockout: Annotated[float, Field(gt=0, le=86400)] = defaults.LOGIN_LOCKOUT
+    """Seconds a locked-out address gets 429 with ``Retry-After``."""
+    trusted_proxy: Annotated[str, AfterValidator(_proxy_address)] | None = None
+    """The address of a reverse proxy whose ``X-Forwarded-For`` names the client (waitress'
+    ``trusted_proxy``; ``*`` for any). None: the header is ignored."""
 
 
 class HealthSettings(_Strict):

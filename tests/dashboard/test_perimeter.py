@@ -8,7 +8,9 @@ is exactly what a browser (or a DNS-rebinding page) would send.
 from __future__ import annotations
 
 import http.client
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ from flask import Flask
 
 from dashboard import create_app
 from dashboard.server import DashboardServer
-from tests.dashboard.conftest import ENV, Dash, MakeApp, basic
+from tests.dashboard.conftest import ENV, PASSWORD, USER, Dash, MakeApp, basic
 
 
 @dataclass
@@ -70,8 +72,10 @@ def serve(make_app: MakeApp) -> Iterator[Serve]:
     servers: list[tuple[DashboardServer, threading.Thread]] = []
 
     def start(*, dashboard: str = "", host: str | None = None) -> Served:
-        flask_app = create_app(make_app(dashboard=dashboard), env=ENV, host=host)
-        server = DashboardServer(flask_app, "127.0.0.1", 0, grace=2)
+        app = make_app(dashboard=dashboard)
+        flask_app = create_app(app, env=ENV, host=host)
+        proxy = app.settings.dashboard.trusted_proxy
+        server = DashboardServer(flask_app, "127.0.0.1", 0, grace=2, trusted_proxy=proxy)
         thread = threading.Thread(target=server.serve, daemon=True)
         thread.start()
         servers.append((server, thread))
@@ -247,3 +251,154 @@ def test_with_any_host_allowed_the_origin_must_be_the_request_s_host(make_app: M
     assert (
         _post(flask_app, token, "dash.example.com", {"Origin": "https://dash.example.com"}) == 303
     )
+
+
+# -- every method needs credentials ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize(
+    "path", ["/admin/queues", "/admin/queues/work/pause", "/api/v1/queues/health", "/metrics"]
+)
+def test_every_method_needs_credentials_options_included(
+    serve: Serve, method: str, path: str
+) -> None:
+    # Given a dashboard, and a request of any method without credentials
+    served = serve()
+    # When it is sent
+    answer = served.request(method, path)
+    # Then it is challenged, and says nothing of what the URL allows
+    assert answer.status == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Basic ")
+    assert "Allow" not in answer.headers
+
+
+def test_options_with_credentials_and_on_an_open_endpoint_is_answered(serve: Serve) -> None:
+    served = serve()
+    signed_in = served.request("OPTIONS", "/admin/queues", headers=basic())
+    assert signed_in.status == 200 and "GET" in signed_in.headers["Allow"]
+    assert served.request("OPTIONS", "/health").status == 200
+
+
+# -- failed sign-ins -------------------------------------------------------------------------
+
+THROTTLE = "max_failed_logins = 3\nfailed_login_window = 60\nlogin_lockout = 1.5"
+
+BAD_CREDENTIALS = [
+    basic(USER, "wrong"),
+    basic("intruder", PASSWORD),
+    basic("", ""),
+    {"Authorization": "Bearer some-token"},
+    {"Authorization": "Basic not-base64!"},
+]
+
+
+@pytest.mark.parametrize(
+    "bad", BAD_CREDENTIALS, ids=["password", "username", "empty", "bearer", "garbage"]
+)
+def test_failed_sign_ins_lock_the_address_out_for_a_while(
+    serve: Serve, bad: dict[str, str]
+) -> None:
+    # Given a dashboard that allows 3 failures a minute, then 1.5 s of lockout
+    served = serve(dashboard=THROTTLE)
+    # When an address fails to sign in 3 times
+    answers = [served.request("GET", "/admin/queues", headers=bad) for _ in range(3)]
+    # Then the third failure starts the lockout: 429 with Retry-After
+    assert [a.status for a in answers] == [401, 401, 429]
+    assert answers[2].headers["Retry-After"] == "2"
+    assert answers[2].body == "Too many failed sign-ins from your address; try again in 2 s.\n"
+    # And even the right credentials wait, any method, while open endpoints still answer
+    locked = served.request("GET", "/admin/queues", headers=basic())
+    assert locked.status == 429 and 1 <= int(locked.headers["Retry-After"]) <= 2
+    assert served.request("OPTIONS", "/admin/queues", headers=basic()).status == 429
+    assert served.request("GET", "/health").status == 200
+    assert served.request("GET", "/health", headers=basic()).status == 200
+    # When the lockout is over
+    time.sleep(1.6)
+    # Then the right credentials sign in again
+    assert served.request("GET", "/admin/queues", headers=basic()).status == 200
+
+
+def test_a_request_without_credentials_is_not_a_failure(serve: Serve) -> None:
+    # Given a browser that asks before it sends credentials, many times
+    served = serve(dashboard=THROTTLE)
+    for _ in range(5):
+        assert served.request("GET", "/admin/queues").status == 401
+    # Then it is not locked out
+    assert served.request("GET", "/admin/queues", headers=basic()).status == 200
+
+
+def test_a_success_forgets_the_failures_and_old_failures_expire(serve: Serve) -> None:
+    # Given 3 failures a 0.5 s window
+    served = serve(dashboard="max_failed_logins = 3\nfailed_login_window = 0.5")
+    wrong = basic(USER, "wrong")
+    # When two failures are followed by a success, then two more failures
+    for _ in range(2):
+        served.request("GET", "/admin/queues", headers=wrong)
+    assert served.request("GET", "/admin/queues", headers=basic()).status == 200
+    statuses = [served.request("GET", "/admin/queues", headers=wrong).status for _ in range(2)]
+    # Then the count started again
+    assert statuses == [401, 401]
+    # When the window passes before the next failure
+    time.sleep(0.6)
+    # Then the old failures no longer count
+    assert served.request("GET", "/admin/queues", headers=wrong).status == 401
+
+
+def test_wrong_credentials_on_an_open_endpoint_count_too(serve: Serve) -> None:
+    # Given /health, open, probed with wrong credentials 3 times
+    served = serve(dashboard=THROTTLE)
+    for _ in range(3):
+        assert served.request("GET", "/health", headers=basic(USER, "guess")).status == 200
+    # Then the address is locked out of the rest
+    assert served.request("GET", "/admin/queues", headers=basic()).status == 429
+
+
+def test_each_failure_is_logged_with_address_and_username_never_the_password(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = serve(dashboard=THROTTLE)
+    with caplog.at_level(logging.WARNING, logger="hueyard.dashboard"):
+        for _ in range(3):
+            served.request("GET", "/admin/queues", headers=basic("intruder\nforged", "hunter2-pw"))
+        served.request("GET", "/admin/queues", headers={"Authorization": "Bearer tok-123456"})
+    failures = [r.getMessage() for r in caplog.records if "failed sign-in from" in r.getMessage()]
+    assert failures[0] == (
+        "dashboard: failed sign-in from 127.0.0.1 as 'intruder\\nforged' on GET /admin/queues "
+        "(1 of 3 in 60 s)"
+    )
+    assert len(failures) == 3  # the 4th request came while locked out: not counted
+    assert "127.0.0.1 locked out for 2 s after 3 failed sign-ins" in caplog.text
+    assert "hunter2-pw" not in caplog.text and "tok-123456" not in caplog.text
+
+
+# -- X-Forwarded-For -------------------------------------------------------------------------
+
+
+def test_x_forwarded_for_is_ignored_by_default(serve: Serve) -> None:
+    # Given no trusted_proxy, and failures that claim to come from 198.51.100.1
+    served = serve(dashboard=THROTTLE)
+    spoofed = {**basic(USER, "wrong"), "X-Forwarded-For": "198.51.100.1"}
+    for _ in range(3):
+        served.request("GET", "/admin/queues", headers=spoofed)
+    # Then the real peer is locked out, whatever address it claims next
+    other = {**basic(), "X-Forwarded-For": "203.0.113.9"}
+    assert served.request("GET", "/admin/queues", headers=other).status == 429
+
+
+def test_a_trusted_proxy_s_x_forwarded_for_names_the_client(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the proxy at 127.0.0.1 is trusted
+    served = serve(dashboard=THROTTLE + '\ntrusted_proxy = "127.0.0.1"')
+    wrong = {**basic(USER, "wrong"), "X-Forwarded-For": "203.0.113.5, 198.51.100.1"}
+    # When one client behind it fails 3 times
+    with caplog.at_level(logging.WARNING, logger="hueyard.dashboard"):
+        for _ in range(3):
+            served.request("GET", "/admin/queues", headers=wrong)
+    # Then that client (the proxy's view: the last address) is locked out, another is not
+    assert "failed sign-in from 198.51.100.1 as 'ops'" in caplog.text
+    client = {**basic(), "X-Forwarded-For": "198.51.100.1"}
+    assert served.request("GET", "/admin/queues", headers=client).status == 429
+    other = {**basic(), "X-Forwarded-For": "198.51.100.2"}
+    assert served.request("GET", "/admin/queues", headers=other).status == 200

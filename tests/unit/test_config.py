@@ -128,6 +128,21 @@ BAD_CONFIGS = [
         ["[dashboard] allowed_hosts = 'localhost'", "must be a list"],
         id="allowed-hosts-string",
     ),
+    pytest.param(
+        MINIMAL + "[dashboard]\nmax_failed_logins = 0\n",
+        ["[dashboard] max_failed_logins = 0", "must be at least 1"],
+        id="max-failed-logins-zero",
+    ),
+    pytest.param(
+        MINIMAL + "[dashboard]\nlogin_lockout = 0\n",
+        ["[dashboard] login_lockout = 0", "greater than 0"],
+        id="lockout-zero",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\ntrusted_proxy = "proxy.internal"\n',
+        ["[dashboard] trusted_proxy = 'proxy.internal'", "IP address the proxy connects from"],
+        id="trusted-proxy-name",
+    ),
     pytest.param("", ["no queue is declared", "[queues.<name>]"], id="no-queues"),
     pytest.param(
         "[queues.messages]\nattempts = \n",
