@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dashboard.charts import Chart, sparkline
 from dashboard.present import mask
 from dashboard.state import DashboardState
-from framework.health import HealthReport, check
+from framework.health import REDIS_DOWN, HealthReport, check
 from framework.jobs import MAX_PAGE_SIZE, JobInfo
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
@@ -112,9 +112,7 @@ def overview(state: DashboardState) -> Overview:
     """Every queue with counts, policy, sparkline and consumers; Redis and health."""
     status = redis_status(state)
     if not status.connected:
-        report = HealthReport(
-            False, status.error, reasons=(f"redis: not connected ({status.error})",)
-        )
+        report = HealthReport(False, status.error, reasons=(REDIS_DOWN,))
         return Overview(status, report, (), ())
     report = check(state.app, state.jobs)
     consumers = report.consumers or tuple(state.jobs.consumers())

@@ -260,6 +260,9 @@ class HealthSettings(_Strict):
     """Minutes over which ``max_failure_rate`` is measured."""
     require_consumer: bool = True
     """503 when a queue has waiting jobs and no live consumer serves it."""
+    details: bool = False
+    """Whether ``/health`` spells out the Redis error (host, port) to clients that did not
+    sign in; a signed-in client always gets it."""
 
 
 class Settings(_Strict):
