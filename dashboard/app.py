@@ -82,7 +82,7 @@ def create_app(
     secret = env.get("DASHBOARD_SECRET_KEY", "")
     state = DashboardState(
         app=hueyard,
-        jobs=Jobs(hueyard),
+        jobs=Jobs(hueyard, masked=True),  # every job a view gets has its secrets hidden
         credentials=credentials_from_env(env),
         environment=environment_from_env(env),
         read_only=settings.read_only,

