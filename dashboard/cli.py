@@ -43,7 +43,7 @@ def add_up(commands: Subcommands) -> None:
 
 
 def _add(commands: Subcommands, name: str, text: str, run: RunCommand) -> None:
-    command = commands.add_parser(name, help=text)
+    command = commands.add_parser(name, help=text, description=text)
     command.add_argument("--host", help="address to listen on (default: [dashboard] host)")
     command.add_argument("--port", type=int, help="port (default: [dashboard] port, 5000)")
     command.set_defaults(run=run)

@@ -75,8 +75,6 @@ _INPUT_VALUE = re.compile(r"input_value=(?:.*?(?=, input_type=)|[^\n]*)")
 _BARE_END = frozenset(" \t\r\n,;&)}]\"'")
 _NOT_SECRET = frozenset({"true", "false", "null", "none", "True", "False", "None"})
 _CLOSE = {"{": "}", "[": "]", "(": ")"}
-
-
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
