@@ -96,7 +96,8 @@ def guard() -> None:
     state = current()
     if state.read_only:
         abort(403, "The dashboard is read-only ([dashboard] read_only = true): no action runs.")
-    if not csrf.same_origin(request.headers.get("Origin"), request.host_url):
+    origin, referer = request.headers.get("Origin"), request.headers.get("Referer")
+    if not csrf.trusted_source(origin, referer, state.allowed_hosts, request.host):
         abort(403, "This form was sent from another site; reload the page and try again.")
     if not csrf.valid_token(state.csrf_secret, current_user(), request.form.get(csrf.FIELD)):
         abort(403, "The form's security token is missing or expired; reload the page and retry.")

@@ -2,7 +2,8 @@
 
 ::
 
-    GET /health                     200 or 503, the spec's shape plus "reasons"
+    GET /health                     200 or 503, the spec's shape plus "reasons" (no internal
+                                    names unless signed in or [health] details = true)
     GET /api/v1/queues/health       the spec's shape, exactly
     GET /api/v1/queues/metrics      per queue: summary and one point per minute
     GET /api/v1/queues/statistics   per queue: counts and summary
@@ -19,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from dashboard.auth import current_user
 from dashboard.prometheus import scrape
 from dashboard.state import DashboardState, current
 from framework.errors import JobActionError, QueueError, RedisUnavailableError
@@ -33,16 +35,19 @@ DEFAULT_MINUTES = 60
 
 @blueprint.get("/health")
 def health() -> tuple[Response, int]:
+    """Healthy or not, and why. The reasons name no host, port or URL, unless the client
+    signed in or ``[health] details = true``: then the Redis error is spelled out."""
     state = current()
     report = check(state.app, state.jobs)
+    detailed = state.app.settings.health.details or bool(current_user())
     body = {
         "status": "ok" if report.healthy else "error",
         "timestamp": report.timestamp,
         "uptime": state.uptime,
-        "environment": state.environment,
+        "environment": state.environment.name,
         "redis": {"connected": report.redis_connected},
         "queues": _queues_word(report),
-        "reasons": list(report.reasons),
+        "reasons": list(report.detailed_reasons if detailed else report.reasons),
     }
     return _no_store(jsonify(body)), 200 if report.healthy else 503
 

@@ -1,4 +1,4 @@
-"""The app factory: options, auth on every request, security headers, error pages."""
+"""The app factory: options, the perimeter (dashboard.guard), security headers, error pages."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, render_template, request
-from flask_httpauth import HTTPBasicAuth
 from werkzeug.exceptions import HTTPException
 
-from dashboard import actions, api, csrf, pages
-from dashboard.auth import credentials_from_env, current_user, environment_from_env, is_open
+from dashboard import actions, api, csrf, guard, pages
+from dashboard.auth import credentials_from_env, current_user, environment_from_env
+from dashboard.hosts import AllowedHosts
 from dashboard.present import register_filters
 from dashboard.state import EXTENSION, DashboardState
+from dashboard.throttle import LoginThrottle
+from framework import defaults
 from framework.application import Hueyard
 from framework.errors import RedisUnavailableError
 from framework.jobs import Jobs
@@ -54,12 +56,18 @@ def create_app(
     test_config: Mapping[str, Any] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    host: str | None = None,
 ) -> Flask:
     """Build the dashboard for ``app`` (default: :func:`framework.get_app`).
 
-    ``env`` (default ``os.environ``) gives the credentials and ``HUEYARD_ENV``;
-    ``test_config`` is laid over Flask's config. Raises
-    :class:`~framework.errors.DashboardError` in production without good credentials.
+    ``host`` is the address the server listens on (default ``[dashboard] host``);
+    unless ``[dashboard] allowed_hosts`` is set, it is one of the ``Host`` headers
+    answered (:mod:`dashboard.hosts`).
+
+    ``env`` (default ``os.environ``) gives the credentials and ``HUEYARD_ENV``
+    (or ``NODE_ENV``); ``test_config`` is laid over Flask's config. Raises
+    :class:`~framework.errors.DashboardError` without good credentials, unless the
+    environment is ``development`` (see :mod:`dashboard.auth`).
     """
     env = os.environ if env is None else env
     hueyard = app if app is not None else get_app()
@@ -74,19 +82,26 @@ def create_app(
     secret = env.get("DASHBOARD_SECRET_KEY", "")
     state = DashboardState(
         app=hueyard,
-        jobs=Jobs(hueyard),
+        jobs=Jobs(hueyard, masked=True),  # every job a view gets has its secrets hidden
         credentials=credentials_from_env(env),
         environment=environment_from_env(env),
         read_only=settings.read_only,
         open_endpoints=tuple(settings.open_endpoints),
+        allowed_hosts=AllowedHosts.resolve(settings.allowed_hosts, host or settings.host),
         page_size=settings.page_size,
         search_limit=settings.search_limit,
         preview_chars=settings.payload_preview_bytes,
         csrf_secret=secret.encode() if secret else secrets.token_bytes(32),
+        throttle=LoginThrottle(
+            max_failures=settings.max_failed_logins,
+            window=settings.failed_login_window,
+            lockout=settings.login_lockout,
+            max_clients=defaults.MAX_THROTTLED_CLIENTS,
+        ),
     )
     flask_app.extensions[EXTENSION] = state
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
-    _install_auth(flask_app, state)
+    guard.install(flask_app, state)
     register_filters(flask_app)
     _install_template_globals(flask_app, state)
     flask_app.register_blueprint(api.blueprint)
@@ -97,33 +112,12 @@ def create_app(
     return flask_app
 
 
-def _install_auth(flask_app: Flask, state: DashboardState) -> None:
-    auth = HTTPBasicAuth(realm="hueyard dashboard")
-
-    def verify(username: str, password: str) -> str | None:
-        return username if state.credentials.check(username, password) else None
-
-    def unauthorized(status: int) -> tuple[str, int]:
-        return "Authentication required: sign in with the dashboard's credentials.\n", status
-
-    auth.verify_password(verify)
-    auth.error_handler(unauthorized)
-
-    @flask_app.before_request
-    def require_login() -> Any:
-        if is_open(request.path, state.open_endpoints):
-            return None
-        return auth.login_required(lambda: None)()
-
-    flask_app.extensions["hueyard.auth"] = auth
-
-
 def _install_template_globals(flask_app: Flask, state: DashboardState) -> None:
     @flask_app.context_processor
     def template_globals() -> dict[str, Any]:
         return {
             "read_only": state.read_only,
-            "environment": state.environment,
+            "environment": state.environment.name,
             "csrf_field": csrf.FIELD,
             "csrf_token": lambda: csrf.make_token(state.csrf_secret, current_user()),
         }

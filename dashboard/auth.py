@@ -1,10 +1,16 @@
-"""Who may see the dashboard: HTTP basic auth, credentials from the environment.
+"""Who may see the dashboard: the environment, the credentials, the open endpoints.
 
-``DASHBOARD_USERNAME`` / ``DASHBOARD_PASSWORD`` (the original system's
-``BULL_BOARD_USERNAME`` / ``BULL_BOARD_PASSWORD`` are accepted when those are
-unset). Without any, development runs with the spec's ``admin`` /
-``admin123`` and logs a warning; with ``HUEYARD_ENV=production`` the
-dashboard refuses to start with missing or default credentials.
+Credentials come from ``DASHBOARD_USERNAME`` / ``DASHBOARD_PASSWORD`` (the
+original system's ``BULL_BOARD_USERNAME`` / ``BULL_BOARD_PASSWORD`` are
+accepted when those are unset).
+
+Secure by default: unless the environment says ``development`` explicitly
+(``HUEYARD_ENV``, else the original system's ``NODE_ENV``; case-insensitive,
+spaces trimmed), production rules apply and the dashboard refuses to start
+without credentials, with the default password ``admin123``, or with a
+password shorter than :data:`~framework.defaults.MIN_DASHBOARD_PASSWORD_LENGTH`
+characters. In development, missing credentials mean the spec's ``admin`` /
+``admin123``, and a weak password is accepted; both with a warning.
 
 Both fields are compared in constant time (:func:`hmac.compare_digest`, as
 flower does), and both comparisons always run, so a wrong username takes as
@@ -22,8 +28,11 @@ from framework import defaults
 from framework.errors import DashboardError
 
 __all__ = [
+    "DEVELOPMENT",
+    "ENVIRONMENT_VARIABLES",
+    "PRODUCTION",
     "Credentials",
-    "current_user",
+    "Environment",
     "credentials_from_env",
     "environment_from_env",
     "is_open",
@@ -31,7 +40,57 @@ __all__ = [
 
 logger = logging.getLogger("hueyard.dashboard")
 
+DEVELOPMENT = "development"
 PRODUCTION = "production"
+
+ENVIRONMENT_VARIABLES = ("HUEYARD_ENV", "NODE_ENV")
+"""Where the environment's name is read, in order: the first one set (not blank) wins."""
+
+_GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+"""A command that prints a good password, for the error message."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The environment the dashboard runs in, and where that was read."""
+
+    name: str
+    """What ``/health`` reports: the variable's value, trimmed and lowercased;
+    ``production`` when no variable is set."""
+    variable: str | None = None
+    """The variable it came from; None when neither is set."""
+
+    @property
+    def development(self) -> bool:
+        """Whether the development defaults are allowed (only ``development`` allows them)."""
+        return self.name == DEVELOPMENT
+
+    @property
+    def setting(self) -> str:
+        """Where the name came from, for a message: ``HUEYARD_ENV=staging``."""
+        if self.variable is None:
+            return "neither HUEYARD_ENV nor NODE_ENV is set"
+        return f"{self.variable}={self.name}"
+
+    @property
+    def why_strict(self) -> str:
+        """Why production rules apply, for an error message."""
+        return f"{self.setting}, so production rules apply"
+
+
+def environment_from_env(env: Mapping[str, str]) -> Environment:
+    """``HUEYARD_ENV``, else ``NODE_ENV``, trimmed and lowercased; ``production`` when unset.
+
+    >>> environment_from_env({"HUEYARD_ENV": " Development "}).development
+    True
+    >>> environment_from_env({"NODE_ENV": "dev"}), environment_from_env({})
+    (Environment(name='dev', variable='NODE_ENV'), Environment(name='production', variable=None))
+    """
+    for variable in ENVIRONMENT_VARIABLES:
+        value = env.get(variable, "").strip().lower()
+        if value:
+            return Environment(value, variable)
+    return Environment(PRODUCTION)
 
 
 @dataclass(frozen=True)
@@ -41,6 +100,7 @@ class Credentials:
     username: str
     password: str = field(repr=False)
     source: str = "DASHBOARD_USERNAME / DASHBOARD_PASSWORD"
+    password_variable: str = "DASHBOARD_PASSWORD"  # noqa: S105 - a variable name
 
     def check(self, username: str | None, password: str | None) -> bool:
         """Whether both match, in time that does not depend on where they differ."""
@@ -54,15 +114,18 @@ class Credentials:
             self.password.encode(), defaults.DEFAULT_DASHBOARD_PASSWORD.encode()
         )
 
+    def weakness(self) -> str | None:
+        """What makes the password unfit for production, or None."""
+        if self.is_default:
+            return f"is the development default {defaults.DEFAULT_DASHBOARD_PASSWORD!r}"
+        minimum = defaults.MIN_DASHBOARD_PASSWORD_LENGTH
+        if len(self.password) < minimum:
+            return f"has {len(self.password)} characters, fewer than {minimum}"
+        return None
 
-def environment_from_env(env: Mapping[str, str]) -> str:
-    """``HUEYARD_ENV`` (``development`` when unset): what ``/health`` reports."""
-    return env.get("HUEYARD_ENV", "").strip() or "development"
 
-
-def credentials_from_env(env: Mapping[str, str]) -> Credentials:
-    """The dashboard's credentials, or :class:`DashboardError` in production without good ones."""
-    production = environment_from_env(env) == PRODUCTION
+def _configured(env: Mapping[str, str]) -> Credentials | None:
+    """The first pair of variables that is set; :class:`DashboardError` for half a pair."""
     for user_var, password_var in (
         ("DASHBOARD_USERNAME", "DASHBOARD_PASSWORD"),
         ("BULL_BOARD_USERNAME", "BULL_BOARD_PASSWORD"),
@@ -73,28 +136,52 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
         if not username or not password:
             missing = password_var if username else user_var
             raise DashboardError(f"{missing} is not set; set both {user_var} and {password_var}")
-        credentials = Credentials(username, password, source=f"{user_var} / {password_var}")
-        if production and credentials.is_default:
+        return Credentials(username, password, f"{user_var} / {password_var}", password_var)
+    return None
+
+
+def credentials_from_env(env: Mapping[str, str]) -> Credentials:
+    """The dashboard's credentials, or :class:`DashboardError` outside development without
+    good ones (the message names the variable and the fix, never the password)."""
+    environment = environment_from_env(env)
+    credentials = _configured(env)
+    if credentials is None:
+        if not environment.development:
             raise DashboardError(
-                f"HUEYARD_ENV=production and {password_var} is the default "
-                f"{defaults.DEFAULT_DASHBOARD_PASSWORD!r}; set a strong password"
+                f"no dashboard credentials are set ({environment.why_strict}); set "
+                f"DASHBOARD_USERNAME and DASHBOARD_PASSWORD (at least "
+                f"{defaults.MIN_DASHBOARD_PASSWORD_LENGTH} characters), or HUEYARD_ENV=development "
+                f"on a development machine to use {defaults.DEFAULT_DASHBOARD_USERNAME!r} / "
+                f"{defaults.DEFAULT_DASHBOARD_PASSWORD!r}"
             )
+        logger.warning(
+            "dashboard credentials not set: %s, so the development default user %r is used; "
+            "set DASHBOARD_USERNAME and DASHBOARD_PASSWORD",
+            environment.setting,
+            defaults.DEFAULT_DASHBOARD_USERNAME,
+        )
+        return Credentials(
+            defaults.DEFAULT_DASHBOARD_USERNAME,
+            defaults.DEFAULT_DASHBOARD_PASSWORD,
+            source="development default",
+        )
+    weakness = credentials.weakness()
+    if weakness is None:
         return credentials
-    if production:
+    variable = credentials.password_variable
+    if not environment.development:
         raise DashboardError(
-            "HUEYARD_ENV=production and no dashboard credentials are set; set "
-            "DASHBOARD_USERNAME and DASHBOARD_PASSWORD (the defaults are refused in production)"
+            f"{variable} {weakness} ({environment.why_strict}); set a password of at least "
+            f"{defaults.MIN_DASHBOARD_PASSWORD_LENGTH} characters, e.g. {_GENERATE}, "
+            "or HUEYARD_ENV=development on a development machine"
         )
     logger.warning(
-        "dashboard credentials not set: using the development default user %r; set "
-        "DASHBOARD_USERNAME and DASHBOARD_PASSWORD",
-        defaults.DEFAULT_DASHBOARD_USERNAME,
+        "%s %s: accepted because %s; production rules refuse it",
+        variable,
+        weakness,
+        environment.setting,
     )
-    return Credentials(
-        defaults.DEFAULT_DASHBOARD_USERNAME,
-        defaults.DEFAULT_DASHBOARD_PASSWORD,
-        source="development default",
-    )
+    return credentials
 
 
 def is_open(path: str, open_endpoints: Iterable[str]) -> bool:
@@ -116,7 +203,6 @@ def is_open(path: str, open_endpoints: Iterable[str]) -> bool:
 
 def current_user() -> str:
     """The signed-in user of the current request ("" on an open endpoint)."""
-    from flask import current_app
+    from flask import g
 
-    auth = current_app.extensions["hueyard.auth"]
-    return str(auth.current_user() or "")
+    return str(g.get("hueyard_user") or "")

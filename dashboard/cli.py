@@ -3,7 +3,10 @@
 ::
 
     hueyard dashboard [--host H] [--port P]  serve the dashboard (waitress; SIGTERM is graceful)
-    hueyard up [--host H] [--port P]         a consumer and the dashboard together (development)
+    hueyard up [--host H] [--port P]         a consumer and the dashboard together
+
+Both follow the dashboard's credential rules: outside ``HUEYARD_ENV=development``
+they refuse to start without ``DASHBOARD_USERNAME`` / ``DASHBOARD_PASSWORD``.
 
 ``pyproject.toml`` registers :func:`add_dashboard` and :func:`add_up`; the
 protocol is described in :mod:`framework.cli`, which never imports this module.
@@ -30,11 +33,17 @@ def add_dashboard(commands: Subcommands) -> None:
 
 def add_up(commands: Subcommands) -> None:
     """Add ``hueyard up``."""
-    _add(commands, "up", "run a consumer for every queue and the dashboard (development)", _up)
+    _add(
+        commands,
+        "up",
+        "run a consumer for every queue and the dashboard in one process (the dashboard's "
+        "credential rules apply: HUEYARD_ENV=development allows the defaults)",
+        _up,
+    )
 
 
 def _add(commands: Subcommands, name: str, text: str, run: RunCommand) -> None:
-    command = commands.add_parser(name, help=text)
+    command = commands.add_parser(name, help=text, description=text)
     command.add_argument("--host", help="address to listen on (default: [dashboard] host)")
     command.add_argument("--port", type=int, help="port (default: [dashboard] port, 5000)")
     command.set_defaults(run=run)

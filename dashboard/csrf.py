@@ -9,7 +9,8 @@ buttons here. dramatiq_dashboard's double-submit cookie is the model; this one
 is not readable from a cookie a sibling subdomain could set, and it is
 compared in constant time.
 
-A POST whose ``Origin`` header names another host is refused as well.
+A POST whose ``Origin`` (or, without one, ``Referer``) names a host that is not
+on ``[dashboard] allowed_hosts`` is refused as well (:func:`trusted_source`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from urllib.parse import urlsplit
 
-__all__ = ["FIELD", "TOKEN_LIFETIME", "make_token", "same_origin", "valid_token"]
+from dashboard.hosts import AllowedHosts, host_of
+
+__all__ = ["FIELD", "TOKEN_LIFETIME", "make_token", "trusted_source", "valid_token"]
 
 FIELD = "csrf_token"
 """The form field that carries the token."""
@@ -51,12 +53,22 @@ def valid_token(secret: bytes, user: str, token: str | None, now: float | None =
     return hmac.compare_digest(signature.encode(), _sign(secret, user, issued).encode())
 
 
-def same_origin(origin: str | None, host_url: str) -> bool:
-    """Whether an ``Origin`` header (absent is fine) names the dashboard's own host and port.
+def trusted_source(
+    origin: str | None, referer: str | None, hosts: AllowedHosts, request_host: str | None
+) -> bool:
+    """Whether a POST comes from a page on an allowed host: its ``Origin``, else its
+    ``Referer``, names one of ``hosts``, never merely the request's own ``Host`` (which
+    a DNS-rebinding page controls). With ``*`` on the list (a proxy vouches for the
+    host), it must name ``request_host``. Neither header (a script, not a browser) is
+    fine: the token is still required. ``Origin: null`` (a sandboxed frame) is not.
 
-    The scheme is not compared: behind a TLS-terminating proxy the browser
+    Schemes and ports are not compared: behind a TLS-terminating proxy the browser
     says ``https`` while the dashboard sees ``http``.
     """
-    if not origin:
+    source = origin if origin is not None else referer
+    if source is None:
         return True
-    return urlsplit(origin).netloc.lower() == urlsplit(host_url).netloc.lower()
+    if not hosts.any_host:
+        return hosts.allows_url(source)
+    own = host_of(request_host or "")
+    return own is not None and AllowedHosts((own,)).allows_url(source)

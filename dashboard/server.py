@@ -2,7 +2,8 @@
 
 ``hueyard dashboard`` calls :func:`run_dashboard`; ``hueyard up`` calls
 :func:`run_up`, which runs a consumer for every queue and the dashboard in one
-process, for development.
+process. Both follow the same credential rules (:mod:`dashboard.auth`): the
+development defaults need ``HUEYARD_ENV=development``, said out loud.
 
 On SIGTERM or SIGINT the server stops accepting connections, lets the
 requests in progress finish and their answers go out, then exits: within
@@ -17,11 +18,14 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
+
+if TYPE_CHECKING:
+    from dashboard.state import DashboardState
 
 __all__ = ["SHUTDOWN_GRACE", "DashboardServer", "run_dashboard", "run_up"]
 
@@ -44,10 +48,22 @@ class DashboardServer:
     """
 
     def __init__(
-        self, wsgi_app: Any, host: str, port: int, *, grace: float = SHUTDOWN_GRACE
+        self,
+        wsgi_app: Any,
+        host: str,
+        port: int,
+        *,
+        grace: float = SHUTDOWN_GRACE,
+        trusted_proxy: str | None = None,
     ) -> None:
         self.grace = grace
         self._map: dict[int, Any] = {}
+        # X-Forwarded-For names the client only when it comes from the trusted proxy;
+        # otherwise waitress drops it, and REMOTE_ADDR (what the login throttle counts
+        # by) is the peer's address.
+        proxy: dict[str, Any] = {}
+        if trusted_proxy is not None:
+            proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}}
         self._server = create_server(
             wsgi_app,
             map=self._map,
@@ -56,6 +72,7 @@ class DashboardServer:
             threads=THREADS,
             ident="hueyard",
             clear_untrusted_proxy_headers=True,
+            **proxy,
         )
         self._stop = threading.Event()
         self.stopped = threading.Event()
@@ -107,17 +124,28 @@ class DashboardServer:
 
 def _build(host: str | None, port: int | None) -> tuple[Any, DashboardServer]:
     from dashboard import create_app
+    from dashboard.state import EXTENSION
     from framework.runtime import get_app
 
     app = get_app()
-    flask_app = create_app(app)
     settings = app.settings.dashboard
+    flask_app = create_app(app, host=host or settings.host)
     server = DashboardServer(
-        flask_app, host or settings.host, settings.port if port is None else port
+        flask_app,
+        host or settings.host,
+        settings.port if port is None else port,
+        trusted_proxy=settings.trusted_proxy,
     )
     for listen_host, listen_port in server.addresses:
         shown = f"[{listen_host}]" if ":" in listen_host else listen_host
         print(f"hueyard dashboard: http://{shown}:{listen_port}/admin/queues", file=sys.stderr)
+    state: DashboardState = flask_app.extensions[EXTENSION]
+    rules = "development defaults allowed" if state.environment.development else "production rules"
+    print(
+        f"hueyard dashboard: environment {state.environment.name} "
+        f"({state.environment.setting}; {rules}); credentials: {state.credentials.source}",
+        file=sys.stderr,
+    )
     return app, server
 
 

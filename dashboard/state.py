@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from dashboard.auth import Credentials
+from dashboard.auth import Credentials, Environment
+from dashboard.hosts import AllowedHosts
+from dashboard.throttle import LoginThrottle
 from framework.application import Hueyard
 from framework.jobs import Jobs
 
@@ -27,13 +29,15 @@ class DashboardState:
     app: Hueyard
     jobs: Jobs
     credentials: Credentials
-    environment: str
+    environment: Environment
     read_only: bool
     open_endpoints: tuple[str, ...]
+    allowed_hosts: AllowedHosts
     page_size: int
     search_limit: int
     preview_chars: int
     csrf_secret: bytes = field(repr=False)
+    throttle: LoginThrottle = field(repr=False, compare=False)
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -23,6 +23,7 @@ from framework.consumer import MultiQueueConsumer, served_queues
 from framework.errors import QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
 from framework.keys import Keys
+from framework.masking import Masker
 from framework.options import EnqueueArgs
 from framework.producer import Producer
 from framework.redis_client import RedisClient
@@ -123,6 +124,11 @@ class Hueyard:
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
         """What ``huey_consumer framework.app`` calls: a consumer for every served queue."""
         return MultiQueueConsumer(self, served_queues(self.settings, os.environ), **options)
+
+    @functools.cached_property
+    def masker(self) -> Masker:
+        """What hides secrets wherever this app's job data is shown (with ``mask_fields``)."""
+        return Masker.of(self.settings)
 
     @functools.cached_property
     def cache(self) -> RedisClient:

@@ -327,7 +327,8 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 
 def _jobs() -> Jobs:
-    return Jobs(get_app())
+    # What the commands print has its secrets masked, as on the dashboard.
+    return Jobs(get_app(), masked=True)
 
 
 def _status(args: argparse.Namespace) -> int:

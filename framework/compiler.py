@@ -24,6 +24,7 @@ from framework.errors import UnknownHandlerError
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.keys import Keys
+from framework.masking import Masker
 from framework.settings import QueuePolicy, Settings
 from framework.storage import JobStorage
 
@@ -77,6 +78,7 @@ def compile_queues(
         )
     queues: dict[str, QueueRuntime] = {}
     warnings: list[str] = []
+    masker = Masker.of(settings)
     for policy in settings.policies():
         huey = QueueHuey(
             policy.name,
@@ -86,6 +88,7 @@ def compile_queues(
             keys=keys,
             policy=policy,
             consumer=settings.consumer,
+            masker=masker,
         )
         runtime = QueueRuntime(policy=policy, huey=huey)
         for spec in registry.for_queue(policy.name):

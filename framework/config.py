@@ -153,6 +153,7 @@ _MESSAGES = {
     "model_type": "must be a table, e.g. {{ key = value }}",
     "model_attributes_type": "must be a table, e.g. {{ key = value }}",
     "list_type": 'must be a list, e.g. ["a", "b"]',
+    "too_short": "must not be empty; leave the field out for its default",
 }
 
 

@@ -118,3 +118,19 @@ DASHBOARD_PORT = 5000
 
 DEFAULT_DASHBOARD_USERNAME = "admin"
 DEFAULT_DASHBOARD_PASSWORD = "admin123"  # noqa: S105 - the spec's development default, refused in production
+"""The spec's credentials: used only with ``HUEYARD_ENV=development`` and none set."""
+
+MIN_DASHBOARD_PASSWORD_LENGTH = 12
+"""Shortest dashboard password accepted outside development."""
+
+MAX_FAILED_LOGINS = 10
+"""Failed dashboard sign-ins of one address within ``FAILED_LOGIN_WINDOW`` before a lockout."""
+
+FAILED_LOGIN_WINDOW = 300.0
+"""Seconds over which failed sign-ins are counted."""
+
+LOGIN_LOCKOUT = 300.0
+"""Seconds an address that failed too often gets 429 (with ``Retry-After``)."""
+
+MAX_THROTTLED_CLIENTS = 10_000
+"""Addresses whose failed sign-ins are remembered at once; the least recently seen go first."""

@@ -8,6 +8,7 @@
      │    └── UnknownHandlerError   a producer names a handler that does not exist
      ├── QueueError             a producer or consumer names a queue that does not exist
      ├── PayloadError           a payload does not validate, or is not JSON
+     │    └── StoredPayloadError    a stored payload no longer validates when its job runs
      ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
      ├── JobActionError         a read/act call does not apply (unknown state, active job)
      ├── SerializationError     data in Redis is not what hueyard wrote
@@ -28,7 +29,7 @@ that a handler's ``except Exception`` does not swallow a cancel.
 
 from __future__ import annotations
 
-from huey.exceptions import TaskTimeout
+from huey.exceptions import CancelExecution, TaskTimeout
 
 __all__ = [
     "JobCancelled",
@@ -44,6 +45,7 @@ __all__ = [
     "RedisUnavailableError",
     "SerializationError",
     "StorageError",
+    "StoredPayloadError",
     "UnknownHandlerError",
 ]
 
@@ -70,6 +72,19 @@ class QueueError(HueyardError):
 
 class PayloadError(HueyardError):
     """A payload that does not validate against its handler's model, or is not JSON."""
+
+
+class StoredPayloadError(PayloadError, CancelExecution):  # type: ignore[misc]
+    """A stored payload that no longer validates against its handler's model, at run time.
+
+    Also a Huey ``CancelExecution(retry=False)``: the job fails at once, never
+    retried (the same payload would fail again). Its message is the job's error,
+    ``payload does not validate against OutboundMessage: to: Field required``,
+    built without the input values.
+    """
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
 
 
 class OptionError(HueyardError):

@@ -18,7 +18,6 @@ import datetime
 import logging
 import threading
 import time
-import traceback as tb
 from typing import Any
 
 import redis
@@ -31,6 +30,7 @@ from huey.serializer import Serializer
 from framework.context import job_context
 from framework.errors import HueyardError, JobCancelled, SerializationError
 from framework.leases import LeaseKeeper
+from framework.masking import DEFAULT_MASKER, Masker
 from framework.options import Outcome
 from framework.outcomes import store_outcome
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
@@ -66,8 +66,9 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     stop_flag: Any = None  # the consumer's; set while it stops
 
-    def __init__(self, name: str, **kwargs: Any) -> None:
+    def __init__(self, name: str, *, masker: Masker = DEFAULT_MASKER, **kwargs: Any) -> None:
         super().__init__(name, results=False, utc=True, serializer=JSONSerializer(), **kwargs)
+        self.masker = masker  # a failed job's error, traceback and log line go through it
         self.signal(huey_signals.SIGNAL_INTERRUPTED)(self._requeue_interrupted)
         self._local = threading.local()  # per worker thread: the job fetched with a release
         self._queue_policy = JobPolicy.of(self.storage.policy)  # a job that set no option
@@ -204,14 +205,15 @@ class QueueHuey(Huey):  # type: ignore[misc]
     def _failure(
         self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException
     ) -> tuple[Outcome, str, str, float]:
-        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        trace = self.masker.traceback(exc)
         if isinstance(exc, TaskTimeout):
             self._emit(huey_signals.SIGNAL_TIMEOUT, task)
         else:
             self._emit(huey_signals.SIGNAL_ERROR, task, exc)
         if isinstance(exc, CancelExecution | JobCancelled):
             self._emit(huey_signals.SIGNAL_CANCELED, task)
-        decision = decide(policy, claim.attempts, exc, datetime.datetime.now(datetime.UTC))
+        now = datetime.datetime.now(datetime.UTC)
+        decision = decide(policy, claim.attempts, exc, now, describe=self.masker.exception)
         if decision.outcome is Outcome.RETRY:
             logger.warning(
                 "job %s (%s) attempt %d of %d failed, retrying in %gs: %s",

@@ -37,10 +37,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, Unpack
 
-from huey.exceptions import CancelExecution
 from pydantic import BaseModel, ValidationError
 
-from framework.errors import HandlerError, PayloadError, SerializationError, UnknownHandlerError
+from framework.errors import (
+    HandlerError,
+    PayloadError,
+    SerializationError,
+    StoredPayloadError,
+    UnknownHandlerError,
+)
+from framework.masking import validation_summary
 from framework.options import EnqueueArgs
 from framework.serializer import dumps_text
 
@@ -117,7 +123,8 @@ class HandlerSpec:
         """Run the handler on a stored payload; return a JSON-ready result.
 
         A payload that no longer validates against the model raises
-        ``CancelExecution(retry=False)`` naming the fields: it will never succeed.
+        :class:`StoredPayloadError` (a ``CancelExecution(retry=False)``) naming the
+        fields and their problems, never their values: it will never succeed.
         """
         model = self.payload_model
         if model is None:
@@ -126,10 +133,10 @@ class HandlerSpec:
             try:
                 argument = model.model_validate(payload)
             except ValidationError as exc:
-                raise CancelExecution(
-                    f"the stored payload does not validate against {model.__name__}: "
-                    f"{validation_summary(exc)}",
-                    retry=False,
+                raise StoredPayloadError(
+                    f"payload does not validate against {model.__name__}: "
+                    f"{validation_summary(exc)} (stored payload; not retried: enqueue the job "
+                    "again with a valid one)"
                 ) from None
         result = self.func(argument)
         if isinstance(result, BaseModel):
@@ -361,18 +368,6 @@ def _payload_model(func: Callable[..., Any], location: str) -> type[BaseModel] |
     if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
         return annotation
     return None
-
-
-def validation_summary(exc: ValidationError) -> str:
-    """The first ten problems of ``exc``, one ``field: message`` each."""
-    parts = []
-    for error in exc.errors()[:10]:
-        where = ".".join(str(part) for part in error["loc"]) or "payload"
-        parts.append(f"{where}: {error['msg']}")
-    extra = len(exc.errors()) - 10
-    if extra > 0:
-        parts.append(f"... and {extra} more")
-    return "; ".join(parts)
 
 
 def handler_modules(env: Mapping[str, str] | None = None) -> list[str]:

@@ -14,7 +14,10 @@ what the configured thresholds of ``[health]`` need:
 - ``require_consumer`` (on by default): a queue with waiting jobs and no live
   consumer serving it.
 
-Each crossed threshold is one reason, in words an operator can act on.
+Each crossed threshold is one reason, in words an operator can act on. The
+reasons name no host, port or URL (they may be shown to anyone: ``/health``
+is open); :attr:`HealthReport.detailed_reasons` adds the Redis error, for
+those allowed to see it.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from framework.jobs import Jobs
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
 
-__all__ = ["HealthReport", "check", "iso_timestamp"]
+__all__ = ["REDIS_DOWN", "HealthReport", "check", "iso_timestamp"]
 
 _TOTALS = ("waiting", "active", "completed", "failed", "delayed")
+
+REDIS_DOWN = "redis: not connected"
+"""The reason when Redis does not answer; the error (host, port) only in the details."""
 
 
 def iso_timestamp(now: datetime.datetime | None = None) -> str:
@@ -53,6 +59,14 @@ class HealthReport:
     @property
     def healthy(self) -> bool:
         return self.redis_connected and not self.reasons
+
+    @property
+    def detailed_reasons(self) -> tuple[str, ...]:
+        """The reasons, with the Redis error (it may name the host and port) spelled out."""
+        if self.redis_error is None:
+            return self.reasons
+        detail = f"{REDIS_DOWN} ({self.redis_error})"
+        return tuple(detail if reason == REDIS_DOWN else reason for reason in self.reasons)
 
     def totals(self) -> dict[str, int]:
         return {name: sum(getattr(c, name) for c in self.counts.values()) for name in _TOTALS}
@@ -78,7 +92,7 @@ def check(app: Hueyard, jobs: Jobs) -> HealthReport:
     probe = app.cache.health()
     if not probe["connected"]:
         error = probe["error"] or "no answer"
-        return HealthReport(False, error, reasons=(f"redis: not connected ({error})",))
+        return HealthReport(False, error, reasons=(REDIS_DOWN,))
     try:
         counts = jobs.counts_all()
         settings = app.settings.health
@@ -89,7 +103,7 @@ def check(app: Hueyard, jobs: Jobs) -> HealthReport:
         for name, c in counts.items():
             reasons += _queue_reasons(app, jobs, name, c, consumers)
     except RedisUnavailableError as exc:
-        return HealthReport(False, str(exc), reasons=(f"redis: not connected ({exc})",))
+        return HealthReport(False, str(exc), reasons=(REDIS_DOWN,))
     return HealthReport(True, None, counts, tuple(consumers), tuple(reasons))
 
 

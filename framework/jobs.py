@@ -116,11 +116,14 @@ def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concate
 class Jobs:
     """Counts, pages, single jobs and actions for every queue of ``app``.
 
-    Cheap to build (no I/O): it shares the app's connection pool.
+    Cheap to build (no I/O): it shares the app's connection pool. With
+    ``masked=True`` every job it returns has its secrets hidden by the app's
+    masker (:meth:`JobInfo.masked`): what the dashboard and the CLI show.
     """
 
-    def __init__(self, app: Hueyard) -> None:
+    def __init__(self, app: Hueyard, *, masked: bool = False) -> None:
         self.app = app
+        self.masked = masked
         self.keys: Keys = app.keys
         self.conn = redis.Redis(connection_pool=app.pool)
         self.scripts = Scripts(self.conn)
@@ -196,6 +199,8 @@ class Jobs:
         ):
             total, ids = 0, []  # a paused queue has no waiting jobs, a running one none paused
         items = self._page_records(queue, state, key, [job_id.decode() for job_id in ids])
+        if self.masked:
+            items = [item.masked(self.app.masker) for item in items]
         return Page(items=tuple(items), total=int(total), page=page, page_size=page_size)
 
     def _page_records(self, queue: str, state: str, key: str, ids: list[str]) -> list[JobInfo]:
@@ -252,7 +257,7 @@ class Jobs:
         else:
             queue, state = self._owner(record), None
             problems.append("the record is in no queue's sorted set (an orphan; remove it)")
-        return job_info(
+        job = job_info(
             job_id,
             record,
             queue=queue,
@@ -262,6 +267,7 @@ class Jobs:
             logs=tuple(line.decode(errors="replace") for line in logs),
             problems=problems,
         )
+        return job.masked(self.app.masker) if self.masked else job
 
     @_redis_errors
     def find(self, job_id: str) -> JobLocation | None:

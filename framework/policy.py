@@ -25,12 +25,14 @@ retried while attempts remain. No exception retries a job past its attempts.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from huey.exceptions import CancelExecution, RetryTask, TaskTimeout
 
 from framework import defaults
 from framework.errors import JobCancelled
+from framework.masking import DEFAULT_MASKER
 from framework.options import Outcome
 from framework.settings import Backoff, QueuePolicy
 
@@ -80,14 +82,25 @@ class Decision:
     delay: float = 0.0
 
 
-def decide(policy: JobPolicy, attempt: int, exc: BaseException, now: datetime.datetime) -> Decision:
-    """The next state of a job whose run number ``attempt`` raised ``exc``."""
+def decide(
+    policy: JobPolicy,
+    attempt: int,
+    exc: BaseException,
+    now: datetime.datetime,
+    *,
+    describe: Callable[[BaseException], str] = DEFAULT_MASKER.exception,
+) -> Decision:
+    """The next state of a job whose run number ``attempt`` raised ``exc``.
+
+    ``describe`` turns the exception into the job's error (default: ``Type: message``
+    with secrets masked, :meth:`framework.masking.Masker.exception`).
+    """
     if isinstance(exc, JobCancelled):
         return Decision(Outcome.FAILED, defaults.CANCELLED)
     if isinstance(exc, TaskTimeout):
         error = f"timed out after {policy.timeout:g} s" if policy.timeout else "timed out"
     else:
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
     error = error[:ERROR_LIMIT]
     retry = attempt < policy.attempts
     delay = policy.retry_delay(attempt)

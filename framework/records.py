@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Generic, TypeVar
 
 from framework.errors import SerializationError
+from framework.masking import Masker
 from framework.policy import JobPolicy
 from framework.record import legacy_message
 from framework.serializer import loads
@@ -119,6 +120,24 @@ class JobInfo:
     consumer: str | None = None  # the consumer that holds it (active) or ran it last
     logs: tuple[str, ...] = ()
     problem: str | None = None
+
+    def masked(self, masker: Masker) -> JobInfo:
+        """This job with its secrets hidden: payload, result and progress by key and in
+        their strings; error, traceback, log lines and problem as text."""
+
+        def text(value: str | None) -> str | None:
+            return None if value is None else masker.text(value)
+
+        return replace(
+            self,
+            payload=masker.value(self.payload),
+            result=masker.value(self.result),
+            progress=masker.value(self.progress),
+            error=text(self.error),
+            traceback=text(self.traceback),
+            logs=tuple(masker.text(line) for line in self.logs),
+            problem=text(self.problem),
+        )
 
     @property
     def handler(self) -> str | None:

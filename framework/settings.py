@@ -9,6 +9,7 @@ policy.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -49,7 +50,47 @@ def _ttl_name(name: str) -> str:
     return name
 
 
+_HOST_ENTRY = re.compile(r"\*|\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\]")
+
+
+def _allowed_host(entry: str) -> str:
+    """An entry of ``[dashboard] allowed_hosts``, lowercased, IPv6 in brackets, no final dot."""
+    value = entry.strip().lower()
+    if "/" in value:
+        raise ValueError("give the host name only, without scheme or path")
+    if value.count(":") >= 2 and not value.startswith("["):
+        value = f"[{value}]"  # a bare IPv6 address
+    if value.count(":") == 1 or "]:" in value:
+        raise ValueError("has a port; list host names only (ports are not compared)")
+    if value != "." and value.endswith("."):
+        value = value[:-1]
+    if not _HOST_ENTRY.fullmatch(value):
+        raise ValueError(
+            "is not a host; use a name (dashboard.example.com), an address (10.0.0.5, "
+            "[::1]), '.example.com' for a domain and its subdomains, or '*' for any host"
+        )
+    return value
+
+
+def _mask_field(value: str) -> str:
+    if not any(ch.isalnum() for ch in value):
+        raise ValueError("needs a letter or digit: keys containing it are masked")
+    return value
+
+
+def _proxy_address(value: str) -> str:
+    if value != "*":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                "must be the IP address the proxy connects from (e.g. 127.0.0.1), or '*'"
+            ) from None
+    return value
+
+
 QueueName = Annotated[str, AfterValidator(_queue_name)]
+AllowedHost = Annotated[str, AfterValidator(_allowed_host)]
 TtlName = Annotated[str, AfterValidator(_ttl_name)]
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
@@ -204,6 +245,20 @@ class DashboardSettings(_Strict):
     """Jobs a payload text search reads at most (it says "searched N of M")."""
     payload_preview_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 65536
     """Characters of a payload or result the job page shows; the rest is behind a link."""
+    allowed_hosts: Annotated[list[AllowedHost], Field(min_length=1)] | None = None
+    """``Host`` headers the dashboard answers (ports ignored); None: the address it listens
+    on, ``localhost``, ``127.0.0.1`` and ``[::1]``. ``.example.com`` covers subdomains."""
+    max_failed_logins: Annotated[int, Field(ge=1, le=10_000)] = defaults.MAX_FAILED_LOGINS
+    """Failed sign-ins of one address within ``failed_login_window`` that lock it out."""
+    failed_login_window: Annotated[float, Field(gt=0, le=86400)] = defaults.FAILED_LOGIN_WINDOW
+    login_lockout: Annotated[float, Field(gt=0, le=86400)] = defaults.LOGIN_LOCKOUT
+    """Seconds a locked-out address gets 429 with ``Retry-After``."""
+    mask_fields: list[Annotated[str, AfterValidator(_mask_field)]] = Field(default_factory=list)
+    """More secret words (a key containing one, case and ``_``/``-`` aside, is masked), on
+    top of :data:`framework.masking.SECRET_WORDS`; read by the CLI and the consumer too."""
+    trusted_proxy: Annotated[str, AfterValidator(_proxy_address)] | None = None
+    """The address of a reverse proxy whose ``X-Forwarded-For`` names the client (waitress'
+    ``trusted_proxy``; ``*`` for any). None: the header is ignored."""
 
 
 class HealthSettings(_Strict):
@@ -216,6 +271,9 @@ class HealthSettings(_Strict):
     """Minutes over which ``max_failure_rate`` is measured."""
     require_consumer: bool = True
     """503 when a queue has waiting jobs and no live consumer serves it."""
+    details: bool = False
+    """Whether ``/health`` spells out the Redis error (host, port) to clients that did not
+    sign in; a signed-in client always gets it."""
 
 
 class Settings(_Strict):

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboard import create_app
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
-from tests.dashboard.conftest import ENV, Dash, MakeApp, add, basic, finish
+from tests.dashboard.conftest import ENV, USER, Dash, MakeApp, add, basic, finish
 from tests.integration.redis_server import RedisServer
 
 QUEUE_FIELDS = {"name", "waiting", "active", "completed", "failed", "delayed", "isPaused"}
@@ -90,7 +90,7 @@ def test_health_has_the_spec_shape_and_is_open(app: Hueyard, flask_app: Flask) -
     assert body["status"] == "ok"
     assert body["queues"] == "healthy"
     assert body["redis"] == {"connected": True}
-    assert body["environment"] == "development"
+    assert body["environment"] == "production"  # neither HUEYARD_ENV nor NODE_ENV is set
     assert isinstance(body["uptime"], int) and body["uptime"] >= 0
     assert is_iso_utc(body["timestamp"])
     assert body["reasons"] == []
@@ -149,7 +149,7 @@ def test_health_goes_503_when_redis_stops_and_200_when_it_returns(make_app: Make
         body = response.get_json()
         assert body["redis"] == {"connected": False}
         assert body["status"] == "error" and body["queues"] == "unknown"
-        assert body["reasons"][0].startswith("redis: not connected (")
+        assert body["reasons"] == ["redis: not connected"]  # no host or port: not signed in
         assert elapsed < 5
         api = client.get("/api/v1/queues/health", headers=basic())
         assert api.status_code == 503
@@ -201,6 +201,58 @@ def test_health_goes_503_past_a_threshold(
     response = client.get("/health")
     assert response.status_code == 503
     assert response.get_json()["reasons"] == [reason]
+
+
+@pytest.mark.parametrize(
+    ("health", "headers", "detailed"),
+    [
+        ("", {}, False),
+        ("", basic(), True),
+        ("", basic(USER, "wrong-password"), False),
+        ("details = true", {}, True),
+        ("details = false", basic(), True),
+    ],
+    ids=["anonymous", "signed-in", "wrong-credentials", "details-on", "details-off-signed-in"],
+)
+def test_health_names_no_internal_host_unless_signed_in_or_details_are_on(
+    make_app: MakeApp, health: str, headers: dict[str, str], detailed: bool
+) -> None:
+    # Given a dashboard whose Redis is down
+    with RedisServer() as server:
+        app = make_app(url=server.url, health=f"require_consumer = false\n{health}")
+        client = create_app(app, env=ENV).test_client()
+        port = str(server.port)
+        server.stop()
+        # When /health is asked
+        response = client.get("/health", headers=headers)
+    # Then it says unhealthy and why, with the spec's keys
+    body = response.get_json()
+    assert response.status_code == 503
+    assert set(body) == {"status", "timestamp", "uptime", "environment", "redis", "queues",
+                         "reasons"}  # fmt: skip
+    assert (body["status"], body["queues"], body["redis"]) == (
+        "error", "unknown", {"connected": False},
+    )  # fmt: skip
+    text = response.get_data(as_text=True)
+    if detailed:
+        # And the reason spells out the Redis error
+        assert body["reasons"][0].startswith("redis: not connected (")
+        assert port in body["reasons"][0]
+    else:
+        # And nothing names a host, a port or a Redis URL
+        assert body["reasons"] == ["redis: not connected"]
+        for internal in (port, "127.0.0.1", "localhost", "redis://"):
+            assert internal not in text
+
+
+def test_health_reasons_about_queues_are_the_same_for_everyone(make_app: MakeApp) -> None:
+    app = make_app(health="max_waiting = 1")
+    add(app, 2)
+    client = create_app(app, env=ENV).test_client()
+    anonymous = client.get("/health").get_json()["reasons"]
+    signed_in = client.get("/health", headers=basic()).get_json()["reasons"]
+    assert anonymous == signed_in
+    assert "queue work: 2 jobs waiting (max_waiting = 1)" in anonymous
 
 
 def test_environment_comes_from_hueyard_env(app: Hueyard) -> None:

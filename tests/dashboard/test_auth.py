@@ -99,57 +99,163 @@ def test_credentials_are_compared_in_constant_time(
     assert calls == [(b"intruder", USER.encode()), (b"guess", PASSWORD.encode())]
 
 
-# -- where the credentials come from ---------------------------------------------------------
+# -- where the credentials come from, and when they are refused ------------------------------
+
+STRONG = "a-long-enough-pass"  # 18 characters
+DEV = {"HUEYARD_ENV": "development"}
 
 
 def test_dashboard_variables_win_over_bull_board_ones() -> None:
-    env = {**ENV, "BULL_BOARD_USERNAME": "bull", "BULL_BOARD_PASSWORD": "board-pass"}
+    env = {**ENV, "BULL_BOARD_USERNAME": "bull", "BULL_BOARD_PASSWORD": STRONG}
     credentials = credentials_from_env(env)
     assert (credentials.username, credentials.password) == (USER, PASSWORD)
 
 
 def test_bull_board_variables_are_accepted(app: Hueyard) -> None:
-    env = {"BULL_BOARD_USERNAME": "bull", "BULL_BOARD_PASSWORD": "board-pass"}
+    env = {"BULL_BOARD_USERNAME": "bull", "BULL_BOARD_PASSWORD": STRONG}
     client = create_app(app, env=env).test_client()
-    assert client.get("/admin/queues", headers=basic("bull", "board-pass")).status_code == 200
+    assert client.get("/admin/queues", headers=basic("bull", STRONG)).status_code == 200
     assert client.get("/admin/queues", headers=basic()).status_code == 401
 
 
-def test_development_defaults_to_the_spec_credentials_with_a_warning(
-    app: Hueyard, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"HUEYARD_ENV": "development"},
+        {"HUEYARD_ENV": " Development\n"},
+        {"HUEYARD_ENV": "DEVELOPMENT"},
+        {"NODE_ENV": "development"},
+        {"HUEYARD_ENV": "  ", "NODE_ENV": "Development"},
+    ],
+    ids=["exact", "padded-mixed-case", "upper", "node-env", "blank-hueyard-env"],
+)
+def test_development_said_explicitly_allows_the_spec_credentials_with_a_warning(
+    app: Hueyard, caplog: pytest.LogCaptureFixture, environment: dict[str, str]
 ) -> None:
+    # Given no credentials in an environment that says development
     with caplog.at_level(logging.WARNING, logger="hueyard.dashboard"):
-        client = create_app(app, env={}).test_client()
+        client = create_app(app, env=environment).test_client()
+    # Then the spec's admin / admin123 sign in, and the log says why (without the password)
     assert client.get("/admin/queues", headers=basic("admin", "admin123")).status_code == 200
     assert "dashboard credentials not set" in caplog.text
+    assert "=development" in caplog.text
     assert "admin123" not in caplog.text
+    assert client.get("/health").get_json()["environment"] == "development"
+
+
+@pytest.mark.parametrize(
+    ("password", "weakness"),
+    [
+        ("admin123", "is the development default"),
+        ("short-pass1", "has 11 characters, fewer than 12"),
+        ("q7", "has 2 characters, fewer than 12"),
+    ],
+    ids=["default", "eleven", "two"],
+)
+def test_development_accepts_a_weak_password_with_a_warning(
+    app: Hueyard, caplog: pytest.LogCaptureFixture, password: str, weakness: str
+) -> None:
+    # Given a weak password and HUEYARD_ENV=development
+    env = {**DEV, "DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": password}
+    with caplog.at_level(logging.WARNING, logger="hueyard.dashboard"):
+        client = create_app(app, env=env).test_client()
+    # Then it signs in, and the log names the weakness, not the password
+    assert client.get("/admin/queues", headers=basic("ops", password)).status_code == 200
+    assert f"DASHBOARD_PASSWORD {weakness}" in caplog.text
+    assert "production rules refuse it" in caplog.text
+    if password != "admin123":  # the public default may be named; a real password never
+        assert password not in caplog.text
+
+
+NOT_DEVELOPMENT = [
+    ({}, "neither HUEYARD_ENV nor NODE_ENV is set, so production rules apply"),
+    ({"HUEYARD_ENV": "production"}, "HUEYARD_ENV=production, so production rules apply"),
+    ({"HUEYARD_ENV": "Production"}, "HUEYARD_ENV=production"),
+    ({"HUEYARD_ENV": " PRODUCTION "}, "HUEYARD_ENV=production"),
+    ({"HUEYARD_ENV": "prod"}, "HUEYARD_ENV=prod"),
+    ({"HUEYARD_ENV": "staging"}, "HUEYARD_ENV=staging"),
+    ({"HUEYARD_ENV": "dev"}, "HUEYARD_ENV=dev"),
+    ({"HUEYARD_ENV": ""}, "neither HUEYARD_ENV nor NODE_ENV is set"),
+    ({"NODE_ENV": "production"}, "NODE_ENV=production"),
+    ({"HUEYARD_ENV": "production", "NODE_ENV": "development"}, "HUEYARD_ENV=production"),
+]
+NOT_DEVELOPMENT_IDS = ["unset", "production", "capitalised", "padded-upper", "prod", "staging",
+                       "dev", "empty", "node-env", "hueyard-env-wins"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("environment", "why"), NOT_DEVELOPMENT, ids=NOT_DEVELOPMENT_IDS)
+@pytest.mark.parametrize(
+    ("credentials", "message"),
+    [
+        ({}, "no dashboard credentials are set"),
+        ({"DASHBOARD_USERNAME": "admin", "DASHBOARD_PASSWORD": "admin123"},
+         "DASHBOARD_PASSWORD is the development default 'admin123'"),
+        ({"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "short-pass1"},
+         "DASHBOARD_PASSWORD has 11 characters, fewer than 12"),
+        ({"BULL_BOARD_USERNAME": "admin", "BULL_BOARD_PASSWORD": "admin123"},
+         "BULL_BOARD_PASSWORD is the development default"),
+        ({"BULL_BOARD_USERNAME": "bull", "BULL_BOARD_PASSWORD": "board-pass"},
+         "BULL_BOARD_PASSWORD has 10 characters, fewer than 12"),
+    ],
+    ids=["missing", "default", "eleven-chars", "bull-board-default", "bull-board-short"],
+)  # fmt: skip
+def test_anything_but_development_refuses_missing_default_or_short_credentials(
+    app: Hueyard,
+    environment: dict[str, str],
+    why: str,
+    credentials: dict[str, str],
+    message: str,
+) -> None:
+    # Given an environment that does not say development, and unfit credentials
+    env = {**environment, **credentials}
+    # When the dashboard is built
+    with pytest.raises(DashboardError) as raised:
+        create_app(app, env=env)
+    # Then it refuses, in one line naming the variable, why, and the fix
+    text = str(raised.value)
+    assert message in text and why in text
+    assert "\n" not in text
+    assert "HUEYARD_ENV=development" in text
+    assert "at least 12 characters" in text
+    for value in credentials.values():
+        if value not in ("admin", "admin123", "ops", "bull"):
+            assert value not in text  # never the password
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({}, "no dashboard credentials are set"),
-        ({"DASHBOARD_USERNAME": "admin", "DASHBOARD_PASSWORD": "admin123"},
-         "DASHBOARD_PASSWORD is the default 'admin123'"),
-        ({"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "admin123"},
-         "DASHBOARD_PASSWORD is the default"),
-        ({"BULL_BOARD_USERNAME": "admin", "BULL_BOARD_PASSWORD": "admin123"},
-         "BULL_BOARD_PASSWORD is the default"),
         ({"DASHBOARD_USERNAME": "ops"}, "DASHBOARD_PASSWORD is not set"),
-        ({"DASHBOARD_PASSWORD": "long-password"}, "DASHBOARD_USERNAME is not set"),
+        ({"DASHBOARD_PASSWORD": "long-password-here"}, "DASHBOARD_USERNAME is not set"),
+        ({**DEV, "BULL_BOARD_USERNAME": "bull"}, "BULL_BOARD_PASSWORD is not set"),
     ],
-)  # fmt: skip
-def test_production_refuses_missing_or_default_credentials(
+)
+def test_half_a_pair_is_refused_in_every_environment(
     app: Hueyard, env: dict[str, str], message: str
 ) -> None:
     with pytest.raises(DashboardError, match=message):
-        create_app(app, env={**env, "HUEYARD_ENV": "production"})
+        create_app(app, env=env)
 
 
-def test_production_starts_with_real_credentials(app: Hueyard) -> None:
-    client = create_app(app, env={**ENV, "HUEYARD_ENV": "production"}).test_client()
-    assert client.get("/admin/queues", headers=basic()).status_code == 200
-    assert client.get("/health").get_json()["environment"] == "production"
+@pytest.mark.parametrize(
+    ("environment", "shown"),
+    [
+        ({}, "production"),
+        ({"HUEYARD_ENV": " Staging "}, "staging"),
+        ({"NODE_ENV": "production"}, "production"),
+        ({"HUEYARD_ENV": "production", "NODE_ENV": "test"}, "production"),
+    ],
+)
+def test_twelve_characters_start_anywhere_and_health_names_the_environment(
+    app: Hueyard, environment: dict[str, str], shown: str
+) -> None:
+    # Given a password of exactly the minimum length
+    env = {**environment, "DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "twelve-chars"}
+    # When the dashboard is built outside development
+    client = create_app(app, env=env).test_client()
+    # Then it starts, signs in, and /health reports the resolved environment
+    assert client.get("/admin/queues", headers=basic("ops", "twelve-chars")).status_code == 200
+    assert client.get("/health").get_json()["environment"] == shown
 
 
 def test_the_password_is_never_in_a_repr() -> None:

@@ -6,14 +6,15 @@ import logging
 import time
 
 import pytest
+import redis
 from flask import Flask
 
-from dashboard import csrf
+from dashboard import create_app, csrf
 from dashboard.app import CONTENT_SECURITY_POLICY
 from dashboard.state import EXTENSION
 from framework.application import Hueyard
 from framework.jobs import Jobs
-from tests.dashboard.conftest import Dash, add, basic, finish
+from tests.dashboard.conftest import ENV, Dash, MakeApp, add, basic, finish, storage_of
 
 XSS = "<script>alert('pwned')</script>"
 
@@ -137,8 +138,56 @@ def test_secret_fields_are_masked_on_the_job_page_and_in_raw_json(
     for text in (page, raw, listing, found.get_data(as_text=True), caplog.text):
         for secret in ("whsec_TOPSECRET_1", "TOPSECRET_2", "TOPSECRET_3"):
             assert secret not in text
-    assert "c-42" in page and "********" in page and "256" in page
+    assert "c-42" in page and "********" in page
+    assert "256" not in page  # max_tokens contains "token": masked too (safe beats pretty)
     assert "0 match(es)" in found.get_data(as_text=True)  # masked fields are not searched
+
+
+def test_secrets_in_errors_tracebacks_logs_and_results_are_masked_on_every_page(
+    app: Hueyard, dash: Dash, redis_conn: redis.Redis
+) -> None:
+    # Given a failed job whose error, traceback and log lines quote secrets
+    [failed_id] = app.enqueue_many("work", "job", [{"n": 1, "card": {"pin": 1}}])
+    redis_conn.rpush(app.keys.job_logs(failed_id), "calling https://api.x/y?api_key=LOGSECRET")
+    storage = storage_of(app)
+    claimed = storage.claim()
+    assert claimed is not None
+    storage.release(
+        claimed, "failed", value="ValueError: login failed {'password': 'ERRSECRET'}",
+        traceback="Traceback\n  File x\nheaders={'Authorization': 'Bearer TBSECRET'}",
+    )  # fmt: skip
+    # And a completed job whose result holds a session token
+    [done_id] = add(app, 1)
+    claimed = storage.claim()
+    assert claimed is not None
+    storage.release(claimed, "completed", value='{"session_token": "RESULTSECRET", "ok": 1}')
+    # When every page that shows them is read
+    pages = [
+        f"/admin/queues/work/jobs/{failed_id}",
+        f"/admin/queues/work/jobs/{failed_id}/raw",
+        f"/admin/queues/work/jobs/{done_id}",
+        f"/admin/queues/work/jobs/{done_id}/raw",
+        "/admin/queues/work?state=failed",
+        "/admin/queues/work?state=completed",
+    ]
+    for path in pages:
+        text = dash.get(path).get_data(as_text=True)
+        # Then no secret shows, and the mask does
+        for secret in ("LOGSECRET", "ERRSECRET", "TBSECRET", "RESULTSECRET"):
+            assert secret not in text, (path, secret)
+        assert "********" in text, path
+    assert "login failed" in dash.get(pages[0]).get_data(as_text=True)
+
+
+def test_mask_fields_extend_the_secret_words(make_app: MakeApp) -> None:
+    # Given [dashboard] mask_fields = ["phone"]
+    app = make_app(dashboard='mask_fields = ["phone"]')
+    dash = Dash(create_app(app, env=ENV).test_client())
+    [job_id] = app.enqueue_many("work", "job", [{"contactPhone": "+14155550123", "n": 7}])
+    # When the job is shown
+    raw = dash.get(f"/admin/queues/work/jobs/{job_id}/raw").get_json()
+    # Then the configured word is masked like the built-in ones
+    assert raw["payload"] == {"contactPhone": "********", "n": 7}
 
 
 # -- large payloads --------------------------------------------------------------------------

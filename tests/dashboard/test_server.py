@@ -169,18 +169,56 @@ def test_hueyard_dashboard_serves_and_stops_on_sigterm(project: dict[str, str], 
     assert "serve-test-pass" not in output
 
 
-def test_hueyard_dashboard_refuses_default_credentials_in_production(
-    project: dict[str, str],
+@pytest.mark.parametrize("command", ["dashboard", "up"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"DASHBOARD_PASSWORD": "admin123"},
+         "DASHBOARD_PASSWORD is the development default 'admin123' (neither HUEYARD_ENV nor "
+         "NODE_ENV is set, so production rules apply)"),
+        ({"HUEYARD_ENV": "Production", "DASHBOARD_PASSWORD": "eleven-char"},
+         "DASHBOARD_PASSWORD has 11 characters, fewer than 12 (HUEYARD_ENV=production"),
+        ({"NODE_ENV": "staging", "DASHBOARD_USERNAME": "", "DASHBOARD_PASSWORD": ""},
+         "no dashboard credentials are set (NODE_ENV=staging, so production rules apply)"),
+    ],
+    ids=["default-env-unset", "short-production", "missing-node-env"],
+)  # fmt: skip
+def test_the_commands_refuse_unfit_credentials_outside_development(
+    project: dict[str, str], command: str, change: dict[str, str], message: str
 ) -> None:
-    env = {**os.environ, **project, "HUEYARD_ENV": "production", "DASHBOARD_PASSWORD": "admin123"}
+    # Given credentials unfit for production, and no HUEYARD_ENV=development
+    env = {k: v for k, v in os.environ.items() if k not in ("HUEYARD_ENV", "NODE_ENV")}
+    env.update({**project, **change})
+    # When the command starts
     result = subprocess.run(
-        [sys.executable, "-m", "framework.cli", "dashboard", "--port", str(free_port())],
+        [sys.executable, "-m", "framework.cli", command, "--port", str(free_port())],
         env=env, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
+    # Then it exits 1 with one line that names the variable and the fix
     assert result.returncode == 1
-    assert "hueyard: error: HUEYARD_ENV=production and DASHBOARD_PASSWORD is the default" in (
-        result.stderr
+    assert result.stderr.startswith(f"hueyard: error: {message}")
+    assert result.stderr.count("\n") == 1
+    assert "HUEYARD_ENV=development" in result.stderr
+    assert "eleven-char" not in result.stderr
+
+
+def test_hueyard_dashboard_says_which_environment_it_runs_in(
+    project: dict[str, str], start: Any
+) -> None:
+    # Given HUEYARD_ENV=development said explicitly and no credentials
+    env = {**project, "HUEYARD_ENV": "development", "DASHBOARD_USERNAME": "",
+           "DASHBOARD_PASSWORD": ""}  # fmt: skip
+    port = free_port()
+    process = start("dashboard", env, port)
+    # Then the development default signs in, and the output says so
+    admin = {"Authorization": "Basic " + base64.b64encode(b"admin:admin123").decode()}
+    assert fetch(f"http://127.0.0.1:{port}/admin/queues", admin)[0] == 200
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=35)
+    assert "environment development (HUEYARD_ENV=development; development defaults allowed)" in (
+        output
     )
+    assert "credentials: development default" in output
 
 
 def test_hueyard_up_runs_jobs_and_serves_the_dashboard(

@@ -99,6 +99,50 @@ BAD_CONFIGS = [
         ["[redis] url", "is not a Redis URL", "rediss://"],
         id="url-scheme",
     ),
+    pytest.param(
+        MINIMAL + '[dashboard]\nallowed_hosts = ["dash.example.com:8080"]\n',
+        [
+            "[dashboard] allowed_hosts.0 = 'dash.example.com:8080'",
+            "has a port",
+            "ports are not compared",
+        ],
+        id="allowed-host-with-port",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\nallowed_hosts = ["localhost", "https://dash.example.com/"]\n',
+        ["[dashboard] allowed_hosts.1 = 'https://dash.example.com/'", "without scheme or path"],
+        id="allowed-host-url",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\nallowed_hosts = ["dash board"]\n',
+        ["allowed_hosts.0 = 'dash board'", "is not a host", "'.example.com'", "'*'"],
+        id="allowed-host-space",
+    ),
+    pytest.param(
+        MINIMAL + "[dashboard]\nallowed_hosts = []\n",
+        ["[dashboard] allowed_hosts = []", "must not be empty", "leave the field out"],
+        id="allowed-hosts-empty",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\nallowed_hosts = "localhost"\n',
+        ["[dashboard] allowed_hosts = 'localhost'", "must be a list"],
+        id="allowed-hosts-string",
+    ),
+    pytest.param(
+        MINIMAL + "[dashboard]\nmax_failed_logins = 0\n",
+        ["[dashboard] max_failed_logins = 0", "must be at least 1"],
+        id="max-failed-logins-zero",
+    ),
+    pytest.param(
+        MINIMAL + "[dashboard]\nlogin_lockout = 0\n",
+        ["[dashboard] login_lockout = 0", "greater than 0"],
+        id="lockout-zero",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\ntrusted_proxy = "proxy.internal"\n',
+        ["[dashboard] trusted_proxy = 'proxy.internal'", "IP address the proxy connects from"],
+        id="trusted-proxy-name",
+    ),
     pytest.param("", ["no queue is declared", "[queues.<name>]"], id="no-queues"),
     pytest.param(
         "[queues.messages]\nattempts = \n",
