@@ -100,7 +100,15 @@ class SerializationError(HueyardError):
 
 
 class StorageError(HueyardError):
-    """Redis answered a storage call with an error: a key of the wrong type, a script error."""
+    """Redis answered a storage call with an error: a key of the wrong type, a script error.
+
+    ``stored`` holds the ids of the jobs an enqueue of several batches did store
+    before it failed (empty when it stored none), so a caller can tell them apart.
+    """
+
+    def __init__(self, message: str = "", *, stored: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.stored = stored
 
 
 class RedisUnavailableError(StorageError):

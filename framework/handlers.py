@@ -48,7 +48,7 @@ from framework.errors import (
 )
 from framework.masking import validation_summary
 from framework.options import EnqueueArgs
-from framework.serializer import dumps_text
+from framework.serializer import dumps
 
 __all__ = [
     "REGISTRY",
@@ -93,8 +93,8 @@ class HandlerSpec:
             self._model_resolved = True
         return self._model
 
-    def payload_json(self, payload: Any) -> str:
-        """Validate ``payload`` (against the model, if any) and return it as JSON text.
+    def payload_json(self, payload: Any) -> bytes:
+        """Validate ``payload`` (against the model, if any) and return it as JSON (UTF-8).
 
         The one encoding of a payload: what the job record stores. Raises
         :class:`PayloadError` naming the handler and every bad field.
@@ -115,7 +115,7 @@ class HandlerSpec:
         elif isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json")
         try:
-            return dumps_text(payload)
+            return dumps(payload)
         except SerializationError as exc:
             raise PayloadError(f"payload for {self.name} is not JSON: {exc}") from None
 

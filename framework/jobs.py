@@ -49,7 +49,7 @@ from framework.metrics import (
 )
 from framework.records import JobInfo, JobLocation, Page, QueueCounts, job_info
 from framework.runtime import get_app
-from framework.scripts import Scripts
+from framework.scripts import Scripts, storage_error
 from framework.settings import QueuePolicy
 
 if TYPE_CHECKING:
@@ -96,12 +96,15 @@ R = TypeVar("R")
 
 
 def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concatenate[Jobs, P], R]:
-    """A Redis that does not answer becomes a :class:`RedisUnavailableError` with the fix."""
+    """A Redis that does not answer becomes a :class:`RedisUnavailableError` with the fix;
+    one that answers with an error, a :class:`StorageError` naming the problem."""
 
     @functools.wraps(method)
     def call(self: Jobs, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
+        except redis.ResponseError as exc:  # Redis answered: not an outage
+            raise storage_error(exc, f"jobs.{method.__name__}") from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             settings = self.app.settings.redis
             raise RedisUnavailableError(
@@ -311,9 +314,20 @@ class Jobs:
 
     @_redis_errors
     def retry(self, queue: str, job_id: str) -> bool:
-        """A failed job back to waiting with fresh attempts. False if it is not failed."""
+        """A failed job back to waiting with fresh attempts. False if it is not failed.
+
+        Raises :class:`JobActionError` for a job whose record is corrupt (it stays
+        failed, with the reason).
+        """
         q = self._q(queue)
-        return int(self._call("retry", queue, q, limit=1, ids=[job_id])) == 1
+        moved, kept = self._call("retry", queue, q, limit=1, ids=[job_id])
+        if kept:
+            raise JobActionError(
+                f"job {job_id} of queue {queue!r} stays failed: its record is corrupt "
+                f"({kept[1].decode(errors='replace')}); correct the field (HSET) and retry "
+                "it, or remove it"
+            )
+        return int(moved) == 1
 
     @_redis_errors
     def retry_all(self, queue: str) -> int:
@@ -324,11 +338,13 @@ class Jobs:
         again meanwhile is not retried twice by this call).
         """
         q = self._q(queue)
-        remaining = int(self.conn.zcard(q.failed))
-        moved = 0
+        remaining = self._size(q.failed)
+        moved = skip = 0
         while remaining > 0:
             limit = min(defaults.BULK_BATCH, remaining)
-            moved += int(self._call("retry", queue, q, limit=limit))
+            batch, kept = self._call("retry", queue, q, limit=limit, skip=skip)
+            moved += int(batch)
+            skip += len(kept) // 2  # corrupt records stay failed, at the head: step over them
             remaining -= limit
         return moved
 
@@ -342,7 +358,7 @@ class Jobs:
     def promote_all(self, queue: str) -> int:
         """Every delayed job of ``queue`` to waiting now, in batches; returns how many."""
         q = self._q(queue)
-        remaining = int(self.conn.zcard(q.delayed))
+        remaining = self._size(q.delayed)
         moved = 0
         while remaining > 0:
             ids = self.conn.zrange(q.delayed, 0, min(defaults.BULK_BATCH, remaining) - 1)
@@ -433,7 +449,7 @@ class Jobs:
         key = q.state(state)
         batch = defaults.BULK_BATCH
         deleted = 0
-        for _ in range(math.ceil(int(self.conn.zcard(key)) / batch)):
+        for _ in range(math.ceil(self._size(key) / batch)):
             args = {"job_prefix": q.job_prefix, "age_ms": int(older_than * 1000), "limit": batch}
             count = int(self.scripts.call("clean", keys={"set": key}, args=args))
             deleted += count
@@ -496,12 +512,29 @@ class Jobs:
         return runtime.policy if runtime is not None else None
 
     def _call(
-        self, name: str, queue: str, q: QueueKeys, *, limit: int, ids: Sequence[Any] = ()
+        self,
+        name: str,
+        queue: str,
+        q: QueueKeys,
+        *,
+        limit: int,
+        ids: Sequence[Any] = (),
+        skip: int = 0,
     ) -> Any:
-        """``retry`` or ``promote``: the given ids, or up to ``limit`` of the set."""
+        """``retry`` or ``promote``: the given ids, or up to ``limit`` of the set
+        (for ``retry``, after the first ``skip``)."""
         policy = self.app.queue(queue).policy
         args = {"job_prefix": q.job_prefix, "default_priority": policy.priority, "limit": limit}
+        if name == "retry":
+            args["skip"] = skip
         return self.scripts.call(name, q, args=args, rows=[(job_id,) for job_id in ids])
+
+    def _size(self, key: str) -> int:
+        """Members of the sorted set ``key``; another type is a StorageError naming it."""
+        try:
+            return int(self.conn.zcard(key))
+        except redis.ResponseError as exc:
+            raise storage_error(exc, "ZCARD", key=key, wanted="zset", conn=self.conn) from None
 
 
 def get_jobs() -> Jobs:

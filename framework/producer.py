@@ -24,7 +24,7 @@ from framework.errors import (
 )
 from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.options import NO_OPTIONS, EnqueueArgs, EnqueueOptions
-from framework.storage import JobStorage
+from framework.storage import EnqueueFailed, JobStorage
 
 __all__ = ["Producer"]
 
@@ -100,19 +100,45 @@ class Producer:
         return spec, storage
 
     def _store(
-        self, spec: HandlerSpec, storage: JobStorage, payloads: list[str], options: EnqueueOptions
+        self,
+        spec: HandlerSpec,
+        storage: JobStorage,
+        payloads: list[bytes],
+        options: EnqueueOptions,
     ) -> list[str]:
         try:
             return storage.add(spec.name, payloads, options)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailableError(
-                f"could not enqueue {spec.name}: Redis at {self.redis_url} did not answer after "
-                f"{self.reconnect_attempts} reconnection attempts ({type(exc).__name__}: {exc}); "
-                "nothing was enqueued"
-            ) from None
-        except redis.RedisError as exc:
-            raise StorageError(
-                f"could not enqueue {spec.name}: Redis at {self.redis_url} answered with an "
-                f"error ({type(exc).__name__}: {exc}); a key under the app's prefix is not "
-                "what hueyard wrote there"
-            ) from None
+        except EnqueueFailed as failed:
+            raise self._failure(spec, failed) from None
+
+    def _failure(self, spec: HandlerSpec, failed: EnqueueFailed) -> StorageError:
+        """What an enqueue that failed says: why, and truthfully what it stored."""
+        cause, stored, total = failed.cause, failed.stored, failed.total
+        if isinstance(cause, redis.ConnectionError | redis.TimeoutError):
+            lost = (
+                "nothing was stored, unless Redis ran the call and only its answer was lost"
+                if not stored
+                else f"the first {len(stored)} of {total} jobs were stored (their ids are in "
+                "the error's .stored); the next batch may have been, unless only its answer "
+                "was lost, and the rest were not"
+            )
+            return RedisUnavailableError(
+                f"could not enqueue {spec.name}: Redis at {self.redis_url} did not answer "
+                f"after {self.reconnect_attempts} reconnection attempts "
+                f"({type(cause).__name__}: {cause}); {lost}",
+                stored=stored,
+            )
+        if isinstance(cause, StorageError):
+            reason = str(cause)
+        else:
+            reason = (
+                f"Redis at {self.redis_url} answered with an error ({type(cause).__name__}: "
+                f"{cause}); a key under the app's prefix is not what hueyard wrote there"
+            )
+        kept = (
+            "Nothing was stored."
+            if not stored
+            else f"The first {len(stored)} of {total} jobs were stored (their ids are in the "
+            "error's .stored), none of the others."
+        )
+        return StorageError(f"could not enqueue {spec.name}: {reason} {kept}", stored=stored)

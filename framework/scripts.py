@@ -19,10 +19,17 @@ Keys named like a field of :class:`~framework.QueueKeys` come from the
 queue's keys; others (``job``, ``logs``, ``lock``, ``set``) are given in
 ``keys=``. A script that takes a list (jobs of a batch, ids) reads it with
 ``rows()``, one table per row, named by :attr:`Script.row`.
+
+Every script checks before it writes (``_lib.lua``): a key of the wrong type
+stops it with an error reply, and nothing is written. :func:`storage_error`
+turns that reply, and any other error Redis answers a script or a command
+with, into a :class:`~framework.errors.StorageError` that names the key, the
+problem and the fix; a Redis that does not answer stays a connection error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -37,10 +44,10 @@ from redis.exceptions import NoScriptError
 
 from framework import defaults
 from framework.connection import ThreadClients
-from framework.errors import HueyardError
+from framework.errors import HueyardError, StorageError
 from framework.keys import LOGS, SAMPLES, QueueKeys
 
-__all__ = ["SCRIPTS", "Script", "Scripts"]
+__all__ = ["SCRIPTS", "Script", "Scripts", "storage_error"]
 
 _QUEUE_KEYS = frozenset(field.name for field in fields(QueueKeys))
 
@@ -119,7 +126,7 @@ SCRIPTS: dict[str, Script] = {
         ),
         Script(
             "claim",
-            keys=("waiting", "active", "paused", "limiter"),
+            keys=("waiting", "active", "failed", "paused", "limiter"),
             args=("job_prefix", "lease_ms", "token", "consumer", "rate_max", "rate_per_ms"),
         ),
         Script(
@@ -159,7 +166,7 @@ SCRIPTS: dict[str, Script] = {
         ),
         Script(
             "promote",
-            keys=("delayed", "waiting", "seq", "wake"),
+            keys=("delayed", "waiting", "failed", "seq", "wake"),
             args=("job_prefix", "default_priority", "limit"),
             row=("id",),
         ),
@@ -193,7 +200,7 @@ SCRIPTS: dict[str, Script] = {
         Script(
             "retry",
             keys=("failed", "waiting", "seq", "wake"),
-            args=("job_prefix", "default_priority", "limit"),
+            args=("job_prefix", "default_priority", "limit", "skip"),
             row=("id",),
         ),
         Script(
@@ -221,6 +228,10 @@ _CONSTANTS: dict[str, int | str] = {
     "LOGS": LOGS,
     "SAMPLES": SAMPLES,
     "CANCELLED": defaults.CANCELLED,
+    "PRIORITY_HIGHEST": defaults.PRIORITY_HIGHEST,
+    "PRIORITY_LOWEST": defaults.PRIORITY_LOWEST,
+    "MAX_ATTEMPTS": defaults.MAX_ATTEMPTS,
+    "MAX_TIMEOUT": int(defaults.MAX_TIMEOUT),
 }
 
 
@@ -328,7 +339,80 @@ class Scripts:
             return registered(keys=key_values, args=arg_values, client=client)
         conn = client or (self._conn if self._clients is None else self._clients.get())
         try:
-            return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
-        except NoScriptError:
-            registered.sha = conn.script_load(registered.script)
-            return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
+            try:
+                return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
+            except NoScriptError:
+                registered.sha = conn.script_load(registered.script)
+                return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
+        except redis.ResponseError as exc:
+            raise storage_error(exc, f"script {name!r}") from None
+
+
+_REPLY = re.compile(
+    r"HUEYARD_(?P<code>WRONGTYPE|COUNTER|EXISTS) (?P<rest>.*?)"
+    r"(?: script: \w+, on @user_script:\d+\.)?$",
+    re.DOTALL,
+)
+"""The error replies of ``_lib.lua`` (what follows a script error in Redis 7 is cut off)."""
+
+_FIX = (
+    "Find what wrote it (redis-cli TYPE / DUMP the key), then DEL or RENAME it; "
+    "hueyard recreates a key that is absent"
+)
+
+
+def storage_error(
+    exc: redis.ResponseError,
+    what: str,
+    *,
+    key: str | None = None,
+    wanted: str | None = None,
+    conn: redis.Redis | None = None,
+) -> StorageError:
+    """The :class:`StorageError` for an error Redis answered ``what`` (a script, a command) with.
+
+    A key of the wrong type is named, with its type, the type hueyard keeps
+    there and the fix; for a script, nothing was written (scripts check
+    first). For a plain command on ``key`` (which should be a ``wanted``),
+    pass them, and ``conn`` to look the key's type up.
+    """
+    text = str(exc)
+    found = _REPLY.search(text)
+    if found is None and key is not None and wanted is not None and "WRONGTYPE" in text:
+        kind = "?"
+        if conn is not None:
+            with contextlib.suppress(redis.RedisError):
+                found_kind = conn.type(key)
+                kind = found_kind.decode() if isinstance(found_kind, bytes) else found_kind
+        return _wrong_type(key, kind, wanted, f"{what} failed")
+    if found is None:
+        return StorageError(
+            f"Redis answered {what} with an error: {text}. A key under the app's prefix "
+            "holds data hueyard did not write; look for it with redis-cli --scan and TYPE"
+        )
+    code, rest = found.group("code"), found.group("rest")
+    if code == "WRONGTYPE":
+        kind, wanted, key = rest.split(" ", 2)
+        return _wrong_type(key, kind, wanted, f"{what} stopped before writing anything")
+    if code == "COUNTER":
+        return StorageError(
+            f"Redis key {rest!r} holds something other than the whole number hueyard counts "
+            f"with; {what} stopped before writing anything. {_FIX}"
+        )
+    kind, key = rest.split(" ", 1)
+    return StorageError(
+        f"Redis key {key!r} exists already (a {kind} this call did not write), so a new "
+        f"job's record can not be stored there; {what} stopped before writing anything of "
+        "its batch. Enqueue again (new ids), and look at the key: hueyard did not write it"
+    )
+
+
+def _wrong_type(key: str, kind: str, wanted: str, happened: str) -> StorageError:
+    return StorageError(
+        f"Redis key {key!r} is a {_KINDS.get(kind, kind)}, not the "
+        f"{_KINDS.get(wanted, wanted)} hueyard keeps there; {happened}. {_FIX}"
+    )
+
+
+_KINDS = {"zset": "sorted set"}
+"""Redis's type names, as a message says them."""

@@ -42,17 +42,17 @@ from huey.storage import BaseStorage
 
 from framework import defaults, forks
 from framework.connection import ThreadClients
-from framework.errors import HueyardError
+from framework.errors import HueyardError, StorageError
 from framework.idle import IdleWorkers
 from framework.keys import LOGS, Keys
 from framework.options import NO_OPTIONS, EnqueueOptions, Outcome
 from framework.outages import Outage
 from framework.policy import JobPolicy
 from framework.record import Claim, claim_from_reply
-from framework.scripts import Scripts
+from framework.scripts import Scripts, storage_error
 from framework.settings import ConsumerSettings, QueuePolicy
 
-__all__ = ["ENQUEUE_BATCH", "JobStorage"]
+__all__ = ["ENQUEUE_BATCH", "EnqueueFailed", "JobStorage"]
 
 logger = logging.getLogger("hueyard.storage")
 
@@ -64,6 +64,16 @@ BLOCKING_READ_TIMEOUT = 1.0
 
 TEXT_LIMIT = 16_384
 """Characters of a traceback, a log line or a progress report kept on a job."""
+
+
+class EnqueueFailed(Exception):
+    """An enqueue failed; ``stored`` are the ids of the batches stored before (in order)."""
+
+    def __init__(self, stored: tuple[str, ...], total: int, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.stored = stored
+        self.total = total
+        self.cause = cause
 
 
 class JobStorage(BaseStorage):  # type: ignore[misc]
@@ -104,17 +114,24 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def add(self, handler: str, payloads: Sequence[str], options: EnqueueOptions) -> list[str]:
-        """Store one job per payload (JSON text) for ``handler``; return their ids.
+    def add(
+        self, handler: str, payloads: Sequence[bytes | str], options: EnqueueOptions
+    ) -> list[str]:
+        """Store one job per payload (JSON) for ``handler``; return their ids.
 
-        One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic.
+        One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic and
+        checks before it writes, so a batch that fails stored nothing. Raises
+        :class:`EnqueueFailed` with the ids of the batches stored before it.
         """
         ids = [str(uuid.uuid4()) for _ in payloads]
         args = {**self._enqueue_args(handler, options), "created": int(time.time() * 1000)}
         for start in range(0, len(ids), ENQUEUE_BATCH):
             end = start + ENQUEUE_BATCH
             rows = zip(ids[start:end], payloads[start:end], strict=True)
-            self.scripts.call("enqueue", self.q, args=args, rows=rows)
+            try:
+                self.scripts.call("enqueue", self.q, args=args, rows=rows)
+            except (StorageError, redis.RedisError) as exc:
+                raise EnqueueFailed(tuple(ids[:start]), len(ids), exc) from None
         return ids
 
     def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
@@ -164,7 +181,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             with self._unsure_if_lost(token), self.conn.pipeline(transaction=False) as pipe:
                 pipe.blpop([self.q.wake], timeout=self.read_timeout)
                 self._claim_call(token, client=pipe)
-                _, reply = pipe.execute()
+                woken, reply = pipe.execute(raise_on_error=False)
+            if isinstance(woken, redis.ResponseError):
+                raise storage_error(woken, "BLPOP", key=self.q.wake, wanted="list", conn=self.conn)
+            if isinstance(reply, Exception):
+                if isinstance(reply, redis.ResponseError):
+                    raise storage_error(reply, "script 'claim'")
+                raise reply
             return self._taken(reply, token)[0]
 
     @contextlib.contextmanager

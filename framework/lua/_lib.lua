@@ -1,6 +1,15 @@
 -- Shared helpers, after the generated prelude (constants, K, A) of every script.
 -- A job record (framework/record.py) keeps only what is true of the job:
 -- state is where its id is (which sorted set), never a field.
+--
+-- Check first, write after. Redis keeps what a script wrote before a command
+-- that fails, so no script writes before it has checked everything that could
+-- make one of its commands fail: the type of each key it writes
+-- (wrong_type, not_counter) and the record of each job it moves (read_job).
+-- A key of the wrong type stops the script with an error reply naming it,
+-- before anything is written; a corrupt record sends its job to failed with
+-- the reason (quarantine). Writes that only count (metrics) use pcall: a
+-- command that fails writes nothing, and a metric is never a reason to stop.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -43,9 +52,10 @@ end
 
 -- Count an event in the per-minute metrics hash, which expires. The expiry is
 -- set when the hash is created (its first field is 1); later bumps skip it.
+-- A planted key of another type (or a field that is not a number) is skipped.
 local function bump(now, field)
   local stats = A.stats_prefix .. math.floor(now / 60000)
-  if redis.call('HINCRBY', stats, field, 1) == 1 and redis.call('TTL', stats) < 0 then
+  if redis.pcall('HINCRBY', stats, field, 1) == 1 and redis.call('TTL', stats) < 0 then
     redis.call('EXPIRE', stats, A.metrics_ttl)
   end
   return stats
@@ -95,6 +105,110 @@ local function file_finished(set, id, keep, default_keep, at)
   trim(set, keep)
 end
 
+-- nil when every `key` is of its `kind` (or absent), else an error reply naming
+-- the first that is not, for the script to return before it writes anything.
+-- Arguments: key, kind, key, kind, ...
+local function wrong_type(...)
+  local checks = {...}
+  for i = 1, #checks, 2 do
+    local found = redis.call('TYPE', checks[i]).ok
+    if found ~= 'none' and found ~= checks[i + 1] then
+      return redis.error_reply('HUEYARD_WRONGTYPE ' .. found .. ' ' .. checks[i + 1] .. ' '
+        .. checks[i])
+    end
+  end
+  return nil
+end
+
+-- A whole number >= 0 as Redis's INCR and HINCRBY read one (no sign, no
+-- leading zero, no exponent), short enough never to overflow.
+local function is_count(value)
+  return value == '0' or (#value <= 18 and string.match(value, '^[1-9]%d*$') ~= nil)
+end
+
+-- nil when INCR can count on `key` (absent, or a whole number), else an error reply.
+local function not_counter(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' and value.err then
+    return redis.error_reply('HUEYARD_WRONGTYPE ' .. redis.call('TYPE', key).ok .. ' string '
+      .. key)
+  end
+  if value and not is_count(value) then return redis.error_reply('HUEYARD_COUNTER ' .. key) end
+  return nil
+end
+
+-- A stored value, quoted and cut, for a reason.
+local function shown(value)
+  local head = string.format('%q', string.sub(value, 1, 40))
+  if #value > 40 then return head .. '...' end
+  return head
+end
+
+-- Why a number field of a record can not be used, or nil when it can.
+local function bad_number(name, value)
+  if name == 'timeout' then
+    local seconds = string.match(value, '^[%d.eE+-]+$') and tonumber(value)
+    if seconds and seconds > 0 and seconds <= MAX_TIMEOUT then return nil end
+    return name .. ' is ' .. shown(value) .. ', not seconds above 0'
+  end
+  local n = (is_count(value) or (name == 'keep_completed' or name == 'keep_failed')
+    and is_count(string.sub(value, 2)) and string.sub(value, 1, 1) == '-') and tonumber(value)
+  local low, high = 0, nil
+  if n and n < 0 then -- a negative keep_* is how hueyard 0.1.0 said "the queue's"
+    return nil
+  elseif name == 'priority' then
+    low, high = PRIORITY_HIGHEST, PRIORITY_LOWEST
+  elseif name == 'max_attempts' then
+    low, high = 1, MAX_ATTEMPTS
+  end
+  if n and n >= low and (high == nil or n <= high) then return nil end
+  local range = high and (low .. ' to ' .. high) or (low .. ' up')
+  return name .. ' is ' .. shown(value) .. ', not a whole number from ' .. range
+end
+
+-- Read a job's record before moving the job: the fields `names`, and the
+-- numbers the scripts compute with (checked; an empty one counts as absent).
+-- Returns the fields by name (false: absent), what the key holds ('hash',
+-- 'none' or another type), and why the record is corrupt: nil for a hash whose
+-- numbers are numbers, or for no record at all (an id without a record:
+-- nothing to run, nothing to keep).
+local function read_job(job, names)
+  local kind = redis.call('TYPE', job).ok
+  if kind ~= 'hash' then
+    if kind == 'none' then return {}, kind, nil end
+    return {}, kind, 'its key is a ' .. kind .. ', not a hash'
+  end
+  local all = {'attempts', 'stalls', 'priority', 'max_attempts', 'timeout', 'keep_completed',
+    'keep_failed', 'seq'}
+  local numbers = #all
+  for _, name in ipairs(names) do all[#all + 1] = name end
+  local values = redis.call('HMGET', job, unpack(all))
+  local fields = {}
+  for i, name in ipairs(all) do fields[name] = values[i] end
+  for i = 1, numbers do
+    if values[i] == '' then
+      fields[all[i]] = false
+    elseif values[i] then
+      local why = bad_number(all[i], values[i])
+      if why then return fields, kind, why end
+    end
+  end
+  return fields, kind, nil
+end
+
+-- A job whose record is corrupt goes to failed (score `at`), out of the set it
+-- was in (the caller took it out), with the reason when its key is a hash: a
+-- key of another type can hold none, and readers say what it is. It never
+-- runs, and it is never left out of every set.
+local function quarantine(job, id, failed, kind, reason, at)
+  if kind == 'hash' then
+    redis.call('HDEL', job, 'token')
+    redis.call('HSET', job, 'error', 'corrupt record: ' .. reason
+      .. '; correct the field (HSET) and retry the job, or remove it')
+  end
+  redis.call('ZADD', failed, at, id)
+end
+
 local function is_job(key)
   return redis.call('TYPE', key).ok == 'hash'
 end
@@ -115,11 +229,12 @@ end
 
 -- Back to waiting at its old place (`seq`, the sequence it was claimed with),
 -- the attempt not counted: interrupted by shutdown, or recovered from a dead
--- consumer. `priority` is the job's option (false: the queue's).
-local function to_old_place_in_waiting(job, id, waiting, priority, seq)
-  redis.call('HINCRBY', job, 'attempts', -1)
+-- consumer. `f` holds the record's fields (read_job): its priority option
+-- (false: the queue's), its sequence and its attempts.
+local function to_old_place_in_waiting(job, id, waiting, f)
+  redis.call('HSET', job, 'attempts', math.max((tonumber(f.attempts) or 1) - 1, 0))
   redis.call('HDEL', job, 'token', 'seq', 'state')
-  redis.call('ZADD', waiting, waiting_score(priority or A.default_priority, seq or 0), id)
+  redis.call('ZADD', waiting, waiting_score(f.priority or A.default_priority, f.seq or 0), id)
 end
 
 -- A job that is not running any more, failed for `reason` at time `now`:
@@ -131,14 +246,23 @@ local function fail_job(job, id, failed, reason, keep, now, precise)
   file_finished(failed, id, keep, A.keep_failed, precise)
 end
 
+-- What take() writes, checked before the first write of a script that takes a job.
+local function wrong_take_keys(waiting, active, failed, limiter)
+  local bad = wrong_type(waiting, 'zset', active, 'zset', failed, 'zset')
+  if bad or tonumber(A.rate_max) <= 0 then return bad end
+  return wrong_type(limiter, 'zset')
+end
+
 -- Take the best waiting job for a worker at time `now`: the pause check, the
 -- sliding-window rate limit, then the lowest score moves to active with a
--- lease and `token`. One HMGET reads what the worker needs and tells a record
--- from an id without one (or a key of another type), which is dropped, never run.
+-- lease and `token`. The caller checked the keys (wrong_take_keys). One read
+-- of the record gets what the worker needs and tells a job from an id without
+-- a record (dropped: nothing to run) and from a corrupt record (to failed,
+-- with the reason, by quarantine): neither is ever run.
 -- Returns {'paused'} | {'empty'} | {'limited', wait_ms}
 --       | {'job', id, attempts, handler, payload, max_attempts, timeout, name, data}
 -- (name and data are set only on a record that hueyard 0.1.0 wrote).
-local function take(waiting, active, paused, limiter, token, now)
+local function take(waiting, active, failed, paused, limiter, token, now)
   if redis.call('EXISTS', paused) == 1 then return {'paused'} end
   local rate_max, per = tonumber(A.rate_max), tonumber(A.rate_per_ms)
   if rate_max > 0 then
@@ -153,10 +277,14 @@ local function take(waiting, active, paused, limiter, token, now)
     if #popped == 0 then return {'empty'} end
     local id = popped[1]
     local job = A.job_prefix .. id
-    local f = redis.pcall('HMGET', job, 'attempts', 'handler', 'payload', 'max_attempts',
-      'timeout', 'name', 'data', 'created')
-    if not f.err and (f[2] or f[3] or f[7] or f[8]) then
-      local attempts = (tonumber(f[1]) or 0) + 1
+    local f, kind, reason = read_job(job, {'handler', 'payload', 'name', 'data', 'created'})
+    if kind == 'hash' and not reason and not (f.handler or f.payload or f.data or f.created) then
+      reason = 'it has no handler, payload or creation time'
+    end
+    if reason then
+      quarantine(job, id, failed, kind, reason, now)
+    elseif kind == 'hash' then
+      local attempts = (tonumber(f.attempts) or 0) + 1
       redis.call('HSET', job, 'attempts', attempts, 'started', now, 'token', token,
         'consumer', A.consumer, 'seq', tonumber(popped[2]) % SEQ_SPAN)
       redis.call('ZADD', active, now + tonumber(A.lease_ms), id)
@@ -164,7 +292,7 @@ local function take(waiting, active, paused, limiter, token, now)
         redis.call('ZADD', limiter, now, id .. ':' .. attempts)
         redis.call('PEXPIRE', limiter, per + 1000)
       end
-      return {'job', id, attempts, f[2], f[3], f[4], f[5], f[6], f[7]}
+      return {'job', id, attempts, f.handler, f.payload, f.max_attempts, f.timeout, f.name, f.data}
     end
   end
   return {'empty'}

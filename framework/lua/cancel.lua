@@ -1,25 +1,36 @@
 -- Cancel a job of this queue. A waiting, paused or delayed job leaves its set
 -- and is filed as failed, "cancelled" (CANCELLED), at once; a running one is
 -- marked, and the consumer that holds it stops it when it next renews its
--- lease (renew reports it).
+-- lease (renew reports it). A job whose record is corrupt fails with the
+-- reason instead (a running one too: no consumer can hold it).
 -- Returns 'cancelled' | 'requested' (it runs) | 'finished' (completed or failed
 -- already) | 'other' (the record belongs to another queue) | 'unknown'.
+local bad = wrong_type(K.waiting, 'zset', K.active, 'zset', K.delayed, 'zset', K.completed, 'zset',
+  K.failed, 'zset')
+if bad then return bad end
 local id = A.id
 local job = A.job_prefix .. id
-if is_job(job) then
-  local handler = redis.call('HGET', job, 'handler') or redis.call('HGET', job, 'name')
-  if handler and string.sub(handler, 1, #A.queue + 1) ~= A.queue .. '.' then return 'other' end
-end
-if redis.call('ZSCORE', K.active, id) then
-  if not is_job(job) then return 'unknown' end
-  redis.call('HSET', job, 'cancel', 1)
-  return 'requested'
-end
-for _, set in ipairs({K.waiting, K.delayed}) do
-  if redis.call('ZREM', set, id) == 1 then
-    if not is_job(job) then return 'unknown' end
+local f, kind, reason = read_job(job, {'handler', 'name'})
+local handler = f.handler or f.name
+if handler and string.sub(handler, 1, #A.queue + 1) ~= A.queue .. '.' then return 'other' end
+for _, set in ipairs({K.active, K.waiting, K.delayed}) do
+  if redis.call('ZSCORE', set, id) then
+    if kind == 'none' then
+      redis.call('ZREM', set, id)
+      return 'unknown'
+    end
     local now, precise = clock()
-    fail_job(job, id, K.failed, CANCELLED, redis.call('HGET', job, 'keep_failed'), now, precise)
+    if reason then
+      redis.call('ZREM', set, id)
+      quarantine(job, id, K.failed, kind, reason, precise)
+      return 'cancelled'
+    end
+    if set == K.active then
+      redis.call('HSET', job, 'cancel', 1)
+      return 'requested'
+    end
+    redis.call('ZREM', set, id)
+    fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
     return 'cancelled'
   end
 end

@@ -4,47 +4,67 @@
 -- Outcomes (framework.options.Outcome): completed (A.value = the result),
 -- failed (A.value = the error), retry (delayed by A.delay_ms; A.value = the
 -- error), requeue (interrupted by shutdown: back to waiting, the attempt not counted).
+-- A record that turned corrupt while the job ran fails it with the reason.
 -- Returns {1, <take() reply>} | {1} without fetch | {0} when the caller no longer
--- holds the job (recovered, timed out, removed).
+-- holds the job (recovered, timed out, removed; a key that is no longer a
+-- hash is recover's to file) | an error naming a key of the wrong type, with
+-- nothing written.
 local job, id = K.job, A.id
-local token, keep_completed, keep_failed, priority, seq, cancel = unpack(redis.call('HMGET', job,
-  'token', 'keep_completed', 'keep_failed', 'priority', 'seq', 'cancel'))
-if token ~= A.token then return {0} end
+local f, kind, reason = read_job(job, {'token', 'cancel'})
+if kind ~= 'hash' or f.token ~= A.token then return {0} end
+local outcome = A.outcome
+local cancelled = f.cancel and (outcome == 'requeue' or outcome == 'retry')
+
+-- Check first: every key this call writes.
+local bad
+if reason or cancelled or outcome == 'failed' then
+  bad = wrong_type(K.active, 'zset', K.failed, 'zset')
+elseif outcome == 'completed' then
+  bad = wrong_type(K.active, 'zset', K.completed, 'zset')
+elseif outcome == 'retry' then
+  bad = wrong_type(K.active, 'zset', K.delayed, 'zset')
+else
+  bad = wrong_type(K.active, 'zset', K.waiting, 'zset', K.wake, 'list')
+end
+if not bad and A.fetch == '1' then bad = wrong_take_keys(K.waiting, K.active, K.failed, K.limiter) end
+if bad then return bad end
+
 redis.call('ZREM', K.active, id)
 local now, precise = clock()
-local outcome = A.outcome
-
 -- Fields go before fields come: a record that grew past 8 fields for a moment
 -- keeps a 16-bucket table (64 bytes more) for as long as Redis keeps it.
-if cancel and (outcome == 'requeue' or outcome == 'retry') then
+if reason then
+  quarantine(job, id, K.failed, kind, reason, precise)
+elseif cancelled then
   -- cancelled while it ran: it does not run again (a result or a failure is kept)
-  fail_job(job, id, K.failed, CANCELLED, keep_failed, now, precise)
+  fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
 elseif outcome == 'completed' then
   redis.call('HDEL', job, 'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due',
     'cancel')
   redis.call('HSET', job, 'result', A.value)
   local samples = bump(now, 'completed') .. SAMPLES
-  local count = redis.call('RPUSH', samples, A.duration_ms)
+  local count = redis.pcall('RPUSH', samples, A.duration_ms)
   if count == 1 then
     redis.call('EXPIRE', samples, A.metrics_ttl)
-  elseif count > 2 * MAX_SAMPLES then -- cut back once per MAX_SAMPLES pushes, not on each
+  elseif type(count) == 'number' and count > 2 * MAX_SAMPLES then
+    -- cut back once per MAX_SAMPLES pushes, not on each
     redis.call('LTRIM', samples, -MAX_SAMPLES, -1)
   end
-  file_finished(K.completed, id, keep_completed, A.keep_completed, precise)
+  file_finished(K.completed, id, f.keep_completed, A.keep_completed, precise)
 elseif outcome == 'failed' then
   redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
   bump(now, 'failed')
-  file_finished(K.failed, id, keep_failed, A.keep_failed, precise)
+  file_finished(K.failed, id, f.keep_failed, A.keep_failed, precise)
 elseif outcome == 'retry' then
   redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
   redis.call('ZADD', K.delayed, now + tonumber(A.delay_ms), id)
   bump(now, 'retried')
 else -- requeue
-  to_old_place_in_waiting(job, id, K.waiting, priority, seq)
+  to_old_place_in_waiting(job, id, K.waiting, f)
   wake(K.wake, 1)
 end
 if A.fetch ~= '1' then return {1} end
-local nxt = take(K.waiting, K.active, K.paused, K.limiter, A.next_token, now)
+local nxt = take(K.waiting, K.active, K.failed, K.paused, K.limiter, A.next_token, now)
 return {1, unpack(nxt)}

@@ -1,16 +1,20 @@
--- Delete one job of this queue that is not running.
+-- Delete one job of this queue that is not running, whatever its record holds.
+-- A set key of another type can not hold the id, so it is skipped (pcall: a
+-- command that fails writes nothing).
 -- Returns 1 removed, 0 no such job, -1 refused: the job is active,
 -- -2 refused: the record belongs to another queue.
 local id = A.id
 local job = A.job_prefix .. id
-if redis.call('ZSCORE', K.active, id) then return -1 end
+local active = redis.pcall('ZSCORE', K.active, id)
+if active and not active.err then return -1 end
 if is_job(job) then
   local handler = redis.call('HGET', job, 'handler') or redis.call('HGET', job, 'name')
   if handler and string.sub(handler, 1, #A.queue + 1) ~= A.queue .. '.' then return -2 end
 end
 local removed = 0
 for _, set in ipairs({K.waiting, K.delayed, K.completed, K.failed}) do
-  removed = removed + redis.call('ZREM', set, id)
+  local count = redis.pcall('ZREM', set, id)
+  if type(count) == 'number' then removed = removed + count end
 end
 removed = removed + redis.call('DEL', job, job .. LOGS)
 if removed > 0 then return 1 end

@@ -1,21 +1,37 @@
 -- Failed jobs back to waiting with a fresh set of attempts: the given ids, or
--- the oldest A.limit failed jobs when no rows are given (callers loop in batches).
--- Returns the number moved.
+-- the oldest A.limit failed jobs after the first A.skip when no rows are given
+-- (callers loop in batches, skipping the corrupt ones earlier batches kept).
+-- A job whose record is corrupt stays failed, with the reason; an id without
+-- a record is dropped. Returns {moved, {id, reason, ...} of the jobs kept}.
+local bad = wrong_type(K.failed, 'zset', K.waiting, 'zset', K.wake, 'list') or not_counter(K.seq)
+if bad then return bad end
 local ids = given_ids(function()
-  return redis.call('ZRANGE', K.failed, 0, tonumber(A.limit) - 1)
+  local skip = tonumber(A.skip)
+  return redis.call('ZRANGE', K.failed, skip, skip + tonumber(A.limit) - 1)
 end)
-local moved = 0
+local moved, kept = 0, {}
 for _, id in ipairs(ids) do
-  if redis.call('ZREM', K.failed, id) == 1 then
+  if redis.call('ZSCORE', K.failed, id) then
     local job = A.job_prefix .. id
-    if is_job(job) then
-      redis.call('HDEL', job, 'attempts', 'stalls', 'error', 'traceback', 'result', 'progress',
-        'started', 'consumer', 'state', 'finished', 'due', 'cancel')
-      redis.call('DEL', job .. LOGS)
-      to_back_of_waiting(job, id, K.waiting, K.seq)
-      moved = moved + 1
+    local _, kind, reason = read_job(job, {})
+    if reason then
+      if kind == 'hash' then
+        redis.call('HSET', job, 'error', 'corrupt record: ' .. reason
+          .. '; correct the field (HSET) and retry the job, or remove it')
+      end
+      kept[#kept + 1] = id
+      kept[#kept + 1] = reason
+    else
+      redis.call('ZREM', K.failed, id)
+      if kind == 'hash' then
+        redis.call('HDEL', job, 'attempts', 'stalls', 'error', 'traceback', 'result', 'progress',
+          'started', 'consumer', 'state', 'finished', 'due', 'cancel')
+        redis.call('DEL', job .. LOGS)
+        to_back_of_waiting(job, id, K.waiting, K.seq)
+        moved = moved + 1
+      end
     end
   end
 end
 wake(K.wake, moved)
-return moved
+return {moved, kept}

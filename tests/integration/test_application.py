@@ -233,7 +233,7 @@ def test_a_dead_redis_gives_a_clear_error_without_the_password(
     message = str(caught.value)
     assert "could not enqueue messages.send_message" in message
     assert "redis://:***@127.0.0.1:1/0" in message
-    assert "nothing was enqueued" in message
+    assert "nothing was stored" in message
     assert "hunter2" not in message
     assert "hunter2" not in repr(app)
 

@@ -105,9 +105,9 @@ def test_a_model_payload_is_validated_and_dumped_to_json(registry: HandlerRegist
 
     spec = send.spec
     assert spec.payload_model is Outbound
-    # the one encoding of the payload: JSON text, as the job record stores it
+    # the one encoding of the payload: JSON (UTF-8 bytes), as the job record stores it
     assert spec.payload_json({"to": "+1", "content": "hi"}) == (
-        '{"to":"+1","content":"hi","priority_hint":0}'
+        b'{"to":"+1","content":"hi","priority_hint":0}'
     )
     assert json.loads(spec.payload_json(Outbound(to="+1", content="x")))["content"] == "x"
 
