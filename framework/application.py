@@ -24,7 +24,7 @@ from framework.errors import QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
 from framework.keys import Keys
 from framework.masking import Masker
-from framework.options import EnqueueArgs
+from framework.options import EnqueueArgs, EnqueueManyArgs
 from framework.producer import Producer
 from framework.redis_client import RedisClient
 from framework.serializer import loads
@@ -90,7 +90,7 @@ class Hueyard:
         return self.producer.enqueue(queue, handler, payload, **options)
 
     def enqueue_many(
-        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]
+        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
     ) -> list[str]:
         """Enqueue one job per payload, validated first; one round trip per 500 jobs."""
         return self.producer.enqueue_many(queue, handler, payloads, **options)

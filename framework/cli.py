@@ -102,6 +102,14 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     enqueue.add_argument("--attempts", type=int, help="override the queue's attempts")
     enqueue.add_argument("--timeout", type=float, help="seconds one run may take")
     enqueue.add_argument(
+        "--key",
+        help="idempotency key: while a job of the queue with this key is unfinished, "
+        "store nothing and print its id",
+    )
+    enqueue.add_argument(
+        "--key-ttl", type=float, help="seconds the key stays taken after the job finished"
+    )
+    enqueue.add_argument(
         "--keep-completed",
         type=int,
         help="keep this job when completed among the newest N (0: delete)",
@@ -318,6 +326,8 @@ def _enqueue(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         keep_completed=args.keep_completed,
         keep_failed=args.keep_failed,
+        key=args.key,
+        key_ttl=args.key_ttl,
     )
     print(job_id)
     return 0
@@ -386,6 +396,12 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_shown(key: str | None, ttl: float | None) -> str | None:
+    if key is None:
+        return None
+    return key if not ttl else f"{key} (kept {ttl:g} s after the job finishes)"
+
+
 def _show(args: argparse.Namespace) -> int:
     job = _jobs().get(args.job_id)
     if job is None:
@@ -404,6 +420,8 @@ def _show(args: argparse.Namespace) -> int:
         ("started", _utc(job.started)),
         ("finished", _utc(job.finished)),
         ("due", _utc(job.due)),
+        ("timeout", None if job.timeout is None else f"{job.timeout:g} s"),
+        ("key", _key_shown(job.key, job.key_ttl)),
         ("consumer", job.consumer),
         ("payload", _json(job.payload)),
         ("result", None if job.result is None else _json(job.result)),

@@ -38,6 +38,9 @@ MAX_ATTEMPTS = 100
 MAX_TIMEOUT = 7 * 86400.0
 """Longest timeout (seconds) a queue or a job may set."""
 
+MAX_KEY_LENGTH = 256
+"""Characters of a job key (``enqueue(key=...)``) at most."""
+
 MAX_DELAY = 366 * 86400.0
 """Longest ``delay=`` (seconds) an enqueue accepts; an ``eta`` may be at most this far ahead."""
 

@@ -47,7 +47,7 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.masking import validation_summary
-from framework.options import EnqueueArgs
+from framework.options import EnqueueArgs, EnqueueManyArgs
 from framework.serializer import dumps
 
 __all__ = [
@@ -152,7 +152,7 @@ class Producer(Protocol):
     ) -> str: ...
 
     def enqueue_many(
-        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]
+        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
     ) -> list[str]: ...
 
 
@@ -191,7 +191,9 @@ class Handler(Generic[R]):
         """
         return self.registry.producer().enqueue(self.spec.queue, self.spec.name, payload, **options)
 
-    def enqueue_many(self, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]) -> list[str]:
+    def enqueue_many(
+        self, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
+    ) -> list[str]:
         """Enqueue one job per payload, with the same options; return their ids in order.
 
         Every payload is validated first: nothing is stored when one is bad.

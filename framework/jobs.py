@@ -384,6 +384,7 @@ class Jobs:
         policy = self.app.queue(queue).policy
         args = {
             "job_prefix": q.job_prefix,
+            "key_prefix": q.key_prefix,
             "stats_prefix": q.stats_prefix,
             "metrics_ttl": self.app.settings.consumer.metrics_ttl,
             "keep_failed": policy.keep_failed,
@@ -415,7 +416,14 @@ class Jobs:
             raise JobActionError(f"job {job_id} belongs to queue {owner!r}, not {queue!r}")
         removed = int(
             self.scripts.call(
-                "remove", q, args={"job_prefix": q.job_prefix, "id": job_id, "queue": queue}
+                "remove",
+                q,
+                args={
+                    "job_prefix": q.job_prefix,
+                    "key_prefix": q.key_prefix,
+                    "id": job_id,
+                    "queue": queue,
+                },
             )
         )
         if removed == -2:
@@ -524,7 +532,12 @@ class Jobs:
         """``retry`` or ``promote``: the given ids, or up to ``limit`` of the set
         (for ``retry``, after the first ``skip``)."""
         policy = self.app.queue(queue).policy
-        args = {"job_prefix": q.job_prefix, "default_priority": policy.priority, "limit": limit}
+        args = {
+            "job_prefix": q.job_prefix,
+            "key_prefix": q.key_prefix,
+            "default_priority": policy.priority,
+            "limit": limit,
+        }
         if name == "retry":
             args["skip"] = skip
         return self.scripts.call(name, q, args=args, rows=[(job_id,) for job_id in ids])

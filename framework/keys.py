@@ -17,6 +17,8 @@ the multi-key Lua scripts of one app always run on one Cluster slot::
     {p}:q:<queue>:stats:<minute> hash: completed / failed / retried counts (expires)
     {p}:q:<queue>:stats:<minute>:ms  list: processing-time samples (bounded, expires)
     {p}:q:<queue>:kv:<name>      Huey's locks and counters (task locks, chords)
+    {p}:q:<queue>:key:<key>      string: the id of the job enqueued with ``key=<key>``, while
+                                 it is unfinished (then deleted, or kept ``key_ttl`` s)
     {p}:consumers                zset: consumer id -> last heartbeat (ms), pruned on read
     {p}:consumer:<id>            string: JSON about one consumer (expires)
     <p>:cache:<key>              the RedisClient cache (single-key, no tag needed)
@@ -60,6 +62,7 @@ class QueueKeys:
     job_prefix: str
     stats_prefix: str
     kv_prefix: str
+    key_prefix: str
 
     def state(self, state: str) -> str:
         """The sorted set of ``state`` (one of :data:`JOB_STATES`)."""
@@ -70,6 +73,10 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def key(self, key: str) -> str:
+        """The index of the job enqueued with ``key=key`` on this queue."""
+        return self.key_prefix + key
 
     def stats(self, minute: int) -> str:
         return f"{self.stats_prefix}{minute}"
@@ -114,6 +121,7 @@ class Keys:
             job_prefix=self.job_prefix,
             stats_prefix=base + "stats:",
             kv_prefix=base + "kv:",
+            key_prefix=base + "key:",
         )
 
     def consumer(self, consumer_id: str) -> str:

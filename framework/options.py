@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypedDict
@@ -22,7 +23,14 @@ from typing import TypedDict
 from framework import defaults
 from framework.errors import OptionError
 
-__all__ = ["NO_OPTIONS", "EnqueueArgs", "EnqueueOptions", "Outcome"]
+__all__ = [
+    "NO_OPTIONS",
+    "EnqueueArgs",
+    "EnqueueManyArgs",
+    "EnqueueOptions",
+    "Outcome",
+    "check_key",
+]
 
 
 class Outcome(StrEnum):
@@ -48,6 +56,14 @@ class EnqueueArgs(TypedDict, total=False):
     keep_completed: int | None
     keep_failed: int | None
     timeout: float | None
+    key: str | None
+    key_ttl: float | None
+
+
+class EnqueueManyArgs(EnqueueArgs, total=False):
+    """What ``enqueue_many`` takes besides: ``keys``, one per payload (``key=`` names one job)."""
+
+    keys: Sequence[str | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +78,11 @@ class EnqueueOptions:
     - ``keep_completed`` / ``keep_failed``: Bull's removeOnComplete / removeOnFail
       for this job: 0 deletes it when it finishes, N keeps the newest N.
     - ``timeout``: seconds one run may take; default the queue's.
+    - ``key``: makes the enqueue idempotent: while a job of the queue enqueued
+      with this key is unfinished (waiting, delayed, paused, active, or
+      waiting for a retry), nothing is stored and its id is returned.
+    - ``key_ttl``: seconds the key stays taken after that job finished, so a
+      late duplicate is refused too (default: freed when it finishes).
     """
 
     priority: int | None = None
@@ -71,6 +92,8 @@ class EnqueueOptions:
     keep_completed: int | None = None
     keep_failed: int | None = None
     timeout: float | None = None
+    key: str | None = None
+    key_ttl: float | None = None
 
     def __post_init__(self) -> None:
         _whole("priority", self.priority, defaults.PRIORITY_HIGHEST, defaults.PRIORITY_LOWEST,
@@ -82,6 +105,12 @@ class EnqueueOptions:
         _whole("keep_failed", self.keep_failed, 0, None, "0 (delete when done) or more")
         if self.timeout is not None:
             _positive_seconds("timeout", self.timeout, defaults.MAX_TIMEOUT)
+        if self.key is not None:
+            check_key(self.key)
+        if self.key_ttl is not None:
+            if self.key is None:
+                raise OptionError("key_ttl= keeps a key taken; pass key= with it")
+            _positive_seconds("key_ttl", self.key_ttl, defaults.MAX_DELAY)
         if self.delay is not None and self.eta is not None:
             raise OptionError("pass either delay= or eta=, not both")
         if self.delay is not None:
@@ -106,8 +135,23 @@ class EnqueueOptions:
             "keep_completed": self.keep_completed,
             "keep_failed": self.keep_failed,
             "timeout": self.timeout,
+            "key_ttl": self.key_ttl,
         }
         return {name: value for name, value in fields.items() if value is not None}
+
+
+def check_key(key: object) -> str:
+    """A job key as ``key=`` takes one: 1 to 256 characters, no control character."""
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= defaults.MAX_KEY_LENGTH
+        or any(ord(char) < 32 or ord(char) == 127 for char in key)
+    ):
+        raise OptionError(
+            f"key={key!r:.80} is not allowed; use a string of 1 to {defaults.MAX_KEY_LENGTH} "
+            "characters without control characters, e.g. 'order-1234:confirmation'"
+        )
+    return key
 
 
 def _whole(name: str, value: object, low: int, high: int | None, allowed: str) -> None:

@@ -10,12 +10,13 @@ anything is wrong, and the error says what.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Unpack
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Unpack, cast
 
 import redis
 
 from framework.errors import (
+    OptionError,
     PayloadError,
     QueueError,
     RedisUnavailableError,
@@ -23,7 +24,13 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.handlers import HandlerRegistry, HandlerSpec
-from framework.options import NO_OPTIONS, EnqueueArgs, EnqueueOptions
+from framework.options import (
+    NO_OPTIONS,
+    EnqueueArgs,
+    EnqueueManyArgs,
+    EnqueueOptions,
+    check_key,
+)
 from framework.storage import EnqueueFailed, JobStorage
 
 __all__ = ["Producer"]
@@ -60,25 +67,52 @@ class Producer:
         spec, storage = self._target(queue, handler)
         checked = EnqueueOptions(**options) if options else NO_OPTIONS
         payload_json = spec.payload_json(payload)
-        return self._store(spec, storage, [payload_json], checked)[0]
+        keys = [checked.key] if checked.key is not None else None
+        return self._store(spec, storage, [payload_json], checked, keys)[0]
 
     def enqueue_many(
-        self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueArgs]
+        self,
+        queue: str,
+        handler: str,
+        payloads: Iterable[Any],
+        **options: Unpack[EnqueueManyArgs],
     ) -> list[str]:
         """Validate every payload, then store them all, one round trip per 500 jobs.
 
         Nothing is stored when any payload is invalid; the error names its index.
+        ``keys`` gives each payload its key (``None`` for none; see ``key=``).
         Returns the ids in the order of ``payloads``.
         """
         spec, storage = self._target(queue, handler)
-        checked = EnqueueOptions(**options) if options else NO_OPTIONS
+        keys = options.get("keys")
+        if options.get("key") is not None:
+            raise OptionError(
+                "key= names one job; give enqueue_many keys=[...], one key per payload"
+            )
+        rest = cast(EnqueueArgs, {name: v for name, v in options.items() if name != "keys"})
+        checked = EnqueueOptions(**rest) if rest else NO_OPTIONS
         encoded = []
         for index, payload in enumerate(payloads):
             try:
                 encoded.append(spec.payload_json(payload))
             except PayloadError as exc:
                 raise PayloadError(f"payload #{index}: {exc}") from None
-        return self._store(spec, storage, encoded, checked)
+        if keys is not None:
+            keys = list(keys)
+            if len(keys) != len(encoded):
+                raise OptionError(
+                    f"keys= has {len(keys)} keys for {len(encoded)} payloads; give one per "
+                    "payload (None for a payload without a key)"
+                )
+            for index, key in enumerate(keys):
+                if key is not None:
+                    try:
+                        check_key(key)
+                    except OptionError as exc:
+                        raise OptionError(f"keys[{index}]: {exc}") from None
+        elif checked.key_ttl is not None:
+            raise OptionError("key_ttl= keeps keys taken; pass keys=[...] with it")
+        return self._store(spec, storage, encoded, checked, keys)
 
     def _target(self, queue: str, handler: str) -> tuple[HandlerSpec, JobStorage]:
         found = self._targets.get((queue, handler))
@@ -105,9 +139,11 @@ class Producer:
         storage: JobStorage,
         payloads: list[bytes],
         options: EnqueueOptions,
+        keys: Sequence[str | None] | None = None,
     ) -> list[str]:
+        row_keys = None if keys is None else [key or "" for key in keys]
         try:
-            return storage.add(spec.name, payloads, options)
+            return storage.add(spec.name, payloads, options, row_keys)
         except EnqueueFailed as failed:
             raise self._failure(spec, failed) from None
 

@@ -109,6 +109,9 @@ class JobInfo:
     stalls: int = 0
     keep_completed: int | None = None  # None: the queue's keep_completed
     keep_failed: int | None = None
+    timeout: float | None = None  # its own timeout= option; None: the queue's
+    key: str | None = None  # enqueue(key=...): duplicates are refused while it holds it
+    key_ttl: float | None = None  # seconds the key stays taken after it finished
     created: datetime.datetime | None = None
     started: datetime.datetime | None = None
     finished: datetime.datetime | None = None
@@ -188,6 +191,19 @@ class Record:
             self.problems.append(f"{name} is not a time in epoch ms: {ms}")
             return None
 
+    def seconds(self, name: str) -> float | None:
+        value = self.raw.get(name)
+        if not value:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            self.problems.append(f"{name} is not a number of seconds: {value[:40]!r}")
+            return None
+        return seconds
+
     def keep(self, name: str) -> int | None:
         keep = self.number(name)
         return None if keep is None or keep < 0 else keep
@@ -264,6 +280,9 @@ def job_info(
         stalls=job.number("stalls") or 0,
         keep_completed=job.keep("keep_completed"),
         keep_failed=job.keep("keep_failed"),
+        timeout=job.seconds("timeout"),
+        key=job.text("key"),
+        key_ttl=job.seconds("key_ttl"),
         created=job.time("created"),
         started=job.time("started"),
         finished=when if state in ("completed", "failed") else job.time("finished"),

@@ -121,13 +121,29 @@ SCRIPTS: dict[str, Script] = {
         Script(
             "enqueue",
             keys=("waiting", "delayed", "seq", "wake"),
-            args=("job_prefix", "handler", "created", "priority", "delay_ms", "options"),
-            row=("id", "payload"),
+            args=(
+                "job_prefix",
+                "key_prefix",
+                "handler",
+                "created",
+                "priority",
+                "delay_ms",
+                "options",
+            ),
+            row=("id", "payload", "key"),
         ),
         Script(
             "claim",
             keys=("waiting", "active", "failed", "paused", "limiter"),
-            args=("job_prefix", "lease_ms", "token", "consumer", "rate_max", "rate_per_ms"),
+            args=(
+                "job_prefix",
+                "key_prefix",
+                "lease_ms",
+                "token",
+                "consumer",
+                "rate_max",
+                "rate_per_ms",
+            ),
         ),
         Script(
             "release",
@@ -144,6 +160,7 @@ SCRIPTS: dict[str, Script] = {
             ),
             args=(
                 "job_prefix",
+                "key_prefix",
                 "stats_prefix",
                 "metrics_ttl",
                 "default_priority",
@@ -167,7 +184,7 @@ SCRIPTS: dict[str, Script] = {
         Script(
             "promote",
             keys=("delayed", "waiting", "failed", "seq", "wake"),
-            args=("job_prefix", "default_priority", "limit"),
+            args=("job_prefix", "key_prefix", "default_priority", "limit"),
             row=("id",),
         ),
         Script("renew", keys=("active",), args=("job_prefix", "lease_ms"), row=("id", "token")),
@@ -176,6 +193,7 @@ SCRIPTS: dict[str, Script] = {
             keys=("active", "waiting", "failed", "wake"),
             args=(
                 "job_prefix",
+                "key_prefix",
                 "stats_prefix",
                 "metrics_ttl",
                 "default_priority",
@@ -189,6 +207,7 @@ SCRIPTS: dict[str, Script] = {
             keys=("active", "waiting", "failed", "wake"),
             args=(
                 "job_prefix",
+                "key_prefix",
                 "stats_prefix",
                 "metrics_ttl",
                 "default_priority",
@@ -200,19 +219,27 @@ SCRIPTS: dict[str, Script] = {
         Script(
             "retry",
             keys=("failed", "waiting", "seq", "wake"),
-            args=("job_prefix", "default_priority", "limit", "skip"),
+            args=("job_prefix", "key_prefix", "default_priority", "limit", "skip"),
             row=("id",),
         ),
         Script(
             "remove",
             keys=("waiting", "active", "delayed", "completed", "failed"),
-            args=("job_prefix", "id", "queue"),
+            args=("job_prefix", "key_prefix", "id", "queue"),
         ),
         Script("clean", keys=("set",), args=("job_prefix", "age_ms", "limit")),
         Script(
             "cancel",
             keys=("waiting", "active", "delayed", "completed", "failed"),
-            args=("job_prefix", "stats_prefix", "metrics_ttl", "keep_failed", "id", "queue"),
+            args=(
+                "job_prefix",
+                "key_prefix",
+                "stats_prefix",
+                "metrics_ttl",
+                "keep_failed",
+                "id",
+                "queue",
+            ),
         ),
         Script("update", keys=("job", "logs"), args=("token", "kind", "value", "max_lines")),
         Script("resume", keys=("paused", "waiting", "wake")),

@@ -115,23 +115,33 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     # -- the hot path ----------------------------------------------------------------------
 
     def add(
-        self, handler: str, payloads: Sequence[bytes | str], options: EnqueueOptions
+        self,
+        handler: str,
+        payloads: Sequence[bytes | str],
+        options: EnqueueOptions,
+        keys: Sequence[str] | None = None,
     ) -> list[str]:
         """Store one job per payload (JSON) for ``handler``; return their ids.
 
-        One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic and
-        checks before it writes, so a batch that fails stored nothing. Raises
-        :class:`EnqueueFailed` with the ids of the batches stored before it.
+        ``keys`` (one per payload, ``""`` for none) make the enqueue idempotent:
+        a payload whose key is held by a job of this queue stores nothing, and
+        its id is that job's. One round trip per :data:`ENQUEUE_BATCH` jobs;
+        each batch is atomic and checks before it writes, so a batch that fails
+        stored nothing. Raises :class:`EnqueueFailed` with the ids of the
+        batches stored before it.
         """
         ids = [str(uuid.uuid4()) for _ in payloads]
+        row_keys = keys if keys is not None else [""] * len(ids)
         args = {**self._enqueue_args(handler, options), "created": int(time.time() * 1000)}
         for start in range(0, len(ids), ENQUEUE_BATCH):
             end = start + ENQUEUE_BATCH
-            rows = zip(ids[start:end], payloads[start:end], strict=True)
+            rows = zip(ids[start:end], payloads[start:end], row_keys[start:end], strict=True)
             try:
-                self.scripts.call("enqueue", self.q, args=args, rows=rows)
+                reply = self.scripts.call("enqueue", self.q, args=args, rows=rows)
             except (StorageError, redis.RedisError) as exc:
                 raise EnqueueFailed(tuple(ids[:start]), len(ids), exc) from None
+            for row, holder in zip(reply[1::2], reply[2::2], strict=True):
+                ids[start + int(row) - 1] = holder.decode()
         return ids
 
     def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
@@ -143,6 +153,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         stored = options.stored()
         args = {
             "job_prefix": self.q.job_prefix,
+            "key_prefix": self.q.key_prefix,
             "handler": handler,
             "priority": JobPolicy.of(self.policy, priority=options.priority).priority,
             "delay_ms": options.delay_ms(),
@@ -214,9 +225,9 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             self._unsure.clear()
         if not tokens:
             return 0
-        args = {"job_prefix": self.q.job_prefix, "stats_prefix": self.q.stats_prefix,
-                "metrics_ttl": self.metrics_ttl, "default_priority": self.policy.priority,
-                "keep_failed": self.policy.keep_failed,
+        args = {"job_prefix": self.q.job_prefix, "key_prefix": self.q.key_prefix,
+                "stats_prefix": self.q.stats_prefix, "metrics_ttl": self.metrics_ttl,
+                "default_priority": self.policy.priority, "keep_failed": self.policy.keep_failed,
                 "limit": defaults.GIVEBACK_SCAN}  # fmt: skip
         try:
             back = int(
@@ -240,6 +251,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         rate = self.policy.rate_limit
         return {
             "job_prefix": self.q.job_prefix,
+            "key_prefix": self.q.key_prefix,
             "lease_ms": self.lease_ms,
             "token": token,
             "consumer": self.consumer_id,
@@ -300,6 +312,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                 keys={"job": self.q.job(claim.id)},
                 args={
                     "job_prefix": self.q.job_prefix,
+                    "key_prefix": self.q.key_prefix,
                     "stats_prefix": self.q.stats_prefix,
                     "metrics_ttl": self.metrics_ttl,
                     "default_priority": self.policy.priority,
@@ -330,8 +343,8 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
 
     def promote_due(self, limit: int = defaults.BULK_BATCH) -> int:
         """Move the delayed jobs that are due to waiting; returns how many."""
-        args = {"job_prefix": self.q.job_prefix, "default_priority": self.policy.priority,
-                "limit": limit}  # fmt: skip
+        args = {"job_prefix": self.q.job_prefix, "key_prefix": self.q.key_prefix,
+                "default_priority": self.policy.priority, "limit": limit}  # fmt: skip
         return int(self.scripts.call("promote", self.q, args=args))
 
     def renew(self, claims: Iterable[Claim]) -> tuple[list[str], list[str]]:
@@ -351,6 +364,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             self.q,
             args={
                 "job_prefix": self.q.job_prefix,
+                "key_prefix": self.q.key_prefix,
                 "stats_prefix": self.q.stats_prefix,
                 "metrics_ttl": self.metrics_ttl,
                 "default_priority": self.policy.priority,

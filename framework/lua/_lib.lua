@@ -89,12 +89,41 @@ local function trim(set, keep)
   end
 end
 
+-- A job enqueued with key=... holds its key (A.key_prefix .. key -> id) while
+-- it is unfinished. When it finishes (or is removed: `now` true) the key is
+-- freed: at once, or key_ttl seconds later, so that a late duplicate is still
+-- refused. A key held by another job, or of another type, is left alone.
+local function free_key(job, id, now)
+  local key, ttl = unpack(redis.call('HMGET', job, 'key', 'key_ttl'))
+  if not key then return end
+  local index = A.key_prefix .. key
+  local holder = redis.pcall('GET', index)
+  if holder ~= id then return end
+  local ms = (not now) and math.floor((tonumber(ttl) or 0) * 1000) or 0
+  if ms > 0 then redis.call('PEXPIRE', index, ms) else redis.call('DEL', index) end
+end
+
+-- A failed job retried by hand holds its key again, unless another job took
+-- it meanwhile (it then runs without: the newer job keeps the key).
+local function take_key_again(job, id)
+  local key = redis.call('HGET', job, 'key')
+  if not key then return end
+  local index = A.key_prefix .. key
+  local holder = redis.pcall('GET', index)
+  if holder == id then
+    redis.call('PERSIST', index)
+  elseif holder == false then
+    redis.call('SET', index, id)
+  end
+end
+
 -- File a finished job under its set (completed | failed) at time `at` and
 -- apply retention: `keep`, the job's own keep_<state> option if it has one
 -- (>= 0), else `default_keep`, the queue's. keep = 0 removes just this job
 -- (Bull's removeOnComplete: true); keep = N keeps the newest N of the set
 -- (Bull's removeOnComplete: N).
 local function file_finished(set, id, keep, default_keep, at)
+  free_key(A.job_prefix .. id, id, false)
   keep = tonumber(keep)
   if keep == nil or keep < 0 then keep = tonumber(default_keep) end
   if keep == 0 then
@@ -202,6 +231,7 @@ end
 -- runs, and it is never left out of every set.
 local function quarantine(job, id, failed, kind, reason, at)
   if kind == 'hash' then
+    free_key(job, id, true)
     redis.call('HDEL', job, 'token')
     redis.call('HSET', job, 'error', 'corrupt record: ' .. reason
       .. '; correct the field (HSET) and retry the job, or remove it')

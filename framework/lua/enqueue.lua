@@ -3,11 +3,16 @@
 -- producer's clock) and the options the producer set (A.options: a JSON object
 -- of record fields, or ''). A delay counts on the server's clock, read only
 -- then; a delayed job gets its enqueue sequence when it is promoted.
--- Ids are fresh random UUIDs made by the caller. Check first: the keys it
--- writes, then every row's record key, which must be free, or hold this very
--- call's record (a retry after a lost answer: skipped, so it is stored once).
--- Any other key there stops the whole batch with an error naming it, and
--- nothing is written. Returns the number of jobs added by this call.
+-- Ids are fresh random UUIDs made by the caller. A row with a key (enqueue
+-- key=...) stores nothing while the key is held (A.key_prefix .. key -> the
+-- id of an unfinished job, or of one finished less than its key_ttl ago): the
+-- row gets that job's id instead; two rows of one call with one key make one
+-- job. Check first: the keys it writes, then every row's record key, which
+-- must be free, or hold this very call's record (a retry after a lost answer:
+-- skipped, so it is stored once), and every row's key index. Anything else
+-- there stops the whole batch with an error naming it, and nothing is written.
+-- Returns {added, row, id, row, id, ...}: the number of jobs this call added,
+-- then each row (1-based) whose key was held, with the holder's id.
 local delay = tonumber(A.delay_ms)
 local bad
 if delay > 0 then
@@ -16,17 +21,42 @@ else
   bad = wrong_type(K.waiting, 'zset', K.wake, 'list') or not_counter(K.seq)
 end
 if bad then return bad end
-local todo = {}
+local todo, held, taken = {}, {}, {}
+local n = 0
 for row in rows() do
+  n = n + 1
   local key = A.job_prefix .. row.id
   local kind = redis.call('TYPE', key).ok
-  if kind == 'none' then
-    todo[#todo + 1] = row
-  else
+  if kind ~= 'none' then
     local mine = kind == 'hash'
       and redis.call('HGET', key, 'created') == A.created
       and redis.call('HGET', key, 'handler') == A.handler
     if not mine then return redis.error_reply('HUEYARD_EXISTS ' .. kind .. ' ' .. key) end
+  elseif row.key ~= '' then
+    local index = A.key_prefix .. row.key
+    local holder = taken[row.key]
+    if not holder then
+      local index_kind = redis.call('TYPE', index).ok
+      if index_kind ~= 'none' and index_kind ~= 'string' then
+        return redis.error_reply('HUEYARD_WRONGTYPE ' .. index_kind .. ' string ' .. index)
+      end
+      holder = redis.call('GET', index)
+      -- An index that outlived its job without a key_ttl (the record was deleted
+      -- by hand) holds nothing: it is taken over.
+      if holder and redis.call('PTTL', index) == -1
+          and redis.call('EXISTS', A.job_prefix .. holder) == 0 then
+        holder = false
+      end
+    end
+    if holder then
+      held[#held + 1] = n
+      held[#held + 1] = holder
+    else
+      taken[row.key] = row.id
+      todo[#todo + 1] = row
+    end
+  else
+    todo[#todo + 1] = row
   end
 end
 local fields = {'handler', A.handler, 'payload', '', 'created', A.created}
@@ -36,21 +66,28 @@ if A.options ~= '' then
     fields[#fields + 1] = value
   end
 end
+local function store(row)
+  fields[4] = row.payload
+  local job = A.job_prefix .. row.id
+  redis.call('HSET', job, unpack(fields))
+  if row.key ~= '' then
+    redis.call('HSET', job, 'key', row.key)
+    redis.call('SET', A.key_prefix .. row.key, row.id)
+  end
+end
 if delay > 0 then
   local due = now_ms() + delay
   for _, row in ipairs(todo) do
-    fields[4] = row.payload
-    redis.call('HSET', A.job_prefix .. row.id, unpack(fields))
+    store(row)
     redis.call('ZADD', K.delayed, due, row.id)
   end
 elseif #todo > 0 then
   local seq = redis.call('INCRBY', K.seq, #todo) - #todo
   for _, row in ipairs(todo) do
     seq = seq + 1
-    fields[4] = row.payload
-    redis.call('HSET', A.job_prefix .. row.id, unpack(fields))
+    store(row)
     redis.call('ZADD', K.waiting, waiting_score(A.priority, seq % SEQ_SPAN), row.id)
   end
   wake(K.wake, #todo)
 end
-return #todo
+return {#todo, unpack(held)}

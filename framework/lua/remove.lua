@@ -11,6 +11,7 @@ if is_job(job) then
   local handler = redis.call('HGET', job, 'handler') or redis.call('HGET', job, 'name')
   if handler and string.sub(handler, 1, #A.queue + 1) ~= A.queue .. '.' then return -2 end
 end
+if is_job(job) then free_key(job, id, true) end
 local removed = 0
 for _, set in ipairs({K.waiting, K.delayed, K.completed, K.failed}) do
   local count = redis.pcall('ZREM', set, id)

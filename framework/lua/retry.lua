@@ -27,6 +27,7 @@ for _, id in ipairs(ids) do
         redis.call('HDEL', job, 'attempts', 'stalls', 'error', 'traceback', 'result', 'progress',
           'started', 'consumer', 'state', 'finished', 'due', 'cancel')
         redis.call('DEL', job .. LOGS)
+        take_key_again(job, id)
         to_back_of_waiting(job, id, K.waiting, K.seq)
         moved = moved + 1
       end

@@ -101,6 +101,13 @@ def test_job_page_of_a_delayed_job_offers_promote(app: Hueyard, dash: Dash) -> N
     assert "/promote" in html and "/retry" not in html and "Due" in html
 
 
+def test_job_page_shows_the_jobs_key_and_own_timeout(app: Hueyard, dash: Dash) -> None:
+    job_id = app.enqueue("work", "job", {"n": 1}, key="order-7<b>", key_ttl=600, timeout=30)
+    html = text(dash.get(f"/admin/queues/work/jobs/{job_id}"))
+    assert "order-7&lt;b&gt;" in html and "(kept 600 s after it finishes)" in html
+    assert "30 s" in html
+
+
 def test_job_page_redirects_to_the_queue_that_holds_the_job(app: Hueyard, dash: Dash) -> None:
     [job_id] = add(app, 1, queue="hooks")
     response = dash.get(f"/admin/queues/work/jobs/{job_id}")

@@ -194,6 +194,7 @@ def _giveback(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any
     claimed = claim(storage)
     args = {
         "job_prefix": storage.q.job_prefix,
+        "key_prefix": storage.q.key_prefix,
         "stats_prefix": storage.q.stats_prefix,
         "metrics_ttl": 90000,
         "default_priority": 5,
@@ -348,10 +349,10 @@ def test_an_enqueue_sent_twice_after_a_lost_answer_stores_its_jobs_once(
 ) -> None:
     # Given one enqueue call's batch (its ids and creation time fixed)
     args = {**storage._enqueue_args("work.job", NO_OPTIONS), "created": 1764499200123}
-    rows = [("a-1", b'{"n":1}'), ("a-2", b'{"n":2}')]
+    rows = [("a-1", b'{"n":1}', ""), ("a-2", b'{"n":2}', "")]
     # When Redis runs it twice (the client resent it: the first answer was lost)
-    assert storage.scripts.call("enqueue", storage.q, args=args, rows=rows) == 2
-    assert storage.scripts.call("enqueue", storage.q, args=args, rows=rows) == 0
+    assert storage.scripts.call("enqueue", storage.q, args=args, rows=rows) == [2]
+    assert storage.scripts.call("enqueue", storage.q, args=args, rows=rows) == [0]
     # Then each job is stored once, and waits once
     assert jobs.counts("work").waiting == 2
 

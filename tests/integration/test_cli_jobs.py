@@ -245,6 +245,21 @@ def test_cancel_a_waiting_job_a_running_one_and_not_a_finished_one(
     assert f"job {waiting} of queue 'alpha' has finished already" in again.stderr
 
 
+def test_enqueue_with_a_key_prints_the_holders_id_and_job_shows_the_key(
+    app: Hueyard, project: dict[str, str]
+) -> None:
+    args = ["enqueue", "alpha", "ping", "--data", "{}", "--key", "invoice-42", "--key-ttl", "600"]
+    first = run(args, project)
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    again = run(args, project)
+    assert (again.returncode, again.stdout.strip()) == (0, job_id)  # the job that holds it
+    assert Jobs(app).counts("alpha").waiting == 1
+    shown = run(["job", job_id], project).stdout
+    assert "  key       invoice-42 (kept 600 s after the job finishes)" in shown
+    assert json.loads(run(["job", job_id, "--json"], project).stdout)["key"] == "invoice-42"
+
+
 def test_pause_and_resume(app: Hueyard, storage: JobStorage, project: dict[str, str]) -> None:
     add(app, 2)
     paused = run(["pause", "alpha"], project)
