@@ -27,8 +27,10 @@ from framework.masking import Masker
 from framework.options import EnqueueArgs, EnqueueManyArgs
 from framework.producer import Producer
 from framework.redis_client import RedisClient
+from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
+from framework.ticks import compile_schedules
 
 __all__ = ["Hueyard", "QueueRuntime"]
 
@@ -67,6 +69,7 @@ class Hueyard:
         )
         # one connection per thread, for all queues, up to the pool's share for them
         self.thread_clients = ThreadClients(self.pool, self.pool_size.max_kept)
+        self.schedules: dict[str, Schedule] = compile_schedules(settings, registry)
         self.queues, self.warnings = compile_queues(
             settings, registry, pool=self.pool, thread_clients=self.thread_clients, keys=self.keys
         )

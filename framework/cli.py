@@ -4,7 +4,8 @@
 
     hueyard check [--json]                  validate config and handlers, show the queues
     hueyard enqueue QUEUE HANDLER --data JSON [--priority N] [--delay S | --eta TIME]
-                    [--attempts N] [--timeout S] [--keep-completed N] [--keep-failed N]
+                    [--attempts N] [--timeout S] [--key KEY [--key-ttl S]]
+                    [--keep-completed N] [--keep-failed N]
     hueyard status [--json]                 jobs per queue and state, paused or not
     hueyard jobs QUEUE --state STATE [--page N] [--page-size N] [--json]
     hueyard job ID [--json]                 one job: payload, result, error, traceback, logs
@@ -12,6 +13,8 @@
     hueyard cancel QUEUE JOB_ID             stop a job: waiting -> failed, running -> stopped
     hueyard pause QUEUE / hueyard resume QUEUE
     hueyard clean QUEUE --state STATE --older-than SECONDS
+    hueyard schedules [--json]              the schedules: next run, last run and its job
+    hueyard schedule (run | pause | resume) NAME
 
 The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
@@ -59,13 +62,15 @@ import json
 import logging
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from framework.errors import HueyardError
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.runtime import get_app
+from framework.schedule_cli import add_schedule_commands
+from framework.textgrid import grid, moment, utc
 
 __all__ = ["COMMANDS_GROUP", "AddCommands", "RunCommand", "Subcommands", "main"]
 
@@ -119,6 +124,7 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     enqueue.set_defaults(run=_enqueue)
     _add_job_commands(commands)
+    add_schedule_commands(commands)
     _add_plugin_commands(commands, _command_name(argv))
     return parser
 
@@ -355,7 +361,7 @@ def _status(args: argparse.Namespace) -> int:
         ]
         for c in counts.values()
     ]
-    print(_grid(headers, body, numeric=range(1, 7)))
+    print(grid(headers, body, numeric=range(1, 7)))
     return 0
 
 
@@ -386,13 +392,13 @@ def _list(args: argparse.Namespace) -> int:
             job.handler or "?",
             str(job.priority or "?"),
             f"{job.attempts}/{job.max_attempts or '?'}",
-            _time(getattr(job, when)),
+            moment(getattr(job, when)),
             _details(job, args.state),
         ]
         for job in page.items
     ]
     print()
-    print(_grid(headers, body, numeric=[2]))
+    print(grid(headers, body, numeric=[2]))
     return 0
 
 
@@ -416,10 +422,10 @@ def _show(args: argparse.Namespace) -> int:
         ("handler", job.name),
         ("priority", job.priority),
         ("attempts", f"{job.attempts} of {job.max_attempts or '?'} (stalls: {job.stalls})"),
-        ("created", _utc(job.created)),
-        ("started", _utc(job.started)),
-        ("finished", _utc(job.finished)),
-        ("due", _utc(job.due)),
+        ("created", utc(job.created)),
+        ("started", utc(job.started)),
+        ("finished", utc(job.finished)),
+        ("due", utc(job.due)),
         ("timeout", None if job.timeout is None else f"{job.timeout:g} s"),
         ("key", _key_shown(job.key, job.key_ttl)),
         ("consumer", job.consumer),
@@ -527,27 +533,6 @@ def _details(job: JobInfo, state: str) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _time(value: datetime.datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _utc(value: datetime.datetime | None) -> str | None:
-    return f"{_time(value)} UTC" if value else None
-
-
-def _grid(headers: list[str], body: list[list[str]], numeric: Iterable[int] = ()) -> str:
-    right = set(numeric)
-    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, body)])
 
 
 if __name__ == "__main__":  # pragma: no cover

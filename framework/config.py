@@ -171,7 +171,7 @@ def _split_location(loc: list[str]) -> tuple[str, str]:
     """``['queues','messages','rate_limit','max']`` -> ``('queues.messages', 'rate_limit.max')``."""
     if len(loc) < 2:
         return "", "".join(loc)  # a top-level key of the file
-    head = 2 if loc[0] == "queues" and len(loc) > 1 else 1
+    head = 2 if loc[0] in ("queues", "schedules") and len(loc) > 1 else 1
     if loc[0] == "cache" and len(loc) > 1 and loc[1] == "ttl":
         head = 2
     table = ".".join(loc[:head])

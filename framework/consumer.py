@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import redis
 from huey.constants import WORKER_PROCESS, WORKER_THREAD
@@ -51,9 +51,12 @@ from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
 from framework.keys import Keys
 from framework.leases import KeeperSettings, LeaseKeeper
+from framework.options import EnqueueArgs
 from framework.outages import Outage
+from framework.schedules import Schedule
 from framework.settings import Settings
 from framework.storage import BLOCKING_READ_TIMEOUT
+from framework.ticks import ScheduleRunner
 
 __all__ = ["EXIT_ABANDONED", "ConsumerApp", "MultiQueueConsumer", "served_queues"]
 
@@ -80,8 +83,13 @@ class ConsumerApp(Protocol):
     keys: Keys
     pool: redis.ConnectionPool
     queues: dict[str, QueueRuntime]
+    schedules: dict[str, Schedule]
 
     def queue(self, name: str) -> QueueRuntime: ...
+
+    def enqueue(
+        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+    ) -> str: ...
 
 
 def served_queues(settings: Settings, env: Mapping[str, str]) -> list[str]:
@@ -135,10 +143,17 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
 
     process_name = "Scheduler"
 
-    def __init__(self, hueys: Sequence[QueueHuey], stop_flag: Any, interval: float) -> None:
+    def __init__(
+        self,
+        hueys: Sequence[QueueHuey],
+        stop_flag: Any,
+        interval: float,
+        schedules: ScheduleRunner | None = None,
+    ) -> None:
         super().__init__(hueys[0], stop_flag)
         self.hueys = list(hueys)
         self.interval = interval
+        self.schedules = schedules
         self.recovery_interval = min(h.storage.lease_ms for h in self.hueys) / 2000
         self._next_recovery = 0.0
         self.outage = Outage("scheduler", logging.getLogger("hueyard.consumer"))
@@ -172,6 +187,8 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
                 self._logger.exception("maintenance of queue %s failed; retrying", huey.name)
         else:
             self.outage.answered()
+            if self.schedules is not None:
+                self.schedules.run_round()
         self.sleep_for_interval(started, self.interval)
 
 
@@ -236,6 +253,7 @@ class MultiQueueConsumer:
         self._started = time.time() * 1000
 
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.schedule_runner = ScheduleRunner(app, self.queue_names)
         self.hueys: list[QueueHuey] = []
         self.workers: list[tuple[str, int, Any]] = []  # (queue, index, process/thread)
         for name in self.queue_names:
@@ -250,7 +268,10 @@ class MultiQueueConsumer:
             for index in range(runtime.policy.concurrency):
                 self.workers.append((name, index, self._create_worker(name, index)))
         self.scheduler = self._create_process(
-            _Scheduler(self._maintained(), self.stop_flag, self.scheduler_interval), "Scheduler"
+            _Scheduler(
+                self._maintained(), self.stop_flag, self.scheduler_interval, self.schedule_runner
+            ),
+            "Scheduler",
         )
 
     # -- building --------------------------------------------------------------------------
@@ -457,6 +478,12 @@ class MultiQueueConsumer:
         if not self.environment.is_alive(self.scheduler):
             logger.warning("scheduler died; starting a new one")
             self.scheduler = self._create_process(
-                _Scheduler(self._maintained(), self.stop_flag, self.scheduler_interval), "Scheduler"
+                _Scheduler(
+                    self._maintained(),
+                    self.stop_flag,
+                    self.scheduler_interval,
+                    self.schedule_runner,
+                ),
+                "Scheduler",
             )
             self.scheduler.start()

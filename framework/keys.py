@@ -19,6 +19,7 @@ the multi-key Lua scripts of one app always run on one Cluster slot::
     {p}:q:<queue>:kv:<name>      Huey's locks and counters (task locks, chords)
     {p}:q:<queue>:key:<key>      string: the id of the job enqueued with ``key=<key>``, while
                                  it is unfinished (then deleted, or kept ``key_ttl`` s)
+    {p}:schedule:<name>          hash: a schedule's last tick, last job, paused (expires)
     {p}:consumers                zset: consumer id -> last heartbeat (ms), pruned on read
     {p}:consumer:<id>            string: JSON about one consumer (expires)
     <p>:cache:<key>              the RedisClient cache (single-key, no tag needed)
@@ -123,6 +124,10 @@ class Keys:
             kv_prefix=base + "kv:",
             key_prefix=base + "key:",
         )
+
+    def schedule(self, name: str) -> str:
+        """A schedule's state (framework/ticks.py)."""
+        return f"{self.tag}:schedule:{name}"
 
     def consumer(self, consumer_id: str) -> str:
         return f"{self.tag}:consumer:{consumer_id}"

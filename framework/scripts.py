@@ -243,6 +243,7 @@ SCRIPTS: dict[str, Script] = {
         ),
         Script("update", keys=("job", "logs"), args=("token", "kind", "value", "max_lines")),
         Script("resume", keys=("paused", "waiting", "wake")),
+        Script("schedule_mark", keys=("schedule",), args=("tick_ms", "job", "fired_ms", "ttl_ms")),
         Script("cache_unlock", keys=("lock",), args=("token",)),
     )
 }

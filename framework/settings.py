@@ -9,10 +9,13 @@ policy.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
-from typing import Annotated, Literal
+import zoneinfo
+from typing import Annotated, Any, Literal
 
+from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from framework import defaults
@@ -28,11 +31,14 @@ __all__ = [
     "QueuePolicy",
     "RateLimit",
     "RedisSettings",
+    "ScheduleSettings",
     "Settings",
 ]
 
 QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TTL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+HANDLER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SCHEDULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 
 def _queue_name(name: str) -> str:
@@ -89,8 +95,20 @@ def _proxy_address(value: str) -> str:
     return value
 
 
-QueueName = Annotated[str, AfterValidator(_queue_name)]
 AllowedHost = Annotated[str, AfterValidator(_allowed_host)]
+
+
+def _schedule_name(name: str) -> str:
+    if not SCHEDULE_NAME.match(name):
+        raise ValueError(
+            f"schedule name {name!r} is not allowed; use a letter followed by up to 62 "
+            "letters, digits or '_'"
+        )
+    return name
+
+
+QueueName = Annotated[str, AfterValidator(_queue_name)]
+ScheduleName = Annotated[str, AfterValidator(_schedule_name)]
 TtlName = Annotated[str, AfterValidator(_ttl_name)]
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
@@ -276,6 +294,66 @@ class HealthSettings(_Strict):
     sign in; a signed-in client always gets it."""
 
 
+def _handler_name(name: str) -> str:
+    queue, _, handler = name.partition(".")
+    if not (QUEUE_NAME.match(queue) and HANDLER_NAME.match(handler)):
+        raise ValueError(
+            f"{name!r} is not a handler's stable name; use '<queue>.<handler>', "
+            "e.g. 'analytics.snapshot'"
+        )
+    return name
+
+
+def _timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
+    return name
+
+
+class ScheduleSettings(_Strict):
+    """``[schedules.<name>]``: a job enqueued on a calendar, once per tick."""
+
+    handler: Annotated[str, AfterValidator(_handler_name)]
+    """``<queue>.<handler>``: what each tick enqueues."""
+    cron: str | None = None
+    """A cron expression (minute hour day-of-month month day-of-week), in ``timezone``."""
+    every: Annotated[float, Field(ge=1, le=defaults.MAX_DELAY)] | None = None
+    """Or: a tick every this many seconds (ticks fall on multiples of it since the epoch)."""
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    payload: dict[str, Any] = Field(default_factory=dict)
+    catch_up: Literal["last", "none"] = "last"
+    """A tick missed while no consumer ran: fired once when one comes back, or skipped."""
+    tick_field: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] | None = None
+    """A payload field that receives the tick's time (ISO 8601, in ``timezone``)."""
+    overdue_after: Seconds | None = None
+    """``/health`` reports the schedule past this many seconds without a tick that was due
+    (default: one period)."""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _cron_or_every(self) -> ScheduleSettings:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError('set either cron = "..." or every = <seconds>, not both or neither')
+        if self.cron is not None:
+            try:
+                CronSim(self.cron, datetime.datetime.now(zoneinfo.ZoneInfo(self.timezone)))
+            except CronSimError as exc:
+                raise ValueError(
+                    f"cron {self.cron!r} is not a cron expression ({exc}); use five fields, "
+                    "minute hour day-of-month month day-of-week, e.g. '5 0 * * *'"
+                ) from None
+        if self.tick_field is not None and self.tick_field in self.payload:
+            raise ValueError(
+                f"tick_field {self.tick_field!r} is also a key of payload; the tick would "
+                "overwrite it: rename one of them"
+            )
+        return self
+
+
 class Settings(_Strict):
     """The whole of ``config/queues.toml``."""
 
@@ -286,11 +364,23 @@ class Settings(_Strict):
     consumer: ConsumerSettings = ConsumerSettings()
     dashboard: DashboardSettings = DashboardSettings()
     health: HealthSettings = HealthSettings()
+    schedules: dict[ScheduleName, ScheduleSettings] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _at_least_one_queue(self) -> Settings:
         if not self.queues:
             raise ValueError("no queue is declared; add a [queues.<name>] table")
+        return self
+
+    @model_validator(mode="after")
+    def _schedules_on_declared_queues(self) -> Settings:
+        for name, schedule in self.schedules.items():
+            queue = schedule.handler.partition(".")[0]
+            if queue not in self.queues:
+                raise ValueError(
+                    f"[schedules.{name}] handler = {schedule.handler!r}: no queue {queue!r} is "
+                    f"declared (declared: {', '.join(self.queues)})"
+                )
         return self
 
     @property

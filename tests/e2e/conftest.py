@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,12 +81,14 @@ def config_text(
     abandon_after: float | None = None,
     max_abandoned_threads: int | None = None,
     concurrency: dict[str, int] | None = None,
+    schedules: str = "",
 ) -> str:
     """The e2e config: every queue of ``e2e_handlers``, backoffs from :data:`BACKOFF`.
 
     ``lease``, ``max_stalls``, ``abandon_after`` and ``max_abandoned_threads``
     set ``[consumer]`` fields that are left at their defaults when not given;
-    ``concurrency`` sets the concurrency of the queues it names.
+    ``concurrency`` sets the concurrency of the queues it names; ``schedules``
+    is TOML added at the end (``[schedules.<name>]`` tables).
     """
     extra = {
         "lease": lease,
@@ -165,7 +168,7 @@ keep_completed = 10000
         lines = [line for line in body.splitlines() if not line.startswith("concurrency")]
         body = "\n".join([f"concurrency = {workers}", *lines])
         text = f"{head}{table}{body}\n" + (f"[{rest}" if rest else "")
-    return text
+    return text + textwrap.dedent(schedules)
 
 
 def wait_until(

@@ -285,3 +285,15 @@ def blip_work(payload: dict[str, Any]) -> dict[str, Any]:
         runs.write(f"{job.id}\n")
     time.sleep(payload.get("ms", 0) / 1000)
     return {"n": payload["n"]}
+
+
+# -- schedules: what fired, and when it was enqueued ---------------------------------------------
+
+
+@handler("gamma", name="tick")
+def gamma_tick(payload: dict[str, Any]) -> dict[str, Any]:
+    """Record the tick a schedule enqueued this job for (``tick``), with the job id."""
+    job = current_job()
+    assert job is not None
+    record("gamma.tick", str(payload["tick"]), "start", id=job.id)
+    return {"tick": payload["tick"]}

@@ -29,6 +29,8 @@ COMMANDS = [
     "pause",
     "resume",
     "clean",
+    "schedules",
+    "schedule",
 ]
 
 

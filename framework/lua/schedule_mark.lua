@@ -1,0 +1,18 @@
+-- Note a schedule's progress: its newest tick accounted for (A.tick_ms) only
+-- ever grows, whichever consumer comes last; A.job (the job a tick or a run
+-- enqueued, or '') becomes its last job, fired at A.fired_ms. The state
+-- expires A.ttl_ms after its last note, so a schedule taken out of the config
+-- leaves nothing behind. Returns the newest tick now noted.
+local bad = wrong_type(K.schedule, 'hash')
+if bad then return bad end
+local tick = tonumber(A.tick_ms)
+local last = tonumber(redis.call('HGET', K.schedule, 'last'))
+if tick >= 0 and (last == nil or tick > last) then
+  redis.call('HSET', K.schedule, 'last', tick)
+  last = tick
+end
+if A.job ~= '' then
+  redis.call('HSET', K.schedule, 'last_job', A.job, 'last_fired', A.fired_ms)
+end
+redis.call('PEXPIRE', K.schedule, A.ttl_ms)
+return last or -1

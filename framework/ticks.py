@@ -1,0 +1,330 @@
+"""Schedules at work: each tick enqueued once, however many consumers run.
+
+Every consumer that serves a schedule's queue runs :class:`ScheduleRunner`
+in its scheduler thread, every ``[consumer] scheduler_interval``. A round
+reads the schedule's state in Redis, asks :func:`framework.schedules.due`
+which ticks to fire, enqueues each with the job key ``<schedule>:<tick>``
+and notes the newest tick (``schedule_mark.lua``: it only ever grows). Two
+consumers that fire one tick at the same moment make one job: the enqueue
+script takes the key atomically, and the key stays taken
+(:func:`tick_key_ttl`) long after the job finished. So each tick runs once,
+and a restart resumes from the noted tick.
+
+State, one hash per schedule (``{p}:schedule:<name>``, expires a while after
+its last note, so a schedule taken out of the config leaves nothing)::
+
+    last        the newest tick accounted for (epoch ms): fired, or skipped
+    last_job    the job the latest tick (or run) enqueued
+    last_fired  when (epoch ms)
+    paused      "1" while paused: ticks are noted, not fired
+
+:class:`Schedules` is the read/act API the CLI and the dashboard use.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, Unpack
+
+import redis
+
+from framework.errors import ConfigError, HueyardError, PayloadError
+from framework.handlers import HandlerRegistry
+from framework.keys import Keys
+from framework.options import EnqueueArgs
+from framework.outages import Outage
+from framework.schedules import Schedule, due, grace, utc_now
+from framework.scripts import Scripts, storage_error
+from framework.settings import Settings
+
+
+class ScheduleApp(Protocol):
+    """What schedules need of the app (:class:`framework.application.Hueyard`)."""
+
+    settings: Settings
+    keys: Keys
+    pool: redis.ConnectionPool
+    schedules: dict[str, Schedule]
+
+    def enqueue(
+        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+    ) -> str: ...
+
+
+__all__ = [
+    "ScheduleApp",
+    "ScheduleInfo",
+    "ScheduleRunner",
+    "Schedules",
+    "compile_schedules",
+    "tick_key",
+    "tick_key_ttl",
+]
+
+logger = logging.getLogger("hueyard.schedules")
+
+UTC = datetime.UTC
+STATE_TTL_MIN = 7 * 86400.0
+"""A schedule's state lives at least this long (seconds) after its last note."""
+
+
+def compile_schedules(settings: Settings, registry: HandlerRegistry) -> dict[str, Schedule]:
+    """Every ``[schedules.<name>]``, checked against the handlers: the handler exists
+    on its queue and the payload (with a tick) validates. Raises :class:`ConfigError`."""
+    schedules: dict[str, Schedule] = {}
+    for name, table in settings.schedules.items():
+        schedule = Schedule.from_settings(name, table)
+        where = f"[schedules.{name}]"
+        try:
+            spec = registry.get(schedule.handler, schedule.queue)
+        except HueyardError as exc:
+            raise ConfigError(f"{where} handler = {table.handler!r}: {exc}") from None
+        sample = schedule.latest_tick(utc_now())
+        try:
+            spec.payload_json(tick_payload(schedule, sample))
+        except PayloadError as exc:
+            raise ConfigError(
+                f"{where} payload does not validate for {spec.name}: {exc}; fix payload "
+                "(or tick_field) in the schedule's table"
+            ) from None
+        schedules[name] = schedule
+    return schedules
+
+
+def tick_payload(schedule: Schedule, tick: datetime.datetime) -> dict[str, Any]:
+    """The payload one tick enqueues: the schedule's, plus the tick's time if asked."""
+    payload = dict(schedule.payload)
+    if schedule.tick_field is not None:
+        payload[schedule.tick_field] = tick.astimezone(schedule.timezone).isoformat()
+    return payload
+
+
+def tick_key(schedule: Schedule, tick: datetime.datetime) -> str:
+    """The job key of one tick: ``<schedule>:<tick in UTC, ISO 8601, ms>``."""
+    return f"{schedule.name}:{tick.astimezone(UTC).isoformat(timespec='milliseconds')}"
+
+
+def tick_key_ttl(schedule: Schedule, at: datetime.datetime) -> float:
+    """Seconds a tick's key outlives its job: two periods, at least an hour, at most a week."""
+    return min(max(2 * schedule.period(at), 3600.0), 7 * 86400.0)
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A schedule, its next tick and what it did last (for ``hueyard schedules``)."""
+
+    name: str
+    queue: str
+    handler: str
+    spec: str
+    paused: bool
+    next_tick: datetime.datetime
+    last_tick: datetime.datetime | None
+    last_job: str | None
+    last_fired: datetime.datetime | None
+    overdue: float | None
+    """Seconds its oldest tick not yet fired is late, once that is more than
+    ``overdue_after`` (default: a period); else None."""
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        def when(value: datetime.datetime | None) -> str | None:
+            return None if value is None else value.isoformat(timespec="seconds")
+
+        return {
+            "name": self.name,
+            "queue": self.queue,
+            "handler": self.handler,
+            "schedule": self.spec,
+            "paused": self.paused,
+            "next_run": when(self.next_tick),
+            "last_tick": when(self.last_tick),
+            "last_job": self.last_job,
+            "last_run": when(self.last_fired),
+            "overdue_seconds": self.overdue,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class _State:
+    last: datetime.datetime | None
+    last_job: str | None
+    last_fired: datetime.datetime | None
+    paused: bool
+
+
+def _time(raw: bytes | None) -> datetime.datetime | None:
+    try:
+        return None if raw is None else datetime.datetime.fromtimestamp(int(raw) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _ms(moment: datetime.datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+class Schedules:
+    """The schedules of ``app``: their state, and run / pause / resume."""
+
+    def __init__(self, app: ScheduleApp) -> None:
+        self.app = app
+        self.keys: Keys = app.keys
+        self.conn = redis.Redis(connection_pool=app.pool)
+        self.scripts = Scripts(self.conn)
+        self.interval = app.settings.consumer.scheduler_interval
+
+    def get(self, name: str) -> Schedule:
+        try:
+            return self.app.schedules[name]
+        except KeyError:
+            known = ", ".join(self.app.schedules) or "none"
+            raise HueyardError(f"unknown schedule {name!r}; declared schedules: {known}") from None
+
+    def state(self, name: str) -> _State:
+        key = self.keys.schedule(name)
+        try:
+            values: list[bytes | None] = self.conn.hmget(  # type: ignore[assignment]
+                key, "last", "last_job", "last_fired", "paused"
+            )
+            last, job, fired, paused = values
+        except redis.ResponseError as exc:
+            raise storage_error(exc, "HMGET", key=key, wanted="hash", conn=self.conn) from None
+        return _State(
+            last=_time(last),
+            last_job=job.decode(errors="replace") if job else None,
+            last_fired=_time(fired),
+            paused=bool(paused),
+        )
+
+    def info(self, name: str, now: datetime.datetime | None = None) -> ScheduleInfo:
+        schedule, now = self.get(name), now or utc_now()
+        state = self.state(name)
+        # The oldest tick not accounted for: the one after the last noted (or the latest).
+        latest = schedule.latest_tick(now)
+        oldest = latest if state.last is None else schedule.next_tick(state.last)
+        late = (now - oldest).total_seconds()
+        limit = schedule.overdue_after or schedule.period(now)
+        overdue = late if oldest <= now and not state.paused and late > limit else None
+        return ScheduleInfo(
+            name=name,
+            queue=schedule.queue,
+            handler=f"{schedule.queue}.{schedule.handler}",
+            spec=schedule.spec,
+            paused=state.paused,
+            next_tick=schedule.next_tick(now),
+            last_tick=state.last,
+            last_job=state.last_job,
+            last_fired=state.last_fired,
+            overdue=overdue,
+            description=schedule.description,
+        )
+
+    def list(self, now: datetime.datetime | None = None) -> list[ScheduleInfo]:
+        now = now or utc_now()
+        return [self.info(name, now) for name in self.app.schedules]
+
+    def run(self, name: str) -> str:
+        """Enqueue the schedule's job now (its payload's tick: now); return its id."""
+        schedule, now = self.get(name), utc_now()
+        job_id = self.app.enqueue(schedule.queue, schedule.handler, tick_payload(schedule, now))
+        self.mark(schedule, None, job_id, now)
+        logger.info("schedule %s run by hand: job %s", name, job_id)
+        return job_id
+
+    def pause(self, name: str) -> bool:
+        """Stop firing ``name`` (its ticks are noted, not enqueued); False if it was paused."""
+        self.get(name)
+        return self._set_paused(name, True)
+
+    def resume(self, name: str) -> bool:
+        """Fire ``name`` again from its next tick; False if it was not paused."""
+        self.get(name)
+        return self._set_paused(name, False)
+
+    def _set_paused(self, name: str, paused: bool) -> bool:
+        key = self.keys.schedule(name)
+        try:
+            if paused:
+                return bool(self.conn.hsetnx(key, "paused", "1"))
+            return bool(self.conn.hdel(key, "paused"))
+        except redis.ResponseError as exc:
+            raise storage_error(exc, "HSET", key=key, wanted="hash", conn=self.conn) from None
+
+    def mark(
+        self,
+        schedule: Schedule,
+        tick: datetime.datetime | None,
+        job_id: str | None,
+        now: datetime.datetime,
+    ) -> None:
+        """Note ``tick`` (if any) as accounted for, and ``job_id`` (if any) as the last job."""
+        ttl = max(STATE_TTL_MIN, 3 * schedule.period(now))
+        self.scripts.call(
+            "schedule_mark",
+            keys={"schedule": self.keys.schedule(schedule.name)},
+            args={
+                "tick_ms": -1 if tick is None else _ms(tick),
+                "job": job_id or "",
+                "fired_ms": _ms(now),
+                "ttl_ms": int(ttl * 1000),
+            },
+        )
+
+
+class ScheduleRunner:
+    """Fires the schedules of the queues one consumer serves (its scheduler thread)."""
+
+    def __init__(self, app: ScheduleApp, queues: Iterable[str]) -> None:
+        served = set(queues)
+        self.schedules = Schedules(app)
+        self.app = app
+        self.mine: Mapping[str, Schedule] = {
+            name: schedule for name, schedule in app.schedules.items() if schedule.queue in served
+        }
+        self.outage = Outage("schedules", logger)
+
+    def run_round(self, now: datetime.datetime | None = None) -> list[str]:
+        """Fire what is due now; return the ids of the jobs enqueued (or found)."""
+        fired: list[str] = []
+        for schedule in self.mine.values():
+            try:
+                fired += self._round(schedule, now or utc_now())
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.outage.failed(exc)
+                return fired  # one Redis: the next round tries every schedule again
+            except HueyardError as exc:  # a key of the wrong type, a payload gone bad
+                logger.error("schedule %s: %s", schedule.name, exc)
+        self.outage.answered()
+        return fired
+
+    def _round(self, schedule: Schedule, now: datetime.datetime) -> list[str]:
+        state = self.schedules.state(schedule.name)
+        on_time = grace(schedule, now, self.schedules.interval)
+        plan = due(schedule, state.last, now, on_time)
+        if state.last is not None and plan.last is not None and plan.last <= state.last:
+            return []
+        fired = []
+        for tick in [] if state.paused else plan.fire:
+            job_id = self.app.enqueue(
+                schedule.queue,
+                schedule.handler,
+                tick_payload(schedule, tick),
+                key=tick_key(schedule, tick),
+                key_ttl=tick_key_ttl(schedule, now),
+            )
+            self.schedules.mark(schedule, tick, job_id, now)
+            late = (now - tick).total_seconds()
+            logger.info(
+                "schedule %s: tick %s -> job %s%s",
+                schedule.name, tick.isoformat(), job_id,
+                f" (caught up, {late:.0f} s late)" if late > on_time else "",
+            )  # fmt: skip
+            fired.append(job_id)
+        if plan.last is not None:
+            self.schedules.mark(schedule, plan.last, None, now)
+        return fired

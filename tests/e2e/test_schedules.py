@@ -1,0 +1,86 @@
+"""Schedules under real ``huey_consumer`` processes and the wall clock.
+
+Each tick runs once however many consumers fire it; a tick missed while no
+consumer ran is fired once (``catch_up = "last"``) or skipped (``"none"``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections import Counter
+
+import pytest
+
+from tests.e2e.conftest import E2E, TICK, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SCHEDULE = """
+[schedules.every_second]
+handler = "gamma.tick"
+every = 1
+tick_field = "tick"
+catch_up = "{catch_up}"
+"""
+ENV = {"HUEYARD_QUEUES": "gamma"}
+ON_TIME = max(0.5, 2 * TICK)
+"""framework.schedules.grace for ``every = 1``: a tick fired later than this was caught up."""
+
+
+def fired(e2e: E2E) -> list[datetime.datetime]:
+    """The tick of every run of the schedule's jobs so far."""
+    return [datetime.datetime.fromisoformat(entry["tag"]) for entry in e2e.records.starts()]
+
+
+def created_of(e2e: E2E) -> dict[datetime.datetime, datetime.datetime]:
+    """Each run's tick -> when its job was enqueued."""
+    out = {}
+    for entry in e2e.records.starts():
+        job = e2e.job(entry["id"])
+        assert job is not None and job.created is not None
+        out[datetime.datetime.fromisoformat(entry["tag"])] = job.created
+    return out
+
+
+def test_three_consumers_fire_each_tick_of_a_one_second_schedule_once(e2e: E2E) -> None:
+    # Given three consumers of the schedule's queue
+    config = e2e.write_config("s.toml", schedules=SCHEDULE.format(catch_up="last"))
+    for _ in range(3):
+        e2e.start_consumer(env=ENV, config=config)
+
+    # When they run for 10 s
+    start = datetime.datetime.now(datetime.UTC)
+    time.sleep(10.5)
+    end = start + datetime.timedelta(seconds=10)
+    time.sleep(1)  # the last ticks' jobs run
+
+    # Then each tick of those 10 s ran once: 10 jobs (±1 at the edges), no tick twice
+    ticks = fired(e2e)
+    assert [tick for tick, n in Counter(ticks).items() if n > 1] == []
+    inside = [tick for tick in ticks if start < tick <= end]
+    assert 9 <= len(inside) <= 11, sorted(inside)
+
+
+@pytest.mark.parametrize(("catch_up", "late_jobs"), [("last", 1), ("none", 0)])
+def test_ticks_missed_while_every_consumer_was_down_are_caught_up_once_or_skipped(
+    e2e: E2E, catch_up: str, late_jobs: int
+) -> None:
+    # Given a schedule that has fired for a while
+    config = e2e.write_config("s.toml", schedules=SCHEDULE.format(catch_up=catch_up))
+    consumers = [e2e.start_consumer(env=ENV, config=config) for _ in range(2)]
+    e2e.records.wait_for(3)
+
+    # When every consumer is killed for 5 s, then one comes back
+    for consumer in consumers:
+        consumer.kill()
+    time.sleep(5)
+    e2e.start_consumer(env=ENV, config=config)
+    wait_until(lambda: len(fired(e2e)) >= 6, timeout=15, what="ticks after the restart")
+    time.sleep(2)
+
+    # Then no tick ran twice, and exactly `late_jobs` jobs were enqueued late (caught up)
+    created = created_of(e2e)
+    assert [tick for tick, n in Counter(fired(e2e)).items() if n > 1] == []
+    late = [tick for tick, at in created.items() if (at - tick).total_seconds() >= ON_TIME]
+    assert len(late) == late_jobs, {t.isoformat(): c.isoformat() for t, c in created.items()}

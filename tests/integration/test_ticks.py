@@ -1,0 +1,177 @@
+"""Schedules firing against the real Redis server: once per tick, across consumers and restarts.
+
+Rounds run at given times (``run_round(now)``), so each test is exact; the
+same machinery under real ``huey_consumer`` processes and the wall clock is
+in tests/e2e/test_schedules.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+import redis
+from pydantic import BaseModel
+
+from framework.application import Hueyard
+from framework.errors import ConfigError, HueyardError
+from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Jobs
+from framework.ticks import ScheduleRunner, Schedules
+from tests.conftest import AppFactory
+
+UTC = datetime.UTC
+CONFIG = """
+[queues.analytics]
+keep_completed = 1000
+
+[schedules.every_ten]
+handler = "analytics.snap"
+every = 10
+payload = {{ period = "daily" }}
+tick_field = "tick"
+catch_up = "{catch_up}"
+"""
+
+
+class Snap(BaseModel):
+    period: str
+    tick: datetime.datetime
+
+
+def registry() -> HandlerRegistry:
+    handlers = HandlerRegistry()
+
+    @handler("analytics", registry=handlers)
+    def snap(payload: Snap) -> None: ...
+
+    return handlers
+
+
+@pytest.fixture
+def make(make_app: AppFactory) -> Any:
+    def build(catch_up: str = "last") -> Hueyard:
+        return make_app(CONFIG.format(catch_up=catch_up), registry(), prefix="tk")
+
+    return build
+
+
+def at(seconds: float) -> datetime.datetime:
+    """A time ``seconds`` after 2025-11-05 10:00:00 UTC."""
+    return datetime.datetime(2025, 11, 5, 10, 0, tzinfo=UTC) + datetime.timedelta(seconds=seconds)
+
+
+def ticks_of(app: Hueyard) -> list[datetime.datetime]:
+    """The tick of every job the schedule enqueued, in order."""
+    jobs = Jobs(app)
+    found = [
+        job.payload["tick"] for job in jobs.list_jobs("analytics", "waiting", page_size=500).items
+    ]
+    found += [
+        job.payload["tick"] for job in jobs.list_jobs("analytics", "paused", page_size=500).items
+    ]
+    return sorted(datetime.datetime.fromisoformat(tick) for tick in found)
+
+
+def test_two_consumers_firing_the_same_ticks_make_one_job_each(make: Any) -> None:
+    # Given two consumers of the queue (two runners), the schedule first seen at 10:00:00
+    app = make()
+    first, second = ScheduleRunner(app, ["analytics"]), ScheduleRunner(app, ["analytics"])
+    assert len(first.run_round(at(0.5))) == 1  # the 10:00:00 tick
+    assert second.run_round(at(0.6)) == []  # noted already
+    # When both run their rounds through 30 s, interleaved, each a little late
+    for seconds in (10.3, 10.4, 20.2, 20.9, 30.1, 30.1):
+        (first if seconds * 10 % 2 else second).run_round(at(seconds))
+        (second if seconds * 10 % 2 else first).run_round(at(seconds))
+    # Then each tick made exactly one job
+    assert ticks_of(app) == [at(s) for s in (0, 10, 20, 30)]
+
+
+def test_a_restart_resumes_from_the_last_tick_and_catches_up_once(make: Any) -> None:
+    app = make("last")
+    ScheduleRunner(app, ["analytics"]).run_round(at(0.2))
+    # When no consumer runs from 10:00:01 to 10:01:05, then one comes back
+    fired = ScheduleRunner(app, ["analytics"]).run_round(at(65))
+    # Then the latest missed tick (10:01:00) is fired once, late; none of the others
+    assert len(fired) == 1
+    assert ticks_of(app) == [at(0), at(60)]
+
+
+def test_catch_up_none_skips_the_missed_ticks(make: Any) -> None:
+    app = make("none")
+    ScheduleRunner(app, ["analytics"]).run_round(at(0.2))
+    assert ScheduleRunner(app, ["analytics"]).run_round(at(65)) == []
+    # ... and goes on with the next tick on time
+    ScheduleRunner(app, ["analytics"]).run_round(at(70.5))
+    assert ticks_of(app) == [at(0), at(70)]
+
+
+def test_a_paused_schedule_notes_its_ticks_without_firing_them(make: Any) -> None:
+    app = make("last")
+    runner, schedules = ScheduleRunner(app, ["analytics"]), Schedules(app)
+    runner.run_round(at(0.2))
+    assert schedules.pause("every_ten") and not schedules.pause("every_ten")
+    for seconds in (10.2, 20.2, 30.2):
+        assert runner.run_round(at(seconds)) == []
+    assert schedules.resume("every_ten") and not schedules.resume("every_ten")
+    # resumed: the next tick fires; the paused ones are not caught up
+    runner.run_round(at(40.2))
+    assert ticks_of(app) == [at(0), at(40)]
+    # pausing a queue pauses its jobs, not the ticks
+    Jobs(app).pause("analytics")
+    runner.run_round(at(50.2))
+    assert len(ticks_of(app)) == 3 and Jobs(app).counts("analytics").paused == 3
+
+
+def test_run_now_enqueues_at_once_and_info_tells_the_last_job(
+    make: Any, redis_conn: redis.Redis
+) -> None:
+    app = make()
+    schedules = Schedules(app)
+    job_id = schedules.run("every_ten")
+    info = schedules.info("every_ten")
+    assert (info.last_job, info.queue, info.handler) == (job_id, "analytics", "analytics.snap")
+    assert info.spec == "every 10 s" and not info.paused
+    assert info.next_tick > info.last_fired  # type: ignore[operator]
+    assert Jobs(app).get(job_id).payload["period"] == "daily"  # type: ignore[union-attr]
+    # the state is bounded: it expires a while after its last note
+    assert 0 < redis_conn.pttl("{tk}:schedule:every_ten") <= 7 * 86400 * 1000
+    with pytest.raises(
+        HueyardError, match="unknown schedule 'nope'; declared schedules: every_ten"
+    ):
+        schedules.run("nope")
+
+
+def test_a_schedule_not_noted_past_its_period_is_overdue(make: Any) -> None:
+    app = make()
+    ScheduleRunner(app, ["analytics"]).run_round(at(0.2))
+    schedules = Schedules(app)
+    assert schedules.info("every_ten", now=at(15)).overdue is None  # 10:00:10 is 5 s late
+    assert schedules.info("every_ten", now=at(21)).overdue == 11  # 10:00:10, 11 s late
+    assert schedules.info("every_ten", now=at(45)).overdue == 35  # the oldest tick not fired
+
+
+def test_a_consumer_of_other_queues_fires_nothing(make: Any) -> None:
+    app = make()
+    assert ScheduleRunner(app, []).run_round(at(0.2)) == []
+    assert ticks_of(app) == []
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('handler = "analytics.nope"\nevery = 10', "[schedules.bad] handler = 'analytics.nope'"),
+        ('handler = "analytics.snap"\nevery = 10', "[schedules.bad] payload does not validate"),
+        (
+            'handler = "analytics.snap"\nevery = 10\npayload = { period = 1 }\ntick_field = "tick"',
+            "period",
+        ),
+    ],
+)
+def test_a_schedule_whose_handler_or_payload_is_wrong_stops_the_app_at_start(
+    make_app: AppFactory, table: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_app(f"[queues.analytics]\n[schedules.bad]\n{table}", registry(), prefix="tk")
+    assert message in str(caught.value)
