@@ -249,7 +249,10 @@ def _check(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(_table(rows))
-        print(f"\nconfig OK: {len(rows)} queues, {len(app.registry)} handlers")
+        print(
+            f"\nconfig OK: {len(rows)} queues, {len(app.registry)} handlers, "
+            f"{len(app.schedules)} schedules"
+        )
     return 0
 
 

@@ -1,10 +1,25 @@
 """The ``analytics`` queue: daily, weekly and monthly snapshots, 2 attempts.
 
-A snapshot aggregates the samples of each metric (one number, or a series
-such as hourly counts) into count, sum, average, minimum and maximum, and
-names the calendar window it covers: the day, the ISO week (Monday to
-Sunday) or the month containing ``date``. The same payload always gives the
-same result.
+A snapshot names the calendar window it covers (the day, the ISO week
+Monday to Sunday, or the month containing ``date``) and does one of two
+things:
+
+* **Given metrics** (``metrics`` in the payload: a number or a series per
+  name), it aggregates each into count, sum, average, minimum and maximum.
+  The same payload always gives the same result.
+* **Without metrics** (what the schedules in ``config/queues.toml`` enqueue),
+  it reports the job system's own numbers for the window, per queue:
+  completed, failed and retried jobs (so ``messages.completed`` is the
+  WhatsApp messages sent that day). A daily snapshot reads the per-minute
+  metrics hueyard keeps (``[consumer] metrics_ttl``, 25 hours by default) and
+  stores its counts for :data:`KEEP_DAILY` seconds under the cache key
+  ``analytics:daily:<date>``; weekly and monthly snapshots add up those daily
+  records, and name the days they did not find. ``coverage`` says how much of
+  the window the numbers saw: a snapshot never claims minutes it could not
+  read. Without ``date``, the window is the last *complete* period before the
+  tick (``tick``, which the schedule sets) or before now: the daily snapshot
+  at 00:05 covers yesterday, the Monday one last week, the one on the 1st
+  last month.
 
 ::
 
@@ -12,24 +27,42 @@ same result.
 
     snapshot.enqueue({"period": "weekly", "date": "2025-11-05",
                       "metrics": {"messages_sent": [120, 80, 95], "response_rate": 0.93}})
+    snapshot.enqueue({"period": "daily"})   # yesterday's job counts, per queue
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime
+import json
 import math
 import re
-from typing import Annotated, Any, Literal
+import zoneinfo
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat
+import redis
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    model_validator,
+)
 
 from framework import handler
 
-__all__ = ["AnalyticsSnapshot", "aggregate", "snapshot", "window"]
+if TYPE_CHECKING:
+    from framework.application import Hueyard
+
+__all__ = ["KEEP_DAILY", "AnalyticsSnapshot", "aggregate", "daily_key", "snapshot", "window"]
 
 MAX_METRICS = 500
 MAX_SAMPLES = 100_000
+KEEP_DAILY = 400 * 86400
+"""Seconds a daily snapshot's counts are kept for the weekly and monthly ones (bounded)."""
+COUNTS = ("completed", "failed", "retried")
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
@@ -58,18 +91,43 @@ def _metric_names(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def _zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a time zone; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
+    return value
+
+
 class AnalyticsSnapshot(BaseModel):
-    """The metrics of one period; each value is a number or a non-empty list of numbers."""
+    """One period: aggregate the given metrics, or report the job system's counts."""
 
     model_config = ConfigDict(extra="forbid")
 
     period: Period
-    date: Annotated[str, AfterValidator(_iso_date)]
-    metrics: Annotated[
-        dict[str, Samples],
-        Field(min_length=1, max_length=MAX_METRICS),
-        AfterValidator(_metric_names),
-    ]
+    date: Annotated[str, AfterValidator(_iso_date)] | None = None
+    """A day of the window; without it, the last complete period before ``tick`` (or now)."""
+    metrics: (
+        Annotated[
+            dict[str, Samples],
+            Field(min_length=1, max_length=MAX_METRICS),
+            AfterValidator(_metric_names),
+        ]
+        | None
+    ) = None
+    """Numbers to aggregate; without them, the job counts of every queue."""
+    tick: AwareDatetime | None = None
+    """When the schedule's tick fell (its ``tick_field``)."""
+    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+    """Where days begin, for the window."""
+
+    @model_validator(mode="after")
+    def _date_with_metrics(self) -> AnalyticsSnapshot:
+        if self.metrics is not None and self.date is None:
+            raise ValueError("date is required with metrics: a day of the period they cover")
+        return self
 
 
 def window(period: Period, date: datetime.date) -> tuple[datetime.date, datetime.date]:
@@ -81,6 +139,12 @@ def window(period: Period, date: datetime.date) -> tuple[datetime.date, datetime
         return monday, monday + datetime.timedelta(days=6)
     last = calendar.monthrange(date.year, date.month)[1]
     return date.replace(day=1), date.replace(day=last)
+
+
+def previous_window(period: Period, today: datetime.date) -> tuple[datetime.date, datetime.date]:
+    """The last complete ``period`` before the one that contains ``today``."""
+    start, _ = window(period, today)
+    return window(period, start - datetime.timedelta(days=1))
 
 
 def aggregate(samples: float | list[float]) -> dict[str, float | int]:
@@ -96,17 +160,119 @@ def aggregate(samples: float | list[float]) -> dict[str, float | int]:
     }
 
 
+def daily_key(day: datetime.date) -> str:
+    """The cache key (under the app's cache prefix) of one day's job counts."""
+    return f"analytics:daily:{day.isoformat()}"
+
+
 @handler("analytics")
 def snapshot(payload: AnalyticsSnapshot) -> dict[str, Any]:
-    """Aggregate every metric; return ``{"period", "date", "window", "metrics"}``.
+    """``{"period", "date", "window", "metrics"}`` for given metrics (each name, sorted,
+    to :func:`aggregate`'s result); else ``{"period", "date", "window", "source": "jobs",
+    "queues", "total", "coverage"}`` (see the module's docstring)."""
+    if payload.metrics is not None:
+        assert payload.date is not None
+        start, end = window(payload.period, datetime.date.fromisoformat(payload.date))
+        return {
+            "period": payload.period,
+            "date": payload.date,
+            "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "metrics": {name: aggregate(payload.metrics[name]) for name in sorted(payload.metrics)},
+        }
+    import framework  # the running app, at run time only
 
-    ``window`` is ``{"start", "end"}`` (ISO dates); ``metrics`` maps each name,
-    sorted, to :func:`aggregate`'s result.
-    """
-    start, end = window(payload.period, datetime.date.fromisoformat(payload.date))
+    return job_counts(framework.get_app(), payload, datetime.datetime.now(datetime.UTC))
+
+
+def job_counts(app: Hueyard, payload: AnalyticsSnapshot, now: datetime.datetime) -> dict[str, Any]:
+    """The job system's counts over the payload's window, as of ``now``."""
+    zone = zoneinfo.ZoneInfo(payload.timezone)
+    if payload.date is not None:
+        start, end = window(payload.period, datetime.date.fromisoformat(payload.date))
+    else:
+        start, end = previous_window(payload.period, (payload.tick or now).astimezone(zone).date())
+    conn = redis.Redis(connection_pool=app.pool)
+    if payload.period == "daily":
+        queues, coverage = _day_counts(app, start, zone, now)
+        if coverage["complete"]:
+            record = json.dumps({"queues": queues, "coverage": coverage}, separators=(",", ":"))
+            conn.set(app.keys.cache(daily_key(start)), record, ex=KEEP_DAILY)
+    else:
+        queues, coverage = _sum_of_days(app, conn, start, end)
+    total = {count: sum(numbers[count] for numbers in queues.values()) for count in COUNTS}
     return {
         "period": payload.period,
-        "date": payload.date,
+        "date": start.isoformat(),
         "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "metrics": {name: aggregate(payload.metrics[name]) for name in sorted(payload.metrics)},
+        "source": "jobs",
+        "queues": queues,
+        "total": total,
+        "coverage": coverage,
     }
+
+
+def _day_counts(
+    app: Hueyard, day: datetime.date, zone: zoneinfo.ZoneInfo, now: datetime.datetime
+) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+    """Per-queue counts of one day (in ``zone``) from the per-minute metrics still kept."""
+    from framework.jobs import Jobs
+
+    since = datetime.datetime.combine(day, datetime.time(), zone)
+    until = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), zone)
+    day_minutes = round((until - since).total_seconds() / 60)  # 1380 to 1500 across DST
+    kept = max(app.settings.consumer.metrics_ttl // 60, 1)
+    wanted = math.ceil((now - since).total_seconds() / 60) + 1
+    minutes = max(min(wanted, kept), 1)
+    jobs = Jobs(app)
+    queues: dict[str, dict[str, int]] = {}
+    seen: set[datetime.datetime] = set()
+    for queue in app.queues:
+        points = [p for p in jobs.metrics(queue, minutes) if since <= p.minute < until]
+        seen.update(p.minute for p in points)
+        queues[queue] = {count: sum(getattr(p, count) for p in points) for count in COUNTS}
+    read = len(seen)
+    return queues, {
+        "minutes": day_minutes,
+        "minutes_read": read,
+        "complete": read == day_minutes and until <= now,
+    }
+
+
+def _sum_of_days(
+    app: Hueyard, conn: redis.Redis, start: datetime.date, end: datetime.date
+) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+    """The stored daily counts of ``start`` .. ``end`` added up, and the days not found."""
+    days = [start + datetime.timedelta(days=n) for n in range((end - start).days + 1)]
+    raw: list[bytes | None] = conn.mget([app.keys.cache(daily_key(day)) for day in days])  # type: ignore[assignment]
+    queues: dict[str, dict[str, int]] = {q: dict.fromkeys(COUNTS, 0) for q in app.queues}
+    missing = []
+    for day, value in zip(days, raw, strict=True):
+        record = _daily_record(value)
+        if record is None:
+            missing.append(day.isoformat())
+            continue
+        for queue, numbers in record.items():
+            into = queues.setdefault(queue, dict.fromkeys(COUNTS, 0))
+            for count in COUNTS:
+                into[count] += numbers.get(count, 0)
+    return queues, {
+        "days": len(days),
+        "days_found": len(days) - len(missing),
+        "missing": missing,
+        "complete": not missing,
+    }
+
+
+def _daily_record(value: bytes | None) -> dict[str, dict[str, int]] | None:
+    """A stored day's ``queues``; None if missing or not what :func:`job_counts` wrote."""
+    try:
+        queues = json.loads(value)["queues"] if value is not None else None
+        if not isinstance(queues, dict):
+            return None
+        return {
+            str(queue): {count: int(numbers.get(count, 0)) for count in COUNTS}
+            for queue, numbers in queues.items()
+            if isinstance(numbers, dict)
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None

@@ -8,6 +8,7 @@ webhooks and SMTP talk to real servers on 127.0.0.1.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -272,6 +273,10 @@ BAD_PAYLOADS = [
     bad("analytics.snapshot", "Input should be a finite number", metrics={"x": float("nan")}),
     bad("analytics.snapshot", "Input should be a finite number", metrics={"x": [1, float("inf")]}),
     bad("analytics.snapshot", "List should have at least 1 item", metrics={"x": []}),
+    bad("analytics.snapshot", "date is required with metrics", date=...),
+    bad("analytics.snapshot", "is not a time zone", timezone="Mars/Olympus"),
+    bad("analytics.snapshot", "tick: Input should have timezone info", tick="2025-11-05T00:05"),
+    bad("analytics.snapshot", "Extra inputs are not permitted", metrcs={"x": 1}),
     # notifications
     bad(
         "notifications.notify",
@@ -964,6 +969,25 @@ def test_a_snapshot_aggregates_every_metric() -> None:
         },
     }
     assert list(result["metrics"]) == ["delta", "rate", "sent", "tenths"]
+
+
+@pytest.mark.parametrize(
+    ("period", "today", "start", "end"),
+    [
+        ("daily", "2025-11-05", "2025-11-04", "2025-11-04"),
+        ("daily", "2025-03-01", "2025-02-28", "2025-02-28"),
+        ("weekly", "2025-11-10", "2025-11-03", "2025-11-09"),  # the Monday tick
+        ("weekly", "2025-11-12", "2025-11-03", "2025-11-09"),  # run late, on Wednesday
+        ("weekly", "2025-01-01", "2024-12-23", "2024-12-29"),
+        ("monthly", "2024-03-01", "2024-02-01", "2024-02-29"),
+        ("monthly", "2025-01-01", "2024-12-01", "2024-12-31"),
+    ],
+)
+def test_without_a_date_the_window_is_the_last_complete_period(
+    period: str, today: str, start: str, end: str
+) -> None:
+    window = analytics.previous_window(period, datetime.date.fromisoformat(today))  # type: ignore[arg-type]
+    assert (window[0].isoformat(), window[1].isoformat()) == (start, end)
 
 
 @pytest.mark.parametrize(
