@@ -26,7 +26,7 @@ from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.keys import Keys
 from framework.masking import Masker
 from framework.settings import QueuePolicy, Settings
-from framework.storage import JobStorage
+from framework.storage import JobStorage, Replicas
 
 __all__ = ["QueueRuntime", "compile_queues"]
 
@@ -88,6 +88,7 @@ def compile_queues(
             keys=keys,
             policy=policy,
             consumer=settings.consumer,
+            replicas=Replicas(settings.redis.wait_replicas, settings.redis.wait_timeout),
             masker=masker,
         )
         runtime = QueueRuntime(policy=policy, huey=huey)

@@ -12,6 +12,9 @@ Environment (wins over the file):
 - ``HUEYARD_CONFIG``: path of the TOML file (default ``config/queues.toml``).
 - ``REDIS_URL``: the whole connection URL; or the spec's ``REDIS_HOST``,
   ``REDIS_PORT``, ``REDIS_PASSWORD``, ``REDIS_DB`` to change parts of it.
+- ``REDIS_SENTINELS`` (``host:port,host:port``), ``REDIS_MASTER_NAME``,
+  ``REDIS_SENTINEL_PASSWORD``: Sentinel discovery (``[redis] sentinels``, ...).
+- ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``, ``REDIS_TLS_KEY_FILE``: TLS files.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ from framework.settings import Settings
 
 __all__ = ["config_path", "load_settings", "parse_settings"]
 
-_SECRET_FIELDS = frozenset({"url", "password"})
+_URL_FIELDS = frozenset({"url"})
+_SECRET_FIELDS = frozenset({"password", "sentinel_password"})
+_REDIS_ENV = {
+    "REDIS_MASTER_NAME": "master_name",
+    "REDIS_SENTINEL_PASSWORD": "sentinel_password",
+    "REDIS_TLS_CA_FILE": "tls_ca_file",
+    "REDIS_TLS_CERT_FILE": "tls_cert_file",
+    "REDIS_TLS_KEY_FILE": "tls_key_file",
+}
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -86,9 +97,16 @@ def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str,
     parts = {name: env.get(f"REDIS_{name}") for name in ("HOST", "PORT", "PASSWORD", "DB")}
     if not env.get("REDIS_URL") and any(value is not None for value in parts.values()):
         url = _with_parts(url, parts)
+    table = dict(redis_table)
     if url != redis_table.get("url", defaults.REDIS_URL):
-        raw = {**raw, "redis": {**redis_table, "url": url}}
-    return raw
+        table["url"] = url
+    for variable, name in _REDIS_ENV.items():
+        if env.get(variable, "").strip():
+            table[name] = env[variable].strip()
+    sentinels = env.get("REDIS_SENTINELS", "")
+    if sentinels.strip():
+        table["sentinels"] = [entry.strip() for entry in sentinels.split(",")]
+    return {**raw, "redis": table} if table != redis_table else raw
 
 
 def _with_parts(url: str, parts: Mapping[str, str | None]) -> str:
@@ -128,7 +146,12 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{where}: missing; add it to [{table}]" if table else f"{where}: missing"
     value = error.get("input")
-    shown = redact_url(str(value)) if loc[-1] in _SECRET_FIELDS else repr(_plain(value))
+    if loc[-1] in _SECRET_FIELDS:
+        shown = "'***'"
+    elif loc[-1] in _URL_FIELDS:
+        shown = redact_url(str(value))
+    else:
+        shown = repr(_plain(value))
     message = _message(error)
     if field:
         return f"{where} = {shown}: {message}"

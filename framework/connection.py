@@ -7,7 +7,9 @@ Nothing else in hueyard creates a connection; the pool is injected.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,19 +17,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import AbstractBackoff
+from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from framework import defaults, forks
 
 __all__ = [
     "BoundedPool",
+    "BoundedSentinelPool",
     "ConnectionSpec",
     "PoolSize",
     "SpecBackoff",
     "ThreadClients",
     "build_pool",
+    "connection_failure",
     "redact_url",
 ]
 
@@ -80,19 +86,70 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def connection_failure(exc: BaseException, attempts: int) -> str:
+    """Why Redis could not be used, for "Redis at <url> ..." messages: a server that
+    refused us (credentials, TLS) is told apart from one that did not answer, with the fix.
+
+    >>> connection_failure(redis.AuthenticationError("invalid password"), 10)[:30]
+    'refused the credentials (Authe'
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    message = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or any(
+        word in message for word in ("WRONGPASS", "NOAUTH", "invalid username-password")
+    ):
+        return (
+            f"refused the credentials ({text}); check the user and password of [redis] url "
+            "(or REDIS_URL / REDIS_PASSWORD)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in message:
+        return (
+            f"presented a TLS certificate that could not be verified ({text}); set [redis] "
+            "tls_ca_file (or REDIS_TLS_CA_FILE) to the CA that signed it, and connect by the "
+            "name or address the certificate names"
+        )
+    if "certificate required" in message or "CERTIFICATE_REQUIRED" in message:
+        return f"asks for a client certificate ({text}); set [redis] tls_cert_file and tls_key_file"
+    if "violation of protocol" in message:  # TLS 1.3: a missing client certificate looks so
+        return (
+            f"closed the TLS connection ({text}); if it asks for client certificates "
+            "(tls-auth-clients), set [redis] tls_cert_file and tls_key_file"
+        )
+    return f"did not answer after {attempts} reconnection attempts ({text})"
+
+
 @dataclass(frozen=True)
 class ConnectionSpec:
-    """What is needed to connect; its repr never shows the password."""
+    """What is needed to connect; its repr never shows a password.
+
+    With ``sentinels``, the master of ``master_name`` is asked of them (and
+    again after every failover); ``url`` then gives only the scheme
+    (``rediss://``: TLS, to the sentinels too), the credentials and the database.
+    """
 
     url: str = field(repr=False)
     socket_timeout: float = defaults.SOCKET_TIMEOUT
     connect_timeout: float = defaults.CONNECT_TIMEOUT
     reconnect_attempts: int = defaults.RECONNECT_ATTEMPTS
     tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def redacted_url(self) -> str:
-        return redact_url(self.url)
+        """Where it connects, for logs and errors: the URL without its password, or
+        ``sentinel://host:port,.../<master>`` (the URL's part shown after it)."""
+        if not self.sentinels:
+            return redact_url(self.url)
+        hosts = ",".join(f"{_bracket(host)}:{port}" for host, port in self.sentinels)
+        return f"sentinel://{hosts}/{self.master_name} ({redact_url(self.url)})"
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("rediss://")
 
     def __repr__(self) -> str:
         return (
@@ -100,6 +157,10 @@ class ConnectionSpec:
             f"connect_timeout={self.connect_timeout}, "
             f"reconnect_attempts={self.reconnect_attempts})"
         )
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class BoundedPool(redis.BlockingConnectionPool):
@@ -123,6 +184,78 @@ class BoundedPool(redis.BlockingConnectionPool):
                 f"{self.timeout:g} s; raise [redis] max_connections (or lower the "
                 "concurrency of this process)"
             ) from None
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """A connection to the master Sentinel names *now*, however it (re)connects.
+
+    redis-py asks Sentinel for the master only in ``connect()``; but a command
+    sent on a dropped connection reconnects through ``connect_check_health()``
+    to the address it had, so after a failover every connection went back to
+    the old master, now a replica, and each command failed with "The previous
+    master is now a slave" for as long as it ran (redis/redis-py#3874, open in
+    8.1). Asking Sentinel there too makes every reconnection follow the master.
+
+    And a connection that stays up follows it too: Sentinel can promote a
+    replica while the old master still runs and takes writes for a few
+    seconds (until Sentinel demotes it), writes the new master never sees.
+    Before a command, a connection whose server is not the master Sentinel
+    named last is dropped and made again; its pool asks Sentinel at most every
+    :data:`~framework.defaults.SENTINEL_RECHECK` seconds.
+    """
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sock is not None and self.connection_pool.is_master:
+            pool = self.connection_pool.connection_pool_ref()
+            master = pool.recent_master() if pool is not None else None
+            if master is not None and (self.host, int(self.port)) != master:
+                self.disconnect()
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
+
+
+class SentinelSSLConnection(SentinelConnection, SSLConnection):
+    """:class:`SentinelConnection` over TLS."""
+
+
+class BoundedSentinelPool(SentinelConnectionPool, BoundedPool):
+    """:class:`BoundedPool` to the master that Sentinel names.
+
+    Each new connection asks the sentinels for the master's address; a
+    connection to a master that was demoted (its replies say READONLY) is
+    dropped and the command retried, by the pool's retry policy, on the new
+    master. redis-py's :class:`~redis.sentinel.SentinelConnectionPool` does
+    the asking; :class:`BoundedPool` bounds the connections;
+    :class:`SentinelConnection` moves live connections after a failover.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._asked_at = -math.inf
+        self._asking = threading.Lock()
+
+    def recent_master(self) -> tuple[str, int] | None:
+        """The master's address as Sentinel gave it at most
+        :data:`~framework.defaults.SENTINEL_RECHECK` seconds ago (None: unknown)."""
+        now = time.monotonic()
+        if now - self._asked_at >= defaults.SENTINEL_RECHECK and self._asking.acquire(False):
+            try:
+                self._asked_at = now
+                self.get_master_address()  # type: ignore[no-untyped-call]
+            except RedisConnectionError:
+                pass  # no sentinel answered: keep the connections as they are
+            finally:
+                self._asking.release()
+        address = self.master_address
+        return None if address is None else (str(address[0]), int(address[1]))
 
 
 @dataclass(frozen=True)
@@ -151,7 +284,8 @@ class PoolSize:
 
 
 def build_pool(spec: ConnectionSpec, *, max_connections: int | None = None) -> redis.ConnectionPool:
-    """Build the shared pool: timeouts, the spec's backoff, TLS for ``rediss://``.
+    """Build the shared pool: timeouts, the spec's backoff, TLS for ``rediss://``,
+    Sentinel discovery when ``spec.sentinels`` is set.
 
     Commands that hit a dropped connection are retried on a fresh one
     ``spec.reconnect_attempts`` times, waiting ``min(n x 50 ms, 3 s)`` between
@@ -165,19 +299,57 @@ def build_pool(spec: ConnectionSpec, *, max_connections: int | None = None) -> r
         spec.reconnect_attempts,
         supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError),
     )
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, Any] = {
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.connect_timeout,
         "socket_keepalive": True,
         "health_check_interval": 30,
         "retry": retry,
+        **tls_options(spec),
     }
     kwargs["max_connections"] = max_connections or defaults.MAX_CONNECTIONS
     kwargs["timeout"] = defaults.POOL_TIMEOUT
-    if spec.tls_ca_file and spec.url.startswith("rediss://"):
-        kwargs["ssl_ca_certs"] = spec.tls_ca_file
+    if spec.sentinels:
+        return _sentinel_pool(spec, kwargs)
     pool: redis.ConnectionPool = BoundedPool.from_url(spec.url, **kwargs)
     return pool
+
+
+def tls_options(spec: ConnectionSpec) -> dict[str, Any]:
+    """redis-py's ``ssl_*`` options for a ``rediss://`` spec: the server's certificate
+    and name are checked; the CA and a client certificate come from the spec."""
+    if not spec.tls:
+        return {}
+    options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if spec.tls_ca_file:
+        options["ssl_ca_certs"] = spec.tls_ca_file
+    if spec.tls_cert_file:
+        options["ssl_certfile"] = spec.tls_cert_file
+        options["ssl_keyfile"] = spec.tls_key_file or spec.tls_cert_file
+    return options
+
+
+def _sentinel_pool(spec: ConnectionSpec, kwargs: dict[str, Any]) -> BoundedSentinelPool:
+    """The pool to the master named ``spec.master_name``, found through the sentinels."""
+    url = parse_url(spec.url)  # type: ignore[no-untyped-call]  # credentials, db; not its host
+    url.pop("host", None)
+    url.pop("port", None)
+    tls = {name: value for name, value in kwargs.items() if name.startswith("ssl_")}
+    if spec.tls:
+        tls["ssl"] = True
+    manager = Sentinel(  # type: ignore[no-untyped-call]
+        list(spec.sentinels),
+        sentinel_kwargs={
+            "socket_timeout": spec.connect_timeout,
+            "socket_connect_timeout": spec.connect_timeout,
+            "password": spec.sentinel_password,
+            **tls,
+        },
+    )
+    assert spec.master_name is not None
+    pool_kwargs = {**kwargs, **{k: v for k, v in url.items() if k != "connection_class"}}
+    pool_kwargs["connection_class"] = SentinelSSLConnection if spec.tls else SentinelConnection
+    return BoundedSentinelPool(spec.master_name, manager, **pool_kwargs)
 
 
 class ThreadClients:

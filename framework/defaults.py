@@ -64,6 +64,10 @@ scheduler's, the lease keeper's, the main thread's, the read API's, the cache's.
 POOL_TIMEOUT = 10.0
 """Seconds a caller waits for a free connection of a full pool before it fails."""
 
+SENTINEL_RECHECK = 1.0
+"""Seconds between two questions to Sentinel about the master, from one busy process: a
+connection to a master that Sentinel replaced moves to the new one within this long."""
+
 UNSURE_CLAIMS = 1000
 """Claim tokens a queue's storage remembers whose call got no reply (newest kept)."""
 

@@ -13,7 +13,8 @@
      ├── JobActionError         a read/act call does not apply (unknown state, active job)
      ├── SerializationError     data in Redis is not what hueyard wrote
      ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
-     │    └── RedisUnavailableError  Redis did not answer after every reconnection try
+     │    ├── RedisUnavailableError  Redis did not answer after every reconnection try
+     │    └── NotReplicatedError     stored, but not confirmed by wait_replicas replicas
      ├── DashboardError         the dashboard can not start (credentials in production)
      └── JobTimeout             raised in a thread worker's handler past its timeout
                                 (also a Huey ``TaskTimeout``)
@@ -113,6 +114,14 @@ class StorageError(HueyardError):
 
 class RedisUnavailableError(StorageError):
     """Redis did not answer, even after the configured reconnection attempts."""
+
+
+class NotReplicatedError(StorageError):
+    """An enqueue was stored, but fewer replicas than ``[redis] wait_replicas`` confirmed
+    it in time: a failover now could lose it. ``stored`` holds its ids."""
+
+    def __init__(self, message: str, stored: tuple[str, ...]) -> None:
+        super().__init__(message, stored=stored)
 
 
 class JobTimeout(HueyardError, TaskTimeout):  # type: ignore[misc]

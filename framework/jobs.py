@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import redis
 
 from framework import defaults
+from framework.connection import connection_failure
 from framework.errors import JobActionError, RedisUnavailableError
 from framework.keys import JOB_STATES, Keys, QueueKeys
 from framework.metrics import (
@@ -108,9 +109,9 @@ def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concate
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             settings = self.app.settings.redis
             raise RedisUnavailableError(
-                f"jobs.{method.__name__}: Redis at {settings.connection.redacted_url} did not "
-                f"answer after {settings.reconnect_attempts} reconnection attempts "
-                f"({type(exc).__name__}: {exc}); check that it runs and REDIS_URL points at it"
+                f"jobs.{method.__name__}: Redis at {settings.connection.redacted_url} "
+                f"{connection_failure(exc, settings.reconnect_attempts)}; check that it runs "
+                "and REDIS_URL points at it"
             ) from None
 
     return call

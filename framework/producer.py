@@ -15,6 +15,7 @@ from typing import Any, Unpack, cast
 
 import redis
 
+from framework.connection import connection_failure
 from framework.errors import (
     OptionError,
     PayloadError,
@@ -159,9 +160,8 @@ class Producer:
                 "was lost, and the rest were not"
             )
             return RedisUnavailableError(
-                f"could not enqueue {spec.name}: Redis at {self.redis_url} did not answer "
-                f"after {self.reconnect_attempts} reconnection attempts "
-                f"({type(cause).__name__}: {cause}); {lost}",
+                f"could not enqueue {spec.name}: Redis at {self.redis_url} "
+                f"{connection_failure(cause, self.reconnect_attempts)}; {lost}",
                 stored=stored,
             )
         if isinstance(cause, StorageError):

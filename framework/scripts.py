@@ -330,6 +330,10 @@ class Scripts:
         }
         self._queue_keys: dict[tuple[str, str], list[str]] = {}
 
+    def client(self) -> redis.Redis:
+        """The client calls run on: this thread's own (with ``clients``), else the shared one."""
+        return self._conn if self._clients is None else self._clients.get()
+
     def _keys(
         self, script: Script, queue: QueueKeys | None, given: Mapping[str, str] | None
     ) -> list[str]:
@@ -365,7 +369,7 @@ class Scripts:
         registered = self._scripts[name]
         if isinstance(client, Pipeline):
             return registered(keys=key_values, args=arg_values, client=client)
-        conn = client or (self._conn if self._clients is None else self._clients.get())
+        conn = client or self.client()
         try:
             try:
                 return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)

@@ -142,6 +142,16 @@ class RateLimit(_Strict):
     per: Seconds
 
 
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port; write e.g. '10.0.0.5:26379'")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
 class RedisSettings(_Strict):
     """``[redis]``: the connection, overridable from the environment."""
 
@@ -151,8 +161,23 @@ class RedisSettings(_Strict):
     connect_timeout: Seconds = defaults.CONNECT_TIMEOUT
     reconnect_attempts: Annotated[int, Field(ge=0, le=100)] = defaults.RECONNECT_ATTEMPTS
     tls_ca_file: str | None = None
+    """CA certificates that signed the server's (``rediss://``); unset: the system's."""
+    tls_cert_file: str | None = None
+    """A client certificate, for a server that asks for one (``tls-auth-clients``)."""
+    tls_key_file: str | None = None
+    """The client certificate's private key (unless it is in ``tls_cert_file``)."""
+    sentinels: list[HostPort] = Field(default_factory=list)
+    """Sentinels to ask for the master of ``master_name``; ``url`` then gives only the
+    scheme (``rediss://`` for TLS), the credentials and the database."""
+    master_name: str | None = None
+    sentinel_password: str | None = Field(default=None, repr=False)
+    """The sentinels' own password (``requirepass`` of sentinel), if they have one."""
     max_connections: Annotated[int, Field(ge=1, le=100_000)] | None = None
     """Connections per process; unset: one per worker thread of every queue + spare."""
+    wait_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+    """Replicas that must confirm an enqueue (``WAIT``) before it returns; 0: none."""
+    wait_timeout: Seconds = 1.0
+    """Seconds an enqueue waits for ``wait_replicas`` replicas before it raises."""
 
     @field_validator("url")
     @classmethod
@@ -171,6 +196,25 @@ class RedisSettings(_Strict):
             raise ValueError("use 1 to 64 letters, digits, '_', '.' or '-'")
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RedisSettings:
+        tls = [name for name in TLS_FIELDS if getattr(self, name) is not None]
+        if tls and not self.url.startswith("rediss://"):
+            raise ValueError(
+                f"{', '.join(tls)} set, but url {redact_url(self.url)!r} is not TLS: "
+                "use rediss://, or remove them"
+            )
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file (the certificate it belongs to)")
+        if bool(self.sentinels) != (self.master_name is not None):
+            raise ValueError(
+                "sentinels and master_name go together: the sentinels to ask, and the "
+                "name of the master they watch (sentinel monitor <name> ...)"
+            )
+        if self.sentinels and self.url.startswith("unix://"):
+            raise ValueError("with sentinels, url gives redis:// or rediss://, not a unix socket")
+        return self
+
     @property
     def connection(self) -> ConnectionSpec:
         return ConnectionSpec(
@@ -179,11 +223,24 @@ class RedisSettings(_Strict):
             connect_timeout=self.connect_timeout,
             reconnect_attempts=self.reconnect_attempts,
             tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            sentinels=tuple(_split_host_port(entry) for entry in self.sentinels),
+            master_name=self.master_name,
+            sentinel_password=self.sentinel_password,
         )
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         for name, value in super().__repr_args__():
             yield name, (redact_url(value) if name == "url" else value)
+
+
+TLS_FIELDS = ("tls_ca_file", "tls_cert_file", "tls_key_file")
+
+
+def _split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class QueueOverrides(_Strict):

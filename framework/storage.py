@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -42,7 +43,7 @@ from huey.storage import BaseStorage
 
 from framework import defaults, forks
 from framework.connection import ThreadClients
-from framework.errors import HueyardError, StorageError
+from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
 from framework.keys import LOGS, Keys
 from framework.options import NO_OPTIONS, EnqueueOptions, Outcome
@@ -52,7 +53,7 @@ from framework.record import Claim, claim_from_reply
 from framework.scripts import Scripts, storage_error
 from framework.settings import ConsumerSettings, QueuePolicy
 
-__all__ = ["ENQUEUE_BATCH", "EnqueueFailed", "JobStorage"]
+__all__ = ["ENQUEUE_BATCH", "EnqueueFailed", "JobStorage", "Replicas"]
 
 logger = logging.getLogger("hueyard.storage")
 
@@ -76,6 +77,26 @@ class EnqueueFailed(Exception):
         self.cause = cause
 
 
+@dataclass(frozen=True)
+class Replicas:
+    """``[redis] wait_replicas`` / ``wait_timeout``: replicas that must confirm an enqueue."""
+
+    count: int = 0
+    timeout: float = 1.0
+
+    @property
+    def timeout_ms(self) -> int:
+        return max(int(self.timeout * 1000), 1)
+
+    def refusal(self, handler: str, stored: tuple[str, ...], confirmed: int) -> str:
+        return (
+            f"enqueue of {handler}: {len(stored)} job(s) stored on the master (ids in the "
+            f"error's .stored), but {confirmed} of {self.count} replica(s) confirmed them "
+            f"within {self.timeout:g} s ([redis] wait_replicas): a failover now could lose "
+            "them. Enqueue again with the same key= to be sure, or check the replicas"
+        )
+
+
 class JobStorage(BaseStorage):  # type: ignore[misc]
     """One queue's jobs in Redis. Built by Huey from ``Huey(storage_class=...)``."""
 
@@ -92,6 +113,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         consumer: ConsumerSettings,
         read_timeout: float = BLOCKING_READ_TIMEOUT,
         thread_clients: ThreadClients | None = None,
+        replicas: Replicas | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(name)
@@ -105,6 +127,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.metrics_ttl = consumer.metrics_ttl
         self.max_log_lines = consumer.max_log_lines
         self.read_timeout = read_timeout
+        self.replicas = replicas or Replicas()
         self.consumer_id = ""
         self._plain_args: dict[str, dict[str, Any]] = {}
         self._idle = IdleWorkers()
@@ -137,12 +160,29 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             end = start + ENQUEUE_BATCH
             rows = zip(ids[start:end], payloads[start:end], row_keys[start:end], strict=True)
             try:
-                reply = self.scripts.call("enqueue", self.q, args=args, rows=rows)
+                reply, confirmed = self._enqueue_batch(args, rows)
             except (StorageError, redis.RedisError) as exc:
                 raise EnqueueFailed(tuple(ids[:start]), len(ids), exc) from None
             for row, holder in zip(reply[1::2], reply[2::2], strict=True):
                 ids[start + int(row) - 1] = holder.decode()
+            if confirmed < self.replicas.count:
+                stored = tuple(ids[: min(end, len(ids))])
+                raise NotReplicatedError(self.replicas.refusal(handler, stored, confirmed), stored)
         return ids
+
+    def _enqueue_batch(self, args: dict[str, Any], rows: Any) -> tuple[Any, int]:
+        """Run the enqueue script; with ``wait_replicas``, then ``WAIT`` on the same
+        connection (one round trip): its reply and how many replicas confirmed it."""
+        if not self.replicas.count:
+            return self.scripts.call("enqueue", self.q, args=args, rows=rows), 0
+        with self.scripts.client().pipeline(transaction=False) as pipe:
+            self.scripts.call("enqueue", self.q, args=args, rows=rows, client=pipe)
+            pipe.execute_command("WAIT", self.replicas.count, self.replicas.timeout_ms)  # type: ignore[no-untyped-call]
+            try:
+                reply, confirmed = pipe.execute()
+            except redis.ResponseError as exc:
+                raise storage_error(exc, "script 'enqueue'") from None
+        return reply, int(confirmed)
 
     def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
         """The enqueue script's arguments but ``created``; made once per handler when

@@ -82,13 +82,15 @@ def config_text(
     max_abandoned_threads: int | None = None,
     concurrency: dict[str, int] | None = None,
     schedules: str = "",
+    redis_lines: str = "",
 ) -> str:
     """The e2e config: every queue of ``e2e_handlers``, backoffs from :data:`BACKOFF`.
 
     ``lease``, ``max_stalls``, ``abandon_after`` and ``max_abandoned_threads``
     set ``[consumer]`` fields that are left at their defaults when not given;
     ``concurrency`` sets the concurrency of the queues it names; ``schedules``
-    is TOML added at the end (``[schedules.<name>]`` tables).
+    is TOML added at the end (``[schedules.<name>]`` tables); ``redis_lines`` more
+    ``[redis]`` fields (``sentinels = [...]``).
     """
     extra = {
         "lease": lease,
@@ -102,6 +104,7 @@ def config_text(
     text = app_toml(
         redis_url,
         prefix=prefix,
+        redis_lines=redis_lines,
         body=f"""
 [defaults]
 attempts = 3

@@ -284,6 +284,49 @@ def test_the_redis_password_never_appears_in_repr_or_errors() -> None:
     assert "***" in str(caught.value)
 
 
+def test_sentinels_from_the_environment() -> None:
+    settings = parse(
+        MINIMAL,
+        env={
+            "REDIS_SENTINELS": " 10.0.0.1:26379, [::1]:26380 ",
+            "REDIS_MASTER_NAME": "crm",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+        },
+    )
+    spec = settings.redis.connection
+    assert spec.sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+    assert spec.master_name == "crm"
+    assert spec.sentinel_password == "sentinel-secret"
+    assert "sentinel-secret" not in repr(settings) + repr(spec) + spec.redacted_url
+    assert spec.redacted_url.startswith("sentinel://10.0.0.1:26379,[::1]:26380/crm")
+
+
+@pytest.mark.parametrize(
+    ("redis_lines", "fragment"),
+    [
+        ('sentinels = ["10.0.0.1:26379"]', "sentinels and master_name go together"),
+        ('master_name = "crm"', "sentinels and master_name go together"),
+        ('sentinels = ["10.0.0.1"]\nmaster_name = "crm"', "'10.0.0.1' is not host:port"),
+        ('sentinels = ["a:0"]\nmaster_name = "crm"', "'a:0' is not host:port"),
+        ('tls_ca_file = "/ca.pem"', "tls_ca_file set, but url 'redis://x:6379/0' is not TLS"),
+        ('url = "rediss://x/0"\ntls_key_file = "/k.pem"', "tls_key_file needs tls_cert_file"),
+        ("wait_replicas = -1", "wait_replicas = -1: must be at least 0"),
+        ('sentinel_password = 7', "sentinel_password = '***'"),
+    ],
+)
+def test_bad_redis_topology_settings_are_named(redis_lines: str, fragment: str) -> None:
+    text = f'[redis]\nurl = "redis://x:6379/0"\n{redis_lines}\n{MINIMAL}'
+    with pytest.raises(ConfigError) as caught:
+        parse(text.replace('url = "redis://x:6379/0"\nurl', "url"))
+    assert fragment in str(caught.value)
+
+
+def test_a_bad_sentinel_password_is_never_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse('[redis]\nsentinel_password = ["hunter2"]\n' + MINIMAL)
+    assert "hunter2" not in str(caught.value)
+
+
 def test_hueyard_config_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "q.toml"
     path.write_text("[queues.only]\n")
