@@ -4,12 +4,13 @@
 
     POST /admin/queues/<queue>/pause | resume | retry-all | promote-all | clean
     POST /admin/queues/<queue>/jobs/<job_id>/retry | promote | cancel | remove
+    POST /admin/schedules/<name>/run | pause | resume
 
 A POST without ``confirm=yes`` changes nothing: it answers with a page that
 says what will happen and asks again (Sidekiq Web's confirm, without
 JavaScript). With ``confirm=yes`` the action runs and the browser is sent
-back (303) to the queue or job page, which says what was done. In read-only
-mode every action answers 403 before it reads anything.
+back (303) to the queue, job or schedules page, which says what was done. In
+read-only mode every action answers 403 before it reads anything.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dashboard.auth import current_user
 from dashboard.state import DashboardState, current
 from framework.errors import JobActionError, QueueError
 from framework.jobs import FINISHED_STATES, STATES
+from framework.schedules import Schedule
 
 __all__ = ["blueprint"]
 
@@ -184,6 +186,61 @@ def _confirm_page(
         post_to=request.path,
         cancel=cancel,
     )
+
+
+@dataclass(frozen=True)
+class _ScheduleAction:
+    title: str  # for the confirm page
+    run: Callable[[DashboardState, str], str | bool]
+    """The job id it enqueued, or whether it changed anything."""
+
+
+SCHEDULE_ACTIONS: dict[str, _ScheduleAction] = {
+    "run": _ScheduleAction("Run schedule {name} now: enqueue one job of {handler} on queue "
+                           "{queue} with the schedule's payload. Its calendar does not change.",
+                           lambda s, n: s.schedules.run(n)),
+    "pause": _ScheduleAction("Pause schedule {name}: its ticks are not enqueued until it is "
+                             "resumed, and are not caught up then.",
+                             lambda s, n: s.schedules.pause(n)),
+    "resume": _ScheduleAction("Resume schedule {name}: it fires again from its next tick.",
+                              lambda s, n: s.schedules.resume(n)),
+}  # fmt: skip
+
+
+@blueprint.post("/admin/schedules/<name>/<action>")
+def schedule_action(name: str, action: str) -> ResponseReturnValue:
+    state = current()
+    if action not in SCHEDULE_ACTIONS:
+        abort(404, f"There is no action {action!r}; use one of {', '.join(SCHEDULE_ACTIONS)}.")
+    schedule = _schedule_or_404(state, name)
+    spec = SCHEDULE_ACTIONS[action]
+    if request.form.get("confirm") != "yes":
+        return render_template(
+            "confirm.html",
+            action=action,
+            description=spec.title.format(
+                name=name, queue=schedule.queue, handler=f"{schedule.queue}.{schedule.handler}"
+            ),
+            fields={},
+            danger=False,
+            post_to=request.path,
+            cancel=url_for("pages.schedules"),
+        )
+    outcome = spec.run(state, name)
+    logger.info("dashboard: %s ran %s on schedule %s", current_user(), action, name)
+    if isinstance(outcome, str):
+        args: dict[str, Any] = {"done": action, "schedule": name, "job": outcome}
+    else:
+        args = {"done": action if outcome else f"{action}-none", "schedule": name}
+    return redirect(url_for("pages.schedules", **args), code=303)
+
+
+def _schedule_or_404(state: DashboardState, name: str) -> Schedule:
+    schedule = state.app.schedules.get(name)
+    if schedule is None:
+        known = ", ".join(state.app.schedules) or "none is declared"
+        abort(404, f"There is no schedule named {name!r} (schedules: {known}).")
+    return schedule
 
 
 def _is_number(text: str) -> bool:

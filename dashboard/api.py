@@ -7,6 +7,7 @@
     GET /api/v1/queues/health       the spec's shape, exactly
     GET /api/v1/queues/metrics      per queue: summary and one point per minute
     GET /api/v1/queues/statistics   per queue: counts and summary
+    GET /api/v1/schedules           every schedule: next and last run, last job, paused
     GET /metrics                    Prometheus text format
 
 ``metrics`` and ``statistics`` take ``?minutes=`` (default 60) and
@@ -38,7 +39,7 @@ def health() -> tuple[Response, int]:
     """Healthy or not, and why. The reasons name no host, port or URL, unless the client
     signed in or ``[health] details = true``: then the Redis error is spelled out."""
     state = current()
-    report = check(state.app, state.jobs)
+    report = check(state.app, state.jobs, state.schedules)
     detailed = state.app.settings.health.details or bool(current_user())
     body = {
         "status": "ok" if report.healthy else "error",
@@ -55,7 +56,7 @@ def health() -> tuple[Response, int]:
 @blueprint.get("/api/v1/queues/health")
 def queues_health() -> tuple[Response, int]:
     state = current()
-    report = check(state.app, state.jobs)
+    report = check(state.app, state.jobs, state.schedules)
     body = {
         "success": report.redis_connected,
         "data": {
@@ -97,6 +98,19 @@ def queues_statistics() -> tuple[Response, int]:
         }
 
     return _per_queue(build)
+
+
+@blueprint.get("/api/v1/schedules")
+def schedules() -> tuple[Response, int]:
+    """What ``hueyard schedules --json`` prints, for each schedule in config order."""
+    state = current()
+    try:
+        infos = state.schedules.list()
+    except RedisUnavailableError as exc:
+        return _error(str(exc), 503)
+    body = {"success": True, "data": {"schedules": [info.to_json() for info in infos],
+                                      "timestamp": iso_timestamp()}}  # fmt: skip
+    return _no_store(jsonify(body)), 200
 
 
 @blueprint.get("/metrics")

@@ -23,6 +23,7 @@ from framework.application import Hueyard
 from framework.errors import RedisUnavailableError
 from framework.jobs import Jobs
 from framework.runtime import get_app
+from framework.ticks import Schedules
 
 __all__ = ["CONTENT_SECURITY_POLICY", "create_app"]
 
@@ -83,6 +84,7 @@ def create_app(
     state = DashboardState(
         app=hueyard,
         jobs=Jobs(hueyard, masked=True),  # every job a view gets has its secrets hidden
+        schedules=Schedules(hueyard),
         credentials=credentials_from_env(env),
         environment=environment_from_env(env),
         read_only=settings.read_only,

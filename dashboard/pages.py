@@ -9,6 +9,7 @@
     /admin/queues/<queue>/metrics?range=hour|day   charts
     /admin/search?job_id= | ?queue=&state=&text=   search
     /admin/workers                                 live consumers
+    /admin/schedules                               schedules: next and last run, paused
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from flask.typing import ResponseReturnValue
 
 from dashboard.charts import counts_chart, timing_chart
 from dashboard.present import preview
-from dashboard.readmodel import overview, queue_row, redis_status, search_payloads
+from dashboard.readmodel import (
+    overview,
+    queue_row,
+    redis_status,
+    schedule_notice,
+    search_payloads,
+)
 from dashboard.state import current
 from framework.errors import QueueError
 from framework.jobs import MAX_PAGE_SIZE, STATES
@@ -191,6 +198,17 @@ def workers() -> str:
         redis=redis_status(state),
         refresh=True,
     )
+
+
+@blueprint.get("/admin/schedules")
+def schedules() -> str:
+    state = current()
+    infos = state.schedules.list()
+    notice = schedule_notice(
+        state, request.args.get("done", ""), request.args.get("schedule", ""),
+        request.args.get("job"),
+    )  # fmt: skip
+    return render_template("schedules.html", schedules=infos, notice=notice, refresh=True)
 
 
 def _safe(text: str) -> str:

@@ -89,7 +89,10 @@ def ago(when: datetime.datetime | None, now: datetime.datetime | None = None) ->
 
 
 def utc(when: datetime.datetime | None) -> str:
-    return when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "-"
+    """``2025-11-05 10:00:54 UTC`` (a time in another zone, such as a schedule's, converted)."""
+    if when is None:
+        return "-"
+    return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def ms(value: float | None) -> str:

@@ -4,6 +4,11 @@ A private :class:`~prometheus_client.CollectorRegistry` per dashboard (never
 the process-global one), with one collector that reads everything at scrape
 time: the scrape is the measurement, nothing is kept between scrapes.
 Rates and percentiles cover the last :data:`WINDOW_MINUTES` minutes.
+
+A schedule that never ticked (no tick noted in Redis yet, or its state
+expired) has no ``hueyard_schedule_seconds_since_last_tick`` sample rather
+than a made-up number or NaN: ``absent()`` finds it, and
+``hueyard_schedule_overdue`` says whether that is a problem.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from dashboard.state import DashboardState
 from framework.health import check
+from framework.schedules import utc_now
 
 __all__ = ["WINDOW_MINUTES", "scrape"]
 
@@ -30,7 +36,7 @@ class _JobsCollector(Collector):
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        report = check(self.state.app, self.state.jobs)
+        report = check(self.state.app, self.state.jobs, self.state.schedules)
         up = GaugeMetricFamily("hueyard_redis_up", "1 when Redis answers, else 0")
         up.add_metric([], 1.0 if report.redis_connected else 0.0)
         yield up
@@ -74,6 +80,7 @@ class _JobsCollector(Collector):
         yield abandoned
         yield connections
         yield from self._summaries(list(report.counts))
+        yield from self._schedules()
 
     def _summaries(self, names: list[str]) -> Iterator[Metric]:
         window = f"over the last {WINDOW_MINUTES} minutes"
@@ -101,6 +108,32 @@ class _JobsCollector(Collector):
                     timing.add_metric([name, quantile], value / 1000)
             oldest.add_metric([name], s.oldest_waiting_age or 0.0)
         yield from (throughput, failure, timing, oldest)
+
+    def _schedules(self) -> Iterator[Metric]:
+        labels = ["schedule", "queue"]
+        since = GaugeMetricFamily(
+            "hueyard_schedule_seconds_since_last_tick",
+            "Seconds since the schedule's newest tick accounted for (fired, or passed while "
+            "paused); absent until it first ticks",
+            labels=labels,
+        )
+        paused = GaugeMetricFamily(
+            "hueyard_schedule_paused", "1 when the schedule is paused", labels=labels
+        )
+        overdue = GaugeMetricFamily(
+            "hueyard_schedule_overdue",
+            "1 when a due tick has gone unfired past the schedule's overdue_after "
+            "(default: one period)",
+            labels=labels,
+        )
+        now = utc_now()
+        for info in self.state.schedules.list(now):
+            key = [info.name, info.queue]
+            if info.last_tick is not None:
+                since.add_metric(key, max((now - info.last_tick).total_seconds(), 0.0))
+            paused.add_metric(key, 1.0 if info.paused else 0.0)
+            overdue.add_metric(key, 0.0 if info.overdue is None else 1.0)
+        yield from (since, paused, overdue)
 
 
 def scrape(state: DashboardState) -> tuple[bytes, str]:

@@ -20,10 +20,12 @@ __all__ = [
     "Overview",
     "QueueRow",
     "RedisStatus",
+    "ScheduleNotice",
     "SearchResult",
     "overview",
     "queue_row",
     "redis_status",
+    "schedule_notice",
     "search_payloads",
 ]
 
@@ -113,7 +115,7 @@ def overview(state: DashboardState) -> Overview:
     if not status.connected:
         report = HealthReport(False, status.error, reasons=(REDIS_DOWN,))
         return Overview(status, report, (), ())
-    report = check(state.app, state.jobs)
+    report = check(state.app, state.jobs, state.schedules)
     consumers = report.consumers or tuple(state.jobs.consumers())
     rows = tuple(queue_row(state, name, c, consumers) for name, c in report.counts.items())
     return Overview(status, report, rows, consumers)
@@ -163,3 +165,36 @@ def search_payloads(
             break
         page += 1
     return SearchResult(queue, job_state, text, tuple(matches), searched, total, limit)
+
+
+@dataclass(frozen=True)
+class ScheduleNotice:
+    """What a schedule action did, said once on the Schedules page."""
+
+    text: str
+    name: str
+    queue: str
+    job_id: str | None = None
+    """The job Run now enqueued: the page names it, linked to its page on ``queue``."""
+
+
+_SCHEDULE_DONE = {
+    "run": "Schedule {name} ran now.",
+    "pause": "Schedule {name} paused: its ticks are not enqueued until it is resumed.",
+    "pause-none": "Schedule {name} was paused already.",
+    "resume": "Schedule {name} resumed: it fires from its next tick.",
+    "resume-none": "Schedule {name} was not paused.",
+}
+
+
+def schedule_notice(
+    state: DashboardState, done: str, name: str, job_id: str | None
+) -> ScheduleNotice | None:
+    """The notice for ``?done=<outcome>&schedule=<name>[&job=<id>]``; None unless both the
+    outcome and the schedule are known."""
+    schedule = state.app.schedules.get(name)
+    if done not in _SCHEDULE_DONE or schedule is None:
+        return None
+    text = _SCHEDULE_DONE[done].format(name=name)
+    job = ((job_id or "")[:100] or None) if done == "run" else None
+    return ScheduleNotice(text, name, schedule.queue, job)

@@ -15,6 +15,7 @@ from dashboard.hosts import AllowedHosts
 from dashboard.throttle import LoginThrottle
 from framework.application import Hueyard
 from framework.jobs import Jobs
+from framework.ticks import Schedules
 
 __all__ = ["EXTENSION", "DashboardState", "current"]
 
@@ -28,6 +29,7 @@ class DashboardState:
 
     app: Hueyard
     jobs: Jobs
+    schedules: Schedules
     credentials: Credentials
     environment: Environment
     read_only: bool

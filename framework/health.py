@@ -12,12 +12,16 @@ what the configured thresholds of ``[health]`` need:
 - ``max_failure_rate``: a queue that failed more than this share of its jobs
   over the last ``failure_window_minutes``;
 - ``require_consumer`` (on by default): a queue with waiting jobs and no live
-  consumer serving it.
+  consumer serving it;
+- ``check_schedules`` (on by default): a schedule whose oldest due tick has
+  gone unfired past its ``overdue_after`` (default: one period), as
+  :attr:`framework.ticks.ScheduleInfo.overdue` says; a paused one never is.
 
 Each crossed threshold is one reason, in words an operator can act on. The
-reasons name no host, port or URL (they may be shown to anyone: ``/health``
-is open); :attr:`HealthReport.detailed_reasons` adds the Redis error, for
-those allowed to see it.
+reasons name no host, port, URL or schedule (they may be shown to anyone:
+``/health`` is open): the overdue schedules are one reason that counts them.
+:attr:`HealthReport.detailed_reasons` spells out the Redis error and names
+each overdue schedule, for those allowed to see it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from framework.errors import RedisUnavailableError
 from framework.jobs import Jobs
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
+from framework.schedules import utc_now
+from framework.ticks import Schedules
 
 __all__ = ["REDIS_DOWN", "HealthReport", "check", "iso_timestamp"]
 
@@ -55,6 +61,9 @@ class HealthReport:
     consumers: tuple[ConsumerInfo, ...] = ()
     reasons: tuple[str, ...] = ()
     timestamp: str = field(default_factory=iso_timestamp)
+    details: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Reasons in full, for those allowed to see internals: a reason of :attr:`reasons`
+    -> the lines that replace it (the overdue schedules, one line each)."""
 
     @property
     def healthy(self) -> bool:
@@ -62,11 +71,15 @@ class HealthReport:
 
     @property
     def detailed_reasons(self) -> tuple[str, ...]:
-        """The reasons, with the Redis error (it may name the host and port) spelled out."""
-        if self.redis_error is None:
-            return self.reasons
-        detail = f"{REDIS_DOWN} ({self.redis_error})"
-        return tuple(detail if reason == REDIS_DOWN else reason for reason in self.reasons)
+        """The reasons, with the Redis error (it may name the host and port) spelled out
+        and each overdue schedule named."""
+        lines: list[str] = []
+        for reason in self.reasons:
+            if reason == REDIS_DOWN and self.redis_error is not None:
+                lines.append(f"{REDIS_DOWN} ({self.redis_error})")
+            else:
+                lines += self.details.get(reason, (reason,))
+        return tuple(lines)
 
     def totals(self) -> dict[str, int]:
         return {name: sum(getattr(c, name) for c in self.counts.values()) for name in _TOTALS}
@@ -87,8 +100,11 @@ class HealthReport:
         }
 
 
-def check(app: Hueyard, jobs: Jobs) -> HealthReport:
-    """Probe Redis, read the counts, and list every threshold of ``[health]`` crossed."""
+def check(app: Hueyard, jobs: Jobs, schedules: Schedules | None = None) -> HealthReport:
+    """Probe Redis, read the counts, and list every threshold of ``[health]`` crossed.
+
+    ``schedules`` reads the schedules' state (default: a new :class:`Schedules` of ``app``).
+    """
     probe = app.cache.health()
     if not probe["connected"]:
         error = probe["error"] or "no answer"
@@ -102,9 +118,36 @@ def check(app: Hueyard, jobs: Jobs) -> HealthReport:
             consumers = jobs.consumers()
         for name, c in counts.items():
             reasons += _queue_reasons(app, jobs, name, c, consumers)
+        details: dict[str, tuple[str, ...]] = {}
+        if settings.check_schedules and app.schedules:
+            overdue = _overdue_schedules(app, schedules or Schedules(app))
+            if overdue:
+                reason = (
+                    f"schedules: {len(overdue)} overdue, a due tick not enqueued in time "
+                    "(sign in to see which, or run: hueyard schedules)"
+                )
+                reasons.append(reason)
+                details[reason] = overdue
     except RedisUnavailableError as exc:
         return HealthReport(False, str(exc), reasons=(REDIS_DOWN,))
-    return HealthReport(True, None, counts, tuple(consumers), tuple(reasons))
+    return HealthReport(True, None, counts, tuple(consumers), tuple(reasons), details=details)
+
+
+def _overdue_schedules(app: Hueyard, schedules: Schedules) -> tuple[str, ...]:
+    """One line per overdue schedule, naming it and its queue."""
+    now = utc_now()
+    lines = []
+    for info in schedules.list(now):
+        if info.overdue is None:
+            continue
+        schedule = app.schedules[info.name]
+        why = "overdue_after" if schedule.overdue_after is not None else "one period"
+        lines.append(
+            f"schedule {info.name}: a tick due {info.overdue:.0f} s ago is not enqueued yet "
+            f"(overdue after {schedule.overdue_limit(now):g} s, {why}); is a consumer of "
+            f"queue {info.queue} running?"
+        )
+    return tuple(lines)
 
 
 def _queue_reasons(

@@ -111,7 +111,13 @@ class Schedule:
         if self.every is not None:
             return self.every
         before = self.latest_tick(at)
-        return (self.next_tick(before) - before).total_seconds()
+        # In UTC: two times of one zone subtract as wall-clock times, blind to a DST change.
+        return (self.next_tick(before).astimezone(UTC) - before.astimezone(UTC)).total_seconds()
+
+    def overdue_limit(self, at: datetime.datetime) -> float:
+        """Seconds a due tick may go unfired before the schedule is overdue:
+        ``overdue_after``, else one period (the one around ``at``)."""
+        return self.overdue_after if self.overdue_after is not None else self.period(at)
 
 
 def grace(schedule: Schedule, at: datetime.datetime, scheduler_interval: float) -> float:

@@ -346,6 +346,9 @@ class HealthSettings(_Strict):
     """Minutes over which ``max_failure_rate`` is measured."""
     require_consumer: bool = True
     """503 when a queue has waiting jobs and no live consumer serves it."""
+    check_schedules: bool = True
+    """503 when a schedule is overdue: a due tick not enqueued past its ``overdue_after``
+    (default: one period). Paused schedules never are."""
     details: bool = False
     """Whether ``/health`` spells out the Redis error (host, port) to clients that did not
     sign in; a signed-in client always gets it."""

@@ -24,14 +24,15 @@ its last note, so a schedule taken out of the config leaves nothing)::
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, Unpack
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
 
 import redis
 
-from framework.errors import ConfigError, HueyardError, PayloadError
+from framework.errors import ConfigError, HueyardError, PayloadError, RedisUnavailableError
 from framework.handlers import HandlerRegistry
 from framework.keys import Keys
 from framework.options import EnqueueArgs
@@ -168,6 +169,32 @@ def _ms(moment: datetime.datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _answered(
+    method: Callable[Concatenate[Schedules, P], R],
+) -> Callable[Concatenate[Schedules, P], R]:
+    """A Redis that does not answer becomes a :class:`RedisUnavailableError` with the fix,
+    as in :class:`framework.jobs.Jobs`: what the CLI and the dashboard report. Only the
+    read/act methods: the runner's ``state`` and ``mark`` leave the error to its outage log."""
+
+    @functools.wraps(method)
+    def call(self: Schedules, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            settings = self.app.settings.redis
+            raise RedisUnavailableError(
+                f"schedules.{method.__name__}: Redis at {settings.connection.redacted_url} did "
+                f"not answer after {settings.reconnect_attempts} reconnection attempts "
+                f"({type(exc).__name__}: {exc}); check that it runs and REDIS_URL points at it"
+            ) from None
+
+    return call
+
+
 class Schedules:
     """The schedules of ``app``: their state, and run / pause / resume."""
 
@@ -201,6 +228,7 @@ class Schedules:
             paused=bool(paused),
         )
 
+    @_answered
     def info(self, name: str, now: datetime.datetime | None = None) -> ScheduleInfo:
         schedule, now = self.get(name), now or utc_now()
         state = self.state(name)
@@ -208,7 +236,7 @@ class Schedules:
         latest = schedule.latest_tick(now)
         oldest = latest if state.last is None else schedule.next_tick(state.last)
         late = (now - oldest).total_seconds()
-        limit = schedule.overdue_after or schedule.period(now)
+        limit = schedule.overdue_limit(now)
         overdue = late if oldest <= now and not state.paused and late > limit else None
         return ScheduleInfo(
             name=name,
@@ -224,10 +252,12 @@ class Schedules:
             description=schedule.description,
         )
 
+    @_answered
     def list(self, now: datetime.datetime | None = None) -> list[ScheduleInfo]:
         now = now or utc_now()
         return [self.info(name, now) for name in self.app.schedules]
 
+    @_answered
     def run(self, name: str) -> str:
         """Enqueue the schedule's job now (its payload's tick: now); return its id."""
         schedule, now = self.get(name), utc_now()
@@ -236,11 +266,13 @@ class Schedules:
         logger.info("schedule %s run by hand: job %s", name, job_id)
         return job_id
 
+    @_answered
     def pause(self, name: str) -> bool:
         """Stop firing ``name`` (its ticks are noted, not enqueued); False if it was paused."""
         self.get(name)
         return self._set_paused(name, True)
 
+    @_answered
     def resume(self, name: str) -> bool:
         """Fire ``name`` again from its next tick; False if it was not paused."""
         self.get(name)

@@ -21,8 +21,7 @@
   // "?done=..." says what an action did, once: a refresh must not say it again.
   if (window.history.replaceState && /[?&]done=/.test(window.location.search)) {
     var params = new URLSearchParams(window.location.search);
-    params.delete("done");
-    params.delete("n");
+    ["done", "n", "schedule", "job"].forEach(function (name) { params.delete(name); });
     var query = params.toString();
     window.history.replaceState(null, "", window.location.pathname + (query ? "?" + query : ""));
   }

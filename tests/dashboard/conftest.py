@@ -80,12 +80,18 @@ MakeApp = Callable[..., Hueyard]
 @pytest.fixture
 def make_app(make_app: AppFactory) -> MakeApp:
     """Build a Hueyard app on the test database; ``dashboard=`` / ``health=`` /
-    ``consumer=`` are TOML lines of those tables."""
+    ``consumer=`` are TOML lines of those tables, ``schedules=`` whole
+    ``[schedules.<name>]`` tables (on the queues ``work`` and ``hooks``)."""
 
     def build(
-        *, dashboard: str = "", health: str = "", consumer: str = "", url: str | None = None
+        *,
+        dashboard: str = "",
+        health: str = "",
+        consumer: str = "",
+        schedules: str = "",
+        url: str | None = None,
     ) -> Hueyard:
-        body = CONFIG.format(dashboard=dashboard, health=health, consumer=consumer)
+        body = CONFIG.format(dashboard=dashboard, health=health, consumer=consumer) + schedules
         return make_app(
             body, registry(), prefix="dt", url=url, redis_lines="reconnect_attempts = 1"
         )

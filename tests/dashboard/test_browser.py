@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,23 @@ def app(make_app: MakeApp) -> Hueyard:
     return make_app(consumer="lease = 2")
 
 
-@pytest.fixture
-def served(app: Hueyard) -> Iterator[str]:
+@contextmanager
+def serving(app: Hueyard) -> Iterator[str]:
+    """The dashboard of ``app`` served on a free port: its base URL."""
     server = DashboardServer(create_app(app, env=ENV), "127.0.0.1", 0, grace=2)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.stop()
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+        thread.join(10)
+
+
+@pytest.fixture
+def served(app: Hueyard) -> Iterator[str]:
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -194,3 +204,54 @@ def test_cancel_a_running_job_from_the_active_tab(
     consumer.stop(graceful=True)
     assert problems == []
     context.close()
+
+
+SCHEDULE = """
+[schedules.hourly_sync]
+handler = "hooks.deliver"
+cron = "0 * * * *"
+payload = { url = "https://example.com/<hook>" }
+description = "push the <b>CRM</b> contacts"
+"""
+
+
+def test_run_a_schedule_now_and_open_its_job(
+    make_app: MakeApp, browser: Any, tmp_path: Path
+) -> None:
+    # Given a schedule on a queue no consumer serves (so it never fires by itself)
+    app = make_app(schedules=SCHEDULE)
+    with serving(app) as served:
+        context, page, problems = signed_in(browser)
+        # When ops open the Schedules page from the navigation
+        page.goto(f"{served}/admin/queues")
+        page.click("header nav a:has-text('Schedules')")
+        assert page.title() == "Schedules · hueyard"
+        row = page.locator("#schedule-hourly_sync")
+        assert "push the <b>CRM</b> contacts" in row.inner_text()
+        assert row.locator("td").nth(6).inner_text() == "-"  # no last job yet
+        shoot(page, tmp_path / "schedules.png", "schedules.png")
+
+        # ... and run it now, through the confirm step
+        row.locator("button:has-text('Run now')").click()
+        assert page.locator("h1").inner_text() == "Are you sure?"
+        assert "Run schedule hourly_sync now" in page.locator(".panel p").inner_text()
+        page.click("#confirm")
+
+        # Then the page names the job it enqueued, and links to it
+        notice = page.locator("[role=status]")
+        job_id = notice.locator("a").inner_text()
+        assert notice.inner_text() == (
+            f"Schedule hourly_sync ran now: job {job_id} is enqueued on queue hooks."
+        )
+        assert Jobs(app).get(job_id) is not None
+        assert page.locator("#schedule-hourly_sync a").filter(has_text=job_id).count() == 1
+        shoot(page, tmp_path / "schedules-ran.png", "schedules-ran.png")
+        notice.locator("a").click()
+        assert page.locator("h1").inner_text().startswith(job_id)
+        assert page.locator("h1 .badge").inner_text() == "waiting"
+        assert (
+            "https://example.com/<hook>"
+            in page.locator("section[aria-label=payload] pre").inner_text()
+        )
+        assert problems == []
+        context.close()

@@ -108,7 +108,8 @@ def test_no_page_has_inline_script_or_style(app: Hueyard, dash: Dash) -> None:
     [job_id] = add(app, 1)
     finish(app, "failed")
     for path in ("/admin/queues", "/admin/queues/work", f"/admin/queues/work/jobs/{job_id}",
-                 "/admin/queues/work/metrics", "/admin/workers", "/admin/search"):  # fmt: skip
+                 "/admin/queues/work/metrics", "/admin/workers", "/admin/search",
+                 "/admin/schedules"):  # fmt: skip
         html = dash.get(path).get_data(as_text=True)
         assert "<script>" not in html and "<style" not in html and " style=" not in html
         assert " on" not in html.replace(" one", "").replace(" only", "").replace(" on ", "")

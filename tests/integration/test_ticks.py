@@ -15,11 +15,12 @@ import redis
 from pydantic import BaseModel
 
 from framework.application import Hueyard
-from framework.errors import ConfigError, HueyardError
+from framework.errors import ConfigError, HueyardError, RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.ticks import ScheduleRunner, Schedules
 from tests.conftest import AppFactory
+from tests.integration.redis_server import RedisServer
 
 UTC = datetime.UTC
 CONFIG = """
@@ -175,3 +176,25 @@ def test_a_schedule_whose_handler_or_payload_is_wrong_stops_the_app_at_start(
     with pytest.raises(ConfigError) as caught:
         make_app(f"[queues.analytics]\n[schedules.bad]\n{table}", registry(), prefix="tk")
     assert message in str(caught.value)
+
+
+def test_a_redis_that_does_not_answer_is_a_redis_unavailable_error_with_the_fix(
+    make_app: AppFactory,
+) -> None:
+    # Given schedules on a Redis that then stops
+    with RedisServer() as server:
+        app = make_app(
+            CONFIG.format(catch_up="last"), registry(), prefix="tk", url=server.url,
+            redis_lines="reconnect_attempts = 1",
+        )  # fmt: skip
+        schedules = Schedules(app)
+        assert schedules.list()[0].name == "every_ten"
+        server.stop()
+        # When the CLI or the dashboard read or act, Then one error says what to check
+        for call in (schedules.list, lambda: schedules.info("every_ten"),
+                     lambda: schedules.pause("every_ten"), lambda: schedules.resume("every_ten"),
+                     lambda: schedules.run("every_ten")):  # fmt: skip
+            with pytest.raises(RedisUnavailableError, match="did not answer"):
+                call()
+        # ... while a consumer's round leaves the outage to its log, and fires nothing
+        assert ScheduleRunner(app, ["analytics"]).run_round() == []

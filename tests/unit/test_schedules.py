@@ -168,3 +168,20 @@ def test_grace_is_half_a_period_at_most_a_minute_at_least_two_rounds() -> None:
     assert grace(schedule(EVERY_10), now, scheduler_interval=1) == 5
     assert grace(schedule('handler = "analytics.snapshot"\nevery = 3600'), now, 1) == 60
     assert grace(schedule('handler = "analytics.snapshot"\nevery = 1'), now, 1) == 2
+
+
+@pytest.mark.parametrize(
+    ("table", "moment", "limit"),
+    [
+        ('cron = "0 * * * *"', "2025-11-05T10:30:00", 3600),
+        ('cron = "5 0 * * *"\ntimezone = "Europe/Berlin"', "2025-10-26T12:00:00", 90000),
+        ("every = 60\noverdue_after = 600", "2025-11-05T10:30:00", 600),
+        ('cron = "0 * * * *"\noverdue_after = 120', "2025-11-05T10:30:00", 120),
+    ],
+    ids=["one-period", "a-day-of-25-hours", "overdue-after", "overdue-after-under-cron"],
+)
+def test_a_schedule_is_overdue_after_its_overdue_after_else_one_period(
+    table: str, moment: str, limit: float
+) -> None:
+    job = schedule(f'handler = "analytics.snapshot"\n{table}')
+    assert job.overdue_limit(at(moment)) == limit
