@@ -311,7 +311,7 @@ def test_sentinels_from_the_environment() -> None:
         ('tls_ca_file = "/ca.pem"', "tls_ca_file set, but url 'redis://x:6379/0' is not TLS"),
         ('url = "rediss://x/0"\ntls_key_file = "/k.pem"', "tls_key_file needs tls_cert_file"),
         ("wait_replicas = -1", "wait_replicas = -1: must be at least 0"),
-        ('sentinel_password = 7', "sentinel_password = '***'"),
+        ("sentinel_password = 7", "sentinel_password = '***'"),
     ],
 )
 def test_bad_redis_topology_settings_are_named(redis_lines: str, fragment: str) -> None:
