@@ -19,6 +19,7 @@ import redis
 from huey import Huey
 from huey.api import Task
 
+from framework.config import config_path
 from framework.connection import ThreadClients
 from framework.errors import UnknownHandlerError
 from framework.execution import QueueHuey
@@ -69,7 +70,7 @@ def compile_queues(
         declared = ", ".join(settings.queue_names)
         lines = [
             f"{spec.location} is registered for queue {spec.queue!r}, which "
-            f"config/queues.toml does not declare"
+            f"the config ({config_path()}) does not declare"
             for spec in unknown
         ]
         raise UnknownHandlerError(

@@ -169,6 +169,7 @@ _MESSAGES = {
     "int_from_float": "must be a whole number, not a fraction",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    "finite_number": "must be a finite number, not nan or inf",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
     "string_type": "must be a string in quotes",

@@ -24,9 +24,12 @@ REMIND_EVERY = 30.0
 class Outage:
     """Whether Redis answers one part of a consumer (``what``: "queue messages")."""
 
-    def __init__(self, what: str, logger: logging.Logger) -> None:
+    def __init__(
+        self, what: str, logger: logging.Logger, *, recovered: str = "Redis works again"
+    ) -> None:
         self.what = what
         self.logger = logger
+        self.recovered = recovered
         self._lock = threading.Lock()
         self._since: float | None = None
         self._reminded = 0.0
@@ -63,8 +66,8 @@ class Outage:
             if self._since is None:
                 return
             self.logger.warning(
-                "%s: Redis works again, %.1f s after the first failed call (%d failed calls)",
-                self.what, time.monotonic() - self._since, self._failures,
+                "%s: %s, %.1f s after the first failed call (%d failed calls)",
+                self.what, self.recovered, time.monotonic() - self._since, self._failures,
             )  # fmt: skip
             self._since, self._failures = None, 0
 

@@ -118,8 +118,9 @@ Seconds = Annotated[float, Field(gt=0, le=defaults.MAX_TIMEOUT)]
 
 
 class _Strict(BaseModel):
-    # strict: TOML has real types, so "yes" is not a bool and "5" is not a number.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: TOML has real types, so "yes" is not a bool and "5" is not a number;
+    # TOML also has nan and inf, which no field of ours means.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Backoff(_Strict):
@@ -374,6 +375,18 @@ def _timezone(name: str) -> str:
     return name
 
 
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+"""Cron's nicknames (``@reboot`` aside: a schedule has no boot)."""
+
+
 class ScheduleSettings(_Strict):
     """``[schedules.<name>]``: a job enqueued on a calendar, once per tick."""
 
@@ -393,6 +406,14 @@ class ScheduleSettings(_Strict):
     """``/health`` reports the schedule past this many seconds without a tick that was due
     (default: one period)."""
     description: str = ""
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_alias(cls, value: str | None) -> str | None:
+        """``@daily`` and cron's other nicknames, as the five fields they stand for."""
+        if value is None:
+            return None
+        return CRON_ALIASES.get(value.strip().lower(), value.strip())
 
     @model_validator(mode="after")
     def _cron_or_every(self) -> ScheduleSettings:

@@ -319,6 +319,11 @@ class ScheduleRunner:
             name: schedule for name, schedule in app.schedules.items() if schedule.queue in served
         }
         self.outage = Outage("schedules", logger)
+        self.trouble = {
+            name: Outage(f"schedule {name}", logger, recovered="fires again") for name in self.mine
+        }
+        """Per schedule: an error that is not an outage (a key of the wrong type, a payload
+        gone bad), logged when it starts, every 30 s while it lasts, and when it ends."""
 
     def run_round(self, now: datetime.datetime | None = None) -> list[str]:
         """Fire what is due now; return the ids of the jobs enqueued (or found)."""
@@ -326,11 +331,13 @@ class ScheduleRunner:
         for schedule in self.mine.values():
             try:
                 fired += self._round(schedule, now or utc_now())
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, RedisUnavailableError) as exc:
                 self.outage.failed(exc)
                 return fired  # one Redis: the next round tries every schedule again
             except HueyardError as exc:  # a key of the wrong type, a payload gone bad
-                logger.error("schedule %s: %s", schedule.name, exc)
+                self.trouble[schedule.name].failed(exc)
+            else:
+                self.trouble[schedule.name].answered()
         self.outage.answered()
         return fired
 

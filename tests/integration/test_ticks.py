@@ -198,3 +198,27 @@ def test_a_redis_that_does_not_answer_is_a_redis_unavailable_error_with_the_fix(
                 call()
         # ... while a consumer's round leaves the outage to its log, and fires nothing
         assert ScheduleRunner(app, ["analytics"]).run_round() == []
+
+
+def test_garbage_in_a_schedules_state_is_logged_once_not_every_round_then_it_fires_again(
+    make: Any, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given something else wrote a string where the schedule's state hash lives
+    app = make()
+    redis_conn.set("{tk}:schedule:every_ten", "not a hash")
+    runner = ScheduleRunner(app, ["analytics"])
+    caplog.set_level("INFO", logger="hueyard.schedules")
+
+    # When the scheduler runs many rounds
+    for seconds in (0.2, 1.2, 2.2, 3.2, 4.2):
+        assert runner.run_round(at(seconds)) == []
+
+    # Then the problem is told once, naming the key and what it holds
+    told = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(told) == 1, told
+    assert "schedule every_ten" in told[0] and "{tk}:schedule:every_ten" in told[0]
+
+    # And once the key is gone, the schedule fires again and says so
+    redis_conn.delete("{tk}:schedule:every_ten")
+    assert len(runner.run_round(at(10.2))) == 1
+    assert any("schedule every_ten: fires again" in r.getMessage() for r in caplog.records)

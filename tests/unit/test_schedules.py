@@ -46,6 +46,9 @@ def at(text: str, tz: datetime.tzinfo = UTC) -> datetime.datetime:
         ('handler = "analytics.snapshot"\nevery = 60\ntimezone = "Mars/Olympus"', "unknown time"),
         ('handler = "analytics.snapshot"\nevery = 60\ncatch_up = "all"', "catch_up = 'all'"),
         ('handler = "analytics.snapshot"\nevery = 60\nevry = 5', "evry: unknown field"),
+        ('handler = "analytics.snapshot"\nevery = nan', "every = nan: must be a finite number"),
+        ('handler = "analytics.snapshot"\nevery = inf', "every = inf: must be a finite number"),
+        ('handler = "analytics.snapshot"\ncron = "@reboot"', "'@reboot' is not a cron"),
         (
             'handler = "analytics.snapshot"\nevery = 60\ntick_field = "p"\npayload = { p = 1 }',
             "also a key of payload",
@@ -59,6 +62,15 @@ def test_a_bad_schedule_is_refused_at_start_up_naming_it(table: str, message: st
     assert text.startswith("queues.toml: ")
     assert "schedules.daily" in text
     assert message in text
+
+
+@pytest.mark.parametrize(
+    ("alias", "fields"),
+    [("@daily", "0 0 * * *"), ("@Hourly", "0 * * * *"), (" @weekly ", "0 0 * * 0"),
+     ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *"), ("@midnight", "0 0 * * *")],
+)  # fmt: skip
+def test_crons_nicknames_stand_for_their_five_fields(alias: str, fields: str) -> None:
+    assert schedule(f'handler = "analytics.snapshot"\ncron = "{alias}"').cron == fields
 
 
 # -- ticks --------------------------------------------------------------------------------------
