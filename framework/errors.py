@@ -13,7 +13,8 @@
      ├── JobActionError         a read/act call does not apply (unknown state, active job)
      ├── SerializationError     data in Redis is not what hueyard wrote
      ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
-     │    └── RedisUnavailableError  Redis did not answer after every reconnection try
+     │    ├── RedisUnavailableError  Redis did not answer after every reconnection try
+     │    └── ReadOnlyReplicaError   Redis is a read-only replica: it refused a write
      ├── DashboardError         the dashboard can not start (credentials in production)
      └── JobTimeout             raised in a thread worker's handler past its timeout
                                 (also a Huey ``TaskTimeout``)
@@ -42,6 +43,7 @@ __all__ = [
     "OptionError",
     "PayloadError",
     "QueueError",
+    "ReadOnlyReplicaError",
     "RedisUnavailableError",
     "SerializationError",
     "StorageError",
@@ -113,6 +115,10 @@ class StorageError(HueyardError):
 
 class RedisUnavailableError(StorageError):
     """Redis did not answer, even after the configured reconnection attempts."""
+
+
+class ReadOnlyReplicaError(StorageError):
+    """Redis answered ``READONLY``: the URL names a replica, and jobs need the primary."""
 
 
 class JobTimeout(HueyardError, TaskTimeout):  # type: ignore[misc]

@@ -14,10 +14,13 @@ what the configured thresholds of ``[health]`` need:
 - ``require_consumer`` (on by default): a queue with waiting jobs and no live
   consumer serving it.
 
-Each crossed threshold is one reason, in words an operator can act on. The
-reasons name no host, port or URL (they may be shown to anyone: ``/health``
-is open); :attr:`HealthReport.detailed_reasons` adds the Redis error, for
-those allowed to see it.
+Each crossed threshold is one reason, in words an operator can act on. A
+Redis that answers but refuses the reads (out of memory with ``noeviction``
+refuses transactions; a key of the wrong type) is one reason too,
+:data:`REDIS_REFUSED`, never an exception. The reasons name no host, port or
+URL (they may be shown to anyone: ``/health`` is open);
+:attr:`HealthReport.detailed_reasons` adds the Redis error, for those allowed
+to see it.
 """
 
 from __future__ import annotations
@@ -26,17 +29,21 @@ import datetime
 from dataclasses import dataclass, field
 
 from framework.application import Hueyard
-from framework.errors import RedisUnavailableError
+from framework.errors import RedisUnavailableError, StorageError
 from framework.jobs import Jobs
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
 
-__all__ = ["REDIS_DOWN", "HealthReport", "check", "iso_timestamp"]
+__all__ = ["REDIS_DOWN", "REDIS_REFUSED", "HealthReport", "check", "iso_timestamp"]
 
 _TOTALS = ("waiting", "active", "completed", "failed", "delayed")
 
 REDIS_DOWN = "redis: not connected"
 """The reason when Redis does not answer; the error (host, port) only in the details."""
+
+REDIS_REFUSED = "redis: refused the health check's reads"
+"""The reason when Redis answers with an error (out of memory, a planted key); the
+error only in the details."""
 
 
 def iso_timestamp(now: datetime.datetime | None = None) -> str:
@@ -65,8 +72,10 @@ class HealthReport:
         """The reasons, with the Redis error (it may name the host and port) spelled out."""
         if self.redis_error is None:
             return self.reasons
-        detail = f"{REDIS_DOWN} ({self.redis_error})"
-        return tuple(detail if reason == REDIS_DOWN else reason for reason in self.reasons)
+        return tuple(
+            f"{reason} ({self.redis_error})" if reason in (REDIS_DOWN, REDIS_REFUSED) else reason
+            for reason in self.reasons
+        )
 
     def totals(self) -> dict[str, int]:
         return {name: sum(getattr(c, name) for c in self.counts.values()) for name in _TOTALS}
@@ -104,6 +113,8 @@ def check(app: Hueyard, jobs: Jobs) -> HealthReport:
             reasons += _queue_reasons(app, jobs, name, c, consumers)
     except RedisUnavailableError as exc:
         return HealthReport(False, str(exc), reasons=(REDIS_DOWN,))
+    except StorageError as exc:  # Redis answers, but refuses: out of memory, a planted key
+        return HealthReport(True, str(exc), reasons=(REDIS_REFUSED,))
     return HealthReport(True, None, counts, tuple(consumers), tuple(reasons))
 
 
