@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from dashboard.state import DashboardState
 from framework.health import check
+from framework.redis_info import RedisInfo
 from framework.schedules import utc_now
 
 __all__ = ["WINDOW_MINUTES", "scrape"]
@@ -29,6 +30,34 @@ WINDOW_MINUTES = 5
 """Minutes the throughput, failure rate and processing-time gauges cover."""
 
 _STATES = ("waiting", "active", "delayed", "completed", "failed", "paused")
+
+
+def _redis_server(state: DashboardState) -> Iterator[Metric]:
+    """Redis' memory, its limit, its clients and its eviction policy, from one ``INFO``
+    (one try); nothing when ``INFO`` can not be read (an ACL, a proxy)."""
+    reply = state.app.cache.server_info()
+    if reply is None:
+        return
+    info = RedisInfo.parse(reply)
+    gauges = (
+        ("hueyard_redis_memory_used_bytes", "Bytes Redis has allocated (used_memory)",
+         info.used_memory),
+        ("hueyard_redis_memory_max_bytes", "Redis maxmemory in bytes; 0: no limit",
+         info.maxmemory),
+        ("hueyard_redis_connected_clients", "Client connections Redis has open, all clients",
+         info.connected_clients),
+    )  # fmt: skip
+    for name, text, value in gauges:
+        if value is not None:
+            yield GaugeMetricFamily(name, text, value=float(value))
+    if info.maxmemory_policy is not None:
+        policy = GaugeMetricFamily(
+            "hueyard_redis_maxmemory_policy",
+            "1 for Redis' maxmemory-policy; any but noeviction can delete job data",
+            labels=["policy"],
+        )
+        policy.add_metric([info.maxmemory_policy], 1.0)
+        yield policy
 
 
 class _JobsCollector(Collector):
@@ -46,6 +75,9 @@ class _JobsCollector(Collector):
         healthy.add_metric([], 1.0 if report.healthy else 0.0)
         yield healthy
         if not report.redis_connected:
+            return
+        yield from _redis_server(self.state)
+        if report.redis_error is not None:  # it answers but refuses reads (out of memory)
             return
         jobs = GaugeMetricFamily(
             "hueyard_jobs", "Jobs per queue and state", labels=["queue", "state"]

@@ -15,12 +15,15 @@
     hueyard clean QUEUE --state STATE --older-than SECONDS
     hueyard schedules [--json]              the schedules: next run, last run and its job
     hueyard schedule (run | pause | resume) NAME
+    hueyard doctor [QUEUE...] [--json]      why a queue does not move: findings and fixes
 
 The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
 
 Exit status 0 on success, 1 on any error (the message names the problem and
-the fix), 2 on a usage error.
+the fix), 2 on a usage error. ``hueyard doctor`` reports problems rather than
+having them: 1 when a finding is an error, 2 when it could not look (usage,
+config, Redis unreachable); see ``framework/doctor_cli.py``.
 
 Plugins add commands
 --------------------
@@ -66,6 +69,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from framework.doctor_cli import add_doctor_command
 from framework.errors import HueyardError
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.runtime import get_app
@@ -125,6 +129,7 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     enqueue.set_defaults(run=_enqueue)
     _add_job_commands(commands)
     add_schedule_commands(commands)
+    add_doctor_command(commands)
     _add_plugin_commands(commands, _command_name(argv))
     return parser
 

@@ -141,3 +141,10 @@ LOGIN_LOCKOUT = 300.0
 
 MAX_THROTTLED_CLIENTS = 10_000
 """Addresses whose failed sign-ins are remembered at once; the least recently seen go first."""
+
+DOCTOR_MEMORY_SHARE = 0.8
+"""Share of Redis ``maxmemory`` in use past which ``hueyard doctor`` warns."""
+
+DOCTOR_FAILURE_RATE = 0.1
+"""Share of a queue's jobs finished in the last ``[health] failure_window_minutes`` that
+failed past which ``hueyard doctor`` warns, when ``[health] max_failure_rate`` is unset."""

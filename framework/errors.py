@@ -14,7 +14,8 @@
      ├── SerializationError     data in Redis is not what hueyard wrote
      ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
      │    ├── RedisUnavailableError  Redis did not answer after every reconnection try
-     │    └── NotReplicatedError     stored, but not confirmed by wait_replicas replicas
+     │    ├── NotReplicatedError     stored, but not confirmed by wait_replicas replicas
+     │    └── ReadOnlyReplicaError   Redis is a read-only replica: it refused a write
      ├── DashboardError         the dashboard can not start (credentials in production)
      └── JobTimeout             raised in a thread worker's handler past its timeout
                                 (also a Huey ``TaskTimeout``)
@@ -43,6 +44,7 @@ __all__ = [
     "OptionError",
     "PayloadError",
     "QueueError",
+    "ReadOnlyReplicaError",
     "RedisUnavailableError",
     "SerializationError",
     "StorageError",
@@ -122,6 +124,10 @@ class NotReplicatedError(StorageError):
 
     def __init__(self, message: str, stored: tuple[str, ...]) -> None:
         super().__init__(message, stored=stored)
+
+
+class ReadOnlyReplicaError(StorageError):
+    """Redis answered ``READONLY``: the URL names a replica, and jobs need the primary."""
 
 
 class JobTimeout(HueyardError, TaskTimeout):  # type: ignore[misc]

@@ -17,9 +17,12 @@ what the configured thresholds of ``[health]`` need:
   gone unfired past its ``overdue_after`` (default: one period), as
   :attr:`framework.ticks.ScheduleInfo.overdue` says; a paused one never is.
 
-Each crossed threshold is one reason, in words an operator can act on. The
-reasons name no host, port, URL or schedule (they may be shown to anyone:
-``/health`` is open): the overdue schedules are one reason that counts them.
+Each crossed threshold is one reason, in words an operator can act on. A
+Redis that answers but refuses the reads (out of memory with ``noeviction``
+refuses transactions; a key of the wrong type) is one reason too,
+:data:`REDIS_REFUSED`, never an exception. The reasons name no host, port,
+URL or schedule (they may be shown to anyone: ``/health`` is open): the
+overdue schedules are one reason that counts them.
 :attr:`HealthReport.detailed_reasons` spells out the Redis error and names
 each overdue schedule, for those allowed to see it.
 """
@@ -30,19 +33,23 @@ import datetime
 from dataclasses import dataclass, field
 
 from framework.application import Hueyard
-from framework.errors import RedisUnavailableError
+from framework.errors import RedisUnavailableError, StorageError
 from framework.jobs import Jobs
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
 from framework.schedules import utc_now
 from framework.ticks import Schedules
 
-__all__ = ["REDIS_DOWN", "HealthReport", "check", "iso_timestamp"]
+__all__ = ["REDIS_DOWN", "REDIS_REFUSED", "HealthReport", "check", "iso_timestamp"]
 
 _TOTALS = ("waiting", "active", "completed", "failed", "delayed")
 
 REDIS_DOWN = "redis: not connected"
 """The reason when Redis does not answer; the error (host, port) only in the details."""
+
+REDIS_REFUSED = "redis: refused the health check's reads"
+"""The reason when Redis answers with an error (out of memory, a planted key); the
+error only in the details."""
 
 
 def iso_timestamp(now: datetime.datetime | None = None) -> str:
@@ -75,8 +82,8 @@ class HealthReport:
         and each overdue schedule named."""
         lines: list[str] = []
         for reason in self.reasons:
-            if reason == REDIS_DOWN and self.redis_error is not None:
-                lines.append(f"{REDIS_DOWN} ({self.redis_error})")
+            if reason in (REDIS_DOWN, REDIS_REFUSED) and self.redis_error is not None:
+                lines.append(f"{reason} ({self.redis_error})")
             else:
                 lines += self.details.get(reason, (reason,))
         return tuple(lines)
@@ -130,6 +137,8 @@ def check(app: Hueyard, jobs: Jobs, schedules: Schedules | None = None) -> Healt
                 details[reason] = overdue
     except RedisUnavailableError as exc:
         return HealthReport(False, str(exc), reasons=(REDIS_DOWN,))
+    except StorageError as exc:  # Redis answers, but refuses: out of memory, a planted key
+        return HealthReport(True, str(exc), reasons=(REDIS_REFUSED,))
     return HealthReport(True, None, counts, tuple(consumers), tuple(reasons), details=details)
 
 

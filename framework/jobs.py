@@ -48,6 +48,7 @@ from framework.metrics import (
     series,
     summary,
 )
+from framework.pulse import QueuePulse, read_pulse
 from framework.records import JobInfo, JobLocation, Page, QueueCounts, job_info
 from framework.runtime import get_app
 from framework.scripts import Scripts, storage_error
@@ -98,7 +99,8 @@ R = TypeVar("R")
 
 def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concatenate[Jobs, P], R]:
     """A Redis that does not answer becomes a :class:`RedisUnavailableError` with the fix;
-    one that answers with an error, a :class:`StorageError` naming the problem."""
+    one that answers with an error, a :class:`StorageError` naming the problem (a
+    :class:`~framework.errors.ReadOnlyReplicaError` for a replica's ``READONLY``)."""
 
     @functools.wraps(method)
     def call(self: Jobs, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -480,6 +482,14 @@ class Jobs:
     @_redis_errors
     def is_paused(self, queue: str) -> bool:
         return bool(self.conn.exists(self._q(queue).paused))
+
+    @_redis_errors
+    def pulse(self, queue: str) -> QueuePulse:
+        """What holds ``queue`` back now: its pause, its rate-limit window, its next due
+        delayed job, its longest-running job (:mod:`framework.pulse`). Two round trips."""
+        q = self._q(queue)
+        rate_limit = self.app.queue(queue).policy.rate_limit
+        return read_pulse(self.conn, self.keys, q, queue, rate_limit)
 
     # -- consumers and metrics -----------------------------------------------------------
 

@@ -44,7 +44,7 @@ from redis.exceptions import NoScriptError
 
 from framework import defaults
 from framework.connection import ThreadClients
-from framework.errors import HueyardError, StorageError
+from framework.errors import HueyardError, ReadOnlyReplicaError, StorageError
 from framework.keys import LOGS, SAMPLES, QueueKeys
 
 __all__ = ["SCRIPTS", "Script", "Scripts", "storage_error"]
@@ -403,12 +403,26 @@ def storage_error(
 ) -> StorageError:
     """The :class:`StorageError` for an error Redis answered ``what`` (a script, a command) with.
 
+    A replica's ``READONLY`` is a :class:`ReadOnlyReplicaError`; a Redis out of memory
+    (``OOM``, with ``noeviction``) says so. Both say what to do.
+
     A key of the wrong type is named, with its type, the type hueyard keeps
     there and the fix; for a script, nothing was written (scripts check
     first). For a plain command on ``key`` (which should be a ``wanted``),
     pass them, and ``conn`` to look the key's type up.
     """
     text = str(exc)
+    if isinstance(exc, redis.ReadOnlyError):
+        return ReadOnlyReplicaError(
+            f"Redis refused {what}: it is a read-only replica ({text}). Point REDIS_URL "
+            "([redis] url) at the primary"
+        )
+    if isinstance(exc, redis.OutOfMemoryError):
+        return StorageError(
+            f"Redis refused {what}: it is out of memory (used_memory over maxmemory, "
+            f"maxmemory-policy noeviction), so it refuses writes and transactions ({text}). "
+            "Free memory or raise maxmemory; hueyard doctor says how"
+        )
     found = _REPLY.search(text)
     if found is None and key is not None and wanted is not None and "WRONGTYPE" in text:
         kind = "?"

@@ -31,6 +31,7 @@ COMMANDS = [
     "clean",
     "schedules",
     "schedule",
+    "doctor",
 ]
 
 

@@ -1,0 +1,480 @@
+"""Why does a queue not move? What ``hueyard doctor`` finds, without Flask.
+
+::
+
+    findings = diagnose(app)                  # the server and every queue
+    findings = diagnose(app, ["imports"])     # the server and these queues
+    exit_status(findings)                     # 0, 1 (an error found) or 2 (Redis unreachable)
+
+Each :class:`Finding` has a severity, the queue it is about (None: the
+Redis server), what is wrong, the evidence read from Redis and the fix.
+They come worst first; when none is a warning or an error, the last one is
+``everything looks fine`` (severity ``ok``).
+
+What is looked at, in the order of ``docs/operations.md``:
+
+- the server: unreachable (nothing else is looked at), a read-only replica,
+  memory near ``maxmemory`` (:data:`~framework.defaults.DOCTOR_MEMORY_SHARE`),
+  an eviction policy other than ``noeviction``, reads refused (a full Redis
+  with ``noeviction`` refuses transactions: the queues are not checked then);
+- each queue: paused, rate-limited until a time, waiting jobs without a
+  handler or without a live consumer, every worker busy (and the
+  longest-running job), delayed jobs due later (or due with no consumer to
+  promote them), a failure rate over the last ``[health]
+  failure_window_minutes`` above ``max_failure_rate``
+  (:data:`~framework.defaults.DOCTOR_FAILURE_RATE` when unset).
+
+Everything is read through :class:`framework.jobs.Jobs` (masked) and one
+``INFO``; no job or queue is changed (reading the consumers prunes stale
+heartbeats, as every reader of them does), and no text holds a Redis password.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from framework import defaults
+from framework.application import Hueyard
+from framework.consumer import HEARTBEAT_TTL
+from framework.errors import ReadOnlyReplicaError, RedisUnavailableError, StorageError
+from framework.jobs import Jobs
+from framework.metrics import ConsumerInfo
+from framework.pulse import QueuePulse
+from framework.records import QueueCounts
+from framework.redis_info import NO_EVICTION, RedisInfo
+from framework.textgrid import duration, size, utc
+
+__all__ = ["Check", "Finding", "Severity", "diagnose", "exit_status"]
+
+
+class Severity(StrEnum):
+    """How bad a finding is; ``error``: the queue can not move until it is fixed."""
+
+    OK = "ok"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Check(StrEnum):
+    """What a finding is about: a stable name for scripts that read ``--json``."""
+
+    REDIS_UNREACHABLE = "redis-unreachable"
+    REDIS_INFO = "redis-info"
+    REDIS_REPLICA = "redis-replica"
+    REDIS_MEMORY = "redis-memory"
+    REDIS_EVICTION = "redis-eviction"
+    REDIS_REFUSED = "redis-refused"
+    PAUSED = "paused"
+    RATE_LIMITED = "rate-limited"
+    NO_HANDLER = "no-handler"
+    NO_CONSUMER = "no-consumer"
+    WORKERS_BUSY = "workers-busy"
+    DELAYED = "delayed"
+    DUE_NOT_PROMOTED = "due-not-promoted"
+    FAILING = "failing"
+    FINE = "fine"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``hueyard doctor`` found."""
+
+    check: Check
+    severity: Severity
+    queue: str | None  # None: about the Redis server
+    what: str
+    evidence: str
+    fix: str
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "check": self.check.value,
+            "severity": self.severity.value,
+            "queue": self.queue,
+            "what": self.what,
+            "evidence": self.evidence,
+            "fix": self.fix,
+        }
+
+
+def exit_status(findings: Sequence[Finding]) -> int:
+    """2 when Redis was unreachable (nothing could be looked at), 1 for any error, else 0."""
+    if any(f.check is Check.REDIS_UNREACHABLE for f in findings):
+        return 2
+    return 1 if any(f.severity is Severity.ERROR for f in findings) else 0
+
+
+def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]:
+    """The findings about the Redis server and ``queues`` (default: every queue), worst first.
+
+    Raises :class:`~framework.errors.QueueError` for a queue the config does not
+    declare; a Redis that does not answer is a finding, not an exception.
+    """
+    wanted = dict.fromkeys(queues) if queues else app.queues
+    names = [app.queue(name).name for name in wanted]
+    url = app.settings.redis.connection.redacted_url
+    probe = app.cache.health()
+    if not probe["connected"]:
+        return [_unreachable(url, f"PING failed: {probe['error']}")]
+    info_reply = app.cache.server_info()
+    info = RedisInfo.parse(info_reply or {})
+    findings = _server(url, info, readable=info_reply is not None)
+    jobs = Jobs(app, masked=True)
+    try:
+        try:
+            consumers: list[ConsumerInfo] | None = jobs.consumers()
+        except ReadOnlyReplicaError as exc:  # INFO did not say so (an ACL may forbid it)
+            consumers = None
+            if not info.is_replica:
+                findings.append(_replica(url, f"a write was refused: {exc}", "the primary"))
+        counts = jobs.counts_all()
+        for name in names:
+            findings += _QueueDoctor(app, jobs, name, counts[name], consumers).findings()
+    except RedisUnavailableError as exc:
+        return [_unreachable(url, str(exc))]
+    except StorageError as exc:  # it answers, but refuses: out of memory, a planted key
+        findings.append(_refused(exc))
+    findings.sort(key=lambda f: -f.severity.rank)
+    if not any(f.severity.rank >= Severity.WARNING.rank for f in findings):
+        findings.append(_fine(url, info, names, consumers))
+    return findings
+
+
+# -- the Redis server ------------------------------------------------------------------------
+
+
+def _unreachable(url: str, error: str) -> Finding:
+    return Finding(
+        Check.REDIS_UNREACHABLE,
+        Severity.ERROR,
+        None,
+        f"Redis at {url} does not answer",
+        error,
+        "Check that Redis runs (redis-cli -h HOST -p PORT ping); that REDIS_URL (or "
+        "REDIS_HOST, REDIS_PORT, REDIS_DB, [redis] url) names it; that REDIS_PASSWORD is its "
+        "password when it asks for one; and that it accepts connections from this host "
+        "(bind, protected-mode, firewall).",
+    )
+
+
+def _replica(url: str, evidence: str, primary: str) -> Finding:
+    return Finding(
+        Check.REDIS_REPLICA,
+        Severity.ERROR,
+        None,
+        f"Redis at {url} is a read-only replica: consumers can not claim jobs, producers can "
+        "not enqueue",
+        evidence,
+        f"Point REDIS_URL ([redis] url) of every consumer, producer and dashboard at {primary}; "
+        "after a failover, at the new primary.",
+    )
+
+
+def _refused(exc: StorageError) -> Finding:
+    return Finding(
+        Check.REDIS_REFUSED,
+        Severity.ERROR,
+        None,
+        "Redis refused the doctor's reads: the queues were not checked",
+        str(exc),
+        "Out of memory: see the redis-memory finding (free memory or raise maxmemory). A key "
+        "of the wrong type: the error names it; look at it (redis-cli TYPE KEY) and delete it.",
+    )
+
+
+def _server(url: str, info: RedisInfo, *, readable: bool) -> list[Finding]:
+    if not readable:
+        return [
+            Finding(
+                Check.REDIS_INFO,
+                Severity.INFO,
+                None,
+                "INFO could not be read: replication and memory were not checked",
+                f"Redis at {url} answers PING but not INFO (an ACL that forbids it, or a proxy)",
+                "Allow INFO to the user hueyard connects as, or check memory and replication "
+                "with redis-cli INFO on the server.",
+            )
+        ]
+    findings = []
+    if info.is_replica:
+        primary = info.primary or "the primary"
+        evidence = f"INFO replication: role:{info.role}, copying from {primary}"
+        findings.append(_replica(url, evidence, primary))
+    ratio = info.memory_ratio
+    if ratio is not None and ratio >= defaults.DOCTOR_MEMORY_SHARE:
+        findings.append(_memory(info, ratio))
+    if info.may_evict:
+        findings.append(_eviction(info))
+    return findings
+
+
+def _memory(info: RedisInfo, ratio: float) -> Finding:
+    full = ratio >= 1
+    effect = (
+        "a full Redis with noeviction refuses writes (OOM): enqueues and claims fail"
+        if not info.may_evict
+        else f"at maxmemory, {info.maxmemory_policy} deletes keys to make room"
+    )
+    return Finding(
+        Check.REDIS_MEMORY,
+        Severity.ERROR if full else Severity.WARNING,
+        None,
+        "Redis memory is at maxmemory" if full else "Redis memory is near maxmemory",
+        f"used_memory {size(info.used_memory)} of maxmemory {size(info.maxmemory)} "
+        f"({ratio:.0%}), maxmemory-policy {info.maxmemory_policy}; {effect}",
+        "Keep fewer finished jobs (keep_completed / keep_failed in [defaults] or "
+        "[queues.<name>]), delete old ones (hueyard clean QUEUE --state completed "
+        "--older-than 86400), shorten [cache] TTLs, or raise maxmemory (CONFIG SET maxmemory "
+        "and redis.conf).",
+    )
+
+
+def _eviction(info: RedisInfo) -> Finding:
+    policy = info.maxmemory_policy or "?"
+    deletes = (
+        "keys with a TTL: rate-limit windows, consumer heartbeats, schedule state, job keys, "
+        "metrics and the cache"
+        if policy.startswith("volatile-")
+        else "any key: job records, queue sets, pause flags"
+    )
+    limit = (
+        f"maxmemory {size(info.maxmemory)}"
+        if info.maxmemory
+        else "maxmemory 0 (no limit yet: it evicts once one is set)"
+    )
+    return Finding(
+        Check.REDIS_EVICTION,
+        Severity.WARNING,
+        None,
+        f"maxmemory-policy {policy} can drop job data",
+        f"{limit}; at the limit Redis deletes {deletes}",
+        f"CONFIG SET maxmemory-policy {NO_EVICTION}, and the same in redis.conf (or the "
+        "provider's parameter group); keep a cache that must evict on a Redis of its own.",
+    )
+
+
+def _fine(
+    url: str, info: RedisInfo, names: list[str], consumers: list[ConsumerInfo] | None
+) -> Finding:
+    server = f"Redis {info.version} ({info.role})" if info.version else "Redis"
+    live = "?" if consumers is None else str(len(consumers))
+    return Finding(
+        Check.FINE,
+        Severity.OK,
+        None,
+        "everything looks fine",
+        f"{server} at {url} answers; queues checked: {', '.join(names)}; live consumers: {live}",
+        "",
+    )
+
+
+# -- one queue -------------------------------------------------------------------------------
+
+
+class _QueueDoctor:
+    """The findings about one queue, from its counts, pulse, summary and the consumers."""
+
+    def __init__(
+        self,
+        app: Hueyard,
+        jobs: Jobs,
+        name: str,
+        counts: QueueCounts,
+        consumers: list[ConsumerInfo] | None,
+    ) -> None:
+        self.app, self.jobs, self.name, self.counts = app, jobs, name, counts
+        self.policy = app.queue(name).policy
+        self.consumers = consumers
+        self.serving = [c for c in consumers or () if name in c.queues]
+        self.pulse: QueuePulse = jobs.pulse(name)
+        health = app.settings.health
+        self.window = min(health.failure_window_minutes, app.settings.consumer.metrics_ttl // 60)
+        self.summary = jobs.summary(name, minutes=self.window)
+
+    def findings(self) -> list[Finding]:
+        found = [
+            self._paused(),
+            self._rate_limited(),
+            self._no_handler(),
+            self._no_consumer(),
+            self._busy(),
+            self._delayed(),
+            self._failing(),
+        ]
+        return [finding for finding in found if finding is not None]
+
+    def _finding(
+        self, check: Check, severity: Severity, what: str, evidence: str, fix: str
+    ) -> Finding:
+        return Finding(check, severity, self.name, what, evidence, fix)
+
+    def _waiting(self) -> str:
+        age = self.summary.oldest_waiting_age
+        oldest = f", the oldest for {duration(age)}" if age is not None else ""
+        return f"{_many(self.counts.waiting, 'job')} waiting{oldest}"
+
+    def _paused(self) -> Finding | None:
+        if not self.counts.is_paused:
+            return None
+        since = self.pulse.paused_since
+        when = f" since {utc(since)} ({_ago(self.pulse, since)} ago)" if since else ""
+        return self._finding(
+            Check.PAUSED,
+            Severity.WARNING,
+            "paused: no job of it starts",
+            f"paused{when}; {_many(self.counts.paused, 'job')} held, {self.counts.active} running",
+            f"hueyard resume {self.name} (or Resume on /admin/queues/{self.name}).",
+        )
+
+    def _rate_limited(self) -> Finding | None:
+        limit, until = self.policy.rate_limit, self.pulse.limited_until
+        if limit is None or until is None or self.counts.is_paused or not self.counts.waiting:
+            return None
+        return self._finding(
+            Check.RATE_LIMITED,
+            Severity.INFO,
+            f"rate-limited until {utc(until)}",
+            f"{_many(self.pulse.window_starts, 'job')} started in the last {limit.per:g} s "
+            f"(rate_limit = {{ max = {limit.max}, per = {limit.per:g} }}, across all "
+            f"consumers); "
+            f"{self._waiting()}",
+            f"None needed: the next job starts at {utc(until)}. To go faster, raise rate_limit "
+            f"in [queues.{self.name}] of config/queues.toml and restart the consumers.",
+        )
+
+    def _no_handler(self) -> Finding | None:
+        if self.app.queue(self.name).tasks or not self.counts.waiting:
+            return None
+        return self._finding(
+            Check.NO_HANDLER,
+            Severity.ERROR,
+            "no handler is registered for the queue: consumers start no worker for it",
+            f"{self._waiting()}; this process discovered no @handler({self.name!r})",
+            "Declare the queue's handlers in a module the consumers import "
+            "(HUEYARD_HANDLER_PACKAGES / HUEYARD_HANDLER_MODULES); hueyard check lists them.",
+        )
+
+    def _no_consumer(self) -> Finding | None:
+        if self.consumers is None or self.serving or not self.counts.waiting:
+            return None
+        others = sorted({queue for c in self.consumers for queue in c.queues})
+        live = (
+            f"live consumers: {len(self.consumers)}, serving {', '.join(others) or 'no queue'}"
+            if self.consumers
+            else f"no consumer sent a heartbeat in the last {HEARTBEAT_TTL} s"
+        )
+        return self._finding(
+            Check.NO_CONSUMER,
+            Severity.ERROR,
+            "no live consumer serves the queue",
+            f"{self._waiting()}; {live}",
+            f"Start one: huey_consumer framework.app (every queue), or HUEYARD_QUEUES="
+            f"{self.name} huey_consumer framework.app. One that should run: read its log "
+            "(journalctl -u 'hueyard-consumer*' with the units of docs/operations.md); exit "
+            "status 75 means it gave up on threads stuck in jobs.",
+        )
+
+    def _busy(self) -> Finding | None:
+        capacity = len(self.serving) * self.policy.concurrency
+        if not self.counts.waiting or not capacity or self.counts.active < capacity:
+            return None
+        running = self.pulse.oldest_running
+        longest = ""
+        if running is not None and running.started is not None:
+            timeout = self.policy.timeout
+            limit = f"timeout {timeout:g} s" if timeout else "no timeout"
+            longest = (
+                f"; the longest-running job, {running.id}, started "
+                f"{_ago(self.pulse, running.started)} ago ({limit})"
+            )
+        job = running.id if running is not None else "ID"
+        return self._finding(
+            Check.WORKERS_BUSY,
+            Severity.WARNING,
+            f"all {capacity} workers are busy" if capacity > 1 else "its only worker is busy",
+            f"{_many(self.counts.active, 'job')} running on {_many(len(self.serving), 'consumer')} "
+            f"x concurrency "
+            f"{self.policy.concurrency}; {self._waiting()}{longest}",
+            f"Raise concurrency in [queues.{self.name}] or start more consumers for it. Jobs "
+            f"that run too long: look at one (hueyard job {job}), give the queue a timeout, "
+            f"or cancel it (hueyard cancel {self.name} {job}).",
+        )
+
+    def _delayed(self) -> Finding | None:
+        pulse = self.pulse
+        if not self.counts.delayed or pulse.next_due is None:
+            return None
+        if pulse.due and self.consumers == []:
+            return self._finding(
+                Check.DUE_NOT_PROMOTED,
+                Severity.ERROR,
+                f"{_many(pulse.due, 'delayed job')} due, and no consumer moves them to waiting",
+                f"the earliest was due at {utc(pulse.next_due)} "
+                f"({_ago(pulse, pulse.next_due)} ago); any live consumer promotes the due "
+                f"jobs of every queue, and none sent a heartbeat in the last "
+                f"{HEARTBEAT_TTL} s",
+                "Start a consumer: huey_consumer framework.app.",
+            )
+        if self.counts.waiting or pulse.next_due <= pulse.now:
+            return None
+        return self._finding(
+            Check.DELAYED,
+            Severity.INFO,
+            f"{_many(self.counts.delayed, 'delayed job')}, the next due at {utc(pulse.next_due)}",
+            f"nothing waiting; the next delayed job (a delay, an eta or a retry's backoff) is "
+            f"due in {duration((pulse.next_due - pulse.now).total_seconds())}",
+            "None needed: delayed jobs move to waiting when due. To run them now: Promote all "
+            f"delayed on /admin/queues/{self.name}.",
+        )
+
+    def _failing(self) -> Finding | None:
+        summary = self.summary
+        configured = self.app.settings.health.max_failure_rate
+        threshold = configured if configured is not None else defaults.DOCTOR_FAILURE_RATE
+        if summary.failure_rate is None or summary.failure_rate <= threshold:
+            return None
+        finished = summary.failed + summary.completed
+        above = (
+            f"[health] max_failure_rate = {threshold:g}"
+            if configured is not None
+            else f"{threshold:g}, the doctor's default when [health] max_failure_rate is unset"
+        )
+        latest = self.jobs.list_jobs(self.name, "failed", page_size=1).items
+        error = f"; the latest error: {_cut(latest[0].error)}" if latest and latest[0].error else ""
+        return self._finding(
+            Check.FAILING,
+            Severity.WARNING,
+            f"{summary.failure_rate:.0%} of its jobs failed in the last {self.window} min",
+            f"{summary.failed} of {finished} finished jobs failed (over {above}); "
+            f"{self.counts.failed} in failed (keep_failed = "
+            f"{self.policy.keep_failed}){error}",
+            f"Read the errors: hueyard jobs {self.name} --state failed, then hueyard job ID for "
+            "the traceback; check the services the handler calls and the payloads. After the "
+            f"fix: hueyard retry {self.name} --all. For transient failures, raise attempts in "
+            f"[queues.{self.name}].",
+        )
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def _many(count: int, noun: str) -> str:
+    """``1 job``, ``2 jobs``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _ago(pulse: QueuePulse, moment: datetime.datetime) -> str:
+    return duration((pulse.now - moment).total_seconds())
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
