@@ -37,15 +37,22 @@ from framework.errors import RedisUnavailableError, StorageError
 from framework.jobs import Jobs
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
+from framework.redis_info import RedisInfo
 from framework.schedules import utc_now
 from framework.ticks import Schedules
 
-__all__ = ["REDIS_DOWN", "REDIS_REFUSED", "HealthReport", "check", "iso_timestamp"]
+__all__ = ["REDIS_DOWN", "REDIS_FULL", "REDIS_REFUSED", "HealthReport", "check", "iso_timestamp"]
 
 _TOTALS = ("waiting", "active", "completed", "failed", "delayed")
 
 REDIS_DOWN = "redis: not connected"
 """The reason when Redis does not answer; the error (host, port) only in the details."""
+
+REDIS_FULL = (
+    "redis: out of memory (used_memory at maxmemory, policy noeviction): it refuses "
+    "enqueues and job changes; raise maxmemory or free memory (hueyard doctor)"
+)
+"""The reason when Redis is full and may not evict: jobs can be read, not moved."""
 
 REDIS_REFUSED = "redis: refused the health check's reads"
 """The reason when Redis answers with an error (out of memory, a planted key); the
@@ -123,6 +130,8 @@ def check(app: Hueyard, jobs: Jobs, schedules: Schedules | None = None) -> Healt
         consumers: list[ConsumerInfo] = []
         if settings.require_consumer:
             consumers = jobs.consumers()
+        if _full(app):
+            reasons.append(REDIS_FULL)
         for name, c in counts.items():
             reasons += _queue_reasons(app, jobs, name, c, consumers)
         details: dict[str, tuple[str, ...]] = {}
@@ -157,6 +166,16 @@ def _overdue_schedules(app: Hueyard, schedules: Schedules) -> tuple[str, ...]:
             f"queue {info.queue} running?"
         )
     return tuple(lines)
+
+
+def _full(app: Hueyard) -> bool:
+    """Whether Redis is at its ``maxmemory`` with ``noeviction`` (one INFO, one try)."""
+    raw = app.cache.server_info()
+    if raw is None:
+        return False
+    info = RedisInfo.parse(raw)
+    ratio = info.memory_ratio
+    return ratio is not None and ratio >= 1 and not info.may_evict
 
 
 def _queue_reasons(

@@ -46,6 +46,7 @@ from framework.metrics import (
     MetricsSummary,
     read_consumers,
     series,
+    snapshot,
     summary,
 )
 from framework.pulse import QueuePulse, read_pulse
@@ -148,13 +149,15 @@ class Jobs:
 
     def _counts(self, queues: list[str]) -> dict[str, QueueCounts]:
         sets = [(name, self._q(name)) for name in queues]
-        with self.conn.pipeline(transaction=True) as pipe:
+
+        def reads(pipe: Any) -> None:
             for _, q in sets:
                 for state in JOB_STATES:
                     pipe.zcard(q.state(state))
                 pipe.exists(q.paused)
-            # A set key planted with another type counts as empty, not as a crash.
-            replies = [_count(reply) for reply in pipe.execute(raise_on_error=False)]
+
+        # A set key planted with another type counts as empty, not as a crash.
+        replies = [_count(reply) for reply in snapshot(self.conn, reads)]
         width = len(JOB_STATES) + 1
         counts = {}
         for index, (name, _) in enumerate(sets):
@@ -192,14 +195,16 @@ class Jobs:
         set_state = "waiting" if state == "paused" else state
         key = q.state(set_state)
         start, stop = (page - 1) * page_size, page * page_size - 1
-        with self.conn.pipeline(transaction=True) as pipe:
+
+        def reads(pipe: Any) -> None:
             pipe.exists(q.paused)
             pipe.zcard(key)
             if set_state == "waiting":
                 pipe.zrange(key, start, stop)
             else:
                 pipe.zrevrange(key, start, stop)
-            paused, total, ids = pipe.execute(raise_on_error=False)
+
+        paused, total, ids = snapshot(self.conn, reads)
         if isinstance(ids, Exception) or (
             set_state == "waiting" and bool(paused) != (state == "paused")
         ):
@@ -214,11 +219,13 @@ class Jobs:
             return []
         # Each record is read with its membership, atomically: a job that left the
         # state since its id was listed is dropped, not shown with a stale state.
-        with self.conn.pipeline(transaction=True) as pipe:
+
+        def reads(pipe: Any) -> None:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
                 pipe.zscore(key, job_id)
-            replies = pipe.execute(raise_on_error=False)
+
+        replies = snapshot(self.conn, reads)
         items = []
         for index, job_id in enumerate(ids):
             record, score = replies[2 * index], replies[2 * index + 1]
@@ -238,11 +245,13 @@ class Jobs:
         """
         if not isinstance(job_id, str) or not job_id:
             return None
-        with self.conn.pipeline(transaction=True) as pipe:
+
+        def reads(pipe: Any) -> None:
             pipe.hgetall(self.keys.job(job_id))
             pipe.lrange(self.keys.job_logs(job_id), 0, -1)
             self._locate(pipe, job_id)
-            replies = pipe.execute(raise_on_error=False)
+
+        replies = snapshot(self.conn, reads)
         record, logs = replies[0], replies[1]
         found = self._places(replies[2:])
         places = [place for place, _ in found]
@@ -280,9 +289,7 @@ class Jobs:
         """The queue and state of a job (from the sorted sets), or None. One round trip."""
         if not isinstance(job_id, str) or not job_id:
             return None
-        with self.conn.pipeline(transaction=True) as pipe:
-            self._locate(pipe, job_id)
-            found = self._places(pipe.execute(raise_on_error=False))
+        found = self._places(snapshot(self.conn, lambda pipe: self._locate(pipe, job_id)))
         return found[0][0] if found else None
 
     def _locate(self, pipe: Any, job_id: str) -> None:

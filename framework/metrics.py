@@ -25,7 +25,7 @@ import datetime
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from framework.keys import Keys, QueueKeys
 
 __all__ = [
     "CONSUMER_WINDOW",
+    "snapshot",
     "ConsumerInfo",
     "MetricPoint",
     "MetricsSummary",
@@ -204,6 +205,28 @@ def summary(
     )
 
 
+def snapshot(
+    conn: redis.Redis, reads: Callable[[Any], None], *, raise_on_error: bool = False
+) -> list[Any]:
+    """Run the commands ``reads`` queues on a pipeline in one transaction: one moment
+    of the data, as no other client runs between them.
+
+    A Redis over ``maxmemory`` with ``noeviction`` refuses every ``MULTI``, even
+    of reads alone ("OOM command not allowed"), and that is when an operator
+    opens the dashboard: the reads then run as a plain pipeline (each reply
+    still right, the set of them no longer of one instant).
+    """
+    try:
+        with conn.pipeline(transaction=True) as pipe:
+            reads(pipe)
+            return list(pipe.execute(raise_on_error=raise_on_error))
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    with conn.pipeline(transaction=False) as pipe:
+        reads(pipe)
+        return list(pipe.execute(raise_on_error=raise_on_error))
+
+
 def read_consumers(conn: redis.Redis, keys: Keys, queues: list[str]) -> list[ConsumerInfo]:
     """Consumers that sent a heartbeat lately, with the ids of the jobs they run.
 
@@ -211,10 +234,12 @@ def read_consumers(conn: redis.Redis, keys: Keys, queues: list[str]) -> list[Con
     whose record expired (no beat for 30 s) is gone and not listed.
     """
     now_ms = int(time.time() * 1000)
-    with conn.pipeline(transaction=True) as pipe:
+
+    def reads(pipe: Any) -> None:
         pipe.zremrangebyscore(keys.consumers, "-inf", now_ms - CONSUMER_WINDOW * 1000)
         pipe.zrange(keys.consumers, 0, -1, withscores=True)
-        _, beats = pipe.execute()
+
+    _, beats = snapshot(conn, reads, raise_on_error=True)
     if not beats:
         return []
     ids = [member.decode(errors="replace") for member, _ in beats]
