@@ -190,9 +190,9 @@ def calls(jobs: Jobs, ids: dict[str, list[str]]) -> list[Call]:
             lambda: jobs.list_jobs("work", "failed", page=2, page_size=PAGE_SIZE),
             Promise(
                 2,
-                {"HGETALL": PAGE_SIZE},
-                "2 round trips (the page's ids, then its records); one HGETALL per job "
-                "of the page, no more",
+                {"EVALSHA peek": PAGE_SIZE},
+                "2 round trips (the page's ids, then its records); one bounded read (the "
+                "peek script) per job of the page, no more",
             ),
         ),
         Call(
@@ -208,7 +208,7 @@ def calls(jobs: Jobs, ids: dict[str, list[str]]) -> list[Call]:
         Call(
             'metrics("work", minutes=60)',
             lambda: jobs.metrics("work", minutes=60),
-            Promise(1, {"HGETALL": 60, "LRANGE": 60}, "1 round trip for all 60 minutes"),
+            Promise(1, {"HMGET": 60, "LRANGE": 60}, "1 round trip for all 60 minutes"),
         ),
         Call(
             'summary("work", minutes=60)',

@@ -92,6 +92,7 @@ def create_app(
         allowed_hosts=AllowedHosts.resolve(settings.allowed_hosts, host or settings.host),
         page_size=settings.page_size,
         search_limit=settings.search_limit,
+        search_bytes=settings.search_bytes,
         preview_chars=settings.payload_preview_bytes,
         csrf_secret=secret.encode() if secret else secrets.token_bytes(32),
         throttle=LoginThrottle(

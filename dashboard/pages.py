@@ -101,12 +101,12 @@ def queue_page(queue: str) -> str:
 def job_page(queue: str, job_id: str) -> Any:
     state = current()
     name = _queue_or_404(queue)
-    job = state.jobs.get(job_id)
+    limit = state.preview_chars
+    job = state.jobs.get(job_id, field_bytes=limit)  # the page shows no more of a value
     if job is None:
         abort(404, f"No queue holds a job with id {job_id!r}; it may have been removed.")
     if job.queue and job.queue != name:
         return redirect(url_for("pages.job_page", queue=job.queue, job_id=job_id))
-    limit = state.preview_chars
     return render_template(
         "job.html",
         queue=name,
@@ -121,7 +121,8 @@ def job_page(queue: str, job_id: str) -> Any:
 
 @blueprint.get("/admin/queues/<queue>/jobs/<job_id>/raw")
 def job_raw(queue: str, job_id: str) -> Response:
-    """The whole job as JSON, secrets masked (the page shows a preview)."""
+    """The job as JSON, secrets masked (the page shows a preview): each value whole up to
+    the largest ``max_payload_bytes``, cut past it with a marker (:meth:`Jobs.get`)."""
     state = current()
     name = _queue_or_404(queue)
     job = state.jobs.get(job_id)

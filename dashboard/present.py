@@ -3,23 +3,24 @@
 - Secrets are hidden before job data gets here: the dashboard's
   :class:`~framework.jobs.Jobs` masks every job it returns
   (:mod:`framework.masking`, the one home of masking).
-- :func:`preview` pretty-prints at most ``limit`` characters and stops there:
-  a 5 MB payload costs the page what a 64 KB one does.
+- Cutting is :mod:`framework.cut`'s, shared with the JSON views and the
+  ``hueyard`` command: :func:`preview` pretty-prints at most ``limit``
+  characters and stops there (a 5 MB payload costs the page what a 64 KB one
+  does), and a value the read API took only the start of (a
+  :class:`~framework.cut.Cut`) shows as that start, with its marker.
 - Jinja's autoescape does the escaping; nothing here returns markup.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
+from framework.cut import Rendered, render, shorten
+
 __all__ = [
-    "Preview",
     "ago",
     "preview",
     "register_filters",
@@ -27,47 +28,15 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Preview:
-    """Pretty JSON, cut at ``limit`` characters when ``truncated``."""
-
-    text: str
-    truncated: bool
-    lines: int
-
-    @property
-    def large(self) -> bool:
-        """Worth folding away by default."""
-        return self.truncated or self.lines > 40
+def preview(value: Any, limit: int) -> Rendered:
+    """At most ``limit`` characters of ``value`` as indented JSON, with the marker if cut."""
+    return render(value, limit, indent=2)
 
 
-def _chunks(value: Any, indent: int | None) -> Iterator[str]:
-    # iterencode is lazy (the pure-Python encoder), so cutting early saves the rest.
-    encoder = json.JSONEncoder(indent=indent, ensure_ascii=False, default=str, sort_keys=False)
-    return encoder.iterencode(value)
-
-
-def _cut(value: Any, limit: int, indent: int | None) -> tuple[str, bool]:
-    parts: list[str] = []
-    size = 0
-    for chunk in _chunks(value, indent):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return "".join(parts)[:limit], True
-    return "".join(parts), False
-
-
-def preview(value: Any, limit: int) -> Preview:
-    """At most ``limit`` characters of ``value`` as indented JSON."""
-    text, truncated = _cut(value, limit, indent=2)
-    return Preview(text=text, truncated=truncated, lines=text.count("\n") + 1)
-
-
-def snippet(value: Any, limit: int = 100) -> str:
-    """One line of compact JSON of ``value``, cut at ``limit`` characters."""
-    text, truncated = _cut(value, limit, indent=None)
-    return text + "..." if truncated else text
+def snippet(value: Any, limit: int = 100, text: bool = False) -> str:
+    """One line of compact JSON of ``value`` (with ``text``, a string as it is) of at most
+    ``limit`` characters; a value read only in part keeps its marker."""
+    return shorten(value, limit, text=text)
 
 
 def ago(when: datetime.datetime | None, now: datetime.datetime | None = None) -> str:

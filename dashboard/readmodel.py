@@ -6,13 +6,13 @@ touch Redis. Everything here reads; :mod:`dashboard.actions` acts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from dashboard.charts import Chart, sparkline
 from dashboard.state import DashboardState
+from framework.cut import render
 from framework.health import REDIS_DOWN, HealthReport, check
-from framework.jobs import MAX_PAGE_SIZE, JobInfo
+from framework.jobs import JobInfo
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
 
@@ -138,27 +138,35 @@ class SearchResult:
         return self.searched >= self.total
 
 
+SEARCH_BATCH = 100
+"""Jobs a search reads per round trip: with ``search_bytes`` of each, what it holds at once."""
+
+
 def search_payloads(
     state: DashboardState, queue: str, job_state: str, text: str, *, max_matches: int = 100
 ) -> SearchResult:
     """A bounded scan: pages of the state, newest first, until ``search_limit`` jobs are read.
 
-    Secret-named fields are masked before matching, so a search can not be
-    used to guess a secret.
+    Each job is read with at most ``search_bytes`` bytes of each value, so a
+    search holds at most :data:`SEARCH_BATCH` such jobs and its matches, whatever
+    Redis holds; text past those bytes is not searched. Secret-named fields are
+    masked before matching, so a search can not be used to guess a secret.
     """
     needle = text.casefold()
     limit = state.search_limit
-    size = min(MAX_PAGE_SIZE, limit)  # one size for every page, so pages do not overlap
+    size = min(SEARCH_BATCH, limit)  # one size for every page, so pages do not overlap
     matches: list[JobInfo] = []
     searched, total, page = 0, 0, 1
     while searched < limit and len(matches) < max_matches:
-        result = state.jobs.list_jobs(queue, job_state, page=page, page_size=size)
+        result = state.jobs.list_jobs(
+            queue, job_state, page=page, page_size=size, field_bytes=state.search_bytes
+        )
         total = result.total
         for job in result.items:
             if searched >= limit or len(matches) >= max_matches:
                 break
             searched += 1
-            haystack = json.dumps(job.payload, ensure_ascii=False, default=str)  # masked
+            haystack = render(job.payload).text  # masked; a cut payload: the start read
             if needle in haystack.casefold():
                 matches.append(job)
         if not result.has_next or not result.items:

@@ -37,6 +37,7 @@ class DashboardState:
     allowed_hosts: AllowedHosts
     page_size: int
     search_limit: int
+    search_bytes: int
     preview_chars: int
     csrf_secret: bytes = field(repr=False)
     throttle: LoginThrottle = field(repr=False, compare=False)

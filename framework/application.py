@@ -20,7 +20,7 @@ import redis
 from framework.compiler import QueueRuntime, compile_queues
 from framework.connection import PoolSize, ThreadClients, build_pool
 from framework.consumer import MultiQueueConsumer, served_queues
-from framework.errors import QueueError
+from framework.errors import ConfigError, QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
 from framework.keys import Keys
 from framework.masking import Masker
@@ -125,8 +125,17 @@ class Hueyard:
     # -- consumer --------------------------------------------------------------------------
 
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
-        """What ``huey_consumer framework.app`` calls: a consumer for every served queue."""
-        return MultiQueueConsumer(self, served_queues(self.settings, os.environ), **options)
+        """What ``huey_consumer framework.app`` calls: a consumer for every served queue.
+
+        A ``$HUEYARD_QUEUES`` that names no queue it can serve ends the process with
+        one line on stderr (``hueyard: error: ...``, exit status 1), not a traceback:
+        this is the consumer's command line, and that is its usage error.
+        """
+        try:
+            queues = served_queues(self.settings, os.environ)
+        except (ConfigError, QueueError) as exc:
+            raise SystemExit(f"hueyard: error: {exc}") from None
+        return MultiQueueConsumer(self, queues, **options)
 
     @functools.cached_property
     def masker(self) -> Masker:

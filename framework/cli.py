@@ -21,9 +21,10 @@ The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
 
 Exit status 0 on success, 1 on any error (the message names the problem and
-the fix), 2 on a usage error. ``hueyard doctor`` reports problems rather than
-having them: 1 when a finding is an error, 2 when it could not look (usage,
-config, Redis unreachable); see ``framework/doctor_cli.py``.
+the fix), 2 on a usage error: a bad argument, or an enqueue option out of range
+(``--delay nan``, ``--priority 0``), said in one line. ``hueyard doctor`` reports
+problems rather than having them: 1 when a finding is an error, 2 when it could
+not look (usage, config, Redis unreachable); see ``framework/doctor_cli.py``.
 
 Plugins add commands
 --------------------
@@ -69,9 +70,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from framework import defaults
+from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
-from framework.errors import HueyardError
+from framework.errors import HueyardError, OptionError, PayloadError
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
+from framework.options import shown
 from framework.runtime import get_app
 from framework.schedule_cli import add_schedule_commands
 from framework.textgrid import grid, moment, utc
@@ -242,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(args)
+    except OptionError as exc:  # an option's value: a usage error
+        print(f"hueyard: error: {exc}", file=sys.stderr)
+        return 2
     except HueyardError as exc:
         print(f"hueyard: error: {exc}", file=sys.stderr)
         return 1
@@ -320,14 +327,19 @@ def _enqueue(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.data)
     except json.JSONDecodeError as exc:
-        raise HueyardError(f"--data is not valid JSON: {exc}") from None
+        raise PayloadError(f"--data is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(
+            f"--data nests deeper than JSON can be read here; a payload may nest at most "
+            f"{defaults.MAX_PAYLOAD_DEPTH} levels"
+        ) from None
     eta = None
     if args.eta is not None:
         try:
             eta = datetime.datetime.fromisoformat(args.eta)
         except ValueError:
-            raise HueyardError(
-                f"--eta {args.eta!r} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+01:00"
+            raise OptionError(
+                f"--eta {shown(args.eta)} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+01:00"
             ) from None
     job_id = get_app().enqueue(
         args.queue,
@@ -516,6 +528,9 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
+DETAILS_CHARS = 60
+"""Characters of a job's details in a line of ``hueyard jobs``."""
+
 _WHEN = {
     "waiting": "created",
     "paused": "created",
@@ -528,19 +543,15 @@ _WHEN = {
 
 def _details(job: JobInfo, state: str) -> str:
     if job.problem:
-        text = f"! {job.problem}"
-    elif state == "failed":
-        text = job.error or ""
-    elif state == "completed":
-        text = _json(job.result)
-    else:
-        text = _json(job.payload)
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:59] + "..."
+        return shorten(f"! {job.problem}", DETAILS_CHARS, text=True)
+    if state == "failed":
+        return shorten(job.error or "", DETAILS_CHARS, text=True)
+    return shorten(job.result if state == "completed" else job.payload, DETAILS_CHARS)
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+    """``value`` as one line of JSON (a value read only in part: its start and the marker)."""
+    return str(render(value))
 
 
 if __name__ == "__main__":  # pragma: no cover

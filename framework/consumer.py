@@ -6,8 +6,11 @@ runs, in one process, ``concurrency`` Huey workers for each served queue (from
 ``config/queues.toml``), one scheduler for all of them, one signal handler, one
 worker health check and one shutdown deadline.
 
-- ``HUEYARD_QUEUES=imports,exports`` serves only those queues (unknown names
-  are an error), so slow queues can run in their own ``-k process`` consumer.
+- ``HUEYARD_QUEUES=imports,exports`` serves only those queues, so slow queues
+  can run in their own ``-k process`` consumer. An unknown name, an empty entry
+  (``alpha,,beta``) or a value that names no queue at all stops the consumer
+  with one line naming the value and the declared queues (unset, it serves
+  every queue).
 - SIGTERM and SIGINT both stop gracefully: no new jobs are taken, running jobs
   get ``[consumer] shutdown_timeout`` seconds (``-t`` overrides) to finish; a job
   still running then is interrupted and put back in its queue. A second signal
@@ -51,7 +54,7 @@ from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
 from framework.keys import Keys
 from framework.leases import KeeperSettings, LeaseKeeper
-from framework.options import EnqueueArgs
+from framework.options import EnqueueArgs, shown
 from framework.outages import Outage
 from framework.schedules import Schedule
 from framework.settings import Settings
@@ -93,15 +96,28 @@ class ConsumerApp(Protocol):
 
 
 def served_queues(settings: Settings, env: Mapping[str, str]) -> list[str]:
-    """The queues this consumer serves: ``$HUEYARD_QUEUES`` or all of them."""
-    wanted = [name.strip() for name in env.get("HUEYARD_QUEUES", "").split(",") if name.strip()]
-    if not wanted:
+    """The queues this consumer serves: those ``$HUEYARD_QUEUES`` names, or all when unset.
+
+    Raises :class:`ConfigError` for a value with an empty entry (``"alpha,,beta"``,
+    ``" "``, ``""``: a variable set from an empty one would otherwise serve every
+    queue), :class:`QueueError` for a name the config does not declare.
+    """
+    raw = env.get("HUEYARD_QUEUES")
+    if raw is None:
         return settings.queue_names
+    declared = ", ".join(settings.queue_names)
+    wanted = [name.strip() for name in raw.split(",")]
+    if not all(wanted):
+        problem = "is empty" if not raw.strip() else "has an empty entry"
+        raise ConfigError(
+            f"HUEYARD_QUEUES={shown(raw)} {problem}; name the queues to serve, separated "
+            f"by commas (declared queues: {declared}), or unset it to serve them all"
+        )
     unknown = [name for name in wanted if name not in settings.queues]
     if unknown:
         raise QueueError(
-            f"HUEYARD_QUEUES names unknown queue(s) {', '.join(map(repr, unknown))}; "
-            f"declared queues: {', '.join(settings.queue_names)}"
+            f"HUEYARD_QUEUES={shown(raw)} names unknown queue(s) "
+            f"{', '.join(shown(name) for name in unknown)}; declared queues: {declared}"
         )
     return list(dict.fromkeys(wanted))
 

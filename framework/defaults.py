@@ -44,6 +44,21 @@ MAX_KEY_LENGTH = 256
 MAX_DELAY = 366 * 86400.0
 """Longest ``delay=`` (seconds) an enqueue accepts; an ``eta`` may be at most this far ahead."""
 
+MAX_KEEP = 1_000_000
+"""Most finished jobs a queue or a job may keep (``keep_completed``, ``keep_failed``)."""
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Bytes a payload may take as JSON (``max_payload_bytes``, 1 MiB): a larger one is refused
+at enqueue. Big data belongs elsewhere (object storage, a table); pass its reference."""
+
+MIN_PAYLOAD_LIMIT = 1024
+MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024
+"""The range ``max_payload_bytes`` may be set to: 1 KiB to 64 MiB."""
+
+MAX_PAYLOAD_DEPTH = 64
+"""Levels of JSON nesting a payload may have (``{"a": [1]}`` has two). A deeper one is
+refused at enqueue; stored JSON that nests deeper is shown as text, never walked."""
+
 SEQ_SPAN = 2**40
 """Enqueue sequence numbers per priority: a waiting job's score is ``priority x SEQ_SPAN + seq``."""
 
@@ -97,6 +112,27 @@ METRICS_TTL = 25 * 3600
 
 MAX_LOG_LINES = 100
 """Log lines kept per job; older lines are dropped."""
+
+# -- what a read takes from Redis at most (framework/peek.py) ---------------------------------
+
+SHORT_FIELD_BYTES = 1024
+"""Bytes read of each short field of a job record (handler, key, consumer, numbers, times)."""
+
+LIST_FIELD_BYTES = 4096
+"""Bytes read of each payload, result, progress, error and traceback of a job on a page
+(``Jobs.list_jobs``): a page of 500 jobs holds at most a few MB, whatever is stored."""
+
+LOG_LINE_BYTES = 4096
+"""Bytes read of each log line of a job (``Jobs.get``); the newest ``max_log_lines`` are read."""
+
+SEARCH_BYTES = 16384
+"""Bytes of each payload a dashboard search reads and searches (``[dashboard] search_bytes``)."""
+
+MAX_LISTED_CONSUMERS = 1000
+"""Consumers ``Jobs.consumers`` lists at most (the heartbeat set holds far fewer)."""
+
+MAX_LISTED_ACTIVE = 10_000
+"""Active jobs per queue whose consumer ``Jobs.consumers`` looks up, at most."""
 
 BULK_BATCH = 1000
 """Jobs one bulk script call touches, so no call blocks Redis for long."""

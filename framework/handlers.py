@@ -39,6 +39,7 @@ from typing import Any, Generic, Protocol, TypeVar, Unpack
 
 from pydantic import BaseModel, ValidationError
 
+from framework import defaults
 from framework.errors import (
     HandlerError,
     PayloadError,
@@ -48,6 +49,7 @@ from framework.errors import (
 )
 from framework.masking import validation_summary
 from framework.options import EnqueueArgs, EnqueueManyArgs
+from framework.payloads import check_depth, check_size, check_text
 from framework.serializer import dumps
 
 __all__ = [
@@ -93,31 +95,50 @@ class HandlerSpec:
             self._model_resolved = True
         return self._model
 
-    def payload_json(self, payload: Any) -> bytes:
+    def payload_json(self, payload: Any, *, max_bytes: int = defaults.MAX_PAYLOAD_BYTES) -> bytes:
         """Validate ``payload`` (against the model, if any) and return it as JSON (UTF-8).
 
-        The one encoding of a payload: what the job record stores. Raises
-        :class:`PayloadError` naming the handler and every bad field.
+        The one encoding of a payload: what the job record stores, and the one
+        place its limits are checked (:mod:`framework.payloads`): at most
+        ``max_bytes`` bytes (the queue's ``max_payload_bytes``), at most
+        :data:`~framework.defaults.MAX_PAYLOAD_DEPTH` levels deep, text that UTF-8
+        can hold. Raises :class:`PayloadError` naming the handler and the problem.
         """
         model = self.payload_model
-        if model is not None:
+        if model is not None or isinstance(payload, BaseModel):
+            check_depth(payload, self.name)  # before pydantic walks it
             try:
-                if isinstance(payload, model):
-                    instance = model.model_validate(payload.model_dump())
-                else:
-                    instance = model.model_validate(payload)
-            except ValidationError as exc:
+                payload = (
+                    self._validated(model, payload)
+                    if model is not None
+                    else payload.model_dump(mode="json")
+                )
+            except (RecursionError, ValueError) as exc:  # a model's dump that can not end
                 raise PayloadError(
-                    f"payload for {self.name} does not validate against "
-                    f"{model.__name__}: {validation_summary(exc)}; nothing was enqueued"
+                    f"payload for {self.name} can not be dumped as JSON: "
+                    f"{type(exc).__name__}: {str(exc)[:200]}; nothing was enqueued"
                 ) from None
-            payload = instance.model_dump(mode="json")
-        elif isinstance(payload, BaseModel):
-            payload = payload.model_dump(mode="json")
+        check_depth(payload, self.name, stored=True)
         try:
-            return dumps(payload)
+            encoded = dumps(payload)
         except SerializationError as exc:
+            check_text(payload, self.name)  # names the field of a lone surrogate
             raise PayloadError(f"payload for {self.name} is not JSON: {exc}") from None
+        check_size(encoded, self.name, limit=max_bytes, queue=self.queue)
+        return encoded
+
+    def _validated(self, model: type[BaseModel], payload: Any) -> Any:
+        try:
+            if isinstance(payload, model):
+                instance = model.model_validate(payload.model_dump())
+            else:
+                instance = model.model_validate(payload)
+        except ValidationError as exc:
+            raise PayloadError(
+                f"payload for {self.name} does not validate against "
+                f"{model.__name__}: {validation_summary(exc)}; nothing was enqueued"
+            ) from None
+        return instance.model_dump(mode="json")
 
     def call(self, payload: Any) -> Any:
         """Run the handler on a stored payload; return a JSON-ready result.

@@ -22,7 +22,9 @@ state when it started (plus the ones that arrived meanwhile, in its last batch).
 
 A job record that hueyard did not write (a planted key of another type, data
 that is not JSON, an id without a record) never makes a call fail: its
-:class:`JobInfo` says what is wrong in ``problem``.
+:class:`JobInfo` says what is wrong in ``problem``. Nor does one of any size:
+records are read within bounds (:mod:`framework.peek`), and a value read only
+in part comes back marked as such (:mod:`framework.cut`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import redis
+from redis.client import Pipeline
 
 from framework import defaults
 from framework.connection import connection_failure
@@ -49,8 +52,9 @@ from framework.metrics import (
     snapshot,
     summary,
 )
+from framework.peek import Limits, Peeked, lines_of, peek_lines, peek_record, read, record_of
 from framework.pulse import QueuePulse, read_pulse
-from framework.records import JobInfo, JobLocation, Page, QueueCounts, job_info
+from framework.records import JobInfo, JobLocation, Page, QueueCounts, job_info, log_lines
 from framework.runtime import get_app
 from framework.scripts import Scripts, storage_error
 from framework.settings import QueuePolicy
@@ -181,16 +185,25 @@ class Jobs:
 
     @_redis_errors
     def list_jobs(
-        self, queue: str, state: str, *, page: int = 1, page_size: int = 25
+        self,
+        queue: str,
+        state: str,
+        *,
+        page: int = 1,
+        page_size: int = 25,
+        field_bytes: int = defaults.LIST_FIELD_BYTES,
     ) -> Page[JobInfo]:
         """One page of the jobs of ``queue`` in ``state``.
 
         Waiting and paused jobs come in run order (priority, then FIFO); the
         other states newest first (active: latest lease deadline first).
-        Two round trips, and never more than ``page_size`` records read.
+        Two round trips, and never more than ``page_size`` records read, each
+        payload, result, progress, error and traceback at most ``field_bytes``
+        bytes (the rest is cut, see :mod:`framework.peek`); no log lines.
         """
         state = _check_state(state)
         _check_page(page, page_size)
+        limits = Limits(field_bytes=_check_bytes(field_bytes))
         q = self._q(queue)
         set_state = "waiting" if state == "paused" else state
         key = q.state(set_state)
@@ -209,61 +222,74 @@ class Jobs:
             set_state == "waiting" and bool(paused) != (state == "paused")
         ):
             total, ids = 0, []  # a paused queue has no waiting jobs, a running one none paused
-        items = self._page_records(queue, state, key, [job_id.decode() for job_id in ids])
+        ids = [job_id.decode(errors="replace") for job_id in ids]
+        items = self._page_records(queue, state, key, ids, limits)
         if self.masked:
             items = [item.masked(self.app.masker) for item in items]
         return Page(items=tuple(items), total=int(total), page=page, page_size=page_size)
 
-    def _page_records(self, queue: str, state: str, key: str, ids: list[str]) -> list[JobInfo]:
+    def _page_records(
+        self, queue: str, state: str, key: str, ids: list[str], limits: Limits
+    ) -> list[JobInfo]:
         if not ids:
             return []
+
         # Each record is read with its membership, atomically: a job that left the
         # state since its id was listed is dropped, not shown with a stale state.
-
-        def reads(pipe: Any) -> None:
+        def build(pipe: Pipeline) -> None:
             for job_id in ids:
-                pipe.hgetall(self.keys.job(job_id))
+                peek_record(self.scripts, pipe, self.keys.job(job_id), limits)
                 pipe.zscore(key, job_id)
 
-        replies = snapshot(self.conn, reads)
+        replies = read(self.conn, self.scripts, build, transaction=True)
         items = []
         for index, job_id in enumerate(ids):
             record, score = replies[2 * index], replies[2 * index + 1]
             if score is None or isinstance(score, Exception):
                 continue
             items.append(
-                job_info(job_id, record, queue=queue, state=state, score=float(score),
-                         policy=self._policy(queue))
+                job_info(job_id, record_of(record), queue=queue, state=state,
+                         score=float(score), policy=self._policy(queue))
             )  # fmt: skip
         return items
 
     @_redis_errors
-    def get(self, job_id: str) -> JobInfo | None:
+    def get(self, job_id: str, *, field_bytes: int | None = None) -> JobInfo | None:
         """The job with all its details and log lines, or None if no queue knows it.
 
-        One round trip: the record, its logs and its place in every queue.
+        One round trip: the record, its logs and its place in every queue. Each
+        payload, result, progress, error and traceback is read up to
+        ``field_bytes`` bytes (default: the largest ``max_payload_bytes`` of the
+        queues, so any payload hueyard accepted is read whole), and the newest
+        ``[consumer] max_log_lines`` log lines, each up to
+        :data:`~framework.defaults.LOG_LINE_BYTES`; what is longer is cut, with a
+        marker (:mod:`framework.peek`).
         """
         if not isinstance(job_id, str) or not job_id:
             return None
+        limits = Limits(
+            field_bytes=_check_bytes(self._read_bytes if field_bytes is None else field_bytes),
+            log_lines=self.app.settings.consumer.max_log_lines,
+        )
 
-        def reads(pipe: Any) -> None:
-            pipe.hgetall(self.keys.job(job_id))
-            pipe.lrange(self.keys.job_logs(job_id), 0, -1)
+        def build(pipe: Pipeline) -> None:
+            peek_record(self.scripts, pipe, self.keys.job(job_id), limits)
+            peek_lines(self.scripts, pipe, self.keys.job_logs(job_id), limits)
             self._locate(pipe, job_id)
 
-        replies = snapshot(self.conn, reads)
-        record, logs = replies[0], replies[1]
+        replies = read(self.conn, self.scripts, build, transaction=True)
+        record, lines = record_of(replies[0]), lines_of(replies[1])
         found = self._places(replies[2:])
         places = [place for place, _ in found]
-        if not places and record == {}:
+        if not places and record.kind == "none":
             return None
         problems: list[str] = []
         if len(places) > 1:
             where = ", ".join(f"{p.queue}/{p.state}" for p in places)
             problems.append(f"the id is in several sets at once ({where})")
-        if isinstance(logs, Exception):
-            problems.append(f"its log key is not a list ({logs})")
-            logs = []
+        if lines.kind not in ("list", "none"):
+            problems.append(f"its log key is not a list (it is a {lines.kind})")
+        logs = log_lines(lines)
         score: float | None = None
         if places:
             queue: str | None = places[0].queue
@@ -279,7 +305,7 @@ class Jobs:
             state=state,
             score=score,
             policy=self._policy(queue) if queue else None,
-            logs=tuple(line.decode(errors="replace") for line in logs),
+            logs=logs,
             problems=problems,
         )
         return job.masked(self.app.masker) if self.masked else job
@@ -312,11 +338,9 @@ class Jobs:
                 places.append((JobLocation(name, shown), float(score)))
         return places
 
-    def _owner(self, record: Any) -> str | None:
+    def _owner(self, record: Peeked) -> str | None:
         """The queue a record's stable name belongs to, if the app declares it."""
-        if not isinstance(record, dict):
-            return None
-        name = record.get(b"handler") or record.get(b"name") or b""  # name: hueyard 0.1.0
+        name = record.values.get("handler") or record.values.get("name") or b""  # 0.1.0: name
         owner = name.decode(errors="replace").partition(".")[0]
         return owner if owner in self.app.queues else None
 
@@ -417,11 +441,14 @@ class Jobs:
         Raises :class:`JobActionError` for an active job, or a job of another queue.
         """
         q = self._q(queue)
-        try:
-            handler, name = self.conn.hmget(q.job(job_id), ["handler", "name"])
-            owner = self._owner({b"handler": handler or name or b""})
-        except redis.ResponseError:
-            owner = None  # a key that is not a record: remove deletes it like one
+        replies = read(
+            self.conn,
+            self.scripts,
+            lambda pipe: peek_record(self.scripts, pipe, q.job(job_id), Limits(field_bytes=0)),
+            transaction=False,
+        )
+        owner = self._owner(record_of(replies[0]))
+        # a key that is not a record has no owner: remove deletes it like one
         if owner is not None and owner != queue:
             raise JobActionError(f"job {job_id} belongs to queue {owner!r}, not {queue!r}")
         removed = int(
@@ -507,7 +534,7 @@ class Jobs:
         Heartbeats older than :data:`~framework.metrics.CONSUMER_WINDOW` are
         pruned; a consumer whose record expired (no beat for 30 s) is gone.
         """
-        return read_consumers(self.conn, self.keys, list(self.app.queues))
+        return read_consumers(self.conn, self.scripts, self.keys, list(self.app.queues))
 
     @_redis_errors
     def metrics(self, queue: str, minutes: int = 60) -> list[MetricPoint]:
@@ -521,9 +548,16 @@ class Jobs:
     def summary(self, queue: str, minutes: int = 60) -> MetricsSummary:
         """Throughput, failure rate, percentiles and the oldest waiting job's age."""
         self._q(queue)
-        return summary(self.conn, self.keys, queue, minutes, max_minutes=self._max_minutes)
+        return summary(
+            self.conn, self.scripts, self.keys, queue, minutes, max_minutes=self._max_minutes
+        )
 
     # -- helpers -------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _read_bytes(self) -> int:
+        """What :meth:`get` reads of a field: the most any queue accepts as a payload."""
+        return max(runtime.policy.max_payload_bytes for runtime in self.app.queues.values())
 
     @property
     def _max_minutes(self) -> int:
@@ -584,6 +618,12 @@ def _check_state(state: str) -> str:
     if state not in STATES:
         raise JobActionError(f"unknown job state {state!r}; use one of {', '.join(STATES)}")
     return state
+
+
+def _check_bytes(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise JobActionError(f"field_bytes={limit!r} is not allowed; use bytes, 0 or more")
+    return limit
 
 
 def _check_page(page: int, page_size: int) -> None:

@@ -22,18 +22,21 @@ something else is skipped, never a crash.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
+from redis.client import Pipeline
 
 from framework import defaults
 from framework.errors import JobActionError
 from framework.keys import Keys, QueueKeys
+from framework.peek import peek_field, read, record_of
+from framework.scripts import Scripts
 
 __all__ = [
     "CONSUMER_WINDOW",
@@ -49,6 +52,12 @@ __all__ = [
 
 CONSUMER_WINDOW = 60.0
 """Seconds after its last heartbeat that a consumer leaves the ``consumers`` set."""
+
+CONSUMER_RECORD_BYTES = 65536
+"""Bytes of a consumer's heartbeat record read at most (one is a few hundred)."""
+
+NAME_CHARS = 256
+"""Characters of a host, queue or worker-type name from a heartbeat shown at most."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,7 @@ def series(
 
 def summary(
     conn: redis.Redis,
+    scripts: Scripts,
     keys: Keys,
     queue: str,
     minutes: int,
@@ -185,7 +195,7 @@ def summary(
         for reply in replies[2 * minutes :]
         if reply and not isinstance(reply, Exception)
     ]
-    oldest = _oldest_created(conn, keys, heads)
+    oldest = _oldest_created(conn, scripts, keys, heads)
 
     completed = sum(point.completed for point, _ in points)
     failed = sum(point.failed for point, _ in points)
@@ -227,17 +237,22 @@ def snapshot(
         return list(pipe.execute(raise_on_error=raise_on_error))
 
 
-def read_consumers(conn: redis.Redis, keys: Keys, queues: list[str]) -> list[ConsumerInfo]:
+def read_consumers(
+    conn: redis.Redis, scripts: Scripts, keys: Keys, queues: list[str]
+) -> list[ConsumerInfo]:
     """Consumers that sent a heartbeat lately, with the ids of the jobs they run.
 
     Heartbeats older than :data:`CONSUMER_WINDOW` are pruned; a consumer
-    whose record expired (no beat for 30 s) is gone and not listed.
+    whose record expired (no beat for 30 s) is gone and not listed. Bounded
+    whatever Redis holds: the newest :data:`~framework.defaults.MAX_LISTED_CONSUMERS`
+    beats, :data:`CONSUMER_RECORD_BYTES` of each record,
+    :data:`~framework.defaults.MAX_LISTED_ACTIVE` active jobs of each queue.
     """
     now_ms = int(time.time() * 1000)
 
     def reads(pipe: Any) -> None:
         pipe.zremrangebyscore(keys.consumers, "-inf", now_ms - CONSUMER_WINDOW * 1000)
-        pipe.zrange(keys.consumers, 0, -1, withscores=True)
+        pipe.zrevrange(keys.consumers, 0, defaults.MAX_LISTED_CONSUMERS - 1, withscores=True)
 
     _, beats = snapshot(conn, reads, raise_on_error=True)
     if not beats:
@@ -245,26 +260,35 @@ def read_consumers(conn: redis.Redis, keys: Keys, queues: list[str]) -> list[Con
     ids = [member.decode(errors="replace") for member, _ in beats]
     with conn.pipeline(transaction=False) as pipe:
         for consumer_id in ids:
-            pipe.get(keys.consumer(consumer_id))
+            pipe.strlen(keys.consumer(consumer_id))
+            pipe.getrange(keys.consumer(consumer_id), 0, CONSUMER_RECORD_BYTES - 1)
         for name in queues:
-            pipe.zrange(keys.queue(name).active, 0, -1)
+            pipe.zrange(keys.queue(name).active, 0, defaults.MAX_LISTED_ACTIVE - 1)
         replies = pipe.execute(raise_on_error=False)
-    records, actives = replies[: len(ids)], replies[len(ids) :]
+    sizes, records = replies[0 : 2 * len(ids) : 2], replies[1 : 2 * len(ids) : 2]
+    actives = replies[2 * len(ids) :]
     active_ids = [
-        job_id.decode() for reply in actives if not isinstance(reply, Exception) for job_id in reply
+        job_id.decode(errors="replace")
+        for reply in actives
+        if not isinstance(reply, Exception)
+        for job_id in reply
     ]
     holders: dict[str, list[str]] = {}
     if active_ids:
-        with conn.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Pipeline) -> None:
             for job_id in active_ids:
-                pipe.hget(keys.job(job_id), "consumer")
-            for job_id, holder in zip(active_ids, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(holder, bytes):
-                    holders.setdefault(holder.decode(errors="replace"), []).append(job_id)
+                peek_field(scripts, pipe, keys.job(job_id), "consumer", defaults.SHORT_FIELD_BYTES)
+
+        replies = read(conn, scripts, build, transaction=False)
+        for job_id, reply in zip(active_ids, replies, strict=True):
+            holder = record_of(reply).values.get("consumer")
+            if holder is not None:
+                holders.setdefault(holder.decode(errors="replace"), []).append(job_id)
     consumers = [
-        _consumer_info(consumer_id, raw, score, holders.get(consumer_id, []))
-        for consumer_id, raw, (_, score) in zip(ids, records, beats, strict=True)
-        if raw is not None
+        _consumer_info(consumer_id, raw, size, score, holders.get(consumer_id, []))
+        for consumer_id, raw, size, (_, score) in zip(ids, records, sizes, beats, strict=True)
+        if size != 0
     ]
     return sorted(consumers, key=lambda c: (c.host, c.id))
 
@@ -282,24 +306,29 @@ def _first_minute(minutes: int, max_minutes: int, now: float | None) -> int:
     return current - minutes + 1
 
 
+_COUNTS = ("completed", "failed", "retried")
+"""The fields of a minute's counts hash: only they are read (HMGET), whatever it holds."""
+
+
 def _queue_series(pipe: Any, q: QueueKeys, first: int, minutes: int) -> None:
     for minute in range(first, first + minutes):
-        pipe.hgetall(q.stats(minute))
-        pipe.lrange(q.samples(minute), 0, -1)
+        pipe.hmget(q.stats(minute), _COUNTS)
+        pipe.lrange(q.samples(minute), 0, 2 * defaults.MAX_SAMPLES - 1)  # no more are kept
 
 
 def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPoint, list[float]]]:
     points = []
     for offset in range(minutes):
         counts, raw_samples = replies[2 * offset], replies[2 * offset + 1]
-        if not isinstance(counts, dict):
-            counts = {}  # a planted key of another type: no counts
+        if not isinstance(counts, list):
+            counts = [None] * len(_COUNTS)  # a planted key of another type: no counts
+        completed, failed, retried = counts
         samples = sorted(_numbers(raw_samples if isinstance(raw_samples, list) else []))
         point = MetricPoint(
             minute=datetime.datetime.fromtimestamp((first + offset) * 60, datetime.UTC),
-            completed=_count(counts.get(b"completed")),
-            failed=_count(counts.get(b"failed")),
-            retried=_count(counts.get(b"retried")),
+            completed=_count(completed),
+            failed=_count(failed),
+            retried=_count(retried),
             samples=len(samples),
             p50_ms=percentile(samples, 50),
             p95_ms=percentile(samples, 95),
@@ -308,13 +337,18 @@ def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPo
     return points
 
 
-def _oldest_created(conn: redis.Redis, keys: Keys, ids: list[str]) -> float | None:
+def _oldest_created(
+    conn: redis.Redis, scripts: Scripts, keys: Keys, ids: list[str]
+) -> float | None:
     if not ids:
         return None
-    with conn.pipeline(transaction=False) as pipe:
+
+    def build(pipe: Pipeline) -> None:
         for job_id in ids:
-            pipe.hget(keys.job(job_id), "created")
-        created = _numbers(pipe.execute(raise_on_error=False))
+            peek_field(scripts, pipe, keys.job(job_id), "created", defaults.SHORT_FIELD_BYTES)
+
+    records = [record_of(reply) for reply in read(conn, scripts, build, transaction=False)]
+    created = _numbers(record.values.get("created") for record in records)
     return min(created) if created else None
 
 
@@ -333,26 +367,40 @@ def _numbers(values: Iterable[Any]) -> list[float]:
 def _count(value: bytes | None) -> int:
     try:
         return max(int(value or 0), 0)
-    except ValueError:
+    except (TypeError, ValueError):
         return 0
 
 
-def _consumer_info(consumer_id: str, raw: Any, score: float, running: list[str]) -> ConsumerInfo:
+def _short(value: Any) -> str:
+    """A name from a heartbeat: a string, at most :data:`NAME_CHARS` characters."""
+    if not isinstance(value, str):
+        return ""
+    return value if len(value) <= NAME_CHARS else value[:NAME_CHARS] + "…"
+
+
+def _consumer_info(
+    consumer_id: str, raw: Any, size: Any, score: float, running: list[str]
+) -> ConsumerInfo:
     beat = datetime.datetime.fromtimestamp(score / 1000, datetime.UTC)
     try:
-        if isinstance(raw, Exception):
+        if isinstance(raw, Exception) or isinstance(size, Exception):
             raise TypeError(f"its key is not a string: {raw}")
-        data = json.loads(raw)
+        if size > len(raw):
+            raise ValueError(f"it is {size:,} bytes long, more than a heartbeat ever is")
+        data = orjson.loads(raw)  # no recursion: nested past 1,024 levels is an error
         if not isinstance(data, dict):
             raise TypeError(f"a JSON {type(data).__name__}, not an object")
         started = data.get("started")
+        queues = data.get("queues")
         return ConsumerInfo(
-            id=consumer_id,
-            host=str(data.get("host", "")),
-            pid=int(data["pid"]) if isinstance(data.get("pid"), int) else None,
-            queues=tuple(str(name) for name in data.get("queues") or ()),
-            worker_type=str(data.get("worker_type", "")),
-            workers=int(data.get("workers") or 0),
+            id=consumer_id[:NAME_CHARS],
+            host=_short(data.get("host", "")),
+            pid=_whole_or_none(data.get("pid")),
+            queues=tuple(_short(name) for name in queues[:1000] if isinstance(name, str))
+            if isinstance(queues, list)
+            else (),
+            worker_type=_short(data.get("worker_type", "")),
+            workers=_whole_or_none(data.get("workers")) or 0,
             started=(
                 datetime.datetime.fromtimestamp(started / 1000, datetime.UTC)
                 if isinstance(started, int | float)
@@ -360,13 +408,13 @@ def _consumer_info(consumer_id: str, raw: Any, score: float, running: list[str])
             ),
             last_heartbeat=beat,
             running=tuple(sorted(running)),
-            abandoned=max(int(data.get("abandoned") or 0), 0),
+            abandoned=_whole_or_none(data.get("abandoned")) or 0,
             connections=_whole_or_none(data.get("connections")),
             max_connections=_whole_or_none(data.get("max_connections")),
         )
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         return ConsumerInfo(
-            id=consumer_id,
+            id=consumer_id[:NAME_CHARS],
             host="",
             pid=None,
             queues=(),

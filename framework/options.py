@@ -30,6 +30,7 @@ __all__ = [
     "EnqueueOptions",
     "Outcome",
     "check_key",
+    "shown",
 ]
 
 
@@ -101,8 +102,9 @@ class EnqueueOptions:
                f"{defaults.PRIORITY_LOWEST} (runs last)")  # fmt: skip
         _whole("attempts", self.attempts, 1, defaults.MAX_ATTEMPTS,
                f"from 1 to {defaults.MAX_ATTEMPTS}")  # fmt: skip
-        _whole("keep_completed", self.keep_completed, 0, None, "0 (delete when done) or more")
-        _whole("keep_failed", self.keep_failed, 0, None, "0 (delete when done) or more")
+        keep = f"from 0 (delete when done) to {defaults.MAX_KEEP:,}"
+        _whole("keep_completed", self.keep_completed, 0, defaults.MAX_KEEP, keep)
+        _whole("keep_failed", self.keep_failed, 0, defaults.MAX_KEEP, keep)
         if self.timeout is not None:
             _positive_seconds("timeout", self.timeout, defaults.MAX_TIMEOUT)
         if self.key is not None:
@@ -114,7 +116,7 @@ class EnqueueOptions:
         if self.delay is not None and self.eta is not None:
             raise OptionError("pass either delay= or eta=, not both")
         if self.delay is not None:
-            _seconds_ahead("delay", _delay_seconds(self.delay), self.delay)
+            _check_delay(self.delay)
         if self.eta is not None:
             _check_eta(self.eta)
 
@@ -141,17 +143,37 @@ class EnqueueOptions:
 
 
 def check_key(key: object) -> str:
-    """A job key as ``key=`` takes one: 1 to 256 characters, no control character."""
+    """A job key as ``key=`` takes one: 1 to 256 characters, no control character, and
+    valid UTF-8 text (no lone surrogate)."""
     if (
         not isinstance(key, str)
         or not 1 <= len(key) <= defaults.MAX_KEY_LENGTH
         or any(ord(char) < 32 or ord(char) == 127 for char in key)
     ):
         raise OptionError(
-            f"key={key!r:.80} is not allowed; use a string of 1 to {defaults.MAX_KEY_LENGTH} "
+            f"key={shown(key)} is not allowed; use a string of 1 to {defaults.MAX_KEY_LENGTH} "
             "characters without control characters, e.g. 'order-1234:confirmation'"
         )
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise OptionError(
+                f"key={shown(key)} is not valid UTF-8 text (a lone surrogate "
+                f"{key[exc.start]!r} at character {exc.start}); build the key from text "
+                "decoded with the right encoding"
+            ) from None
     return key
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message: at most ``limit`` characters, and never an error
+    (an int of more than 4,300 digits has no repr)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<an int of {value.bit_length():,} bits>" if isinstance(value, int) else "<?>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _whole(name: str, value: object, low: int, high: int | None, allowed: str) -> None:
@@ -163,13 +185,30 @@ def _whole(name: str, value: object, low: int, high: int | None, allowed: str) -
         or value < low
         or (high is not None and value > high)
     ):
-        raise OptionError(f"{name}={value!r} is not allowed; use a whole number {allowed}")
+        raise OptionError(f"{name}={shown(value)} is not allowed; use a whole number {allowed}")
 
 
 def _delay_seconds(delay: float | datetime.timedelta) -> float:
     if isinstance(delay, datetime.timedelta):
         return delay.total_seconds()
     return float(delay)
+
+
+def _check_delay(delay: object) -> None:
+    """Seconds (an int or float) or a timedelta, finite, from 0 to ``MAX_DELAY``."""
+    seconds = math.nan
+    if isinstance(delay, datetime.timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        try:
+            seconds = float(delay)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+    if not math.isfinite(seconds) or not 0 <= seconds <= defaults.MAX_DELAY:
+        raise OptionError(
+            f"delay={shown(delay)} is not allowed; use seconds (or a timedelta) from 0 to "
+            f"{defaults.MAX_DELAY:.0f} ({defaults.MAX_DELAY / 86400:.0f} days)"
+        )
 
 
 def _positive_seconds(name: str, value: object, high: float) -> None:
@@ -180,38 +219,31 @@ def _positive_seconds(name: str, value: object, high: float) -> None:
         or not 0 < value <= high
     ):
         raise OptionError(
-            f"{name}={value!r} is not allowed; use seconds above 0, at most {high:.0f}"
-        )
-
-
-def _seconds_ahead(name: str, seconds: float, shown: object) -> None:
-    if (
-        isinstance(shown, bool)
-        or not isinstance(shown, int | float | datetime.timedelta)
-        or not math.isfinite(seconds)
-        or seconds < 0
-        or seconds > defaults.MAX_DELAY
-    ):
-        raise OptionError(
-            f"{name}={shown!r} is not allowed; use seconds (or a timedelta) from 0 to "
-            f"{defaults.MAX_DELAY:.0f} ({defaults.MAX_DELAY / 86400:.0f} days)"
+            f"{name}={shown(value)} is not allowed; use seconds above 0, at most {high:.0f}"
         )
 
 
 def _check_eta(eta: object) -> None:
+    """An aware datetime, at most ``MAX_DELAY`` ahead (one in the past runs at once)."""
     if not isinstance(eta, datetime.datetime):
-        raise OptionError(f"eta={eta!r} is not allowed; use an aware datetime")
+        raise OptionError(f"eta={shown(eta)} is not allowed; use an aware datetime")
     if eta.tzinfo is None or eta.utcoffset() is None:
         raise OptionError(
             f"eta={eta!r} has no time zone; pass an aware datetime, e.g. "
             "datetime(2025, 11, 6, 10, 0, tzinfo=timezone.utc)"
         )
-    ahead = (eta - datetime.datetime.now(datetime.UTC)).total_seconds()
-    if ahead > defaults.MAX_DELAY:
+    try:
+        ahead = (eta - datetime.datetime.now(datetime.UTC)).total_seconds()
+    except (OverflowError, ValueError):  # its time in UTC is before year 1 or after 9999
+        ahead = math.nan
+    days = f"{defaults.MAX_DELAY / 86400:.0f} days"
+    if not math.isfinite(ahead) or ahead < -defaults.MAX_DELAY:
         raise OptionError(
-            f"eta={eta.isoformat()} is more than {defaults.MAX_DELAY / 86400:.0f} days ahead; "
-            "use a nearer time"
+            f"eta={eta.isoformat()} is out of range; use a time from {days} ago (a past "
+            f"time runs at once) to {days} ahead"
         )
+    if ahead > defaults.MAX_DELAY:
+        raise OptionError(f"eta={eta.isoformat()} is more than {days} ahead; use a nearer time")
 
 
 NO_OPTIONS = EnqueueOptions()

@@ -67,7 +67,7 @@ class Producer:
         """Validate, store and return the new job's id. Nothing is stored on error."""
         spec, storage = self._target(queue, handler)
         checked = EnqueueOptions(**options) if options else NO_OPTIONS
-        payload_json = spec.payload_json(payload)
+        payload_json = spec.payload_json(payload, max_bytes=storage.policy.max_payload_bytes)
         keys = [checked.key] if checked.key is not None else None
         return self._store(spec, storage, [payload_json], checked, keys)[0]
 
@@ -93,9 +93,10 @@ class Producer:
         rest = cast(EnqueueArgs, {name: v for name, v in options.items() if name != "keys"})
         checked = EnqueueOptions(**rest) if rest else NO_OPTIONS
         encoded = []
+        limit = storage.policy.max_payload_bytes
         for index, payload in enumerate(payloads):
             try:
-                encoded.append(spec.payload_json(payload))
+                encoded.append(spec.payload_json(payload, max_bytes=limit))
             except PayloadError as exc:
                 raise PayloadError(f"payload #{index}: {exc}") from None
         if keys is not None:

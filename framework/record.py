@@ -36,15 +36,26 @@ instead of ``handler`` and ``payload``; they still run and still read
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from framework.errors import SerializationError
-from framework.serializer import TAG, decode, loads
+import orjson
 
-__all__ = ["Claim", "claim_from_reply", "legacy_message"]
+from framework.errors import SerializationError
+from framework.serializer import MAX_DEPTH, TAG, decode, loads, too_deep
+
+__all__ = ["LONG_FIELDS", "SHORT_FIELDS", "Claim", "claim_from_reply", "legacy_message"]
+
+LONG_FIELDS = ("payload", "result", "progress", "error", "traceback", "data")
+"""The fields that hold what a job carries, of any size: a read takes only the start of
+each one that is larger than its cap (:mod:`framework.peek`)."""
+
+SHORT_FIELDS = (
+    "handler", "name", "key", "consumer", "priority", "max_attempts", "attempts", "stalls",
+    "keep_completed", "keep_failed", "timeout", "key_ttl", "created", "started", "finished",
+)  # fmt: skip
+"""The fields the read API shows besides: names, numbers and times, short by nature."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +115,10 @@ def legacy_message(data: bytes | str) -> tuple[str, Any]:
     {"__hy": "tuple", "v": [payload]}, kwargs, ...]}``.
     """
     try:
-        message = json.loads(data)
-    except ValueError:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:  # not JSON, or nested past orjson's 1,024 levels
+        message = None
+    if too_deep(message, MAX_DEPTH):  # decode() recurses: deeper than hueyard wrote
         message = None
     if (
         isinstance(message, dict)

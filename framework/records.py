@@ -1,6 +1,11 @@
 """What the read/act API returns: small frozen dataclasses, and how a job record
-(a Redis hash, :mod:`framework.record`) is read into one without ever raising
-on bad data.
+(a Redis hash, :mod:`framework.record`, read within bounds by :mod:`framework.peek`)
+is read into one without ever raising on bad data.
+
+A payload, result or progress read only in part is a :class:`~framework.cut.Cut`
+(its start and its size); a text field read in part ends with the marker.
+Stored JSON nested deeper than :data:`~framework.defaults.MAX_PAYLOAD_DEPTH` is
+not loaded (the problem says so), so nothing that shows a job walks it.
 
 The dashboard and the CLI see only these types; they never touch Redis.
 """
@@ -12,14 +17,17 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Generic, TypeVar
 
+from framework import defaults
+from framework.cut import Cut, marker, plain, text_of
 from framework.errors import SerializationError
 from framework.masking import Masker
+from framework.peek import Lines, Peeked
 from framework.policy import JobPolicy
 from framework.record import legacy_message
 from framework.serializer import loads
 from framework.settings import QueuePolicy
 
-__all__ = ["JobInfo", "JobLocation", "Page", "QueueCounts", "Record", "job_info"]
+__all__ = ["JobInfo", "JobLocation", "Page", "QueueCounts", "Record", "job_info", "log_lines"]
 
 T = TypeVar("T")
 
@@ -131,11 +139,16 @@ class JobInfo:
         def text(value: str | None) -> str | None:
             return None if value is None else masker.text(value)
 
+        def value(found: Any) -> Any:
+            if isinstance(found, Cut):  # no longer JSON: masked as the text it is
+                return replace(found, text=masker.text(found.text))
+            return masker.value(found)
+
         return replace(
             self,
-            payload=masker.value(self.payload),
-            result=masker.value(self.result),
-            progress=masker.value(self.progress),
+            payload=value(self.payload),
+            result=value(self.result),
+            progress=value(self.progress),
             error=text(self.error),
             traceback=text(self.traceback),
             logs=tuple(masker.text(line) for line in self.logs),
@@ -148,7 +161,8 @@ class JobInfo:
         return self.name.partition(".")[2] or None if self.name else None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON values: times as ISO 8601 strings, logs as a list."""
+        """Plain JSON values: times as ISO 8601 strings, logs as a list, a value read only
+        in part as its text with the marker (``… [cut: 52,428,800 bytes, showing 65,536]``)."""
         out: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
@@ -156,24 +170,33 @@ class JobInfo:
                 value = value.isoformat(timespec="milliseconds")
             elif isinstance(value, tuple):
                 value = list(value)
-            out[item.name] = value
+            out[item.name] = plain(value)
         return out
 
 
 class Record:
-    """Typed reads of a job hash that note what is wrong instead of raising."""
+    """Typed reads of a job record (as :mod:`framework.peek` read it) that note what is
+    wrong instead of raising. A field read only in part is marked (:mod:`framework.cut`)."""
 
-    def __init__(self, raw: dict[bytes, bytes]) -> None:
-        self.raw = {key.decode(errors="replace"): value for key, value in raw.items()}
+    def __init__(self, peeked: Peeked) -> None:
+        self.raw = peeked.values
+        self.peeked = peeked
         self.problems: list[str] = []
+
+    def _too_long(self, name: str, what: str) -> bool:
+        if not self.peeked.cut(name):
+            return False
+        size = self.peeked.sizes[name]
+        self.problems.append(f"{name} is not {what}: a value of {size:,} bytes")
+        return True
 
     def text(self, name: str) -> str | None:
         value = self.raw.get(name)
-        return value.decode(errors="replace") if value else None
+        return text_of(value, self.peeked.sizes[name]) if value else None
 
     def number(self, name: str) -> int | None:
         value = self.raw.get(name)
-        if not value:
+        if not value or self._too_long(name, "a whole number"):
             return None
         try:
             return int(value)
@@ -193,7 +216,7 @@ class Record:
 
     def seconds(self, name: str) -> float | None:
         value = self.raw.get(name)
-        if not value:
+        if not value or self._too_long(name, "a number of seconds"):
             return None
         try:
             seconds = float(value)
@@ -209,11 +232,15 @@ class Record:
         return None if keep is None or keep < 0 else keep
 
     def json(self, name: str) -> Any:
+        """The JSON value of ``name``; its text when it is not JSON hueyard can show (the
+        problem says why), a :class:`Cut` when it was read only in part."""
         value = self.raw.get(name)
         if not value:
             return None
+        if self.peeked.cut(name):
+            return Cut.of(value, self.peeked.sizes[name])
         try:
-            return loads(value)
+            return loads(value, max_depth=defaults.MAX_PAYLOAD_DEPTH)
         except SerializationError as exc:
             self.problems.append(f"{name}: {exc}")
             return value.decode(errors="replace")
@@ -222,26 +249,26 @@ class Record:
         return self.text("handler") or self.text("name")  # name: a hueyard 0.1.0 record
 
     def payload(self) -> Any:
-        if "payload" in self.raw:
-            try:
-                return loads(self.raw["payload"])
-            except SerializationError as exc:
-                self.problems.append(f"payload: {exc}")
-                return None
-        data = self.raw.get("data")  # a hueyard 0.1.0 record: Huey's message
-        if data is None:
+        """The payload; None when it can not be read (the problem says why)."""
+        name = "payload" if "payload" in self.raw else "data"  # data: a hueyard 0.1.0 record
+        value = self.raw.get(name)
+        if value is None:
             self.problems.append("the record has no payload (nothing to run)")
             return None
+        if self.peeked.cut(name):
+            return Cut.of(value, self.peeked.sizes[name])
         try:
-            return legacy_message(data)[1]
+            if name == "payload":
+                return loads(value, max_depth=defaults.MAX_PAYLOAD_DEPTH)
+            return legacy_message(value)[1]
         except SerializationError as exc:
-            self.problems.append(f"data: {exc}")
+            self.problems.append(f"{name}: {exc}")
             return None
 
 
 def job_info(
     job_id: str,
-    record: Any,
+    record: Peeked,
     *,
     queue: str | None,
     state: str | None,
@@ -250,17 +277,17 @@ def job_info(
     logs: tuple[str, ...] = (),
     problems: list[str] | None = None,
 ) -> JobInfo:
-    """Read ``record`` (an HGETALL reply, or the error reading it) into a :class:`JobInfo`.
+    """Read ``record`` (as :func:`framework.peek.record_of` gives it) into a :class:`JobInfo`.
 
     ``score`` is the job's score in the sorted set of ``state``; ``policy``
     its queue's, for the options the job did not set.
     """
     problems = list(problems or [])
-    if isinstance(record, Exception):
-        problems.insert(0, f"its key is not a job record (not a hash): {record}")
-        return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
-    if not record:
+    if record.kind == "none":
         problems.insert(0, f"no job record: the id is listed as {state}, but its record is gone")
+        return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
+    if record.kind != "hash":
+        problems.insert(0, f"its key is not a job record (not a hash): it is a {record.kind}")
         return JobInfo(id=job_id, queue=queue, state=state, problem="; ".join(problems))
     job = Record(record)
     priority, max_attempts = job.number("priority"), job.number("max_attempts")
@@ -296,6 +323,15 @@ def job_info(
     )
     problems += job.problems
     return info if not problems else replace(info, problem="; ".join(problems))
+
+
+def log_lines(lines: Lines) -> tuple[str, ...]:
+    """A job's log lines as read (:func:`framework.peek.lines_of`), oldest first, each cut
+    line ending with the marker; a first line says so when older lines were not read."""
+    shown = tuple(text_of(start, size) for start, size in lines.lines)
+    if lines.total <= len(shown):
+        return shown
+    return (marker(lines.total, len(shown), "lines", "the newest "), *shown)
 
 
 def _time_of(score: float | None) -> datetime.datetime | None:

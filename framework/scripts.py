@@ -245,6 +245,8 @@ SCRIPTS: dict[str, Script] = {
         Script("resume", keys=("paused", "waiting", "wake")),
         Script("schedule_mark", keys=("schedule",), args=("tick_ms", "job", "fired_ms", "ttl_ms")),
         Script("cache_unlock", keys=("lock",), args=("token",)),
+        Script("peek", keys=("hash",), row=("field", "cap")),
+        Script("peek_lines", keys=("list",), args=("count", "cap")),
     )
 }
 """Every script, by name."""
@@ -378,6 +380,30 @@ class Scripts:
                 return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
         except redis.ResponseError as exc:
             raise storage_error(exc, f"script {name!r}") from None
+
+    def queue(
+        self,
+        name: str,
+        pipe: Pipeline,
+        *,
+        keys: Mapping[str, str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        rows: Iterable[Sequence[Any]] = (),
+    ) -> None:
+        """Queue script ``name`` on ``pipe`` by its SHA alone, without the ``SCRIPT EXISTS``
+        round trip redis-py makes before a pipeline with scripts: for reads that promise
+        one round trip. A server that does not know the script answers ``NOSCRIPT`` in
+        that command's reply; :meth:`load` it, then run the pipeline again."""
+        script = SCRIPTS[name]
+        key_values = self._keys(script, None, keys)
+        arg_values = script.arg_values(args or {}, rows)
+        pipe.evalsha(self._scripts[name].sha, len(key_values), *key_values, *arg_values)
+
+    def load(self, *names: str) -> None:
+        """Load scripts ``names`` into the server (after a ``NOSCRIPT`` reply)."""
+        for name in names:
+            registered = self._scripts[name]
+            registered.sha = self._conn.script_load(registered.script)
 
 
 _REPLY = re.compile(

@@ -8,6 +8,11 @@ Anything else is refused when written (NaN and infinity included, and text
 that is not valid Unicode), and anything that is not such JSON is refused
 when read: a value planted in Redis can never run code in a worker.
 
+How deep a value nests is measured without recursion (:func:`too_deep`,
+:func:`nesting`), so a value nested 100,000 levels deep is an error, never a
+``RecursionError``; :func:`loads` refuses tagged JSON deeper than hueyard
+writes, and takes a tighter ``max_depth`` from readers that show values.
+
 The encoding and decoding is orjson's (about fifteen times faster than the
 standard library's for a typical payload). Integers must fit in 64 bits
 (send larger ones as strings: JavaScript, the CRM's other half, could not
@@ -24,10 +29,16 @@ import orjson
 
 from framework.errors import SerializationError
 
-__all__ = ["TAG", "decode", "dumps", "dumps_text", "loads"]
+__all__ = ["MAX_DEPTH", "TAG", "decode", "dumps", "dumps_text", "loads", "nesting", "too_deep"]
 
 TAG = "__hy"
 _TAG_BYTES = b'"__hy"'
+
+MAX_DEPTH = 255
+"""Levels of nesting orjson writes at most: nothing :func:`dumps` wrote nests deeper."""
+
+_NESTS = (dict, list, tuple)
+_STAMPS = (datetime.datetime, datetime.timedelta)
 
 _PLAIN = frozenset({str, int, bool, type(None)})
 """Scalar types that are JSON as they are (a float must also be finite)."""
@@ -121,6 +132,67 @@ def _decode(value: Any) -> Any:
     raise SerializationError(f"unknown or malformed tagged value in stored JSON: {value!r:.200}")
 
 
+def _level(node: Any, stored: bool) -> int:
+    """Levels ``node`` (a dict, list or tuple) adds: as hueyard stores it, a tuple is a
+    tagged object holding a list, and a dict holding the tag key is wrapped in one."""
+    if stored and (type(node) is tuple or (isinstance(node, dict) and TAG in node)):
+        return 2
+    return 1
+
+
+def too_deep(value: Any, limit: int, *, stored: bool = False) -> bool:
+    """Whether ``value`` nests more than ``limit`` levels of dicts and lists (and tuples).
+
+    ``{"a": [1]}`` nests two levels, a scalar none. With ``stored=True`` levels count
+    as the JSON :func:`dumps` writes has them (tuples and datetimes are tagged
+    objects). Iterative, and it stops at the first level past ``limit``, so a
+    value that contains itself is too deep rather than endless.
+    """
+    if not isinstance(value, _NESTS):
+        return stored and isinstance(value, _STAMPS) and limit < 1
+    stack: list[tuple[Any, int]] = [(value, _level(value, stored))]
+    while stack:
+        node, level = stack.pop()
+        if level > limit:
+            return True
+        for item in node.values() if isinstance(node, dict) else node:
+            if isinstance(item, _NESTS):
+                stack.append((item, level + _level(item, stored)))
+            elif stored and level >= limit and isinstance(item, _STAMPS):
+                return True
+    return False
+
+
+def nesting(value: Any, *, stored: bool = False, budget: int = 1_000_000) -> str:
+    """How deep ``value`` nests (counted as by :func:`too_deep`), for a message:
+    ``"100,001 levels deep"``, ``"at least N levels deep"`` past ``budget`` dicts and
+    lists, or ``"without end"`` for a value that holds itself."""
+    if not isinstance(value, _NESTS):
+        return "0 levels deep"
+    deepest = 0
+    on_path: set[int] = set()
+    stack: list[tuple[Any, int, bool]] = [(value, _level(value, stored), False)]
+    while stack:
+        node, level, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        if id(node) in on_path:
+            return "without end (a list or dict inside itself)"
+        if budget <= 0:
+            return f"at least {deepest:,} levels deep"
+        budget -= 1
+        deepest = max(deepest, level)
+        on_path.add(id(node))
+        stack.append((node, level, True))
+        for item in node.values() if isinstance(node, dict) else node:
+            if isinstance(item, _NESTS):
+                stack.append((item, level + _level(item, stored), False))
+            elif stored and isinstance(item, _STAMPS):
+                deepest = max(deepest, level + 1)
+    return f"{deepest:,} levels deep"
+
+
 def dumps(value: Any) -> bytes:
     """Encode ``value`` as compact UTF-8 JSON (tagging tuples, datetimes and timedeltas).
 
@@ -142,14 +214,26 @@ def dumps_text(value: Any) -> str:
     return dumps(value).decode()
 
 
-def loads(data: bytes | str) -> Any:
-    """Decode what :func:`dumps` wrote; anything else raises :class:`SerializationError`."""
+def loads(data: bytes | str, *, max_depth: int | None = None) -> Any:
+    """Decode what :func:`dumps` wrote; anything else raises :class:`SerializationError`.
+
+    ``max_depth``: refuse JSON that nests deeper (what a reader that walks the
+    value, like the masking of the dashboard, can take). Tagged JSON deeper than
+    :data:`MAX_DEPTH` is refused anyway: :func:`dumps` never wrote it.
+    """
     try:
         raw = orjson.loads(data)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise _not_ours(data, exc) from None
     raw_bytes = data if isinstance(data, bytes) else data.encode(errors="surrogatepass")
-    if _TAG_BYTES not in raw_bytes:
+    tagged = _TAG_BYTES in raw_bytes
+    limit = MAX_DEPTH if max_depth is None else min(max_depth, MAX_DEPTH)
+    if (tagged or max_depth is not None) and too_deep(raw, limit):
+        raise SerializationError(
+            f"stored JSON nests {nesting(raw)}, more than the {limit} levels this reader "
+            "takes; refusing to load it"
+        )
+    if not tagged:
         return raw  # nothing tagged: orjson's value is the value
     return _decode(raw)
 

@@ -113,7 +113,8 @@ TtlName = Annotated[str, AfterValidator(_ttl_name)]
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
 Concurrency = Annotated[int, Field(ge=1, le=256)]
-Keep = Annotated[int, Field(ge=0, le=1_000_000)]
+Keep = Annotated[int, Field(ge=0, le=defaults.MAX_KEEP)]
+PayloadBytes = Annotated[int, Field(ge=defaults.MIN_PAYLOAD_LIMIT, le=defaults.MAX_PAYLOAD_LIMIT)]
 Seconds = Annotated[float, Field(gt=0, le=defaults.MAX_TIMEOUT)]
 
 
@@ -255,6 +256,7 @@ class QueueOverrides(_Strict):
     rate_limit: RateLimit | None = None
     keep_completed: Keep | None = None
     keep_failed: Keep | None = None
+    max_payload_bytes: PayloadBytes | None = None
     description: str | None = None
 
 
@@ -269,6 +271,8 @@ class Defaults(_Strict):
     rate_limit: RateLimit | None = None
     keep_completed: Keep = defaults.KEEP_COMPLETED
     keep_failed: Keep = defaults.KEEP_FAILED
+    max_payload_bytes: PayloadBytes = defaults.MAX_PAYLOAD_BYTES
+    """Bytes a payload may take as JSON; a larger one is refused at enqueue (PayloadError)."""
 
 
 class QueuePolicy(_Strict):
@@ -283,6 +287,7 @@ class QueuePolicy(_Strict):
     rate_limit: RateLimit | None
     keep_completed: int
     keep_failed: int
+    max_payload_bytes: int
     description: str = ""
 
 
@@ -319,6 +324,8 @@ class DashboardSettings(_Strict):
     page_size: Annotated[int, Field(ge=1, le=500)] = 25
     search_limit: Annotated[int, Field(ge=1, le=100_000)] = 5000
     """Jobs a payload text search reads at most (it says "searched N of M")."""
+    search_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = defaults.SEARCH_BYTES
+    """Bytes of each payload a search reads and searches; text past them is not found."""
     payload_preview_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 65536
     """Characters of a payload or result the job page shows; the rest is behind a link."""
     allowed_hosts: Annotated[list[AllowedHost], Field(min_length=1)] | None = None

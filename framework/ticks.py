@@ -85,7 +85,8 @@ def compile_schedules(settings: Settings, registry: HandlerRegistry) -> dict[str
             raise ConfigError(f"{where} handler = {table.handler!r}: {exc}") from None
         sample = schedule.latest_tick(utc_now())
         try:
-            spec.payload_json(tick_payload(schedule, sample))
+            limit = settings.queue(schedule.queue).max_payload_bytes
+            spec.payload_json(tick_payload(schedule, sample), max_bytes=limit)
         except PayloadError as exc:
             raise ConfigError(
                 f"{where} payload does not validate for {spec.name}: {exc}; fix payload "

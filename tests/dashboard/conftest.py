@@ -1,4 +1,5 @@
-"""Fixtures for the dashboard tests: a private app on the test database, a signed-in client.
+"""Fixtures for the dashboard tests: a private app on the test database, a signed-in client,
+and ``serve``: the dashboard on a loopback port, for tests over real HTTP.
 
 Jobs are put in their states through the storage (claim, then release), as in
 ``tests/integration/test_jobs_api.py``, so no consumer runs unless a test
@@ -8,9 +9,12 @@ starts one.
 from __future__ import annotations
 
 import base64
+import http.client
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from dashboard import create_app
+from dashboard.server import DashboardServer
 from framework.application import Hueyard
 from framework.handlers import HandlerRegistry, handler
 from framework.storage import JobStorage
@@ -35,6 +40,7 @@ concurrency = 2
 rate_limit = {{ max = 100, per = 60 }}
 keep_completed = 10000
 keep_failed = 10000
+{work}
 
 [queues.hooks]
 description = "Webhook deliveries"
@@ -80,8 +86,8 @@ MakeApp = Callable[..., Hueyard]
 @pytest.fixture
 def make_app(make_app: AppFactory) -> MakeApp:
     """Build a Hueyard app on the test database; ``dashboard=`` / ``health=`` /
-    ``consumer=`` are TOML lines of those tables, ``schedules=`` whole
-    ``[schedules.<name>]`` tables (on the queues ``work`` and ``hooks``)."""
+    ``consumer=`` are TOML lines of those tables, ``work=`` more lines of ``[queues.work]``,
+    ``schedules=`` whole ``[schedules.<name>]`` tables (on the queues ``work`` and ``hooks``)."""
 
     def build(
         *,
@@ -89,9 +95,13 @@ def make_app(make_app: AppFactory) -> MakeApp:
         health: str = "",
         consumer: str = "",
         schedules: str = "",
+        work: str = "",
         url: str | None = None,
     ) -> Hueyard:
-        body = CONFIG.format(dashboard=dashboard, health=health, consumer=consumer) + schedules
+        body = (
+            CONFIG.format(dashboard=dashboard, health=health, consumer=consumer, work=work)
+            + schedules
+        )
         return make_app(
             body, registry(), prefix="dt", url=url, redis_lines="reconnect_attempts = 1"
         )
@@ -160,3 +170,78 @@ def finish(app: Hueyard, outcome: str, n: int = 1, queue: str = "work") -> list[
         assert storage.release(claimed, outcome, value=value, traceback="Traceback: boom")
         ids.append(claimed.id)
     return ids
+
+
+# -- the dashboard over real HTTP ------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+@dataclass
+class Served:
+    port: int
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        host: str | None = "default",
+        headers: dict[str, str] | None = None,
+        body: str | None = None,
+    ) -> Answer:
+        """One request; ``host=None`` sends no Host header, ``"default"`` the real one."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            if host == "default":
+                host = f"127.0.0.1:{self.port}"
+            if host is not None:
+                connection.putheader("Host", host)
+            for name, value in (headers or {}).items():
+                connection.putheader(name, value)
+            data = body.encode() if body is not None else None
+            if data is not None:
+                connection.putheader("Content-Type", "application/x-www-form-urlencoded")
+                connection.putheader("Content-Length", str(len(data)))
+            connection.endheaders(data)
+            response = connection.getresponse()
+            return Answer(response.status, response.headers, response.read().decode())
+        finally:
+            connection.close()
+
+    def get(self, path: str) -> Answer:
+        """A signed-in GET."""
+        return self.request("GET", path, headers=basic())
+
+
+Serve = Callable[..., Served]
+
+
+@pytest.fixture
+def serve(make_app: MakeApp) -> Iterator[Serve]:
+    """``serve(dashboard=TOML lines, host=bind address)``, or ``serve(app=app)``: a dashboard
+    on a free port."""
+    servers: list[tuple[DashboardServer, threading.Thread]] = []
+
+    def start(
+        *, dashboard: str = "", host: str | None = None, app: Hueyard | None = None
+    ) -> Served:
+        app = app if app is not None else make_app(dashboard=dashboard)
+        flask_app = create_app(app, env=ENV, host=host)
+        proxy = app.settings.dashboard.trusted_proxy
+        server = DashboardServer(flask_app, "127.0.0.1", 0, grace=2, trusted_proxy=proxy)
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return Served(server.port)
+
+    yield start
+    for server, thread in servers:
+        server.stop()
+        thread.join(10)

@@ -9,83 +9,13 @@ from __future__ import annotations
 
 import http.client
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 from flask import Flask
 
 from dashboard import create_app
-from dashboard.server import DashboardServer
-from tests.dashboard.conftest import ENV, PASSWORD, USER, Dash, MakeApp, basic
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: http.client.HTTPMessage
-    body: str
-
-
-@dataclass
-class Served:
-    port: int
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        host: str | None = "default",
-        headers: dict[str, str] | None = None,
-        body: str | None = None,
-    ) -> Answer:
-        """One request; ``host=None`` sends no Host header, ``"default"`` the real one."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            if host == "default":
-                host = f"127.0.0.1:{self.port}"
-            if host is not None:
-                connection.putheader("Host", host)
-            for name, value in (headers or {}).items():
-                connection.putheader(name, value)
-            data = body.encode() if body is not None else None
-            if data is not None:
-                connection.putheader("Content-Type", "application/x-www-form-urlencoded")
-                connection.putheader("Content-Length", str(len(data)))
-            connection.endheaders(data)
-            response = connection.getresponse()
-            return Answer(response.status, response.headers, response.read().decode())
-        finally:
-            connection.close()
-
-
-Serve = Callable[..., Served]
-
-
-@pytest.fixture
-def serve(make_app: MakeApp) -> Iterator[Serve]:
-    """``serve(dashboard=TOML lines, host=bind address)``: a dashboard on a free port."""
-    servers: list[tuple[DashboardServer, threading.Thread]] = []
-
-    def start(*, dashboard: str = "", host: str | None = None) -> Served:
-        app = make_app(dashboard=dashboard)
-        flask_app = create_app(app, env=ENV, host=host)
-        proxy = app.settings.dashboard.trusted_proxy
-        server = DashboardServer(flask_app, "127.0.0.1", 0, grace=2, trusted_proxy=proxy)
-        thread = threading.Thread(target=server.serve, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return Served(server.port)
-
-    yield start
-    for server, thread in servers:
-        server.stop()
-        thread.join(10)
-
+from tests.dashboard.conftest import ENV, PASSWORD, USER, Dash, MakeApp, Serve, basic
 
 # -- the Host allow-list ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from types import TracebackType
 
@@ -28,12 +29,16 @@ def free_port() -> int:
 class RedisServer:
     """A private ``redis-server`` on ``port`` that a test may stop and start again.
 
-    No persistence: a restarted server is empty.
+    No persistence: a restarted server is empty. Its working directory is a
+    private temporary one (unless ``--dir`` is given): a replica writes the
+    master's data there as ``dump.rdb`` when it syncs, and a server started
+    where such a file lies would load it.
     """
 
     def __init__(self, port: int | None = None, *extra_args: str) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.port = port or free_port()
+        own_dir = [] if "--dir" in extra_args else ["--dir", tempfile.mkdtemp(prefix="redis-")]
         self._argv = [
             binary,
             "--port", str(self.port),
@@ -41,6 +46,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
+            *own_dir,
             *extra_args,
         ]  # fmt: skip
         self._process: subprocess.Popen[bytes] | None = None
