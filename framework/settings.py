@@ -110,6 +110,9 @@ def _schedule_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_queue_name)]
 ScheduleName = Annotated[str, AfterValidator(_schedule_name)]
 TtlName = Annotated[str, AfterValidator(_ttl_name)]
+ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+ProviderValue = str | int | float | bool
+"""A value of a ``[providers.<name>]`` table: the provider that reads it checks it."""
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]
 Concurrency = Annotated[int, Field(ge=1, le=256)]
@@ -453,6 +456,9 @@ class Settings(_Strict):
     dashboard: DashboardSettings = DashboardSettings()
     health: HealthSettings = HealthSettings()
     schedules: dict[ScheduleName, ScheduleSettings] = Field(default_factory=dict)
+    providers: dict[ProviderName, dict[str, ProviderValue]] = Field(default_factory=dict)
+    """Settings of the services the handlers talk to (``[providers.whatsapp]``), read and
+    validated by the handler module that uses them, not by the framework."""
 
     @model_validator(mode="after")
     def _at_least_one_queue(self) -> Settings:

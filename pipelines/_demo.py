@@ -3,7 +3,8 @@
 ``make demo`` (or ``python -m pipelines._demo``) compiles ``config/queues.toml``
 (``$HUEYARD_CONFIG``), starts an in-process consumer for every queue, enqueues
 one realistic job per queue (a webhook goes to a receiver on 127.0.0.1 that
-checks its signature), waits for every result and prints them. Exit status 0
+checks its signature; messages go to the ``log`` sender, a dry run:
+``"sent": false, "dryRun": true``), waits for every result and prints them. Exit status 0
 when every job completed, 1 otherwise. It uses the configured Redis server.
 """
 
@@ -129,6 +130,8 @@ def _jobs(webhook_url: str) -> list[tuple[str, str, dict[str, Any]]]:
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is local
+    # The demo's numbers are made up: never send them through a configured WhatsApp API.
+    os.environ["HUEYARD_MESSAGE_SENDER"] = "log"
     try:
         app = get_app()
     except HueyardError as exc:

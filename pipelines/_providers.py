@@ -7,9 +7,10 @@ Field types (each refuses bad input with a message that says what is allowed):
 - :data:`HttpUrl`: an absolute ``http://`` or ``https://`` URL, kept as a string.
 - :data:`Identifier`: an id from the CRM (``camp-123``, a UUID, an ObjectId).
 
-Providers are the seams to services this process cannot reach here (an AI
-API, the WhatsApp API). Each kind has a :class:`Registry`; the built-in
-providers are deterministic and offline::
+Providers are the seams to the services the handlers talk to (an AI API, the
+WhatsApp API). Each kind has a :class:`Registry`. The built-in AI provider
+(``echo``) and the ``log`` message sender are deterministic and offline; the
+``whatsapp`` sender (:mod:`pipelines._whatsapp`) talks to the WhatsApp Cloud API::
 
     from pipelines._providers import AI_PROVIDERS
 
@@ -18,6 +19,17 @@ providers are deterministic and offline::
 
 Register providers at import time of a handler module (or a module named in
 ``HUEYARD_HANDLER_MODULES``) so producers and workers know the same names.
+
+A message sender says how a send failed by the exception it raises; the
+``messages`` handler turns it into the job's fate (see docs/pipelines.md)::
+
+    Exception                       any other error: not sent, retried after the backoff
+     +-- SendError                  not sent; retried after the queue's backoff
+          +-- SendRetryLater        not sent; retried after ``delay`` s (a Retry-After)
+          +-- SendRefused           not sent, and never will be: failed at once
+    SendOutcomeUnknown              the request may have been sent: failed at once, never
+                                    sent again by this job (no duplicate message)
+    SenderConfigError               the sender is misconfigured: failed at once
 """
 
 from __future__ import annotations
@@ -26,10 +38,17 @@ import logging
 import re
 import threading
 import uuid
-from typing import Annotated, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from huey.exceptions import CancelExecution, RetryTask
 from pydantic import AfterValidator
+
+from framework.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipelines.messages import OutboundMessage
 
 __all__ = [
     # field types
@@ -49,8 +68,16 @@ __all__ = [
     "EchoProvider",
     "LogSender",
     "MessageSender",
+    "Receipt",
     "Registry",
+    "provider_config",
     "UnknownProviderError",
+    # how a send failed
+    "SendError",
+    "SendOutcomeUnknown",
+    "SendRefused",
+    "SendRetryLater",
+    "SenderConfigError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +162,16 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def provider_config(name: str) -> dict[str, Any]:
+    """The ``[providers.<name>]`` table of the running app's config (``{}`` when it has
+    none). Read inside a job only: outside one, no app is assumed, and it is ``{}``."""
+    import framework
+
+    if framework.current_job() is None:
+        return {}
+    return dict(framework.get_app().settings.providers.get(name, {}))
 
 
 class UnknownProviderError(LookupError):
@@ -225,31 +262,76 @@ AI_PROVIDERS.register("echo", EchoProvider())
 # -- message senders --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """What a sender reports for one message: the provider's id, and whether it went out."""
+
+    message_id: str
+    sent: bool
+    """False for a dry run (the ``log`` sender): recorded, not sent."""
+
+
+class SendError(Exception):
+    """The message was not sent; the queue retries it after its backoff."""
+
+
+class SendRetryLater(SendError, RetryTask):  # type: ignore[misc]
+    """The message was not sent; retry after ``delay`` seconds (the provider asked to wait).
+
+    A Huey ``RetryTask``: it counts as an attempt, so the job's last attempt fails.
+    """
+
+    def __init__(self, message: str, delay: float) -> None:
+        RetryTask.__init__(self, message, delay=delay)
+
+
+class SendRefused(SendError, CancelExecution):  # type: ignore[misc]
+    """The message was not sent and a retry would fail the same way: the job fails at once."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
+
+
+class SendOutcomeUnknown(CancelExecution):  # type: ignore[misc]
+    """The request may have reached the provider (no answer came back): the job fails at
+    once and is not sent again, so the customer never gets the message twice."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
+
+
+class SenderConfigError(ConfigError, CancelExecution):  # type: ignore[misc]
+    """The sender's settings are missing or wrong: the job fails at once, naming the fix."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
+
+
 class MessageSender(Protocol):
     """What the ``messages`` queue needs from a WhatsApp API client."""
 
-    def send(self, to: str, content: str, *, message_type: str, media_url: str | None) -> str:
-        """Send one message; return the provider's message id. Raise to retry."""
+    def send(self, message: OutboundMessage) -> Receipt:
+        """Send one message; return its :class:`Receipt`. Raise as the table above says."""
         ...
 
 
 class LogSender:
     """Records each send in the log (masked number, never the content); sends nothing.
 
-    The default sender until a WhatsApp client is registered and selected with
-    ``HUEYARD_MESSAGE_SENDER``.
+    The development sender: the default while no WhatsApp settings are present,
+    or chosen with ``HUEYARD_MESSAGE_SENDER=log``. Its receipts say ``sent=False``.
     """
 
-    def send(self, to: str, content: str, *, message_type: str, media_url: str | None) -> str:
+    def send(self, message: OutboundMessage) -> Receipt:
         message_id = f"msg-{uuid.uuid4().hex}"
         logger.info(
-            "log sender: %s message %s to %s (%d characters) recorded, not sent",
-            message_type,
+            "log sender (dry run): %s message %s to %s (%d characters) recorded, not sent",
+            message.type,
             message_id,
-            mask_phone(to),
-            len(content),
+            mask_phone(message.to),
+            len(message.content or ""),
         )
-        return message_id
+        return Receipt(message_id=message_id, sent=False)
 
     def __repr__(self) -> str:
         return "LogSender()"

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from framework import handler
 from pipelines._providers import HttpUrl, Identifier, PhoneNumber
-from pipelines.messages import MAX_CONTENT, OutboundMessage, send_message
+from pipelines.messages import MAX_CONTENT, OutboundMessage, Template, send_message
 
 __all__ = ["MAX_RECIPIENTS", "CampaignJob", "run_campaign"]
 
@@ -41,9 +41,11 @@ class CampaignJob(BaseModel):
 
     campaignId: Identifier
     recipients: Annotated[list[PhoneNumber], Field(min_length=1, max_length=MAX_RECIPIENTS)]
-    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
-    type: Literal["text", "image", "template"] = "text"
+    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)] | None = None
+    type: Literal["text", "image", "document", "audio", "video", "template"] = "text"
     media_url: HttpUrl | None = None
+    template: Template | None = None
+    filename: Annotated[str, Field(min_length=1, max_length=240)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
     priority: Annotated[int, Field(ge=1, le=10)] = 8
 
@@ -55,7 +57,12 @@ class CampaignJob(BaseModel):
 
     def message_for(self, recipient: str) -> OutboundMessage:
         return OutboundMessage(
-            to=recipient, content=self.content, type=self.type, media_url=self.media_url
+            to=recipient,
+            content=self.content,
+            type=self.type,
+            media_url=self.media_url,
+            template=self.template,
+            filename=self.filename,
         )
 
 

@@ -7,61 +7,231 @@ backoff, at most 20 jobs started per minute, priorities 1 (first) to 10::
 
     send_message.enqueue(OutboundMessage(to="+14155550123", content="Hello World"))
     send_message.enqueue({"to": "+14155550123", "content": "Urgent"}, priority=1)
+    send_message.enqueue({"to": "+14155550123", "type": "template",
+                          "template": {"name": "order_update", "language": "en_US"}})
 
-The message goes out through the sender named by ``HUEYARD_MESSAGE_SENDER``
-(default ``log``: recorded in the log, not sent; see :mod:`pipelines._providers`).
+The sender: ``HUEYARD_MESSAGE_SENDER`` when set (``log``, ``whatsapp`` or a
+registered one); otherwise ``whatsapp`` (:mod:`pipelines._whatsapp`, the
+WhatsApp Cloud API) when its settings are present, else ``log`` (recorded in
+the log, not sent: ``{"sent": false, "dryRun": true}``).
+
+Each job sends at most once (see :func:`send_once`): a re-run of a job whose
+send was recorded returns the recorded result; a re-run of one whose send
+may have happened without an answer fails instead of sending again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
 from typing import Annotated, Any, Literal, Self
 
+import redis
+from huey.exceptions import TaskTimeout
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from framework import handler
-from pipelines._providers import MESSAGE_SENDERS, HttpUrl, PhoneNumber
+from framework import JobContext, current_job, handler
+from pipelines._providers import (
+    MESSAGE_SENDERS,
+    HttpUrl,
+    MessageSender,
+    PhoneNumber,
+    SendOutcomeUnknown,
+    provider_config,
+)
+from pipelines._whatsapp import MEDIA_TYPES, whatsapp_settings
 
-__all__ = ["MAX_CONTENT", "OutboundMessage", "send_message"]
+__all__ = [
+    "MAX_CONTENT",
+    "SEND_RECORD_TTL",
+    "OutboundMessage",
+    "Template",
+    "select_sender",
+    "send_message",
+    "send_record_key",
+]
+
+logger = logging.getLogger(__name__)
 
 MAX_CONTENT = 4096
 """WhatsApp's limit on the text of one message, in characters."""
 
+SEND_RECORD_TTL = 7 * 24 * 3600
+"""Seconds a job's send record is kept: a re-run within them never sends twice."""
+
 SENDER_ENV = "HUEYARD_MESSAGE_SENDER"
-DEFAULT_SENDER = "log"
+
+
+class Template(BaseModel):
+    """An approved template: its name, its language, and the values of its variables.
+
+    ``components`` go to the API as they are (``[{"type": "body", "parameters":
+    [{"type": "text", "text": "Ada"}]}]``); each needs a ``type``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,512}$")]
+    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")] = "en_US"
+    components: Annotated[list[dict[str, Any]], Field(max_length=20)] = []
+
+    @model_validator(mode="after")
+    def _components_have_a_type(self) -> Self:
+        for index, component in enumerate(self.components):
+            if not isinstance(component.get("type"), str) or not component["type"]:
+                raise ValueError(
+                    f"components[{index}] needs a 'type' (header, body or button), as in "
+                    '{"type": "body", "parameters": [{"type": "text", "text": "Ada"}]}'
+                )
+        return self
 
 
 class OutboundMessage(BaseModel):
     """One message to one WhatsApp number.
 
-    ``image`` messages need ``media_url``; ``text`` and ``template`` messages
-    may carry one (a header image, a preview).
+    - ``text``: ``content`` is the text (required); a ``media_url`` turns on the
+      link preview.
+    - ``image``, ``document``, ``video``, ``audio``: ``media_url`` is required;
+      ``content`` is the caption (not for audio), ``filename`` a document's name.
+    - ``template``: ``template`` names it (the WhatsApp sender needs one; older
+      payloads without it still validate); a ``media_url`` fills an image header.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     to: PhoneNumber
-    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
-    type: Literal["text", "image", "template"] = "text"
+    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)] | None = None
+    type: Literal["text", "image", "document", "audio", "video", "template"] = "text"
     media_url: HttpUrl | None = None
+    template: Template | None = None
+    filename: Annotated[str, Field(min_length=1, max_length=240)] | None = None
 
     @model_validator(mode="after")
-    def _image_needs_media(self) -> Self:
-        if self.type == "image" and self.media_url is None:
-            raise ValueError("an 'image' message needs media_url (an http(s) URL of the image)")
+    def _fields_fit_the_type(self) -> Self:
+        kind = self.type
+        if kind == "text" and self.content is None:
+            raise ValueError("a 'text' message needs content (1 to 4096 characters)")
+        if kind in MEDIA_TYPES and self.media_url is None:
+            raise ValueError(f"an {kind!r} message needs media_url (an http(s) URL of the file)")
+        if kind == "audio" and self.content is not None:
+            raise ValueError("an 'audio' message has no caption; leave content out")
+        if self.template is not None and kind != "template":
+            raise ValueError(f"template is for 'template' messages, not {kind!r} ones")
+        if self.filename is not None and kind != "document":
+            raise ValueError("filename is for 'document' messages only")
         return self
+
+
+def select_sender() -> tuple[str, MessageSender]:
+    """The sender's name and the sender: ``HUEYARD_MESSAGE_SENDER``, else ``whatsapp`` when
+    its settings are present, else ``log``. A half-configured WhatsApp sender raises
+    :class:`SenderConfigError`; an unknown name ``UnknownProviderError``."""
+    name = os.environ.get(SENDER_ENV, "").strip()
+    if not name:
+        configured = whatsapp_settings(config=provider_config("whatsapp")) is not None
+        name = "whatsapp" if configured else "log"
+    return name, MESSAGE_SENDERS.get(name)
+
+
+def send_record_key(job_id: str) -> str:
+    """The cache key (under the app's cache prefix) of one job's send record."""
+    return f"messages:send:{job_id}"
 
 
 @handler("messages")
 def send_message(payload: OutboundMessage) -> dict[str, Any]:
-    """Send one message; return ``{"sent": True, "messageId": ..., "sender": ...}``.
+    """Send one message; return ``{"sent", "dryRun", "messageId", "sender"}``.
 
-    A sender error fails the attempt, so the queue's retries apply. Delivery is
-    at-least-once: a retried job may send twice.
+    ``sent`` is true only when a provider accepted the message (the ``log``
+    sender says ``"sent": false, "dryRun": true``). The sender's exceptions
+    decide the job's fate (:mod:`pipelines._providers`).
     """
-    sender_name = os.environ.get(SENDER_ENV) or DEFAULT_SENDER
-    sender = MESSAGE_SENDERS.get(sender_name)
-    message_id = sender.send(
-        payload.to, payload.content, message_type=payload.type, media_url=payload.media_url
+    name, sender = select_sender()
+    job = current_job()
+    if job is None:  # called directly, outside a job: nothing to deduplicate against
+        return _result(name, sender, payload)
+    return send_once(job, name, sender, payload)
+
+
+def _result(name: str, sender: MessageSender, payload: OutboundMessage) -> dict[str, Any]:
+    receipt = sender.send(payload)
+    return {
+        "sent": receipt.sent,
+        "dryRun": not receipt.sent,
+        "messageId": receipt.message_id,
+        "sender": name,
+    }
+
+
+def send_once(
+    job: JobContext, name: str, sender: MessageSender, payload: OutboundMessage
+) -> dict[str, Any]:
+    """Send for ``job`` unless one of its runs already did (or may have).
+
+    The job's send record (:func:`send_record_key`, kept :data:`SEND_RECORD_TTL`
+    seconds) is taken with ``SET NX`` before the request and holds the result
+    after it. A later run of the job finds it and
+
+    - returns the recorded result (``"replayed": true``) when the send succeeded;
+    - fails at once (:class:`SendOutcomeUnknown`) when the earlier run started
+      sending and never recorded how it ended: its worker died, or the answer
+      was lost. The message may have gone out; it is not sent a second time.
+
+    A send that certainly failed (the API answered an error, or was never
+    reached) drops the record, so the retry sends.
+    """
+    import framework
+
+    app = framework.get_app()
+    conn = redis.Redis(connection_pool=app.pool)
+    key = app.keys.cache(send_record_key(job.id))
+    sending = {"state": "sending", "attempt": job.attempt, "at": round(time.time(), 3)}
+    if not conn.set(key, json.dumps(sending), nx=True, ex=SEND_RECORD_TTL):
+        return _earlier_run(job, conn.get(key))
+    try:
+        result = _result(name, sender, payload)
+    except SendOutcomeUnknown:
+        raise  # the record stays "sending": no run of this job sends again
+    except TaskTimeout:
+        raise  # the job's timeout struck mid-send: the outcome is unknown, the record stays
+    except Exception:
+        _drop(conn, key, job.id)
+        raise
+    done = {"state": "sent", "result": result, "at": round(time.time(), 3)}
+    try:
+        conn.set(key, json.dumps(done), ex=SEND_RECORD_TTL)
+    except redis.RedisError as exc:
+        # Sent, so the job must complete: a retry would find "sending" and fail.
+        logger.warning("job %s: message %s sent, record not kept: %s", job.id, result, exc)
+    return result
+
+
+def _earlier_run(job: JobContext, raw: bytes | str | None) -> dict[str, Any]:
+    try:
+        record = json.loads(raw) if raw is not None else {}
+    except ValueError:
+        record = {}
+    if record.get("state") == "sent" and isinstance(record.get("result"), dict):
+        logger.info("job %s: message already sent by an earlier run, not sent again", job.id)
+        return {**record["result"], "replayed": True}
+    began = record.get("at")
+    when = (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began))
+        if isinstance(began, int | float)
+        else "an unknown time"
     )
-    return {"sent": True, "messageId": message_id, "sender": sender_name}
+    raise SendOutcomeUnknown(
+        f"attempt {record.get('attempt', '?')} of job {job.id} began sending this message at "
+        f"{when} and did not record how it ended (its worker stopped, or the answer was lost); "
+        "the message may have been sent, so it is not sent again. Check the conversation, "
+        "then enqueue a new job if it is missing"
+    )
+
+
+def _drop(conn: redis.Redis, key: str, job_id: str) -> None:
+    try:
+        conn.delete(key)
+    except redis.RedisError as exc:
+        logger.warning("job %s: send record %s not dropped: %s", job_id, key, exc)

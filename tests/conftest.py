@@ -24,6 +24,7 @@ import redis
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
+from tests.fake_graph import FakeGraphAPI
 
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 TEST_DB = int(os.environ.get("HUEYARD_TEST_REDIS_DB", "15")) - _WORKER
@@ -104,3 +105,11 @@ def make_app(redis_conn: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
     yield build
     for app in apps:
         app.close()
+
+
+@pytest.fixture
+def fake_graph() -> Iterator[FakeGraphAPI]:
+    """A fake WhatsApp Cloud API on 127.0.0.1 (tests/fake_graph.py), closed at teardown."""
+    api = FakeGraphAPI()
+    yield api
+    api.close()

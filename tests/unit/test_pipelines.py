@@ -164,8 +164,43 @@ BAD_PAYLOADS = [
     bad("messages.send_message", "E.164", to="+1234567890123456"),
     bad("messages.send_message", "content: String should have at least 1 character", content=""),
     bad("messages.send_message", "at most 4096 characters", content="x" * 4097),
-    bad("messages.send_message", "type: Input should be 'text', 'image' or 'template'", type="x"),
-    bad("messages.send_message", "needs media_url", type="image"),
+    bad(
+        "messages.send_message",
+        "type: Input should be 'text', 'image', 'document', 'audio', 'video' or 'template'",
+        type="x",
+    ),
+    bad("messages.send_message", "an 'image' message needs media_url", type="image"),
+    bad("messages.send_message", "a 'text' message needs content", content=None),
+    bad(
+        "messages.send_message",
+        "an 'audio' message has no caption",
+        type="audio",
+        media_url="https://cdn.example/v.ogg",
+    ),
+    bad("messages.send_message", "filename is for 'document' messages only", filename="a.pdf"),
+    bad(
+        "messages.send_message",
+        "template is for 'template' messages, not 'text'",
+        template={"name": "promo"},
+    ),
+    bad(
+        "messages.send_message",
+        "template.name: String should match pattern",
+        type="template",
+        template={"name": "Promo Code"},
+    ),
+    bad(
+        "messages.send_message",
+        "template.language: String should match pattern",
+        type="template",
+        template={"name": "promo", "language": "english please"},
+    ),
+    bad(
+        "messages.send_message",
+        "components[0] needs a 'type'",
+        type="template",
+        template={"name": "promo", "components": [{"parameters": []}]},
+    ),
     bad("messages.send_message", "http:// or https://", media_url="file:///etc/passwd"),
     bad("messages.send_message", "priority: Extra inputs are not permitted", priority=1),
     # campaigns
@@ -190,7 +225,7 @@ BAD_PAYLOADS = [
         "campaigns.run_campaign", "priority: Input should be less than or equal to 10", priority=11
     ),
     bad("campaigns.run_campaign", "needs media_url", type="image"),
-    bad("campaigns.run_campaign", "content: Field required", content=...),
+    bad("campaigns.run_campaign", "a 'text' message needs content", content=...),
     # flows
     bad("flows.execute_flow", "contactId: Field required", contactId=...),
     bad("flows.execute_flow", "nodes.0: Unable to extract tag", nodes=[{"id": "a"}]),
@@ -313,15 +348,17 @@ def test_a_refused_payload_stores_nothing(app: Hueyard) -> None:
 # -- messages ---------------------------------------------------------------------------------
 
 
-def test_send_message_returns_the_specs_result_and_logs_no_content(
+def test_the_log_sender_reports_a_dry_run_and_logs_no_content(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("HUEYARD_MESSAGE_SENDER", raising=False)
+    for variable in ("HUEYARD_MESSAGE_SENDER", "WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"):
+        monkeypatch.delenv(variable, raising=False)
     caplog.set_level(logging.DEBUG)
 
     result = messages.send_message(messages.OutboundMessage(to=PHONE, content="secret plans"))
 
-    assert result["sent"] is True
+    assert result["sent"] is False
+    assert result["dryRun"] is True
     assert result["sender"] == "log"
     assert result["messageId"].startswith("msg-")
     assert mask_phone(PHONE) in caplog.text
@@ -332,7 +369,7 @@ def test_send_message_returns_the_specs_result_and_logs_no_content(
 def test_an_unknown_message_sender_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUEYARD_MESSAGE_SENDER", "twilio")
     with pytest.raises(
-        UnknownProviderError, match="unknown message sender 'twilio'; registered: log"
+        UnknownProviderError, match="unknown message sender 'twilio'; registered: log, whatsapp"
     ):
         messages.send_message(messages.OutboundMessage(to=PHONE, content="Hi"))
 
@@ -357,6 +394,23 @@ def test_a_campaign_fans_out_one_message_job_per_distinct_recipient(app: Hueyard
     assert sorted(job.payload["to"] for job in waiting) == sorted(set(recipients))
     assert {job.payload["content"] for job in waiting} == {"Sale!"}
     assert {job.priority for job in waiting} == {8}
+
+
+def test_a_template_campaign_gives_every_message_the_template(app: Hueyard) -> None:
+    template = {
+        "name": "sale_starts",
+        "language": "de",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "20%"}]}],
+    }
+    job = campaigns.CampaignJob.model_validate(
+        {"campaignId": "camp-9", "recipients": [PHONE, "+447700900123"], "type": "template",
+         "template": template}
+    )  # fmt: skip
+    campaigns.run_campaign(job)
+    waiting = jobs_in(app, "messages")
+    assert [(j.payload["type"], j.payload["template"]) for j in waiting] == [
+        ("template", template)
+    ] * 2
 
 
 # -- flows ------------------------------------------------------------------------------------
@@ -395,7 +449,14 @@ def test_a_flow_runs_until_a_wait_then_schedules_the_rest(app: Hueyard) -> None:
         "executed": ["tag", "is-new", "greet", "pause"],
     }
     assert pending_payloads(app, "messages") == [
-        {"to": PHONE, "content": "Hi Ada, welcome! ($missing)", "type": "text", "media_url": None}
+        {
+            "to": PHONE,
+            "content": "Hi Ada, welcome! ($missing)",
+            "type": "text",
+            "media_url": None,
+            "template": None,
+            "filename": None,
+        }
     ]
     # and the rest of the flow is scheduled, carrying the context
     flows_huey = app.queue("flows").huey
