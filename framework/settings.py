@@ -375,7 +375,8 @@ def _handler_name(name: str) -> str:
     return name
 
 
-def _timezone(name: str) -> str:
+def time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone; else a ValueError saying what to write."""
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -406,7 +407,7 @@ class ScheduleSettings(_Strict):
     """A cron expression (minute hour day-of-month month day-of-week), in ``timezone``."""
     every: Annotated[float, Field(ge=1, le=defaults.MAX_DELAY)] | None = None
     """Or: a tick every this many seconds (ticks fall on multiples of it since the epoch)."""
-    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    timezone: Annotated[str, AfterValidator(time_zone)] = "UTC"
     payload: dict[str, Any] = Field(default_factory=dict)
     catch_up: Literal["last", "none"] = "last"
     """A tick missed while no consumer ran: fired once when one comes back, or skipped."""

@@ -52,6 +52,7 @@ from pydantic import (
 )
 
 from framework import handler
+from framework.settings import time_zone
 
 if TYPE_CHECKING:
     from framework.application import Hueyard
@@ -91,16 +92,6 @@ def _metric_names(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def _zone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{value!r} is not a time zone; use an IANA name such as 'UTC' or 'Europe/Berlin'"
-        ) from None
-    return value
-
-
 class AnalyticsSnapshot(BaseModel):
     """One period: aggregate the given metrics, or report the job system's counts."""
 
@@ -120,7 +111,7 @@ class AnalyticsSnapshot(BaseModel):
     """Numbers to aggregate; without them, the job counts of every queue."""
     tick: AwareDatetime | None = None
     """When the schedule's tick fell (its ``tick_field``)."""
-    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+    timezone: Annotated[str, AfterValidator(time_zone)] = "UTC"
     """Where days begin, for the window."""
 
     @model_validator(mode="after")
