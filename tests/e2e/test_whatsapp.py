@@ -117,15 +117,12 @@ def test_messages_are_posted_to_the_api_within_the_queues_rate_limit(
     assert throttled is not None and throttled.attempts == 2
     assert len(fake_graph.requests) == JOBS + 1
 
-    # And no window of 2 s saw more than 5 jobs started: by Redis's claim times and by
-    # the requests the API received
+    # And no window of 2 s saw more than 5 jobs started, by Redis's claim times (the
+    # limit is on starts; when each request leaves after its start depends on the
+    # machine's load, so the API's arrival times prove nothing more)
     claims = [info.started.timestamp() for info in infos if info and info.started]
     most, at = _most_in_a_window(claims, RATE_PER)
     assert most <= RATE_MAX, f"{most} claims in the {RATE_PER:g} s from {at}"
-    # (every request, the throttled one's retry too, is a job started)
-    requested = [r.at for r in fake_graph.requests]
-    most, at = _most_in_a_window(requested, RATE_PER - 0.25)
-    assert most <= RATE_MAX, f"{most} requests in the {RATE_PER:g} s from {at}"
     # (the 11th of 15 starts waits for two windows: the limit really held them back)
     span = max(claims) - min(claims)
     assert span >= 2 * RATE_PER - 0.05, f"15 jobs at 5 per {RATE_PER:g} s took {span:.2f} s"
