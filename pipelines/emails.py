@@ -5,91 +5,157 @@
     from pipelines.emails import send_email
 
     send_email.enqueue({"to": "jane@example.com", "subject": "Your export is ready",
-                        "body": "<p>Download it here.</p>", "html": True})
+                        "template": "export_ready",
+                        "variables": {"name": "Jane", "url": "https://crm.example/e/42",
+                                      "expires": "2025-11-12"}})
+    send_email.enqueue({"to": "jane@example.com", "subject": "Hi", "body": "<p>Hi</p>",
+                        "html": True})
 
-Environment:
+A ``template`` names ``pipelines/templates/email/<name>.txt`` and/or ``.html``
+(:mod:`pipelines._email_templates`); an unknown template or a missing variable
+is refused at enqueue. ``body`` (with ``html``) is the 0.1.0 payload, sent as
+it is. The relay and its settings: :mod:`pipelines._smtp` (``SMTP_HOST``...);
+without ``SMTP_HOST`` the email is a dry run: ``{"sent": false, "dryRun": true}``.
 
-- ``HUEYARD_SMTP_HOST``: the SMTP relay. Unset: dry-run, nothing is sent.
-- ``HUEYARD_SMTP_PORT``: its port (default 25).
-- ``HUEYARD_SMTP_FROM``: the sender address (default ``hueyard@localhost``).
+Each job sends at most once (:mod:`pipelines._once`).
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
-import os
-import smtplib
-from collections.abc import Mapping
 from email.message import EmailMessage as MIMEMessage
-from email.utils import make_msgid
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
-from framework import handler
-from pipelines._providers import EmailAddress, OneLine, mask_email
+from framework import current_job, handler
+from pipelines._email_templates import Parts, render
+from pipelines._once import send_at_most_once
+from pipelines._providers import EmailAddress, OneLine, mask_email, provider_config
+from pipelines._smtp import SmtpSettings, deliver, smtp_settings
 
-__all__ = ["SMTP_TIMEOUT", "EmailMessage", "send_email", "smtp_settings"]
+__all__ = ["RECORD_NAME", "EmailMessage", "build_message", "send_email"]
 
 logger = logging.getLogger(__name__)
 
-SMTP_TIMEOUT = 10.0
-"""Seconds to connect to the relay and for each of its answers."""
+RECORD_NAME = "emails:send"
+"""The send records' cache key prefix: ``<prefix>:cache:emails:send:<job id>``."""
 
-DEFAULT_PORT = 25
-DEFAULT_SENDER = "hueyard@localhost"
+MAX_VARIABLES = 100
+
+VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class EmailMessage(BaseModel):
-    """One email to one recipient; ``html`` says whether ``body`` is HTML or plain text."""
+    """One email to one recipient: a ``template`` with its ``variables``, or a ``body``
+    (``html`` says whether it is HTML or plain text)."""
 
     model_config = ConfigDict(extra="forbid")
 
     to: EmailAddress
     subject: Annotated[str, Field(min_length=1, max_length=998), OneLine]
-    body: Annotated[str, Field(max_length=1_000_000)]
+    body: Annotated[str, Field(max_length=1_000_000)] | None = None
     html: bool = False
+    template: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    variables: Annotated[dict[VariableName, Any], Field(max_length=MAX_VARIABLES)] = {}
+
+    _parts: Parts | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.body is None) == (self.template is None):
+            raise ValueError(
+                "give either template (with its variables) or body (with html), not both "
+                "and not neither"
+            )
+        if self.template is None:
+            if self.variables:
+                raise ValueError("variables are for a template; a body is sent as it is")
+            return self
+        if self.html:
+            raise ValueError("html is for body; a template's parts are its .txt and .html files")
+        # Rendered here, so an unknown template or a missing variable is refused at
+        # enqueue (and, for a template changed since, fails the job at once in the worker).
+        self._parts = render(self.template, self.variables)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only the fields of the email's kind: a body email is stored as in 0.1.0
+        data: dict[str, Any] = serialize(self)
+        unused = ("template", "variables") if self.template is None else ("body", "html")
+        for field in unused:
+            data.pop(field, None)
+        return data
+
+    def parts(self) -> Parts:
+        """The email's text and HTML parts."""
+        if self._parts is not None:
+            return self._parts
+        if self.template is not None:
+            return render(self.template, self.variables)
+        body = self.body or ""
+        return Parts(text=None, html=body) if self.html else Parts(text=body, html=None)
 
 
-def smtp_settings(env: Mapping[str, str] | None = None) -> tuple[str, int, str] | None:
-    """``(host, port, sender)`` from the environment, or None for dry-run."""
-    env = os.environ if env is None else env
-    host = env.get("HUEYARD_SMTP_HOST", "").strip()
-    if not host:
-        return None
-    raw_port = env.get("HUEYARD_SMTP_PORT", "").strip() or str(DEFAULT_PORT)
-    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-        raise ValueError(f"HUEYARD_SMTP_PORT={raw_port!r} is not a port; use 1 to 65535, e.g. 25")
-    sender = env.get("HUEYARD_SMTP_FROM", "").strip() or DEFAULT_SENDER
-    return host, int(raw_port), sender
-
-
-@handler("emails")
-def send_email(payload: EmailMessage) -> dict[str, Any]:
-    """Send through the SMTP relay; return ``{"delivered", "dryRun"}`` (and ``messageId``).
-
-    Without ``HUEYARD_SMTP_HOST`` the email is logged (recipient masked, never
-    the body) and ``{"delivered": False, "dryRun": True}`` is returned. An SMTP
-    error fails the attempt, so the queue's retries apply.
-    """
-    settings = smtp_settings()
-    if settings is None:
-        logger.info(
-            "dry-run: email to %s (%d characters) not sent; set HUEYARD_SMTP_HOST to send",
-            mask_email(payload.to),
-            len(payload.body),
-        )
-        return {"delivered": False, "dryRun": True}
-    host, port, sender = settings
+def build_message(payload: EmailMessage, sender: str) -> MIMEMessage:
+    """The MIME message: ``multipart/alternative`` (text, then HTML) when both parts
+    exist, else the one part; From, To, Subject, Date and a Message-ID on the
+    sender's domain."""
     message = MIMEMessage()
     message["From"] = sender
     message["To"] = payload.to
     message["Subject"] = payload.subject
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-    message.set_content(payload.body, subtype="html" if payload.html else "plain")
-    with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT) as smtp:
-        smtp.send_message(message)
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    domain = email.utils.parseaddr(sender)[1].rpartition("@")[2]
+    message["Message-ID"] = email.utils.make_msgid(domain=domain or None)
+    parts = payload.parts()
+    if parts.text is not None:
+        message.set_content(parts.text)
+        if parts.html is not None:
+            message.add_alternative(parts.html, subtype="html")
+    else:
+        message.set_content(parts.html or "", subtype="html")
+    return message
+
+
+@handler("emails")
+def send_email(payload: EmailMessage) -> dict[str, Any]:
+    """Send through the SMTP relay; return ``{"sent", "dryRun", "messageId"}``.
+
+    Without ``SMTP_HOST`` (nor ``host`` in ``[providers.smtp]``) nothing is sent:
+    the email is logged (recipient masked, never the body) and
+    ``{"sent": False, "dryRun": True}`` is returned. The relay's answers decide
+    the job's fate (:mod:`pipelines._smtp`).
+    """
+    settings = smtp_settings(config=provider_config("smtp"))
+    if settings is None:
+        logger.info(
+            "dry run: email %sto %s not sent; set SMTP_HOST (and SMTP_FROM) to send",
+            f"{payload.template!r} " if payload.template else "",
+            mask_email(payload.to),
+        )
+        return {"sent": False, "dryRun": True}
+    job = current_job()
+    if job is None:  # called directly, outside a job: nothing to deduplicate against
+        return _send(settings, payload)
+    return send_at_most_once(job, RECORD_NAME, lambda: _send(settings, payload), what="email")
+
+
+def _send(settings: SmtpSettings, payload: EmailMessage) -> dict[str, Any]:
+    message = build_message(payload, settings.sender)
+    deliver(settings, message, payload.to)
     logger.info(
-        "email %s to %s sent via %s:%d", message["Message-ID"], mask_email(payload.to), host, port
-    )
-    return {"delivered": True, "dryRun": False, "messageId": message["Message-ID"]}
+        "email %s to %s accepted by %s", message["Message-ID"], mask_email(payload.to),
+        settings.where,
+    )  # fmt: skip
+    return {"sent": True, "dryRun": False, "messageId": message["Message-ID"]}

@@ -12,12 +12,9 @@ import datetime
 import json
 import logging
 import os
-import smtplib
-import socketserver
 import stat
 import threading
 from collections.abc import Iterator
-from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from framework.handlers import REGISTRY, Handler, HandlerRegistry
 from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
 from pipelines import (
+    _smtp,
     ai,
     analytics,
     campaigns,
@@ -43,7 +41,13 @@ from pipelines import (
     notifications,
     webhooks,
 )
-from pipelines._providers import AI_PROVIDERS, UnknownProviderError, mask_phone, redact_url
+from pipelines._providers import (
+    AI_PROVIDERS,
+    SenderConfigError,
+    UnknownProviderError,
+    mask_phone,
+    redact_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = [
@@ -258,6 +262,8 @@ BAD_PAYLOADS = [
     bad("emails.send_email", "subject: String should have at least 1 character", subject=""),
     bad("emails.send_email", "html: Input should be a valid boolean", html="maybe"),
     bad("emails.send_email", "cc: Extra inputs are not permitted", cc="x@example.com"),
+    bad("emails.send_email", "unknown email template 'nope'", template="nope", body=...),
+    bad("emails.send_email", "variables are for a template", variables={"a": 1}),
     # webhooks
     bad(
         "webhooks.deliver_webhook",
@@ -488,121 +494,88 @@ def test_a_trailing_wait_schedules_nothing(app: Hueyard) -> None:
     assert app.queue("flows").huey.scheduled_count() == 0
 
 
-# -- emails -----------------------------------------------------------------------------------
+# -- emails: settings (sending is in tests/integration/test_email.py) -------------------------
+
+RELAY = {"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "crm@example.com"}
 
 
-class _SMTPSession(socketserver.StreamRequestHandler):
-    """Just enough SMTP for smtplib: EHLO, MAIL, RCPT, DATA, QUIT."""
-
-    server: _SMTPServer
-
-    def reply(self, line: str) -> None:
-        self.wfile.write(line.encode("ascii") + b"\r\n")
-
-    def handle(self) -> None:
-        self.reply("220 test ESMTP")
-        data: list[bytes] | None = None
-        envelope: list[str] = []
-        for raw in self.rfile:
-            if data is not None:
-                if raw == b".\r\n":
-                    self.server.received.append((envelope, b"".join(data)))
-                    data, envelope = None, []
-                    self.reply("250 queued")
-                else:
-                    data.append(raw[1:] if raw.startswith(b"..") else raw)
-                continue
-            command = raw.decode("ascii").strip()
-            verb = command[:4].upper()
-            if verb == "EHLO":
-                self.reply("250-test")
-                self.reply("250 8BITMIME")
-            elif verb == "RCPT" and self.server.refuse_recipients:
-                self.reply("550 no such user")
-            elif verb in ("MAIL", "RCPT"):
-                envelope.append(verb + command[4:])
-                self.reply("250 ok")
-            elif verb == "DATA":
-                data = []
-                self.reply("354 go ahead")
-            elif verb == "QUIT":
-                self.reply("221 bye")
-                return
-            else:
-                self.reply("250 ok")
+def test_without_smtp_host_there_are_no_settings_a_dry_run() -> None:
+    assert _smtp.smtp_settings({}) is None
+    assert _smtp.smtp_settings({"SMTP_FROM": "crm@example.com"}) is None
 
 
-class _SMTPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SMTPSession)
-        self.received: list[tuple[list[str], bytes]] = []
-        self.refuse_recipients = False
+@pytest.mark.parametrize(("security", "port"), [("starttls", 587), ("tls", 465), ("none", 25)])
+def test_the_port_defaults_by_security(security: str, port: int) -> None:
+    settings = _smtp.smtp_settings({**RELAY, "SMTP_SECURITY": security})
+    assert settings is not None
+    assert settings.effective_port == port
 
 
-@pytest.fixture
-def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_SMTPServer]:
-    server = _SMTPServer()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    monkeypatch.setenv("HUEYARD_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("HUEYARD_SMTP_PORT", str(server.server_address[1]))
-    monkeypatch.setenv("HUEYARD_SMTP_FROM", "crm@example.com")
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def test_without_an_smtp_host_an_email_is_a_logged_dry_run(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("HUEYARD_SMTP_HOST", raising=False)
-    caplog.set_level(logging.DEBUG)
-    email = emails.EmailMessage(to="jane.doe@example.com", subject="Reset", body="code 918273")
-
-    assert emails.send_email(email) == {"delivered": False, "dryRun": True}
-    assert "j***@example.com" in caplog.text
-    assert "918273" not in caplog.text
-    assert "jane.doe" not in caplog.text
-
-
-def test_an_email_is_delivered_over_smtp(smtp_server: _SMTPServer) -> None:
-    email = emails.EmailMessage(
-        to="jane@example.com", subject="Your export", body="<p>Ready</p>", html=True
+def test_starttls_is_the_default_and_the_environment_wins_over_the_config() -> None:
+    settings = _smtp.smtp_settings(
+        {**RELAY, "SMTP_PORT": "2525"}, {"host": "other.example", "port": 25, "timeout": 7}
     )
-
-    result = emails.send_email(email)
-
-    assert result["delivered"] is True
-    assert result["dryRun"] is False
-    ((envelope, raw),) = smtp_server.received
-    assert envelope == ["MAIL FROM:<crm@example.com>", "RCPT TO:<jane@example.com>"]
-    sent = message_from_bytes(raw, policy=policy.default)
-    assert sent["Subject"] == "Your export"
-    assert sent["Message-ID"] == result["messageId"]
-    assert sent.get_content_type() == "text/html"
-    assert sent.get_content().strip() == "<p>Ready</p>"  # type: ignore[attr-defined]
+    assert settings is not None
+    assert (settings.host, settings.effective_port, settings.security, settings.timeout) == (
+        "smtp.example.com", 2525, "starttls", 7.0,
+    )  # fmt: skip
 
 
-def test_a_refused_recipient_fails_the_attempt(smtp_server: _SMTPServer) -> None:
-    smtp_server.refuse_recipients = True
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
-        emails.send_email(emails.EmailMessage(to="nobody@example.com", subject="x", body="y"))
-    assert smtp_server.received == []
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SMTP_HOST": "smtp.example.com"}, "SMTP_HOST is set but SMTP_FROM is not"),
+        ({**RELAY, "SMTP_PORT": "smtp"}, "port: Input should be a valid integer"),
+        ({**RELAY, "SMTP_PORT": "70000"}, "port: Input should be less than or equal to 65535"),
+        ({**RELAY, "SMTP_SECURITY": "ssl"}, "security: Input should be 'starttls', 'tls' or"),
+        ({**RELAY, "SMTP_USER": "apikey"}, "SMTP_USER and SMTP_PASSWORD go together"),
+        ({**RELAY, "SMTP_PASSWORD": "hunter2-password"}, "SMTP_USER and SMTP_PASSWORD go"),
+        ({**RELAY, "SMTP_FROM": "not an address"}, "must be an address"),
+        ({**RELAY, "SMTP_TIMEOUT": "0"}, "timeout: Input should be greater than 0"),
+        ({**RELAY, "SMTP_CA_FILE": "/nonexistent/ca.pem"}, "'/nonexistent/ca.pem' is not a file"),
+        (
+            {**RELAY, "SMTP_SECURITY": "none", "SMTP_USER": "u", "SMTP_PASSWORD": "hunter2-pw"},
+            "would send the password in clear to smtp.example.com",
+        ),
+        (
+            {"HUEYARD_SMTP_HOST": "mail", "HUEYARD_SMTP_PORT": "25"},
+            "HUEYARD_SMTP_HOST, HUEYARD_SMTP_PORT are no longer read: use SMTP_HOST",
+        ),
+    ],
+)
+def test_bad_smtp_settings_fail_naming_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SenderConfigError) as raised:
+        _smtp.smtp_settings(env)
+    assert message in str(raised.value)
+    assert "hunter2" not in str(raised.value)
 
 
-@pytest.mark.parametrize("port", ["smtp", "0", "70000", "-1"])
-def test_a_bad_smtp_port_names_the_variable(port: str) -> None:
-    with pytest.raises(ValueError, match=f"HUEYARD_SMTP_PORT='{port}' is not a port"):
-        emails.smtp_settings({"HUEYARD_SMTP_HOST": "mail", "HUEYARD_SMTP_PORT": port})
+def test_a_local_relay_may_take_a_login_without_tls() -> None:
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_FROM": "crm@example.com", "SMTP_SECURITY": "none",
+           "SMTP_USER": "u", "SMTP_PASSWORD": "hunter2-pw"}  # fmt: skip
+    assert _smtp.smtp_settings(env) is not None
 
 
-def test_smtp_settings_defaults() -> None:
-    assert emails.smtp_settings({}) is None
-    assert emails.smtp_settings({"HUEYARD_SMTP_HOST": "mail"}) == ("mail", 25, "hueyard@localhost")
+def test_the_password_is_not_in_the_settings_repr() -> None:
+    settings = _smtp.smtp_settings({**RELAY, "SMTP_USER": "u", "SMTP_PASSWORD": "hunter2-pw"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (421, "SendError"), (450, "SendError"), (451, "SendError"), (452, "SendError"),
+        (550, "SendRefused"), (552, "SendRefused"), (553, "SendRefused"), (554, "SendRefused"),
+        (530, "SenderConfigError"), (535, "SenderConfigError"), (538, "SenderConfigError"),
+    ],
+)  # fmt: skip
+def test_smtp_answers_map_to_the_jobs_fate(code: int, kind: str) -> None:
+    settings = _smtp.smtp_settings(RELAY)
+    assert settings is not None
+    error = _smtp.error_for(settings, "RCPT TO", code, b"some\r\nanswer")
+    assert type(error).__name__ == kind
+    assert f"answered {code} some answer to RCPT TO" in str(error)
 
 
 # -- webhooks: signatures ---------------------------------------------------------------------
