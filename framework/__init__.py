@@ -38,7 +38,7 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.handlers import Handler, handler
-from framework.options import EnqueueArgs, EnqueueManyArgs, EnqueueOptions
+from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs, EnqueueOptions
 from framework.redis_client import RedisClient
 from framework.runtime import get_app
 
@@ -84,7 +84,7 @@ def enqueue(queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArg
 
 def enqueue_many(
     queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
-) -> list[str]:
+) -> EnqueuedIds:
     """Enqueue one job per payload (all validated first); return their ids in order."""
     return get_app().enqueue_many(queue, handler, payloads, **options)
 

@@ -24,7 +24,7 @@ from framework.errors import ConfigError, QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
 from framework.keys import Keys
 from framework.masking import Masker
-from framework.options import EnqueueArgs, EnqueueManyArgs
+from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.producer import Producer
 from framework.redis_client import RedisClient
 from framework.schedules import Schedule
@@ -94,7 +94,7 @@ class Hueyard:
 
     def enqueue_many(
         self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
-    ) -> list[str]:
+    ) -> EnqueuedIds:
         """Enqueue one job per payload, validated first; one round trip per 500 jobs."""
         return self.producer.enqueue_many(queue, handler, payloads, **options)
 

@@ -48,7 +48,7 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.masking import validation_summary
-from framework.options import EnqueueArgs, EnqueueManyArgs
+from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.payloads import check_depth, check_size, check_text
 from framework.serializer import dumps
 
@@ -174,7 +174,7 @@ class Producer(Protocol):
 
     def enqueue_many(
         self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
-    ) -> list[str]: ...
+    ) -> EnqueuedIds: ...
 
 
 class Handler(Generic[R]):
@@ -214,8 +214,10 @@ class Handler(Generic[R]):
 
     def enqueue_many(
         self, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]
-    ) -> list[str]:
-        """Enqueue one job per payload, with the same options; return their ids in order.
+    ) -> EnqueuedIds:
+        """Enqueue one job per payload, with the same options; return their ids in order
+        (:class:`~framework.options.EnqueuedIds`: ``.existing`` holds the positions
+        whose key was held, so nothing new was stored for them).
 
         Every payload is validated first: nothing is stored when one is bad.
         """

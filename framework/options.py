@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypedDict
@@ -28,6 +28,7 @@ __all__ = [
     "EnqueueArgs",
     "EnqueueManyArgs",
     "EnqueueOptions",
+    "EnqueuedIds",
     "Outcome",
     "check_key",
     "shown",
@@ -110,8 +111,8 @@ class EnqueueOptions:
         if self.key is not None:
             check_key(self.key)
         if self.key_ttl is not None:
-            if self.key is None:
-                raise OptionError("key_ttl= keeps a key taken; pass key= with it")
+            # Whether a key goes with it is the enqueue call's check: enqueue_many's
+            # keys=[...] are not options of their own.
             _positive_seconds("key_ttl", self.key_ttl, defaults.MAX_DELAY)
         if self.delay is not None and self.eta is not None:
             raise OptionError("pass either delay= or eta=, not both")
@@ -244,6 +245,21 @@ def _check_eta(eta: object) -> None:
         )
     if ahead > defaults.MAX_DELAY:
         raise OptionError(f"eta={eta.isoformat()} is more than {days} ahead; use a nearer time")
+
+
+class EnqueuedIds(list[str]):
+    """What ``enqueue_many`` returns: the jobs' ids in the order of the payloads, and
+    ``existing``, the positions whose key was held (by a job of an earlier call, or by
+    an earlier payload of this one): nothing was stored for those, their id is the
+    holder's. Compares equal to the plain list of ids::
+
+        ids = send_message.enqueue_many(payloads, keys=keys)
+        new = len(ids) - len(ids.existing)
+    """
+
+    def __init__(self, ids: Iterable[str] = (), existing: Iterable[int] = ()) -> None:
+        super().__init__(ids)
+        self.existing = frozenset(existing)
 
 
 NO_OPTIONS = EnqueueOptions()

@@ -28,6 +28,7 @@ from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.options import (
     NO_OPTIONS,
     EnqueueArgs,
+    EnqueuedIds,
     EnqueueManyArgs,
     EnqueueOptions,
     check_key,
@@ -67,6 +68,8 @@ class Producer:
         """Validate, store and return the new job's id. Nothing is stored on error."""
         spec, storage = self._target(queue, handler)
         checked = EnqueueOptions(**options) if options else NO_OPTIONS
+        if checked.key_ttl is not None and checked.key is None:
+            raise OptionError("key_ttl= keeps a key taken; pass key= with it")
         payload_json = spec.payload_json(payload, max_bytes=storage.policy.max_payload_bytes)
         keys = [checked.key] if checked.key is not None else None
         return self._store(spec, storage, [payload_json], checked, keys)[0]
@@ -77,12 +80,13 @@ class Producer:
         handler: str,
         payloads: Iterable[Any],
         **options: Unpack[EnqueueManyArgs],
-    ) -> list[str]:
+    ) -> EnqueuedIds:
         """Validate every payload, then store them all, one round trip per 500 jobs.
 
         Nothing is stored when any payload is invalid; the error names its index.
         ``keys`` gives each payload its key (``None`` for none; see ``key=``).
-        Returns the ids in the order of ``payloads``.
+        Returns the ids in the order of ``payloads``; their ``existing`` are the
+        positions whose key was held (nothing stored: the holder's id).
         """
         spec, storage = self._target(queue, handler)
         keys = options.get("keys")
@@ -142,7 +146,7 @@ class Producer:
         payloads: list[bytes],
         options: EnqueueOptions,
         keys: Sequence[str | None] | None = None,
-    ) -> list[str]:
+    ) -> EnqueuedIds:
         row_keys = None if keys is None else [key or "" for key in keys]
         try:
             return storage.add(spec.name, payloads, options, row_keys)

@@ -46,7 +46,7 @@ from framework.connection import ThreadClients
 from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
 from framework.keys import LOGS, Keys
-from framework.options import NO_OPTIONS, EnqueueOptions, Outcome
+from framework.options import NO_OPTIONS, EnqueuedIds, EnqueueOptions, Outcome
 from framework.outages import Outage
 from framework.policy import JobPolicy
 from framework.record import Claim, claim_from_reply
@@ -143,18 +143,19 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         payloads: Sequence[bytes | str],
         options: EnqueueOptions,
         keys: Sequence[str] | None = None,
-    ) -> list[str]:
+    ) -> EnqueuedIds:
         """Store one job per payload (JSON) for ``handler``; return their ids.
 
         ``keys`` (one per payload, ``""`` for none) make the enqueue idempotent:
         a payload whose key is held by a job of this queue stores nothing, and
-        its id is that job's. One round trip per :data:`ENQUEUE_BATCH` jobs;
-        each batch is atomic and checks before it writes, so a batch that fails
-        stored nothing. Raises :class:`EnqueueFailed` with the ids of the
-        batches stored before it.
+        its id is that job's (its position is in the result's ``existing``).
+        One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic and
+        checks before it writes, so a batch that fails stored nothing. Raises
+        :class:`EnqueueFailed` with the ids of the batches stored before it.
         """
         ids = [str(uuid.uuid4()) for _ in payloads]
         row_keys = keys if keys is not None else [""] * len(ids)
+        existing: list[int] = []
         args = {**self._enqueue_args(handler, options), "created": int(time.time() * 1000)}
         for start in range(0, len(ids), ENQUEUE_BATCH):
             end = start + ENQUEUE_BATCH
@@ -165,10 +166,11 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                 raise EnqueueFailed(tuple(ids[:start]), len(ids), exc) from None
             for row, holder in zip(reply[1::2], reply[2::2], strict=True):
                 ids[start + int(row) - 1] = holder.decode()
+                existing.append(start + int(row) - 1)
             if confirmed < self.replicas.count:
                 stored = tuple(ids[: min(end, len(ids))])
                 raise NotReplicatedError(self.replicas.refusal(handler, stored, confirmed), stored)
-        return ids
+        return EnqueuedIds(ids, existing)
 
     def _enqueue_batch(self, args: dict[str, Any], rows: Any) -> tuple[Any, int]:
         """Run the enqueue script; with ``wait_replicas``, then ``WAIT`` on the same

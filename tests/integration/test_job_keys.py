@@ -162,6 +162,23 @@ def test_enqueue_many_takes_one_key_per_payload(app: Hueyard) -> None:
     assert ids[3] == ids[1]  # one key twice in one call: one job
     assert len(set(ids)) == 3
     assert Jobs(app).counts("work").waiting == 3
+    assert ids.existing == {0, 3}  # nothing new stored for these two
+
+
+def test_enqueue_many_tells_new_jobs_from_held_keys_across_batches(app: Hueyard) -> None:
+    # Given 700 keys taken by a first call (two of the storage's 500-job batches)
+    first = app.enqueue_many("work", "send", [{"n": n} for n in range(700)],
+                             keys=[f"c:{n}" for n in range(700)])  # fmt: skip
+    assert first.existing == frozenset()
+
+    # When 1,000 payloads are enqueued with the same 700 keys and 300 new ones
+    again = app.enqueue_many("work", "send", [{"n": n} for n in range(1000)],
+                             keys=[f"c:{n}" for n in range(1000)])  # fmt: skip
+
+    # Then exactly the first 700 positions are reported as held, with their holders' ids
+    assert again.existing == frozenset(range(700))
+    assert again[:700] == first
+    assert Jobs(app).counts("work").waiting == 1000
 
 
 @pytest.mark.parametrize(

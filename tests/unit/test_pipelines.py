@@ -394,7 +394,15 @@ def test_a_campaign_fans_out_one_message_job_per_distinct_recipient(app: Hueyard
     result = campaigns.run_campaign(job)
 
     # Then four message jobs wait, one per distinct number, at the campaign's priority
-    assert result == {"campaignId": "camp-123", "enqueued": 4, "duplicates": 1, "batches": 2}
+    assert result == {
+        "campaignId": "camp-123",
+        "recipients": 5,
+        "enqueued": 4,
+        "alreadyEnqueued": 1,  # the second row for +14155550101: its key was taken
+        "rejected": 0,
+        "batches": 3,
+        "rejections": [],
+    }
     waiting = jobs_in(app, "messages")
     assert len(waiting) == 4
     assert sorted(job.payload["to"] for job in waiting) == sorted(set(recipients))
