@@ -132,6 +132,7 @@ def main() -> int:
     os.environ.setdefault("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is local
     # The demo's numbers are made up: never send them through a configured WhatsApp API.
     os.environ["HUEYARD_MESSAGE_SENDER"] = "log"
+    os.environ["HUEYARD_AI_PROVIDER"] = "echo"  # nor spend a configured AI API's tokens
     try:
         app = get_app()
     except HueyardError as exc:

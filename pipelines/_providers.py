@@ -10,12 +10,13 @@ Field types (each refuses bad input with a message that says what is allowed):
 Providers are the seams to the services the handlers talk to (an AI API, the
 WhatsApp API). Each kind has a :class:`Registry`. The built-in AI provider
 (``echo``) and the ``log`` message sender are deterministic and offline; the
-``whatsapp`` sender (:mod:`pipelines._whatsapp`) talks to the WhatsApp Cloud API::
+``whatsapp`` sender (:mod:`pipelines._whatsapp`) talks to the WhatsApp Cloud API,
+the ``openai`` AI provider (:mod:`pipelines._openai`) to an OpenAI-compatible API::
 
     from pipelines._providers import AI_PROVIDERS
 
-    class OpenAIProvider: ...              # implements AIProvider
-    AI_PROVIDERS.register("openai", OpenAIProvider())
+    class ClaudeProvider: ...              # implements AIProvider
+    AI_PROVIDERS.register("claude", ClaudeProvider())
 
 Register providers at import time of a handler module (or a module named in
 ``HUEYARD_HANDLER_MODULES``) so producers and workers know the same names.
@@ -48,6 +49,7 @@ from pydantic import AfterValidator
 from framework.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pipelines.ai import AIRequest, VoiceTranscription
     from pipelines.messages import OutboundMessage
 
 __all__ = [
@@ -66,6 +68,13 @@ __all__ = [
     "MESSAGE_SENDERS",
     "AIProvider",
     "EchoProvider",
+    # how an AI call ended
+    "AIConfigError",
+    "AIError",
+    "AIRefused",
+    "AIReply",
+    "AIRetryLater",
+    "AITranscript",
     "LogSender",
     "MessageSender",
     "Receipt",
@@ -226,30 +235,83 @@ class Registry(Generic[T]):
 # -- AI providers -----------------------------------------------------------------------------
 
 
-class AIProvider(Protocol):
-    """What the ``ai`` queue needs from a chatbot / speech-to-text service."""
+@dataclass(frozen=True)
+class AIReply:
+    """A provider's answer to one :class:`~pipelines.ai.AIRequest`."""
 
-    def reply(self, prompt: str, *, conversation_id: str) -> str:
-        """The chatbot's answer to ``prompt`` in the conversation."""
+    text: str
+    model: str | None
+    """The model that answered, as the API named it (None for the echo provider)."""
+    dry_run: bool
+    """True when no model was asked (the ``echo`` provider)."""
+    finish_reason: str | None = None
+    """``stop``, ``length`` (cut at the token limit), ... as the API reported it."""
+
+
+@dataclass(frozen=True)
+class AITranscript:
+    """The text of one voice note."""
+
+    text: str
+    model: str | None
+    dry_run: bool
+
+
+class AIError(Exception):
+    """Not done; the queue retries the job after its backoff."""
+
+
+class AIRetryLater(AIError, RetryTask):  # type: ignore[misc]
+    """Not done; retry after ``delay`` seconds (the API asked to wait). Counts as an attempt."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        RetryTask.__init__(self, message, delay=delay)
+
+
+class AIRefused(AIError, CancelExecution):  # type: ignore[misc]
+    """Not done, and a retry would fail the same way: the job fails at once."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
+
+
+class AIConfigError(ConfigError, CancelExecution):  # type: ignore[misc]
+    """The AI provider's settings are missing or wrong: the job fails at once, naming the fix."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
+
+
+class AIProvider(Protocol):
+    """What the ``ai`` queue needs from a chatbot / speech-to-text service.
+
+    Say how a call failed by raising :class:`AIError` (retried after the
+    backoff), :class:`AIRetryLater`, :class:`AIRefused` or :class:`AIConfigError`.
+    """
+
+    def reply(self, request: AIRequest) -> AIReply:
+        """The chatbot's answer to ``request.prompt``, given its system prompt and history."""
         ...
 
-    def transcribe(self, audio_url: str, *, language: str | None) -> str:
-        """The text spoken in the voice note at ``audio_url``."""
+    def transcribe(self, request: VoiceTranscription) -> AITranscript:
+        """The text spoken in the voice note at ``request.audio_url``."""
         ...
 
 
 class EchoProvider:
     """Deterministic and offline: answers with the prompt, names the audio it was given.
 
-    It is the default so that the ``ai`` queue runs (demo, tests, staging) with
-    no network and no API key.
+    The development provider: the default while no AI API is configured. Every
+    answer says ``dry_run=True``: no model was asked.
     """
 
-    def reply(self, prompt: str, *, conversation_id: str) -> str:
-        return f"echo: {prompt}"
+    def reply(self, request: AIRequest) -> AIReply:
+        return AIReply(text=f"echo: {request.prompt}", model=None, dry_run=True)
 
-    def transcribe(self, audio_url: str, *, language: str | None) -> str:
-        return f"echo transcript ({language or 'auto'}) of {redact_url(audio_url)}"
+    def transcribe(self, request: VoiceTranscription) -> AITranscript:
+        language = request.language or "auto"
+        text = f"echo transcript ({language}) of {redact_url(request.audio_url)}"
+        return AITranscript(text=text, model=None, dry_run=True)
 
     def __repr__(self) -> str:
         return "EchoProvider()"

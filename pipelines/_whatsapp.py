@@ -20,11 +20,8 @@ delay the API asks for, or fail at once. The access token is sent in the
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -33,8 +30,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from framework import forks
 from framework.masking import validation_summary
+from pipelines._http import ThreadClients, retry_after
 from pipelines._providers import (
     MESSAGE_SENDERS,
     HttpUrl,
@@ -74,8 +71,6 @@ DEFAULT_TIMEOUT = 15.0
 """Seconds to wait for the API's answer once the request is sent."""
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection (and to wait for a free one of the thread's client)."""
-MAX_RETRY_AFTER = 3600.0
-"""The longest wait a ``Retry-After`` header can ask for; longer ones are cut to this."""
 
 ENVIRONMENT = {
     "access_token": "WHATSAPP_ACCESS_TOKEN",
@@ -283,23 +278,6 @@ def classify(code: int | None, status: int) -> ErrorClass:
     return _by_status(status)
 
 
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (seconds or an HTTP date), at most
-    :data:`MAX_RETRY_AFTER`; None when absent or not understood."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
 def _describe(response: httpx.Response) -> tuple[int | None, str]:
     """The API's error code and a one-line description from an error answer."""
     try:
@@ -343,33 +321,15 @@ class WhatsAppCloudSender:
     """
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._lock = threading.Lock()
+        self._clients = ThreadClients("hueyard-messages")
 
     def client(self) -> httpx.Client:
         """This thread's client, made on first use (and again after a fork)."""
-        pid = forks.pid()
-        kept: tuple[int, httpx.Client] | None = getattr(self._local, "client", None)
-        if kept is not None and kept[0] == pid:
-            return kept[1]
-        client = httpx.Client(
-            headers={"User-Agent": "hueyard-messages"},
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=1),
-        )
-        self._local.client = (pid, client)
-        with self._lock:
-            self._clients.append(client)
-        return client
+        return self._clients.get()
 
     def close(self) -> None:
         """Close every thread's client (at shutdown, or between tests)."""
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
-        self._local = threading.local()
+        self._clients.close()
 
     def send(self, message: OutboundMessage) -> Receipt:
         settings = whatsapp_settings(config=provider_config("whatsapp"))

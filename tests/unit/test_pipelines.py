@@ -29,6 +29,7 @@ from framework.handlers import REGISTRY, Handler, HandlerRegistry
 from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
 from pipelines import (
+    _openai,
     _smtp,
     ai,
     analytics,
@@ -43,6 +44,8 @@ from pipelines import (
 )
 from pipelines._providers import (
     AI_PROVIDERS,
+    AIReply,
+    AITranscript,
     SenderConfigError,
     UnknownProviderError,
     mask_phone,
@@ -277,7 +280,31 @@ BAD_PAYLOADS = [
     bad("webhooks.deliver_webhook", "event: String should match pattern", event="a b"),
     bad("webhooks.deliver_webhook", "body: Input should be a valid dictionary", body=[1, 2]),
     # ai
-    bad("ai.generate_reply", "unknown ai provider 'gpt-9'; registered: echo", provider="gpt-9"),
+    bad("ai.generate_reply", "unknown ai provider 'gpt-9'; registered: echo, op", provider="gpt-9"),
+    bad(
+        "ai.generate_reply",
+        "history.0.role: Input should be 'user' or 'assistant'",
+        history=[{"role": "system", "content": "obey"}],
+    ),
+    bad(
+        "ai.generate_reply",
+        "history: List should have at most 50 items",
+        history=[{"role": "user", "content": "x"}] * 51,
+    ),
+    bad(
+        "ai.generate_reply",
+        "history.0.content: String should have at least 1 character",
+        history=[{"role": "user", "content": ""}],
+    ),
+    bad("ai.generate_reply", "system: String should have at most 8000", system="x" * 8001),
+    bad(
+        "ai.generate_reply",
+        "the conversation is 48001 characters (system + history + prompt), "
+        "more than 48000; send fewer, more recent history turns",
+        prompt="x" * 1,
+        system="x" * 8000,
+        history=[{"role": "user", "content": "x" * 8000}] * 5,
+    ),
     bad("ai.generate_reply", "prompt: String should have at least 1 character", prompt=""),
     bad("ai.generate_reply", "prompt: String should have at most 8000", prompt="x" * 8001),
     bad("ai.transcribe_voice", "audio_url: Value error, must be an absolute", audio_url="a.ogg"),
@@ -795,7 +822,11 @@ def test_redact_url_drops_credentials_query_and_fragment() -> None:
 # -- ai ---------------------------------------------------------------------------------------
 
 
-def test_the_echo_provider_is_deterministic() -> None:
+def test_the_echo_provider_is_deterministic_and_says_it_is_a_dry_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in (*_openai.ENVIRONMENT.values(), "HUEYARD_AI_PROVIDER"):
+        monkeypatch.delenv(variable, raising=False)
     request = ai.AIRequest(conversationId="conv-7", prompt="Opening hours?")
     assert (
         ai.generate_reply(request)
@@ -803,24 +834,27 @@ def test_the_echo_provider_is_deterministic() -> None:
         == {
             "conversationId": "conv-7",
             "provider": "echo",
+            "model": None,
             "reply": "echo: Opening hours?",
+            "finishReason": None,
+            "dryRun": True,
         }
     )
     voice = ai.VoiceTranscription(
         conversationId="conv-7", audio_url="https://cdn.example/v.ogg?sig=1", language="pt-BR"
     )
-    assert ai.transcribe_voice(voice)["transcript"] == (
-        "echo transcript (pt-BR) of https://cdn.example/v.ogg"
-    )
+    result = ai.transcribe_voice(voice)
+    assert result["transcript"] == "echo transcript (pt-BR) of https://cdn.example/v.ogg"
+    assert result["dryRun"] is True
 
 
 def test_a_registered_provider_is_used() -> None:
     class Shouty:
-        def reply(self, prompt: str, *, conversation_id: str) -> str:
-            return prompt.upper()
+        def reply(self, request: ai.AIRequest) -> AIReply:
+            return AIReply(text=request.prompt.upper(), model="shout-1", dry_run=False)
 
-        def transcribe(self, audio_url: str, *, language: str | None) -> str:
-            return "HELLO"
+        def transcribe(self, request: ai.VoiceTranscription) -> AITranscript:
+            return AITranscript(text="HELLO", model="shout-1", dry_run=False)
 
     AI_PROVIDERS.register("shouty", Shouty())
     try:
