@@ -2,7 +2,8 @@
 
 ::
 
-    hueyard check [--json]                  validate config and handlers, show the queues
+    hueyard check [--json]                  validate config, handlers and their start-up checks
+                                            (framework/checks.py); show the queues (and flows)
     hueyard enqueue QUEUE HANDLER --data JSON [--priority N] [--delay S | --eta TIME]
                     [--attempts N] [--timeout S] [--key KEY [--key-ttl S]]
                     [--keep-completed N] [--keep-failed N]
@@ -71,6 +72,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from framework import defaults
+from framework.checks import CheckReport, run_checks
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
 from framework.errors import HueyardError, OptionError, PayloadError
@@ -257,15 +259,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(args: argparse.Namespace) -> int:
     app = get_app()
     rows = [_queue_row(app, name) for name in app.queues]
+    reports = run_checks(app)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(_table(rows))
+        for report in reports:
+            print(f"\n{_report(report)}")
+        extra = "".join(f", {report.summary}" for report in reports)
         print(
             f"\nconfig OK: {len(rows)} queues, {len(app.registry)} handlers, "
-            f"{len(app.schedules)} schedules"
+            f"{len(app.schedules)} schedules{extra}"
         )
     return 0
+
+
+def _report(report: CheckReport) -> str:
+    """A handler module's check (:mod:`framework.checks`): its title, then its table."""
+    if not report.rows:
+        return f"{report.title}: {report.summary}"
+    return f"{report.title}:\n{grid(report.headers, report.rows)}"
 
 
 def _queue_row(app: Any, name: str) -> dict[str, Any]:

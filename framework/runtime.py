@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 
 from framework.application import Hueyard
+from framework.checks import run_checks
 from framework.config import load_settings
 from framework.errors import HandlerError
 from framework.handlers import REGISTRY, discover
@@ -23,7 +24,8 @@ _building = threading.local()
 
 
 def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
-    """The process's app, built once: config from ``$HUEYARD_CONFIG``, handlers discovered.
+    """The process's app, built once: config from ``$HUEYARD_CONFIG``, handlers discovered,
+    their start-up checks passed (:mod:`framework.checks`).
 
     A handler module that asks for the app while it is being imported by this
     very build (at module level) gets a :class:`HandlerError` at once, naming
@@ -52,7 +54,14 @@ def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
 def _build(env: Mapping[str, str]) -> Hueyard:
     settings = load_settings(env=env)
     discover(env)
-    return Hueyard(settings, REGISTRY)
+    app = Hueyard(settings, REGISTRY)
+    try:
+        run_checks(app)  # the handler modules' own config (framework/checks.py)
+    except BaseException:
+        REGISTRY.unbind(app)
+        app.close()
+        raise
+    return app
 
 
 def _set(app: Hueyard | None) -> None:

@@ -69,12 +69,11 @@ def _jobs(webhook_url: str) -> list[tuple[str, str, dict[str, Any]]]:
             "flows",
             "execute_flow",
             {
-                "flowId": "welcome",
+                "flow": "welcome",  # config/flows/welcome.yaml: greets, then waits a day
                 "contactId": "c-42",
                 "trigger": "contact.created",
                 "phone": "+14155550123",
-                "context": {"name": "Ada"},
-                "nodes": [{"id": "greet", "type": "send_message", "content": "Hi $name!"}],
+                "variables": {"name": "Ada"},
             },
         ),
         (

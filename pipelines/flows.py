@@ -1,139 +1,353 @@
-"""The ``flows`` queue: run an automation flow's nodes for one contact.
+"""The ``flows`` queue: run a flow of ``config/flows/`` for one contact.
 
-A flow is the list of nodes the trigger carries, run in order against a
-``context`` dict:
-
-- ``set``: ``context[key] = value``.
-- ``condition``: go on only if ``context[key] == equals``; otherwise the flow stops.
-- ``send_message``: enqueue ``messages.send_message`` to the contact's ``phone``;
-  ``$name`` placeholders in ``content`` are filled from the context.
-- ``wait``: stop here and enqueue the rest of the flow ``seconds`` later.
-
-::
+The payload names the flow and the contact; the flow itself is a YAML file
+(:mod:`pipelines._flowdefs`), validated when the process starts::
 
     from pipelines.flows import execute_flow
 
-    execute_flow.enqueue({
-        "flowId": "welcome", "contactId": "c-42", "trigger": "contact.created",
-        "phone": "+14155550123", "context": {"name": "Ada"},
-        "nodes": [
-            {"id": "greet", "type": "send_message", "content": "Hi $name!"},
-            {"id": "pause", "type": "wait", "seconds": 86400},
-            {"id": "follow-up", "type": "send_message", "content": "How is it going?"},
-        ],
-    })
+    execute_flow.enqueue({"flow": "welcome", "contactId": "c-42", "phone": "+14155550123",
+                          "trigger": "contact.created", "variables": {"name": "Ada"}})
+
+A job runs the flow's nodes until a ``wait`` or the end. A ``wait`` enqueues
+the continuation of the same run, delayed: a job of this handler whose payload
+carries the run's state (``flow_run``, the next ``node``, the ``variables``,
+the ``steps`` taken, the ``previous_job``); no worker sleeps. A run executes at
+most the flow's ``max_steps`` nodes in all, so a loop ends.
+
+Everything a node does is an enqueue with the job key
+``<run id>:<node id>:<step>`` (kept :data:`KEY_TTL` after the job finished): a
+re-run of the same step (a retry, a recovered job) finds the key and sends
+nothing twice, while a node visited again by a loop (a later step) still runs.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import uuid
+from pathlib import Path
 from string import Template
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from huey.exceptions import CancelExecution
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from framework import handler
+from framework import current_job, handler
+from framework.checks import CheckReport, register_check
+from framework.config import config_path
+from pipelines._flowdefs import (
+    MAX_STEPS,
+    AIReplyNode,
+    ConditionNode,
+    EndNode,
+    Flow,
+    FlowBook,
+    SendMessageNode,
+    SendTemplateNode,
+    SetNode,
+    WaitNode,
+    WebhookNode,
+    holds,
+    load_flows,
+)
 from pipelines._providers import Identifier, PhoneNumber
-from pipelines.messages import MAX_CONTENT, OutboundMessage, send_message
+from pipelines.ai import generate_reply
+from pipelines.messages import OutboundMessage, send_message
+from pipelines.messages import Template as MessageTemplate
+from pipelines.webhooks import deliver_webhook
 
-__all__ = ["FlowNode", "FlowTrigger", "execute_flow"]
-
-MAX_NODES = 200
-MAX_WAIT = 30 * 86400
-
-Scalar = str | int | float | bool | None
-Key = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class _Node(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: Identifier
-
-
-class SetNode(_Node):
-    type: Literal["set"]
-    key: Key
-    value: Scalar
-
-
-class ConditionNode(_Node):
-    type: Literal["condition"]
-    key: Key
-    equals: Scalar
-
-
-class SendMessageNode(_Node):
-    type: Literal["send_message"]
-    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
-
-
-class WaitNode(_Node):
-    type: Literal["wait"]
-    seconds: Annotated[float, Field(gt=0, le=MAX_WAIT)]
-
-
-FlowNode = Annotated[
-    SetNode | ConditionNode | SendMessageNode | WaitNode, Field(discriminator="type")
+__all__ = [
+    "FLOWS_DIR_ENV",
+    "KEY_TTL",
+    "FlowError",
+    "FlowRun",
+    "execute_flow",
+    "flow_book",
+    "flows_dir",
 ]
 
+FLOWS_DIR_ENV = "HUEYARD_FLOWS_DIR"
+KEY_TTL = 7 * 24 * 3600
+"""Seconds a node's job key stays taken after its job finished: a re-run of a flow step
+within them enqueues nothing twice."""
 
-class FlowTrigger(BaseModel):
-    """A flow triggered for one contact: what happened, the contact, the nodes to run."""
+_SENDS = (SendMessageNode, SendTemplateNode)
+
+
+# -- the flows of this process ------------------------------------------------------------------
+
+
+def flows_dir() -> Path:
+    """``$HUEYARD_FLOWS_DIR``, else ``flows/`` next to the config file (``config/flows``)."""
+    configured = os.environ.get(FLOWS_DIR_ENV, "").strip()
+    return Path(configured) if configured else config_path().parent / "flows"
+
+
+_books: dict[Path, FlowBook] = {}
+_books_lock = threading.Lock()
+
+
+def flow_book() -> FlowBook:
+    """The flows of :func:`flows_dir`, read once per process (restart to reload them).
+
+    Raises :class:`~framework.errors.ConfigError` naming every bad file, line and field.
+    """
+    directory = flows_dir()
+    with _books_lock:
+        book = _books.get(directory)
+        if book is None:
+            book = _books[directory] = load_flows(directory)
+        return book
+
+
+def check_flows(app: Any) -> CheckReport:
+    """The start-up check (:mod:`framework.checks`): load the flows; list them."""
+    book = flow_book()
+    rows = [
+        [
+            flow.name,
+            str(len(flow.nodes)),
+            flow.first(),
+            str(flow.max_steps),
+            ", ".join(sorted({node.type for node in flow.nodes})),
+            flow.source,
+        ]
+        for flow in sorted(book.flows.values(), key=lambda flow: flow.name)
+    ]
+    count = f"{len(book)} flow{'s' if len(book) != 1 else ''}"
+    headers = ["flow", "nodes", "start", "max steps", "node types", "file"]
+    return CheckReport("flows", headers, rows, f"{count} from {book.directory}")
+
+
+register_check("flows", check_flows)
+
+
+# -- the payload --------------------------------------------------------------------------------
+
+
+def _defined_flow(name: str) -> str:
+    book = flow_book()
+    if name not in book:
+        raise ValueError(book.unknown(name))
+    return name
+
+
+class FlowRun(BaseModel):
+    """A flow to run for one contact: a trigger (the first job of a run) or a continuation.
+
+    A producer sets ``flow``, ``contactId``, ``phone`` (when the flow sends
+    messages), ``trigger`` and ``variables``. The flow sets the rest on the
+    continuations it enqueues.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    flowId: Identifier
+    flow: Annotated[Identifier, AfterValidator(_defined_flow)]
     contactId: Identifier
-    trigger: Annotated[str, Field(min_length=1, max_length=128)]
     phone: PhoneNumber | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    nodes: Annotated[list[FlowNode], Field(max_length=MAX_NODES)] = Field(default_factory=list)
+    trigger: Annotated[str, Field(min_length=1, max_length=128)] = "manual"
+    variables: dict[str, Any] = Field(default_factory=dict)
+    flow_run: Identifier | None = None
+    """The run's id: the id of its first job."""
+    node: Identifier | None = None
+    """Where the run goes on: default the flow's ``start``."""
+    steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    """Nodes the run has executed so far."""
+    previous_job: Identifier | None = None
+    """The job that enqueued this continuation (the dashboard links to it)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("nodes" in data or "flowId" in data):
+            raise ValueError(
+                "inline flows (flowId + nodes + context) are no longer run: put the nodes in "
+                "config/flows/<flowId>.yaml and enqueue {'flow': '<flowId>', 'contactId': ..., "
+                "'phone': ..., 'variables': {...}} (docs/pipelines.md, flows)"
+            )
+        return data
 
     @model_validator(mode="after")
-    def _check_nodes(self) -> Self:
-        ids = [node.id for node in self.nodes]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"node ids must be unique; repeated: {', '.join(duplicates)}")
-        if self.phone is None and any(isinstance(n, SendMessageNode) for n in self.nodes):
-            raise ValueError("a send_message node needs the contact's phone (E.164)")
+    def _phone_for_sends(self) -> Self:
+        flow = flow_book().flows.get(self.flow)
+        sends = [node.id for node in flow.nodes if isinstance(node, _SENDS)] if flow else []
+        if sends and self.phone is None:
+            raise ValueError(
+                f"flow {self.flow!r} sends messages (node {sends[0]!r}); add the contact's "
+                "phone (E.164, e.g. +14155550123)"
+            )
         return self
 
 
-@handler("flows")
-def execute_flow(payload: FlowTrigger) -> dict[str, Any]:
-    """Run the nodes in order; return ``{"flowId", "contactId", "status", "executed"}``.
+class FlowError(CancelExecution):  # type: ignore[misc]
+    """The run can not go on, and a retry would fail the same way: the job fails at once."""
 
-    ``status`` is ``completed``, ``stopped`` (a condition did not hold) or
-    ``waiting`` (the rest was enqueued for later). ``executed`` lists the ids
-    of the nodes run by this job. A failed attempt runs every node again on
-    retry, so messages are sent at least once.
-    """
-    context = dict(payload.context)
-    executed: list[str] = []
-    status = "completed"
-    for position, node in enumerate(payload.nodes):
-        executed.append(node.id)
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+class _Run:
+    """One job's share of a flow run: the nodes from ``payload.node`` to a wait or the end."""
+
+    def __init__(self, flow: Flow, payload: FlowRun, job_id: str | None) -> None:
+        self.flow = flow
+        self.payload = payload
+        self.job_id = job_id
+        self.run_id = payload.flow_run or job_id or uuid.uuid4().hex
+        self.variables = {**flow.variables, **payload.variables}
+        self.steps = payload.steps
+        self.executed: list[str] = []
+        self.enqueued: dict[str, str] = {}
+        self.continuation: str | None = None
+
+    def scope(self) -> dict[str, Any]:
+        """What conditions and ``$name`` placeholders read: the run's facts, then the
+        variables (which win)."""
+        facts = {
+            "contactId": self.payload.contactId,
+            "phone": self.payload.phone,
+            "trigger": self.payload.trigger,
+            "flow": self.flow.name,
+            "flowRun": self.run_id,
+        }
+        return {**facts, **self.variables}
+
+    def render(self, text: str) -> str:
+        values = {k: v if isinstance(v, str) else str(v) for k, v in self.scope().items()}
+        return Template(text).safe_substitute(values)
+
+    def execute(self) -> str:
+        """Run the nodes; return ``"completed"`` or ``"waiting"``."""
+        node_id: str | None = self.payload.node or self.flow.first()
+        while node_id is not None:
+            node = self.flow.node(node_id)
+            if node is None:
+                raise FlowError(
+                    f"flow {self.flow.name!r} ({self.flow.source}) has no node {node_id!r} any "
+                    f"more (the file changed while run {self.run_id} waited); start the run "
+                    "again, or restore the node"
+                )
+            if self.steps >= self.flow.max_steps:
+                raise FlowError(
+                    f"flow {self.flow.name!r} run {self.run_id} reached its limit of "
+                    f"{self.flow.max_steps} steps at node {node_id!r}: a loop that never "
+                    f"ends? Give the loop an exit, or raise max_steps in {self.flow.source}"
+                )
+            self.steps += 1
+            self.executed.append(node.id)
+            if isinstance(node, WaitNode):
+                self._wait(node)
+                return "waiting"
+            if isinstance(node, EndNode):
+                return "completed"
+            node_id = self._step(node)
+        return "completed"
+
+    def _key(self, node_id: str) -> dict[str, Any]:
+        return {"key": f"{self.run_id}:{node_id}:{self.steps}", "key_ttl": KEY_TTL}
+
+    def _following(self, node: Any) -> str | None:
+        return node.next if node.next is not None else self.flow.after(node.id)
+
+    def _step(self, node: Any) -> str | None:
+        """Do what ``node`` does; return the id of the node to run next (None: the end)."""
+        if isinstance(node, ConditionNode):
+            if holds(node.when, self.scope()):
+                return node.then if node.then is not None else self.flow.after(node.id)
+            return node.otherwise
         if isinstance(node, SetNode):
-            context[node.key] = node.value
-        elif isinstance(node, ConditionNode):
-            if context.get(node.key) != node.equals:
-                status = "stopped"
-                break
-        elif isinstance(node, SendMessageNode):
-            assert payload.phone is not None  # checked by FlowTrigger
-            content = Template(node.content).safe_substitute(context)
-            send_message.enqueue(OutboundMessage(to=payload.phone, content=content))
-        elif position + 1 < len(payload.nodes):  # a wait before more nodes
-            rest = payload.model_copy(
-                update={"context": context, "nodes": payload.nodes[position + 1 :]}
+            self.variables[node.key] = node.value
+        elif isinstance(node, SendMessageNode | SendTemplateNode):
+            self.enqueued[node.id] = send_message.enqueue(self._message(node), **self._key(node.id))
+        elif isinstance(node, WebhookNode):
+            self.enqueued[node.id] = deliver_webhook.enqueue(
+                self._webhook(node), **self._key(node.id)
             )
-            execute_flow.enqueue(rest, delay=node.seconds)
-            status = "waiting"
-            break
+        elif isinstance(node, AIReplyNode):
+            request = {
+                "conversationId": self.render(node.conversation),
+                "prompt": self.render(node.prompt),
+            }
+            if node.provider is not None:
+                request["provider"] = node.provider
+            self.enqueued[node.id] = generate_reply.enqueue(request, **self._key(node.id))
+        return self._following(node)
+
+    def _message(self, node: SendMessageNode | SendTemplateNode) -> OutboundMessage:
+        assert self.payload.phone is not None  # FlowRun refuses a sending flow without one
+        if isinstance(node, SendMessageNode):
+            return OutboundMessage(to=self.payload.phone, content=self.render(node.content))
+        template = MessageTemplate.model_validate(self._filled(node.template.model_dump()))
+        return OutboundMessage(to=self.payload.phone, type="template", template=template)
+
+    def _filled(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.render(value)
+        if isinstance(value, list):
+            return [self._filled(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self._filled(item) for key, item in value.items()}
+        return value
+
+    def _webhook(self, node: WebhookNode) -> dict[str, Any]:
+        secret = os.environ.get(node.secret_env, "")
+        if not secret:
+            raise FlowError(
+                f"node {node.id!r} of flow {self.flow.name!r} ({self.flow.source}) signs its "
+                f"webhook with the secret in ${node.secret_env}, which is not set; set it in "
+                "the consumer's environment (16 to 512 characters shared with the receiver)"
+            )
+        body = {
+            "flow": self.flow.name,
+            "flowRun": self.run_id,
+            "node": node.id,
+            "contactId": self.payload.contactId,
+            "trigger": self.payload.trigger,
+            "variables": self.variables,
+            "data": node.data,
+        }
+        return {"url": node.url, "event": node.event, "body": body, "secret": secret}
+
+    def _wait(self, node: WaitNode) -> None:
+        after = self._following(node)
+        assert after is not None  # a wait with nothing after it is refused at load
+        state = self.payload.model_copy(
+            update={
+                "flow_run": self.run_id,
+                "node": after,
+                "variables": self.variables,
+                "steps": self.steps,
+                "previous_job": self.job_id,
+            }
+        )
+        self.continuation = execute_flow.enqueue(state, delay=node.seconds, **self._key(node.id))
+
+
+@handler("flows")
+def execute_flow(payload: FlowRun) -> dict[str, Any]:
+    """Run the flow from ``payload.node`` to a wait or the end.
+
+    Returns ``{"flow", "flowRun", "contactId", "status", "executed", "steps",
+    "enqueued", "continuation"}``: ``status`` is ``completed`` or ``waiting``;
+    ``executed`` the node ids this job ran; ``enqueued`` the job each node
+    enqueued, by node id; ``continuation`` the delayed job that goes on after
+    a wait. Raises :class:`FlowError` (failed at once) when the run hits
+    ``max_steps`` or names a node the flow no longer has.
+    """
+    flow = flow_book().get(payload.flow)
+    job = current_job()
+    run = _Run(flow, payload, job.id if job is not None else None)
+    status = run.execute()
     return {
-        "flowId": payload.flowId,
+        "flow": flow.name,
+        "flowRun": run.run_id,
         "contactId": payload.contactId,
         "status": status,
-        "executed": executed,
+        "executed": run.executed,
+        "steps": run.steps,
+        "enqueued": run.enqueued,
+        "continuation": run.continuation,
     }

@@ -214,3 +214,21 @@ def test_redis_down_gives_a_503_page_not_a_crash(make_app: object) -> None:
         queue = client.get("/admin/queues/work")
         assert queue.status_code == 503
         assert "Redis does not answer" in text(queue)
+
+
+def test_a_flow_continuations_page_links_to_the_job_before_it_and_the_runs_first(
+    app: Hueyard, dash: Dash
+) -> None:
+    # Given a flow run's first job and two continuations (pipelines/flows.py's payloads)
+    first = app.enqueue("work", "job", {"n": 1})
+    second = app.enqueue("work", "job", {"n": 2, "flow_run": first, "previous_job": first})
+    third = app.enqueue("work", "job", {"n": 3, "flow_run": first, "previous_job": second})
+
+    # Then the third links to the second and to the first; the first links to nothing
+    html = text(dash.get(f"/admin/queues/work/jobs/{third}"))
+    assert f'<a href="/admin/queues/work/jobs/{second}">{second}</a>' in html
+    assert f'<a href="/admin/queues/work/jobs/{first}">{first}</a>' in html
+    html = text(dash.get(f"/admin/queues/work/jobs/{second}"))
+    assert "Flow run" not in html  # its run's first job is the one it follows
+    assert "Follows" in html
+    assert "Follows" not in text(dash.get(f"/admin/queues/work/jobs/{first}"))

@@ -123,7 +123,7 @@ def test_every_configured_queue_has_a_handler(app: Hueyard) -> None:
 GOOD = {
     "messages.send_message": {"to": PHONE, "content": "Hello World"},
     "campaigns.run_campaign": {"campaignId": "camp-123", "recipients": [PHONE], "content": "Hi"},
-    "flows.execute_flow": {"flowId": "f1", "contactId": "c1", "trigger": "contact.created"},
+    "flows.execute_flow": {"flow": "welcome", "contactId": "c1", "phone": PHONE},
     "emails.send_email": {"to": "jane@example.com", "subject": "Hi", "body": "Hello"},
     "webhooks.deliver_webhook": {
         "url": "https://example.com/hook",
@@ -235,24 +235,11 @@ BAD_PAYLOADS = [
     bad("campaigns.run_campaign", "a 'text' message needs content", content=...),
     # flows
     bad("flows.execute_flow", "contactId: Field required", contactId=...),
-    bad("flows.execute_flow", "nodes.0: Unable to extract tag", nodes=[{"id": "a"}]),
-    bad("flows.execute_flow", "nodes.0: Input tag 'jump'", nodes=[{"id": "a", "type": "jump"}]),
-    bad(
-        "flows.execute_flow",
-        "seconds: Input should be greater than 0",
-        nodes=[{"id": "a", "type": "wait", "seconds": 0}],
-    ),
-    bad(
-        "flows.execute_flow",
-        "node ids must be unique; repeated: a",
-        nodes=[{"id": "a", "type": "set", "key": "k", "value": 1}] * 2,
-    ),
-    bad(
-        "flows.execute_flow",
-        "send_message node needs the contact's phone",
-        nodes=[{"id": "a", "type": "send_message", "content": "Hi"}],
-    ),
-    bad("flows.execute_flow", "context: Input should be a valid dictionary", context=[1]),
+    bad("flows.execute_flow", "no flow 'nope' in config/flows (defined: welcome)", flow="nope"),
+    bad("flows.execute_flow", "sends messages (node 'greet'); add the contact's phone", phone=...),
+    bad("flows.execute_flow", "variables: Input should be a valid dictionary", variables=[1]),
+    bad("flows.execute_flow", "steps: Input should be less than or equal to 10000", steps=10**5),
+    bad("flows.execute_flow", "inline flows (flowId + nodes + context) are no longer", nodes=[]),
     # emails
     bad("emails.send_email", "to: Value error, must be an email address", to="jane"),
     bad("emails.send_email", "must be an email address", to="jane@localhost"),
@@ -452,81 +439,6 @@ def test_a_template_campaign_gives_every_message_the_template(app: Hueyard) -> N
     assert [(j.payload["type"], j.payload["template"]) for j in waiting] == [
         ("template", template)
     ] * 2
-
-
-# -- flows ------------------------------------------------------------------------------------
-
-WELCOME = [
-    {"id": "tag", "type": "set", "key": "stage", "value": "new"},
-    {"id": "is-new", "type": "condition", "key": "stage", "equals": "new"},
-    {"id": "greet", "type": "send_message", "content": "Hi $name, welcome! ($missing)"},
-    {"id": "pause", "type": "wait", "seconds": 3600},
-    {"id": "follow-up", "type": "send_message", "content": "How is it going, $name?"},
-]
-
-
-def trigger(nodes: list[dict[str, Any]], **context: Any) -> flows.FlowTrigger:
-    return flows.FlowTrigger.model_validate(
-        {
-            "flowId": "welcome",
-            "contactId": "c-42",
-            "trigger": "contact.created",
-            "phone": PHONE,
-            "context": context,
-            "nodes": nodes,
-        }
-    )
-
-
-def test_a_flow_runs_until_a_wait_then_schedules_the_rest(app: Hueyard) -> None:
-    # When the flow runs
-    result = flows.execute_flow(trigger(WELCOME, name="Ada"))
-
-    # Then the nodes up to the wait ran, the greeting is queued with its placeholders filled
-    assert result == {
-        "flowId": "welcome",
-        "contactId": "c-42",
-        "status": "waiting",
-        "executed": ["tag", "is-new", "greet", "pause"],
-    }
-    assert pending_payloads(app, "messages") == [
-        {
-            "to": PHONE,
-            "content": "Hi Ada, welcome! ($missing)",
-            "type": "text",
-            "media_url": None,
-            "template": None,
-            "filename": None,
-        }
-    ]
-    # and the rest of the flow is scheduled, carrying the context
-    flows_huey = app.queue("flows").huey
-    assert flows_huey.pending_count() == 0
-    (scheduled,) = jobs_in(app, "flows", "delayed")
-    rest = flows.FlowTrigger.model_validate(scheduled.payload)
-    assert [node.id for node in rest.nodes] == ["follow-up"]
-    assert rest.context == {"name": "Ada", "stage": "new"}
-
-    # When the scheduled rest runs, the follow-up is sent
-    assert flows.execute_flow(rest)["status"] == "completed"
-    assert app.queue("messages").huey.pending_count() == 2
-
-
-def test_a_failed_condition_stops_the_flow(app: Hueyard) -> None:
-    nodes = [
-        {"id": "check", "type": "condition", "key": "vip", "equals": True},
-        {"id": "greet", "type": "send_message", "content": "Hi VIP"},
-    ]
-    result = flows.execute_flow(trigger(nodes, vip=False))
-    assert result["status"] == "stopped"
-    assert result["executed"] == ["check"]
-    assert app.queue("messages").huey.pending_count() == 0
-
-
-def test_a_trailing_wait_schedules_nothing(app: Hueyard) -> None:
-    result = flows.execute_flow(trigger([{"id": "w", "type": "wait", "seconds": 5}]))
-    assert result["status"] == "completed"
-    assert app.queue("flows").huey.scheduled_count() == 0
 
 
 # -- emails: settings (sending is in tests/integration/test_email.py) -------------------------
