@@ -52,6 +52,9 @@ class Hueyard:
         *,
         pool: redis.ConnectionPool | None = None,
     ) -> None:
+        for spec in registry:  # the handlers' own config: a bad one stops start-up here
+            for check in spec.checks:
+                check(settings)
         self.settings = settings
         self.registry = registry
         self.keys = Keys(settings.redis.prefix)

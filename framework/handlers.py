@@ -77,6 +77,8 @@ class HandlerSpec:
     qualname: str
     _model: type[BaseModel] | None = field(default=None, repr=False)
     _model_resolved: bool = field(default=False, repr=False)
+    checks: list[Callable[[Any], None]] = field(default_factory=list, repr=False)
+    """``check(settings)`` callables run when an app is built with this handler."""
 
     @property
     def name(self) -> str:
@@ -196,6 +198,17 @@ class Handler(Generic[R]):
     @property
     def queue(self) -> str:
         return self.spec.queue
+
+    def settings_check(self, check: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Register ``check(settings)``, run by every app built with this handler, so a
+        handler's own config (a ``[providers.<name>]`` table) fails at start-up. It
+        raises :class:`ConfigError` naming the table, the field and the fix::
+
+            @notify.settings_check
+            def _check(settings: Settings) -> None: ...
+        """
+        self.spec.checks.append(check)
+        return check
 
     def __call__(self, payload: Any) -> R:
         """Run the function here and now (tests, scripts); nothing is enqueued."""
