@@ -17,6 +17,7 @@ from typing import Any, Unpack
 
 import redis
 
+from framework.checks import run_checks
 from framework.compiler import QueueRuntime, compile_queues
 from framework.connection import PoolSize, ThreadClients, build_pool
 from framework.consumer import MultiQueueConsumer, served_queues
@@ -52,6 +53,8 @@ class Hueyard:
         *,
         pool: redis.ConnectionPool | None = None,
     ) -> None:
+        # the handlers' own config (framework/checks.py): a bad one stops start-up here
+        self.reports = run_checks((check for spec in registry for check in spec.checks), settings)
         self.settings = settings
         self.registry = registry
         self.keys = Keys(settings.redis.prefix)

@@ -1,34 +1,34 @@
-"""Start-up checks that handler modules add, without the framework importing them.
+"""Start-up checks of a handler's own configuration, without the framework importing it.
 
-A handler module whose own configuration lives outside ``queues.toml`` (the
-flows of ``config/flows/``) registers a check when it is imported::
+A handler whose configuration lives outside the queues (a ``[providers.<name>]``
+table, the flows of ``config/flows/``) attaches a check to itself::
 
-    from framework.checks import CheckReport, register_check
+    @notify.startup_check
+    def _check(settings: Settings) -> None:
+        routing(settings.providers)               # raises ConfigError naming field and fix
 
-    def check_flows(app: Hueyard) -> CheckReport:
+    @execute_flow.startup_check
+    def _flows(settings: Settings) -> CheckReport:
         book = load_flows(...)                    # raises ConfigError naming file and line
         return CheckReport("flows", ["flow", "nodes"], [["welcome", "7"]], "1 flow")
 
-    register_check("flows", check_flows)
-
-The process's app (:func:`framework.runtime.get_app`, what ``huey_consumer
-framework.app`` and the ``hueyard`` commands build) runs the checks of the
-modules that have a handler in its registry once discovery imported them: a check that raises
-:class:`~framework.errors.ConfigError` stops start-up, as a bad
-``queues.toml`` does. ``hueyard check`` prints each report after the queues.
+Every app built with that handler (:class:`framework.application.Hueyard`)
+runs its checks, once each however many handlers share one: a check that
+raises :class:`~framework.errors.ConfigError` stops start-up, as a bad
+``queues.toml`` does, and the reports returned are kept on the app
+(``app.reports``) for ``hueyard check`` to print after the queues.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
-    from framework.application import Hueyard
+    from framework.settings import Settings
 
-__all__ = ["Check", "CheckReport", "register_check", "run_checks", "unregister_check"]
+__all__ = ["Check", "CheckReport", "run_checks"]
 
 
 @dataclass(frozen=True)
@@ -42,29 +42,21 @@ class CheckReport:
     """One line, e.g. ``"2 flows from config/flows"``."""
 
 
-Check: TypeAlias = "Callable[[Hueyard], CheckReport]"
-"""A start-up check: the app in, a report out; raises ``ConfigError`` for bad config."""
-
-_checks: dict[str, Callable[[Hueyard], CheckReport]] = {}
-_lock = threading.Lock()
+Check: TypeAlias = "Callable[[Settings], CheckReport | None]"
+"""A start-up check: the settings in, a report (or None) out; raises ``ConfigError``."""
 
 
-def register_check(name: str, check: Callable[[Hueyard], CheckReport]) -> None:
-    """Run ``check`` when the process's app is built; a second registration replaces it."""
-    with _lock:
-        _checks[name] = check
-
-
-def unregister_check(name: str) -> None:
-    with _lock:
-        _checks.pop(name, None)
-
-
-def run_checks(app: Hueyard) -> list[CheckReport]:
-    """The reports of the checks whose module has a handler in ``app``'s registry (an app
-    built without that module's handlers does not need its config), in name order.
-    Their errors propagate."""
-    with _lock:
-        checks = sorted(_checks.items())
-    modules = {spec.module for spec in app.registry}
-    return [check(app) for _, check in checks if check.__module__ in modules]
+def run_checks(
+    checks: Iterable[Callable[[Any], CheckReport | None]], settings: Settings
+) -> list[CheckReport]:
+    """Run each distinct check once, in order; the reports they return. Errors propagate."""
+    seen: set[int] = set()
+    reports = []
+    for check in checks:
+        if id(check) in seen:
+            continue
+        seen.add(id(check))
+        report = check(settings)
+        if report is not None:
+            reports.append(report)
+    return reports

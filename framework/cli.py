@@ -72,7 +72,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from framework import defaults
-from framework.checks import CheckReport, run_checks
+from framework.checks import CheckReport
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
 from framework.errors import HueyardError, OptionError, PayloadError
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(args: argparse.Namespace) -> int:
     app = get_app()
     rows = [_queue_row(app, name) for name in app.queues]
-    reports = run_checks(app)
+    reports = app.reports
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -52,6 +52,7 @@ from huey.consumer import (
 from framework.compiler import QueueRuntime
 from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
+from framework.handlers import HandlerRegistry
 from framework.keys import Keys
 from framework.leases import KeeperSettings, LeaseKeeper
 from framework.options import EnqueueArgs, shown
@@ -83,6 +84,7 @@ class ConsumerApp(Protocol):
     """What a consumer needs of the app (:class:`framework.application.Hueyard`)."""
 
     settings: Settings
+    registry: HandlerRegistry
     keys: Keys
     pool: redis.ConnectionPool
     queues: dict[str, QueueRuntime]
@@ -122,10 +124,25 @@ def served_queues(settings: Settings, env: Mapping[str, str]) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _share_huey_logging() -> None:
-    """huey_consumer sets up the "huey" logger (-v, -l, -q); hueyard logs the same way."""
-    ours, theirs = logging.getLogger("hueyard"), logging.getLogger("huey")
-    if not ours.handlers and theirs.handlers:
+def logger_names(app: ConsumerApp) -> list[str]:
+    """The loggers that log like huey: hueyard's, and the top-level package of each handler
+    module (``pipelines`` for ``pipelines.notifications``), whose loggers are its children."""
+    packages = {spec.module.partition(".")[0] for spec in app.registry}
+    return ["hueyard", *sorted(packages - {"", "huey", "hueyard"})]
+
+
+def _share_huey_logging(app: ConsumerApp) -> None:
+    """huey_consumer sets up the "huey" logger (-v, -l, -q); hueyard and the handler
+    modules log the same way: same handlers, same level (INFO unless -v or -q), so a
+    handler's ``logger.info`` shows under ``huey_consumer``. A logger the application
+    configured itself (one with handlers) is left alone."""
+    theirs = logging.getLogger("huey")
+    if not theirs.handlers:
+        return
+    for name in logger_names(app):
+        ours = logging.getLogger(name)
+        if ours.handlers:
+            continue
         for log_handler in theirs.handlers:
             ours.addHandler(log_handler)
         ours.setLevel(theirs.level)
@@ -233,7 +250,7 @@ class MultiQueueConsumer:
             )
         if ignored.get("workers", 1) not in (None, 1):
             logger.info("-w is ignored: each queue's concurrency in config/queues.toml decides")
-        _share_huey_logging()
+        _share_huey_logging(app)
         self.app = app
         self.queue_names = list(queues)
         self.worker_type = worker_type

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+C = TypeVar("C", bound=Callable[..., Any])
 _SHORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -77,6 +78,8 @@ class HandlerSpec:
     qualname: str
     _model: type[BaseModel] | None = field(default=None, repr=False)
     _model_resolved: bool = field(default=False, repr=False)
+    checks: list[Callable[[Any], Any]] = field(default_factory=list, repr=False)
+    """Start-up checks (:mod:`framework.checks`) run when an app is built with this handler."""
 
     @property
     def name(self) -> str:
@@ -196,6 +199,19 @@ class Handler(Generic[R]):
     @property
     def queue(self) -> str:
         return self.spec.queue
+
+    def startup_check(self, check: C) -> C:
+        """Attach ``check(settings)``, run by every app built with this handler, so a
+        handler's own config (a ``[providers.<name>]`` table, flow files) fails at
+        start-up. It raises :class:`ConfigError` naming the file or table, the field and
+        the fix, and may return a :class:`framework.checks.CheckReport` for ``hueyard
+        check`` (:mod:`framework.checks`)::
+
+            @notify.startup_check
+            def _check(settings: Settings) -> None: ...
+        """
+        self.spec.checks.append(check)
+        return check
 
     def __call__(self, payload: Any) -> R:
         """Run the function here and now (tests, scripts); nothing is enqueued."""

@@ -24,6 +24,7 @@ the multi-key Lua scripts of one app always run on one Cluster slot::
     {p}:consumer:<id>            string: JSON about one consumer (expires)
     <p>:cache:<key>              the RedisClient cache (single-key, no tag needed)
     <p>:cache-lock:<key>         a cache loader's lock (expires)
+    <p>:<name>                   a pub/sub channel (not a key: nothing is stored)
 
 The Lua scripts receive the keys they touch from here. Keys they derive from a
 job id (``job_prefix .. id``, ``.. LOGS``) or from a minute (``stats_prefix ..
@@ -135,3 +136,7 @@ class Keys:
     def cache(self, key: str) -> str:
         """A cache entry of :class:`framework.redis_client.RedisClient`."""
         return f"{self.prefix}:cache:{key}"
+
+    def channel(self, name: str) -> str:
+        """A pub/sub channel of this app (``<p>:notifications``); PUBLISH stores nothing."""
+        return f"{self.prefix}:{name}"

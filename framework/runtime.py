@@ -11,7 +11,6 @@ import threading
 from collections.abc import Mapping
 
 from framework.application import Hueyard
-from framework.checks import run_checks
 from framework.config import load_settings
 from framework.errors import HandlerError
 from framework.handlers import REGISTRY, discover
@@ -54,14 +53,7 @@ def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
 def _build(env: Mapping[str, str]) -> Hueyard:
     settings = load_settings(env=env)
     discover(env)
-    app = Hueyard(settings, REGISTRY)
-    try:
-        run_checks(app)  # the handler modules' own config (framework/checks.py)
-    except BaseException:
-        REGISTRY.unbind(app)
-        app.close()
-        raise
-    return app
+    return Hueyard(settings, REGISTRY)
 
 
 def _set(app: Hueyard | None) -> None:

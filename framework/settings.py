@@ -111,7 +111,7 @@ QueueName = Annotated[str, AfterValidator(_queue_name)]
 ScheduleName = Annotated[str, AfterValidator(_schedule_name)]
 TtlName = Annotated[str, AfterValidator(_ttl_name)]
 ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
-ProviderValue = str | int | float | bool
+ProviderValue = str | int | float | bool | list[str]
 """A value of a ``[providers.<name>]`` table: the provider that reads it checks it."""
 Priority = Annotated[int, Field(ge=defaults.PRIORITY_HIGHEST, le=defaults.PRIORITY_LOWEST)]
 Attempts = Annotated[int, Field(ge=1, le=defaults.MAX_ATTEMPTS)]

@@ -33,7 +33,7 @@ from huey.exceptions import CancelExecution
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from framework import current_job, handler
-from framework.checks import CheckReport, register_check
+from framework.checks import CheckReport
 from framework.config import config_path
 from pipelines._flowdefs import (
     MAX_STEPS,
@@ -100,7 +100,7 @@ def flow_book() -> FlowBook:
         return book
 
 
-def check_flows(app: Any) -> CheckReport:
+def check_flows(settings: Any) -> CheckReport:
     """The start-up check (:mod:`framework.checks`): load the flows; list them."""
     book = flow_book()
     rows = [
@@ -117,9 +117,6 @@ def check_flows(app: Any) -> CheckReport:
     count = f"{len(book)} flow{'s' if len(book) != 1 else ''}"
     headers = ["flow", "nodes", "start", "max steps", "node types", "file"]
     return CheckReport("flows", headers, rows, f"{count} from {book.directory}")
-
-
-register_check("flows", check_flows)
 
 
 # -- the payload --------------------------------------------------------------------------------
@@ -351,3 +348,6 @@ def execute_flow(payload: FlowRun) -> dict[str, Any]:
         "enqueued": run.enqueued,
         "continuation": run.continuation,
     }
+
+
+execute_flow.startup_check(check_flows)
