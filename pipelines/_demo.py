@@ -3,9 +3,15 @@
 ``make demo`` (or ``python -m pipelines._demo``) compiles ``config/queues.toml``
 (``$HUEYARD_CONFIG``), starts an in-process consumer for every queue, enqueues
 one realistic job per queue (a webhook goes to a receiver on 127.0.0.1 that
-checks its signature; messages go to the ``log`` sender, a dry run:
-``"sent": false, "dryRun": true``), waits for every result and prints them. Exit status 0
+checks its signature), waits for every result and prints them. Exit status 0
 when every job completed, 1 otherwise. It uses the configured Redis server.
+
+It uses the providers the environment configures (docs/pipelines.md), falling
+back to the development ones, which say ``"dryRun": true``. The demo's own
+phone number and address are made up, so its message goes through a configured
+WhatsApp API only to a number of yours, ``HUEYARD_DEMO_PHONE``; without it, to
+the ``log`` sender. Its email goes to ``HUEYARD_DEMO_EMAIL``, else to an
+``example.com`` address (reserved: nothing is delivered there).
 """
 
 from __future__ import annotations
@@ -54,14 +60,16 @@ def _receiver() -> tuple[HTTPServer, list[bool]]:
 
 
 def _jobs(webhook_url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    phone = os.environ.get("HUEYARD_DEMO_PHONE") or "+14155550123"
+    email = os.environ.get("HUEYARD_DEMO_EMAIL") or "jane@example.com"
     return [
-        ("messages", "send_message", {"to": "+14155550123", "content": "Hello World"}),
+        ("messages", "send_message", {"to": phone, "content": "Hello World"}),
         (
             "campaigns",
             "run_campaign",
             {
                 "campaignId": "camp-123",
-                "recipients": ["+14155550123", "+447700900123"],
+                "recipients": [phone] if phone != "+14155550123" else [phone, "+447700900123"],
                 "content": "Our sale starts today",
             },
         ),
@@ -72,14 +80,14 @@ def _jobs(webhook_url: str) -> list[tuple[str, str, dict[str, Any]]]:
                 "flow": "welcome",  # config/flows/welcome.yaml: greets, then waits a day
                 "contactId": "c-42",
                 "trigger": "contact.created",
-                "phone": "+14155550123",
+                "phone": phone,
                 "variables": {"name": "Ada"},
             },
         ),
         (
             "emails",
             "send_email",
-            {"to": "jane@example.com", "subject": "Your export is ready", "body": "Hi Jane"},
+            {"to": email, "subject": "Your export is ready", "body": "Hi Jane"},
         ),
         (
             "webhooks",
@@ -129,9 +137,9 @@ def _jobs(webhook_url: str) -> list[tuple[str, str, dict[str, Any]]]:
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is local
-    # The demo's numbers are made up: never send them through a configured WhatsApp API.
-    os.environ["HUEYARD_MESSAGE_SENDER"] = "log"
-    os.environ["HUEYARD_AI_PROVIDER"] = "echo"  # nor spend a configured AI API's tokens
+    if not os.environ.get("HUEYARD_DEMO_PHONE"):
+        # The demo's number is made up: never send it through a configured WhatsApp API.
+        os.environ["HUEYARD_MESSAGE_SENDER"] = "log"
     try:
         app = get_app()
     except HueyardError as exc:
