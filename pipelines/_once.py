@@ -1,8 +1,7 @@
 """At most one send per job: a record per job id in Redis, taken before the send.
 
-The same protocol as ``pipelines.messages.send_once`` (docs/pipelines.md, "At
-most one message per job"), for any handler whose provider has no idempotency
-key::
+For every handler whose provider has no idempotency key: WhatsApp messages
+(docs/pipelines.md, "At most one message per job") and emails::
 
     result = send_at_most_once(job, "emails:send", lambda: deliver(...), what="email")
 

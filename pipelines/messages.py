@@ -15,30 +15,29 @@ registered one); otherwise ``whatsapp`` (:mod:`pipelines._whatsapp`, the
 WhatsApp Cloud API) when its settings are present, else ``log`` (recorded in
 the log, not sent: ``{"sent": false, "dryRun": true}``).
 
-Each job sends at most once (see :func:`send_once`): a re-run of a job whose
+Each job sends at most once (:func:`pipelines._once.send_at_most_once`): a re-run of a job whose
 send was recorded returns the recorded result; a re-run of one whose send
 may have happened without an answer fails instead of sending again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from typing import Annotated, Any, Literal, Self
 
-import redis
-from huey.exceptions import TaskTimeout
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from framework import JobContext, current_job, handler
+from framework import current_job, handler
+from framework.errors import ConfigError
+from framework.settings import Settings
+from pipelines._once import RECORD_TTL, record_key, send_at_most_once
 from pipelines._providers import (
     MESSAGE_SENDERS,
     HttpUrl,
     MessageSender,
     PhoneNumber,
-    SendOutcomeUnknown,
+    SenderConfigError,
     provider_config,
 )
 from pipelines._whatsapp import MEDIA_TYPES, whatsapp_settings
@@ -58,7 +57,7 @@ logger = logging.getLogger(__name__)
 MAX_CONTENT = 4096
 """WhatsApp's limit on the text of one message, in characters."""
 
-SEND_RECORD_TTL = 7 * 24 * 3600
+SEND_RECORD_TTL = RECORD_TTL
 """Seconds a job's send record is kept: a re-run within them never sends twice."""
 
 SENDER_ENV = "HUEYARD_MESSAGE_SENDER"
@@ -135,9 +134,13 @@ def select_sender() -> tuple[str, MessageSender]:
     return name, MESSAGE_SENDERS.get(name)
 
 
+SEND_RECORD = "messages:send"
+"""A job's send record (:mod:`pipelines._once`): ``<prefix>:cache:messages:send:<id>``."""
+
+
 def send_record_key(job_id: str) -> str:
     """The cache key (under the app's cache prefix) of one job's send record."""
-    return f"messages:send:{job_id}"
+    return record_key(SEND_RECORD, job_id)
 
 
 @handler("messages")
@@ -152,7 +155,9 @@ def send_message(payload: OutboundMessage) -> dict[str, Any]:
     job = current_job()
     if job is None:  # called directly, outside a job: nothing to deduplicate against
         return _result(name, sender, payload)
-    return send_once(job, name, sender, payload)
+    return send_at_most_once(
+        job, SEND_RECORD, lambda: _result(name, sender, payload), what="message"
+    )
 
 
 def _result(name: str, sender: MessageSender, payload: OutboundMessage) -> dict[str, Any]:
@@ -165,73 +170,11 @@ def _result(name: str, sender: MessageSender, payload: OutboundMessage) -> dict[
     }
 
 
-def send_once(
-    job: JobContext, name: str, sender: MessageSender, payload: OutboundMessage
-) -> dict[str, Any]:
-    """Send for ``job`` unless one of its runs already did (or may have).
-
-    The job's send record (:func:`send_record_key`, kept :data:`SEND_RECORD_TTL`
-    seconds) is taken with ``SET NX`` before the request and holds the result
-    after it. A later run of the job finds it and
-
-    - returns the recorded result (``"replayed": true``) when the send succeeded;
-    - fails at once (:class:`SendOutcomeUnknown`) when the earlier run started
-      sending and never recorded how it ended: its worker died, or the answer
-      was lost. The message may have gone out; it is not sent a second time.
-
-    A send that certainly failed (the API answered an error, or was never
-    reached) drops the record, so the retry sends.
-    """
-    import framework
-
-    app = framework.get_app()
-    conn = redis.Redis(connection_pool=app.pool)
-    key = app.keys.cache(send_record_key(job.id))
-    sending = {"state": "sending", "attempt": job.attempt, "at": round(time.time(), 3)}
-    if not conn.set(key, json.dumps(sending), nx=True, ex=SEND_RECORD_TTL):
-        return _earlier_run(job, conn.get(key))
+@send_message.startup_check
+def _check_whatsapp(settings: Settings) -> None:
+    """At start-up: WhatsApp settings set by half, or not valid, stop the app being built
+    (producers and consumers alike) instead of failing the first message job."""
     try:
-        result = _result(name, sender, payload)
-    except SendOutcomeUnknown:
-        raise  # the record stays "sending": no run of this job sends again
-    except TaskTimeout:
-        raise  # the job's timeout struck mid-send: the outcome is unknown, the record stays
-    except Exception:
-        _drop(conn, key, job.id)
-        raise
-    done = {"state": "sent", "result": result, "at": round(time.time(), 3)}
-    try:
-        conn.set(key, json.dumps(done), ex=SEND_RECORD_TTL)
-    except redis.RedisError as exc:
-        # Sent, so the job must complete: a retry would find "sending" and fail.
-        logger.warning("job %s: message %s sent, record not kept: %s", job.id, result, exc)
-    return result
-
-
-def _earlier_run(job: JobContext, raw: bytes | str | None) -> dict[str, Any]:
-    try:
-        record = json.loads(raw) if raw is not None else {}
-    except ValueError:
-        record = {}
-    if record.get("state") == "sent" and isinstance(record.get("result"), dict):
-        logger.info("job %s: message already sent by an earlier run, not sent again", job.id)
-        return {**record["result"], "replayed": True}
-    began = record.get("at")
-    when = (
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began))
-        if isinstance(began, int | float)
-        else "an unknown time"
-    )
-    raise SendOutcomeUnknown(
-        f"attempt {record.get('attempt', '?')} of job {job.id} began sending this message at "
-        f"{when} and did not record how it ended (its worker stopped, or the answer was lost); "
-        "the message may have been sent, so it is not sent again. Check the conversation, "
-        "then enqueue a new job if it is missing"
-    )
-
-
-def _drop(conn: redis.Redis, key: str, job_id: str) -> None:
-    try:
-        conn.delete(key)
-    except redis.RedisError as exc:
-        logger.warning("job %s: send record %s not dropped: %s", job_id, key, exc)
+        whatsapp_settings(config=settings.providers.get("whatsapp", {}))
+    except SenderConfigError as exc:
+        raise ConfigError(str(exc)) from None

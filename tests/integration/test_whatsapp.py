@@ -19,6 +19,7 @@ import redis
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.context import job_context
+from framework.errors import ConfigError
 from framework.handlers import REGISTRY, HandlerRegistry
 from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
@@ -472,3 +473,23 @@ def test_a_template_message_without_a_template_is_refused_before_any_request(
     assert info.error is not None
     assert info.error.startswith("SendRefused: a 'template' message needs template = {name")
     assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("unset", "named"),
+    [
+        ("WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_ACCESS_TOKEN is set but WHATSAPP_PHONE_NUMBER_ID"),
+        ("WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID is set but WHATSAPP_ACCESS_TOKEN"),
+    ],
+)
+def test_half_the_settings_stop_an_app_being_built(
+    api: FakeGraphAPI, redis_url: str, monkeypatch: pytest.MonkeyPatch, unset: str, named: str
+) -> None:
+    monkeypatch.delenv(unset)
+    registry = HandlerRegistry()
+    registry.register(messages.send_message.spec)
+    settings = parse_settings(app_toml(redis_url, "[queues.messages]", prefix="wa-start"), env={})
+    with pytest.raises(ConfigError) as caught:
+        Hueyard(settings, registry)
+    assert named in str(caught.value)
+    assert TOKEN not in str(caught.value)
