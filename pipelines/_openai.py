@@ -61,6 +61,7 @@ from pipelines._providers import (
     AIRetryLater,
     AITranscript,
     HttpUrl,
+    merged_settings,
     provider_config,
     redact_url,
 )
@@ -175,11 +176,7 @@ def openai_settings(
     :class:`AIConfigError` naming the variable and the fix.
     """
     env = os.environ if env is None else env
-    merged: dict[str, Any] = dict(config or {})
-    for field, variable in ENVIRONMENT.items():
-        value = env.get(variable, "").strip()
-        if value:
-            merged[field] = value
+    merged = merged_settings(config, env, ENVIRONMENT)
     if not merged:
         return None
     if not any(str(merged.get(field, "")).strip() for field in ("api_key", "base_url")):

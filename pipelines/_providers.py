@@ -39,6 +39,7 @@ import logging
 import re
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -181,6 +182,20 @@ def provider_config(name: str) -> dict[str, Any]:
     if framework.current_job() is None:
         return {}
     return dict(framework.get_app().settings.providers.get(name, {}))
+
+
+def merged_settings(
+    config: Mapping[str, Any] | None, env: Mapping[str, str], variables: Mapping[str, str]
+) -> dict[str, Any]:
+    """A provider's settings: its ``[providers.<name>]`` table (``config``), each field
+    replaced by its environment variable (``variables``: field -> name) when that is set
+    and not blank. The environment wins, field by field."""
+    merged: dict[str, Any] = dict(config or {})
+    for field, variable in variables.items():
+        value = env.get(variable, "").strip()
+        if value:
+            merged[field] = value
+    return merged
 
 
 class UnknownProviderError(LookupError):

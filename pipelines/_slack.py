@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -26,9 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
-from framework import forks
 from framework.masking import validation_summary
-from pipelines._http import retry_after
+from pipelines._http import ThreadClients, retry_after
 from pipelines._providers import (
     HttpUrl,
     SenderConfigError,
@@ -160,33 +158,15 @@ class SlackWebhook:
     """Posts to the webhook :func:`slack_settings` names, one ``httpx.Client`` per thread."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._lock = threading.Lock()
+        self._clients = ThreadClients("hueyard-notifications")
 
     def client(self) -> httpx.Client:
         """This thread's client, made on first use (and again after a fork)."""
-        pid = forks.pid()
-        kept: tuple[int, httpx.Client] | None = getattr(self._local, "client", None)
-        if kept is not None and kept[0] == pid:
-            return kept[1]
-        client = httpx.Client(
-            headers={"User-Agent": "hueyard-notifications"},
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=1),
-        )
-        self._local.client = (pid, client)
-        with self._lock:
-            self._clients.append(client)
-        return client
+        return self._clients.get()
 
     def close(self) -> None:
         """Close every thread's client (at shutdown, or between tests)."""
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
-        self._local = threading.local()
+        self._clients.close()
 
     def post(self, settings: SlackSettings, text: str) -> None:
         """Post ``{"text": text}``; raise as :func:`error_for` says when it is not taken.

@@ -46,6 +46,7 @@ from pipelines._providers import (
     SendError,
     SendOutcomeUnknown,
     SendRefused,
+    merged_settings,
 )
 
 __all__ = [
@@ -152,11 +153,7 @@ def smtp_settings(
     raises :class:`SenderConfigError` naming the variable and the fix.
     """
     env = os.environ if env is None else env
-    merged: dict[str, Any] = dict(config or {})
-    for field, variable in ENVIRONMENT.items():
-        value = env.get(variable, "").strip()
-        if value:
-            merged[field] = value
+    merged = merged_settings(config, env, ENVIRONMENT)
     if not str(merged.get("host", "")).strip():
         renamed = [name for name in RENAMED if env.get(name, "").strip()]
         if renamed:

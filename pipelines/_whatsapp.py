@@ -42,6 +42,7 @@ from pipelines._providers import (
     SendRefused,
     SendRetryLater,
     mask_phone,
+    merged_settings,
     provider_config,
     redact_url,
 )
@@ -111,11 +112,7 @@ def whatsapp_settings(
     :class:`SenderConfigError` naming the variable and the fix.
     """
     env = os.environ if env is None else env
-    merged: dict[str, Any] = dict(config or {})
-    for field, variable in ENVIRONMENT.items():
-        value = env.get(variable, "").strip()
-        if value:
-            merged[field] = value
+    merged = merged_settings(config, env, ENVIRONMENT)
     has_token = bool(str(merged.get("access_token", "")).strip())
     has_phone = bool(str(merged.get("phone_number_id", "")).strip())
     if not has_token and not has_phone:
