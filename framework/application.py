@@ -130,15 +130,16 @@ class Hueyard:
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
         """What ``huey_consumer framework.app`` calls: a consumer for every served queue.
 
-        A ``$HUEYARD_QUEUES`` that names no queue it can serve ends the process with
-        one line on stderr (``hueyard: error: ...``, exit status 1), not a traceback:
-        this is the consumer's command line, and that is its usage error.
+        A ``$HUEYARD_QUEUES`` that names no queue it can serve, or a flag hueyard can
+        not honour (``-k greenlet``), ends the process with one line on stderr
+        (``hueyard: error: ...``, exit status 1), not a traceback: this is the
+        consumer's command line, and that is its usage error.
         """
         try:
             queues = served_queues(self.settings, os.environ)
+            return MultiQueueConsumer(self, queues, **options)
         except (ConfigError, QueueError) as exc:
             raise SystemExit(f"hueyard: error: {exc}") from None
-        return MultiQueueConsumer(self, queues, **options)
 
     @functools.cached_property
     def masker(self) -> Masker:

@@ -62,7 +62,13 @@ from framework.settings import Settings
 from framework.storage import BLOCKING_READ_TIMEOUT
 from framework.ticks import ScheduleRunner
 
-__all__ = ["EXIT_ABANDONED", "ConsumerApp", "MultiQueueConsumer", "served_queues"]
+__all__ = [
+    "EXIT_ABANDONED",
+    "ConsumerApp",
+    "MultiQueueConsumer",
+    "ignored_flags",
+    "served_queues",
+]
 
 logger = logging.getLogger("hueyard.consumer")
 
@@ -122,6 +128,38 @@ def served_queues(settings: Settings, env: Mapping[str, str]) -> list[str]:
             f"{', '.join(shown(name) for name in unknown)}; declared queues: {declared}"
         )
     return list(dict.fromkeys(wanted))
+
+
+_HUEY_DEFAULTS: dict[str, Any] = {
+    "workers": 1,
+    "scheduler_interval": 1,
+    "flush_locks": False,
+    "extra_locks": None,
+    "graceful_signal": "INT",
+}
+"""What ``huey_consumer`` passes for the flags hueyard does not take from it."""
+
+_HUEYARD_WAY = {
+    "workers": "-w is ignored: each queue's concurrency in config/queues.toml decides "
+    "(HUEYARD_QUEUES picks the queues of this consumer)",
+    "scheduler_interval": "-s is ignored: [consumer] scheduler_interval in "
+    "config/queues.toml decides",
+    "flush_locks": "-f is ignored: hueyard flushes no lock_task lock at start; to clear "
+    "one, delete its key {prefix}:q:<queue>:kv:<lock name> (docs/storage.md)",
+    "extra_locks": "-L is ignored: hueyard flushes no lock at start (see -f)",
+    "graceful_signal": "-g is ignored: SIGTERM and SIGINT both stop a hueyard consumer "
+    "gracefully; a second one hurries it",
+}
+
+
+def ignored_flags(**given: Any) -> list[str]:
+    """One line per ``huey_consumer`` flag set to something hueyard does not honour,
+    naming the hueyard way (``-n`` is honoured: the consumer fires no schedules)."""
+    return [
+        _HUEYARD_WAY[name]
+        for name, default in _HUEY_DEFAULTS.items()
+        if given.get(name, default) not in (default, None)
+    ]
 
 
 def logger_names(app: ConsumerApp) -> list[str]:
@@ -246,11 +284,15 @@ class MultiQueueConsumer:
     ) -> None:
         if worker_type not in (WORKER_THREAD, WORKER_PROCESS):
             raise ConfigError(
-                f"worker type {worker_type!r} is not supported; use -k thread or -k process"
+                f"-k {worker_type} is not supported: a job's timeout and cancel stop thread "
+                "and process workers only; use -k thread (the default) or -k process"
             )
-        if ignored.get("workers", 1) not in (None, 1):
-            logger.info("-w is ignored: each queue's concurrency in config/queues.toml decides")
         _share_huey_logging(app)
+        for line in ignored_flags(scheduler_interval=scheduler_interval, **ignored):
+            logger.warning(line)
+        self.fire_schedules = bool(ignored.get("periodic", True))
+        if not self.fire_schedules and app.schedules:
+            logger.info("-n: this consumer fires no schedule (the others of their queues do)")
         self.app = app
         self.queue_names = list(queues)
         self.worker_type = worker_type
@@ -286,7 +328,7 @@ class MultiQueueConsumer:
         self._started = time.time() * 1000
 
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.schedule_runner = ScheduleRunner(app, self.queue_names)
+        self.schedule_runner = ScheduleRunner(app, self.queue_names if self.fire_schedules else [])
         self.hueys: list[QueueHuey] = []
         self.workers: list[tuple[str, int, Any]] = []  # (queue, index, process/thread)
         for name in self.queue_names:

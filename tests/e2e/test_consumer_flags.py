@@ -1,0 +1,74 @@
+"""``huey_consumer`` flags under hueyard, with real processes: each one is honoured with
+Huey's meaning, refused in one line, or warned about at start naming the hueyard way;
+none is silently ignored."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from framework.consumer import ignored_flags
+from tests.e2e.conftest import E2E, consumer_command
+
+pytestmark = pytest.mark.e2e
+
+SCHEDULE = """
+[schedules.every_second]
+handler = "gamma.tick"
+every = 1
+tick_field = "tick"
+"""
+
+
+def test_a_worker_type_hueyard_can_not_stop_is_refused_in_one_line(e2e: E2E) -> None:
+    run = subprocess.run(
+        consumer_command("-k", "greenlet"),
+        env=e2e.consumer_env({"HUEYARD_QUEUES": "gamma"}),
+        cwd=e2e.tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .startswith("hueyard: error: -k greenlet is not supported")
+    )
+    assert "use -k thread (the default) or -k process" in run.stderr
+
+
+def test_flags_hueyard_does_not_take_are_warned_about_at_start(e2e: E2E) -> None:
+    consumer = e2e.start_consumer(
+        "-w", "4", "-s", "5", "-f", "-L", "x", "-g", "TERM", env={"HUEYARD_QUEUES": "gamma"}
+    )
+    log = consumer.log()
+    for line in ignored_flags(
+        workers=4, scheduler_interval=5, flush_locks=True, extra_locks="x", graceful_signal="TERM"
+    ):
+        assert f"WARNING:hueyard.consumer:MainThread:{line}" in log
+    assert len(ignored_flags(workers=4, scheduler_interval=5, flush_locks=True,
+                             extra_locks="x", graceful_signal="TERM")) == 5  # fmt: skip
+
+
+def test_defaults_warn_about_nothing() -> None:
+    assert ignored_flags(workers=1, scheduler_interval=1, flush_locks=False,
+                         extra_locks=None, graceful_signal="INT") == []  # fmt: skip
+
+
+def test_no_periodic_keeps_huey_s_meaning_this_consumer_fires_no_schedule(e2e: E2E) -> None:
+    # Given a schedule every second, and its queue's only consumer started with -n
+    config = e2e.write_config("s.toml", schedules=SCHEDULE)
+    consumer = e2e.start_consumer("-n", env={"HUEYARD_QUEUES": "gamma"}, config=config)
+
+    # When 3 s pass, no tick is fired
+    time.sleep(3)
+    assert e2e.records.starts() == []
+    assert "-n: this consumer fires no schedule" in consumer.log()
+
+    # And a consumer without -n fires them
+    e2e.start_consumer(env={"HUEYARD_QUEUES": "gamma"}, config=config)
+    e2e.records.wait_for(2)
