@@ -50,7 +50,7 @@ from framework.errors import (
 from framework.masking import validation_summary
 from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.payloads import check_depth, check_size, check_text
-from framework.serializer import dumps
+from framework.serializer import dumps, loads
 
 __all__ = [
     "REGISTRY",
@@ -143,6 +143,21 @@ class HandlerSpec:
             ) from None
         return instance.model_dump(mode="json")
 
+    def argument(self, payload: Any) -> Any:
+        """What the function receives for a stored (JSON) payload: an instance of its model,
+        or the payload itself. Raises :class:`StoredPayloadError` when it does not validate."""
+        model = self.payload_model
+        if model is None:
+            return payload
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            raise StoredPayloadError(
+                f"payload does not validate against {model.__name__}: "
+                f"{validation_summary(exc)} (stored payload; not retried: enqueue the job "
+                "again with a valid one)"
+            ) from None
+
     def call(self, payload: Any) -> Any:
         """Run the handler on a stored payload; return a JSON-ready result.
 
@@ -150,19 +165,7 @@ class HandlerSpec:
         :class:`StoredPayloadError` (a ``CancelExecution(retry=False)``) naming the
         fields and their problems, never their values: it will never succeed.
         """
-        model = self.payload_model
-        if model is None:
-            argument = payload
-        else:
-            try:
-                argument = model.model_validate(payload)
-            except ValidationError as exc:
-                raise StoredPayloadError(
-                    f"payload does not validate against {model.__name__}: "
-                    f"{validation_summary(exc)} (stored payload; not retried: enqueue the job "
-                    "again with a valid one)"
-                ) from None
-        result = self.func(argument)
+        result = self.func(self.argument(payload))
         if isinstance(result, BaseModel):
             return result.model_dump(mode="json")
         return result
@@ -214,8 +217,19 @@ class Handler(Generic[R]):
         return check
 
     def __call__(self, payload: Any) -> R:
-        """Run the function here and now (tests, scripts); nothing is enqueued."""
-        return typing.cast(R, self.spec.func(payload))
+        """Run the function here and now, in this process: **nothing is enqueued**.
+
+        Unlike a Huey task, whose call enqueues it, and like a dramatiq actor's
+        direct call: a handler stays a plain function for tests and scripts, and
+        enqueueing is always spelled ``.enqueue``. The payload goes through
+        exactly what an enqueued job's goes through (validation against the
+        model, the payload limits, the JSON encoding a worker would decode), so
+        the function receives what a worker would give it, and a payload a job
+        would refuse raises the same :class:`PayloadError`. Returns what the
+        function returns.
+        """
+        stored = loads(self.spec.payload_json(payload))
+        return typing.cast(R, self.spec.func(self.spec.argument(stored)))
 
     def enqueue(self, payload: Any, **options: Unpack[EnqueueArgs]) -> str:
         """Enqueue one job on this handler's queue and return its id.

@@ -52,6 +52,40 @@ def test_the_decorated_function_still_runs_locally(registry: HandlerRegistry) ->
     assert double(21) == 42
 
 
+def test_a_direct_call_checks_the_payload_as_an_enqueued_job_would(
+    registry: HandlerRegistry,
+) -> None:
+    # A direct call runs here and now (nothing is enqueued: there is no app to reach),
+    # and the function receives what a worker would give it
+    seen: list[object] = []
+
+    @handler("messages", registry=registry)
+    def send(payload: Outbound) -> str:
+        seen.append(payload)
+        return payload.to
+
+    assert send({"to": "+1", "content": "hi"}) == "+1"
+    assert seen == [Outbound(to="+1", content="hi")]
+
+    # and a payload an enqueue would refuse is refused the same way, before the function runs
+    with pytest.raises(PayloadError, match="content: Field required"):
+        send({"to": "+1"})
+    assert len(seen) == 1
+
+    @handler("messages", registry=registry)
+    def untyped(payload: object) -> None:
+        seen.append(payload)
+
+    deep: list[object] = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(PayloadError, match="nests"):
+        untyped(deep)
+    with pytest.raises(PayloadError, match="not JSON"):
+        untyped({"when": object()})
+    assert len(seen) == 1
+
+
 def test_a_duplicate_name_names_both_functions(registry: HandlerRegistry) -> None:
     def first(payload: object) -> None: ...
 
