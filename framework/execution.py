@@ -59,6 +59,13 @@ class JSONSerializer(Serializer):  # type: ignore[misc]
         return loads(data)
 
 
+_REVOKE = (
+    "revoking is not available on a hueyard queue (Huey would skip the task at dequeue; "
+    "hueyard's jobs are cancelled instead): Jobs(app).cancel(job_id), hueyard cancel "
+    "QUEUE JOB_ID, or the dashboard's Cancel; a running job is interrupted (docs/jobs.md)"
+)
+
+
 class QueueHuey(Huey):  # type: ignore[misc]
     """One queue's Huey: jobs are claimed, run and released through :class:`JobStorage`."""
 
@@ -149,9 +156,13 @@ class QueueHuey(Huey):  # type: ignore[misc]
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
         claim, policy = task.hueyard
         keeper = LeaseKeeper.for_process()
+        if self._pre_execute and not self._pre_executed(task, claim, keeper):
+            return None
         self._emit(huey_signals.SIGNAL_EXECUTING, task)
         self._tasks_in_flight.add(task)
         outcome, value, trace, delay = Outcome.COMPLETED, "", "", 0.0
+        result: Any = None
+        failure: BaseException | None = None
         started = time.monotonic()
         run = keeper.running_handler(claim)
         try:
@@ -171,13 +182,17 @@ class QueueHuey(Huey):  # type: ignore[misc]
             self._emit(huey_signals.SIGNAL_INTERRUPTED, task)
             return None
         except SerializationError as exc:
-            outcome, value = Outcome.FAILED, f"the result is not JSON: {exc}"
+            outcome, value, failure = Outcome.FAILED, f"the result is not JSON: {exc}", exc
         except (Exception, JobCancelled) as exc:
-            ended = run.outcome_of(exc) or exc
+            ended = failure = run.outcome_of(exc) or exc
             outcome, value, trace, delay = self._failure(task, claim, policy, ended)
         finally:
             self._tasks_in_flight.discard(task)
             keeper.releasing(claim)  # its lease is kept until the outcome is stored
+        if self._post_execute:  # Huey's @huey.post_execute() hooks: (task, value, exception)
+            self._run_post_execute(
+                task, None if outcome is not Outcome.COMPLETED else result, failure
+            )
         try:
             released, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
@@ -232,6 +247,50 @@ class QueueHuey(Huey):  # type: ignore[misc]
         claim: Claim | None = getattr(task, "hueyard", (None, None))[0]
         if claim is not None and self.storage.release(claim, Outcome.REQUEUE):
             logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
+
+    def _pre_executed(self, task: Task, claim: Claim, keeper: LeaseKeeper) -> bool:
+        """Run Huey's ``@huey.pre_execute()`` hooks; False when one cancelled the job (a
+        ``CancelExecution``): Huey skips such a task, hueyard fails the job, never leaving
+        it half-claimed."""
+        try:
+            self._run_pre_execute(task)
+        except CancelExecution:
+            self._emit(huey_signals.SIGNAL_CANCELED, task)
+            store_outcome(
+                self.storage, claim, Outcome.FAILED, traceback="", delay=0.0,
+                value="CancelExecution: cancelled by a pre-execute hook", fetch=False,
+            )  # fmt: skip
+            keeper.forget(claim)
+            return False
+        return True
+
+    # -- Huey's API where hueyard has its own way: refused, naming it --------------------
+
+    def periodic_task(self, *args: Any, **kwargs: Any) -> Any:
+        raise HueyardError(
+            "@huey.periodic_task is not available: every consumer would run it; declare a "
+            "[schedules.<name>] table in config/queues.toml (handler, cron or every), which "
+            "fires each tick once however many consumers run (docs/configuration.md)"
+        )
+
+    def revoke_by_id(self, *args: Any, **kwargs: Any) -> Any:
+        raise HueyardError(_REVOKE)
+
+    revoke = revoke_all = restore = restore_by_id = restore_all = revoke_by_id
+
+    @property
+    def immediate(self) -> bool:
+        return False
+
+    @immediate.setter
+    def immediate(self, value: bool) -> None:
+        if value:
+            raise HueyardError(
+                "huey.immediate = True is not available: hueyard's storage is Redis, not "
+                "Huey's memory storage; to run a handler in a test, call it directly, "
+                "handler(payload), which checks the payload as an enqueue would "
+                "(docs/handlers.md)"
+            )
 
     def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
         self.storage.promote_due()
