@@ -28,11 +28,13 @@ from framework.errors import (
     HandlerError,
     HueyardError,
     JobCancelled,
+    JobFailedError,
     JobTimeout,
     OptionError,
     PayloadError,
     QueueError,
     RedisUnavailableError,
+    ResultTimeoutError,
     SerializationError,
     StorageError,
     UnknownHandlerError,
@@ -49,6 +51,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "EnqueueOptions",
+    "result",
     # the app, the running job, the cache
     "Hueyard",
     "get_app",
@@ -66,6 +69,8 @@ __all__ = [
     "SerializationError",
     "StorageError",
     "RedisUnavailableError",
+    "JobFailedError",
+    "ResultTimeoutError",
     # raised inside a running handler
     "JobTimeout",
     "JobCancelled",
@@ -87,6 +92,26 @@ def enqueue_many(
 ) -> EnqueuedIds:
     """Enqueue one job per payload (all validated first); return their ids in order."""
     return get_app().enqueue_many(queue, handler, payloads, **options)
+
+
+def result(
+    job_id: str,
+    *,
+    blocking: bool = False,
+    timeout: float | None = None,
+    backoff: float = 1.15,
+    max_delay: float = 1.0,
+) -> Any:
+    """A job's result, as Huey's ``huey.result(id, blocking=..., timeout=...)`` gives a
+    task's: the completed job's result; :class:`JobFailedError` (with its ``.error``)
+    for a failed or cancelled one; None while it is unfinished, or with ``blocking``
+    a wait of at most ``timeout`` s, then :class:`ResultTimeoutError`."""
+    from framework.results import result as read
+
+    return read(
+        get_app(), job_id, blocking=blocking, timeout=timeout, backoff=backoff,
+        max_delay=max_delay,
+    )  # fmt: skip
 
 
 def get_cache() -> RedisClient:

@@ -16,6 +16,8 @@
      │    ├── RedisUnavailableError  Redis did not answer after every reconnection try
      │    ├── NotReplicatedError     stored, but not confirmed by wait_replicas replicas
      │    └── ReadOnlyReplicaError   Redis is a read-only replica: it refused a write
+     ├── JobFailedError         the job whose result was asked for failed (its .error)
+     ├── ResultTimeoutError     a blocking wait for a result ran out (also Huey's ResultTimeout)
      ├── DashboardError         the dashboard can not start (credentials in production)
      └── JobTimeout             raised in a thread worker's handler past its timeout
                                 (also a Huey ``TaskTimeout``)
@@ -31,7 +33,7 @@ that a handler's ``except Exception`` does not swallow a cancel.
 
 from __future__ import annotations
 
-from huey.exceptions import CancelExecution, TaskTimeout
+from huey.exceptions import CancelExecution, ResultTimeout, TaskTimeout
 
 __all__ = [
     "JobCancelled",
@@ -41,11 +43,14 @@ __all__ = [
     "HandlerError",
     "HueyardError",
     "JobActionError",
+    "JobFailedError",
+    "NotReplicatedError",
     "OptionError",
     "PayloadError",
     "QueueError",
     "ReadOnlyReplicaError",
     "RedisUnavailableError",
+    "ResultTimeoutError",
     "SerializationError",
     "StorageError",
     "StoredPayloadError",
@@ -128,6 +133,20 @@ class NotReplicatedError(StorageError):
 
 class ReadOnlyReplicaError(StorageError):
     """Redis answered ``READONLY``: the URL names a replica, and jobs need the primary."""
+
+
+class JobFailedError(HueyardError):
+    """The job whose result was asked for failed (or was cancelled); ``error`` is its
+    error, secrets masked."""
+
+    def __init__(self, message: str, *, job_id: str, error: str | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.error = error
+
+
+class ResultTimeoutError(HueyardError, ResultTimeout):  # type: ignore[misc]
+    """A blocking wait for a job's result ran out of time; also Huey's ``ResultTimeout``."""
 
 
 class JobTimeout(HueyardError, TaskTimeout):  # type: ignore[misc]

@@ -266,6 +266,28 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     # -- Huey's API where hueyard has its own way: refused, naming it --------------------
 
+    def result(  # noqa: PLR0917 - Huey's signature, positional arguments included
+        self,
+        id: str,
+        blocking: bool = False,
+        timeout: float | None = None,
+        backoff: float = 1.15,
+        max_delay: float = 1.0,
+        revoke_on_timeout: bool = False,
+        preserve: bool = False,
+    ) -> Any:
+        """Huey's ``huey.result(id, ...)``, reading the job's record (framework/results.py):
+        ``preserve`` is always true, ``revoke_on_timeout`` is refused (cancel instead)."""
+        from framework.results import result
+        from framework.runtime import get_app
+
+        if revoke_on_timeout:
+            raise HueyardError(_REVOKE)
+        return result(
+            get_app(), id, blocking=blocking, timeout=timeout, backoff=backoff,
+            max_delay=max_delay,
+        )  # fmt: skip
+
     def periodic_task(self, *args: Any, **kwargs: Any) -> Any:
         raise HueyardError(
             "@huey.periodic_task is not available: every consumer would run it; declare a "

@@ -4,16 +4,25 @@ the way a worker runs them)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from huey.exceptions import CancelExecution
+from huey.exceptions import CancelExecution, ResultTimeout
 
+import framework
 from framework.application import Hueyard
-from framework.errors import HueyardError
+from framework.errors import (
+    HueyardError,
+    JobActionError,
+    JobFailedError,
+    ResultTimeoutError,
+)
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
+from framework.runtime import reset_app, set_app
 from tests.conftest import AppFactory
 
 
@@ -99,3 +108,55 @@ def test_huey_calls_hueyard_does_not_honour_are_refused_naming_the_hueyard_way(
     job_id = app.enqueue("work", "double", {"n": 2})
     run_one(app)
     assert app.result("work", job_id) == 4
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def process_app(app: Hueyard) -> Iterator[Hueyard]:
+    """``app`` as the process's app, which ``framework.result`` reads through."""
+    set_app(app)
+    yield app
+    reset_app()
+
+
+def test_a_completed_jobs_result_is_returned_every_time_it_is_asked(process_app: Hueyard) -> None:
+    job_id = process_app.enqueue("work", "double", {"n": 21})
+    assert framework.result(job_id) is None  # still waiting, not blocking
+    run_one(process_app)
+    assert framework.result(job_id) == 42
+    assert process_app.queue("work").huey.result(job_id) == 42  # Huey's call, same record
+    assert framework.result(job_id, blocking=True, timeout=1) == 42  # preserved
+
+
+def test_a_blocking_wait_returns_when_a_worker_completes_the_job(process_app: Hueyard) -> None:
+    job_id = process_app.enqueue("work", "double", {"n": 5})
+    worker = threading.Timer(0.3, run_one, args=(process_app,))
+    worker.start()
+    try:
+        assert framework.result(job_id, blocking=True, timeout=10) == 10
+    finally:
+        worker.join()
+
+
+def test_a_failed_job_raises_with_its_error(process_app: Hueyard) -> None:
+    job_id = process_app.enqueue("work", "double", {"n": -1})
+    run_one(process_app)
+    with pytest.raises(JobFailedError) as caught:
+        framework.result(job_id, blocking=True, timeout=1)
+    assert caught.value.error == "ValueError: negative"
+    assert job_id in str(caught.value)
+
+
+def test_a_blocking_wait_times_out_as_hueys_does(process_app: Hueyard) -> None:
+    job_id = process_app.enqueue("work", "double", {"n": 1})
+    with pytest.raises(ResultTimeout) as caught:  # Huey's exception class
+        process_app.queue("work").huey.result(job_id, blocking=True, timeout=0.3)
+    assert isinstance(caught.value, ResultTimeoutError)
+    assert "is still waiting after 0.3 s" in str(caught.value)
+
+
+def test_an_unknown_job_is_an_error_not_a_wait(process_app: Hueyard) -> None:
+    with pytest.raises(JobActionError, match="no job 'nope' in any queue"):
+        framework.result("nope", blocking=True, timeout=30)

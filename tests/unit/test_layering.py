@@ -25,6 +25,7 @@ EXPORTED = [
     "enqueue",
     "enqueue_many",
     "EnqueueOptions",
+    "result",
     # the app, the running job, the cache
     "Hueyard",
     "get_app",
@@ -42,6 +43,8 @@ EXPORTED = [
     "SerializationError",
     "StorageError",
     "RedisUnavailableError",
+    "JobFailedError",
+    "ResultTimeoutError",
     # raised inside a running handler
     "JobTimeout",
     "JobCancelled",
