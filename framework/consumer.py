@@ -144,8 +144,9 @@ _HUEYARD_WAY = {
     "(HUEYARD_QUEUES picks the queues of this consumer)",
     "scheduler_interval": "-s is ignored: [consumer] scheduler_interval in "
     "config/queues.toml decides",
-    "flush_locks": "-f is ignored: hueyard flushes no lock_task lock at start; to clear "
-    "one, delete its key {prefix}:q:<queue>:kv:<lock name> (docs/storage.md)",
+    "flush_locks": "-f is ignored: hueyard flushes no lock_task lock at start; each "
+    "expires by itself (its ttl, else [consumer] metrics_ttl); to clear one now, delete "
+    "its key {prefix}:q:<queue>:kv:<queue>.lock.<name> (docs/storage.md)",
     "extra_locks": "-L is ignored: hueyard flushes no lock at start (see -f)",
     "graceful_signal": "-g is ignored: SIGTERM and SIGINT both stop a hueyard consumer "
     "gracefully; a second one hurries it",

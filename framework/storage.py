@@ -498,7 +498,9 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return bool(self.conn.exists(self._kv(key)))
 
     def put_if_empty(self, key: str, value: bytes, ttl: int | None = None) -> bool:
-        return bool(self.conn.set(self._kv(key), value, nx=True, ex=ttl))
+        """Huey's ``lock_task`` lock: its own ``ttl``, else ``[consumer] metrics_ttl`` at
+        the latest, so a lock whose worker died does not hold its task forever."""
+        return bool(self.conn.set(self._kv(key), value, nx=True, ex=ttl or self.metrics_ttl))
 
     def incr(self, key: str, amount: int = 1) -> int:
         with self.conn.pipeline() as pipe:

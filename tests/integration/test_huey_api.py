@@ -160,3 +160,16 @@ def test_a_blocking_wait_times_out_as_hueys_does(process_app: Hueyard) -> None:
 def test_an_unknown_job_is_an_error_not_a_wait(process_app: Hueyard) -> None:
     with pytest.raises(JobActionError, match="no job 'nope' in any queue"):
         framework.result("nope", blocking=True, timeout=30)
+
+
+def test_a_lock_task_lock_expires_even_when_its_worker_dies_holding_it(
+    app: Hueyard, redis_conn: Any
+) -> None:
+    huey = app.queue("work").huey
+    lock = huey.lock_task("nightly-report")
+    lock.acquire()  # and its worker dies: nobody releases it
+    key = huey.storage.q.kv_prefix + "work.lock.nightly-report"
+    assert 0 < redis_conn.ttl(key) <= app.settings.consumer.metrics_ttl
+    timed = huey.lock_task("short", ttl=5)
+    timed.acquire()
+    assert 0 < redis_conn.ttl(huey.storage.q.kv_prefix + "work.lock.short") <= 5
