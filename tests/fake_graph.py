@@ -12,14 +12,15 @@ recipient (``to``, digits only), in order. It records every request (path,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalServer, send
 
 
 @dataclass(frozen=True)
@@ -69,29 +70,12 @@ class FakeGraphAPI:
         self._script: dict[str, deque[Answer]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._count = 0
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                api._answer(self, raw)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = LocalServer(self._answer)
+        self.server = self._http.server
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return self._http.url
 
     def script(self, to: str, *answers: Answer) -> None:
         """Answer the next requests for ``to`` (digits, no ``+``) with ``answers``, in order."""
@@ -104,8 +88,7 @@ class FakeGraphAPI:
             return [r for r in self.requests if r.body.get("to") == number]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.close()
 
     def _answer(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
         try:
@@ -137,12 +120,5 @@ class FakeGraphAPI:
         if answer.delay:
             time.sleep(answer.delay)
         data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-        with contextlib.suppress(OSError):  # the client may have given up (a timeout)
-            handler.send_response(answer.status)
-            kind = "text/html" if isinstance(payload, str) else "application/json"
-            handler.send_header("Content-Type", kind)
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in answer.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
+        kind = "text/html" if isinstance(payload, str) else "application/json"
+        send(handler, answer.status, data, kind, answer.headers)

@@ -20,7 +20,6 @@ headers, JSON body or multipart fields and files::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -28,9 +27,11 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.local_http import LocalServer, send
 
 
 @dataclass(frozen=True)
@@ -115,32 +116,12 @@ class FakeOpenAI:
         self._media: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
         self._count = 0
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                api._answer(self, raw)
-
-            def do_GET(self) -> None:
-                api._answer(self, b"")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = LocalServer(self._answer)
+        self.server = self._http.server
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return self._http.url
 
     def media(self, name: str, data: bytes, content_type: str = "audio/ogg") -> str:
         """Serve ``data`` at ``/media/<name>``; returns its URL."""
@@ -158,8 +139,7 @@ class FakeOpenAI:
             return [r for r in self.requests if r.kind == kind]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.close()
 
     def _record(self, handler: BaseHTTPRequestHandler, raw: bytes) -> Request:
         parts = urlsplit(handler.path)
@@ -228,15 +208,4 @@ class FakeOpenAI:
             time.sleep(answer.delay)
         data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
         data = data.encode() if isinstance(data, str) else data
-        with contextlib.suppress(OSError):  # the client may have given up (a timeout)
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            if answer.no_length:
-                handler.send_header("Connection", "close")
-                handler.close_connection = True
-            else:
-                handler.send_header("Content-Length", str(len(data)))
-            for name, value in answer.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
+        send(handler, status, data, content_type, answer.headers, length=not answer.no_length)

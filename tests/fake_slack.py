@@ -10,13 +10,14 @@ answers, in order, and reads what was posted::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalServer, send
 
 PATH = "/services/T0001/B0002/s3cr3tW3bh00kT0k3n"
 """The webhook's path: the secret part of its URL, as Slack's are."""
@@ -46,37 +47,20 @@ class FakeSlack:
         self.posts: list[Post] = []
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                hook._answer(self, raw)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = LocalServer(self._answer)
+        self.server = self._http.server
 
     @property
     def url(self) -> str:
         """The webhook URL (a secret, like a real one)."""
-        return f"http://127.0.0.1:{self.server.server_port}{PATH}"
+        return f"{self._http.url}{PATH}"
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
             self._script.extend(replies)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.close()
 
     def _answer(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
         try:
@@ -87,11 +71,4 @@ class FakeSlack:
             reply = self._script.popleft() if self._script else OK
             self.posts.append(Post(handler.path, handler.headers.get("Content-Type", ""), body))
         data = reply.text.encode()
-        with contextlib.suppress(OSError):
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", "text/plain")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in reply.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
+        send(handler, reply.status, data, "text/plain", reply.headers)
