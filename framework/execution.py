@@ -24,7 +24,7 @@ import redis
 from huey import Huey
 from huey import signals as huey_signals
 from huey.api import Task
-from huey.exceptions import CancelExecution, TaskTimeout
+from huey.exceptions import CancelExecution, RetryTask, TaskLockedException, TaskTimeout
 from huey.serializer import Serializer
 
 from framework.context import job_context
@@ -220,25 +220,34 @@ class QueueHuey(Huey):  # type: ignore[misc]
     def _failure(
         self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException
     ) -> tuple[Outcome, str, str, float]:
-        trace = self.masker.traceback(exc)
+        """The job's outcome after its handler raised ``exc``, with Huey's signal for it:
+        timeout, locked, canceled, or error for anything else (``RetryTask`` fires none:
+        the retrying signal follows). A ``TaskLockedException`` (``huey.lock_task`` held
+        elsewhere) is not an error of the handler: its attempt keeps no traceback."""
+        locked = isinstance(exc, TaskLockedException)
+        trace = "" if locked else self.masker.traceback(exc)
         if isinstance(exc, TaskTimeout):
             self._emit(huey_signals.SIGNAL_TIMEOUT, task)
-        else:
-            self._emit(huey_signals.SIGNAL_ERROR, task, exc)
-        if isinstance(exc, CancelExecution | JobCancelled):
+        elif locked:
+            self._emit(huey_signals.SIGNAL_LOCKED, task)
+        elif isinstance(exc, CancelExecution | JobCancelled):
             self._emit(huey_signals.SIGNAL_CANCELED, task)
+        elif not isinstance(exc, RetryTask):
+            self._emit(huey_signals.SIGNAL_ERROR, task, exc)
         now = datetime.datetime.now(datetime.UTC)
         decision = decide(policy, claim.attempts, exc, now, describe=self.masker.exception)
+        what = "not run, its lock is held" if locked else "failed"
         if decision.outcome is Outcome.RETRY:
             logger.warning(
-                "job %s (%s) attempt %d of %d failed, retrying in %gs: %s",
-                claim.id, task.name, claim.attempts, policy.attempts, decision.delay,
+                "job %s (%s) attempt %d of %d %s, retrying in %gs: %s",
+                claim.id, task.name, claim.attempts, policy.attempts, what, decision.delay,
                 decision.error,
             )  # fmt: skip
             return Outcome.RETRY, decision.error, trace, decision.delay
         logger.error(
-            "job %s (%s) failed after %d attempt(s): %s",
-            claim.id, task.name, claim.attempts, decision.error,
+            "job %s (%s) failed after %d attempt(s)%s: %s",
+            claim.id, task.name, claim.attempts, " (its lock is held)" if locked else "",
+            decision.error,
         )  # fmt: skip
         return Outcome.FAILED, decision.error, trace, 0.0
 
