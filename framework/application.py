@@ -31,6 +31,7 @@ from framework.redis_client import RedisClient
 from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
+from framework.storage import Replicas
 from framework.ticks import compile_schedules
 
 __all__ = ["Hueyard", "QueueRuntime"]
@@ -70,6 +71,11 @@ class Hueyard:
                 settings.redis.connection, max_connections=self.pool_size.max_connections
             )
         )
+        self.redis_pool = self.pool
+        """The configured Redis: :attr:`pool` unless the test mode keeps jobs in memory."""
+        self.immediate_use_memory = True
+        """Huey's name: the test mode (:attr:`immediate`) keeps jobs in memory, not in
+        the configured Redis; set it before switching the mode on."""
         # one connection per thread, for all queues, up to the pool's share for them
         self.thread_clients = ThreadClients(self.pool, self.pool_size.max_kept)
         self.schedules: dict[str, Schedule] = compile_schedules(settings, registry)
@@ -78,6 +84,8 @@ class Hueyard:
         )
         for warning in self.warnings:
             logger.warning(warning)
+        for runtime in self.queues.values():
+            runtime.huey.owner = self  # huey.immediate is this app's switch
         self.producer = Producer(
             registry,
             {name: runtime.storage for name, runtime in self.queues.items()},
@@ -125,6 +133,39 @@ class Hueyard:
             return None
         return loads(raw)
 
+    # -- test mode -------------------------------------------------------------------------
+
+    @property
+    def immediate(self) -> bool:
+        """Huey's test mode: every enqueue runs its jobs before it returns, through the
+        same scripts, policy and Huey a consumer uses, in memory unless
+        :attr:`immediate_use_memory` is False (:mod:`framework.immediate`)."""
+        return self.producer.runner is not None
+
+    @immediate.setter
+    def immediate(self, value: bool) -> None:
+        from framework.immediate import switch
+
+        switch(self, bool(value))
+
+    def use_pool(self, pool: redis.ConnectionPool) -> None:
+        """Keep jobs, results and the cache on ``pool`` from now on (the test mode's
+        switch). A :class:`~framework.jobs.Jobs` made before keeps the pool it had."""
+        if "cache" in self.__dict__:
+            self.__dict__.pop("cache").close()
+        self.pool = pool
+        self.thread_clients = ThreadClients(pool, self.pool_size.max_kept)
+        redis_settings = self.settings.redis
+        # an in-memory store has no replicas to wait for (nor WAIT: fakeredis lacks it)
+        replicas = (
+            Replicas(redis_settings.wait_replicas, redis_settings.wait_timeout)
+            if pool is self.redis_pool
+            else Replicas()
+        )
+        for runtime in self.queues.values():
+            runtime.storage.use_pool(pool, self.thread_clients)
+            runtime.storage.replicas = replicas
+
     # -- consumer --------------------------------------------------------------------------
 
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
@@ -136,6 +177,12 @@ class Hueyard:
         consumer's command line, and that is its usage error.
         """
         try:
+            if self.immediate:
+                raise ConfigError(
+                    "this app is in test mode (app.immediate, HUEYARD_IMMEDIATE): its jobs "
+                    "run when they are enqueued, so a consumer would serve nothing; unset "
+                    "HUEYARD_IMMEDIATE to run a consumer"
+                )
             queues = served_queues(self.settings, os.environ)
             return MultiQueueConsumer(self, queues, **options)
         except (ConfigError, QueueError) as exc:
@@ -163,9 +210,13 @@ class Hueyard:
         if "cache" in self.__dict__:
             self.cache.close()
         self.pool.disconnect()
+        if self.redis_pool is not self.pool:
+            self.redis_pool.disconnect()
 
     def __repr__(self) -> str:
+        redis_url = self.settings.redis.connection.redacted_url
         return (
             f"<Hueyard queues={list(self.queues)} handlers={len(self.registry)} "
-            f"redis={self.settings.redis.connection.redacted_url}>"
+            f"redis={'memory' if self.pool is not self.redis_pool else redis_url}"
+            f"{' immediate' if self.immediate else ''}>"
         )

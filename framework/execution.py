@@ -18,7 +18,7 @@ import datetime
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from huey import Huey
@@ -66,12 +66,18 @@ _REVOKE = (
 )
 
 
+class _Switch(Protocol):
+    immediate: bool
+
+
 class QueueHuey(Huey):  # type: ignore[misc]
     """One queue's Huey: jobs are claimed, run and released through :class:`JobStorage`."""
 
     storage: JobStorage
 
     stop_flag: Any = None  # the consumer's; set while it stops
+
+    owner: _Switch | None = None  # the app whose queue this is: its test mode is the app's
 
     def __init__(self, name: str, *, masker: Masker = DEFAULT_MASKER, **kwargs: Any) -> None:
         super().__init__(name, results=False, utc=True, serializer=JSONSerializer(), **kwargs)
@@ -113,6 +119,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
             if self._stopping():  # taken while the consumer began to stop: hand it back
                 self.storage.release(claim, Outcome.REQUEUE)
                 return None
+        return self._prepared(claim)
+
+    def _prepared(self, claim: Claim) -> Task | None:
+        """Huey's task for ``claim``, its lease kept from now on; None when the job can
+        not run (no such handler, a record that can not be read): it failed, saying why."""
         try:
             task = self._task_for(claim)
         except Exception as exc:
@@ -122,6 +133,26 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return None
         LeaseKeeper.for_process().track(self.storage, claim, task.timeout)
         return task
+
+    def run_now(self) -> tuple[str, Outcome] | None:
+        """Claim this queue's next job without waiting and run it here, in the calling
+        thread, as a worker would (claim, lease, timeout, hooks, signals, release), but
+        without taking the next job with the release. Returns (its id, its outcome:
+        COMPLETED, FAILED or RETRY, or REQUEUE when its outcome was dropped), or None when
+        no job may be taken now. The test mode's runner (:mod:`framework.immediate`)."""
+        claim = self.storage.claim_now()
+        if claim is None:
+            return None
+        task = self._prepared(claim)
+        if task is None:
+            return claim.id, Outcome.FAILED
+        nested = getattr(self._local, "here", False)  # a job enqueued by a job run here
+        self._local.here = True
+        try:
+            outcome = self.execute(task)
+        finally:
+            self._local.here = nested
+        return claim.id, outcome if outcome is not None else Outcome.REQUEUE
 
     def return_prefetched(self) -> None:
         """Give back the job this thread fetched with its last release (worker exit)."""
@@ -153,11 +184,12 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     # -- execute ---------------------------------------------------------------------------
 
-    def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
+    def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Outcome | None:
+        """Run a claimed job; return the outcome stored (None: dropped, or interrupted)."""
         claim, policy = task.hueyard
         keeper = LeaseKeeper.for_process()
         if self._pre_execute and not self._pre_executed(task, claim, keeper):
-            return None
+            return Outcome.FAILED
         self._emit(huey_signals.SIGNAL_EXECUTING, task)
         self._tasks_in_flight.add(task)
         outcome, value, trace, delay = Outcome.COMPLETED, "", "", 0.0
@@ -180,6 +212,8 @@ class QueueHuey(Huey):  # type: ignore[misc]
             keeper.forget(claim)
             logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
             self._emit(huey_signals.SIGNAL_INTERRUPTED, task)
+            if getattr(self._local, "here", False):
+                raise  # run_now: Ctrl-C stops the test, after the job went back to waiting
             return None
         except SerializationError as exc:
             outcome, value, failure = Outcome.FAILED, f"the result is not JSON: {exc}", exc
@@ -196,7 +230,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         try:
             released, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
-                fetch=not self._stopping(),
+                fetch=not self._stopping() and not getattr(self._local, "here", False),
             )  # fmt: skip
         finally:
             keeper.forget(claim)
@@ -215,7 +249,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
             self._emit(huey_signals.SIGNAL_COMPLETE, task)
         elif outcome is Outcome.RETRY:
             self._emit(huey_signals.SIGNAL_RETRYING, task)
-        return None
+        return outcome
 
     def _failure(
         self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException
@@ -311,17 +345,18 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     @property
     def immediate(self) -> bool:
-        return False
+        """Huey's test mode is its app's (:attr:`framework.Hueyard.immediate`): one switch
+        for every queue, since a job may enqueue jobs of other queues."""
+        return self.owner is not None and bool(self.owner.immediate)
 
     @immediate.setter
     def immediate(self, value: bool) -> None:
-        if value:
+        if self.owner is None:
             raise HueyardError(
-                "huey.immediate = True is not available: hueyard's storage is Redis, not "
-                "Huey's memory storage; to run a handler in a test, call it directly, "
-                "handler(payload), which checks the payload as an enqueue would "
-                "(docs/handlers.md)"
+                f"huey.immediate: the Huey of queue {self.name!r} belongs to no app; set "
+                "framework.get_app().immediate instead (docs/testing.md)"
             )
+        self.owner.immediate = value
 
     def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
         self.storage.promote_due()

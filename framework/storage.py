@@ -117,9 +117,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         **unused: Any,
     ) -> None:
         super().__init__(name)
-        self.conn = redis.Redis(connection_pool=connection_pool)
-        # enqueue and release run on each thread's own connection (the app shares them)
-        self.scripts = Scripts(self.conn, thread_clients or ThreadClients(connection_pool))
+        self.use_pool(connection_pool, thread_clients or ThreadClients(connection_pool))
         self.q = keys.queue(policy.name)
         self.policy = policy
         self.lease_ms = int(consumer.lease * 1000)
@@ -134,6 +132,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.outage = Outage(f"queue {policy.name}", logger)
         self._unsure: list[tuple[str, float]] = []  # claim tokens whose reply was lost, when
         self._unsure_lock = threading.Lock()
+
+    def use_pool(self, pool: redis.ConnectionPool, thread_clients: ThreadClients) -> None:
+        """Keep this queue's jobs on ``pool`` from now on (the app's test mode switches
+        to an in-memory store and back: :mod:`framework.immediate`)."""
+        self.conn = redis.Redis(connection_pool=pool)
+        # enqueue and release run on each thread's own connection (the app shares them)
+        self.scripts = Scripts(self.conn, thread_clients)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -242,6 +247,14 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                     raise storage_error(reply, "script 'claim'")
                 raise reply
             return self._taken(reply, token)[0]
+
+    def claim_now(self) -> Claim | None:
+        """Take the next job at once, without waiting for one: None when none may be
+        taken now (nothing waiting, the queue paused, its rate limit spent)."""
+        token = forks.new_token()
+        with self._unsure_if_lost(token):
+            reply = self._claim_call(token)
+        return self._taken(reply, token)[0]
 
     @contextlib.contextmanager
     def _unsure_if_lost(self, token: str) -> Iterator[None]:
