@@ -92,6 +92,10 @@ def registry_with_handlers() -> HandlerRegistry:
             pass
         return "spun"
 
+    @handler("work", registry=registry)
+    def interrupted(payload: dict[str, Any]) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the job runs
+
     @handler("limited", registry=registry)
     def rare(payload: dict[str, Any]) -> int:
         return int(payload["n"])
@@ -186,6 +190,13 @@ def test_a_job_past_its_timeout_is_stopped_as_in_a_worker(app: Hueyard) -> None:
     job_id = app.enqueue("slow", "spin", {"seconds": 30})
     with pytest.raises(JobFailedError, match=r"timed out after 0\.5 s"):
         framework.result(job_id)
+
+
+def test_ctrl_c_in_a_job_stops_the_test_and_puts_the_job_back(app: Hueyard) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        app.enqueue("work", "interrupted", {})
+    (waiting,) = Jobs(app).list_jobs("work", "waiting").items
+    assert (waiting.attempts, waiting.error) == (0, None)
 
 
 def test_hooks_and_signals_run_as_in_a_worker(app: Hueyard) -> None:
