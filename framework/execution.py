@@ -9,7 +9,8 @@ also claims the worker's next job. What a failure leads to is decided in
 :mod:`framework.policy`; leases are kept by :mod:`framework.leases`.
 
 A job put back by a consumer that shuts down goes back to waiting at once,
-without counting the attempt.
+without counting the attempt. The test mode (:mod:`framework.immediate`)
+runs a job in the caller's thread the same way, through :meth:`QueueHuey.run_now`.
 """
 
 from __future__ import annotations

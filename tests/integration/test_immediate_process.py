@@ -60,7 +60,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def project_env(project: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUEYARD_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUEYARD_", "PYTEST_"))
+    }
     env.update(
         HUEYARD_CONFIG=str(project / "queues.toml"),
         HUEYARD_HANDLER_PACKAGES="",
