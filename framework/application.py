@@ -32,6 +32,7 @@ from framework.redis_client import RedisClient
 from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
+from framework.storage import Replicas
 from framework.ticks import compile_schedules
 from framework.upgrade import legacy_queues
 
@@ -67,12 +68,19 @@ class Hueyard:
         )
         # one Redis or a Cluster; one connection per thread, up to the pool's share for them
         self.clients = RedisClients(settings.redis.connection, self.pool_size, pool)
+        self.redis_clients = self.clients
+        """The configured Redis: :attr:`clients` unless the test mode keeps jobs in memory."""
+        self.immediate_use_memory = True
+        """Huey's name: the test mode (:attr:`immediate`) keeps jobs in memory, not in
+        the configured Redis; set it before switching the mode on."""
         self.schedules: dict[str, Schedule] = compile_schedules(settings, registry)
         self.queues, self.warnings = compile_queues(
             settings, registry, clients=self.clients, keys=self.keys
         )
         for warning in self.warnings:
             logger.warning(warning)
+        for runtime in self.queues.values():
+            runtime.huey.owner = self  # huey.immediate is this app's switch
         self.producer = Producer(
             registry,
             {name: runtime.storage for name, runtime in self.queues.items()},
@@ -130,6 +138,38 @@ class Hueyard:
             )
         return self.clients.pool
 
+    # -- test mode -------------------------------------------------------------------------
+
+    @property
+    def immediate(self) -> bool:
+        """Huey's test mode: every enqueue runs its jobs before it returns, through the
+        same scripts, policy and Huey a consumer uses, in memory unless
+        :attr:`immediate_use_memory` is False (:mod:`framework.immediate`)."""
+        return self.producer.runner is not None
+
+    @immediate.setter
+    def immediate(self, value: bool) -> None:
+        from framework.immediate import switch
+
+        switch(self, bool(value))
+
+    def use_clients(self, clients: RedisClients) -> None:
+        """Keep jobs, results and the cache on ``clients`` from now on (the test mode's
+        switch). A :class:`~framework.jobs.Jobs` made before keeps the Redis it had."""
+        if "cache" in self.__dict__:
+            self.__dict__.pop("cache").close()
+        self.clients = clients
+        redis_settings = self.settings.redis
+        # an in-memory store has no replicas to wait for (nor WAIT: fakeredis lacks it)
+        replicas = (
+            Replicas(redis_settings.wait_replicas, redis_settings.wait_timeout)
+            if clients is self.redis_clients
+            else Replicas()
+        )
+        for runtime in self.queues.values():
+            runtime.storage.use_clients(clients)
+            runtime.storage.replicas = replicas
+
     # -- consumer --------------------------------------------------------------------------
 
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
@@ -141,6 +181,12 @@ class Hueyard:
         consumer's command line, and that is its usage error.
         """
         try:
+            if self.immediate:
+                raise ConfigError(
+                    "this app is in test mode (app.immediate, HUEYARD_IMMEDIATE): its jobs "
+                    "run when they are enqueued, so a consumer would serve nothing; unset "
+                    "HUEYARD_IMMEDIATE to run a consumer"
+                )
             queues = served_queues(self.settings, os.environ)
             self._refuse_legacy_keys(queues)
             return MultiQueueConsumer(self, queues, **options)
@@ -186,9 +232,13 @@ class Hueyard:
         if "cache" in self.__dict__:
             self.cache.close()
         self.clients.disconnect()
+        if self.redis_clients is not self.clients:
+            self.redis_clients.disconnect()
 
     def __repr__(self) -> str:
+        redis_url = self.settings.redis.connection.redacted_url
         return (
             f"<Hueyard queues={list(self.queues)} handlers={len(self.registry)} "
-            f"redis={self.settings.redis.connection.redacted_url}>"
+            f"redis={'memory' if self.clients is not self.redis_clients else redis_url}"
+            f"{' immediate' if self.immediate else ''}>"
         )

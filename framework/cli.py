@@ -77,6 +77,7 @@ from framework.checks import CheckReport
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
 from framework.errors import HueyardError, OptionError, PayloadError
+from framework.immediate import ENV
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.options import shown
 from framework.runtime import get_app
@@ -357,7 +358,8 @@ def _enqueue(args: argparse.Namespace) -> int:
             raise OptionError(
                 f"--eta {shown(args.eta)} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+01:00"
             ) from None
-    job_id = get_app().enqueue(
+    app = get_app()
+    job_id = app.enqueue(
         args.queue,
         args.handler,
         payload,
@@ -372,6 +374,11 @@ def _enqueue(args: argparse.Namespace) -> int:
         key_ttl=args.key_ttl,
     )
     print(job_id)
+    if app.immediate:  # HUEYARD_IMMEDIATE: the job ran in this process; say how it ended
+        info = Jobs(app, masked=True).get(job_id)
+        state = info.state if info is not None else "removed by its retention"
+        error = f": {info.error}" if info is not None and info.error else ""
+        print(f"test mode ({ENV}): the job ran here and is {state}{error}", file=sys.stderr)
     return 0
 
 

@@ -117,10 +117,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         **unused: Any,
     ) -> None:
         super().__init__(name)
-        self.clients = clients
-        self.conn = clients.client()
-        # enqueue and release run on each thread's own connection (the app shares them)
-        self.scripts = Scripts(self.conn, clients.threads)
+        self.use_clients(clients)
         self.q = keys.queue(policy.name)
         self.policy = policy
         self.lease_ms = int(consumer.lease * 1000)
@@ -135,6 +132,14 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.outage = Outage(f"queue {policy.name}", logger)
         self._unsure: list[tuple[str, float]] = []  # claim tokens whose reply was lost, when
         self._unsure_lock = threading.Lock()
+
+    def use_clients(self, clients: RedisClients) -> None:
+        """Keep this queue's jobs on ``clients`` from now on (the app's test mode switches
+        to an in-memory store and back: :mod:`framework.immediate`)."""
+        self.clients = clients
+        self.conn = clients.client()
+        # enqueue and release run on each thread's own connection (the app shares them)
+        self.scripts = Scripts(self.conn, clients.threads)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -265,6 +270,14 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             ) from None
         if woken is None:
             return None
+        with self._unsure_if_lost(token):
+            reply = self._claim_call(token)
+        return self._taken(reply, token)[0]
+
+    def claim_now(self) -> Claim | None:
+        """Take the next job at once, without waiting for one: None when none may be
+        taken now (nothing waiting, the queue paused, its rate limit spent)."""
+        token = forks.new_token()
         with self._unsure_if_lost(token):
             reply = self._claim_call(token)
         return self._taken(reply, token)[0]
