@@ -288,6 +288,14 @@ class MultiQueueConsumer:
                 f"-k {worker_type} is not supported: a job's timeout and cancel stop thread "
                 "and process workers only; use -k thread (the default) or -k process"
             )
+        if max_tasks and not check_worker_health:
+            # Huey refuses the pair too: a worker that reached its count would never be
+            # replaced, and its queue would lose that worker for good.
+            raise ConfigError(
+                f"-M {max_tasks} needs the worker health check, which -C turns off: a worker "
+                "that ran its jobs exits and only the health check starts its replacement; "
+                "drop -C (or -M)"
+            )
         _share_huey_logging(app)
         for line in ignored_flags(scheduler_interval=scheduler_interval, **ignored):
             logger.warning(line)

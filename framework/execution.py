@@ -61,8 +61,16 @@ class JSONSerializer(Serializer):  # type: ignore[misc]
 
 _REVOKE = (
     "revoking is not available on a hueyard queue (Huey would skip the task at dequeue; "
-    "hueyard's jobs are cancelled instead): Jobs(app).cancel(job_id), hueyard cancel "
-    "QUEUE JOB_ID, or the dashboard's Cancel; a running job is interrupted (docs/jobs.md)"
+    "hueyard's jobs are cancelled instead): framework.jobs.Jobs(app).cancel(queue, job_id), "
+    "`hueyard cancel QUEUE JOB_ID`, or the dashboard's Cancel; a running job is interrupted "
+    "(docs/jobs.md)"
+)
+_TASK = (
+    "{call} is not available on the Huey of queue {queue!r}: a Huey task declared here could "
+    "never be enqueued (a hueyard job is a record, not a Huey message). Declare a handler "
+    "instead, in a module of pipelines/: @handler({queue!r}) on a function of one payload "
+    "(docs/handlers.md); retries, delays, priority and timeout are the queue's "
+    "[queues.{queue}] in config/queues.toml{extra}"
 )
 
 
@@ -288,11 +296,46 @@ class QueueHuey(Huey):  # type: ignore[misc]
             max_delay=max_delay,
         )  # fmt: skip
 
+    def task(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused at the decorator: ``@handler(queue)`` declares what runs on a queue."""
+        raise HueyardError(_TASK.format(call="@huey.task()", queue=self.name, extra=""))
+
+    def context_task(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused at the decorator, as :meth:`task`."""
+        extra = (
+            "; open the context inside the handler (with obj: ...), or build a per-worker "
+            "resource in an @huey.on_startup() hook"
+        )
+        raise HueyardError(_TASK.format(call="@huey.context_task()", queue=self.name, extra=extra))
+
     def periodic_task(self, *args: Any, **kwargs: Any) -> Any:
         raise HueyardError(
             "@huey.periodic_task is not available: every consumer would run it; declare a "
             "[schedules.<name>] table in config/queues.toml (handler, cron or every), which "
             "fires each tick once however many consumers run (docs/configuration.md)"
+        )
+
+    def rate_limit(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: Huey retries a rate-limited task for free once its window resets;
+        hueyard would count the ``RateLimitExceeded`` as a failed attempt."""
+        raise HueyardError(
+            f"huey.rate_limit() is not available on the Huey of queue {self.name!r}: its "
+            "RateLimitExceeded would count as a failed attempt and wait the queue's backoff "
+            "(Huey retries it for free when the window resets). Limit the queue instead: "
+            f"rate_limit = {{ max = 20, per = 60 }} in [queues.{self.name}] of "
+            "config/queues.toml holds across every consumer and costs no attempt "
+            "(docs/storage.md#rate-limit); for a provider's Retry-After, raise "
+            "RetryTask(delay=seconds)"
+        )
+
+    def create_consumer(self, **options: Any) -> Any:
+        """Refused, as a usage error of ``huey_consumer`` (one line, exit status 1): Huey's
+        stock consumer would run this queue without leases, recovery or schedules."""
+        raise SystemExit(
+            f"hueyard: error: the Huey of queue {self.name!r} has no consumer of its own (Huey's "
+            "stock one would run its jobs without lease heartbeats, recovery of a dead "
+            "consumer's jobs or schedules); run hueyard's: "
+            f"HUEYARD_QUEUES={self.name} huey_consumer framework.app (docs/consumer.md)"
         )
 
     def revoke_by_id(self, *args: Any, **kwargs: Any) -> Any:

@@ -91,10 +91,16 @@ def test_a_pre_execute_hook_that_cancels_fails_the_job_without_running_it(app: H
     ("call", "hueyard_way"),
     [
         (lambda huey: huey.periodic_task(None), "[schedules.<name>] table"),
-        (lambda huey: huey.revoke_by_id("x"), "Jobs(app).cancel(job_id)"),
+        (lambda huey: huey.revoke_by_id("x"), "framework.jobs.Jobs(app).cancel(queue, job_id)"),
         (lambda huey: huey.revoke_all(None), "hueyard cancel"),
-        (lambda huey: huey.restore_by_id("x"), "Jobs(app).cancel(job_id)"),
+        (lambda huey: huey.restore_by_id("x"), "framework.jobs.Jobs(app).cancel(queue, job_id)"),
         (lambda huey: setattr(huey, "immediate", True), "call it directly, handler(payload)"),
+        (lambda huey: huey.task(), "pipelines/: @handler('work') on a function of one payload"),
+        (lambda huey: huey.task(retries=2), "the queue's [queues.work] in config/queues.toml"),
+        (lambda huey: huey.context_task(open), "@handler('work')"),
+        (lambda huey: huey.context_task(open), "open the context inside the handler"),
+        (lambda huey: huey.rate_limit("sms", 10, 60), "rate_limit = { max = 20, per = 60 }"),
+        (lambda huey: huey.rate_limit("sms", 10, 60), "in [queues.work] of config/queues.toml"),
     ],
 )
 def test_huey_calls_hueyard_does_not_honour_are_refused_naming_the_hueyard_way(
@@ -108,6 +114,18 @@ def test_huey_calls_hueyard_does_not_honour_are_refused_naming_the_hueyard_way(
     job_id = app.enqueue("work", "double", {"n": 2})
     run_one(app)
     assert app.result("work", job_id) == 4
+
+
+def test_a_huey_task_is_refused_at_its_decorator_not_when_it_is_first_called(
+    app: Hueyard,
+) -> None:
+    huey = app.queue("work").huey
+    with pytest.raises(HueyardError, match=r"@huey.task\(\) is not available"):
+
+        @huey.task()
+        def send(to: str) -> None: ...
+
+    assert sorted(huey._registry._registry) == ["work.double"]  # nothing else registered
 
 
 # -- results ----------------------------------------------------------------------------------
