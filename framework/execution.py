@@ -26,6 +26,7 @@ from huey import signals as huey_signals
 from huey.api import Task
 from huey.exceptions import CancelExecution, TaskTimeout
 from huey.serializer import Serializer
+from huey.utils import Error
 
 from framework.context import job_context
 from framework.errors import HueyardError, JobCancelled, SerializationError
@@ -47,10 +48,19 @@ OUTAGE_PAUSE = 1.0
 
 
 class JSONSerializer(Serializer):  # type: ignore[misc]
-    """What Huey serializes itself (its key-value store) as JSON, never pickle."""
+    """What Huey serializes itself (its key-value store) as JSON, never pickle.
+
+    A failed job's result comes from the storage already as Huey's ``Error``
+    (:meth:`~framework.storage.JobStorage.peek_data`): it is passed through.
+    """
 
     def __init__(self) -> None:
         super().__init__(compression=False)
+
+    def deserialize(self, data: Any) -> Any:
+        if isinstance(data, Error):
+            return data
+        return super().deserialize(data)
 
     def _serialize(self, data: Any) -> bytes:
         return dumps_text(data).encode()
@@ -307,6 +317,23 @@ class QueueHuey(Huey):  # type: ignore[misc]
             "resource in an @huey.on_startup() hook"
         )
         raise HueyardError(_TASK.format(call="@huey.context_task()", queue=self.name, extra=extra))
+
+    def put(self, key: str, data: Any) -> Any:
+        """Huey's ``huey.put(key, value)``, with two differences: ``value`` is stored as
+        JSON (anything else raises :class:`~framework.errors.SerializationError`), and
+        the key expires after ``[consumer] metrics_ttl`` (25 h by default) where Huey's
+        never expire, since every Redis structure of hueyard is bounded. Data that must
+        live longer belongs in ``framework.get_cache()``."""
+        return super().put(key, data)
+
+    def put_result(self, key: str, data: Any) -> None:
+        """Refused: a job's result is what its handler returns, stored with its outcome."""
+        raise HueyardError(
+            "huey.put_result() is not available: a job's result is what its handler "
+            "returns, stored on the job's record when it completes (read it with "
+            "framework.result(job_id)); for data of your own, huey.put(key, value), which "
+            "expires after [consumer] metrics_ttl"
+        )
 
     def periodic_task(self, *args: Any, **kwargs: Any) -> Any:
         raise HueyardError(

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from huey.exceptions import CancelExecution, ResultTimeout
+from huey.api import Result, Task
+from huey.exceptions import CancelExecution, ResultTimeout, TaskException
 
 import framework
 from framework.application import Hueyard
@@ -101,6 +102,9 @@ def test_a_pre_execute_hook_that_cancels_fails_the_job_without_running_it(app: H
         (lambda huey: huey.context_task(open), "open the context inside the handler"),
         (lambda huey: huey.rate_limit("sms", 10, 60), "rate_limit = { max = 20, per = 60 }"),
         (lambda huey: huey.rate_limit("sms", 10, 60), "in [queues.work] of config/queues.toml"),
+        (lambda huey: huey.all_results(), "`hueyard jobs QUEUE --state completed`"),
+        (lambda huey: huey.put_result("k", 1), "framework.result(job_id)"),
+        (lambda huey: huey.storage.flush_results(), "hueyard clean QUEUE"),
     ],
 )
 def test_huey_calls_hueyard_does_not_honour_are_refused_naming_the_hueyard_way(
@@ -178,6 +182,81 @@ def test_a_blocking_wait_times_out_as_hueys_does(process_app: Hueyard) -> None:
 def test_an_unknown_job_is_an_error_not_a_wait(process_app: Hueyard) -> None:
     with pytest.raises(JobActionError, match="no job 'nope' in any queue"):
         framework.result("nope", blocking=True, timeout=30)
+
+
+def test_a_result_built_by_hand_reads_the_jobs_record_as_huey_reads_its_result_store(
+    app: Hueyard,
+) -> None:
+    huey = app.queue("work").huey
+    job_id = app.enqueue("work", "double", {"n": 21})
+    result = Result(huey, Task(id=job_id))
+    assert result.get() is None  # not run yet
+    assert not result.is_ready()
+
+    run_one(app)
+
+    assert result.get() == 42
+    assert Result(huey, Task(id=job_id)).get() == 42  # Huey would have popped it; kept
+    assert Result(huey, Task(id=job_id))() == 42
+    assert huey.get(job_id) == 42 and huey.get(job_id, peek=True) == 42
+
+
+def test_a_result_built_by_hand_for_a_failed_job_raises_hueys_task_exception(
+    app: Hueyard,
+) -> None:
+    huey = app.queue("work").huey
+    job_id = app.enqueue("work", "double", {"n": -1})
+    run_one(app)
+
+    result = Result(huey, Task(id=job_id))
+    assert result.is_ready()
+    with pytest.raises(TaskException) as caught:
+        result.get()
+    assert str(caught.value) == "ValueError: negative"
+    assert caught.value.metadata["task_id"] == job_id
+    assert "raise ValueError" in caught.value.metadata["traceback"]
+
+
+def test_a_result_built_by_hand_blocks_until_a_worker_completes_the_job(app: Hueyard) -> None:
+    huey = app.queue("work").huey
+    job_id = app.enqueue("work", "double", {"n": 5})
+    with pytest.raises(ResultTimeout):
+        Result(huey, Task(id=job_id)).get(blocking=True, timeout=0.2)
+    worker = threading.Timer(0.3, run_one, args=(app,))
+    worker.start()
+    try:
+        assert Result(huey, Task(id=job_id)).get(blocking=True, timeout=10) == 10
+    finally:
+        worker.join()
+
+
+def test_the_key_value_store_keeps_hueys_meaning_beside_the_results(
+    app: Hueyard, redis_conn: Any
+) -> None:
+    huey = app.queue("work").huey
+    huey.put("greeting", {"text": "hi"})
+    # bounded, unlike Huey's: the key expires after [consumer] metrics_ttl
+    ttl = redis_conn.ttl(huey.storage.q.kv_prefix + "greeting")
+    assert 0 < ttl <= app.settings.consumer.metrics_ttl
+    assert huey.get("greeting", peek=True) == {"text": "hi"}
+    assert huey.get("greeting") == {"text": "hi"}  # popped
+    assert huey.get("greeting") is None
+    # a key of the user's that looks like a job id is theirs: read, then popped
+    own = "00000000-0000-4000-8000-000000000000"
+    huey.put(own, [1, 2])
+    assert huey.get(own) == [1, 2]
+    assert huey.get(own) is None
+
+
+def test_result_count_counts_the_finished_jobs_the_queue_keeps(app: Hueyard) -> None:
+    huey = app.queue("work").huey
+    assert huey.result_count() == 0
+    app.enqueue("work", "double", {"n": 1})
+    app.enqueue("work", "double", {"n": -1})
+    app.enqueue("work", "double", {"n": 2})
+    run_one(app)
+    run_one(app)
+    assert huey.result_count() == 2  # one completed, one failed, one still waiting
 
 
 def test_a_lock_task_lock_expires_even_when_its_worker_dies_holding_it(
