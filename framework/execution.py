@@ -18,6 +18,7 @@ import datetime
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -32,7 +33,7 @@ from framework.context import job_context
 from framework.errors import HueyardError, JobCancelled, SerializationError
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
-from framework.options import Outcome
+from framework.options import EnqueuedIds, EnqueueOptions, Outcome
 from framework.outcomes import store_outcome
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
 from framework.record import Claim
@@ -169,6 +170,47 @@ class QueueHuey(Huey):  # type: ignore[misc]
         task.hueyard = (claim, policy)
         return task
 
+    # -- Huey's enqueued and scheduled signals, sent by the producer -------------------------
+
+    def hears_enqueues(self) -> bool:
+        """Whether a receiver listens for ``enqueued`` or ``scheduled`` (or for every
+        signal): only then does an enqueue build Huey's tasks to send them with."""
+        receivers = self._signal.receivers
+        return bool(
+            receivers["any"]
+            or receivers.get(huey_signals.SIGNAL_ENQUEUED)
+            or receivers.get(huey_signals.SIGNAL_SCHEDULED)
+        )
+
+    def announce_enqueued(
+        self,
+        handler: str,
+        ids: EnqueuedIds,
+        payloads: Sequence[bytes | str],
+        options: EnqueueOptions,
+    ) -> None:
+        """Send Huey's ``enqueued`` signal for each job just stored, then ``scheduled`` for
+        a delayed one (as Huey's consumer does when it schedules a task with an ``eta``),
+        with the ``Task`` a worker builds from the record (:meth:`_task_for`): the
+        handler's task class, the payload as its argument, the job's id and timeout, and
+        its ``eta`` (UTC, naive, as Huey's). A payload whose key was held stored nothing
+        and is not announced."""
+        task_class = self._registry._registry[handler]
+        timeout = JobPolicy.of(self.storage.policy, timeout=options.timeout).timeout
+        eta: datetime.datetime | None = None
+        if options.eta is not None:
+            eta = options.eta.astimezone(datetime.UTC).replace(tzinfo=None)
+        elif delay_ms := options.delay_ms():
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            eta = now + datetime.timedelta(milliseconds=delay_ms)
+        for index, (job_id, payload) in enumerate(zip(ids, payloads, strict=True)):
+            if index in ids.existing:
+                continue
+            task = task_class(args=(loads(payload),), id=job_id, timeout=timeout, eta=eta)
+            self._emit(huey_signals.SIGNAL_ENQUEUED, task)
+            if eta is not None:
+                self._emit(huey_signals.SIGNAL_SCHEDULED, task)
+
     # -- execute ---------------------------------------------------------------------------
 
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
@@ -233,6 +275,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
             self._emit(huey_signals.SIGNAL_COMPLETE, task)
         elif outcome is Outcome.RETRY:
             self._emit(huey_signals.SIGNAL_RETRYING, task)
+            # Huey schedules the retry: its task, with the retry's eta, is the scheduled one
+            task.eta = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + (
+                datetime.timedelta(seconds=delay)
+            )
+            self._emit(huey_signals.SIGNAL_SCHEDULED, task)
         return None
 
     def _failure(

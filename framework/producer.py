@@ -6,6 +6,10 @@ options become one :class:`~framework.options.EnqueueOptions`; the payload
 is validated against the handler's model and encoded to JSON text once; the
 storage writes the job records in one atomic script. Nothing is stored when
 anything is wrong, and the error says what.
+
+Huey's ``enqueued`` signal (and ``scheduled`` for a delayed job) is sent by the
+queue's Huey for each job stored, when a receiver listens for it; otherwise an
+enqueue builds no Huey task.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from framework.errors import (
     StorageError,
     UnknownHandlerError,
 )
+from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.options import (
     NO_OPTIONS,
@@ -43,7 +48,9 @@ class Producer:
 
     ``handler`` is the short name (``send_message``) or the stable name
     (``messages.send_message``). ``storages`` maps every queue to its storage;
-    ``compiled`` names the handlers the app was compiled with.
+    ``compiled`` names the handlers the app was compiled with; ``hueys`` maps
+    queues to the Huey whose ``enqueued`` / ``scheduled`` receivers hear of
+    their jobs.
     """
 
     def __init__(
@@ -54,9 +61,11 @@ class Producer:
         compiled: Iterable[str],
         redis_url: str,
         reconnect_attempts: int,
+        hueys: Mapping[str, QueueHuey] | None = None,
     ) -> None:
         self.registry = registry
         self.storages = dict(storages)
+        self.hueys = dict(hueys or {})
         self.compiled = frozenset(compiled)
         self.redis_url = redis_url
         self.reconnect_attempts = reconnect_attempts
@@ -149,9 +158,13 @@ class Producer:
     ) -> EnqueuedIds:
         row_keys = None if keys is None else [key or "" for key in keys]
         try:
-            return storage.add(spec.name, payloads, options, row_keys)
+            ids = storage.add(spec.name, payloads, options, row_keys)
         except EnqueueFailed as failed:
             raise self._failure(spec, failed) from None
+        huey = self.hueys.get(spec.queue)
+        if huey is not None and huey.hears_enqueues():
+            huey.announce_enqueued(spec.name, ids, payloads, options)
+        return ids
 
     def _failure(self, spec: HandlerSpec, failed: EnqueueFailed) -> StorageError:
         """What an enqueue that failed says: why, and truthfully what it stored."""

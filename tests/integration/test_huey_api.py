@@ -4,6 +4,7 @@ the way a worker runs them)."""
 
 from __future__ import annotations
 
+import datetime
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,12 @@ from typing import Any
 import pytest
 from huey.api import Result, Task
 from huey.exceptions import CancelExecution, ResultTimeout, TaskException
+from huey.signals import (
+    SIGNAL_COMPLETE,
+    SIGNAL_ENQUEUED,
+    SIGNAL_RETRYING,
+    SIGNAL_SCHEDULED,
+)
 
 import framework
 from framework.application import Hueyard
@@ -130,6 +137,103 @@ def test_a_huey_task_is_refused_at_its_decorator_not_when_it_is_first_called(
         def send(to: str) -> None: ...
 
     assert sorted(huey._registry._registry) == ["work.double"]  # nothing else registered
+
+
+# -- the enqueued and scheduled signals ------------------------------------------------------
+
+
+def listen(huey: QueueHuey, *signals: str) -> list[tuple[str, Any]]:
+    heard: list[tuple[str, Any]] = []
+
+    @huey.signal(*signals)
+    def receiver(signal: str, task: Any, *args: Any) -> None:
+        heard.append((signal, task))
+
+    return heard
+
+
+def test_an_enqueue_sends_hueys_enqueued_signal_with_the_task_a_worker_runs(
+    app: Hueyard,
+) -> None:
+    huey = app.queue("work").huey
+    heard = listen(huey, SIGNAL_ENQUEUED, SIGNAL_SCHEDULED)
+
+    job_id = app.enqueue("work", "double", {"n": 21}, timeout=7)
+
+    assert [signal for signal, _ in heard] == [SIGNAL_ENQUEUED]
+    task = heard[0][1]
+    assert (task.id, task.name, task.args, task.timeout, task.eta) == (
+        job_id, "double", ({"n": 21},), 7, None,
+    )  # fmt: skip
+    worker_task = huey.dequeue()  # what a worker builds from the record: the same task
+    assert worker_task is not None
+    assert (worker_task.id, type(worker_task), worker_task.args, worker_task.timeout) == (
+        task.id, type(task), task.args, task.timeout,
+    )  # fmt: skip
+
+
+def test_a_delayed_enqueue_is_enqueued_then_scheduled_with_its_eta(app: Hueyard) -> None:
+    huey = app.queue("work").huey
+    heard = listen(huey)  # no signal named: every signal, as in Huey
+    before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+    delayed = app.enqueue("work", "double", {"n": 1}, delay=60)
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    at = (datetime.datetime.now(plus_two) + datetime.timedelta(days=1)).replace(microsecond=0)
+    timed = app.enqueue("work", "double", {"n": 2}, eta=at)
+
+    assert [(signal, task.id) for signal, task in heard] == [
+        (SIGNAL_ENQUEUED, delayed), (SIGNAL_SCHEDULED, delayed),
+        (SIGNAL_ENQUEUED, timed), (SIGNAL_SCHEDULED, timed),
+    ]  # fmt: skip
+    assert heard[1][1].eta >= before + datetime.timedelta(seconds=60)
+    expected = at.astimezone(datetime.UTC).replace(tzinfo=None)  # UTC, naive, as Huey's
+    assert heard[3][1].eta == expected
+
+
+def test_enqueue_many_announces_the_jobs_it_stored_not_those_whose_key_was_held(
+    app: Hueyard,
+) -> None:
+    huey = app.queue("work").huey
+    first = app.enqueue("work", "double", {"n": 1}, key="k1")
+    heard = listen(huey, SIGNAL_ENQUEUED)
+
+    ids = app.enqueue_many("work", "double", [{"n": 1}, {"n": 2}], keys=["k1", "k2"])
+
+    assert ids[0] == first
+    assert [(task.id, task.args) for _, task in heard] == [(ids[1], ({"n": 2},))]
+
+
+def test_an_enqueue_builds_no_task_when_no_receiver_listens(app: Hueyard) -> None:
+    huey = app.queue("work").huey
+    assert not huey.hears_enqueues()
+    listen(huey, SIGNAL_COMPLETE)
+    assert not huey.hears_enqueues()  # the worker's signals do not make enqueues build tasks
+    heard: list[str] = []
+
+    def receiver(signal: str, task: Any) -> None:
+        heard.append(signal)
+
+    huey.signal(SIGNAL_SCHEDULED)(receiver)
+    assert huey.hears_enqueues()
+    huey.disconnect_signal(receiver, SIGNAL_SCHEDULED)
+    assert not huey.hears_enqueues()
+    app.enqueue("work", "double", {"n": 1}, delay=5)
+    assert heard == []
+
+
+def test_a_retry_is_scheduled_after_the_retrying_signal(app: Hueyard) -> None:
+    huey = app.queue("work").huey
+    heard = listen(huey, SIGNAL_RETRYING, SIGNAL_SCHEDULED)
+    job_id = app.enqueue("work", "double", {"n": -1}, attempts=2)
+    before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+    run_one(app)
+
+    assert [(signal, task.id) for signal, task in heard] == [
+        (SIGNAL_RETRYING, job_id), (SIGNAL_SCHEDULED, job_id),
+    ]  # fmt: skip
+    assert heard[1][1].eta > before  # after the queue's backoff
 
 
 # -- results ----------------------------------------------------------------------------------
