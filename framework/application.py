@@ -18,8 +18,9 @@ from typing import Any, Unpack
 import redis
 
 from framework.checks import run_checks
+from framework.clients import RedisClients
 from framework.compiler import QueueRuntime, compile_queues
-from framework.connection import PoolSize, ThreadClients, build_pool
+from framework.connection import PoolSize
 from framework.consumer import MultiQueueConsumer, served_queues
 from framework.errors import ConfigError, QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
@@ -32,6 +33,7 @@ from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
 from framework.ticks import compile_schedules
+from framework.upgrade import legacy_queues
 
 __all__ = ["Hueyard", "QueueRuntime"]
 
@@ -63,18 +65,11 @@ class Hueyard:
             queues=len(settings.queues),
             configured=settings.redis.max_connections,
         )
-        self.pool = (
-            pool
-            if pool is not None
-            else build_pool(
-                settings.redis.connection, max_connections=self.pool_size.max_connections
-            )
-        )
-        # one connection per thread, for all queues, up to the pool's share for them
-        self.thread_clients = ThreadClients(self.pool, self.pool_size.max_kept)
+        # one Redis or a Cluster; one connection per thread, up to the pool's share for them
+        self.clients = RedisClients(settings.redis.connection, self.pool_size, pool)
         self.schedules: dict[str, Schedule] = compile_schedules(settings, registry)
         self.queues, self.warnings = compile_queues(
-            settings, registry, pool=self.pool, thread_clients=self.thread_clients, keys=self.keys
+            settings, registry, clients=self.clients, keys=self.keys
         )
         for warning in self.warnings:
             logger.warning(warning)
@@ -126,6 +121,16 @@ class Hueyard:
             return None
         return loads(raw)
 
+    @property
+    def pool(self) -> redis.ConnectionPool:
+        """The single Redis's connection pool (there is none on a Cluster: use ``clients``)."""
+        if self.clients.pool is None:
+            raise ConfigError(
+                "this app runs on a Redis Cluster, which has a pool per node; use "
+                "app.clients.client() for a client"
+            )
+        return self.clients.pool
+
     # -- consumer --------------------------------------------------------------------------
 
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
@@ -138,9 +143,27 @@ class Hueyard:
         """
         try:
             queues = served_queues(self.settings, os.environ)
+            self._refuse_legacy_keys(queues)
             return MultiQueueConsumer(self, queues, **options)
         except (ConfigError, QueueError) as exc:
             raise SystemExit(f"hueyard: error: {exc}") from None
+
+    def _refuse_legacy_keys(self, queues: list[str]) -> None:
+        """A queue with keys of hueyard 0.1.0 would leave those jobs where no one looks:
+        the consumer does not start until ``hueyard upgrade-keys`` moved them. A Redis
+        that does not answer now is the consumer's to wait for, not a reason to stop."""
+        try:
+            old = legacy_queues(self.clients.client(), self.keys, queues)
+        except redis.RedisError as exc:
+            logger.debug("could not look for hueyard 0.1.0 keys: %s", exc)
+            return
+        if old:
+            raise ConfigError(
+                f"Redis holds keys of hueyard 0.1.0 for queue(s) {', '.join(old)} "
+                f"({self.keys.legacy.queue_prefix(old[0])}...): their jobs would wait where no "
+                "consumer looks. Stop every consumer, run `hueyard upgrade-keys`, then start "
+                "them again (docs/storage.md, Upgrading from 0.1.0)"
+            )
 
     @functools.cached_property
     def masker(self) -> Masker:
@@ -151,7 +174,7 @@ class Hueyard:
     def cache(self) -> RedisClient:
         """The spec's Redis client, on the app's pool, with ``[cache]`` TTLs."""
         return RedisClient(
-            self.pool,
+            self.clients.cluster or self.clients.pool,  # type: ignore[arg-type]  # one is set
             cache_ttls=self.settings.cache.ttl,
             default_ttl=self.settings.cache.default_ttl,
             key_prefix=self.keys.cache(""),
@@ -163,7 +186,7 @@ class Hueyard:
         self.registry.unbind(self)
         if "cache" in self.__dict__:
             self.cache.close()
-        self.pool.disconnect()
+        self.clients.disconnect()
 
     def __repr__(self) -> str:
         return (

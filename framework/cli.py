@@ -17,6 +17,7 @@
     hueyard schedules [--json]              the schedules: next run, last run and its job
     hueyard schedule (run | pause | resume) NAME
     hueyard doctor [QUEUE...] [--json]      why a queue does not move: findings and fixes
+    hueyard upgrade-keys [--force]          move hueyard 0.1.0's keys to the per-queue layout
 
 The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
@@ -81,6 +82,7 @@ from framework.options import shown
 from framework.runtime import get_app
 from framework.schedule_cli import add_schedule_commands
 from framework.textgrid import grid, moment, utc
+from framework.upgrade_cli import add_upgrade_command
 
 __all__ = ["COMMANDS_GROUP", "AddCommands", "RunCommand", "Subcommands", "main"]
 
@@ -136,6 +138,7 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_job_commands(commands)
     add_schedule_commands(commands)
     add_doctor_command(commands)
+    add_upgrade_command(commands)
     _add_plugin_commands(commands, _command_name(argv))
     return parser
 

@@ -43,12 +43,13 @@ import redis
 from huey.constants import EmptyData
 from huey.storage import BaseStorage
 from huey.utils import Error
+from redis.exceptions import NoScriptError
 
 from framework import defaults, forks
-from framework.connection import ThreadClients
+from framework.clients import RedisClients, pipeline
 from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
-from framework.keys import LOGS, Keys
+from framework.keys import Keys
 from framework.options import NO_OPTIONS, EnqueuedIds, EnqueueOptions, Outcome
 from framework.outages import Outage
 from framework.policy import JobPolicy
@@ -113,19 +114,19 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self,
         name: str = "huey",
         *,
-        connection_pool: redis.ConnectionPool,
+        clients: RedisClients,
         keys: Keys,
         policy: QueuePolicy,
         consumer: ConsumerSettings,
         read_timeout: float = BLOCKING_READ_TIMEOUT,
-        thread_clients: ThreadClients | None = None,
         replicas: Replicas | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(name)
-        self.conn = redis.Redis(connection_pool=connection_pool)
+        self.clients = clients
+        self.conn = clients.client()
         # enqueue and release run on each thread's own connection (the app shares them)
-        self.scripts = Scripts(self.conn, thread_clients or ThreadClients(connection_pool))
+        self.scripts = Scripts(self.conn, clients.threads)
         self.q = keys.queue(policy.name)
         self.policy = policy
         self.lease_ms = int(consumer.lease * 1000)
@@ -183,13 +184,18 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         connection (one round trip): its reply and how many replicas confirmed it."""
         if not self.replicas.count:
             return self.scripts.call("enqueue", self.q, args=args, rows=rows), 0
-        with self.scripts.client().pipeline(transaction=False) as pipe:
-            self.scripts.call("enqueue", self.q, args=args, rows=rows, client=pipe)
-            pipe.execute_command("WAIT", self.replicas.count, self.replicas.timeout_ms)  # type: ignore[no-untyped-call]
-            try:
+        # WAIT counts the writes of its own connection: on a Cluster, the queue's node's
+        try:
+            with self.clients.node_client(self.q.waiting).pipeline(transaction=False) as pipe:
+                self.scripts.call("enqueue", self.q, args=args, rows=rows, client=pipe)
+                pipe.execute_command("WAIT", self.replicas.count, self.replicas.timeout_ms)  # type: ignore[no-untyped-call]
                 reply, confirmed = pipe.execute()
-            except redis.ResponseError as exc:
-                raise storage_error(exc, "script 'enqueue'") from None
+        except redis.ResponseError as exc:
+            self.clients.lost_node()  # MOVED: the slot has a new master
+            raise storage_error(exc, "script 'enqueue'") from None
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.clients.lost_node()
+            raise
         return reply, int(confirmed)
 
     def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
@@ -237,17 +243,37 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             # token. The claim rides in the same pipeline: Redis runs it the moment the
             # BLPOP returns, so a woken worker gets its job without another round trip.
             token = forks.new_token()
+            if self.clients.cluster is not None:
+                return self._claim_woken(token)
             with self._unsure_if_lost(token), self.conn.pipeline(transaction=False) as pipe:
                 pipe.blpop([self.q.wake], timeout=self.read_timeout)
                 self._claim_call(token, client=pipe)
                 woken, reply = pipe.execute(raise_on_error=False)
             if isinstance(woken, redis.ResponseError):
                 raise storage_error(woken, "BLPOP", key=self.q.wake, wanted="list", conn=self.conn)
+            if isinstance(reply, NoScriptError):  # a Cluster node new to the script
+                self.scripts.load("claim")  # (its pipelines do not load scripts first)
+                return None
             if isinstance(reply, Exception):
                 if isinstance(reply, redis.ResponseError):
                     raise storage_error(reply, "script 'claim'")
                 raise reply
             return self._taken(reply, token)[0]
+
+    def _claim_woken(self, token: str) -> Claim | None:
+        """On a Cluster, whose pipelines take no scripts: block, then claim, on the
+        cluster client (which follows the queue's slot to its node across failovers)."""
+        try:
+            woken = self.conn.blpop([self.q.wake], timeout=self.read_timeout)
+        except redis.ResponseError as exc:
+            raise storage_error(
+                exc, "BLPOP", key=self.q.wake, wanted="list", conn=self.conn
+            ) from None
+        if woken is None:
+            return None
+        with self._unsure_if_lost(token):
+            reply = self._claim_call(token)
+        return self._taken(reply, token)[0]
 
     @contextlib.contextmanager
     def _unsure_if_lost(self, token: str) -> Iterator[None]:
@@ -425,11 +451,10 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
 
     def report(self, claim: Claim, kind: str, value: str) -> bool:
         """Record progress (``kind="progress"``) or a log line of a running job."""
-        job = self.q.job(claim.id)
         return bool(
             self.scripts.call(
                 "update",
-                keys={"job": job, "logs": job + LOGS},
+                keys={"job": self.q.job(claim.id), "logs": self.q.logs(claim.id)},
                 args={
                     "token": claim.token,
                     "kind": kind,
@@ -510,7 +535,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         if not _JOB_ID.match(job_id):
             value = self.conn.getdel(kv) if pop else self.conn.get(kv)
             return EmptyData if value is None else value
-        with self.conn.pipeline(transaction=True) as pipe:
+        with pipeline(self.conn, transaction=True) as pipe:
             if pop:
                 pipe.getdel(kv)
             else:
@@ -547,11 +572,12 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         job_id = kv[len(self.q.kv_prefix) :]
         if not _JOB_ID.match(job_id):
             return bool(self.conn.exists(kv))
-        with self.conn.pipeline(transaction=True) as pipe:
+        with pipeline(self.conn, transaction=True) as pipe:
             pipe.exists(kv)
             pipe.zscore(self.q.completed, job_id)
             pipe.zscore(self.q.failed, job_id)
-            return any(pipe.execute())
+            exists, completed, failed = pipe.execute()
+        return bool(exists) or completed is not None or failed is not None
 
     def put_if_empty(self, key: str, value: bytes, ttl: int | None = None) -> bool:
         """Huey's ``lock_task`` lock: its own ``ttl``, else ``[consumer] metrics_ttl`` at
@@ -571,7 +597,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     def result_store_size(self) -> int:
         """Huey's ``huey.result_count()``: the finished jobs this queue keeps (completed and
         failed), whose records hold a result or an error; two O(1) reads."""
-        with self.conn.pipeline(transaction=True) as pipe:
+        with pipeline(self.conn, transaction=True) as pipe:
             pipe.zcard(self.q.completed)
             pipe.zcard(self.q.failed)
             completed, failed = pipe.execute()
