@@ -147,7 +147,7 @@ _HUEYARD_WAY = {
     "config/queues.toml decides",
     "flush_locks": "-f is ignored: hueyard flushes no lock_task lock at start; each "
     "expires by itself (its ttl, else [consumer] metrics_ttl); to clear one now, delete "
-    "its key {prefix}:q:<queue>:kv:<queue>.lock.<name> (docs/storage.md)",
+    "its key {<prefix>:<queue>}:kv:<queue>.lock.<name> (docs/storage.md)",
     "extra_locks": "-L is ignored: hueyard flushes no lock at start (see -f)",
     "graceful_signal": "-g is ignored: SIGTERM and SIGINT both stop a hueyard consumer "
     "gracefully; a second one hurries it",
