@@ -367,6 +367,28 @@ class ClusterGroup:
         """A redis-py cluster client, started from a live node."""
         return redis.RedisCluster(host="127.0.0.1", port=self.live_ports()[0])
 
+    def wait_replicated(self, timeout: float = 10) -> None:
+        """Wait until every live replica has every write its master took so far.
+
+        (``WAIT`` on a fresh connection proves nothing: it counts the writes of
+        its own connection, and a fresh one has none.)
+        """
+        targets = {}
+        for node in self.cluster_nodes():
+            if node.is_master and node.slots and not node.failed:
+                info = _info(node.port)
+                targets[node.id] = int(info.get("master_repl_offset", 0))
+
+        def caught_up() -> bool:
+            for node in self.cluster_nodes():
+                if node.master_id in targets and node.port in self.live_ports():
+                    offset = int(_info(node.port).get("slave_repl_offset", -1))
+                    if offset < targets[node.master_id]:
+                        return False
+            return True
+
+        _wait(caught_up, "every replica to catch up with its master", timeout)
+
     # -- failures --------------------------------------------------------------------------
 
     def kill_master(self, port: int) -> None:
@@ -455,6 +477,11 @@ def _command(port: int, *args: object) -> str:
     finally:
         client.close()
     return reply if isinstance(reply, str) else str(reply)
+
+
+def _info(port: int) -> dict[str, object]:
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as client:
+        return dict(client.info("replication"))
 
 
 def _role(port: int) -> tuple[str, str]:

@@ -54,8 +54,7 @@ def test_keys_spread_over_the_masters_and_survive_a_master_killed(cluster: Clust
     for key in keys[:20]:
         assert on_node(owners[key], "GET", key) == key.encode()
     # and replicated before the kill (the test is about failover, not async replication)
-    for master in cluster.master_ports():
-        assert on_node(master, "WAIT", 1, 5000) == 1
+    cluster.wait_replicated()
 
     # When the master of the first key is killed
     victim = owners[keys[0]]
