@@ -76,8 +76,8 @@ def template(app: Hueyard, outcome: str) -> list[bytes]:
     value = '{"sent": true}' if outcome == "completed" else "ValueError: provider said no"
     storage.release(claimed, outcome, value=value, traceback="Traceback (most recent call last):")
     conn = redis.Redis(connection_pool=app.pool)
-    record = conn.hgetall(app.keys.job(job_id))
-    conn.delete(app.keys.job(job_id), app.keys.job_logs(job_id))
+    record = conn.hgetall(app.keys.job(queue, job_id))
+    conn.delete(app.keys.job(queue, job_id), app.keys.job_logs(queue, job_id))
     conn.zrem(app.keys.queue(queue).state(outcome), job_id)
     return [item for pair in record.items() for item in pair]
 
@@ -96,7 +96,7 @@ def plant(app: Hueyard, total: int, batch: int = 20_000) -> float:
             for first in range(0, count, batch):
                 last = min(first + batch, count) - 1
                 script(
-                    keys=[app.keys.job_prefix, app.keys.queue(name).state(outcome)],
+                    keys=[app.keys.queue(name).job_prefix, app.keys.queue(name).state(outcome)],
                     args=[f"{name}-{outcome}-", first, last, now_ms, *records[outcome]],
                 )
     return time.perf_counter() - started

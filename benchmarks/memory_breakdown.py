@@ -208,7 +208,9 @@ def breakdown(conn: redis.Redis, k: int, sample: int) -> Breakdown:
     keys = Keys(PREFIX)
     names = [_text(n) for n in conn.scan_iter(count=1000) if _text(n) != COUNTER_KEY]
     usage = dict(zip(names, memory_usages(conn, names), strict=True))
-    records = sorted(n for n in names if n.startswith(keys.job_prefix) and not n.endswith(LOGS))
+    records = sorted(
+        n for n in names if n.startswith(keys.queue(QUEUE).job_prefix) and not n.endswith(LOGS)
+    )
     if not records:
         raise SystemExit("no job records in the benchmark database; did the jobs run?")
     encoding = _text(conn.object("encoding", records[0]) or b"?")
@@ -234,7 +236,7 @@ def record_parts(
     key_bytes = sum(count * key_overhead(conn, length) for length, count in lengths.items()) / k
     parts = [
         Part(
-            f"job record `{keys.job('<id>')}`, whole",
+            f"job record `{keys.job(QUEUE, '<id>')}`, whole",
             record_bytes,
             f"{len(records):,} hashes ({encoding}), MEMORY USAGE summed, per job",
         ),

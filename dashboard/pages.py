@@ -102,11 +102,13 @@ def job_page(queue: str, job_id: str) -> Any:
     state = current()
     name = _queue_or_404(queue)
     limit = state.preview_chars
-    job = state.jobs.get(job_id, field_bytes=limit)  # the page shows no more of a value
+    # the page shows no more of a value than `limit`
+    job = state.jobs.get(job_id, queue=name, field_bytes=limit)
     if job is None:
+        place = state.jobs.find(job_id)  # a link with the wrong queue: go to the right one
+        if place is not None:
+            return redirect(url_for("pages.job_page", queue=place.queue, job_id=job_id))
         abort(404, f"No queue holds a job with id {job_id!r}; it may have been removed.")
-    if job.queue and job.queue != name:
-        return redirect(url_for("pages.job_page", queue=job.queue, job_id=job_id))
     return render_template(
         "job.html",
         queue=name,
@@ -125,8 +127,8 @@ def job_raw(queue: str, job_id: str) -> Response:
     the largest ``max_payload_bytes``, cut past it with a marker (:meth:`Jobs.get`)."""
     state = current()
     name = _queue_or_404(queue)
-    job = state.jobs.get(job_id)
-    if job is None or (job.queue and job.queue != name):
+    job = state.jobs.get(job_id, queue=name)
+    if job is None:
         abort(404, f"Queue {name!r} holds no job with id {job_id!r}.")
     response = jsonify(job.to_json())  # masked: state.jobs masks every job it returns
     response.headers["Content-Disposition"] = f'inline; filename="{_safe(job_id)}.json"'

@@ -18,8 +18,9 @@ from typing import Any, Unpack
 import redis
 
 from framework.checks import run_checks
+from framework.clients import RedisClients
 from framework.compiler import QueueRuntime, compile_queues
-from framework.connection import PoolSize, ThreadClients, build_pool
+from framework.connection import PoolSize
 from framework.consumer import MultiQueueConsumer, served_queues
 from framework.errors import ConfigError, QueueError
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
@@ -31,7 +32,9 @@ from framework.redis_client import RedisClient
 from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
+from framework.storage import Replicas
 from framework.ticks import compile_schedules
+from framework.upgrade import legacy_queues
 
 __all__ = ["Hueyard", "QueueRuntime"]
 
@@ -63,21 +66,21 @@ class Hueyard:
             queues=len(settings.queues),
             configured=settings.redis.max_connections,
         )
-        self.pool = (
-            pool
-            if pool is not None
-            else build_pool(
-                settings.redis.connection, max_connections=self.pool_size.max_connections
-            )
-        )
-        # one connection per thread, for all queues, up to the pool's share for them
-        self.thread_clients = ThreadClients(self.pool, self.pool_size.max_kept)
+        # one Redis or a Cluster; one connection per thread, up to the pool's share for them
+        self.clients = RedisClients(settings.redis.connection, self.pool_size, pool)
+        self.redis_clients = self.clients
+        """The configured Redis: :attr:`clients` unless the test mode keeps jobs in memory."""
+        self.immediate_use_memory = True
+        """Huey's name: the test mode (:attr:`immediate`) keeps jobs in memory, not in
+        the configured Redis; set it before switching the mode on."""
         self.schedules: dict[str, Schedule] = compile_schedules(settings, registry)
         self.queues, self.warnings = compile_queues(
-            settings, registry, pool=self.pool, thread_clients=self.thread_clients, keys=self.keys
+            settings, registry, clients=self.clients, keys=self.keys
         )
         for warning in self.warnings:
             logger.warning(warning)
+        for runtime in self.queues.values():
+            runtime.huey.owner = self  # huey.immediate is this app's switch
         self.producer = Producer(
             registry,
             {name: runtime.storage for name, runtime in self.queues.items()},
@@ -125,6 +128,48 @@ class Hueyard:
             return None
         return loads(raw)
 
+    @property
+    def pool(self) -> redis.ConnectionPool:
+        """The single Redis's connection pool (there is none on a Cluster: use ``clients``)."""
+        if self.clients.pool is None:
+            raise ConfigError(
+                "this app runs on a Redis Cluster, which has a pool per node; use "
+                "app.clients.client() for a client"
+            )
+        return self.clients.pool
+
+    # -- test mode -------------------------------------------------------------------------
+
+    @property
+    def immediate(self) -> bool:
+        """Huey's test mode: every enqueue runs its jobs before it returns, through the
+        same scripts, policy and Huey a consumer uses, in memory unless
+        :attr:`immediate_use_memory` is False (:mod:`framework.immediate`)."""
+        return self.producer.runner is not None
+
+    @immediate.setter
+    def immediate(self, value: bool) -> None:
+        from framework.immediate import switch
+
+        switch(self, bool(value))
+
+    def use_clients(self, clients: RedisClients) -> None:
+        """Keep jobs, results and the cache on ``clients`` from now on (the test mode's
+        switch). A :class:`~framework.jobs.Jobs` made before keeps the Redis it had."""
+        if "cache" in self.__dict__:
+            self.__dict__.pop("cache").close()
+        self.clients = clients
+        redis_settings = self.settings.redis
+        # an in-memory store has no replicas to wait for (nor WAIT: fakeredis lacks it)
+        replicas = (
+            Replicas(redis_settings.wait_replicas, redis_settings.wait_timeout)
+            if clients is self.redis_clients
+            else Replicas()
+        )
+        for runtime in self.queues.values():
+            runtime.storage.use_clients(clients)
+            runtime.storage.replicas = replicas
+
     # -- consumer --------------------------------------------------------------------------
 
     def create_consumer(self, **options: Any) -> MultiQueueConsumer:
@@ -136,10 +181,34 @@ class Hueyard:
         consumer's command line, and that is its usage error.
         """
         try:
+            if self.immediate:
+                raise ConfigError(
+                    "this app is in test mode (app.immediate, HUEYARD_IMMEDIATE): its jobs "
+                    "run when they are enqueued, so a consumer would serve nothing; unset "
+                    "HUEYARD_IMMEDIATE to run a consumer"
+                )
             queues = served_queues(self.settings, os.environ)
+            self._refuse_legacy_keys(queues)
             return MultiQueueConsumer(self, queues, **options)
         except (ConfigError, QueueError) as exc:
             raise SystemExit(f"hueyard: error: {exc}") from None
+
+    def _refuse_legacy_keys(self, queues: list[str]) -> None:
+        """A queue with keys of hueyard 0.1.0 would leave those jobs where no one looks:
+        the consumer does not start until ``hueyard upgrade-keys`` moved them. A Redis
+        that does not answer now is the consumer's to wait for, not a reason to stop."""
+        try:
+            old = legacy_queues(self.clients.client(), self.keys, queues)
+        except redis.RedisError as exc:
+            logger.debug("could not look for hueyard 0.1.0 keys: %s", exc)
+            return
+        if old:
+            raise ConfigError(
+                f"Redis holds keys of hueyard 0.1.0 for queue(s) {', '.join(old)} "
+                f"({self.keys.legacy.queue_prefix(old[0])}...): their jobs would wait where no "
+                "consumer looks. Stop every consumer, run `hueyard upgrade-keys`, then start "
+                "them again (docs/storage.md, Upgrading from 0.1.0)"
+            )
 
     @functools.cached_property
     def masker(self) -> Masker:
@@ -150,7 +219,7 @@ class Hueyard:
     def cache(self) -> RedisClient:
         """The spec's Redis client, on the app's pool, with ``[cache]`` TTLs."""
         return RedisClient(
-            self.pool,
+            self.clients.cluster or self.clients.pool,  # type: ignore[arg-type]  # one is set
             cache_ttls=self.settings.cache.ttl,
             default_ttl=self.settings.cache.default_ttl,
             key_prefix=self.keys.cache(""),
@@ -162,10 +231,14 @@ class Hueyard:
         self.registry.unbind(self)
         if "cache" in self.__dict__:
             self.cache.close()
-        self.pool.disconnect()
+        self.clients.disconnect()
+        if self.redis_clients is not self.clients:
+            self.redis_clients.disconnect()
 
     def __repr__(self) -> str:
+        redis_url = self.settings.redis.connection.redacted_url
         return (
             f"<Hueyard queues={list(self.queues)} handlers={len(self.registry)} "
-            f"redis={self.settings.redis.connection.redacted_url}>"
+            f"redis={'memory' if self.clients is not self.redis_clients else redis_url}"
+            f"{' immediate' if self.immediate else ''}>"
         )

@@ -17,6 +17,7 @@
     hueyard schedules [--json]              the schedules: next run, last run and its job
     hueyard schedule (run | pause | resume) NAME
     hueyard doctor [QUEUE...] [--json]      why a queue does not move: findings and fixes
+    hueyard upgrade-keys [--force]          move hueyard 0.1.0's keys to the per-queue layout
 
 The job commands read and act through :class:`framework.jobs.Jobs`
 (``docs/jobs.md``).
@@ -76,11 +77,13 @@ from framework.checks import CheckReport
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
 from framework.errors import HueyardError, OptionError, PayloadError
+from framework.immediate import ENV
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.options import shown
 from framework.runtime import get_app
 from framework.schedule_cli import add_schedule_commands
 from framework.textgrid import grid, moment, utc
+from framework.upgrade_cli import add_upgrade_command
 
 __all__ = ["COMMANDS_GROUP", "AddCommands", "RunCommand", "Subcommands", "main"]
 
@@ -136,6 +139,7 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_job_commands(commands)
     add_schedule_commands(commands)
     add_doctor_command(commands)
+    add_upgrade_command(commands)
     _add_plugin_commands(commands, _command_name(argv))
     return parser
 
@@ -354,7 +358,8 @@ def _enqueue(args: argparse.Namespace) -> int:
             raise OptionError(
                 f"--eta {shown(args.eta)} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+01:00"
             ) from None
-    job_id = get_app().enqueue(
+    app = get_app()
+    job_id = app.enqueue(
         args.queue,
         args.handler,
         payload,
@@ -369,6 +374,11 @@ def _enqueue(args: argparse.Namespace) -> int:
         key_ttl=args.key_ttl,
     )
     print(job_id)
+    if app.immediate:  # HUEYARD_IMMEDIATE: the job ran in this process; say how it ended
+        info = Jobs(app, masked=True).get(job_id)
+        state = info.state if info is not None else "removed by its retention"
+        error = f": {info.error}" if info is not None and info.error else ""
+        print(f"test mode ({ENV}): the job ran here and is {state}{error}", file=sys.stderr)
     return 0
 
 

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from huey import Huey
 from huey.api import Task
 
+from framework.clients import RedisClients
 from framework.config import config_path
-from framework.connection import ThreadClients
 from framework.errors import UnknownHandlerError
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, HandlerSpec
@@ -56,8 +55,7 @@ def compile_queues(
     settings: Settings,
     registry: HandlerRegistry,
     *,
-    pool: redis.ConnectionPool,
-    thread_clients: ThreadClients,
+    clients: RedisClients,
     keys: Keys,
 ) -> tuple[dict[str, QueueRuntime], list[str]]:
     """Every declared queue, with the handlers registered for it; and the warnings.
@@ -84,8 +82,7 @@ def compile_queues(
         huey = QueueHuey(
             policy.name,
             storage_class=JobStorage,
-            connection_pool=pool,
-            thread_clients=thread_clients,
+            clients=clients,
             keys=keys,
             policy=policy,
             consumer=settings.consumer,

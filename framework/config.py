@@ -15,6 +15,8 @@ Environment (wins over the file):
 - ``REDIS_SENTINELS`` (``host:port,host:port``), ``REDIS_MASTER_NAME``,
   ``REDIS_SENTINEL_PASSWORD``: Sentinel discovery (``[redis] sentinels``, ...).
 - ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``, ``REDIS_TLS_KEY_FILE``: TLS files.
+- ``REDIS_CLUSTER`` (``1``/``true``/``yes`` or ``0``/``false``/``no``): a Redis
+  Cluster (``[redis] cluster``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ _REDIS_ENV = {
     "REDIS_TLS_CERT_FILE": "tls_cert_file",
     "REDIS_TLS_KEY_FILE": "tls_key_file",
 }
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -103,6 +107,14 @@ def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str,
     for variable, name in _REDIS_ENV.items():
         if env.get(variable, "").strip():
             table[name] = env[variable].strip()
+    cluster = env.get("REDIS_CLUSTER", "").strip().lower()
+    if cluster:
+        if cluster not in _BOOLEANS:
+            raise ConfigError(
+                f"REDIS_CLUSTER={env['REDIS_CLUSTER']!r} is not a yes or no; use 1 or 0 "
+                "(true/false, yes/no)"
+            )
+        table["cluster"] = _BOOLEANS[cluster]
     sentinels = env.get("REDIS_SENTINELS", "")
     if sentinels.strip():
         table["sentinels"] = [entry.strip() for entry in sentinels.split(",")]

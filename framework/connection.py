@@ -137,11 +137,15 @@ class ConnectionSpec:
     sentinels: tuple[tuple[str, int], ...] = ()
     master_name: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    cluster: bool = False
+    """A Redis Cluster, discovered from ``url`` (any node): see :mod:`framework.clients`."""
 
     @property
     def redacted_url(self) -> str:
         """Where it connects, for logs and errors: the URL without its password, or
         ``sentinel://host:port,.../<master>`` (the URL's part shown after it)."""
+        if self.cluster:
+            return f"{redact_url(self.url)} (cluster)"
         if not self.sentinels:
             return redact_url(self.url)
         hosts = ",".join(f"{_bracket(host)}:{port}" for host, port in self.sentinels)
@@ -371,17 +375,30 @@ class ThreadClients:
     connection back to the pool when the thread ends.
     """
 
-    def __init__(self, pool: redis.ConnectionPool, max_kept: int | None = None) -> None:
+    def __init__(
+        self,
+        pool: redis.ConnectionPool | None,
+        max_kept: int | None = None,
+        *,
+        shared: redis.Redis | None = None,
+    ) -> None:
         self.pool = pool
         self.max_kept = max_kept
         self._local = threading.local()
-        self._lent = redis.Redis(connection_pool=pool)
+        self._shared = shared
+        self._lent = shared if shared is not None else redis.Redis(connection_pool=pool)
         self._lock = threading.Lock()
         self._kept = 0
         self._pid = forks.pid()
 
     def get(self) -> redis.Redis:
-        """This thread's client (made on first use), or a lending one past ``max_kept``."""
+        """This thread's client (made on first use), or a lending one past ``max_kept``.
+
+        With ``shared`` (a Cluster client, which keeps a pool per node) every
+        thread shares that one.
+        """
+        if self._shared is not None:
+            return self._shared
         local = self._local
         client: redis.Redis | None = getattr(local, "client", None)
         pid = forks.pid()

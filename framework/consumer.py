@@ -49,6 +49,7 @@ from huey.consumer import (
     WorkerRecycle,
 )
 
+from framework.clients import RedisClients
 from framework.compiler import QueueRuntime
 from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
@@ -92,7 +93,7 @@ class ConsumerApp(Protocol):
     settings: Settings
     registry: HandlerRegistry
     keys: Keys
-    pool: redis.ConnectionPool
+    clients: RedisClients
     queues: dict[str, QueueRuntime]
     schedules: dict[str, Schedule]
 
@@ -434,7 +435,7 @@ class MultiQueueConsumer:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_signal)
         if self.environment.forks:
-            self.app.pool.disconnect()  # children must not share the parent's sockets
+            self.app.clients.disconnect()  # children must not share the parent's sockets
         self.scheduler.start()
         for _, _, process in self.workers:
             process.start()
@@ -530,8 +531,8 @@ class MultiQueueConsumer:
                 "workers": len(self.workers),
                 "started": self._started,
                 "abandoned": self.abandoned,
-                "connections": getattr(self.app.pool, "opened", None),
-                "max_connections": self.app.pool.max_connections,
+                "connections": self.app.clients.opened,
+                "max_connections": self.app.clients.max_connections,
             }
             with conn.pipeline() as pipe:
                 pipe.set(keys.consumer(self.consumer_id), json.dumps(info), ex=HEARTBEAT_TTL)

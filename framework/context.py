@@ -57,7 +57,9 @@ def current_job() -> JobContext | None:
 
 @contextlib.contextmanager
 def job_context(storage: JobStorage, claim: Claim, max_attempts: int) -> Iterator[JobContext]:
-    """Make ``claim`` this thread's :func:`current_job` while the block runs."""
+    """Make ``claim`` this thread's :func:`current_job` while the block runs (then the
+    job before it again: in test mode a job enqueued by a job runs inside it)."""
+    outer = current_job()
     _local.job = JobContext(
         id=claim.id,
         queue=storage.policy.name,
@@ -69,4 +71,4 @@ def job_context(storage: JobStorage, claim: Claim, max_attempts: int) -> Iterato
     try:
         yield _local.job
     finally:
-        _local.job = None
+        _local.job = outer

@@ -9,7 +9,8 @@ also claims the worker's next job. What a failure leads to is decided in
 :mod:`framework.policy`; leases are kept by :mod:`framework.leases`.
 
 A job put back by a consumer that shuts down goes back to waiting at once,
-without counting the attempt.
+without counting the attempt. The test mode (:mod:`framework.immediate`)
+runs a job in the caller's thread the same way, through :meth:`QueueHuey.run_now`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import datetime
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from huey import Huey
 from huey import signals as huey_signals
 from huey.api import Task
-from huey.exceptions import CancelExecution, TaskTimeout
+from huey.exceptions import CancelExecution, RetryTask, TaskLockedException, TaskTimeout
 from huey.serializer import Serializer
 
 from framework.context import job_context
@@ -66,12 +67,18 @@ _REVOKE = (
 )
 
 
+class _Switch(Protocol):
+    immediate: bool
+
+
 class QueueHuey(Huey):  # type: ignore[misc]
     """One queue's Huey: jobs are claimed, run and released through :class:`JobStorage`."""
 
     storage: JobStorage
 
     stop_flag: Any = None  # the consumer's; set while it stops
+
+    owner: _Switch | None = None  # the app whose queue this is: its test mode is the app's
 
     def __init__(self, name: str, *, masker: Masker = DEFAULT_MASKER, **kwargs: Any) -> None:
         super().__init__(name, results=False, utc=True, serializer=JSONSerializer(), **kwargs)
@@ -113,6 +120,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
             if self._stopping():  # taken while the consumer began to stop: hand it back
                 self.storage.release(claim, Outcome.REQUEUE)
                 return None
+        return self._prepared(claim)
+
+    def _prepared(self, claim: Claim) -> Task | None:
+        """Huey's task for ``claim``, its lease kept from now on; None when the job can
+        not run (no such handler, a record that can not be read): it failed, saying why."""
         try:
             task = self._task_for(claim)
         except Exception as exc:
@@ -122,6 +134,26 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return None
         LeaseKeeper.for_process().track(self.storage, claim, task.timeout)
         return task
+
+    def run_now(self) -> tuple[str, Outcome] | None:
+        """Claim this queue's next job without waiting and run it here, in the calling
+        thread, as a worker would (claim, lease, timeout, hooks, signals, release), but
+        without taking the next job with the release. Returns (its id, its outcome:
+        COMPLETED, FAILED or RETRY, or REQUEUE when its outcome was dropped), or None when
+        no job may be taken now. The test mode's runner (:mod:`framework.immediate`)."""
+        claim = self.storage.claim_now()
+        if claim is None:
+            return None
+        task = self._prepared(claim)
+        if task is None:
+            return claim.id, Outcome.FAILED
+        nested = getattr(self._local, "here", False)  # a job enqueued by a job run here
+        self._local.here = True
+        try:
+            outcome = self.execute(task)
+        finally:
+            self._local.here = nested
+        return claim.id, outcome if outcome is not None else Outcome.REQUEUE
 
     def return_prefetched(self) -> None:
         """Give back the job this thread fetched with its last release (worker exit)."""
@@ -153,11 +185,12 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     # -- execute ---------------------------------------------------------------------------
 
-    def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
+    def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Outcome | None:
+        """Run a claimed job; return the outcome stored (None: dropped, or interrupted)."""
         claim, policy = task.hueyard
         keeper = LeaseKeeper.for_process()
         if self._pre_execute and not self._pre_executed(task, claim, keeper):
-            return None
+            return Outcome.FAILED
         self._emit(huey_signals.SIGNAL_EXECUTING, task)
         self._tasks_in_flight.add(task)
         outcome, value, trace, delay = Outcome.COMPLETED, "", "", 0.0
@@ -180,6 +213,8 @@ class QueueHuey(Huey):  # type: ignore[misc]
             keeper.forget(claim)
             logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
             self._emit(huey_signals.SIGNAL_INTERRUPTED, task)
+            if getattr(self._local, "here", False):
+                raise  # run_now: Ctrl-C stops the test, after the job went back to waiting
             return None
         except SerializationError as exc:
             outcome, value, failure = Outcome.FAILED, f"the result is not JSON: {exc}", exc
@@ -196,7 +231,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         try:
             released, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
-                fetch=not self._stopping(),
+                fetch=not self._stopping() and not getattr(self._local, "here", False),
             )  # fmt: skip
         finally:
             keeper.forget(claim)
@@ -215,30 +250,39 @@ class QueueHuey(Huey):  # type: ignore[misc]
             self._emit(huey_signals.SIGNAL_COMPLETE, task)
         elif outcome is Outcome.RETRY:
             self._emit(huey_signals.SIGNAL_RETRYING, task)
-        return None
+        return outcome
 
     def _failure(
         self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException
     ) -> tuple[Outcome, str, str, float]:
-        trace = self.masker.traceback(exc)
+        """The job's outcome after its handler raised ``exc``, with Huey's signal for it:
+        timeout, locked, canceled, or error for anything else (``RetryTask`` fires none:
+        the retrying signal follows). A ``TaskLockedException`` (``huey.lock_task`` held
+        elsewhere) is not an error of the handler: its attempt keeps no traceback."""
+        locked = isinstance(exc, TaskLockedException)
+        trace = "" if locked else self.masker.traceback(exc)
         if isinstance(exc, TaskTimeout):
             self._emit(huey_signals.SIGNAL_TIMEOUT, task)
-        else:
-            self._emit(huey_signals.SIGNAL_ERROR, task, exc)
-        if isinstance(exc, CancelExecution | JobCancelled):
+        elif locked:
+            self._emit(huey_signals.SIGNAL_LOCKED, task)
+        elif isinstance(exc, CancelExecution | JobCancelled):
             self._emit(huey_signals.SIGNAL_CANCELED, task)
+        elif not isinstance(exc, RetryTask):
+            self._emit(huey_signals.SIGNAL_ERROR, task, exc)
         now = datetime.datetime.now(datetime.UTC)
         decision = decide(policy, claim.attempts, exc, now, describe=self.masker.exception)
+        what = "not run, its lock is held" if locked else "failed"
         if decision.outcome is Outcome.RETRY:
             logger.warning(
-                "job %s (%s) attempt %d of %d failed, retrying in %gs: %s",
-                claim.id, task.name, claim.attempts, policy.attempts, decision.delay,
+                "job %s (%s) attempt %d of %d %s, retrying in %gs: %s",
+                claim.id, task.name, claim.attempts, policy.attempts, what, decision.delay,
                 decision.error,
             )  # fmt: skip
             return Outcome.RETRY, decision.error, trace, decision.delay
         logger.error(
-            "job %s (%s) failed after %d attempt(s): %s",
-            claim.id, task.name, claim.attempts, decision.error,
+            "job %s (%s) failed after %d attempt(s)%s: %s",
+            claim.id, task.name, claim.attempts, " (its lock is held)" if locked else "",
+            decision.error,
         )  # fmt: skip
         return Outcome.FAILED, decision.error, trace, 0.0
 
@@ -302,17 +346,18 @@ class QueueHuey(Huey):  # type: ignore[misc]
 
     @property
     def immediate(self) -> bool:
-        return False
+        """Huey's test mode is its app's (:attr:`framework.Hueyard.immediate`): one switch
+        for every queue, since a job may enqueue jobs of other queues."""
+        return self.owner is not None and bool(self.owner.immediate)
 
     @immediate.setter
     def immediate(self, value: bool) -> None:
-        if value:
+        if self.owner is None:
             raise HueyardError(
-                "huey.immediate = True is not available: hueyard's storage is Redis, not "
-                "Huey's memory storage; to run a handler in a test, call it directly, "
-                "handler(payload), which checks the payload as an enqueue would "
-                "(docs/handlers.md)"
+                f"huey.immediate: the Huey of queue {self.name!r} belongs to no app; set "
+                "framework.get_app().immediate instead (docs/testing.md)"
             )
+        self.owner.immediate = value
 
     def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
         self.storage.promote_due()

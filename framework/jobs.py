@@ -136,7 +136,7 @@ class Jobs:
         self.app = app
         self.masked = masked
         self.keys: Keys = app.keys
-        self.conn = redis.Redis(connection_pool=app.pool)
+        self.conn = app.clients.client()
         self.scripts = Scripts(self.conn)
 
     # -- counts --------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class Jobs:
         # state since its id was listed is dropped, not shown with a stale state.
         def build(pipe: Pipeline) -> None:
             for job_id in ids:
-                peek_record(self.scripts, pipe, self.keys.job(job_id), limits)
+                peek_record(self.scripts, pipe, self.keys.job(queue, job_id), limits)
                 pipe.zscore(key, job_id)
 
         replies = read(self.conn, self.scripts, build, transaction=True)
@@ -254,16 +254,20 @@ class Jobs:
         return items
 
     @_redis_errors
-    def get(self, job_id: str, *, field_bytes: int | None = None) -> JobInfo | None:
+    def get(
+        self, job_id: str, *, queue: str | None = None, field_bytes: int | None = None
+    ) -> JobInfo | None:
         """The job with all its details and log lines, or None if no queue knows it.
 
-        One round trip: the record, its logs and its place in every queue. Each
-        payload, result, progress, error and traceback is read up to
-        ``field_bytes`` bytes (default: the largest ``max_payload_bytes`` of the
-        queues, so any payload hueyard accepted is read whole), and the newest
-        ``[consumer] max_log_lines`` log lines, each up to
-        :data:`~framework.defaults.LOG_LINE_BYTES`; what is longer is cut, with a
-        marker (:mod:`framework.peek`).
+        A job's keys are its queue's (:mod:`framework.keys`): with ``queue`` it
+        is read there, in one round trip (the record, its logs and its place in
+        that queue, atomically); without, each queue is asked first, in one more
+        round trip. Each payload, result, progress, error and traceback is read
+        up to ``field_bytes`` bytes (default: the largest ``max_payload_bytes``
+        of the queues, so any payload hueyard accepted is read whole), and the
+        newest ``[consumer] max_log_lines`` log lines, each up to
+        :data:`~framework.defaults.LOG_LINE_BYTES`; what is longer is cut, with
+        a marker (:mod:`framework.peek`).
         """
         if not isinstance(job_id, str) or not job_id:
             return None
@@ -271,19 +275,27 @@ class Jobs:
             field_bytes=_check_bytes(self._read_bytes if field_bytes is None else field_bytes),
             log_lines=self.app.settings.consumer.max_log_lines,
         )
+        problems: list[str] = []
+        if queue is None:
+            holders = self._holders(job_id)
+            if not holders:
+                return None
+            if len(holders) > 1:
+                problems.append(f"the id is known to several queues at once ({', '.join(holders)})")
+            queue = holders[0]
+        q = self._q(queue)
 
         def build(pipe: Pipeline) -> None:
-            peek_record(self.scripts, pipe, self.keys.job(job_id), limits)
-            peek_lines(self.scripts, pipe, self.keys.job_logs(job_id), limits)
-            self._locate(pipe, job_id)
+            peek_record(self.scripts, pipe, q.job(job_id), limits)
+            peek_lines(self.scripts, pipe, q.logs(job_id), limits)
+            self._locate(pipe, job_id, [queue])
 
         replies = read(self.conn, self.scripts, build, transaction=True)
         record, lines = record_of(replies[0]), lines_of(replies[1])
-        found = self._places(replies[2:])
+        found = self._places(replies[2:], [queue])
         places = [place for place, _ in found]
         if not places and record.kind == "none":
             return None
-        problems: list[str] = []
         if len(places) > 1:
             where = ", ".join(f"{p.queue}/{p.state}" for p in places)
             problems.append(f"the id is in several sets at once ({where})")
@@ -291,20 +303,21 @@ class Jobs:
             problems.append(f"its log key is not a list (it is a {lines.kind})")
         logs = log_lines(lines)
         score: float | None = None
+        state: str | None = None
         if places:
-            queue: str | None = places[0].queue
-            state: str | None = places[0].state
-            score = found[0][1]
+            state, score = places[0].state, found[0][1]
         else:
-            queue, state = self._owner(record), None
             problems.append("the record is in no queue's sorted set (an orphan; remove it)")
+        owner = self._owner(record)
+        if owner is not None and owner != queue:
+            problems.append(f"its record names a handler of queue {owner!r}, not {queue!r}")
         job = job_info(
             job_id,
             record,
             queue=queue,
             state=state,
             score=score,
-            policy=self._policy(queue) if queue else None,
+            policy=self._policy(queue),
             logs=logs,
             problems=problems,
         )
@@ -315,21 +328,40 @@ class Jobs:
         """The queue and state of a job (from the sorted sets), or None. One round trip."""
         if not isinstance(job_id, str) or not job_id:
             return None
-        found = self._places(snapshot(self.conn, lambda pipe: self._locate(pipe, job_id)))
+        queues = list(self.app.queues)
+        found = self._places(
+            snapshot(self.conn, lambda pipe: self._locate(pipe, job_id, queues)), queues
+        )
         return found[0][0] if found else None
 
-    def _locate(self, pipe: Any, job_id: str) -> None:
-        for name in self.app.queues:
+    def _holders(self, job_id: str) -> list[str]:
+        """The queues whose keys know ``job_id`` (its record, or an entry in a set):
+        one round trip, a pipeline over every queue (on a Cluster, over its nodes)."""
+        queues = list(self.app.queues)
+
+        def reads(pipe: Any) -> None:
+            for name in queues:
+                pipe.exists(self.keys.job(name, job_id))
+            self._locate(pipe, job_id, queues)
+
+        replies = snapshot(self.conn, reads)
+        records, places = replies[: len(queues)], self._places(replies[len(queues) :], queues)
+        known = {place.queue for place, _ in places}
+        known |= {name for name, exists in zip(queues, records, strict=True) if exists == 1}
+        return [name for name in queues if name in known]
+
+    def _locate(self, pipe: Any, job_id: str, queues: list[str]) -> None:
+        for name in queues:
             q = self.keys.queue(name)
             pipe.exists(q.paused)
             for state in JOB_STATES:
                 pipe.zscore(q.state(state), job_id)
 
-    def _places(self, replies: list[Any]) -> list[tuple[JobLocation, float]]:
+    def _places(self, replies: list[Any], queues: list[str]) -> list[tuple[JobLocation, float]]:
         """Where the replies of :meth:`_locate` say the job is, with its score there."""
         places = []
         width = len(JOB_STATES) + 1
-        for index, name in enumerate(self.app.queues):
+        for index, name in enumerate(queues):
             paused, *scores = replies[index * width : (index + 1) * width]
             for state, score in zip(JOB_STATES, scores, strict=True):
                 if score is None or isinstance(score, Exception):
@@ -431,8 +463,17 @@ class Jobs:
         if answer == "other":
             raise JobActionError(f"job {job_id} belongs to another queue than {queue!r}")
         if answer == "unknown":
+            self._elsewhere(queue, job_id)
             raise JobActionError(f"no job {job_id} in queue {queue!r}")
         return Cancel(answer)
+
+    def _elsewhere(self, queue: str, job_id: str) -> None:
+        """Raise :class:`JobActionError` naming the queue that holds ``job_id``, if it
+        is another than ``queue`` (a job's keys are its queue's: one queue does not
+        see another's jobs)."""
+        place = self.find(job_id)
+        if place is not None and place.queue != queue:
+            raise JobActionError(f"job {job_id} belongs to queue {place.queue!r}, not {queue!r}")
 
     @_redis_errors
     def remove(self, queue: str, job_id: str) -> bool:
@@ -470,6 +511,8 @@ class Jobs:
                 f"job {job_id} on queue {queue!r} is active (a worker runs it) and can not be "
                 "removed; wait until it finishes, then remove it"
             )
+        if removed == 0:
+            self._elsewhere(queue, job_id)
         return removed == 1
 
     @_redis_errors
@@ -523,7 +566,7 @@ class Jobs:
         delayed job, its longest-running job (:mod:`framework.pulse`). Two round trips."""
         q = self._q(queue)
         rate_limit = self.app.queue(queue).policy.rate_limit
-        return read_pulse(self.conn, self.keys, q, queue, rate_limit)
+        return read_pulse(self.conn, q, queue, rate_limit)
 
     # -- consumers and metrics -----------------------------------------------------------
 

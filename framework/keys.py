@@ -1,42 +1,55 @@
 """Every Redis key hueyard writes is spelled here, and only here.
 
-All keys of one app start with the Redis Cluster hash tag ``{<prefix>}``, so
-the multi-key Lua scripts of one app always run on one Cluster slot::
+The keys of one queue start with that queue's Redis Cluster hash tag
+``{<prefix>:<queue>}``: on a Cluster each queue's keys sit on one slot (so
+every script, which touches one queue, runs on one node), and the queues
+spread over the shards. On a single Redis the tag changes nothing::
 
-    {p}:job:<id>                 hash: one job's record (framework/record.py)
-    {p}:job:<id>:logs            list: its log lines (bounded)
-    {p}:q:<queue>:waiting        zset: score = priority x 2^40 + enqueue sequence
-    {p}:q:<queue>:active         zset: score = lease deadline (ms)
-    {p}:q:<queue>:delayed        zset: score = due time (ms)
-    {p}:q:<queue>:completed      zset: score = finish time (ms), trimmed to keep_completed
-    {p}:q:<queue>:failed         zset: score = finish time (ms), trimmed to keep_failed
-    {p}:q:<queue>:paused         string: present while the queue is paused
-    {p}:q:<queue>:wake           list: tokens that wake idle workers (at most 2 x WAKE_MAX)
-    {p}:q:<queue>:seq            counter: enqueue order
-    {p}:q:<queue>:limiter        zset: claim times in the rate-limit window (expires)
-    {p}:q:<queue>:stats:<minute> hash: completed / failed / retried counts (expires)
-    {p}:q:<queue>:stats:<minute>:ms  list: processing-time samples (bounded, expires)
-    {p}:q:<queue>:kv:<name>      Huey's locks and counters (task locks, chords)
-    {p}:q:<queue>:key:<key>      string: the id of the job enqueued with ``key=<key>``, while
-                                 it is unfinished (then deleted, or kept ``key_ttl`` s)
-    {p}:schedule:<name>          hash: a schedule's last tick, last job, paused (expires)
-    {p}:consumers                zset: consumer id -> last heartbeat (ms), pruned on read
-    {p}:consumer:<id>            string: JSON about one consumer (expires)
-    <p>:cache:<key>              the RedisClient cache (single-key, no tag needed)
-    <p>:cache-lock:<key>         a cache loader's lock (expires)
-    <p>:<name>                   a pub/sub channel (not a key: nothing is stored)
+    {p:q}:job:<id>             hash: one job's record (framework/record.py)
+    {p:q}:job:<id>:logs        list: its log lines (bounded)
+    {p:q}:waiting              zset: score = priority x 2^40 + enqueue sequence
+    {p:q}:active               zset: score = lease deadline (ms)
+    {p:q}:delayed              zset: score = due time (ms)
+    {p:q}:completed            zset: score = finish time (ms), trimmed to keep_completed
+    {p:q}:failed               zset: score = finish time (ms), trimmed to keep_failed
+    {p:q}:paused               string: present while the queue is paused
+    {p:q}:wake                 list: tokens that wake idle workers (at most 2 x WAKE_MAX)
+    {p:q}:seq                  counter: enqueue order
+    {p:q}:limiter              zset: claim times in the rate-limit window (expires)
+    {p:q}:stats:<minute>       hash: completed / failed / retried counts (expires)
+    {p:q}:stats:<minute>:ms    list: processing-time samples (bounded, expires)
+    {p:q}:kv:<name>            Huey's locks and counters (task locks, chords)
+    {p:q}:key:<key>            string: the id of the job enqueued with ``key=<key>``, while
+                               it is unfinished (then deleted, or kept ``key_ttl`` s)
+
+What belongs to no one queue has the app's own tag ``{p}``; nothing reads it
+in the same script as a queue's keys::
+
+    {p}:schedule:<name>        hash: a schedule's last tick, last job, paused (expires)
+    {p}:consumers              zset: consumer id -> last heartbeat (ms), pruned on read
+    {p}:consumer:<id>          string: JSON about one consumer (expires)
+    <p>:cache:<key>            the RedisClient cache (single-key, no tag needed)
+    <p>:cache-lock:<key>       a cache loader's lock (expires)
+    <p>:<name>                 a pub/sub channel (not a key: nothing is stored)
+
+A job's id is unique in the app, but its keys are its queue's: reading a job
+by id alone asks each queue (:meth:`framework.jobs.Jobs.find`).
 
 The Lua scripts receive the keys they touch from here. Keys they derive from a
 job id (``job_prefix .. id``, ``.. LOGS``) or from a minute (``stats_prefix ..
 minute``, ``.. SAMPLES``) use the prefixes passed in and the suffixes below,
 which :mod:`framework.scripts` writes into every script; no script spells one.
+
+hueyard 0.1.0 tagged every key ``{p}`` (``{p}:job:<id>``,
+``{p}:q:<queue>:waiting``): :class:`LegacyKeys` names them for ``hueyard
+upgrade-keys`` (:mod:`framework.upgrade`), which renames them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["JOB_STATES", "LOGS", "SAMPLES", "Keys", "QueueKeys", "cache_lock_prefix"]
+__all__ = ["JOB_STATES", "LOGS", "SAMPLES", "Keys", "LegacyKeys", "QueueKeys", "cache_lock_prefix"]
 
 JOB_STATES = ("waiting", "active", "delayed", "completed", "failed")
 """The states that have a sorted set. ``paused`` is ``waiting`` of a paused queue."""
@@ -76,6 +89,10 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
 
+    def logs(self, job_id: str) -> str:
+        """A job's log lines."""
+        return self.job_prefix + job_id + LOGS
+
     def key(self, key: str) -> str:
         """The index of the job enqueued with ``key=key`` on this queue."""
         return self.key_prefix + key
@@ -99,17 +116,20 @@ class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.tag = "{" + prefix + "}"
-        self.job_prefix = f"{self.tag}:job:"
         self.consumers = f"{self.tag}:consumers"
 
-    def job(self, job_id: str) -> str:
-        return f"{self.job_prefix}{job_id}"
+    def queue_tag(self, queue: str) -> str:
+        """The hash tag every key of ``queue`` starts with: ``{<prefix>:<queue>}``."""
+        return "{" + f"{self.prefix}:{queue}" + "}"
 
-    def job_logs(self, job_id: str) -> str:
-        return f"{self.job_prefix}{job_id}{LOGS}"
+    def job(self, queue: str, job_id: str) -> str:
+        return self.queue(queue).job(job_id)
+
+    def job_logs(self, queue: str, job_id: str) -> str:
+        return self.queue(queue).logs(job_id)
 
     def queue(self, queue: str) -> QueueKeys:
-        base = f"{self.tag}:q:{queue}:"
+        base = self.queue_tag(queue) + ":"
         return QueueKeys(
             waiting=base + "waiting",
             active=base + "active",
@@ -120,7 +140,7 @@ class Keys:
             wake=base + "wake",
             seq=base + "seq",
             limiter=base + "limiter",
-            job_prefix=self.job_prefix,
+            job_prefix=base + "job:",
             stats_prefix=base + "stats:",
             kv_prefix=base + "kv:",
             key_prefix=base + "key:",
@@ -140,3 +160,24 @@ class Keys:
     def channel(self, name: str) -> str:
         """A pub/sub channel of this app (``<p>:notifications``); PUBLISH stores nothing."""
         return f"{self.prefix}:{name}"
+
+    @property
+    def legacy(self) -> LegacyKeys:
+        """The layout of hueyard 0.1.0, one ``{p}`` tag for all (for the upgrade)."""
+        return LegacyKeys(self.tag)
+
+
+@dataclass(frozen=True)
+class LegacyKeys:
+    """Where hueyard 0.1.0 kept a queue's keys: ``{p}:q:<queue>:...`` and
+    ``{p}:job:<id>``. Only :mod:`framework.upgrade` reads these."""
+
+    tag: str
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.tag}:job:"
+
+    def queue_prefix(self, queue: str) -> str:
+        """Every old key of ``queue`` but its jobs starts so (``{p}:q:<queue>:``)."""
+        return f"{self.tag}:q:{queue}:"

@@ -33,6 +33,7 @@ import redis
 from redis.client import Pipeline
 
 from framework import defaults
+from framework.clients import is_cluster
 from framework.errors import JobActionError
 from framework.keys import Keys, QueueKeys
 from framework.peek import peek_field, read, record_of
@@ -195,7 +196,7 @@ def summary(
         for reply in replies[2 * minutes :]
         if reply and not isinstance(reply, Exception)
     ]
-    oldest = _oldest_created(conn, scripts, keys, heads)
+    oldest = _oldest_created(conn, scripts, q, heads)
 
     completed = sum(point.completed for point, _ in points)
     failed = sum(point.failed for point, _ in points)
@@ -221,17 +222,22 @@ def snapshot(
     """Run the commands ``reads`` queues on a pipeline in one transaction: one moment
     of the data, as no other client runs between them.
 
+    On a Redis Cluster a transaction may not span slots, and the reads of a
+    page span queues: they run as a plain pipeline, split over the nodes (each
+    reply right, the set of them of a few instants, a millisecond apart).
+
     A Redis over ``maxmemory`` with ``noeviction`` refuses every ``MULTI``, even
     of reads alone ("OOM command not allowed"), and that is when an operator
     opens the dashboard: the reads then run as a plain pipeline (each reply
     still right, the set of them no longer of one instant).
     """
-    try:
-        with conn.pipeline(transaction=True) as pipe:
-            reads(pipe)
-            return list(pipe.execute(raise_on_error=raise_on_error))
-    except redis.exceptions.OutOfMemoryError:
-        pass
+    if not is_cluster(conn):
+        try:
+            with conn.pipeline(transaction=True) as pipe:
+                reads(pipe)
+                return list(pipe.execute(raise_on_error=raise_on_error))
+        except redis.exceptions.OutOfMemoryError:
+            pass
     with conn.pipeline(transaction=False) as pipe:
         reads(pipe)
         return list(pipe.execute(raise_on_error=raise_on_error))
@@ -268,8 +274,8 @@ def read_consumers(
     sizes, records = replies[0 : 2 * len(ids) : 2], replies[1 : 2 * len(ids) : 2]
     actives = replies[2 * len(ids) :]
     active_ids = [
-        job_id.decode(errors="replace")
-        for reply in actives
+        (name, job_id.decode(errors="replace"))
+        for name, reply in zip(queues, actives, strict=True)
         if not isinstance(reply, Exception)
         for job_id in reply
     ]
@@ -277,11 +283,12 @@ def read_consumers(
     if active_ids:
 
         def build(pipe: Pipeline) -> None:
-            for job_id in active_ids:
-                peek_field(scripts, pipe, keys.job(job_id), "consumer", defaults.SHORT_FIELD_BYTES)
+            for name, job_id in active_ids:
+                key = keys.job(name, job_id)
+                peek_field(scripts, pipe, key, "consumer", defaults.SHORT_FIELD_BYTES)
 
         replies = read(conn, scripts, build, transaction=False)
-        for job_id, reply in zip(active_ids, replies, strict=True):
+        for (_, job_id), reply in zip(active_ids, replies, strict=True):
             holder = record_of(reply).values.get("consumer")
             if holder is not None:
                 holders.setdefault(holder.decode(errors="replace"), []).append(job_id)
@@ -338,14 +345,14 @@ def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPo
 
 
 def _oldest_created(
-    conn: redis.Redis, scripts: Scripts, keys: Keys, ids: list[str]
+    conn: redis.Redis, scripts: Scripts, q: QueueKeys, ids: list[str]
 ) -> float | None:
     if not ids:
         return None
 
     def build(pipe: Pipeline) -> None:
         for job_id in ids:
-            peek_field(scripts, pipe, keys.job(job_id), "created", defaults.SHORT_FIELD_BYTES)
+            peek_field(scripts, pipe, q.job(job_id), "created", defaults.SHORT_FIELD_BYTES)
 
     records = [record_of(reply) for reply in read(conn, scripts, build, transaction=False)]
     created = _numbers(record.values.get("created") for record in records)

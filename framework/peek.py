@@ -35,6 +35,7 @@ from redis.client import Pipeline
 from redis.exceptions import NoScriptError, OutOfMemoryError
 
 from framework import defaults
+from framework.clients import pipeline
 from framework.record import LONG_FIELDS, SHORT_FIELDS
 from framework.scripts import Scripts
 
@@ -102,14 +103,16 @@ def read(
     knows the scripts (after a restart or ``SCRIPT FLUSH``): they are loaded and the
     pipeline runs again. A Redis at ``maxmemory`` with ``noeviction`` refuses every
     ``MULTI``: then the reads run as a plain pipeline (see
-    :func:`framework.metrics.snapshot`)."""
+    :func:`framework.metrics.snapshot`). On a Cluster the commands of each slot
+    go to its node (:class:`~framework.clients.SlotPipeline`), a transaction
+    per slot."""
     for attempt in range(2):
         try:
-            with conn.pipeline(transaction=transaction) as pipe:
+            with pipeline(conn, transaction=transaction) as pipe:
                 build(pipe)
                 replies: list[Any] = pipe.execute(raise_on_error=False)
         except OutOfMemoryError:  # a full noeviction Redis refuses MULTI, even of reads
-            with conn.pipeline(transaction=False) as pipe:
+            with pipeline(conn, transaction=False) as pipe:
                 build(pipe)
                 replies = pipe.execute(raise_on_error=False)
         if attempt or not any(isinstance(reply, NoScriptError) for reply in replies):

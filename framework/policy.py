@@ -15,6 +15,7 @@ raised ``RetryTask(delay=/eta=)``        delayed until then, if attempts remain
 raised ``CancelExecution(retry=False)``  failed at once, never retried
 was cancelled (``JobCancelled``)         failed at once ("cancelled"), never retried
 timed out (``JobTimeout``, Huey's alarm)  "timed out after N s", like a raise
+met a held lock (``TaskLockedException``) like a raise (no traceback kept: execution)
 raised, attempts spent                   failed, with the error and traceback
 ======================================== ======================================
 

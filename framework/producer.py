@@ -5,13 +5,15 @@ Every enqueue path ends here: ``handler.enqueue``, ``framework.enqueue``,
 options become one :class:`~framework.options.EnqueueOptions`; the payload
 is validated against the handler's model and encoded to JSON text once; the
 storage writes the job records in one atomic script. Nothing is stored when
-anything is wrong, and the error says what.
+anything is wrong, and the error says what. In the app's test mode
+(``app.immediate = True``) the jobs just stored then run, here and now, before
+the call returns (:mod:`framework.immediate`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Unpack, cast
+from typing import Any, Protocol, Unpack, cast
 
 import redis
 
@@ -35,7 +37,13 @@ from framework.options import (
 )
 from framework.storage import EnqueueFailed, JobStorage
 
-__all__ = ["Producer"]
+__all__ = ["Producer", "Runner"]
+
+
+class Runner(Protocol):
+    """Runs jobs as soon as they are stored (the test mode, :mod:`framework.immediate`)."""
+
+    def __call__(self, queue: str, ids: EnqueuedIds, options: EnqueueOptions) -> None: ...
 
 
 class Producer:
@@ -61,6 +69,8 @@ class Producer:
         self.redis_url = redis_url
         self.reconnect_attempts = reconnect_attempts
         self._targets: dict[tuple[str, str], tuple[HandlerSpec, JobStorage]] = {}
+        self.runner: Runner | None = None
+        """The app's test mode (:mod:`framework.immediate`): runs the jobs just stored."""
 
     def enqueue(
         self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
@@ -149,9 +159,12 @@ class Producer:
     ) -> EnqueuedIds:
         row_keys = None if keys is None else [key or "" for key in keys]
         try:
-            return storage.add(spec.name, payloads, options, row_keys)
+            ids = storage.add(spec.name, payloads, options, row_keys)
         except EnqueueFailed as failed:
             raise self._failure(spec, failed) from None
+        if self.runner is not None:
+            self.runner(spec.queue, ids, options)
+        return ids
 
     def _failure(self, spec: HandlerSpec, failed: EnqueueFailed) -> StorageError:
         """What an enqueue that failed says: why, and truthfully what it stored."""

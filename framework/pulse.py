@@ -25,7 +25,8 @@ from typing import Any
 import redis
 
 from framework import defaults
-from framework.keys import Keys, QueueKeys
+from framework.clients import pipeline
+from framework.keys import QueueKeys
 from framework.settings import RateLimit
 
 __all__ = ["QueuePulse", "RunningJob", "read_pulse"]
@@ -61,10 +62,10 @@ class QueuePulse:
 
 
 def read_pulse(
-    conn: redis.Redis, keys: Keys, q: QueueKeys, queue: str, rate_limit: RateLimit | None
+    conn: redis.Redis, q: QueueKeys, queue: str, rate_limit: RateLimit | None
 ) -> QueuePulse:
     """Read :class:`QueuePulse` of ``queue``: two pipelined round trips."""
-    with conn.pipeline(transaction=False) as pipe:
+    with pipeline(conn, transaction=False) as pipe:
         pipe.time()
         pipe.get(q.paused)
         pipe.zrange(q.delayed, 0, 0, withscores=True)
@@ -75,14 +76,14 @@ def read_pulse(
     seconds, micros = clock
     now_ms = seconds * 1000 + micros // 1000
     active_ids = [job_id.decode() for job_id in _list(active)]
-    with conn.pipeline(transaction=False) as pipe:
+    with pipeline(conn, transaction=False) as pipe:
         pipe.zcount(q.delayed, "-inf", now_ms)
         if rate_limit is not None:
             since = f"({now_ms - rate_limit.per * 1000}"
             pipe.zcount(q.limiter, since, "+inf")
             pipe.zrangebyscore(q.limiter, since, "+inf", start=0, num=1, withscores=True)
         for job_id in active_ids:
-            pipe.hmget(keys.job(job_id), ["started", "consumer"])
+            pipe.hmget(q.job(job_id), ["started", "consumer"])
         replies = pipe.execute(raise_on_error=False)
     due = replies.pop(0)
     starts, limited_until = 0, None

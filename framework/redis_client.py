@@ -30,10 +30,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -154,14 +155,15 @@ class RedisClient:
     """JSON values in Redis, with ``None``/``False`` instead of exceptions.
 
     ``pool`` is shared and owned by the caller (see
-    :func:`framework.connection.build_pool`); every key is ``key_prefix + key``.
+    :func:`framework.connection.build_pool`), or a Redis Cluster's client (see
+    :mod:`framework.clients`); every key is ``key_prefix + key``.
     ``cache_ttls`` maps the names of ``[cache.ttl]`` to seconds for
     :meth:`get_cached`; ``lock_ttl`` bounds how long one loader blocks others.
     """
 
     def __init__(
         self,
-        pool: redis.ConnectionPool,
+        pool: redis.ConnectionPool | RedisCluster,
         *,
         cache_ttls: Mapping[str, int] | None = None,
         default_ttl: int = defaults.CACHE_TTL,
@@ -170,20 +172,30 @@ class RedisClient:
         lock_ttl: float = CACHE_LOCK_TTL,
         health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
-        self._pool = pool
         self._owns_pool = False
-        self._redis = redis.Redis(connection_pool=pool)
-        self._probe_pool = _single_try_pool(pool, health_timeout)
-        self._probe = redis.Redis(connection_pool=self._probe_pool)
+        self._cluster = pool if isinstance(pool, RedisCluster) else None
+        self._pool: redis.ConnectionPool | None = None
+        self._probe_pool: redis.ConnectionPool | None = None
+        if isinstance(pool, RedisCluster):
+            # the cluster client routes each key to its node; it probes with its own retries
+            self._redis = self._probe = cast(redis.Redis, pool)
+            kwargs: dict[str, Any] = pool.nodes_manager.connection_kwargs
+            retry: Any = pool.retry
+        else:
+            self._pool = pool
+            self._redis = redis.Redis(connection_pool=pool)
+            self._probe_pool = _single_try_pool(pool, health_timeout)
+            self._probe = redis.Redis(connection_pool=self._probe_pool)
+            kwargs = pool.connection_kwargs
+            retry = kwargs.get("retry")
         self._scripts = Scripts(self._redis)
         self._prefix = key_prefix
         self._lock_prefix = cache_lock_prefix(key_prefix)
-        self._url = redact_url(url_for_logs) if url_for_logs else _url_of(pool)
-        password = pool.connection_kwargs.get("password")
+        self._url = redact_url(url_for_logs) if url_for_logs else _url_of(kwargs)
+        password = kwargs.get("password")
         self._password = password if isinstance(password, str) and password else None
         self._default_ttl = check_ttl(default_ttl)
         self._cache_ttls = {name: check_ttl(ttl) for name, ttl in (cache_ttls or {}).items()}
-        retry = pool.connection_kwargs.get("retry")
         attempts = retry.get_retries() if isinstance(retry, Retry) else 0
         self.outage = OutageLog(self._url, attempts)
         self._cache = CacheAside(_Store(self), lock_ttl=lock_ttl)
@@ -201,8 +213,9 @@ class RedisClient:
 
     def close(self) -> None:
         """Drop the health probe's connections, and the pool's if :meth:`from_spec` built it."""
-        self._probe_pool.disconnect()
-        if self._owns_pool:
+        if self._probe_pool is not None:
+            self._probe_pool.disconnect()
+        if self._owns_pool and self._pool is not None:
             self._pool.disconnect()
 
     # -- operations --------------------------------------------------------
@@ -285,8 +298,14 @@ class RedisClient:
         return self.health()["connected"]
 
     def server_info(self) -> dict[str, Any] | None:
-        """The server's ``INFO`` (version, memory, clients, ...), one try; None on error."""
+        """The server's ``INFO`` (version, memory, clients, ...), one try; None on error.
+
+        On a Cluster: the ``INFO`` of the master nearest its ``maxmemory`` (the
+        one to worry about first), with ``cluster_masters``, how many answered.
+        """
         try:
+            if self._cluster is not None:
+                return _nearest_full(self._cluster.info(target_nodes=RedisCluster.PRIMARIES))
             info: dict[str, Any] = self._probe.info()
         except (RedisError, OSError) as exc:
             log.debug("Redis INFO at %s failed: %s", self._url, self._describe(exc))
@@ -396,9 +415,27 @@ def _single_try_pool(pool: redis.ConnectionPool, timeout: float) -> redis.Connec
     return redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
 
 
-def _url_of(pool: redis.ConnectionPool) -> str:
-    """``redis://host:port/db`` from the pool's settings, never with the password."""
-    kwargs = pool.connection_kwargs
+def _nearest_full(replies: Any) -> dict[str, Any] | None:
+    """Of each master's ``INFO`` (by node name), the one with the highest share of its
+    ``maxmemory`` used (without limits: the most memory used), and how many answered."""
+    infos: list[dict[str, Any]] = [
+        info for info in dict(replies).values() if isinstance(info, dict)
+    ]
+    if not infos:
+        return None
+
+    def fullness(info: dict[str, Any]) -> tuple[float, int]:
+        used, limit = info.get("used_memory", 0), info.get("maxmemory", 0)
+        used = used if isinstance(used, int) else 0
+        share = used / limit if isinstance(limit, int) and limit > 0 else 0.0
+        return share, used
+
+    fullest = max(infos, key=fullness)
+    return {**fullest, "cluster_masters": len(infos)}
+
+
+def _url_of(kwargs: Mapping[str, Any]) -> str:
+    """``redis://host:port/db`` from a pool's settings, never with the password."""
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
     host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)

@@ -49,7 +49,7 @@ def result(
         if place.state == "completed":
             return app.result(place.queue, job_id)
         if place.state == "failed":
-            info = jobs.get(job_id)
+            info = jobs.get(job_id, queue=place.queue)
             error = info.error if info is not None else None
             raise JobFailedError(
                 f"job {job_id} on queue {place.queue} failed: {error or '(no error text)'}",

@@ -24,7 +24,8 @@ _building = threading.local()
 
 def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
     """The process's app, built once: config from ``$HUEYARD_CONFIG``, handlers discovered,
-    their start-up checks passed (:mod:`framework.checks`).
+    their start-up checks passed (:mod:`framework.checks`), in test mode when
+    ``$HUEYARD_IMMEDIATE`` says so (:mod:`framework.immediate`).
 
     A handler module that asks for the app while it is being imported by this
     very build (at module level) gets a :class:`HandlerError` at once, naming
@@ -51,9 +52,16 @@ def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
 
 
 def _build(env: Mapping[str, str]) -> Hueyard:
+    from framework.immediate import mode_of
+
     settings = load_settings(env=env)
+    mode = mode_of(env)  # HUEYARD_IMMEDIATE: the test mode (framework/immediate.py)
     discover(env)
-    return Hueyard(settings, REGISTRY)
+    app = Hueyard(settings, REGISTRY)
+    if mode is not None:
+        app.immediate_use_memory = mode == "memory"
+        app.immediate = True
+    return app
 
 
 def _set(app: Hueyard | None) -> None:

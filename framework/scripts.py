@@ -39,6 +39,7 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.cluster import ClusterPipeline
 from redis.commands.core import Script as RedisScript
 from redis.exceptions import NoScriptError
 
@@ -371,6 +372,10 @@ class Scripts:
         registered = self._scripts[name]
         if isinstance(client, Pipeline):
             return registered(keys=key_values, args=arg_values, client=client)
+        if isinstance(client, ClusterPipeline):
+            # No SCRIPT EXISTS round before a Cluster's pipeline: a node that does not
+            # know the script answers NOSCRIPT in this command's reply (see ``load``).
+            return client.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
         conn = client or self.client()
         try:
             try:
@@ -400,7 +405,8 @@ class Scripts:
         pipe.evalsha(self._scripts[name].sha, len(key_values), *key_values, *arg_values)
 
     def load(self, *names: str) -> None:
-        """Load scripts ``names`` into the server (after a ``NOSCRIPT`` reply)."""
+        """Load scripts ``names`` into the server (after a ``NOSCRIPT`` reply); on a
+        Cluster, into every master."""
         for name in names:
             registered = self._scripts[name]
             registered.sha = self._conn.script_load(registered.script)

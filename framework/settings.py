@@ -14,6 +14,7 @@ import ipaddress
 import re
 import zoneinfo
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -183,6 +184,8 @@ class RedisSettings(_Strict):
     """Replicas that must confirm an enqueue (``WAIT``) before it returns; 0: none."""
     wait_timeout: Seconds = 1.0
     """Seconds an enqueue waits for ``wait_replicas`` replicas before it raises."""
+    cluster: bool = False
+    """A Redis Cluster: ``url`` names any one node; the client finds the others."""
 
     @field_validator("url")
     @classmethod
@@ -218,7 +221,24 @@ class RedisSettings(_Strict):
             )
         if self.sentinels and self.url.startswith("unix://"):
             raise ValueError("with sentinels, url gives redis:// or rediss://, not a unix socket")
+        if self.cluster:
+            self._check_cluster()
         return self
+
+    def _check_cluster(self) -> None:
+        if self.sentinels:
+            raise ValueError(
+                "cluster = true and sentinels exclude each other: a Redis Cluster fails "
+                "over by itself; remove sentinels and master_name, or set cluster = false"
+            )
+        if self.url.startswith("unix://"):
+            raise ValueError("with cluster = true, url names a node as redis:// or rediss://")
+        path = urlsplit(self.url).path.strip("/")
+        if path not in ("", "0"):
+            raise ValueError(
+                f"url {redact_url(self.url)!r} selects database {path!r}, but a Redis "
+                "Cluster has only database 0; drop the /<db> from the url (or REDIS_DB)"
+            )
 
     @property
     def connection(self) -> ConnectionSpec:
@@ -233,6 +253,7 @@ class RedisSettings(_Strict):
             sentinels=tuple(_split_host_port(entry) for entry in self.sentinels),
             master_name=self.master_name,
             sentinel_password=self.sentinel_password,
+            cluster=self.cluster,
         )
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]

@@ -40,12 +40,13 @@ from typing import Any
 import redis
 from huey.constants import EmptyData
 from huey.storage import BaseStorage
+from redis.exceptions import NoScriptError
 
 from framework import defaults, forks
-from framework.connection import ThreadClients
+from framework.clients import RedisClients
 from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
-from framework.keys import LOGS, Keys
+from framework.keys import Keys
 from framework.options import NO_OPTIONS, EnqueuedIds, EnqueueOptions, Outcome
 from framework.outages import Outage
 from framework.policy import JobPolicy
@@ -107,19 +108,16 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self,
         name: str = "huey",
         *,
-        connection_pool: redis.ConnectionPool,
+        clients: RedisClients,
         keys: Keys,
         policy: QueuePolicy,
         consumer: ConsumerSettings,
         read_timeout: float = BLOCKING_READ_TIMEOUT,
-        thread_clients: ThreadClients | None = None,
         replicas: Replicas | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(name)
-        self.conn = redis.Redis(connection_pool=connection_pool)
-        # enqueue and release run on each thread's own connection (the app shares them)
-        self.scripts = Scripts(self.conn, thread_clients or ThreadClients(connection_pool))
+        self.use_clients(clients)
         self.q = keys.queue(policy.name)
         self.policy = policy
         self.lease_ms = int(consumer.lease * 1000)
@@ -134,6 +132,14 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.outage = Outage(f"queue {policy.name}", logger)
         self._unsure: list[tuple[str, float]] = []  # claim tokens whose reply was lost, when
         self._unsure_lock = threading.Lock()
+
+    def use_clients(self, clients: RedisClients) -> None:
+        """Keep this queue's jobs on ``clients`` from now on (the app's test mode switches
+        to an in-memory store and back: :mod:`framework.immediate`)."""
+        self.clients = clients
+        self.conn = clients.client()
+        # enqueue and release run on each thread's own connection (the app shares them)
+        self.scripts = Scripts(self.conn, clients.threads)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -177,13 +183,18 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         connection (one round trip): its reply and how many replicas confirmed it."""
         if not self.replicas.count:
             return self.scripts.call("enqueue", self.q, args=args, rows=rows), 0
-        with self.scripts.client().pipeline(transaction=False) as pipe:
-            self.scripts.call("enqueue", self.q, args=args, rows=rows, client=pipe)
-            pipe.execute_command("WAIT", self.replicas.count, self.replicas.timeout_ms)  # type: ignore[no-untyped-call]
-            try:
+        # WAIT counts the writes of its own connection: on a Cluster, the queue's node's
+        try:
+            with self.clients.node_client(self.q.waiting).pipeline(transaction=False) as pipe:
+                self.scripts.call("enqueue", self.q, args=args, rows=rows, client=pipe)
+                pipe.execute_command("WAIT", self.replicas.count, self.replicas.timeout_ms)  # type: ignore[no-untyped-call]
                 reply, confirmed = pipe.execute()
-            except redis.ResponseError as exc:
-                raise storage_error(exc, "script 'enqueue'") from None
+        except redis.ResponseError as exc:
+            self.clients.lost_node()  # MOVED: the slot has a new master
+            raise storage_error(exc, "script 'enqueue'") from None
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.clients.lost_node()
+            raise
         return reply, int(confirmed)
 
     def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
@@ -231,17 +242,45 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             # token. The claim rides in the same pipeline: Redis runs it the moment the
             # BLPOP returns, so a woken worker gets its job without another round trip.
             token = forks.new_token()
+            if self.clients.cluster is not None:
+                return self._claim_woken(token)
             with self._unsure_if_lost(token), self.conn.pipeline(transaction=False) as pipe:
                 pipe.blpop([self.q.wake], timeout=self.read_timeout)
                 self._claim_call(token, client=pipe)
                 woken, reply = pipe.execute(raise_on_error=False)
             if isinstance(woken, redis.ResponseError):
                 raise storage_error(woken, "BLPOP", key=self.q.wake, wanted="list", conn=self.conn)
+            if isinstance(reply, NoScriptError):  # a Cluster node new to the script
+                self.scripts.load("claim")  # (its pipelines do not load scripts first)
+                return None
             if isinstance(reply, Exception):
                 if isinstance(reply, redis.ResponseError):
                     raise storage_error(reply, "script 'claim'")
                 raise reply
             return self._taken(reply, token)[0]
+
+    def _claim_woken(self, token: str) -> Claim | None:
+        """On a Cluster, whose pipelines take no scripts: block, then claim, on the
+        cluster client (which follows the queue's slot to its node across failovers)."""
+        try:
+            woken = self.conn.blpop([self.q.wake], timeout=self.read_timeout)
+        except redis.ResponseError as exc:
+            raise storage_error(
+                exc, "BLPOP", key=self.q.wake, wanted="list", conn=self.conn
+            ) from None
+        if woken is None:
+            return None
+        with self._unsure_if_lost(token):
+            reply = self._claim_call(token)
+        return self._taken(reply, token)[0]
+
+    def claim_now(self) -> Claim | None:
+        """Take the next job at once, without waiting for one: None when none may be
+        taken now (nothing waiting, the queue paused, its rate limit spent)."""
+        token = forks.new_token()
+        with self._unsure_if_lost(token):
+            reply = self._claim_call(token)
+        return self._taken(reply, token)[0]
 
     @contextlib.contextmanager
     def _unsure_if_lost(self, token: str) -> Iterator[None]:
@@ -419,11 +458,10 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
 
     def report(self, claim: Claim, kind: str, value: str) -> bool:
         """Record progress (``kind="progress"``) or a log line of a running job."""
-        job = self.q.job(claim.id)
         return bool(
             self.scripts.call(
                 "update",
-                keys={"job": job, "logs": job + LOGS},
+                keys={"job": self.q.job(claim.id), "logs": self.q.logs(claim.id)},
                 args={
                     "token": claim.token,
                     "kind": kind,

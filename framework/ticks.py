@@ -32,6 +32,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
 
 import redis
 
+from framework.clients import RedisClients
 from framework.errors import ConfigError, HueyardError, PayloadError, RedisUnavailableError
 from framework.handlers import HandlerRegistry
 from framework.keys import Keys
@@ -47,7 +48,7 @@ class ScheduleApp(Protocol):
 
     settings: Settings
     keys: Keys
-    pool: redis.ConnectionPool
+    clients: RedisClients
     schedules: dict[str, Schedule]
 
     def enqueue(
@@ -202,7 +203,7 @@ class Schedules:
     def __init__(self, app: ScheduleApp) -> None:
         self.app = app
         self.keys: Keys = app.keys
-        self.conn = redis.Redis(connection_pool=app.pool)
+        self.conn = app.clients.client()
         self.scripts = Scripts(self.conn)
         self.interval = app.settings.consumer.scheduler_interval
 

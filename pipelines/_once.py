@@ -51,7 +51,7 @@ def send_at_most_once(
     import framework
 
     app = framework.get_app()
-    conn = redis.Redis(connection_pool=app.pool)
+    conn = app.clients.client()
     key = app.keys.cache(record_key(name, job.id))
     sending = {"state": "sending", "attempt": job.attempt, "at": round(time.time(), 3)}
     if not conn.set(key, json.dumps(sending), nx=True, ex=RECORD_TTL):

@@ -182,7 +182,7 @@ def job_counts(app: Hueyard, payload: AnalyticsSnapshot, now: datetime.datetime)
         start, end = window(payload.period, datetime.date.fromisoformat(payload.date))
     else:
         start, end = previous_window(payload.period, (payload.tick or now).astimezone(zone).date())
-    conn = redis.Redis(connection_pool=app.pool)
+    conn = app.clients.client()
     if payload.period == "daily":
         queues, coverage = _day_counts(app, start, zone, now)
         if coverage["complete"]:
@@ -234,7 +234,10 @@ def _sum_of_days(
 ) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
     """The stored daily counts of ``start`` .. ``end`` added up, and the days not found."""
     days = [start + datetime.timedelta(days=n) for n in range((end - start).days + 1)]
-    raw: list[bytes | None] = conn.mget([app.keys.cache(daily_key(day)) for day in days])  # type: ignore[assignment]
+    with conn.pipeline(transaction=False) as pipe:  # GETs, not MGET: on a Cluster the
+        for day in days:  # days' keys hash to different slots
+            pipe.get(app.keys.cache(daily_key(day)))
+        raw: list[bytes | None] = pipe.execute()
     queues: dict[str, dict[str, int]] = {q: dict.fromkeys(COUNTS, 0) for q in app.queues}
     missing = []
     for day, value in zip(days, raw, strict=True):

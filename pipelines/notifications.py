@@ -183,7 +183,7 @@ def _pubsub(payload: Notification, settings: Routing, job: JobContext | None) ->
         "jobId": job.id if job is not None else None,
     }
     try:
-        receivers = int(redis.Redis(connection_pool=app.pool).publish(channel, json.dumps(message)))
+        receivers = int(app.clients.client().publish(channel, json.dumps(message)))
     except redis.RedisError as exc:
         raise SendError(f"PUBLISH to {channel} failed: {type(exc).__name__}: {exc}") from None
     return f"published to {receivers} subscriber{'' if receivers == 1 else 's'}"
@@ -228,7 +228,7 @@ class _Record:
     def __init__(self, app: Hueyard, job: JobContext) -> None:
         self._job = job
         self._key = app.keys.cache(channels_key(job.id))
-        self._conn = redis.Redis(connection_pool=app.pool)
+        self._conn = app.clients.client()
 
     def read(self) -> dict[str, str]:
         raw = self._conn.hgetall(self._key)

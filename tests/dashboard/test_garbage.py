@@ -37,7 +37,7 @@ class Planted:
 @pytest.fixture
 def planted(make_app: MakeApp, serve: Serve, redis_conn: redis.Redis) -> Planted:
     app = make_app(health="require_consumer = false")
-    k = app.keys.job
+    k = app.keys.queue("work").job
     ids: dict[str, str] = {}
     # completed, failed and active jobs first (each finish claims the oldest waiting job)
     add(app, 3)
@@ -187,7 +187,7 @@ def test_a_search_reads_at_most_search_limit_jobs_and_search_bytes_of_each(
         head = "needle" if n == 3 else "hay"
         tail = "needle" if n == 5 else "hay"
         payload = json.dumps({"head": head, "blob": "y" * MB, "tail": tail})
-        redis_conn.hset(app.keys.job(job_id), "payload", payload)
+        redis_conn.hset(app.keys.job("work", job_id), "payload", payload)
     served = serve(app=app)
     # When the waiting jobs are searched (oldest first: run order)
     tracemalloc.start()

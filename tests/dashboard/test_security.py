@@ -153,7 +153,9 @@ def test_secrets_in_errors_tracebacks_logs_and_results_are_masked_on_every_page(
 ) -> None:
     # Given a failed job whose error, traceback and log lines quote secrets
     [failed_id] = app.enqueue_many("work", "job", [{"n": 1, "card": {"pin": 1}}])
-    redis_conn.rpush(app.keys.job_logs(failed_id), "calling https://api.x/y?api_key=LOGSECRET")
+    redis_conn.rpush(
+        app.keys.job_logs("work", failed_id), "calling https://api.x/y?api_key=LOGSECRET"
+    )
     storage = storage_of(app)
     claimed = storage.claim()
     assert claimed is not None

@@ -30,10 +30,11 @@ import time
 from typing import Any
 
 import redis
-from huey.exceptions import RetryTask
+from huey.exceptions import CancelExecution, RetryTask
+from huey.signals import SIGNAL_LOCKED
 from pydantic import BaseModel
 
-from framework import current_job, handler
+from framework import current_job, get_app, handler
 
 REDIS_URL_ENV = "HUEYARD_E2E_REDIS_URL"
 RECORDS_ENV = "HUEYARD_E2E_RECORDS"
@@ -308,3 +309,34 @@ def gamma_tick(payload: dict[str, Any]) -> dict[str, Any]:
     assert job is not None
     record("gamma.tick", str(payload["tick"]), "start", id=job.id)
     return {"tick": payload["tick"]}
+
+
+# -- Huey's exceptions: CancelExecution, lock_task's TaskLockedException ----------------------
+
+
+@handler("retry")
+def cancel(payload: dict[str, Any]) -> None:
+    """Raise ``CancelExecution(retry=payload["retry"])`` (``None``: Huey's default)."""
+    record("retry.cancel", payload["tag"], "start")
+    raise CancelExecution(retry=payload["retry"])
+
+
+_watching_locks: set[int] = set()
+
+
+def _record_locked(signal: str, task: Any, *args: Any) -> None:
+    record("retry.locked_report", task.id, "locked")
+
+
+@handler("retry")
+def locked_report(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run under the ``lock_task`` lock ``payload["lock"]``; Huey's locked signal, sent when
+    another holds it, is recorded (event ``"locked"``, tag: the job id)."""
+    huey = get_app().queue("retry").huey
+    if id(huey) not in _watching_locks:  # the app exists only once handler modules are imported
+        _watching_locks.add(id(huey))
+        huey.signal(SIGNAL_LOCKED)(_record_locked)
+    record("retry.locked_report", payload["tag"], "start")
+    with huey.lock_task(payload["lock"]):
+        record("retry.locked_report", payload["tag"], "end")
+        return {"tag": payload["tag"]}

@@ -105,7 +105,7 @@ def test_a_campaign_killed_mid_fan_out_runs_again_and_messages_each_contact_once
     assert info.result["enqueued"] + info.result["alreadyEnqueued"] == CONTACTS
     assert info.result["alreadyEnqueued"] >= at_kill  # the run after the kill skipped them
     conn = e2e.conn
-    pattern = f"{{{e2e.prefix}}}:q:messages:key:spring-sale:*"
+    pattern = f"{{{e2e.prefix}:messages}}:key:spring-sale:*"
     keys = sum(1 for _ in conn.scan_iter(pattern, count=5000))
     assert keys == CONTACTS
     assert info.stalls == 1  # it came back once, by its lease

@@ -73,7 +73,7 @@ def test_outcomes_survive_a_redis_outage_no_job_runs_twice_none_stalls(
     assert set(counts) == set(ids)
     assert [job for job, n in counts.items() if n > 1] == []
     conn = server.client()
-    assert [job for job in ids if conn.hexists(f"{{{blip.prefix}}}:job:{job}", "stalls")] == []
+    assert [job for job in ids if conn.hexists(f"{{{blip.prefix}:work}}:job:{job}", "stalls")] == []
     assert blip.counts("blip").failed == 0
 
     # And the log tells the outage without a traceback: outcomes stored once Redis is back

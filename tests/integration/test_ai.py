@@ -110,7 +110,7 @@ REQUEST = {
 
 
 def no_key_in(app: Hueyard, redis_conn: redis.Redis, job_id: str, text: str) -> None:
-    stored = redis_conn.hgetall(app.keys.job(job_id))
+    stored = redis_conn.hgetall(app.keys.job("ai", job_id))
     assert all(KEY.encode() not in value for value in stored.values())
     assert KEY not in text
     assert KEY[-8:] not in text

@@ -76,7 +76,7 @@ def queued(app: Hueyard, queue: str) -> list[tuple[str, dict[bytes, bytes], floa
     storage = app.queue(queue).huey.storage
     entries = storage.conn.zrange(storage.q.waiting, 0, -1, withscores=True)
     return [
-        (i.decode(), storage.conn.hgetall(app.keys.job(i.decode())), score) for i, score in entries
+        (i.decode(), storage.conn.hgetall(storage.q.job(i.decode())), score) for i, score in entries
     ]
 
 

@@ -100,7 +100,7 @@ def test_a_50_mb_payload_is_read_to_the_cap_and_marked(
     # Given a job whose payload someone made 50 MB
     job_id = new_job(app)
     stored = b'{"blob":"' + b"x" * (50 * MB) + b'"}'
-    redis_conn.hset(app.keys.job(job_id), "payload", stored)
+    redis_conn.hset(app.keys.job("work", job_id), "payload", stored)
     # When it is read, whole up to 64 KiB
     job, peak = peak_of(lambda: jobs.get(job_id, field_bytes=65536))
     # Then the payload is its first 64 KiB, with its size, and this process never held 50 MB
@@ -126,7 +126,7 @@ def test_text_fields_are_cut_with_the_marker_at_their_end(
     new_job(app)
     job_id = fail(storage)
     redis_conn.hset(
-        app.keys.job(job_id),
+        app.keys.job("work", job_id),
         mapping={"error": "E" * (3 * MB), "traceback": "T" * (2 * MB), "result": "[" + "1," * MB},
     )
     job = jobs.get(job_id, field_bytes=1000)
@@ -141,7 +141,7 @@ def test_log_lines_the_newest_of_them_each_cut(
 ) -> None:
     # Given a million log lines, the newest of them 5 MB long
     job_id = new_job(app)
-    logs = app.keys.job_logs(job_id)
+    logs = app.keys.job_logs("work", job_id)
     with redis_conn.pipeline(transaction=False) as pipe:
         for start in range(0, 1_000_000, 100_000):
             pipe.rpush(logs, *(f"line {n}" for n in range(start, start + 100_000)))
@@ -164,7 +164,7 @@ def test_every_short_field_is_read_to_its_cap(
 ) -> None:
     job_id = new_job(app)
     redis_conn.hset(
-        app.keys.job(job_id),
+        app.keys.job("work", job_id),
         mapping={
             "handler": "work." + "h" * MB,
             "consumer": "c" * MB,
@@ -213,7 +213,7 @@ def test_a_payload_that_can_not_be_shown_as_json_says_why(
     app: Hueyard, jobs: Jobs, redis_conn: redis.Redis, stored: bytes, problem: str
 ) -> None:
     job_id = new_job(app)
-    redis_conn.hset(app.keys.job(job_id), "payload", stored)
+    redis_conn.hset(app.keys.job("work", job_id), "payload", stored)
     job = jobs.get(job_id)
     assert job is not None
     assert job.payload is None
@@ -231,7 +231,7 @@ def test_a_result_or_progress_that_is_not_json_shows_as_its_text(
 ) -> None:
     job_id = new_job(app)
     deep = "[" * 2000 + "]" * 2000
-    redis_conn.hset(app.keys.job(job_id), mapping={"result": deep, "progress": b"\xff\xfe"})
+    redis_conn.hset(app.keys.job("work", job_id), mapping={"result": deep, "progress": b"\xff\xfe"})
     job = jobs.get(job_id)
     assert job is not None and job.problem is not None
     assert job.result == deep
@@ -246,7 +246,8 @@ def test_a_record_of_a_million_fields_costs_what_a_record_does(
     with redis_conn.pipeline(transaction=False) as pipe:
         for start in range(0, 1_000_000, 100_000):
             pipe.hset(
-                app.keys.job(job_id), mapping={f"f{n}": n for n in range(start, start + 100_000)}
+                app.keys.job("work", job_id),
+                mapping={f"f{n}": n for n in range(start, start + 100_000)},
             )
         pipe.execute()
     job, peak = peak_of(lambda: jobs.get(job_id))
@@ -258,8 +259,8 @@ def test_keys_of_the_wrong_type_are_problems_not_errors(
     app: Hueyard, jobs: Jobs, redis_conn: redis.Redis
 ) -> None:
     job_id = new_job(app)
-    redis_conn.hset(app.keys.job_logs(job_id), "not", "a list")
-    redis_conn.rpush(app.keys.job("a-list"), "x")
+    redis_conn.hset(app.keys.job_logs("work", job_id), "not", "a list")
+    redis_conn.rpush(app.keys.job("work", "a-list"), "x")
     redis_conn.zadd(app.keys.queue("work").waiting, {"a-list": 0})
     job = jobs.get(job_id)
     assert job is not None and job.problem == "its log key is not a list (it is a hash)"
@@ -310,7 +311,7 @@ def test_a_page_reads_at_most_field_bytes_of_each_value(
     blob = b'{"blob":"' + b"y" * (2 * MB) + b'"}'
     with redis_conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hset(app.keys.job(job_id), mapping={"payload": blob, "error": blob})
+            pipe.hset(app.keys.job("work", job_id), mapping={"payload": blob, "error": blob})
         pipe.execute()
     # When a page of them is read
     page, peak = peak_of(lambda: jobs.list_jobs("work", "waiting", page_size=20))
@@ -332,7 +333,7 @@ def test_secrets_in_the_start_of_a_cut_payload_are_masked(
 ) -> None:
     job_id = new_job(app)
     stored = json.dumps({"password": "hunter2", "api_key": "k-123", "rows": ["r"] * 100_000})
-    redis_conn.hset(app.keys.job(job_id), "payload", stored)
+    redis_conn.hset(app.keys.job("work", job_id), "payload", stored)
     for job in (jobs.get(job_id, field_bytes=200), jobs.list_jobs("work", "waiting").items[0]):
         assert job is not None and isinstance(job.payload, Cut)
         text = str(render(job.payload))
@@ -416,12 +417,12 @@ def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
 def garbage(app: Hueyard, storage: JobStorage, redis_conn: redis.Redis) -> Iterator[dict[str, str]]:
     """A job of each kind of garbage, by name."""
     ids = {name: new_job(app, n) for n, name in enumerate(["big", "deep", "bytes", "fields"])}
-    k = app.keys.job
+    k = app.keys.queue("work").job
     redis_conn.hset(k(ids["big"]), "payload", b'{"blob":"' + b"x" * (50 * MB) + b'"}')
     redis_conn.hset(k(ids["deep"]), "payload", b"[" * 100_000 + b"]" * 100_000)
     redis_conn.hset(k(ids["bytes"]), mapping={"payload": b"\xff\xfe", "error": b"\xc3\x28" * 10})
     redis_conn.hset(k(ids["fields"]), mapping={"created": "yesterday", "priority": "9" * 5000})
-    redis_conn.rpush(app.keys.job_logs(ids["big"]), *["l" * 100_000] * 60)
+    redis_conn.rpush(app.keys.job_logs("work", ids["big"]), *["l" * 100_000] * 60)
     ids["ghost"] = "ghost"
     redis_conn.zadd(app.keys.queue("work").waiting, {"ghost": 10**15})
     yield ids

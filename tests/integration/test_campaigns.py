@@ -132,7 +132,7 @@ def test_a_campaign_run_again_days_later_messages_nobody_twice(
     assert [job.state for job in sent] == ["completed", "completed"]
     completed = app.queue("messages").storage.q.completed
     for job in sent:  # what retention does to old jobs: the records go, the keys stay
-        redis_conn.delete(app.keys.job(job.id))
+        redis_conn.delete(app.keys.job("messages", job.id))
         redis_conn.zrem(completed, job.id)
     index = app.queue("messages").storage.q.key(f"camp-2:{phone(1)}")
     assert campaigns.KEY_TTL - 60 < redis_conn.ttl(index) <= campaigns.KEY_TTL  # bounded

@@ -82,7 +82,7 @@ def states_of(conn: redis.Redis, job_id: str, queue: str = "work") -> list[str]:
     """The sets that hold ``job_id``: exactly one for a job that is somewhere."""
     found = []
     for state in JOB_STATES:
-        key = f"{{cf}}:q:{queue}:{state}"
+        key = f"{{cf:{queue}}}:{state}"
         if conn.type(key) == b"zset" and conn.zscore(key, job_id) is not None:
             found.append(state)
     return found
@@ -227,7 +227,7 @@ def _log(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any]:
 
 
 WRONG_TYPES: list[tuple[str, Scenario, str, str]] = [
-    # (what, scenario, the planted key's name under {cf}:q:work: or a full key, its type)
+    # (what, scenario, the planted key's name under {cf:work}: or a full key, its type)
     ("enqueue", _enqueue, "waiting", "string"),
     ("enqueue", _enqueue, "wake", "hash"),
     ("enqueue", _enqueue, "seq", "list"),
@@ -235,7 +235,7 @@ WRONG_TYPES: list[tuple[str, Scenario, str, str]] = [
     ("enqueue_many", _enqueue_many, "waiting", "hash"),
     ("claim", _claim, "active", "string"),
     ("claim", _claim, "failed", "list"),
-    ("claim on a rate-limited queue", _claim_limited, "{cf}:q:limited:limiter", "string"),
+    ("claim on a rate-limited queue", _claim_limited, "{cf:limited}:limiter", "string"),
     ("release completed", _release("completed"), "completed", "string"),
     ("release failed", _release("failed"), "failed", "hash"),
     ("release retry", _release("retry"), "delayed", "list"),
@@ -255,7 +255,7 @@ WRONG_TYPES: list[tuple[str, Scenario, str, str]] = [
     ("cancel", _cancel, "completed", "list"),
     ("clean", _clean, "completed", "string"),
     ("resume", _resume, "waiting", "hash"),
-    ("a log line", _log, "{cf}:job:*:logs", "string"),
+    ("a log line", _log, "{cf:work}:job:*:logs", "string"),
 ]
 
 
@@ -271,9 +271,9 @@ def test_a_key_of_the_wrong_type_stops_the_call_before_it_writes_anything(
     # Given the jobs the call works on, and a key it writes holding another type
     call = scenario(app, storage, jobs)
     if name.endswith("*:logs"):
-        [key] = [k.decode() for k in redis_conn.scan_iter("{cf}:job:*:logs")]
+        [key] = [k.decode() for k in redis_conn.scan_iter("{cf:work}:job:*:logs")]
     else:
-        key = name if name.startswith("{") else f"{{cf}}:q:work:{name}"
+        key = name if name.startswith("{") else f"{{cf:work}}:{name}"
         plant(redis_conn, key, kind)
     before = snapshot(redis_conn)
     # When the call runs
@@ -292,10 +292,10 @@ def test_a_sequence_that_is_not_a_number_stops_enqueue_before_it_writes(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
     # Given the queue's enqueue sequence holds text
-    redis_conn.set("{cf}:q:work:seq", "twelve")
+    redis_conn.set("{cf:work}:seq", "twelve")
     before = snapshot(redis_conn)
     # When a job is enqueued, Then the sequence is named and nothing is stored
-    with pytest.raises(StorageError, match=r"'\{cf\}:q:work:seq' holds something other than"):
+    with pytest.raises(StorageError, match=r"'\{cf:work\}:seq' holds something other than"):
         app.enqueue("work", "job", {"n": 1})
     assert snapshot(redis_conn) == before
 
@@ -316,7 +316,7 @@ def test_a_batch_whose_third_key_is_taken_stores_none_of_its_jobs(
     app: Hueyard, redis_conn: redis.Redis, known_ids: list[str]
 ) -> None:
     # Given the record key of the 3rd of 10 jobs holds a string
-    taken = app.keys.job(known_ids[2])
+    taken = app.keys.job("work", known_ids[2])
     redis_conn.set(taken, "planted")
     before = snapshot(redis_conn)
     # When the 10 are enqueued in one call
@@ -333,7 +333,7 @@ def test_a_failed_batch_says_which_jobs_the_earlier_batches_stored(
     app: Hueyard, jobs: Jobs, redis_conn: redis.Redis, known_ids: list[str]
 ) -> None:
     # Given the record key of job #550 of 600 (in the second batch of 500) is taken
-    redis_conn.set(app.keys.job(known_ids[549]), "planted")
+    redis_conn.set(app.keys.job("work", known_ids[549]), "planted")
     # When the 600 are enqueued
     with pytest.raises(StorageError) as caught:
         app.enqueue_many("work", "job", [{"n": i} for i in range(600)])
@@ -341,7 +341,7 @@ def test_a_failed_batch_says_which_jobs_the_earlier_batches_stored(
     assert "The first 500 of 600 jobs were stored" in str(caught.value)
     assert caught.value.stored == tuple(known_ids[:500])
     assert jobs.counts("work").waiting == 500
-    assert all(not redis_conn.exists(app.keys.job(job_id)) for job_id in known_ids[500:549])
+    assert all(not redis_conn.exists(app.keys.job("work", job_id)) for job_id in known_ids[500:549])
 
 
 def test_an_enqueue_sent_twice_after_a_lost_answer_stores_its_jobs_once(
@@ -378,7 +378,7 @@ def _garbage_ids(params: list[tuple[str, str, str]]) -> list[str]:
 
 
 def corrupt_reason(conn: redis.Redis, job_id: str) -> str:
-    error = conn.hget(f"{{cf}}:job:{job_id}", "error")
+    error = conn.hget(f"{{cf:work}}:job:{job_id}", "error")
     assert error is not None, "the failed job says why"
     return str(error.decode())
 
@@ -391,13 +391,13 @@ def test_claim_fails_a_corrupt_job_with_the_reason_and_takes_the_next(
 ) -> None:
     # Given a waiting job whose record holds garbage in a number field, and a good one behind it
     bad, good = app.enqueue_many("work", "job", [{"n": 1}, {"n": 2}])
-    redis_conn.hset(app.keys.job(bad), field, value)
+    redis_conn.hset(app.keys.job("work", bad), field, value)
     # When a worker claims, Then it gets the good job
     assert claim(storage).id == good
     # and the corrupt one is failed, with the field named, never run and never lost
     assert states_of(redis_conn, bad) == ["failed"]
     assert corrupt_reason(redis_conn, bad).startswith(f"corrupt record: {reason}")
-    assert redis_conn.hget(app.keys.job(bad), "attempts") == (
+    assert redis_conn.hget(app.keys.job("work", bad), "attempts") == (
         value.encode() if field == "attempts" else None
     )
 
@@ -416,7 +416,7 @@ def test_promote_recover_cancel_and_release_fail_a_corrupt_job_with_the_reason(
     stalled_claim, running_claim = claim(storage), claim(storage)
     redis_conn.zadd(storage.q.active, {stalled_claim.id: 0})  # its lease expired
     for job_id in (delayed, stalled, waiting, running):
-        redis_conn.hset(app.keys.job(job_id), field, value)
+        redis_conn.hset(app.keys.job("work", job_id), field, value)
     # When each is moved by its script
     assert jobs.promote("work", delayed) is False
     assert storage.recover() == (0, 1)
@@ -433,7 +433,7 @@ def test_retry_keeps_a_corrupt_job_failed_with_the_reason(
 ) -> None:
     # Given two failed jobs, the older one's priority garbage
     bad, good = _failed_job(app, storage), _failed_job(app, storage)
-    redis_conn.hset(app.keys.job(bad), "priority", "urgent")
+    redis_conn.hset(app.keys.job("work", bad), "priority", "urgent")
     # When one is retried by hand, Then the call says why it can not be
     with pytest.raises(JobActionError, match=r"stays failed: its record is corrupt \(priority"):
         jobs.retry("work", bad)
@@ -451,7 +451,7 @@ def test_retry_all_steps_over_corrupt_jobs_batch_after_batch(
     # Given 12 failed jobs, the 5 oldest corrupt, and batches of 4
     failed = [_failed_job(app, storage) for _ in range(12)]
     for job_id in failed[:5]:
-        redis_conn.hset(app.keys.job(job_id), "attempts", "many")
+        redis_conn.hset(app.keys.job("work", job_id), "attempts", "many")
     monkeypatch.setattr("framework.defaults.BULK_BATCH", 4)
     # When every failed job is retried, Then the 7 good ones are, past the corrupt ones
     assert jobs.retry_all("work") == 7
@@ -471,7 +471,7 @@ def test_a_job_key_that_is_not_a_hash_goes_to_failed_from_every_state(
     stalled_claim = claim(storage)
     redis_conn.zadd(storage.q.active, {stalled_claim.id: 0})
     for job_id in (delayed, stalled, claimed, cancelled):
-        plant(redis_conn, app.keys.job(job_id), kind)
+        plant(redis_conn, app.keys.job("work", job_id), kind)
     # When each one's script meets it
     assert jobs.promote("work", delayed) is False
     assert storage.recover() == (0, 1)
@@ -487,7 +487,9 @@ def test_a_job_key_that_is_not_a_hash_goes_to_failed_from_every_state(
     with pytest.raises(JobActionError, match="its key is a"):
         jobs.retry("work", delayed)
     assert jobs.remove("work", delayed) is True
-    assert states_of(redis_conn, delayed) == [] and not redis_conn.exists(app.keys.job(delayed))
+    assert states_of(redis_conn, delayed) == [] and not redis_conn.exists(
+        app.keys.job("work", delayed)
+    )
 
 
 def test_a_running_job_whose_key_turns_into_a_string_is_not_released_but_recovered_to_failed(
@@ -495,7 +497,7 @@ def test_a_running_job_whose_key_turns_into_a_string_is_not_released_but_recover
 ) -> None:
     app.enqueue("work", "job", {"n": 1})
     claimed = claim(storage)
-    plant(redis_conn, app.keys.job(claimed.id), "string")
+    plant(redis_conn, app.keys.job("work", claimed.id), "string")
     # The worker can not prove it holds the job any more: its outcome is dropped
     assert storage.release(claimed, "completed", value="{}") is False
     assert storage.renew([claimed]) == ([claimed.id], [])
@@ -511,12 +513,12 @@ def test_remove_deletes_a_job_even_when_other_sets_are_planted_keys(
 ) -> None:
     # Given a waiting job, and the queue's completed and active keys of other types
     job_id = app.enqueue("work", "job", {"n": 1})
-    plant(redis_conn, "{cf}:q:work:completed", "string")
-    plant(redis_conn, "{cf}:q:work:active", "list")
+    plant(redis_conn, "{cf:work}:completed", "string")
+    plant(redis_conn, "{cf:work}:active", "list")
     # When it is removed, Then it is gone, and the planted keys are untouched
     assert jobs.remove("work", job_id) is True
     assert states_of(redis_conn, job_id) == []
-    assert redis_conn.get("{cf}:q:work:completed") == b"planted"
+    assert redis_conn.get("{cf:work}:completed") == b"planted"
 
 
 def test_metrics_keys_of_the_wrong_type_never_stop_a_release(
@@ -526,8 +528,8 @@ def test_metrics_keys_of_the_wrong_type_never_stop_a_release(
     app.enqueue_many("work", "job", [{"n": 1}, {"n": 2}])
     minute = int(time.time() // 60)
     for m in range(minute - 1, minute + 3):
-        plant(redis_conn, f"{{cf}}:q:work:stats:{m}", "string")
-        plant(redis_conn, f"{{cf}}:q:work:stats:{m}:ms", "hash")
+        plant(redis_conn, f"{{cf:work}}:stats:{m}", "string")
+        plant(redis_conn, f"{{cf:work}}:stats:{m}:ms", "hash")
     # When jobs complete and fail, Then they are filed: a metric is never a reason to stop
     first, second = claim(storage), claim(storage)
     assert storage.release(first, "completed", value="{}")
@@ -543,16 +545,16 @@ def test_a_worker_meeting_a_wrong_type_reports_a_storage_error_naming_the_key(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
     app.enqueue("work", "job", {"n": 1})
-    redis_conn.set("{cf}:q:work:active", "planted")
-    with pytest.raises(StorageError, match=r"'\{cf\}:q:work:active' is a string, not the sorted"):
+    redis_conn.set("{cf:work}:active", "planted")
+    with pytest.raises(StorageError, match=r"'\{cf:work\}:active' is a string, not the sorted"):
         app.queue("work").huey.dequeue()
 
 
 def test_a_worker_blocked_on_a_wake_key_of_the_wrong_type_is_told_which(
     app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
 ) -> None:
-    redis_conn.set("{cf}:q:work:wake", "planted")
-    with pytest.raises(StorageError, match=r"'\{cf\}:q:work:wake' is a string, not the list"):
+    redis_conn.set("{cf:work}:wake", "planted")
+    with pytest.raises(StorageError, match=r"'\{cf:work\}:wake' is a string, not the list"):
         storage.claim()
 
 
@@ -561,7 +563,7 @@ def test_the_cli_names_the_key_in_one_line_instead_of_a_traceback(
 ) -> None:
     config = tmp_path / "queues.toml"
     config.write_text(app_toml(redis_url, "[queues.work]", prefix="cf"))
-    redis_conn.set("{cf}:q:work:failed", "planted")
+    redis_conn.set("{cf:work}:failed", "planted")
     result = run(
         ["retry", "work", "--all"],
         env={"HUEYARD_CONFIG": str(config), "HUEYARD_HANDLER_PACKAGES": ""},
@@ -569,4 +571,4 @@ def test_the_cli_names_the_key_in_one_line_instead_of_a_traceback(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.splitlines()[-1]
-    assert last.startswith("hueyard: error: Redis key '{cf}:q:work:failed' is a string"), last
+    assert last.startswith("hueyard: error: Redis key '{cf:work}:failed' is a string"), last

@@ -141,8 +141,8 @@ def test_enqueue_prints_the_job_id(project: dict[str, str], redis_conn: redis.Re
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
-    assert redis_conn.zrange("{clitest}:q:alpha:waiting", 0, -1) == [job_id.encode()]
-    job = redis_conn.hgetall(f"{{clitest}}:job:{job_id}")
+    assert redis_conn.zrange("{clitest:alpha}:waiting", 0, -1) == [job_id.encode()]
+    job = redis_conn.hgetall(f"{{clitest:alpha}}:job:{job_id}")
     assert (job[b"handler"], job[b"payload"]) == (b"alpha.ping", b'{"n":7}')
     assert (job[b"priority"], job[b"max_attempts"]) == (b"2", b"2")
     assert (job[b"keep_completed"], job[b"keep_failed"]) == (b"0", b"9")
@@ -153,15 +153,15 @@ def test_enqueue_with_a_delay_schedules_the_job(
 ) -> None:
     result = run(["enqueue", "alpha", "ping", "--data", '{"n": 1}', "--delay", "30"], project)
     assert result.returncode == 0, result.stderr
-    assert redis_conn.zcard("{clitest}:q:alpha:delayed") == 1
+    assert redis_conn.zcard("{clitest:alpha}:delayed") == 1
     soon = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
     result = run(["enqueue", "alpha", "ping", "--data", '{"n": 2}', "--eta", soon], project)
     assert result.returncode == 0, result.stderr
-    assert redis_conn.zcard("{clitest}:q:alpha:delayed") == 2
+    assert redis_conn.zcard("{clitest:alpha}:delayed") == 2
     result = run(["enqueue", "alpha", "ping", "--data", "{}", "--eta", "tomorrow"], project)
     assert result.returncode == 2  # an option's value: a usage error
     assert "--eta 'tomorrow' is not an ISO 8601 time" in result.stderr
-    assert redis_conn.zcard("{clitest}:q:alpha:waiting") == 0
+    assert redis_conn.zcard("{clitest:alpha}:waiting") == 0
 
 
 @pytest.mark.parametrize(

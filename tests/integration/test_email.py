@@ -169,7 +169,7 @@ def test_a_template_email_goes_over_starttls_with_auth_as_text_and_html(
     assert record is not None and record["state"] == "sent"
     assert 0 < redis_conn.ttl(app.keys.cache(f"emails:send:{job_id}")) <= _once.RECORD_TTL
     # And the password is nowhere: not in the job, not in the log; the recipient is masked
-    stored = redis_conn.hgetall(app.keys.job(job_id))
+    stored = redis_conn.hgetall(app.keys.job("emails", job_id))
     assert all(PASSWORD.encode() not in value for value in stored.values())
     assert PASSWORD not in caplog.text
     assert TO not in caplog.text
@@ -437,9 +437,9 @@ def test_a_stored_job_whose_template_needs_more_fails_at_once(
     # Given a stored job that no longer gives what its template needs (the template
     # gained a variable in a deploy between enqueue and run)
     job_id = export_job()
-    stored = json.loads(redis_conn.hget(app.keys.job(job_id), "payload") or b"{}")
+    stored = json.loads(redis_conn.hget(app.keys.job("emails", job_id), "payload") or b"{}")
     del stored["variables"]["expires"]
-    redis_conn.hset(app.keys.job(job_id), "payload", json.dumps(stored))
+    redis_conn.hset(app.keys.job("emails", job_id), "payload", json.dumps(stored))
 
     # When it runs, it fails at once, naming the variable, and sends nothing
     info = run_one(app)

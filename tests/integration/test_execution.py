@@ -140,7 +140,10 @@ def run_one(app: Hueyard, queue: str = "work") -> None:
 
 
 def job(app: Hueyard, job_id: str) -> dict[str, str]:
-    raw = app.queue("work").huey.storage.conn.hgetall(app.keys.job(job_id))
+    """The record of a job of any queue, as Redis holds it."""
+    place = Jobs(app).find(job_id)
+    queue = place.queue if place is not None else "work"
+    raw = app.queue(queue).huey.storage.conn.hgetall(app.keys.job(queue, job_id))
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
@@ -261,7 +264,7 @@ def test_a_stored_payload_that_no_longer_validates_fails_without_retries(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
     job_id = app.enqueue("work", "typed", {"order_id": 5})
-    key = app.keys.job(job_id)
+    key = app.keys.job("work", job_id)
     redis_conn.hset(key, "payload", b'{"order_id":"five"}')
     run_one(app)
     record = job(app, job_id)
@@ -279,7 +282,7 @@ def test_a_handler_reports_progress_and_bounded_log_lines(
     job_id = app.enqueue("work", "chatty", {})
     run_one(app)
     assert job(app, job_id)["progress"] == '{"percent":100}'
-    logs = redis_conn.lrange(app.keys.job_logs(job_id), 0, -1)
+    logs = redis_conn.lrange(app.keys.job_logs("work", job_id), 0, -1)
     assert logs == [b"step 2", b"step 3", b"step 4"]  # max_log_lines = 3
     assert current_job() is None  # outside a job
 
@@ -434,5 +437,6 @@ def test_cancel_of_a_waiting_or_delayed_job_fails_it_at_once(app: Hueyard) -> No
         jobs.cancel("work", waiting)
     with pytest.raises(JobActionError, match="no job nope in queue 'work'"):
         jobs.cancel("work", "nope")
-    with pytest.raises(JobActionError, match="belongs to another queue than 'slow'"):
-        jobs.cancel("slow", app.enqueue("work", "ok", {}))
+    other = app.enqueue("work", "ok", {})
+    with pytest.raises(JobActionError, match=f"job {other} belongs to queue 'work', not 'slow'"):
+        jobs.cancel("slow", other)

@@ -94,7 +94,6 @@ def test_a_pre_execute_hook_that_cancels_fails_the_job_without_running_it(app: H
         (lambda huey: huey.revoke_by_id("x"), "Jobs(app).cancel(job_id)"),
         (lambda huey: huey.revoke_all(None), "hueyard cancel"),
         (lambda huey: huey.restore_by_id("x"), "Jobs(app).cancel(job_id)"),
-        (lambda huey: setattr(huey, "immediate", True), "call it directly, handler(payload)"),
     ],
 )
 def test_huey_calls_hueyard_does_not_honour_are_refused_naming_the_hueyard_way(

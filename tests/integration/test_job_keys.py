@@ -50,7 +50,7 @@ def storage(app: Hueyard) -> JobStorage:
 
 
 def index(conn: redis.Redis, key: str, queue: str = "work") -> bytes | None:
-    value: bytes | None = conn.get(f"{{jk}}:q:{queue}:key:{key}")
+    value: bytes | None = conn.get(f"{{jk:{queue}}}:key:{key}")
     return value
 
 
@@ -119,7 +119,7 @@ def test_key_ttl_keeps_the_key_taken_for_that_long_after_the_job_finished(
     job_id = app.enqueue("work", "send", {}, key="k", key_ttl=1)
     finish(storage, "completed", value="{}")
     assert app.enqueue("work", "send", {}, key="k") == job_id  # a late duplicate: refused
-    assert 0 < redis_conn.pttl("{jk}:q:work:key:k") <= 1000  # and the index expires
+    assert 0 < redis_conn.pttl("{jk:work}:key:k") <= 1000  # and the index expires
     time.sleep(1.1)
     assert app.enqueue("work", "send", {}, key="k") != job_id
 
@@ -132,7 +132,7 @@ def test_cancel_and_remove_free_the_key(app: Hueyard, redis_conn: redis.Redis, a
         assert index(redis_conn, "k") is None  # removed: the key goes at once
     else:
         assert index(redis_conn, "k") == job_id.encode()  # failed "cancelled": kept its ttl
-        assert 0 < redis_conn.pttl("{jk}:q:work:key:k") <= 3_600_000
+        assert 0 < redis_conn.pttl("{jk:work}:key:k") <= 3_600_000
 
 
 def test_a_failed_job_retried_by_hand_takes_its_key_again(
@@ -148,8 +148,8 @@ def test_an_index_left_by_a_record_deleted_by_hand_is_taken_over(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
     job_id = app.enqueue("work", "send", {}, key="k")
-    redis_conn.delete(f"{{jk}}:job:{job_id}")  # an operator's DEL
-    redis_conn.zrem("{jk}:q:work:waiting", job_id)
+    redis_conn.delete(f"{{jk:work}}:job:{job_id}")  # an operator's DEL
+    redis_conn.zrem("{jk:work}:waiting", job_id)
     assert app.enqueue("work", "send", {}, key="k") != job_id
 
 

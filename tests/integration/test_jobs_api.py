@@ -313,11 +313,11 @@ def test_garbage_in_redis_is_listed_with_its_problem_never_a_crash(
     # a job key of the wrong type, and a record whose result is not JSON
     [good, bad_data, bad_result] = add(app, 3)
     redis_conn.zadd(storage.q.waiting, {"ghost": 0})
-    redis_conn.hset(app.keys.job(bad_data), "payload", b"\x80\x04pickle-or-worse")
-    redis_conn.hset(app.keys.job(bad_data), "created", "yesterday")
-    redis_conn.set(app.keys.job("a-string"), "x")
+    redis_conn.hset(app.keys.job("work", bad_data), "payload", b"\x80\x04pickle-or-worse")
+    redis_conn.hset(app.keys.job("work", bad_data), "created", "yesterday")
+    redis_conn.set(app.keys.job("work", "a-string"), "x")
     redis_conn.zadd(storage.q.failed, {"a-string": 1})
-    redis_conn.hset(app.keys.job(bad_result), "result", "{not json")
+    redis_conn.hset(app.keys.job("work", bad_result), "result", "{not json")
     # When listed
     waiting = {item.id: item for item in jobs.list_jobs("work", "waiting").items}
     failed = jobs.list_jobs("work", "failed").items
@@ -457,11 +457,11 @@ def test_remove_deletes_a_job_but_refuses_an_active_one(
     assert jobs.find(running) == JobLocation("work", "active")
     assert jobs.remove("work", waiting) is True
     assert jobs.get(waiting) is None
-    assert redis_conn.exists(app.keys.job(waiting)) == 0
+    assert redis_conn.exists(app.keys.job("work", waiting)) == 0
     assert jobs.remove("work", waiting) is False
     storage.release(claimed, "completed", value="1")
     assert jobs.remove("work", running) is True
-    assert redis_conn.exists(app.keys.job_logs(running)) == 0
+    assert redis_conn.exists(app.keys.job_logs("work", running)) == 0
 
 
 def test_remove_refuses_a_job_of_another_queue(app: Hueyard, jobs: Jobs) -> None:
@@ -493,7 +493,7 @@ def test_clean_deletes_only_finished_jobs_older_than_the_age_in_batches(
     # Then
     assert deleted == 250
     assert ids_of(jobs.list_jobs("work", "completed").items) == recent[::-1]
-    assert redis_conn.exists(app.keys.job(old[0])) == 0
+    assert redis_conn.exists(app.keys.job("work", old[0])) == 0
     assert jobs.clean("work", "completed", older_than=3600) == 0
     assert jobs.clean("work", "completed", older_than=0) == 5
 
@@ -601,7 +601,7 @@ def test_the_summary_has_rates_percentiles_and_the_oldest_waiting_age(
     # The longest-waiting job has a low priority: it is found behind newer urgent work.
     [old_low] = add(app, priority=10)
     add(app, 2, priority=1)
-    redis_conn.hset(app.keys.job(old_low), "created", int((time.time() - 120) * 1000))
+    redis_conn.hset(app.keys.job("work", old_low), "created", int((time.time() - 120) * 1000))
     summary = jobs.summary("work", minutes=10)
     assert (summary.completed, summary.failed, summary.retried) == (3, 1, 0)
     assert summary.throughput_per_minute == pytest.approx(0.3)

@@ -54,7 +54,7 @@ def storage_of(app: Hueyard) -> JobStorage:
 
 
 def record(conn: redis.Redis, job_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in conn.hgetall(f"{{lr}}:job:{job_id}").items()}
+    return {k.decode(): v.decode() for k, v in conn.hgetall(f"{{lr:work}}:job:{job_id}").items()}
 
 
 def test_a_job_claimed_by_a_call_whose_reply_was_lost_goes_back_at_once(
@@ -69,7 +69,7 @@ def test_a_job_claimed_by_a_call_whose_reply_was_lost_goes_back_at_once(
     with pytest.raises(redis.ConnectionError):
         storage.claim()
     assert proxy.lost >= 1
-    assert redis_conn.zscore("{lr}:q:work:active", job_id) is not None
+    assert redis_conn.zscore("{lr:work}:active", job_id) is not None
     assert record(redis_conn, job_id)["attempts"] == "1"
 
     # Then, once replies arrive again, the next claim first gives that job back

@@ -337,7 +337,8 @@ def test_a_slack_4xx_fails_the_job_at_once_without_the_url(
     # the webhook URL is a secret: not in the job, its error, or any log line
     secret = PATH.rpartition("/")[2]
     assert all(
-        secret.encode() not in value for value in redis_conn.hgetall(app.keys.job(job_id)).values()
+        secret.encode() not in value
+        for value in redis_conn.hgetall(app.keys.job("notifications", job_id)).values()
     )
     assert secret not in caplog.text
 

@@ -159,7 +159,7 @@ def test_the_limit_is_the_queues_own_and_its_bytes_count_exactly(
     with pytest.raises(PayloadError) as caught:
         app.enqueue(queue, handler_name, over)
     # Then the first is stored whole, the second refused with its size and the limit
-    stored = redis_conn.hget(app.keys.job(job_id), "payload")
+    stored = redis_conn.hget(app.keys.job(queue, job_id), "payload")
     assert stored is not None and len(stored) == limit
     message = str(caught.value)
     assert f"is {limit + 1:,} bytes as JSON, over the limit of {limit:,} bytes" in message

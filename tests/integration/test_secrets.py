@@ -111,7 +111,7 @@ def run_one(app: Hueyard) -> None:
 
 
 def record(app: Hueyard, job_id: str) -> dict[str, str]:
-    raw = app.queue("work").storage.conn.hgetall(app.keys.job(job_id))
+    raw = app.queue("work").storage.conn.hgetall(app.keys.job("work", job_id))
     return {key.decode(): value.decode() for key, value in raw.items()}
 
 
@@ -141,7 +141,7 @@ def test_a_failed_job_stores_and_logs_its_error_without_secrets(
     # Given a job whose payload holds secrets (put in Redis behind the model's back, maybe)
     job_id = app.enqueue("work", handler_name, payload)
     if stored is not None:
-        redis_conn.hset(app.keys.job(job_id), "payload", json.dumps(stored))
+        redis_conn.hset(app.keys.job("work", job_id), "payload", json.dumps(stored))
     # When it runs and fails
     with caplog.at_level(logging.INFO, logger="hueyard"):
         run_one(app)
@@ -160,7 +160,7 @@ def test_an_invalid_stored_payload_fails_at_once_and_is_not_retried(
 ) -> None:
     # Given a queue with 3 attempts, and a stored payload that no longer validates
     job_id = app.enqueue("work", "strict", {"user": "ada", "password": "pw"})
-    redis_conn.hset(app.keys.job(job_id), "payload", '{"user": 5}')
+    redis_conn.hset(app.keys.job("work", job_id), "payload", '{"user": 5}')
     # When it runs
     run_one(app)
     # Then it failed after one attempt, with the field and its problem

@@ -84,7 +84,7 @@ def enqueue(app: Hueyard, n: int = 1, **options: object) -> list[str]:
 
 
 def record(conn: redis.Redis, job_id: str) -> dict[str, str]:
-    raw = conn.hgetall(f"{{st}}:job:{job_id}")
+    raw = conn.hgetall(f"{{st:work}}:job:{job_id}")
     return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
 
 
@@ -93,7 +93,7 @@ def state_of(conn: redis.Redis, job_id: str, queue: str = "work") -> str | None:
     found = [
         state
         for state in ("waiting", "active", "delayed", "completed", "failed")
-        if conn.zscore(f"{{st}}:q:{queue}:{state}", job_id) is not None
+        if conn.zscore(f"{{st:{queue}}}:{state}", job_id) is not None
     ]
     assert len(found) <= 1, f"job {job_id} is in several sets: {found}"
     return found[0] if found else None
@@ -163,7 +163,7 @@ def test_enqueue_and_release_carry_on_after_redis_restarts() -> None:
         claimed = claim(storage)
         assert claimed.id == job_id
         assert storage.release(claimed, "completed", value="{}")
-        assert server.client().zcard("{st}:q:work:completed") == 1
+        assert server.client().zcard("{st:work}:completed") == 1
         app.close()
 
 
@@ -201,7 +201,7 @@ def test_claim_moves_the_job_to_active_with_a_lease(
     job = record(conn, job_id)
     assert (job["attempts"], job["token"]) == ("1", claimed.token)
     assert state_of(conn, job_id) == "active"
-    lease = conn.zscore("{st}:q:work:active", job_id)
+    lease = conn.zscore("{st:work}:active", job_id)
     assert lease is not None
     assert before + 1500 < lease < time.time() * 1000 + 2500  # lease = 2 s
     assert storage.queue_size() == 0
@@ -254,9 +254,9 @@ def test_release_completed_keeps_the_result_and_counts_it(
     }
     assert job["result"] == '{"sent":true}'
     assert state_of(conn, job_id) == "completed"
-    assert conn.zcard("{st}:q:work:active") == 0
+    assert conn.zcard("{st:work}:active") == 0
     assert app.result("work", job_id) == {"sent": True}
-    [stats] = conn.keys("{st}:q:work:stats:*[0-9]")
+    [stats] = conn.keys("{st:work}:stats:*[0-9]")
     assert conn.hget(stats, "completed") == b"1"
     assert 86400 < conn.ttl(stats) <= 25 * 3600
     assert conn.llen(stats + b":ms") == 1
@@ -280,7 +280,7 @@ def test_release_retry_schedules_the_job_after_the_delay(
     storage.release(claim(storage), "retry", value="boom", delay=30)
     job = record(conn, job_id)
     assert (job["error"], job["attempts"]) == ("boom", "1")
-    due = conn.zscore("{st}:q:work:delayed", job_id)
+    due = conn.zscore("{st:work}:delayed", job_id)
     assert due is not None and before + 29_000 < due < time.time() * 1000 + 31_000
 
 
@@ -317,10 +317,10 @@ def test_retention_keeps_the_newest_completed_and_deletes_older_records(
     ids = enqueue(app, 5)
     for _ in ids:
         storage.release(claim(storage), "completed", value="null")
-    kept = [i.decode() for i in conn.zrange("{st}:q:work:completed", 0, -1)]
+    kept = [i.decode() for i in conn.zrange("{st:work}:completed", 0, -1)]
     assert kept == ids[2:]  # keep_completed = 3
     for dropped in ids[:2]:
-        assert not conn.exists(f"{{st}}:job:{dropped}")
+        assert not conn.exists(f"{{st:work}}:job:{dropped}")
 
 
 def test_a_job_level_keep_0_deletes_just_that_job(
@@ -330,9 +330,9 @@ def test_a_job_level_keep_0_deletes_just_that_job(
     storage.release(claim(storage), "completed", value="1")
     [gone] = enqueue(app, keep_completed=0)
     storage.release(claim(storage), "completed", value="1")
-    assert not conn.exists(f"{{st}}:job:{gone}")
-    assert conn.exists(f"{{st}}:job:{kept}")
-    assert conn.zcard("{st}:q:work:completed") == 1
+    assert not conn.exists(f"{{st:work}}:job:{gone}")
+    assert conn.exists(f"{{st:work}}:job:{kept}")
+    assert conn.zcard("{st:work}:completed") == 1
 
 
 def test_failed_retention_uses_keep_failed(
@@ -341,7 +341,7 @@ def test_failed_retention_uses_keep_failed(
     enqueue(app, 4)
     for _ in range(4):
         storage.release(claim(storage), "failed", value="x")
-    assert conn.zcard("{st}:q:work:failed") == 2  # keep_failed = 2
+    assert conn.zcard("{st:work}:failed") == 2  # keep_failed = 2
 
 
 def test_many_finished_jobs_leave_a_bounded_number_of_keys(
@@ -350,11 +350,11 @@ def test_many_finished_jobs_leave_a_bounded_number_of_keys(
     app.enqueue_many("work", "job", [{"n": i} for i in range(200)])
     for i in range(200):
         storage.release(claim(storage), "completed" if i % 2 else "failed", value="1")
-    job_keys = conn.keys("{st}:job:*")
+    job_keys = conn.keys("{st:work}:job:*")
     assert len(job_keys) == 3 + 2  # keep_completed + keep_failed
     for key in conn.keys("{st}:*"):
         if conn.ttl(key) == -1:  # no TTL: must be a bounded structure
-            assert key.startswith(b"{st}:job:") or key.startswith(b"{st}:q:work:"), key
+            assert key.startswith(b"{st:work}:job:") or key.startswith(b"{st:work}:"), key
 
 
 # -- leases and recovery -------------------------------------------------------------------------
@@ -365,11 +365,11 @@ def test_renew_extends_held_leases_and_reports_lost_ones(
 ) -> None:
     enqueue(app, 2)
     held, other = claim(storage), claim(storage)
-    before = conn.zscore("{st}:q:work:active", held.id)
+    before = conn.zscore("{st:work}:active", held.id)
     time.sleep(0.05)
     stranger = dataclasses.replace(other, token="someone-else")
     assert storage.renew([held, stranger]) == ([other.id], [])
-    after = conn.zscore("{st}:q:work:active", held.id)
+    after = conn.zscore("{st:work}:active", held.id)
     assert before is not None and after is not None and after > before
 
 
@@ -394,7 +394,7 @@ def test_a_job_cancelled_while_it_ran_never_goes_back_to_waiting(
     # When its consumer dies (its lease runs out), shuts down, or the handler failed
     # with attempts left, before the consumer noticed the cancel
     if how == "recovered":
-        conn.zadd("{st}:q:work:active", {job_id: 0})
+        conn.zadd("{st:work}:active", {job_id: 0})
         assert storage.recover() == (0, 1)
     elif how == "put back at shutdown":
         assert storage.release(claimed, "requeue")
@@ -413,7 +413,7 @@ def test_an_expired_lease_goes_back_to_waiting_at_its_old_place(
     first, _second = enqueue(app, 2)
     claim(storage)  # `first`; its consumer "dies": the lease is never renewed
     assert storage.recover() == (0, 0)  # not expired yet
-    conn.zadd("{st}:q:work:active", {first: 0})  # lease ran out
+    conn.zadd("{st:work}:active", {first: 0})  # lease ran out
     assert storage.recover() == (1, 0)
     job = record(conn, first)
     assert (job["stalls"], job["attempts"]) == ("1", "0")
@@ -427,7 +427,7 @@ def test_a_job_that_stalls_past_max_stalls_fails_as_stalled(
     [job_id] = enqueue(app)
     for expected in [(1, 0), (0, 1)]:  # max_stalls = 1
         claim(storage)
-        conn.zadd("{st}:q:work:active", {job_id: 0})
+        conn.zadd("{st:work}:active", {job_id: 0})
         assert storage.recover() == expected
     assert state_of(conn, job_id) == "failed"
     assert record(conn, job_id)["error"].startswith("stalled")
@@ -438,7 +438,7 @@ def test_a_recovered_job_cannot_be_released_by_its_old_holder(
 ) -> None:
     [job_id] = enqueue(app)
     old = claim(storage)
-    conn.zadd("{st}:q:work:active", {job_id: 0})
+    conn.zadd("{st:work}:active", {job_id: 0})
     storage.recover()
     new = claim(storage)
     assert not storage.release(old, "completed", value="1")
@@ -461,7 +461,8 @@ def test_the_rate_limit_holds_in_a_sliding_window_without_reordering(app: Hueyar
     assert got == ids  # order kept
     for job_id in ids[3:]:
         assert (
-            app.queue("limited").huey.storage.conn.hget(f"{{st}}:job:{job_id}", "attempts") == b"1"
+            app.queue("limited").huey.storage.conn.hget(f"{{st:limited}}:job:{job_id}", "attempts")
+            == b"1"
         )
 
 
@@ -492,10 +493,10 @@ def test_a_paused_queue_keeps_its_jobs_and_hands_out_none(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    conn.set("{st}:q:work:paused", 1)
+    conn.set("{st:work}:paused", 1)
     assert storage.claim() is None
     assert state_of(conn, job_id) == "waiting"
-    conn.delete("{st}:q:work:paused")
+    conn.delete("{st:work}:paused")
     assert claim(storage).id == job_id
 
 
@@ -505,19 +506,19 @@ def test_a_paused_queue_keeps_its_jobs_and_hands_out_none(
 def test_an_id_without_a_record_is_skipped(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
-    conn.zadd("{st}:q:work:waiting", {"ghost": 0})
-    conn.set("{st}:job:not-a-hash", "x")
-    conn.zadd("{st}:q:work:waiting", {"not-a-hash": 1})
+    conn.zadd("{st:work}:waiting", {"ghost": 0})
+    conn.set("{st:work}:job:not-a-hash", "x")
+    conn.zadd("{st:work}:waiting", {"not-a-hash": 1})
     [job_id] = enqueue(app)
     assert claim(storage).id == job_id
-    assert conn.zcard("{st}:q:work:waiting") == 0
+    assert conn.zcard("{st:work}:waiting") == 0
 
 
 def test_a_record_with_garbage_data_fails_with_the_reason(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    conn.hset(f"{{st}}:job:{job_id}", "payload", b"\x80\x04pickle-or-worse")
+    conn.hset(f"{{st:work}}:job:{job_id}", "payload", b"\x80\x04pickle-or-worse")
     huey = app.queue("work").huey
     assert huey.dequeue() is None
     assert state_of(conn, job_id) == "failed"
@@ -528,7 +529,7 @@ def test_a_job_for_a_handler_that_no_longer_exists_fails_with_that_reason(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    conn.hset(f"{{st}}:job:{job_id}", "handler", "work.renamed")
+    conn.hset(f"{{st:work}}:job:{job_id}", "handler", "work.renamed")
     assert app.queue("work").huey.dequeue() is None
     assert state_of(conn, job_id) == "failed"
     assert "no handler named 'work.renamed'" in record(conn, job_id)["error"]
@@ -538,7 +539,7 @@ def test_a_record_without_handler_or_payload_fails_with_the_reason(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
-    conn.hdel(f"{{st}}:job:{job_id}", "payload")
+    conn.hdel(f"{{st:work}}:job:{job_id}", "payload")
     assert app.queue("work").huey.dequeue() is None
     assert state_of(conn, job_id) == "failed"
     assert "has no payload" in record(conn, job_id)["error"]

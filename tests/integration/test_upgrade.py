@@ -3,7 +3,9 @@
 ``tests/fixtures/records_0_1_0.json`` holds four records exactly as 0.1.0
 wrote them (``HGETALL`` of a waiting, a delayed, a completed and a failed job
 of queue ``messages``, with their sorted-set scores). Each test plants them
-in the test database, then uses the current code on them.
+in the test database where 0.1.0 kept them (``{hueyard}:job:<id>``,
+``{hueyard}:q:messages:<state>``), moves them with ``upgrade_keys`` (what
+``hueyard upgrade-keys`` does), then uses the current code on them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import redis
 from framework.application import Hueyard
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
-from tests.conftest import AppFactory
+from framework.upgrade import legacy_queues, upgrade_keys
+from tests.conftest import AppFactory, app_toml
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "records_0_1_0.json"
 RECORDS: dict[str, Any] = json.loads(FIXTURE.read_text(encoding="utf-8"))["jobs"]
@@ -46,12 +49,20 @@ def app(redis_conn: redis.Redis, make_app: AppFactory) -> Hueyard:
     handled.clear()
     app = make_app("[queues.messages]", registry, prefix="hueyard")
     app.queue("messages").storage.read_timeout = 0.1
-    for job_id, job in RECORDS.items():
-        redis_conn.hset(app.keys.job(job_id), mapping=job["record"])
-        redis_conn.zadd(app.keys.queue("messages").state(job["set"]), {job_id: job["score"]})
-        for line in job.get("logs", []):
-            redis_conn.rpush(app.keys.job_logs(job_id), line)
+    plant_0_1_0(redis_conn)
+    report = upgrade_keys(redis_conn, app.keys, ["messages"])
+    assert (report.jobs, report.left) == ({"messages": len(RECORDS)}, [])
     return app
+
+
+def plant_0_1_0(conn: redis.Redis) -> None:
+    """The records where hueyard 0.1.0 kept them, under the one tag ``{hueyard}``."""
+    for job_id, job in RECORDS.items():
+        conn.hset(f"{{hueyard}}:job:{job_id}", mapping=job["record"])
+        conn.zadd(f"{{hueyard}}:q:messages:{job['set']}", {job_id: job["score"]})
+        for line in job.get("logs", []):
+            conn.rpush(f"{{hueyard}}:job:{job_id}:logs", line)
+    conn.set("{hueyard}:q:messages:seq", 4)
 
 
 def run_one(app: Hueyard) -> None:
@@ -110,3 +121,99 @@ def test_a_failed_job_of_0_1_0_retried_by_hand_runs_again(app: Hueyard) -> None:
     jobs.remove("messages", job_in("waiting"))
     run_one(app)
     assert app.result("messages", job_id) == {"sent_to": "+2", "when": None}
+
+
+# -- the upgrade itself ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(make_app: AppFactory) -> Hueyard:
+    """An app on the same prefix, with no key moved yet."""
+    registry = HandlerRegistry()
+
+    @handler("messages", registry=registry)
+    def send_message(payload: dict[str, Any]) -> None:
+        """Not run here."""
+
+    return make_app("[queues.messages]\n[queues.emails]", registry, prefix="hueyard")
+
+
+def test_a_consumer_does_not_start_on_keys_of_0_1_0_and_says_what_to_run(
+    fresh: Hueyard, redis_conn: redis.Redis
+) -> None:
+    # Given the keys 0.1.0 left for queue messages
+    plant_0_1_0(redis_conn)
+    # When huey_consumer would start on them
+    with pytest.raises(SystemExit) as stopped:
+        fresh.create_consumer()
+    # Then it stops with one line that names the queue, the old keys and the command
+    message = str(stopped.value)
+    assert message.startswith("hueyard: error: Redis holds keys of hueyard 0.1.0")
+    assert "queue(s) messages ({hueyard}:q:messages:...)" in message
+    assert "run `hueyard upgrade-keys`" in message
+
+
+def test_upgrade_keys_moves_every_key_merges_new_jobs_and_is_idempotent(
+    fresh: Hueyard, redis_conn: redis.Redis
+) -> None:
+    # Given 0.1.0's keys, a job enqueued by an upgraded producer before the upgrade,
+    # an orphan record, a Huey lock and a job key of the queue
+    plant_0_1_0(redis_conn)
+    newer = fresh.enqueue("messages", "send_message", {"to": "+9"})
+    redis_conn.hset("{hueyard}:job:orphan", mapping={"handler": "messages.send_message"})
+    redis_conn.set("{hueyard}:q:messages:kv:lock.x", "1", ex=60)
+    redis_conn.set("{hueyard}:q:messages:key:order-7", "some-id")
+    redis_conn.hset("{hueyard}:job:stray", mapping={"handler": "gone.job"})
+    assert legacy_queues(redis_conn, fresh.keys, ["messages", "emails"]) == ["messages"]
+
+    # When the keys are moved
+    report = upgrade_keys(redis_conn, fresh.keys, ["messages", "emails"])
+
+    # Then every job is under the queue's tag, the sets merged, FIFO order goes on
+    q = fresh.keys.queue("messages")
+    assert report.jobs == {"messages": len(RECORDS) + 1, "emails": 0}
+    waiting = [m.decode() for m in redis_conn.zrange(q.waiting, 0, -1)]
+    assert waiting == [job_in("waiting"), newer]
+    assert int(redis_conn.get(q.seq) or 0) >= 4
+    assert redis_conn.exists(q.job("orphan"), q.job(job_in("completed")) + ":logs") == 2
+    assert redis_conn.get(q.kv_prefix + "lock.x") == b"1"
+    assert 0 < redis_conn.ttl(q.kv_prefix + "lock.x") <= 60  # a TTL moves with its key
+    assert redis_conn.get(q.key("order-7")) == b"some-id"
+    # and what no declared queue owns is left where it is, named
+    assert report.left == ["{hueyard}:job:stray: no declared queue owns it (handler 'gone')"]
+    assert sorted(k.decode() for k in redis_conn.scan_iter("{hueyard}:*")) == [
+        "{hueyard}:job:stray"
+    ]
+    assert legacy_queues(redis_conn, fresh.keys, ["messages", "emails"]) == []
+    # and a second run moves nothing and loses nothing
+    again = upgrade_keys(redis_conn, fresh.keys, ["messages", "emails"])
+    assert (again.moved, again.left) == (0, report.left)
+    assert Jobs(fresh).counts("messages").waiting == 2
+
+
+def test_hueyard_upgrade_keys_refuses_while_consumers_run_then_moves(
+    fresh: Hueyard, redis_conn: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.integration.cli_runner import run
+
+    plant_0_1_0(redis_conn)
+    config = tmp_path / "queues.toml"
+    config.write_text(app_toml(redis_url, "[queues.messages]", prefix="hueyard"))
+    env = {
+        "HUEYARD_CONFIG": str(config),
+        "HUEYARD_HANDLER_PACKAGES": "",
+        "HUEYARD_HANDLER_MODULES": "",
+    }
+    redis_conn.zadd(fresh.keys.consumers, {"old-consumer": int(time.time() * 1000)})
+    refused = run(["upgrade-keys"], env)
+    assert refused.returncode == 1
+    assert "1 consumer(s) sent a heartbeat" in refused.stderr
+    assert legacy_queues(redis_conn, fresh.keys, ["messages"]) == ["messages"]
+
+    moved = run(["upgrade-keys", "--force"], env)
+    assert moved.returncode == 0, moved.stderr
+    assert f"messages: {len(RECORDS)} job(s) and" in moved.stdout
+    assert "moved to {hueyard:messages}" in moved.stdout
+    assert (
+        run(["upgrade-keys"], env).stdout == "nothing to move: no queue has keys of hueyard 0.1.0\n"
+    )

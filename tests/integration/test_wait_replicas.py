@@ -48,7 +48,7 @@ def test_an_enqueue_confirmed_by_the_replica_returns_and_is_on_the_replica(
         app = make_app("[queues.work]", registry(), url=master.url, redis_lines="wait_replicas = 1")
         ids = app.enqueue_many("work", "ping", [{"n": n} for n in range(3)])
         # WAIT returned: the replica has every job already, no polling needed
-        prefix = app.keys.job("")
+        prefix = app.keys.job("work", "")
         assert all(replica.client().exists(prefix + job_id) for job_id in ids)
     finally:
         replica.stop()

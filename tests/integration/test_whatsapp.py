@@ -129,7 +129,7 @@ def test_a_text_message_is_posted_to_the_phone_numbers_messages_endpoint(
     ttl = redis_conn.ttl(app.keys.cache(messages.send_record_key(job_id)))
     assert 0 < ttl <= messages.SEND_RECORD_TTL
     # And the token is nowhere: not in the job, not in the log
-    stored = redis_conn.hgetall(app.keys.job(job_id))
+    stored = redis_conn.hgetall(app.keys.job("messages", job_id))
     assert all(TOKEN.encode() not in value for value in stored.values())
     assert TOKEN not in caplog.text
     assert TO not in caplog.text

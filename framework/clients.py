@@ -1,0 +1,253 @@
+"""Where every Redis client of an app comes from: one Redis (or Sentinel's master), or a Cluster.
+
+An app has one :class:`RedisClients`. On a single Redis it holds the bounded
+pool (:func:`~framework.connection.build_pool`) and hands out pooled clients
+and per-thread ones (:class:`~framework.connection.ThreadClients`). With
+``[redis] cluster = true`` it holds one redis-py
+:class:`~redis.cluster.RedisCluster`, which keeps a bounded pool per node,
+finds the node of each key's slot, and follows ``MOVED`` replies and
+failovers; every caller shares it (it is thread-safe).
+
+Both clients speak the same commands, so the rest of hueyard is typed
+against :class:`redis.Redis` and does not ask which one it has, with two
+exceptions, answered here: a transaction must stay within one slot
+(:func:`is_cluster` lets cross-queue reads run as a plain pipeline), and
+``INFO`` is a question for every master (:meth:`RedisClients.masters`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, cast
+
+import redis
+from redis.cluster import RedisCluster
+
+from framework import defaults
+from framework.connection import (
+    BoundedPool,
+    ConnectionSpec,
+    PoolSize,
+    SpecBackoff,
+    ThreadClients,
+    build_pool,
+    tls_options,
+)
+
+__all__ = ["RedisClients", "SlotPipeline", "build_cluster", "is_cluster", "pipeline"]
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` (or a pipeline of one) talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
+
+
+def pipeline(client: redis.Redis, *, transaction: bool) -> Any:
+    """A pipeline on ``client``: redis-py's, or on a Cluster a :class:`SlotPipeline`."""
+    if isinstance(client, RedisCluster):
+        return SlotPipeline(client, transaction=transaction)
+    return client.pipeline(transaction=transaction)
+
+
+class SlotPipeline:
+    """A pipeline over a Redis Cluster that runs scripts too, grouped by hash slot.
+
+    redis-py's cluster pipeline refuses ``EVALSHA`` and a transaction across
+    slots. This one records the commands, sends those of each slot as one
+    pipeline (a ``MULTI`` with ``transaction``) to the node that serves the
+    slot, and gives the replies back in the order the commands were queued.
+    Each command's key is its first (for ``EVALSHA``, the first of ``KEYS``);
+    a command without one (``TIME``) goes with the first command that has one.
+    A node that moved or went away (a failover) makes the client read the
+    slot map again, and the whole pipeline is sent once more: reads only.
+    """
+
+    def __init__(self, cluster: RedisCluster, *, transaction: bool) -> None:
+        self.cluster = cluster
+        self.transaction = transaction
+        self._commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __enter__(self) -> SlotPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._commands.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        def queue(*args: Any, **kwargs: Any) -> SlotPipeline:
+            self._commands.append((name, args, kwargs))
+            return self
+
+        return queue
+
+    def _key(self, name: str, args: tuple[Any, ...]) -> Any:
+        if name in ("evalsha", "eval"):
+            return args[2] if int(args[1]) > 0 else None
+        return args[0] if args else None
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        for attempt in range(2):
+            try:
+                return self._execute(raise_on_error)
+            except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
+                if attempt:
+                    raise
+                cluster: Any = self.cluster
+                cluster.nodes_manager.initialize()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute(self, raise_on_error: bool) -> list[Any]:
+        cluster: Any = self.cluster
+        slots = [
+            cluster.keyslot(key) if (key := self._key(name, args)) is not None else -1
+            for name, args, _ in self._commands
+        ]
+        first = next((slot for slot in slots if slot >= 0), -1)
+        groups: dict[int, list[int]] = {}
+        for index, slot in enumerate(slots):
+            groups.setdefault(slot if slot >= 0 else first, []).append(index)
+        replies: list[Any] = [None] * len(self._commands)
+        for slot, indexes in groups.items():
+            node = (
+                cluster.nodes_manager.get_node_from_slot(slot)
+                if slot >= 0
+                else cluster.get_default_node()
+            )
+            client: redis.Redis = node.redis_connection
+            with client.pipeline(transaction=self.transaction and slot >= 0) as pipe:
+                for index in indexes:
+                    name, args, kwargs = self._commands[index]
+                    getattr(pipe, name)(*args, **kwargs)
+                answered = pipe.execute(raise_on_error=False)
+            for index, reply in zip(indexes, answered, strict=True):
+                if isinstance(reply, redis.exceptions.MovedError):
+                    raise reply
+                replies[index] = reply
+        if raise_on_error:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
+
+
+def build_cluster(spec: ConnectionSpec, *, max_connections: int) -> RedisCluster:
+    """A Cluster client that discovers the cluster from ``spec.url`` (any one node).
+
+    Per node: the spec's timeouts, TLS and credentials, and a pool of at most
+    ``max_connections`` in which a caller waits for a free connection. A
+    command that finds its node gone is retried by the cluster client (it
+    re-reads the slot map, so it reaches the replica promoted in its place)
+    ``reconnect_attempts`` times, waiting ``min(n x 50 ms, 3 s)`` between tries.
+    """
+    from redis.retry import Retry
+
+    kwargs: dict[str, Any] = {
+        "socket_timeout": spec.socket_timeout,
+        "socket_connect_timeout": spec.connect_timeout,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "max_connections": max_connections,
+        "connection_pool_class": BoundedPool,
+        "timeout": defaults.POOL_TIMEOUT,
+        **tls_options(spec),
+    }
+    if spec.tls:
+        kwargs["ssl"] = True
+    retry = Retry(SpecBackoff(), spec.reconnect_attempts)
+    return RedisCluster.from_url(spec.url, retry=retry, **kwargs)
+
+
+class RedisClients:
+    """The app's Redis: a shared client, this thread's client, the masters, the pool size.
+
+    ``pool`` injects a single-Redis pool (tests and benchmarks build their own);
+    otherwise the spec decides: a Cluster with ``spec.cluster``, else
+    :func:`~framework.connection.build_pool` (one Redis, or Sentinel's master).
+    """
+
+    def __init__(
+        self, spec: ConnectionSpec, size: PoolSize, pool: redis.ConnectionPool | None = None
+    ) -> None:
+        self.spec = spec
+        self.size = size
+        self.cluster: RedisCluster | None = None
+        self.pool: redis.ConnectionPool | None = None
+        if pool is None and spec.cluster:
+            self.cluster = build_cluster(spec, max_connections=size.max_connections)
+            self._shared = cast(redis.Redis, self.cluster)  # the same command API
+            self.threads = ThreadClients(None, shared=self._shared)
+        else:
+            self.pool = (
+                pool if pool is not None else build_pool(spec, max_connections=size.max_connections)
+            )
+            self._shared = redis.Redis(connection_pool=self.pool)
+            self.threads = ThreadClients(self.pool, size.max_kept)
+
+    def client(self) -> redis.Redis:
+        """A client every thread may share (each command borrows a pooled connection)."""
+        return self._shared
+
+    def thread_client(self) -> redis.Redis:
+        """This thread's own client, for the hot paths (see ThreadClients)."""
+        return self.threads.get()
+
+    def node_client(self, key: str) -> redis.Redis:
+        """A client of the one server that holds ``key`` (for ``WAIT``, which counts the
+        writes of its own connection): this thread's, or the Cluster node's of its slot."""
+        if self.cluster is None:
+            return self.threads.get()
+        cluster: Any = self.cluster  # redis-py's cluster API is untyped
+        node = cluster.get_node_from_key(key)
+        if node is None or node.redis_connection is None:
+            raise redis.ConnectionError(f"no Cluster node serves the slot of {key!r} now")
+        return cast(redis.Redis, node.redis_connection)
+
+    def lost_node(self) -> None:
+        """A node of :meth:`node_client` failed or moved: read the Cluster's slot map
+        again before the next call (a no-op on a single Redis)."""
+        if self.cluster is not None:
+            cluster: Any = self.cluster
+            with contextlib.suppress(redis.RedisError):  # the next command's retries report it
+                cluster.nodes_manager.initialize()
+
+    def masters(self) -> list[redis.Redis]:
+        """One client per master: the Redis, or each master of the Cluster now (for INFO)."""
+        if self.cluster is None:
+            return [self._shared]
+        cluster: Any = self.cluster
+        return [
+            cast(redis.Redis, node.redis_connection)
+            for node in cluster.get_primaries()
+            if node.redis_connection is not None
+        ]
+
+    @property
+    def max_connections(self) -> int:
+        """Connections this process may open (per node, on a Cluster)."""
+        return self.size.max_connections
+
+    @property
+    def opened(self) -> int | None:
+        """Connections this process holds open now (summed over the nodes of a Cluster)."""
+        if self.pool is not None:
+            opened = getattr(self.pool, "opened", None)
+            return opened if isinstance(opened, int) else None
+        cluster: Any = self.cluster
+        total = 0
+        for node in cluster.get_nodes():
+            connection = node.redis_connection
+            if connection is not None:
+                total += getattr(connection.connection_pool, "opened", 0)
+        return total
+
+    def disconnect(self) -> None:
+        """Close every connection (a forked child must not share its parent's sockets)."""
+        if self.pool is not None:
+            self.pool.disconnect()
+        else:
+            cluster: Any = self.cluster
+            cluster.disconnect_connection_pools()
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self.cluster is not None else "redis"
+        return f"<RedisClients {kind} {self.spec.redacted_url}>"

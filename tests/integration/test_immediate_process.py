@@ -1,0 +1,153 @@
+"""The test mode as a user meets it, in a fresh process and with no Redis server at all:
+``HUEYARD_IMMEDIATE=1`` for a script, and the ``immediate_app`` fixture in a pytest run of
+a project of their own. ``REDIS_URL`` points at a port nobody listens on, so anything that
+reached for Redis would fail (and slowly: it would retry)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli_runner import ROOT
+
+HANDLERS = """
+from pydantic import BaseModel
+
+from framework import current_job, handler
+
+
+class Order(BaseModel):
+    prices: list[int]
+
+
+@handler("shop")
+def total(payload: Order) -> int:
+    return sum(payload.prices)
+
+
+@handler("shop")
+def refuse(payload: dict) -> None:
+    raise ValueError(f"refused on attempt {current_job().attempt}")
+"""
+
+CONFIG = """
+[defaults]
+attempts = 2
+backoff = { type = "fixed", delay = 600 }
+
+[queues.shop]
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A user's project: its config, its handler module; no Redis anywhere."""
+    (tmp_path / "queues.toml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "shop_handlers.py").write_text(HANDLERS, encoding="utf-8")
+    return tmp_path
+
+
+def project_env(project: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUEYARD_", "PYTEST_"))
+    }
+    env.update(
+        HUEYARD_CONFIG=str(project / "queues.toml"),
+        HUEYARD_HANDLER_PACKAGES="",
+        HUEYARD_HANDLER_MODULES="shop_handlers",
+        PYTHONPATH=os.pathsep.join([str(project), str(ROOT)]),
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+        **extra,
+    )
+    return env
+
+
+def test_hueyard_immediate_runs_a_script_without_any_redis(project: Path) -> None:
+    # Given a script that enqueues and reads results as a producer would
+    (project / "script.py").write_text(
+        textwrap.dedent("""
+            import framework
+            from framework.jobs import Jobs
+            from shop_handlers import total, refuse
+
+            job_id = total.enqueue({"prices": [2, 3, 5]})
+            print("result", framework.result(job_id))
+            failed = refuse.enqueue({})
+            info = Jobs(framework.get_app()).get(failed)
+            print("failed", info.state, info.attempts, info.error)
+        """),
+        encoding="utf-8",
+    )
+    # When it runs with HUEYARD_IMMEDIATE=1 and Redis unreachable
+    done = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=project, env=project_env(project, HUEYARD_IMMEDIATE="1"),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    # Then every job ran to its end, in memory
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "result 10",
+        "failed failed 2 ValueError: refused on attempt 2",
+    ]
+
+
+def test_the_immediate_app_fixture_and_drain_in_a_users_pytest_run(project: Path) -> None:
+    # Given a user's tests that use hueyard's fixture (no conftest: pytest finds the plugin)
+    (project / "test_shop.py").write_text(
+        textwrap.dedent("""
+            import pytest
+
+            import framework
+            from framework import JobFailedError, PayloadError
+            from framework.jobs import Jobs
+            from framework.testing import drain
+            from shop_handlers import refuse, total
+
+
+            def test_total(immediate_app):
+                assert framework.result(total.enqueue({"prices": [1, 2]})) == 3
+
+
+            def test_refused(immediate_app):
+                job_id = refuse.enqueue({})
+                with pytest.raises(JobFailedError, match="refused on attempt 2"):
+                    framework.result(job_id)
+
+
+            def test_bad_payload(immediate_app):
+                with pytest.raises(PayloadError):
+                    total.enqueue({"prices": "many"})
+
+
+            def test_each_test_starts_empty_and_drain_runs_a_delayed_job(immediate_app):
+                counts = Jobs(immediate_app).counts("shop")
+                assert (counts.completed, counts.failed) == (0, 0)
+                later = total.enqueue({"prices": [4]}, delay=60)
+                drained = drain("shop", delayed=True)
+                assert (drained.completed, drained.failed) == (1, 0)
+                assert framework.result(later) == 4
+        """),
+        encoding="utf-8",
+    )
+    # When pytest runs them with Redis unreachable
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_shop.py"],
+        cwd=project, env=project_env(project),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    # Then they pass
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
