@@ -4,9 +4,11 @@
   certificate for 127.0.0.1 / localhost and a client certificate.
 * :func:`tls_server`: a :class:`RedisServer` that speaks TLS only.
 * :class:`SentinelGroup`: a master, a replica and three sentinels watching them.
+* :class:`ClusterGroup`: a Redis Cluster of ``masters`` masters with
+  ``replicas_per_master`` replicas each.
 
-Every process is a real ``redis-server`` (sentinels too: ``--sentinel``); each
-is stopped when its test ends.
+Every process is a real ``redis-server`` (sentinels too: ``--sentinel``; cluster
+nodes: ``--cluster-enabled yes``); each is stopped when its test ends.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from tests.integration.redis_server import RedisServer, free_port
 
-__all__ = ["CA", "SentinelGroup", "make_ca", "tls_server"]
+__all__ = ["CA", "ClusterGroup", "ClusterNode", "SentinelGroup", "make_ca", "tls_server"]
 
 MASTER_NAME = "hueyard-master"
 
@@ -193,6 +196,292 @@ class SentinelGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One line of ``CLUSTER NODES``: who a node is, as one node of the cluster sees it."""
+
+    id: str
+    port: int
+    flags: frozenset[str]
+    master_id: str | None
+    """The id of the master it replicates (None for a master)."""
+    slots: tuple[tuple[int, int], ...]
+    """The slot ranges it serves, first and last included (none for a replica)."""
+
+    @property
+    def is_master(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.flags or "fail?" in self.flags
+
+    @classmethod
+    def parse(cls, line: str) -> ClusterNode:
+        fields = line.split()
+        node_id, address, flags, master = fields[:4]
+        port = int(address.split("@")[0].rsplit(":", 1)[1])
+        slots = []
+        for entry in fields[8:]:
+            if entry.startswith("["):  # a slot being migrated: none here
+                continue
+            first, _, last = entry.partition("-")
+            slots.append((int(first), int(last or first)))
+        return cls(
+            id=node_id,
+            port=port,
+            flags=frozenset(flags.split(",")),
+            master_id=None if master == "-" else master,
+            slots=tuple(slots),
+        )
+
+
+class ClusterGroup:
+    """A Redis Cluster on loopback ports: ``masters`` masters, ``replicas_per_master`` each.
+
+    The nodes use ports ``base_port``, ``base_port + 1``, ... (masters first),
+    cluster bus at port + 10000, or free ports (bus ports too) when no
+    ``base_port`` is given. ``node_timeout`` ms without an answer and a master
+    is failed: its replica takes over a second or two later
+    (``cluster-replica-validity-factor 0``: whatever its replication lag).
+
+    The cluster is built with the commands ``redis-cli --cluster create``
+    sends (``CLUSTER ADDSLOTSRANGE``, ``MEET``, ``REPLICATE``), because
+    ``redis-cli`` refuses fewer than three masters and a benchmark needs one.
+    Slots are split evenly over the masters, in the order of their ports.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        masters: int = 3,
+        replicas_per_master: int = 1,
+        *,
+        base_port: int | None = None,
+        node_timeout: int = 1000,
+    ) -> None:
+        if masters < 1 or replicas_per_master < 0:
+            raise ValueError(f"a cluster needs a master or more, not {masters}")
+        self.directory = directory
+        self.masters = masters
+        self.replicas_per_master = replicas_per_master
+        self.node_timeout = node_timeout
+        count = masters * (1 + replicas_per_master)
+        if base_port is not None:
+            ports = [(base_port + n, base_port + n + 10000) for n in range(count)]
+        else:
+            ports = [(free_port(), free_port()) for _ in range(count)]
+        self.nodes: dict[int, RedisServer] = {}
+        for port, bus in ports:
+            node_dir = directory / f"node-{port}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.nodes[port] = RedisServer(
+                port,
+                "--dir", str(node_dir),
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(bus),
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", str(node_timeout),
+                "--cluster-replica-validity-factor", "0",
+                "--repl-diskless-sync-delay", "0",
+            )  # fmt: skip
+        self.bus_ports = dict(ports)
+        self._killed: dict[int, set[str]] = {}
+        """Killed masters: their port -> the ids of their replicas when they died."""
+
+    @property
+    def ports(self) -> list[int]:
+        return list(self.nodes)
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<first port>``: the node a config names (any node will do)."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def live_ports(self) -> list[int]:
+        return [port for port, node in self.nodes.items() if node.running]
+
+    def start(self) -> ClusterGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> ClusterGroup:
+        for node in self.nodes.values():
+            node.start()
+        masters, replicas = self.ports[: self.masters], self.ports[self.masters :]
+        for epoch, port in enumerate(self.ports, start=1):
+            _command(port, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
+        share, extra = divmod(REDIS_CLUSTER_HASH_SLOTS, self.masters)
+        first = 0
+        for index, port in enumerate(masters):
+            last = first + share + (1 if index < extra else 0) - 1
+            _command(port, "CLUSTER", "ADDSLOTSRANGE", first, last)
+            first = last + 1
+        for port in self.ports[1:]:
+            _command(self.ports[0], "CLUSTER", "MEET", "127.0.0.1", port, self.bus_ports[port])
+        _wait(self._all_meet, f"the {len(self.nodes)} nodes to know each other")
+        for index, port in enumerate(replicas):
+            master = masters[index % self.masters]
+            _command(port, "CLUSTER", "REPLICATE", self.node_id(master))
+        _wait(self._healthy, "cluster_state:ok, every slot covered, every replica in sync")
+        return self
+
+    # -- reading the topology --------------------------------------------------------------
+
+    def cluster_nodes(self, port: int | None = None) -> list[ClusterNode]:
+        """``CLUSTER NODES`` as the node on ``port`` (default: the first live one) sees it."""
+        text = _command(port or self.live_ports()[0], "CLUSTER", "NODES")
+        return [ClusterNode.parse(line) for line in text.splitlines() if line.strip()]
+
+    def node_id(self, port: int) -> str:
+        return str(_command(port, "CLUSTER", "MYID"))
+
+    def master_ports(self) -> list[int]:
+        """The ports of the masters that serve slots now."""
+        return sorted(node.port for node in self.cluster_nodes() if node.is_master and node.slots)
+
+    def replicas_of(self, port: int) -> list[int]:
+        """The ports of the replicas of the master on ``port``."""
+        nodes = self.cluster_nodes()
+        (master,) = [node for node in nodes if node.port == port]
+        return sorted(node.port for node in nodes if node.master_id == master.id)
+
+    def master_for_slot(self, slot: int) -> int:
+        """The port of the master that serves ``slot`` now."""
+        for node in self.cluster_nodes():
+            serves = any(first <= slot <= last for first, last in node.slots)
+            if node.is_master and not node.failed and serves:
+                return node.port
+        raise LookupError(f"no live master serves slot {slot}")
+
+    def master_of_key(self, key: str | bytes) -> int:
+        """The port of the master that holds ``key`` (its hash tag's slot)."""
+        return self.master_for_slot(key_slot(key.encode() if isinstance(key, str) else key))
+
+    def client(self) -> redis.RedisCluster:
+        """A redis-py cluster client, started from a live node."""
+        return redis.RedisCluster(host="127.0.0.1", port=self.live_ports()[0])
+
+    def wait_replicated(self, timeout: float = 10) -> None:
+        """Wait until every live replica has every write its master took so far.
+
+        (``WAIT`` on a fresh connection proves nothing: it counts the writes of
+        its own connection, and a fresh one has none.)
+        """
+        targets = {}
+        for node in self.cluster_nodes():
+            if node.is_master and node.slots and not node.failed:
+                info = _info(node.port)
+                targets[node.id] = int(info.get("master_repl_offset", 0))
+
+        def caught_up() -> bool:
+            for node in self.cluster_nodes():
+                if node.master_id in targets and node.port in self.live_ports():
+                    offset = int(_info(node.port).get("slave_repl_offset", -1))
+                    if offset < targets[node.master_id]:
+                        return False
+            return True
+
+        _wait(caught_up, "every replica to catch up with its master", timeout)
+
+    # -- failures --------------------------------------------------------------------------
+
+    def kill_master(self, port: int) -> None:
+        """SIGKILL the master on ``port``: no shutdown, no last write to its replicas."""
+        nodes = self.cluster_nodes()
+        (master,) = [node for node in nodes if node.port == port]
+        if not master.is_master:
+            raise ValueError(f"the node on port {port} is not a master")
+        self._killed[port] = {node.id for node in nodes if node.master_id == master.id}
+        self.nodes[port].kill()
+
+    def wait_failover(self, timeout: float = 30) -> int:
+        """Wait until a replica of each killed master took its slots and the cluster is
+        ok again on every live node; the port of the (last killed master's) new master."""
+        promoted: dict[int, int] = {}
+
+        def done() -> bool:
+            nodes = self.cluster_nodes()
+            for dead, replica_ids in self._killed.items():
+                serving = [n for n in nodes if n.id in replica_ids and n.is_master and n.slots]
+                if not serving:
+                    return False
+                promoted[dead] = serving[0].port
+            return self._healthy()
+
+        _wait(done, "a replica to take over the killed master's slots", timeout)
+        return promoted[list(self._killed)[-1]]
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _all_meet(self) -> bool:
+        for port in self.live_ports():
+            nodes = self.cluster_nodes(port)
+            if len(nodes) < len(self.nodes) or any(
+                "handshake" in node.flags or "noaddr" in node.flags for node in nodes
+            ):
+                return False
+        return True
+
+    def _healthy(self) -> bool:
+        """On every live node: cluster_state ok, every slot ok, the same masters, and
+        each live node a master serving slots or a replica, in sync, of a live master."""
+        live = set(self.live_ports())
+        views = set()
+        for port in live:
+            try:
+                info = _command(port, "CLUSTER", "INFO")
+                nodes = self.cluster_nodes(port)
+            except redis.RedisError:
+                return False
+            fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+            if fields.get("cluster_state") != "ok":
+                return False
+            if int(fields.get("cluster_slots_ok", 0)) != REDIS_CLUSTER_HASH_SLOTS:
+                return False
+            serving = {node.id for node in nodes if node.is_master and node.slots}
+            for node in nodes:
+                if node.port not in live:
+                    continue
+                if node.failed or not (node.id in serving or node.master_id in serving):
+                    return False
+            views.add(
+                tuple(sorted((node.port, node.slots) for node in nodes if node.id in serving))
+            )
+            (myself,) = [node for node in nodes if "myself" in node.flags]
+            if myself.id not in serving and _role(port) != ("slave", "up"):
+                return False
+        return len(views) == 1
+
+    def __enter__(self) -> ClusterGroup:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _command(port: int, *args: object) -> str:
+    """One command to the node on ``port``; its reply as text."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True)
+    try:
+        reply = client.execute_command(*args)
+    finally:
+        client.close()
+    return reply if isinstance(reply, str) else str(reply)
+
+
+def _info(port: int) -> dict[str, object]:
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as client:
+        return dict(client.info("replication"))
 
 
 def _role(port: int) -> tuple[str, str]:

@@ -501,10 +501,18 @@ class E2E:
 
 
 @contextlib.contextmanager
-def world_on(tmp_path: Path, redis_url: str, conn: redis.Redis, **options: Any) -> Iterator[E2E]:
+def world_on(
+    tmp_path: Path,
+    redis_url: str,
+    conn: redis.Redis,
+    *,
+    prefix: str | None = None,
+    **options: Any,
+) -> Iterator[E2E]:
     """An :class:`E2E` world on the Redis at ``redis_url``; ``options`` as for
-    :func:`config_text`. Its consumers are killed, and their logs printed, at the end."""
-    prefix = f"e2e-{uuid.uuid4().hex[:10]}"
+    :func:`config_text`; ``prefix`` the app's key prefix (default: one unique to the
+    test). Its consumers are killed, and their logs printed, at the end."""
+    prefix = prefix or f"e2e-{uuid.uuid4().hex[:10]}"
     config_path = tmp_path / "queues.toml"
     text = config_text(redis_url, prefix, **options)
     config_path.write_text(text, encoding="utf-8")

@@ -274,11 +274,11 @@ def later(payload: dict[str, Any]) -> dict[str, Any]:
 # -- a Redis blip: handlers that do not need Redis themselves ----------------------------------
 
 
-@handler("blip", name="work")
-def blip_work(payload: dict[str, Any]) -> dict[str, Any]:
+def _append_run(payload: dict[str, Any]) -> dict[str, Any]:
     """Append the job id to the file ``runs`` (one line per run), sleep ``ms``.
 
-    It writes to a file, not to Redis, so that it runs the same while Redis is away.
+    It writes to a file, not to Redis, so that it runs the same while Redis is away
+    (or while a Cluster fails over).
     """
     job = current_job()
     assert job is not None
@@ -286,6 +286,17 @@ def blip_work(payload: dict[str, Any]) -> dict[str, Any]:
         runs.write(f"{job.id}\n")
     time.sleep(payload.get("ms", 0) / 1000)
     return {"n": payload["n"]}
+
+
+@handler("blip", name="work")
+def blip_work(payload: dict[str, Any]) -> dict[str, Any]:
+    return _append_run(payload)
+
+
+# The same on two more queues that keep 1,000 completed jobs or more, for a drain
+# over several queues (the Cluster test: queues on different masters).
+for _queue in ("chaos", "pausable"):
+    handler(_queue, name="append_run")(_append_run)
 
 
 # -- schedules: what fired, and when it was enqueued ---------------------------------------------

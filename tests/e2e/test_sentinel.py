@@ -25,7 +25,7 @@ from framework import defaults
 from tests.e2e.conftest import E2E, wait_until, world_on
 from tests.topology import MASTER_NAME, SentinelGroup
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.topology]
 
 JOBS = 3000
 LEASE = 3.0

@@ -85,6 +85,18 @@ class RedisServer:
             self._process.wait(timeout=5)
         self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: no shutdown, no last write."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait(timeout=5)
+        self._process = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def client(self) -> redis.Redis:
         """A plain redis-py client to this server (for planting and checking data)."""
         return redis.Redis(host="127.0.0.1", port=self.port)
