@@ -87,6 +87,7 @@ class Hueyard:
             compiled=[name for runtime in self.queues.values() for name in runtime.tasks],
             redis_url=settings.redis.connection.redacted_url,
             reconnect_attempts=settings.redis.reconnect_attempts,
+            hueys={name: runtime.huey for name, runtime in self.queues.items()},
         )
         registry.bind(self)
 

@@ -147,7 +147,7 @@ _HUEYARD_WAY = {
     "config/queues.toml decides",
     "flush_locks": "-f is ignored: hueyard flushes no lock_task lock at start; each "
     "expires by itself (its ttl, else [consumer] metrics_ttl); to clear one now, delete "
-    "its key {prefix}:q:<queue>:kv:<queue>.lock.<name> (docs/storage.md)",
+    "its key {<prefix>:<queue>}:kv:<queue>.lock.<name> (docs/storage.md)",
     "extra_locks": "-L is ignored: hueyard flushes no lock at start (see -f)",
     "graceful_signal": "-g is ignored: SIGTERM and SIGINT both stop a hueyard consumer "
     "gracefully; a second one hurries it",
@@ -288,6 +288,14 @@ class MultiQueueConsumer:
             raise ConfigError(
                 f"-k {worker_type} is not supported: a job's timeout and cancel stop thread "
                 "and process workers only; use -k thread (the default) or -k process"
+            )
+        if max_tasks and not check_worker_health:
+            # Huey refuses the pair too: a worker that reached its count would never be
+            # replaced, and its queue would lose that worker for good.
+            raise ConfigError(
+                f"-M {max_tasks} needs the worker health check, which -C turns off: a worker "
+                "that ran its jobs exits and only the health check starts its replacement; "
+                "drop -C (or -M)"
             )
         _share_huey_logging(app)
         for line in ignored_flags(scheduler_interval=scheduler_interval, **ignored):

@@ -19,6 +19,7 @@ import datetime
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import redis
@@ -27,12 +28,13 @@ from huey import signals as huey_signals
 from huey.api import Task
 from huey.exceptions import CancelExecution, RetryTask, TaskLockedException, TaskTimeout
 from huey.serializer import Serializer
+from huey.utils import Error
 
 from framework.context import job_context
 from framework.errors import HueyardError, JobCancelled, SerializationError
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
-from framework.options import Outcome
+from framework.options import EnqueuedIds, EnqueueOptions, Outcome
 from framework.outcomes import store_outcome
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
 from framework.record import Claim
@@ -48,10 +50,19 @@ OUTAGE_PAUSE = 1.0
 
 
 class JSONSerializer(Serializer):  # type: ignore[misc]
-    """What Huey serializes itself (its key-value store) as JSON, never pickle."""
+    """What Huey serializes itself (its key-value store) as JSON, never pickle.
+
+    A failed job's result comes from the storage already as Huey's ``Error``
+    (:meth:`~framework.storage.JobStorage.peek_data`): it is passed through.
+    """
 
     def __init__(self) -> None:
         super().__init__(compression=False)
+
+    def deserialize(self, data: Any) -> Any:
+        if isinstance(data, Error):
+            return data
+        return super().deserialize(data)
 
     def _serialize(self, data: Any) -> bytes:
         return dumps_text(data).encode()
@@ -62,8 +73,16 @@ class JSONSerializer(Serializer):  # type: ignore[misc]
 
 _REVOKE = (
     "revoking is not available on a hueyard queue (Huey would skip the task at dequeue; "
-    "hueyard's jobs are cancelled instead): Jobs(app).cancel(job_id), hueyard cancel "
-    "QUEUE JOB_ID, or the dashboard's Cancel; a running job is interrupted (docs/jobs.md)"
+    "hueyard's jobs are cancelled instead): framework.jobs.Jobs(app).cancel(queue, job_id), "
+    "`hueyard cancel QUEUE JOB_ID`, or the dashboard's Cancel; a running job is interrupted "
+    "(docs/jobs.md)"
+)
+_TASK = (
+    "{call} is not available on the Huey of queue {queue!r}: a Huey task declared here could "
+    "never be enqueued (a hueyard job is a record, not a Huey message). Declare a handler "
+    "instead, in a module of pipelines/: @handler({queue!r}) on a function of one payload "
+    "(docs/handlers.md); retries, delays, priority and timeout are the queue's "
+    "[queues.{queue}] in config/queues.toml{extra}"
 )
 
 
@@ -183,6 +202,47 @@ class QueueHuey(Huey):  # type: ignore[misc]
         task.hueyard = (claim, policy)
         return task
 
+    # -- Huey's enqueued and scheduled signals, sent by the producer -------------------------
+
+    def hears_enqueues(self) -> bool:
+        """Whether a receiver listens for ``enqueued`` or ``scheduled`` (or for every
+        signal): only then does an enqueue build Huey's tasks to send them with."""
+        receivers = self._signal.receivers
+        return bool(
+            receivers["any"]
+            or receivers.get(huey_signals.SIGNAL_ENQUEUED)
+            or receivers.get(huey_signals.SIGNAL_SCHEDULED)
+        )
+
+    def announce_enqueued(
+        self,
+        handler: str,
+        ids: EnqueuedIds,
+        payloads: Sequence[bytes | str],
+        options: EnqueueOptions,
+    ) -> None:
+        """Send Huey's ``enqueued`` signal for each job just stored, then ``scheduled`` for
+        a delayed one (as Huey's consumer does when it schedules a task with an ``eta``),
+        with the ``Task`` a worker builds from the record (:meth:`_task_for`): the
+        handler's task class, the payload as its argument, the job's id and timeout, and
+        its ``eta`` (UTC, naive, as Huey's). A payload whose key was held stored nothing
+        and is not announced."""
+        task_class = self._registry._registry[handler]
+        timeout = JobPolicy.of(self.storage.policy, timeout=options.timeout).timeout
+        eta: datetime.datetime | None = None
+        if options.eta is not None:
+            eta = options.eta.astimezone(datetime.UTC).replace(tzinfo=None)
+        elif delay_ms := options.delay_ms():
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            eta = now + datetime.timedelta(milliseconds=delay_ms)
+        for index, (job_id, payload) in enumerate(zip(ids, payloads, strict=True)):
+            if index in ids.existing:
+                continue
+            task = task_class(args=(loads(payload),), id=job_id, timeout=timeout, eta=eta)
+            self._emit(huey_signals.SIGNAL_ENQUEUED, task)
+            if eta is not None:
+                self._emit(huey_signals.SIGNAL_SCHEDULED, task)
+
     # -- execute ---------------------------------------------------------------------------
 
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Outcome | None:
@@ -250,6 +310,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
             self._emit(huey_signals.SIGNAL_COMPLETE, task)
         elif outcome is Outcome.RETRY:
             self._emit(huey_signals.SIGNAL_RETRYING, task)
+            # Huey schedules the retry: its task, with the retry's eta, is the scheduled one
+            task.eta = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + (
+                datetime.timedelta(seconds=delay)
+            )
+            self._emit(huey_signals.SIGNAL_SCHEDULED, task)
         return outcome
 
     def _failure(
@@ -332,11 +397,63 @@ class QueueHuey(Huey):  # type: ignore[misc]
             max_delay=max_delay,
         )  # fmt: skip
 
+    def task(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused at the decorator: ``@handler(queue)`` declares what runs on a queue."""
+        raise HueyardError(_TASK.format(call="@huey.task()", queue=self.name, extra=""))
+
+    def context_task(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused at the decorator, as :meth:`task`."""
+        extra = (
+            "; open the context inside the handler (with obj: ...), or build a per-worker "
+            "resource in an @huey.on_startup() hook"
+        )
+        raise HueyardError(_TASK.format(call="@huey.context_task()", queue=self.name, extra=extra))
+
+    def put(self, key: str, data: Any) -> Any:
+        """Huey's ``huey.put(key, value)``, with two differences: ``value`` is stored as
+        JSON (anything else raises :class:`~framework.errors.SerializationError`), and
+        the key expires after ``[consumer] metrics_ttl`` (25 h by default) where Huey's
+        never expire, since every Redis structure of hueyard is bounded. Data that must
+        live longer belongs in ``framework.get_cache()``."""
+        return super().put(key, data)
+
+    def put_result(self, key: str, data: Any) -> None:
+        """Refused: a job's result is what its handler returns, stored with its outcome."""
+        raise HueyardError(
+            "huey.put_result() is not available: a job's result is what its handler "
+            "returns, stored on the job's record when it completes (read it with "
+            "framework.result(job_id)); for data of your own, huey.put(key, value), which "
+            "expires after [consumer] metrics_ttl"
+        )
+
     def periodic_task(self, *args: Any, **kwargs: Any) -> Any:
         raise HueyardError(
             "@huey.periodic_task is not available: every consumer would run it; declare a "
             "[schedules.<name>] table in config/queues.toml (handler, cron or every), which "
             "fires each tick once however many consumers run (docs/configuration.md)"
+        )
+
+    def rate_limit(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: Huey retries a rate-limited task for free once its window resets;
+        hueyard would count the ``RateLimitExceeded`` as a failed attempt."""
+        raise HueyardError(
+            f"huey.rate_limit() is not available on the Huey of queue {self.name!r}: its "
+            "RateLimitExceeded would count as a failed attempt and wait the queue's backoff "
+            "(Huey retries it for free when the window resets). Limit the queue instead: "
+            f"rate_limit = {{ max = 20, per = 60 }} in [queues.{self.name}] of "
+            "config/queues.toml holds across every consumer and costs no attempt "
+            "(docs/storage.md#rate-limit); for a provider's Retry-After, raise "
+            "RetryTask(delay=seconds)"
+        )
+
+    def create_consumer(self, **options: Any) -> Any:
+        """Refused, as a usage error of ``huey_consumer`` (one line, exit status 1): Huey's
+        stock consumer would run this queue without leases, recovery or schedules."""
+        raise SystemExit(
+            f"hueyard: error: the Huey of queue {self.name!r} has no consumer of its own (Huey's "
+            "stock one would run its jobs without lease heartbeats, recovery of a dead "
+            "consumer's jobs or schedules); run hueyard's: "
+            f"HUEYARD_QUEUES={self.name} huey_consumer framework.app (docs/consumer.md)"
         )
 
     def revoke_by_id(self, *args: Any, **kwargs: Any) -> Any:

@@ -5,9 +5,13 @@ Every enqueue path ends here: ``handler.enqueue``, ``framework.enqueue``,
 options become one :class:`~framework.options.EnqueueOptions`; the payload
 is validated against the handler's model and encoded to JSON text once; the
 storage writes the job records in one atomic script. Nothing is stored when
-anything is wrong, and the error says what. In the app's test mode
-(``app.immediate = True``) the jobs just stored then run, here and now, before
-the call returns (:mod:`framework.immediate`).
+anything is wrong, and the error says what.
+
+Huey's ``enqueued`` signal (and ``scheduled`` for a delayed job) is sent by the
+queue's Huey for each job stored, when a receiver listens for it; otherwise an
+enqueue builds no Huey task. In the app's test mode (``app.immediate = True``)
+the jobs just stored then run, here and now, before the call returns
+(:mod:`framework.immediate`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from framework.errors import (
     StorageError,
     UnknownHandlerError,
 )
+from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.options import (
     NO_OPTIONS,
@@ -51,7 +56,9 @@ class Producer:
 
     ``handler`` is the short name (``send_message``) or the stable name
     (``messages.send_message``). ``storages`` maps every queue to its storage;
-    ``compiled`` names the handlers the app was compiled with.
+    ``compiled`` names the handlers the app was compiled with; ``hueys`` maps
+    queues to the Huey whose ``enqueued`` / ``scheduled`` receivers hear of
+    their jobs.
     """
 
     def __init__(
@@ -62,9 +69,11 @@ class Producer:
         compiled: Iterable[str],
         redis_url: str,
         reconnect_attempts: int,
+        hueys: Mapping[str, QueueHuey] | None = None,
     ) -> None:
         self.registry = registry
         self.storages = dict(storages)
+        self.hueys = dict(hueys or {})
         self.compiled = frozenset(compiled)
         self.redis_url = redis_url
         self.reconnect_attempts = reconnect_attempts
@@ -162,7 +171,10 @@ class Producer:
             ids = storage.add(spec.name, payloads, options, row_keys)
         except EnqueueFailed as failed:
             raise self._failure(spec, failed) from None
-        if self.runner is not None:
+        huey = self.hueys.get(spec.queue)
+        if huey is not None and huey.hears_enqueues():
+            huey.announce_enqueued(spec.name, ids, payloads, options)
+        if self.runner is not None:  # Huey's order: enqueued, then the run
             self.runner(spec.queue, ids, options)
         return ids
 

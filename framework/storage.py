@@ -20,9 +20,10 @@ Idle workers block on a per-queue wake list (``BLPOP``) that enqueue and
 promote push to, so they do not poll and wake within milliseconds.
 
 Huey's own storage interface is implemented for the calls Huey makes (counts,
-task locks); results live in the job records. Huey's listing and flushing
-calls are refused with the hueyard way to do it: a job is a record, not a
-Huey message.
+task locks, its key-value store); results live in the job records, and
+Huey's result reads (``Result.get()``, ``huey.get(job_id)``) read them there.
+Huey's listing and flushing calls are refused with the hueyard way to do it:
+a job is a record, not a Huey message.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -40,10 +42,11 @@ from typing import Any
 import redis
 from huey.constants import EmptyData
 from huey.storage import BaseStorage
+from huey.utils import Error
 from redis.exceptions import NoScriptError
 
 from framework import defaults, forks
-from framework.clients import RedisClients
+from framework.clients import RedisClients, pipeline
 from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
 from framework.keys import Keys
@@ -66,6 +69,9 @@ BLOCKING_READ_TIMEOUT = 1.0
 
 TEXT_LIMIT = 16_384
 """Characters of a traceback, a log line or a progress report kept on a job."""
+
+_JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+"""A job id (a UUID, as :meth:`JobStorage.add` makes them): a key Huey may read a result by."""
 
 
 class EnqueueFailed(Exception):
@@ -515,25 +521,76 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return self.q.kv_prefix + text
 
     def put_data(self, key: str, value: bytes, is_result: bool = False) -> None:
+        """Huey's ``huey.put(key, value)``: in this queue's key space, and expiring after
+        ``[consumer] metrics_ttl`` (Huey's never expire): every Redis structure of
+        hueyard is bounded. Data that must live longer belongs in the cache
+        (``framework.get_cache()``, with its own TTLs)."""
         self.conn.set(self._kv(key), value, ex=self.metrics_ttl)
 
     def peek_data(self, key: str) -> Any:
-        value = self.conn.get(self._kv(key))
-        return EmptyData if value is None else value
+        """The value of ``key`` in the key-value store; for a job id of this queue with
+        none, the finished job's result (Huey's result store is the job's record)."""
+        return self._data(key, pop=False)
 
     def peek_many(self, keys: list[str]) -> dict[str, Any]:
         values = self.conn.mget([self._kv(key) for key in keys]) if keys else []
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     def pop_data(self, key: str) -> Any:
-        value = self.conn.getdel(self._kv(key))
-        return EmptyData if value is None else value
+        """As :meth:`peek_data`, deleting a key-value entry; a job's result stays on its
+        record (read as often as asked while the job is retained: Huey's ``preserve``
+        is always true here)."""
+        return self._data(key, pop=True)
+
+    def _data(self, key: str | bytes, *, pop: bool) -> Any:
+        kv = self._kv(key)
+        job_id = kv[len(self.q.kv_prefix) :]
+        if not _JOB_ID.match(job_id):
+            value = self.conn.getdel(kv) if pop else self.conn.get(kv)
+            return EmptyData if value is None else value
+        with pipeline(self.conn, transaction=True) as pipe:
+            if pop:
+                pipe.getdel(kv)
+            else:
+                pipe.get(kv)
+            pipe.zscore(self.q.completed, job_id)
+            pipe.zscore(self.q.failed, job_id)
+            pipe.hmget(self.q.job(job_id), "result", "error", "traceback", "attempts")
+            value, completed, failed, (result, error, trace, attempts) = pipe.execute()
+        if value is not None:
+            return value
+        if completed is not None and result is not None:
+            return result  # JSON text, as Huey's serializer (execution.JSONSerializer) reads
+        if failed is not None:
+            # What Huey stores for a task that failed for good: Result.get() raises
+            # TaskException(metadata), whose str is the error.
+            return Error(
+                {
+                    "error": (error or b"").decode(errors="replace") or "failed",
+                    "retries": 0,
+                    "traceback": (trace or b"").decode(errors="replace"),
+                    "task_id": job_id,
+                    "attempts": int(attempts or 0),
+                }
+            )
+        return EmptyData
 
     def delete_data(self, key: str) -> bool:
         return bool(self.conn.delete(self._kv(key)))
 
     def has_data_for_key(self, key: str) -> bool:
-        return bool(self.conn.exists(self._kv(key)))
+        """Whether ``key`` holds a value, or names a finished job of this queue (what
+        ``Result.get(blocking=True)`` waits for)."""
+        kv = self._kv(key)
+        job_id = kv[len(self.q.kv_prefix) :]
+        if not _JOB_ID.match(job_id):
+            return bool(self.conn.exists(kv))
+        with pipeline(self.conn, transaction=True) as pipe:
+            pipe.exists(kv)
+            pipe.zscore(self.q.completed, job_id)
+            pipe.zscore(self.q.failed, job_id)
+            exists, completed, failed = pipe.execute()
+        return bool(exists) or completed is not None or failed is not None
 
     def put_if_empty(self, key: str, value: bytes, ttl: int | None = None) -> bool:
         """Huey's ``lock_task`` lock: its own ``ttl``, else ``[consumer] metrics_ttl`` at
@@ -551,13 +608,24 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.conn.delete(self._kv(key))
 
     def result_store_size(self) -> int:
-        return 0  # results live in the job records
+        """Huey's ``huey.result_count()``: the finished jobs this queue keeps (completed and
+        failed), whose records hold a result or an error; two O(1) reads."""
+        with pipeline(self.conn, transaction=True) as pipe:
+            pipe.zcard(self.q.completed)
+            pipe.zcard(self.q.failed)
+            completed, failed = pipe.execute()
+        return int(completed) + int(failed)
 
     def result_items(self) -> dict[str, bytes]:
-        return {}
+        raise HueyardError(
+            "huey.all_results() is not available: results are on the job records, which "
+            "hueyard reads a page at a time: `hueyard jobs QUEUE --state completed`, "
+            "framework.jobs.Jobs(app).list_jobs(queue, 'completed'); one job's result: "
+            "framework.result(job_id)"
+        )
 
     def flush_results(self) -> None:
-        return None
+        raise HueyardError(_ACT_API)
 
     def flush_all(self) -> None:
         raise HueyardError(_ACT_API)

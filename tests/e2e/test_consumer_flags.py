@@ -41,6 +41,46 @@ def test_a_worker_type_hueyard_can_not_stop_is_refused_in_one_line(e2e: E2E) -> 
     assert "use -k thread (the default) or -k process" in run.stderr
 
 
+def refusal(e2e: E2E, command: list[str]) -> str:
+    """Run ``command`` as a consumer that must refuse to start; its one line of stderr."""
+    run = subprocess.run(
+        command,
+        env=e2e.consumer_env({"HUEYARD_QUEUES": "gamma"}),
+        cwd=e2e.tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    return run.stderr.strip().splitlines()[-1]
+
+
+def test_max_tasks_without_the_health_check_is_refused_as_huey_refuses_it(e2e: E2E) -> None:
+    # -M recycles a worker after N jobs, and only the health check (off with -C) starts
+    # its replacement: Huey refuses the pair, so does hueyard
+    line = refusal(e2e, consumer_command("-M", "5", "-C"))
+    assert line.startswith("hueyard: error: -M 5 needs the worker health check, which -C")
+    assert "drop -C (or -M)" in line
+    # each alone is fine
+    consumer = e2e.start_consumer("-M", "5", env={"HUEYARD_QUEUES": "gamma"})
+    assert consumer.running()
+
+
+def test_huey_consumer_on_one_queues_huey_is_refused_naming_hueyards_consumer(e2e: E2E) -> None:
+    # Given a module that hands one queue's Huey to huey_consumer, as a Huey user would
+    (e2e.tmp_path / "one_queue.py").write_text(
+        "import framework\n\nhuey = framework.get_app().queue('gamma').huey\n",
+        encoding="utf-8",
+    )
+    huey_consumer = consumer_command()[:-1]  # without "framework.app"
+
+    line = refusal(e2e, [*huey_consumer, "one_queue.huey"])
+
+    assert line.startswith("hueyard: error: the Huey of queue 'gamma' has no consumer of its own")
+    assert line.endswith("HUEYARD_QUEUES=gamma huey_consumer framework.app (docs/consumer.md)")
+
+
 def test_flags_hueyard_does_not_take_are_warned_about_at_start(e2e: E2E) -> None:
     consumer = e2e.start_consumer(
         "-w", "4", "-s", "5", "-f", "-L", "x", "-g", "TERM", env={"HUEYARD_QUEUES": "gamma"}

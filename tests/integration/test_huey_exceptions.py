@@ -5,11 +5,11 @@ and what the record keeps.
 ================================ ============================ ==================
 raised in the handler            the job                      signals
 ================================ ============================ ==================
-``CancelExecution()``            retried while attempts left  canceled, retrying
+``CancelExecution()``            retried while attempts left  canceled, retrying, scheduled
 ``CancelExecution(retry=False)`` failed at once               canceled
-``TaskLockedException``          retried, no traceback        locked, retrying
-``RetryTask``                    retried                      retrying
-anything else                    retried, then failed         error, retrying
+``TaskLockedException``          retried, no traceback        locked, retrying, scheduled
+``RetryTask``                    retried                      retrying, scheduled
+anything else                    retried, then failed         error, retrying, scheduled
 ================================ ============================ ==================
 """
 
@@ -70,13 +70,14 @@ def app(make_app: AppFactory) -> Hueyard:
 
 @pytest.fixture
 def fired(app: Hueyard) -> Iterator[list[str]]:
-    """The Huey signals the queue's Huey sends, in order (``executing`` left out)."""
+    """The Huey signals the queue's Huey sends in the worker, in order (``executing``
+    left out, and ``enqueued``, which the producer sends)."""
     seen: list[str] = []
     huey = app.queue("work").huey
 
     @huey.signal()
     def watch(signal: str, task: Any, *args: Any) -> None:
-        if signal != signals.SIGNAL_EXECUTING:
+        if signal not in (signals.SIGNAL_EXECUTING, signals.SIGNAL_ENQUEUED):
             seen.append(signal)
 
     yield seen
@@ -111,7 +112,7 @@ def test_cancel_execution_without_arguments_is_retried_while_attempts_remain(
     job_id = app.enqueue("work", "cancel_softly", {})
     run_one(app)
     assert state(app, job_id) == "delayed"
-    assert fired == [signals.SIGNAL_CANCELED, signals.SIGNAL_RETRYING]
+    assert fired == [signals.SIGNAL_CANCELED, signals.SIGNAL_RETRYING, signals.SIGNAL_SCHEDULED]
 
     make_due(app, redis_conn, job_id)
     run_one(app)
@@ -132,13 +133,13 @@ def test_retry_task_fires_no_error_signal(app: Hueyard, fired: list[str]) -> Non
     job_id = app.enqueue("work", "later", {})
     run_one(app)
     assert state(app, job_id) == "delayed"
-    assert fired == [signals.SIGNAL_RETRYING]
+    assert fired == [signals.SIGNAL_RETRYING, signals.SIGNAL_SCHEDULED]
 
 
 def test_any_other_exception_fires_the_error_signal(app: Hueyard, fired: list[str]) -> None:
     app.enqueue("work", "boom", {})
     run_one(app)
-    assert fired == [signals.SIGNAL_ERROR, signals.SIGNAL_RETRYING]
+    assert fired == [signals.SIGNAL_ERROR, signals.SIGNAL_RETRYING, signals.SIGNAL_SCHEDULED]
 
 
 def test_a_held_lock_fires_locked_and_retries_without_a_traceback_then_the_job_completes(
@@ -156,7 +157,7 @@ def test_a_held_lock_fires_locked_and_retries_without_a_traceback_then_the_job_c
 
     # Then it is retried (its attempt counted), with Huey's locked signal and no error one
     assert (state(app, job_id), record(app, job_id)["attempts"]) == ("delayed", "1")
-    assert fired == [signals.SIGNAL_LOCKED, signals.SIGNAL_RETRYING]
+    assert fired == [signals.SIGNAL_LOCKED, signals.SIGNAL_RETRYING, signals.SIGNAL_SCHEDULED]
     saved = record(app, job_id)
     assert saved["error"] == "TaskLockedException: unable to acquire lock nightly-report"
     assert saved["traceback"] == ""
@@ -190,4 +191,9 @@ def test_a_lock_held_for_every_attempt_fails_the_job_naming_the_lock(
         "TaskLockedException: unable to acquire lock nightly-report"
     )
     assert record(app, job_id)["traceback"] == ""
-    assert fired == [signals.SIGNAL_LOCKED, signals.SIGNAL_RETRYING, signals.SIGNAL_LOCKED]
+    assert fired == [
+        signals.SIGNAL_LOCKED,
+        signals.SIGNAL_RETRYING,
+        signals.SIGNAL_SCHEDULED,
+        signals.SIGNAL_LOCKED,
+    ]

@@ -1,0 +1,193 @@
+"""hueyard on a real Redis Cluster (3 masters, a replica each, on loopback ports):
+the per-queue hash tags spread the queues, and every API that reads or acts
+across queues works by config alone (``[redis] cluster = true``).
+
+The drain across a master killed mid-way, with real consumers, is in
+``tests/e2e/test_cluster.py``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from framework.application import Hueyard
+from framework.config import parse_settings
+from framework.errors import ConfigError, HueyardError, JobActionError
+from framework.handlers import HandlerRegistry, handler
+from framework.jobs import JobLocation, Jobs
+from framework.keys import JOB_STATES
+from framework.results import result as read_result
+from framework.upgrade import check_single_redis
+from tests.topology import ClusterGroup
+
+pytestmark = pytest.mark.topology
+
+ROOT = Path(__file__).resolve().parents[2]
+CRM_QUEUES = list(tomllib.loads((ROOT / "config/queues.toml").read_text())["queues"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterGroup]:
+    with ClusterGroup(tmp_path_factory.mktemp("cluster"), masters=3) as running:
+        yield running
+
+
+def registry() -> HandlerRegistry:
+    registry = HandlerRegistry()
+
+    @handler("messages", registry=registry)
+    def send(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("fail"):
+            raise ValueError(f"bad {payload['n']}")
+        return {"sent": payload["n"]}
+
+    @handler("emails", registry=registry)
+    def mail(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"mailed": payload["n"]}
+
+    @handler("webhooks", registry=registry)
+    def hook(payload: dict[str, Any]) -> None:
+        """Not run here."""
+
+    return registry
+
+
+@pytest.fixture
+def app(cluster: ClusterGroup) -> Iterator[Hueyard]:
+    cluster.client().flushall()
+    queues = "\n".join(f"[queues.{name}]\nattempts = 1" for name in CRM_QUEUES)
+    text = f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "ct"\n{queues}\n'
+    app = Hueyard(parse_settings(text, env={}), registry())
+    yield app
+    app.close()
+
+
+def run_all(app: Hueyard, queue: str) -> int:
+    huey = app.queue(queue).huey
+    huey.storage.read_timeout = 0.1
+    ran = 0
+    while (task := huey.dequeue()) is not None:
+        huey.execute(task)
+        ran += 1
+    return ran
+
+
+def test_the_ten_queues_spread_over_the_masters_each_on_one_slot(
+    app: Hueyard, cluster: ClusterGroup
+) -> None:
+    masters = {}
+    for name in CRM_QUEUES:
+        q = app.keys.queue(name)
+        keys = [q.state(state) for state in JOB_STATES]
+        keys += [q.paused, q.wake, q.seq, q.limiter, q.job("x"), q.logs("x"), q.key("k")]
+        keys += [q.stats(1), q.samples(1), q.kv_prefix + "lock"]
+        assert len({key_slot(key.encode()) for key in keys}) == 1, name  # one script, one node
+        masters[name] = cluster.master_of_key(q.waiting)
+    assert len(CRM_QUEUES) == 10
+    assert len(set(masters.values())) > 1, masters
+
+
+def test_jobs_run_and_read_across_queues_by_config_alone(
+    app: Hueyard, cluster: ClusterGroup
+) -> None:
+    # Given jobs of three queues on different shards
+    messages = app.enqueue_many("messages", "send", [{"n": n} for n in range(20)])
+    failing = app.enqueue("messages", "send", {"n": 99, "fail": True})
+    emails = app.enqueue_many("emails", "mail", [{"n": n} for n in range(5)])
+    delayed = app.enqueue("webhooks", "hook", {"n": 1}, delay=3600)
+    shards = {
+        cluster.master_of_key(app.keys.queue(q).waiting) for q in ("messages", "emails", "webhooks")
+    }
+    assert len(shards) > 1
+    # When they run
+    assert (run_all(app, "messages"), run_all(app, "emails")) == (21, 5)
+
+    # Then every read over the queues answers, in one call each
+    jobs = Jobs(app)
+    counts = jobs.counts_all()
+    assert (counts["messages"].completed, counts["messages"].failed) == (20, 1)
+    assert (counts["emails"].completed, counts["webhooks"].delayed) == (5, 1)
+    assert read_result(app, emails[3]) == {"mailed": 3}
+    job = jobs.get(messages[7])  # by id alone: each queue is asked
+    assert job is not None and (job.queue, job.state, job.result) == (
+        "messages",
+        "completed",
+        {"sent": 7},
+    )
+    assert jobs.get(messages[7], queue="emails") is None
+    assert jobs.find(delayed) == JobLocation("webhooks", "delayed")
+    page = jobs.list_jobs("messages", "completed", page_size=5)
+    assert page.total == 20 and len(page.items) == 5 and page.items[0].result is not None
+    failed = jobs.get(failing, queue="messages")
+    assert failed is not None and failed.error == "ValueError: bad 99"
+    assert jobs.summary("messages", minutes=5).completed == 20
+    assert jobs.pulse("webhooks").next_due is not None
+
+    # and every action on one queue
+    assert jobs.promote("webhooks", delayed)
+    with pytest.raises(JobActionError, match="belongs to queue 'webhooks', not 'emails'"):
+        jobs.remove("emails", delayed)
+    assert jobs.remove("webhooks", delayed)
+    assert jobs.retry("messages", failing)
+    assert jobs.pause("emails") and jobs.is_paused("emails") and jobs.resume("emails")
+
+
+def test_the_cache_health_and_info_span_the_masters(app: Hueyard) -> None:
+    assert app.cache.get_cached("report", lambda: {"rows": 3}, ttl=60) == {"rows": 3}
+    assert app.cache.get("report") == {"rows": 3}
+    assert app.cache.health()["connected"] is True
+    info = app.cache.server_info()
+    assert info is not None and info["cluster_masters"] == 3 and info["role"] == "master"
+    assert app.clients.opened is not None and app.clients.opened >= 3
+
+
+def test_wait_replicas_waits_on_the_queue_s_own_master(cluster: ClusterGroup) -> None:
+    text = (
+        f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "cw"\n'
+        "wait_replicas = 1\n[queues.messages]\n[queues.emails]\n[queues.webhooks]\n"
+    )
+    app = Hueyard(parse_settings(text, env={}), registry())
+    try:
+        ids = app.enqueue_many("emails", "mail", [{"n": n} for n in range(3)])
+        # WAIT returned: the replica of the queue's master has the jobs already
+        master = cluster.master_of_key(app.keys.queue("emails").waiting)
+        [replica] = cluster.replicas_of(master)
+        with redis.Redis(port=replica) as node:
+            node.execute_command("READONLY")
+            assert all(node.exists(app.keys.job("emails", i)) for i in ids)
+    finally:
+        app.close()
+
+
+def test_hueyard_upgrade_keys_is_refused_on_a_cluster(app: Hueyard) -> None:
+    with pytest.raises(HueyardError, match=r"runs on the single Redis that holds hueyard 0\.1\.0"):
+        check_single_redis(app.clients.client())
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('url = "redis://n1:7000/3"', "a Redis Cluster has only database 0"),
+        ('url = "unix:///tmp/r.sock"', "url names a node as redis:// or rediss://"),
+        ('sentinels = ["s:26379"]\nmaster_name = "m"', "cluster = true and sentinels exclude"),
+    ],
+)
+def test_a_cluster_config_that_can_not_work_is_refused(lines: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(f"[redis]\ncluster = true\n{lines}\n[queues.work]\n", env={})
+
+
+def test_redis_cluster_in_the_environment_turns_it_on_or_is_refused() -> None:
+    on = parse_settings("[queues.work]\n", env={"REDIS_CLUSTER": "yes"})
+    off = parse_settings("[redis]\ncluster = true\n[queues.work]\n", env={"REDIS_CLUSTER": "0"})
+    assert (on.redis.cluster, off.redis.cluster) == (True, False)
+    assert on.redis.connection.redacted_url.endswith("(cluster)")
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER='maybe' is not a yes or no"):
+        parse_settings("[queues.work]\n", env={"REDIS_CLUSTER": "maybe"})
