@@ -8,6 +8,7 @@ Nothing else in hueyard creates a connection; the pool is injected.
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 import weakref
@@ -188,6 +189,34 @@ class BoundedPool(redis.BlockingConnectionPool):
                 f"{self.timeout:g} s; raise [redis] max_connections (or lower the "
                 "concurrency of this process)"
             ) from None
+
+    def disconnect_free_connections(self, moving_address_src: str | None = None) -> None:
+        """Close the idle connections, taking each out of the queue first.
+
+        A Cluster client calls this on every node's pool when it re-reads the
+        slot map (a node went away, a failover). redis-py 8.1's version closes
+        the connections it saw in the queue while other threads go on taking
+        connections from it (``get_connection`` takes one without the pool's
+        lock): a thread that took one just then found its socket gone and
+        failed with ``TypeError: argument must be an int, or have a fileno()
+        method`` (from ``can_read``), not a Redis error that hueyard retries.
+        A connection taken out of the queue here is this thread's alone.
+        """
+        taken = []
+        while True:
+            try:
+                taken.append(self.pool.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            for conn in taken:
+                if conn is not None and self._should_update_connection(
+                    conn, "connected_address", moving_address_src
+                ):
+                    conn.disconnect()
+        finally:
+            for conn in reversed(taken):  # a LIFO queue: the same order as before
+                self.pool.put_nowait(conn)
 
 
 class SentinelConnection(SentinelManagedConnection):

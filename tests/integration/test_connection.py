@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 
 import pytest
@@ -157,3 +158,54 @@ def test_an_apps_pool_is_sized_from_its_workers_unless_configured(
 ) -> None:
     pool_size = PoolSize.for_app(workers=workers, queues=queues, configured=configured)
     assert (pool_size.max_connections, pool_size.max_kept) == size
+
+
+def _commands_while_idle_connections_are_closed(pool: redis.BlockingConnectionPool) -> list[str]:
+    """Six threads send PINGs through ``pool`` while a seventh closes its idle
+    connections over and over, as a Cluster client does to every node's pool when
+    it re-reads the slot map. What the six got instead of PONG."""
+    errors: list[str] = []
+    done = threading.Event()
+
+    def ping() -> None:
+        for _ in range(1500):
+            try:
+                connection = pool.get_connection()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            try:
+                connection.send_command("PING")
+                connection.read_response()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                pool.release(connection)
+
+    def close_idle() -> None:
+        while not done.is_set():
+            pool.disconnect_free_connections()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the race shows within a second
+    closer = threading.Thread(target=close_idle)
+    pingers = [threading.Thread(target=ping) for _ in range(6)]
+    try:
+        closer.start()
+        for thread in pingers:
+            thread.start()
+        for thread in pingers:
+            thread.join()
+    finally:
+        done.set()
+        closer.join()
+        sys.setswitchinterval(switch)
+        pool.disconnect()
+    return errors
+
+
+def test_closing_idle_connections_never_closes_one_a_thread_just_took(redis_url: str) -> None:
+    # redis-py's BlockingConnectionPool closes the connections it saw idle while
+    # other threads take them: a command fails on a socket closed under it.
+    pool = BoundedPool.from_url(redis_url, max_connections=4, timeout=10)
+    assert _commands_while_idle_connections_are_closed(pool) == []
