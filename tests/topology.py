@@ -149,6 +149,16 @@ class SentinelGroup:
         _wait(self._sentinels_agree, "three sentinels that see the master and its replica")
         return self
 
+    def wait_replicated(self, timeout: float = 10) -> None:
+        """Wait until the replica has every write the master took so far (by replication
+        offsets: ``WAIT`` on a fresh connection counts nothing, having written nothing)."""
+        target = int(str(_info(self.master.port).get("master_repl_offset", 0)))
+
+        def caught_up() -> bool:
+            return int(str(_info(self.replica.port).get("slave_repl_offset", -1))) >= target
+
+        _wait(caught_up, "the replica to catch up with the master", timeout)
+
     def master_port(self) -> int:
         """The master's port, as the first sentinel sees it now."""
         client = redis.Redis(host="127.0.0.1", port=self.sentinel_ports[0], socket_timeout=2)

@@ -212,8 +212,9 @@ def test_two_consumers_drain_across_a_master_killed_losing_nothing(
     assert lost == set()
     assert set(counts) == ids
     # only jobs that first ran around the kill, or while the cluster was failing over,
-    # ran again (a job runs for 10 ms: 2 x WORKERS runs before the kill is ample room)
-    stray = [job for job, at in first_run.items() if not before - 2 * WORKERS <= at < recovered]
+    # ran again: a job runs for 10 ms, but its release can wait behind the others of a
+    # loaded machine's consumers; 4 x WORKERS runs before the kill is room for that
+    stray = [job for job, at in first_run.items() if not before - 4 * WORKERS <= at < recovered]
     assert stray == []
     for queue in DRAINED:
         assert world.counts(queue).failed == 0
