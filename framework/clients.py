@@ -18,10 +18,16 @@ exceptions, answered here: a transaction must stay within one slot
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, cast
 
 import redis
+from redis._parsers.encoders import Encoder
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.connection import parse_url
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 
 from framework import defaults
 from framework.connection import (
@@ -34,19 +40,78 @@ from framework.connection import (
     tls_options,
 )
 
-__all__ = ["RedisClients", "SlotPipeline", "build_cluster", "is_cluster", "pipeline"]
+__all__ = [
+    "LazyCluster",
+    "RedisClients",
+    "SlotPipeline",
+    "build_cluster",
+    "is_cluster",
+    "pipeline",
+]
 
 
 def is_cluster(client: Any) -> bool:
-    """Whether ``client`` (or a pipeline of one) talks to a Redis Cluster."""
-    return isinstance(client, RedisCluster)
+    """Whether ``client`` talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster | LazyCluster)
 
 
 def pipeline(client: redis.Redis, *, transaction: bool) -> Any:
     """A pipeline on ``client``: redis-py's, or on a Cluster a :class:`SlotPipeline`."""
-    if isinstance(client, RedisCluster):
-        return SlotPipeline(client, transaction=transaction)
+    if isinstance(client, RedisCluster | LazyCluster):
+        return SlotPipeline(cast(RedisCluster, client), transaction=transaction)
     return client.pipeline(transaction=transaction)
+
+
+class LazyCluster:
+    """A :class:`~redis.cluster.RedisCluster` made at its first command, not at start-up.
+
+    redis-py's cluster client reads the slot map from a node as it is built,
+    and fails if none answers. hueyard promises an app that opens no
+    connection until its first Redis call, so that a consumer started before
+    its Redis waits for it and a producer imports without one: until a node
+    answers, each command raises :class:`redis.ConnectionError` naming the
+    cluster (what a single Redis that does not answer raises), and the next
+    tries again. Scripts are registered without a connection: their SHA needs
+    only the encoder. Every attribute but its own few (``resolve``, ``built``)
+    is the cluster client's: ``get`` is Redis's GET.
+    """
+
+    def __init__(self, spec: ConnectionSpec, max_connections: int) -> None:
+        self.spec = spec
+        self.max_connections = max_connections
+        self.connection_kwargs: dict[str, Any] = parse_url(spec.url)  # type: ignore[no-untyped-call]
+        self.retry = Retry(SpecBackoff(), spec.reconnect_attempts)
+        self._lock = threading.Lock()
+        self._client: RedisCluster | None = None
+
+    @property
+    def built(self) -> RedisCluster | None:
+        """The cluster client, if a node answered already."""
+        return self._client
+
+    def resolve(self) -> RedisCluster:
+        """The cluster client, made now if it was not (raises ConnectionError meanwhile)."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = build_cluster(self.spec, max_connections=self.max_connections)
+                except RedisClusterException as exc:
+                    raise redis.ConnectionError(
+                        f"no node of the Redis Cluster at {self.spec.redacted_url} answered ({exc})"
+                    ) from None
+            return self._client
+
+    def get_encoder(self) -> Encoder:
+        return Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+
+    def register_script(self, script: str) -> Script:
+        return Script(cast(redis.Redis, self), script)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
 
 
 class SlotPipeline:
@@ -139,8 +204,6 @@ def build_cluster(spec: ConnectionSpec, *, max_connections: int) -> RedisCluster
     re-reads the slot map, so it reaches the replica promoted in its place)
     ``reconnect_attempts`` times, waiting ``min(n x 50 ms, 3 s)`` between tries.
     """
-    from redis.retry import Retry
-
     kwargs: dict[str, Any] = {
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.connect_timeout,
@@ -170,10 +233,10 @@ class RedisClients:
     ) -> None:
         self.spec = spec
         self.size = size
-        self.cluster: RedisCluster | None = None
+        self.cluster: LazyCluster | None = None
         self.pool: redis.ConnectionPool | None = None
         if pool is None and spec.cluster:
-            self.cluster = build_cluster(spec, max_connections=size.max_connections)
+            self.cluster = LazyCluster(spec, size.max_connections)
             self._shared = cast(redis.Redis, self.cluster)  # the same command API
             self.threads = ThreadClients(None, shared=self._shared)
         else:
@@ -196,7 +259,7 @@ class RedisClients:
         writes of its own connection): this thread's, or the Cluster node's of its slot."""
         if self.cluster is None:
             return self.threads.get()
-        cluster: Any = self.cluster  # redis-py's cluster API is untyped
+        cluster: Any = self.cluster.resolve()  # redis-py's cluster API is untyped
         node = cluster.get_node_from_key(key)
         if node is None or node.redis_connection is None:
             raise redis.ConnectionError(f"no Cluster node serves the slot of {key!r} now")
@@ -205,8 +268,8 @@ class RedisClients:
     def lost_node(self) -> None:
         """A node of :meth:`node_client` failed or moved: read the Cluster's slot map
         again before the next call (a no-op on a single Redis)."""
-        if self.cluster is not None:
-            cluster: Any = self.cluster
+        cluster: Any = self.cluster.built if self.cluster is not None else None
+        if cluster is not None:
             with contextlib.suppress(redis.RedisError):  # the next command's retries report it
                 cluster.nodes_manager.initialize()
 
@@ -214,7 +277,7 @@ class RedisClients:
         """One client per master: the Redis, or each master of the Cluster now (for INFO)."""
         if self.cluster is None:
             return [self._shared]
-        cluster: Any = self.cluster
+        cluster: Any = self.cluster.resolve()
         return [
             cast(redis.Redis, node.redis_connection)
             for node in cluster.get_primaries()
@@ -232,7 +295,9 @@ class RedisClients:
         if self.pool is not None:
             opened = getattr(self.pool, "opened", None)
             return opened if isinstance(opened, int) else None
-        cluster: Any = self.cluster
+        cluster: Any = self.cluster.built if self.cluster is not None else None
+        if cluster is None:
+            return 0
         total = 0
         for node in cluster.get_nodes():
             connection = node.redis_connection
@@ -244,8 +309,8 @@ class RedisClients:
         """Close every connection (a forked child must not share its parent's sockets)."""
         if self.pool is not None:
             self.pool.disconnect()
-        else:
-            cluster: Any = self.cluster
+        elif self.cluster is not None and self.cluster.built is not None:
+            cluster: Any = self.cluster.built
             cluster.disconnect_connection_pools()
 
     def __repr__(self) -> str:

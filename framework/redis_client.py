@@ -50,6 +50,7 @@ from framework.cache import (
     encode,
     resolve_ttl,
 )
+from framework.clients import LazyCluster
 from framework.connection import ConnectionSpec, build_pool, redact_url
 from framework.keys import Keys, cache_lock_prefix
 from framework.scripts import Scripts
@@ -155,15 +156,15 @@ class RedisClient:
     """JSON values in Redis, with ``None``/``False`` instead of exceptions.
 
     ``pool`` is shared and owned by the caller (see
-    :func:`framework.connection.build_pool`), or a Redis Cluster's client (see
-    :mod:`framework.clients`); every key is ``key_prefix + key``.
+    :func:`framework.connection.build_pool`), or a Redis Cluster's lazy client
+    (:class:`framework.clients.LazyCluster`); every key is ``key_prefix + key``.
     ``cache_ttls`` maps the names of ``[cache.ttl]`` to seconds for
     :meth:`get_cached`; ``lock_ttl`` bounds how long one loader blocks others.
     """
 
     def __init__(
         self,
-        pool: redis.ConnectionPool | RedisCluster,
+        pool: redis.ConnectionPool | LazyCluster,
         *,
         cache_ttls: Mapping[str, int] | None = None,
         default_ttl: int = defaults.CACHE_TTL,
@@ -173,13 +174,13 @@ class RedisClient:
         health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
         self._owns_pool = False
-        self._cluster = pool if isinstance(pool, RedisCluster) else None
+        self._cluster = pool if isinstance(pool, LazyCluster) else None
         self._pool: redis.ConnectionPool | None = None
         self._probe_pool: redis.ConnectionPool | None = None
-        if isinstance(pool, RedisCluster):
+        if isinstance(pool, LazyCluster):
             # the cluster client routes each key to its node; it probes with its own retries
             self._redis = self._probe = cast(redis.Redis, pool)
-            kwargs: dict[str, Any] = pool.nodes_manager.connection_kwargs
+            kwargs: dict[str, Any] = pool.connection_kwargs
             retry: Any = pool.retry
         else:
             self._pool = pool
