@@ -28,7 +28,8 @@ from huey.exceptions import CancelExecution, TaskTimeout
 from huey.serializer import Serializer
 
 from framework.context import job_context
-from framework.errors import HueyardError, JobCancelled, SerializationError
+from framework.errors import ChainError, HueyardError, JobCancelled, SerializationError
+from framework.fanin import Relay
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
 from framework.options import Outcome
@@ -72,6 +73,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
     storage: JobStorage
 
     stop_flag: Any = None  # the consumer's; set while it stops
+    relay: Relay | None = None  # the app's: fan-in and follow-ups (framework/fanin.py)
 
     def __init__(self, name: str, *, masker: Masker = DEFAULT_MASKER, **kwargs: Any) -> None:
         super().__init__(name, results=False, utc=True, serializer=JSONSerializer(), **kwargs)
@@ -160,7 +162,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return None
         self._emit(huey_signals.SIGNAL_EXECUTING, task)
         self._tasks_in_flight.add(task)
-        outcome, value, trace, delay = Outcome.COMPLETED, "", "", 0.0
+        outcome, value, trace, delay, follow_up = Outcome.COMPLETED, "", "", 0.0, ""
         result: Any = None
         failure: BaseException | None = None
         started = time.monotonic()
@@ -168,7 +170,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         try:
             with (
                 run,
-                job_context(self.storage, claim, policy.attempts),
+                job_context(self.storage, claim, policy.attempts, self.relay),
                 self._timeout_context(task),
             ):
                 result = task.execute()
@@ -189,6 +191,8 @@ class QueueHuey(Huey):  # type: ignore[misc]
         finally:
             self._tasks_in_flight.discard(task)
             keeper.releasing(claim)  # its lease is kept until the outcome is stored
+        if outcome is Outcome.COMPLETED and claim.then is not None:
+            outcome, value, failure, follow_up = self._follow_up(task, claim, result, value)
         if self._post_execute:  # Huey's @huey.post_execute() hooks: (task, value, exception)
             self._run_post_execute(
                 task, None if outcome is not Outcome.COMPLETED else result, failure
@@ -196,7 +200,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         try:
             released, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
-                fetch=not self._stopping(),
+                fetch=not self._stopping(), follow_up=follow_up,
             )  # fmt: skip
         finally:
             keeper.forget(claim)
@@ -216,6 +220,24 @@ class QueueHuey(Huey):  # type: ignore[misc]
         elif outcome is Outcome.RETRY:
             self._emit(huey_signals.SIGNAL_RETRYING, task)
         return None
+
+    def _follow_up(
+        self, task: Task, claim: Claim, result: Any, value: str
+    ) -> tuple[Outcome, str, BaseException | None, str]:
+        """A completed job's outcome with the follow-up its result starts
+        (:mod:`framework.chains`): (completed, its result, None, the follow-up); or,
+        when the result does not make the follow-up's payload, (failed, why, the
+        error, ""): the job fails, not retried (the same result would fail again)."""
+        try:
+            if self.relay is None:
+                raise ChainError(
+                    f"job {claim.id} has follow-ups, and queue {self.name!r} was not built by "
+                    "a hueyard app (Hueyard(settings, registry)), which enqueues them"
+                )
+            return Outcome.COMPLETED, value, None, self.relay.follow_up(claim, result)
+        except ChainError as exc:
+            logger.error("job %s (%s) failed: %s", claim.id, task.name, exc)
+            return Outcome.FAILED, str(exc)[:ERROR_LIMIT], exc, ""
 
     def _failure(
         self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException

@@ -109,6 +109,7 @@ def test_status_json_gives_every_queue_with_the_spec_keys(
             "completed": 1,
             "failed": 1,
             "paused": 0,
+            "waiting-children": 0,
             "isPaused": False,
         },
         "beta": {
@@ -118,6 +119,7 @@ def test_status_json_gives_every_queue_with_the_spec_keys(
             "completed": 0,
             "failed": 0,
             "paused": 0,
+            "waiting-children": 0,
             "isPaused": False,
         },
     }
@@ -130,10 +132,11 @@ def test_status_prints_a_table(app: Hueyard, project: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
-        "queue", "waiting", "active", "delayed", "completed", "failed", "paused", "state",
+        "queue", "waiting", "active", "delayed", "completed", "failed", "paused",
+        "waiting-children", "state",
     ]  # fmt: skip
-    assert lines[2].split() == ["alpha", "0", "0", "0", "0", "0", "3", "paused"]
-    assert lines[3].split() == ["beta", "0", "0", "0", "0", "0", "0", "running"]
+    assert lines[2].split() == ["alpha", "0", "0", "0", "0", "0", "3", "0", "paused"]
+    assert lines[3].split() == ["beta", "0", "0", "0", "0", "0", "0", "0", "running"]
 
 
 # -- jobs and job -----------------------------------------------------------------------------
