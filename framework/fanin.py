@@ -229,6 +229,23 @@ class Relay:
                 "pass delivers them",
                 queue, len(notices), type(exc).__name__, exc,
             )  # fmt: skip
+        except Exception:  # a bug must not fail the release that is stored already
+            logger.exception(
+                "queue %s: delivering %d outbox notice(s) failed; the recovery pass tries "
+                "them again", queue, len(notices),
+            )  # fmt: skip
+
+    def deliver_now(self, queue: str) -> None:
+        """Deliver what ``queue``'s outbox holds now (after a cancel or a remove, which
+        are not a worker's release), logging what can not be: the recovery pass has it."""
+        storage = self.storages[queue]
+        try:
+            notices = storage.conn.zrange(storage.q.outbox, 0, defaults.DELIVER_BATCH - 1)
+        except redis.RedisError as exc:
+            logger.warning("queue %s: its outbox can not be read now: %s", queue, exc)
+            return
+        if notices:
+            self.deliver_quietly(queue, cast(list[bytes], notices))
 
     def deliver_pending(
         self, queue: str, *, older_than: float, limit: int = defaults.DELIVER_BATCH

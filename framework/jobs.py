@@ -465,6 +465,8 @@ class Jobs:
             raise JobActionError(f"job {job_id} belongs to another queue than {queue!r}")
         if answer == "unknown":
             raise JobActionError(f"no job {job_id} in queue {queue!r}")
+        if answer == "cancelled":  # a child's parent hears of it now (framework/fanin.py)
+            self.app.relay.deliver_now(queue)
         return Cancel(answer)
 
     @_redis_errors
@@ -503,6 +505,8 @@ class Jobs:
                 f"job {job_id} on queue {queue!r} is active (a worker runs it) and can not be "
                 "removed; wait until it finishes, then remove it"
             )
+        if removed == 1:  # an unfinished child's parent hears of it now (framework/fanin.py)
+            self.app.relay.deliver_now(queue)
         return removed == 1
 
     @_redis_errors
