@@ -46,7 +46,7 @@ import redis
 
 from framework import defaults
 from framework.chains import follow_up
-from framework.errors import HueyardError, SpawnError
+from framework.errors import HueyardError, SpawnError, StorageError
 from framework.options import EnqueuedIds, EnqueueManyArgs, EnqueueOptions
 
 if TYPE_CHECKING:
@@ -161,8 +161,10 @@ class Relay:
 
         Children's outcomes go to their parents (one ``children`` call per parent),
         follow-ups are enqueued. A notice that names a queue this app does not
-        declare, or that is not hueyard's, is dropped with a log line. Raises what
-        Redis raises: the notices not yet taken out stay for the recovery pass.
+        declare, or that is not hueyard's, is dropped with a log line; one whose
+        parent's keys Redis refuses (a key of the wrong type) stays, with a log
+        line, and the others are delivered. Raises when Redis does not answer: the
+        notices not yet taken out stay for the recovery pass.
         """
         storage = self.storages[queue]
         by_parent: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -189,7 +191,14 @@ class Relay:
             )
             storage.conn.zrem(storage.q.outbox, raw)
         for (parent_queue, parent_id), rows in by_parent.items():
-            self._children(parent_queue, parent_id, rows)
+            try:
+                self._children(parent_queue, parent_id, rows)
+            except StorageError as exc:  # that parent's keys only: the others go on
+                logger.error(
+                    "outbox of %s: %d notice(s) for job %s of %s stay undelivered: %s",
+                    queue, len(rows), parent_id, parent_queue, exc,
+                )  # fmt: skip
+                continue
             storage.conn.zrem(storage.q.outbox, *raws[(parent_queue, parent_id)])
             done += len(rows)
         return done

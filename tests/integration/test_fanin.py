@@ -9,6 +9,7 @@ notice then stays in the child queue's outbox, as it would.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -416,7 +417,7 @@ def test_removing_a_waiting_parent_deletes_its_children_set(
 
 
 def test_a_key_of_the_wrong_type_stops_the_children_script_before_it_writes(
-    app: Hueyard, redis_conn: redis.Redis
+    app: Hueyard, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     parent = app.enqueue("parents", "fan", {"n": 1})
     run_one(app, "parents")
@@ -424,8 +425,9 @@ def test_a_key_of_the_wrong_type_stops_the_children_script_before_it_writes(
     redis_conn.delete(storage.q.waiting_children)
     redis_conn.set(storage.q.waiting_children, "planted")
     before = {key: redis_conn.dump(key) for key in redis_conn.scan_iter()}
-    with pytest.raises(StorageError, match="waiting-children"):
-        app.relay.deliver("kids", [f"c|parents:{parent}|some-child|completed"])
+    with caplog.at_level(logging.ERROR, logger="hueyard.fanin"):
+        assert app.relay.deliver("kids", [f"c|parents:{parent}|some-child|completed"]) == 0
+    assert "'{fi}:q:parents:waiting-children' is a string" in caplog.text
     assert {key: redis_conn.dump(key) for key in redis_conn.scan_iter()} == before
 
 
