@@ -48,6 +48,7 @@ from framework import defaults
 from framework.chains import follow_up
 from framework.errors import HueyardError, SpawnError, StorageError
 from framework.options import EnqueuedIds, EnqueueManyArgs, EnqueueOptions
+from framework.storage import EnqueueFailed
 
 if TYPE_CHECKING:
     from framework.producer import Producer
@@ -183,7 +184,14 @@ class Relay:
                     continue
             elif kind == "t":
                 job_id, _, ready = rest.partition("|")
-                done += self._fire(queue, job_id, ready)
+                try:
+                    done += self._fire(queue, job_id, ready)
+                except StorageError as exc:  # its queue's keys only: the others go on
+                    logger.error(
+                        "outbox of %s: the follow-up of job %s stays undelivered: %s",
+                        queue, job_id, exc,
+                    )  # fmt: skip
+                    continue
                 storage.conn.zrem(storage.q.outbox, raw)
                 continue
             logger.error(
@@ -221,7 +229,10 @@ class Relay:
         except (ValueError, KeyError, TypeError, HueyardError) as exc:
             logger.error("follow-up of job %s of %s can not be enqueued: %s", job_id, queue, exc)
             return False
-        ids = storage.add(handler, [payload], options, [options.key or ""], links)
+        try:
+            ids = storage.add(handler, [payload], options, [options.key or ""], links)
+        except EnqueueFailed as failed:  # what Redis said: a StorageError, or no answer
+            raise failed.cause from None
         if not ids.existing:
             logger.info("job %s of %s: its follow-up %s is job %s", job_id, queue, handler, ids[0])
         return True

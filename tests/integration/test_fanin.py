@@ -633,3 +633,23 @@ def test_a_children_set_of_the_wrong_type_stops_the_release_before_it_writes(
     with pytest.raises(StorageError, match=r":children' is a string"):
         storage.release(claim, "completed", value="{}")
     assert {key: redis_conn.dump(key) for key in redis_conn.scan_iter()} == before
+
+
+def test_a_follow_up_its_queue_refuses_stays_in_the_outbox_until_the_key_is_fixed(
+    app: Hueyard, handlers: Handlers, jobs: Jobs, redis_conn: redis.Redis
+) -> None:
+    # Given the follow-up's queue holds a key of the wrong type
+    waiting = app.queue("next").storage.q.waiting
+    redis_conn.set(waiting, "planted")
+    # When a job with a follow-up completes
+    origin = handlers.lonely.enqueue({"n": 1}, then=handlers.echo)
+    run_one(app, "parents")
+    # Then it completed, and its follow-up waits in the outbox
+    assert state(jobs, origin) == "completed"
+    [notice] = outbox(app, "parents")
+    assert notice.startswith(f"t|{origin}|")
+    # When the key is fixed, Then the next recovery pass enqueues the follow-up
+    redis_conn.delete(waiting)
+    assert app.relay.deliver_pending("parents", older_than=0) == 1
+    [follow] = jobs.list_jobs("next", "waiting").items
+    assert follow.payload == {"total": 2} and outbox(app, "parents") == []
