@@ -18,6 +18,7 @@ import redis
 from framework.chains import encode_then
 from framework.connection import connection_failure
 from framework.errors import (
+    ChainError,
     OptionError,
     PayloadError,
     QueueError,
@@ -104,6 +105,11 @@ class Producer:
         ``links`` are record fields of fan-in (a spawn's ``parent``,
         :meth:`framework.fanin.Relay.spawn`).
         """
+        if "then" in options:
+            raise ChainError(
+                "then= starts a follow-up from one job's result; enqueue_many takes none: "
+                "enqueue each job with then=, or chain from a job that fans out"
+            )
         spec, storage = self.target(queue, handler)
         keys = options.get("keys")
         if options.get("key") is not None:

@@ -653,3 +653,9 @@ def test_a_follow_up_its_queue_refuses_stays_in_the_outbox_until_the_key_is_fixe
     assert app.relay.deliver_pending("parents", older_than=0) == 1
     [follow] = jobs.list_jobs("next", "waiting").items
     assert follow.payload == {"total": 2} and outbox(app, "parents") == []
+
+
+def test_enqueue_many_refuses_a_follow_up_saying_how(app: Hueyard, jobs: Jobs) -> None:
+    with pytest.raises(ChainError, match="enqueue_many takes none"):
+        app.enqueue_many("parents", "lonely", [{"n": 1}], then="next.echo")  # type: ignore[call-arg]
+    assert jobs.counts("parents").waiting == 0
