@@ -37,6 +37,8 @@ __all__ = ["blueprint"]
 blueprint = Blueprint("pages", __name__)
 
 DEFAULT_STATE = "waiting"
+CHILDREN_SHOWN = 50
+"""Children a parent's page and raw JSON link to (failed first); the counts are whole."""
 PAGE_SIZES = (10, 25, 50, 100, 250, 500)
 RANGES = {"hour": (60, 1, "last hour, per minute"), "day": (1440, 10, "last day, per 10 minutes")}
 
@@ -113,11 +115,14 @@ def job_page(queue: str, job_id: str) -> Any:
         "job.html",
         queue=name,
         job=job,
+        children=state.jobs.children(name, job_id, page_size=CHILDREN_SHOWN)
+        if job.children
+        else None,
         payload=preview(job.payload, limit),
         result=None if job.result is None else preview(job.result, limit),
         progress=None if job.progress is None else preview(job.progress, limit),
         done=request.args.get("done"),
-        refresh=job.state in ("waiting", "active", "delayed", "paused"),
+        refresh=job.state in ("waiting", "active", "delayed", "paused", "waiting-children"),
     )
 
 
@@ -130,7 +135,11 @@ def job_raw(queue: str, job_id: str) -> Response:
     job = state.jobs.get(job_id, queue=name)
     if job is None:
         abort(404, f"Queue {name!r} holds no job with id {job_id!r}.")
-    response = jsonify(job.to_json())  # masked: state.jobs masks every job it returns
+    body = job.to_json()  # masked: state.jobs masks every job it returns
+    if job.children:  # a parent: the links to its first children, failed first
+        page = state.jobs.children(name, job_id, page_size=CHILDREN_SHOWN)
+        body["children_links"] = [link.to_json() for link in page.items]
+    response = jsonify(body)
     response.headers["Content-Disposition"] = f'inline; filename="{_safe(job_id)}.json"'
     return response
 

@@ -74,5 +74,15 @@ def number(value: int | float) -> str:
     return f"{value:,}"
 
 
+def job_ref(value: str | None) -> tuple[str, str] | None:
+    """``(queue, id)`` of a ``<queue>:<id>`` link between jobs (a parent, an origin), or None."""
+    if not value:
+        return None
+    queue, _, job_id = value.partition(":")
+    return (queue, job_id) if queue and job_id else None
+
+
 def register_filters(app: Flask) -> None:
-    app.jinja_env.filters.update(ago=ago, utc=utc, ms=ms, number=number, snippet=snippet)
+    app.jinja_env.filters.update(
+        ago=ago, utc=utc, ms=ms, number=number, snippet=snippet, job_ref=job_ref
+    )

@@ -29,7 +29,7 @@ __all__ = ["WINDOW_MINUTES", "scrape"]
 WINDOW_MINUTES = 5
 """Minutes the throughput, failure rate and processing-time gauges cover."""
 
-_STATES = ("waiting", "active", "delayed", "completed", "failed", "paused")
+_STATES = ("waiting", "active", "delayed", "completed", "failed", "paused", "waiting-children")
 
 
 def _redis_server(state: DashboardState) -> Iterator[Metric]:
@@ -87,7 +87,7 @@ class _JobsCollector(Collector):
         )
         for name, counts in report.counts.items():
             for state in _STATES:
-                jobs.add_metric([name, state], float(getattr(counts, state)))
+                jobs.add_metric([name, state], float(getattr(counts, state.replace("-", "_"))))
             paused.add_metric([name], 1.0 if counts.is_paused else 0.0)
         yield jobs
         yield paused

@@ -22,8 +22,10 @@ from collections.abc import Iterable
 from typing import Any, Unpack
 
 from framework.application import Hueyard
+from framework.chains import Chain
 from framework.context import JobContext, current_job
 from framework.errors import (
+    ChainError,
     ConfigError,
     HandlerError,
     HueyardError,
@@ -36,6 +38,7 @@ from framework.errors import (
     RedisUnavailableError,
     ResultTimeoutError,
     SerializationError,
+    SpawnError,
     StorageError,
     UnknownHandlerError,
 )
@@ -51,6 +54,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "EnqueueOptions",
+    "Chain",
     "result",
     # the app, the running job, the cache
     "Hueyard",
@@ -71,20 +75,25 @@ __all__ = [
     "RedisUnavailableError",
     "JobFailedError",
     "ResultTimeoutError",
+    "ChainError",
+    "SpawnError",
     # raised inside a running handler
     "JobTimeout",
     "JobCancelled",
 ]
 
 
-def enqueue(queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]) -> str:
+def enqueue(
+    queue: str, handler: str, payload: Any, *, then: Any = None, **options: Unpack[EnqueueArgs]
+) -> str:
     """Enqueue a job for ``handler`` on ``queue`` and return its id.
 
     ``handler`` is the short name (``"send_message"``) or the stable name
     (``"messages.send_message"``); ``options`` as for ``handler.enqueue``
-    (:class:`EnqueueOptions`).
+    (:class:`EnqueueOptions`); ``then`` the follow-up its result starts
+    (a handler or a :class:`Chain`).
     """
-    return get_app().enqueue(queue, handler, payload, **options)
+    return get_app().enqueue(queue, handler, payload, then=then, **options)
 
 
 def enqueue_many(

@@ -23,6 +23,7 @@ from framework.compiler import QueueRuntime, compile_queues
 from framework.connection import PoolSize
 from framework.consumer import MultiQueueConsumer, served_queues
 from framework.errors import ConfigError, QueueError
+from framework.fanin import Relay
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
 from framework.keys import Keys
 from framework.masking import Masker
@@ -89,15 +90,28 @@ class Hueyard:
             reconnect_attempts=settings.redis.reconnect_attempts,
             hueys={name: runtime.huey for name, runtime in self.queues.items()},
         )
+        # Fan-in and follow-ups: what a release posts to an outbox is delivered at once
+        self.relay = Relay(self.producer)
+        for runtime in self.queues.values():
+            runtime.huey.relay = self.relay
+            runtime.storage.on_told = self.relay.deliver_quietly
         registry.bind(self)
 
     # -- producer API ----------------------------------------------------------------------
 
     def enqueue(
-        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+        self,
+        queue: str,
+        handler: str,
+        payload: Any,
+        *,
+        then: Any = None,
+        **options: Unpack[EnqueueArgs],
     ) -> str:
-        """Enqueue one job for ``handler`` on ``queue``; return its id (see :class:`Producer`)."""
-        return self.producer.enqueue(queue, handler, payload, **options)
+        """Enqueue one job for ``handler`` on ``queue``; return its id (see :class:`Producer`).
+
+        ``then``: the follow-up its result starts (:mod:`framework.chains`)."""
+        return self.producer.enqueue(queue, handler, payload, then=then, **options)
 
     def enqueue_many(
         self, queue: str, handler: str, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]

@@ -395,16 +395,18 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({name: c.to_json() for name, c in counts.items()}, indent=2))
         return 0
-    headers = ["queue", "waiting", "active", "delayed", "completed", "failed", "paused", "state"]
+    headers = ["queue", "waiting", "active", "delayed", "completed", "failed", "paused",
+               "waiting-children", "state"]  # fmt: skip
     body = [
         [
             c.queue,
-            *(str(n) for n in (c.waiting, c.active, c.delayed, c.completed, c.failed, c.paused)),
+            *map(str, (c.waiting, c.active, c.delayed, c.completed, c.failed, c.paused)),
+            str(c.waiting_children),
             "paused" if c.is_paused else "running",
         ]
         for c in counts.values()
     ]
-    print(grid(headers, body, numeric=range(1, 7)))
+    print(grid(headers, body, numeric=range(1, 8)))
     return 0
 
 
@@ -451,6 +453,15 @@ def _key_shown(key: str | None, ttl: float | None) -> str | None:
     return key if not ttl else f"{key} (kept {ttl:g} s after the job finishes)"
 
 
+def _children_shown(job: JobInfo) -> str | None:
+    if not job.children:
+        return None
+    return (
+        f"{job.children} ({job.children_completed} completed, {job.children_failed} failed, "
+        f"{job.children_pending} pending)"
+    )
+
+
 def _show(args: argparse.Namespace) -> int:
     job = _jobs().get(args.job_id)
     if job is None:
@@ -472,6 +483,10 @@ def _show(args: argparse.Namespace) -> int:
         ("timeout", None if job.timeout is None else f"{job.timeout:g} s"),
         ("key", _key_shown(job.key, job.key_ttl)),
         ("consumer", job.consumer),
+        ("parent", job.parent),
+        ("children", _children_shown(job)),
+        ("follows", job.follows),
+        ("then", " -> ".join(job.then) or None),
         ("payload", _json(job.payload)),
         ("result", None if job.result is None else _json(job.result)),
         ("progress", None if job.progress is None else _json(job.progress)),

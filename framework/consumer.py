@@ -206,12 +206,14 @@ class _ThreadEnvironment(ThreadEnvironment):  # type: ignore[misc]
 
 
 class _Scheduler(BaseProcess):  # type: ignore[misc]
-    """Promotes due delayed jobs and retries, and recovers jobs of dead consumers.
+    """Promotes due delayed jobs and retries, recovers jobs of dead consumers, and
+    delivers the outbox notices their consumers did not (:mod:`framework.fanin`).
 
-    Both are atomic scripts, so any number of consumers may run them at once,
+    Each is atomic or idempotent, so any number of consumers may run them at once,
     and each consumer runs them for every queue of the app.
     Recovery runs every half lease, so a dead consumer's job is back in
-    ``waiting`` within two leases of its last renewal.
+    ``waiting`` within two leases of its last renewal, and a notice older than
+    half a lease is delivered by the next pass.
     """
 
     process_name = "Scheduler"
@@ -249,6 +251,17 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
                             recovered,
                             stalled,
                         )
+                    if huey.relay is not None:
+                        delivered = huey.relay.deliver_pending(
+                            huey.name, older_than=self.recovery_interval
+                        )
+                        if delivered:
+                            self._logger.warning(
+                                "queue %s: %d outbox notice(s) delivered that their consumer "
+                                "did not (a child's outcome, a follow-up)",
+                                huey.name,
+                                delivered,
+                            )
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # One Redis serves every queue: the next round tries them all again.
                 self.outage.failed(exc)

@@ -69,6 +69,38 @@ MAX_SAMPLES = 256
 """Processing-time samples kept per queue and minute (for p50 / p95): the newest
 ``MAX_SAMPLES``, the list cut back to them when it passes twice as many."""
 
+# -- chains and fan-in (framework/chains.py, framework/fanin.py) ------------------------------
+
+MAX_CHAIN = 16
+"""Follow-ups one job may carry (``handler.s(p).then(a).then(b)``: two); a longer chain is
+refused at enqueue."""
+
+MAX_CHAIN_BYTES = 64 * 1024
+"""Bytes the follow-ups of one job may take as JSON (handlers, their fixed payloads and
+options): the ``then`` field of its record."""
+
+MAX_CHILDREN = 1_000_000
+"""Children one parent may wait for (``current_job().spawn_many``); more are refused."""
+
+CHILD_BAND = 2**42
+"""Score bands of a parent's children set: pending, completed, failed are this far apart
+(each child's score is its band plus the time, in ms, it got there)."""
+
+CHILD_LINKS_KEPT = 100
+"""Children a finished parent keeps links to (failed ones first, then completed ones);
+its counts stay whole."""
+
+OUTBOX_MAX = 1_000_000
+"""Notices a queue's outbox holds at most (children's outcomes and follow-ups not yet
+delivered); it fills only while their queues do not answer. Past it the oldest go."""
+
+DELIVER_BATCH = 1000
+"""Outbox notices one recovery pass delivers per queue at most."""
+
+FOLLOW_UP_KEY_TTL = 86400.0
+"""Seconds a follow-up's job key (``then:<queue>:<id>``) stays taken after it finished: a
+notice delivered again within it enqueues nothing."""
+
 MAX_CONNECTIONS = 64
 """Connections a pool may open when nothing sized it (a client built without an app)."""
 

@@ -10,6 +10,9 @@
      ├── PayloadError           a payload does not validate, or is not JSON
      │    └── StoredPayloadError    a stored payload no longer validates when its job runs
      ├── OptionError            an enqueue option (priority, delay, attempts) is out of range
+     ├── ChainError             a chain of follow-ups is declared wrongly, or a result can not
+     │                          start its follow-up
+     ├── SpawnError             a job can not spawn children (outside a job, too many)
      ├── JobActionError         a read/act call does not apply (unknown state, active job)
      ├── SerializationError     data in Redis is not what hueyard wrote
      ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
@@ -38,6 +41,7 @@ from huey.exceptions import CancelExecution, ResultTimeout, TaskTimeout
 __all__ = [
     "JobCancelled",
     "JobTimeout",
+    "ChainError",
     "ConfigError",
     "DashboardError",
     "HandlerError",
@@ -52,6 +56,7 @@ __all__ = [
     "RedisUnavailableError",
     "ResultTimeoutError",
     "SerializationError",
+    "SpawnError",
     "StorageError",
     "StoredPayloadError",
     "UnknownHandlerError",
@@ -97,6 +102,18 @@ class StoredPayloadError(PayloadError, CancelExecution):  # type: ignore[misc]
 
 class OptionError(HueyardError):
     """An enqueue option is out of range: priority, delay, eta or attempts."""
+
+
+class ChainError(HueyardError):
+    """A chain of follow-ups is declared wrongly (too long, too large, an option a
+    follow-up can not take, a fixed payload without ``field=``), or a job's result can
+    not start its follow-up (it does not validate as its payload): the job then fails,
+    not retried."""
+
+
+class SpawnError(HueyardError):
+    """A job can not spawn children: called outside a running job, or past
+    :data:`~framework.defaults.MAX_CHILDREN` children."""
 
 
 class JobActionError(HueyardError):

@@ -31,7 +31,8 @@ from huey.serializer import Serializer
 from huey.utils import Error
 
 from framework.context import job_context
-from framework.errors import HueyardError, JobCancelled, SerializationError
+from framework.errors import ChainError, HueyardError, JobCancelled, SerializationError
+from framework.fanin import Relay
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
 from framework.options import EnqueuedIds, EnqueueOptions, Outcome
@@ -96,6 +97,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
     storage: JobStorage
 
     stop_flag: Any = None  # the consumer's; set while it stops
+    relay: Relay | None = None  # the app's: fan-in and follow-ups (framework/fanin.py)
 
     owner: _Switch | None = None  # the app whose queue this is: its test mode is the app's
 
@@ -253,7 +255,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return Outcome.FAILED
         self._emit(huey_signals.SIGNAL_EXECUTING, task)
         self._tasks_in_flight.add(task)
-        outcome, value, trace, delay = Outcome.COMPLETED, "", "", 0.0
+        outcome, value, trace, delay, follow_up = Outcome.COMPLETED, "", "", 0.0, ""
         result: Any = None
         failure: BaseException | None = None
         started = time.monotonic()
@@ -261,7 +263,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         try:
             with (
                 run,
-                job_context(self.storage, claim, policy.attempts),
+                job_context(self.storage, claim, policy.attempts, self.relay),
                 self._timeout_context(task),
             ):
                 result = task.execute()
@@ -284,6 +286,8 @@ class QueueHuey(Huey):  # type: ignore[misc]
         finally:
             self._tasks_in_flight.discard(task)
             keeper.releasing(claim)  # its lease is kept until the outcome is stored
+        if outcome is Outcome.COMPLETED and claim.then is not None:
+            outcome, value, failure, follow_up = self._follow_up(task, claim, result, value)
         if self._post_execute:  # Huey's @huey.post_execute() hooks: (task, value, exception)
             self._run_post_execute(
                 task, None if outcome is not Outcome.COMPLETED else result, failure
@@ -292,9 +296,24 @@ class QueueHuey(Huey):  # type: ignore[misc]
             released, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
                 fetch=not self._stopping() and not getattr(self._local, "here", False),
+                follow_up=follow_up,
             )  # fmt: skip
         finally:
             keeper.forget(claim)
+        return self._told(task, claim, outcome, released=released, delay=delay, started=started)
+
+    def _told(
+        self,
+        task: Task,
+        claim: Claim,
+        outcome: Outcome,
+        *,
+        released: bool,
+        delay: float,
+        started: float,
+    ) -> Outcome | None:
+        """After the release: log and send Huey's signal of ``outcome`` (None: the
+        outcome was dropped, the job no longer ours)."""
         if not released:
             logger.warning(
                 "job %s finished (%s) after it stopped being ours (lease lost, timed out "
@@ -316,6 +335,24 @@ class QueueHuey(Huey):  # type: ignore[misc]
             )
             self._emit(huey_signals.SIGNAL_SCHEDULED, task)
         return outcome
+
+    def _follow_up(
+        self, task: Task, claim: Claim, result: Any, value: str
+    ) -> tuple[Outcome, str, BaseException | None, str]:
+        """A completed job's outcome with the follow-up its result starts
+        (:mod:`framework.chains`): (completed, its result, None, the follow-up); or,
+        when the result does not make the follow-up's payload, (failed, why, the
+        error, ""): the job fails, not retried (the same result would fail again)."""
+        try:
+            if self.relay is None:
+                raise ChainError(
+                    f"job {claim.id} has follow-ups, and queue {self.name!r} was not built by "
+                    "a hueyard app (Hueyard(settings, registry)), which enqueues them"
+                )
+            return Outcome.COMPLETED, value, None, self.relay.follow_up(claim, result)
+        except ChainError as exc:
+            logger.error("job %s (%s) failed: %s", claim.id, task.name, exc)
+            return Outcome.FAILED, str(exc)[:ERROR_LIMIT], exc, ""
 
     def _failure(
         self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException

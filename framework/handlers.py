@@ -40,7 +40,9 @@ from typing import Any, Generic, Protocol, TypeVar, Unpack
 from pydantic import BaseModel, ValidationError
 
 from framework import defaults
+from framework.chains import Chain
 from framework.errors import (
+    ChainError,
     HandlerError,
     PayloadError,
     SerializationError,
@@ -175,7 +177,13 @@ class Producer(Protocol):
     """What a handler enqueues through: the app compiled from its registry."""
 
     def enqueue(
-        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+        self,
+        queue: str,
+        handler: str,
+        payload: Any,
+        *,
+        then: Any = None,
+        **options: Unpack[EnqueueArgs],
     ) -> str: ...
 
     def enqueue_many(
@@ -231,16 +239,39 @@ class Handler(Generic[R]):
         stored = loads(self.spec.payload_json(payload))
         return typing.cast(R, self.spec.func(self.spec.argument(stored)))
 
-    def enqueue(self, payload: Any, **options: Unpack[EnqueueArgs]) -> str:
+    def enqueue(self, payload: Any, *, then: Any = None, **options: Unpack[EnqueueArgs]) -> str:
         """Enqueue one job on this handler's queue and return its id.
 
         Options (:class:`framework.options.EnqueueOptions`): ``priority`` 1
         (first) to 10 (last), ``delay`` seconds (or a timedelta) or an ``eta``
         datetime, ``attempts``, ``keep_completed``, ``keep_failed``; the queue's
-        config for any left out. Raises :class:`PayloadError` for a bad payload,
-        :class:`OptionError` for a bad option; nothing is stored then.
+        config for any left out. ``then``: the follow-up its result starts when it
+        completes, a handler or a chain (:mod:`framework.chains`). Raises
+        :class:`PayloadError` for a bad payload, :class:`OptionError` for a bad
+        option, :class:`ChainError` for a bad ``then``; nothing is stored then.
         """
-        return self.registry.producer().enqueue(self.spec.queue, self.spec.name, payload, **options)
+        return self.registry.producer().enqueue(
+            self.spec.queue, self.spec.name, payload, then=then, **options
+        )
+
+    def s(self, payload: Any = None, *, field: str | None = None, **options: Any) -> Chain:
+        """A chain that starts with this handler (Huey's ``task.s()``)::
+
+            build_report.s({"reportId": "r-1"}).then(email_report, {"to": ...}, field="report")
+
+        ``.enqueue()`` enqueues it. As a follow-up (``then=`` or ``.then(...)``),
+        ``field=`` names where the result of the step before goes in ``payload``
+        (none: the result is the payload). See :mod:`framework.chains`.
+        """
+        return Chain(self, payload, field=field, options=options)
+
+    def then(self, handler: Any, payload: Any = None, *, field: str | None = None,
+             **options: Any) -> Chain:  # fmt: skip
+        """Refused: a handler has no payload yet; start the chain with ``.s(payload)``."""
+        raise ChainError(
+            f"{self.spec.name}.then(...) has no payload to start with; write "
+            f"{self.spec.short_name}.s(payload).then(...), then .enqueue()"
+        )
 
     def enqueue_many(
         self, payloads: Iterable[Any], **options: Unpack[EnqueueManyArgs]

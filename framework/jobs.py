@@ -54,7 +54,15 @@ from framework.metrics import (
 )
 from framework.peek import Limits, Peeked, lines_of, peek_lines, peek_record, read, record_of
 from framework.pulse import QueuePulse, read_pulse
-from framework.records import JobInfo, JobLocation, Page, QueueCounts, job_info, log_lines
+from framework.records import (
+    ChildLink,
+    JobInfo,
+    JobLocation,
+    Page,
+    QueueCounts,
+    job_info,
+    log_lines,
+)
 from framework.runtime import get_app
 from framework.scripts import Scripts, storage_error
 from framework.settings import QueuePolicy
@@ -64,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Cancel",
+    "ChildLink",
     "STATES",
     "FINISHED_STATES",
     "MAX_PAGE_SIZE",
@@ -165,7 +174,7 @@ class Jobs:
         width = len(JOB_STATES) + 1
         counts = {}
         for index, (name, _) in enumerate(sets):
-            waiting, active, delayed, completed, failed, paused = replies[
+            waiting, active, delayed, completed, failed, waiting_children, paused = replies[
                 index * width : (index + 1) * width
             ]
             is_paused = bool(paused)
@@ -178,6 +187,7 @@ class Jobs:
                 failed=int(failed),
                 paused=int(waiting) if is_paused else 0,
                 is_paused=is_paused,
+                waiting_children=int(waiting_children),
             )
         return counts
 
@@ -324,6 +334,29 @@ class Jobs:
         return job.masked(self.app.masker) if self.masked else job
 
     @_redis_errors
+    def children(
+        self, queue: str, job_id: str, *, page: int = 1, page_size: int = 25
+    ) -> Page[ChildLink]:
+        """A page of the children of job ``job_id`` of ``queue`` (:mod:`framework.fanin`):
+        failed first, then completed, then pending, the latest first within each. One
+        round trip. A finished parent keeps links to at most
+        :data:`~framework.defaults.CHILD_LINKS_KEPT` children (its counts stay whole:
+        ``JobInfo.children``)."""
+        _check_page(page, page_size)
+        key = self._q(queue).children(job_id)
+        start, stop = (page - 1) * page_size, page * page_size - 1
+
+        def reads(pipe: Any) -> None:
+            pipe.zcard(key)
+            pipe.zrevrange(key, start, stop, withscores=True)
+
+        total, rows = snapshot(self.conn, reads)
+        if isinstance(rows, Exception):  # a planted key of another type holds no children
+            total, rows = 0, []
+        items = tuple(ChildLink.of(member, score) for member, score in rows)
+        return Page(items=items, total=_count(total), page=page, page_size=page_size)
+
+    @_redis_errors
     def find(self, job_id: str) -> JobLocation | None:
         """The queue and state of a job (from the sorted sets), or None. One round trip."""
         if not isinstance(job_id, str) or not job_id:
@@ -465,6 +498,8 @@ class Jobs:
         if answer == "unknown":
             self._elsewhere(queue, job_id)
             raise JobActionError(f"no job {job_id} in queue {queue!r}")
+        if answer == "cancelled":  # a child's parent hears of it now (framework/fanin.py)
+            self.app.relay.deliver_now(queue)
         return Cancel(answer)
 
     def _elsewhere(self, queue: str, job_id: str) -> None:
@@ -513,6 +548,8 @@ class Jobs:
             )
         if removed == 0:
             self._elsewhere(queue, job_id)
+        if removed == 1:  # an unfinished child's parent hears of it now (framework/fanin.py)
+            self.app.relay.deliver_now(queue)
         return removed == 1
 
     @_redis_errors

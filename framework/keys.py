@@ -7,11 +7,17 @@ spread over the shards. On a single Redis the tag changes nothing::
 
     {p:q}:job:<id>             hash: one job's record (framework/record.py)
     {p:q}:job:<id>:logs        list: its log lines (bounded)
+    {p:q}:job:<id>:children    zset: a parent's children, "<queue>:<id>" -> state band + ms
+                               (cut to CHILD_LINKS_KEPT when it finishes, deleted with it)
     {p:q}:waiting              zset: score = priority x 2^40 + enqueue sequence
     {p:q}:active               zset: score = lease deadline (ms)
     {p:q}:delayed              zset: score = due time (ms)
     {p:q}:completed            zset: score = finish time (ms), trimmed to keep_completed
     {p:q}:failed               zset: score = finish time (ms), trimmed to keep_failed
+    {p:q}:waiting-children     zset: parents whose handler returned and whose children
+                               have not all finished; score = since when (ms)
+    {p:q}:outbox               zset: notices to deliver to other queues (a child's outcome
+                               to its parent, a follow-up to enqueue); score = when (ms)
     {p:q}:paused               string: present while the queue is paused
     {p:q}:wake                 list: tokens that wake idle workers (at most 2 x WAKE_MAX)
     {p:q}:seq                  counter: enqueue order
@@ -33,10 +39,14 @@ in the same script as a queue's keys::
     <p>:<name>                 a pub/sub channel (not a key: nothing is stored)
 
 A job's id is unique in the app, but its keys are its queue's: reading a job
-by id alone asks each queue (:meth:`framework.jobs.Jobs.find`).
+by id alone asks each queue (:meth:`framework.jobs.Jobs.find`). What one queue
+must tell another (a child's outcome to its parent on another queue, a
+follow-up to enqueue) goes through the sending queue's outbox, delivered by a
+second script on the receiving queue (:mod:`framework.fanin`): no script
+touches two queues.
 
 The Lua scripts receive the keys they touch from here. Keys they derive from a
-job id (``job_prefix .. id``, ``.. LOGS``) or from a minute (``stats_prefix ..
+job id (``job_prefix .. id``, ``.. LOGS``, ``.. CHILDREN``) or from a minute (``stats_prefix ..
 minute``, ``.. SAMPLES``) use the prefixes passed in and the suffixes below,
 which :mod:`framework.scripts` writes into every script; no script spells one.
 
@@ -49,13 +59,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["JOB_STATES", "LOGS", "SAMPLES", "Keys", "LegacyKeys", "QueueKeys", "cache_lock_prefix"]
+__all__ = [
+    "CHILDREN",
+    "JOB_STATES",
+    "LOGS",
+    "SAMPLES",
+    "Keys",
+    "LegacyKeys",
+    "QueueKeys",
+    "cache_lock_prefix",
+]
 
-JOB_STATES = ("waiting", "active", "delayed", "completed", "failed")
-"""The states that have a sorted set. ``paused`` is ``waiting`` of a paused queue."""
+JOB_STATES = ("waiting", "active", "delayed", "completed", "failed", "waiting-children")
+"""The states that have a sorted set. ``paused`` is ``waiting`` of a paused queue;
+``waiting-children`` holds the parents whose handler returned and whose children have
+not all finished (BullMQ's name)."""
 
 LOGS = ":logs"
 """Suffix of a job's log list: ``job key + LOGS``."""
+
+CHILDREN = ":children"
+"""Suffix of a parent's children set: ``job key + CHILDREN``."""
 
 SAMPLES = ":ms"
 """Suffix of a minute's processing-time samples: ``stats key + SAMPLES``."""
@@ -70,10 +94,12 @@ class QueueKeys:
     delayed: str
     completed: str
     failed: str
+    waiting_children: str
     paused: str
     wake: str
     seq: str
     limiter: str
+    outbox: str
     job_prefix: str
     stats_prefix: str
     kv_prefix: str
@@ -83,7 +109,7 @@ class QueueKeys:
         """The sorted set of ``state`` (one of :data:`JOB_STATES`)."""
         if state not in JOB_STATES:
             raise ValueError(f"unknown job state {state!r}; one of {', '.join(JOB_STATES)}")
-        key: str = getattr(self, state)
+        key: str = getattr(self, state.replace("-", "_"))
         return key
 
     def job(self, job_id: str) -> str:
@@ -92,6 +118,10 @@ class QueueKeys:
     def logs(self, job_id: str) -> str:
         """A job's log lines."""
         return self.job_prefix + job_id + LOGS
+
+    def children(self, job_id: str) -> str:
+        """A parent's children set (framework/fanin.py)."""
+        return self.job_prefix + job_id + CHILDREN
 
     def key(self, key: str) -> str:
         """The index of the job enqueued with ``key=key`` on this queue."""
@@ -136,10 +166,12 @@ class Keys:
             delayed=base + "delayed",
             completed=base + "completed",
             failed=base + "failed",
+            waiting_children=base + "waiting-children",
             paused=base + "paused",
             wake=base + "wake",
             seq=base + "seq",
             limiter=base + "limiter",
+            outbox=base + "outbox",
             job_prefix=base + "job:",
             stats_prefix=base + "stats:",
             kv_prefix=base + "kv:",

@@ -257,9 +257,17 @@ class EnqueuedIds(list[str]):
         new = len(ids) - len(ids.existing)
     """
 
-    def __init__(self, ids: Iterable[str] = (), existing: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        ids: Iterable[str] = (),
+        existing: Iterable[int] = (),
+        children: Iterable[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(ids)
         self.existing = frozenset(existing)
+        self.children = tuple(children)
+        """For a parent's spawn: ``(id, state)`` of each job that is the parent's child,
+        new ones ``pending``, held ones ``pending``, ``completed`` or ``failed``."""
 
 
 NO_OPTIONS = EnqueueOptions()

@@ -46,18 +46,22 @@ def store_outcome(
     traceback: str,
     delay: float,
     fetch: bool,
+    follow_up: str = "",
 ) -> tuple[bool, Claim | None]:
     """Release ``claim`` with its outcome; with ``fetch``, also claim the next job.
 
     Returns (whether the outcome is stored, the next claim). False means the
     job stopped being this worker's before (lease lost, timed out, removed).
+    ``follow_up``: what a completed job enqueues next (:mod:`framework.chains`).
     """
     try:
         if fetch:
             return storage.release_and_claim(
-                claim, outcome, value=value, traceback=traceback, delay=delay
+                claim, outcome, value=value, traceback=traceback, delay=delay, follow_up=follow_up
             )
-        released = storage.release(claim, outcome, value=value, traceback=traceback, delay=delay)
+        released = storage.release(
+            claim, outcome, value=value, traceback=traceback, delay=delay, follow_up=follow_up
+        )
         return released, None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         failure: Exception = exc
@@ -77,7 +81,7 @@ def store_outcome(
         pause, tries = min(pause * 2, LONGEST_PAUSE), tries + 1
         try:
             released = storage.release(
-                claim, outcome, value=value, traceback=traceback, delay=delay
+                claim, outcome, value=value, traceback=traceback, delay=delay, follow_up=follow_up
             )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             failure = exc

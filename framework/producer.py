@@ -21,8 +21,10 @@ from typing import Any, Protocol, Unpack, cast
 
 import redis
 
+from framework.chains import encode_then
 from framework.connection import connection_failure
 from framework.errors import (
+    ChainError,
     OptionError,
     PayloadError,
     QueueError,
@@ -82,22 +84,35 @@ class Producer:
         """The app's test mode (:mod:`framework.immediate`): runs the jobs just stored."""
 
     def enqueue(
-        self, queue: str, handler: str, payload: Any, **options: Unpack[EnqueueArgs]
+        self,
+        queue: str,
+        handler: str,
+        payload: Any,
+        *,
+        then: Any = None,
+        **options: Unpack[EnqueueArgs],
     ) -> str:
-        """Validate, store and return the new job's id. Nothing is stored on error."""
-        spec, storage = self._target(queue, handler)
+        """Validate, store and return the new job's id. Nothing is stored on error.
+
+        ``then`` names the follow-ups its result starts (a handler or a
+        :class:`~framework.chains.Chain`; :mod:`framework.chains`), checked here.
+        """
+        spec, storage = self.target(queue, handler)
         checked = EnqueueOptions(**options) if options else NO_OPTIONS
         if checked.key_ttl is not None and checked.key is None:
             raise OptionError("key_ttl= keeps a key taken; pass key= with it")
+        links = {"then": encode_then(then, self.target)} if then is not None else None
         payload_json = spec.payload_json(payload, max_bytes=storage.policy.max_payload_bytes)
         keys = [checked.key] if checked.key is not None else None
-        return self._store(spec, storage, [payload_json], checked, keys)[0]
+        return self._store(spec, storage, [payload_json], checked, keys, links=links)[0]
 
     def enqueue_many(
         self,
         queue: str,
         handler: str,
         payloads: Iterable[Any],
+        *,
+        links: Mapping[str, str] | None = None,
         **options: Unpack[EnqueueManyArgs],
     ) -> EnqueuedIds:
         """Validate every payload, then store them all, one round trip per 500 jobs.
@@ -106,8 +121,15 @@ class Producer:
         ``keys`` gives each payload its key (``None`` for none; see ``key=``).
         Returns the ids in the order of ``payloads``; their ``existing`` are the
         positions whose key was held (nothing stored: the holder's id).
+        ``links`` are record fields of fan-in (a spawn's ``parent``,
+        :meth:`framework.fanin.Relay.spawn`).
         """
-        spec, storage = self._target(queue, handler)
+        if "then" in options:
+            raise ChainError(
+                "then= starts a follow-up from one job's result; enqueue_many takes none: "
+                "enqueue each job with then=, or chain from a job that fans out"
+            )
+        spec, storage = self.target(queue, handler)
         keys = options.get("keys")
         if options.get("key") is not None:
             raise OptionError(
@@ -137,9 +159,13 @@ class Producer:
                         raise OptionError(f"keys[{index}]: {exc}") from None
         elif checked.key_ttl is not None:
             raise OptionError("key_ttl= keeps keys taken; pass keys=[...] with it")
-        return self._store(spec, storage, encoded, checked, keys)
+        return self._store(spec, storage, encoded, checked, keys, links=links)
 
-    def _target(self, queue: str, handler: str) -> tuple[HandlerSpec, JobStorage]:
+    def target(self, queue: str, handler: str) -> tuple[HandlerSpec, JobStorage]:
+        """The handler (short or stable name) of ``queue`` and the queue's storage.
+
+        Raises :class:`QueueError` or :class:`UnknownHandlerError` naming the known ones.
+        """
         found = self._targets.get((queue, handler))
         if found is not None:
             return found
@@ -165,10 +191,12 @@ class Producer:
         payloads: list[bytes],
         options: EnqueueOptions,
         keys: Sequence[str | None] | None = None,
+        *,
+        links: Mapping[str, str] | None = None,
     ) -> EnqueuedIds:
         row_keys = None if keys is None else [key or "" for key in keys]
         try:
-            ids = storage.add(spec.name, payloads, options, row_keys)
+            ids = storage.add(spec.name, payloads, options, row_keys, links)
         except EnqueueFailed as failed:
             raise self._failure(spec, failed) from None
         huey = self.hueys.get(spec.queue)

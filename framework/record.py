@@ -1,4 +1,4 @@
-"""A job's record: the Redis hash ``{prefix}:job:<id>``, readable with ``HGETALL``.
+"""A job's record: the Redis hash ``{prefix:queue}:job:<id>``, readable with ``HGETALL``.
 
 ====================== ==================================================================
 field                  what it holds
@@ -22,6 +22,14 @@ field                  what it holds
 ``error``              why the latest run failed (a failed job, or one waiting for its retry)
 ``traceback``          that run's traceback
 ``progress``           what the handler reported with ``current_job().progress(...)``, as JSON
+``parent``             a child's parent, ``<queue>:<id>`` (the job that spawned it waits for it)
+``children``           a parent's children, counted as they are linked or report;
+``children_completed`` and how many of them completed, and failed (each child once, its
+``children_failed``    first outcome); the children themselves are ``<job key>:children``
+``follow_up``          while a parent waits for its children: the follow-up to enqueue when it
+                       completes (:mod:`framework.chains`)
+``then``               the follow-ups its result starts, as JSON (:mod:`framework.chains`)
+``follows``            a follow-up's origin, ``<queue>:<id>``: the job whose result started it
 ====================== ==================================================================
 
 A job's state is the sorted set that holds its id (:mod:`framework.keys`), and
@@ -47,13 +55,14 @@ from framework.serializer import MAX_DEPTH, TAG, decode, loads, too_deep
 
 __all__ = ["LONG_FIELDS", "SHORT_FIELDS", "Claim", "claim_from_reply", "legacy_message"]
 
-LONG_FIELDS = ("payload", "result", "progress", "error", "traceback", "data")
+LONG_FIELDS = ("payload", "result", "progress", "error", "traceback", "data", "then")
 """The fields that hold what a job carries, of any size: a read takes only the start of
 each one that is larger than its cap (:mod:`framework.peek`)."""
 
 SHORT_FIELDS = (
     "handler", "name", "key", "consumer", "priority", "max_attempts", "attempts", "stalls",
     "keep_completed", "keep_failed", "timeout", "key_ttl", "created", "started", "finished",
+    "parent", "follows", "children", "children_completed", "children_failed",
 )  # fmt: skip
 """The fields the read API shows besides: names, numbers and times, short by nature."""
 
@@ -76,6 +85,8 @@ class Claim:
     """``time.monotonic()`` when it was claimed."""
     legacy_data: bytes | None = None
     """The Huey message of a record that hueyard 0.1.0 wrote."""
+    then: bytes | None = None
+    """The follow-ups its result starts (JSON, :mod:`framework.chains`), if it has any."""
 
     def job(self) -> tuple[str, Any]:
         """``(handler, payload)``: what to run. Raises :class:`SerializationError`."""
@@ -92,8 +103,8 @@ class Claim:
 
 def claim_from_reply(reply: list[Any], token: str) -> Claim:
     """The :class:`Claim` of a ``{'job', id, attempts, handler, payload, max_attempts,
-    timeout, name, data}`` reply of the claim (or release) script."""
-    _, job_id, attempts, handler, payload, max_attempts, timeout, name, data = reply
+    timeout, name, data, then}`` reply of the claim (or release) script."""
+    _, job_id, attempts, handler, payload, max_attempts, timeout, name, data, then = reply
     return Claim(
         id=job_id.decode(),
         token=token,
@@ -104,6 +115,7 @@ def claim_from_reply(reply: list[Any], token: str) -> Claim:
         timeout=_seconds(timeout),
         claimed_at=time.monotonic(),
         legacy_data=data if handler is None else None,
+        then=then or None,
     )
 
 

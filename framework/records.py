@@ -27,7 +27,16 @@ from framework.record import legacy_message
 from framework.serializer import loads
 from framework.settings import QueuePolicy
 
-__all__ = ["JobInfo", "JobLocation", "Page", "QueueCounts", "Record", "job_info", "log_lines"]
+__all__ = [
+    "ChildLink",
+    "JobInfo",
+    "JobLocation",
+    "Page",
+    "QueueCounts",
+    "Record",
+    "job_info",
+    "log_lines",
+]
 
 T = TypeVar("T")
 
@@ -37,7 +46,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class QueueCounts:
-    """Jobs of one queue per state. A paused queue's waiting jobs count as ``paused``."""
+    """Jobs of one queue per state. A paused queue's waiting jobs count as ``paused``;
+    ``waiting_children`` counts the parents whose handler returned and whose children have
+    not all finished (:mod:`framework.fanin`)."""
 
     queue: str
     waiting: int
@@ -47,9 +58,11 @@ class QueueCounts:
     failed: int
     paused: int
     is_paused: bool
+    waiting_children: int = 0
 
     def to_json(self) -> dict[str, int | bool]:
-        """The spec's shape (``isPaused`` in camelCase): what ``hueyard status --json`` prints."""
+        """The spec's shape (``isPaused`` in camelCase), and BullMQ's ``waiting-children``:
+        what ``hueyard status --json`` prints."""
         return {
             "waiting": self.waiting,
             "active": self.active,
@@ -57,6 +70,7 @@ class QueueCounts:
             "completed": self.completed,
             "failed": self.failed,
             "paused": self.paused,
+            "waiting-children": self.waiting_children,
             "isPaused": self.is_paused,
         }
 
@@ -82,6 +96,27 @@ class Page(Generic[T]):
     @property
     def has_previous(self) -> bool:
         return self.page > 1
+
+
+@dataclass(frozen=True)
+class ChildLink:
+    """One child of a parent (:mod:`framework.fanin`): its queue, its id, and its state as
+    its parent knows it: ``pending``, ``completed`` or ``failed`` (its first outcome)."""
+
+    queue: str | None
+    id: str
+    state: str
+
+    @classmethod
+    def of(cls, member: bytes, score: float) -> ChildLink:
+        """A member of a parent's children set (``<queue>:<id>``) and its score."""
+        queue, _, job_id = member.decode(errors="replace").rpartition(":")
+        band = int(score // defaults.CHILD_BAND)
+        state = ("pending", "completed", "failed")[band] if 0 <= band <= 2 else "?"
+        return cls(queue or None, job_id, state)
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"queue": self.queue, "id": self.id, "state": self.state}
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,12 @@ class JobInfo:
     traceback: str | None = None
     progress: Any = None
     consumer: str | None = None  # the consumer that holds it (active) or ran it last
+    parent: str | None = None  # "<queue>:<id>" of the job that spawned it and waits for it
+    children: int = 0  # the children it spawned (framework/fanin.py), as linked or reported
+    children_completed: int = 0  # of which completed
+    children_failed: int = 0  # and failed (each child counts once, with its first outcome)
+    follows: str | None = None  # "<queue>:<id>" of the job whose result started it
+    then: tuple[str, ...] = ()  # the handlers of the follow-ups its result starts, in order
     logs: tuple[str, ...] = ()
     problem: str | None = None
 
@@ -159,6 +200,11 @@ class JobInfo:
     def handler(self) -> str | None:
         """The handler's short name (``send_message``)."""
         return self.name.partition(".")[2] or None if self.name else None
+
+    @property
+    def children_pending(self) -> int:
+        """Children that have not finished (or whose outcome has not reached it yet)."""
+        return max(self.children - self.children_completed - self.children_failed, 0)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values: times as ISO 8601 strings, logs as a list, a value read only
@@ -248,6 +294,18 @@ class Record:
     def handler(self) -> str | None:
         return self.text("handler") or self.text("name")  # name: a hueyard 0.1.0 record
 
+    def chain(self) -> tuple[str, ...]:
+        """The handlers of the follow-ups in ``then`` (framework/chains.py), in order."""
+        steps = self.json("then")
+        if steps is None or isinstance(steps, Cut | str):
+            return ("(not shown: too large)",) if isinstance(steps, Cut) else ()
+        if not isinstance(steps, list):
+            self.problems.append("then: not a list of follow-ups")
+            return ()
+        return tuple(
+            str(step.get("handler", "?")) if isinstance(step, dict) else "?" for step in steps
+        )
+
     def payload(self) -> Any:
         """The payload; None when it can not be read (the problem says why)."""
         name = "payload" if "payload" in self.raw else "data"  # data: a hueyard 0.1.0 record
@@ -319,6 +377,12 @@ def job_info(
         traceback=job.text("traceback"),
         progress=job.json("progress"),
         consumer=job.text("consumer"),
+        parent=job.text("parent"),
+        children=job.number("children") or 0,
+        children_completed=job.number("children_completed") or 0,
+        children_failed=job.number("children_failed") or 0,
+        follows=job.text("follows"),
+        then=job.chain(),
         logs=logs,
     )
     problems += job.problems

@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,9 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         self.outage = Outage(f"queue {policy.name}", logger)
         self._unsure: list[tuple[str, float]] = []  # claim tokens whose reply was lost, when
         self._unsure_lock = threading.Lock()
+        self.on_told: Callable[[str, list[bytes]], None] | None = None
+        """Given the notices a release posted to this queue's outbox (a child's outcome,
+        a follow-up), to deliver them at once; the app sets it (framework/fanin.py)."""
 
     def use_clients(self, clients: RedisClients) -> None:
         """Keep this queue's jobs on ``clients`` from now on (the app's test mode switches
@@ -155,12 +158,17 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         payloads: Sequence[bytes | str],
         options: EnqueueOptions,
         keys: Sequence[str] | None = None,
+        links: Mapping[str, str] | None = None,
     ) -> EnqueuedIds:
         """Store one job per payload (JSON) for ``handler``; return their ids.
 
         ``keys`` (one per payload, ``""`` for none) make the enqueue idempotent:
         a payload whose key is held by a job of this queue stores nothing, and
         its id is that job's (its position is in the result's ``existing``).
+        ``links`` are record fields of the chains and fan-in (``parent``,
+        ``follows``, ``then``; :mod:`framework.fanin`); with a ``parent``, the
+        result's ``children`` are the jobs that are its children: the new ones
+        and the holders that name the same parent.
         One round trip per :data:`ENQUEUE_BATCH` jobs; each batch is atomic and
         checks before it writes, so a batch that fails stored nothing. Raises
         :class:`EnqueueFailed` with the ids of the batches stored before it.
@@ -168,7 +176,9 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         ids = [str(uuid.uuid4()) for _ in payloads]
         row_keys = keys if keys is not None else [""] * len(ids)
         existing: list[int] = []
-        args = {**self._enqueue_args(handler, options), "created": int(time.time() * 1000)}
+        parent = (links or {}).get("parent", "").encode()
+        children: dict[str, str] = {}
+        args = {**self._enqueue_args(handler, options, links), "created": int(time.time() * 1000)}
         for start in range(0, len(ids), ENQUEUE_BATCH):
             end = start + ENQUEUE_BATCH
             rows = zip(ids[start:end], payloads[start:end], row_keys[start:end], strict=True)
@@ -176,13 +186,23 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                 reply, confirmed = self._enqueue_batch(args, rows)
             except (StorageError, redis.RedisError) as exc:
                 raise EnqueueFailed(tuple(ids[:start]), len(ids), exc) from None
-            for row, holder in zip(reply[1::2], reply[2::2], strict=True):
-                ids[start + int(row) - 1] = holder.decode()
-                existing.append(start + int(row) - 1)
+            held: dict[int, tuple[bytes, bytes]] = {}
+            for row, holder, holder_parent, state in zip(
+                reply[1::4], reply[2::4], reply[3::4], reply[4::4], strict=True
+            ):
+                position = start + int(row) - 1
+                ids[position] = holder.decode()
+                existing.append(position)
+                held[position] = holder_parent, state
+            if parent:
+                for position in range(start, min(end, len(ids))):
+                    holder_parent, state = held.get(position, (parent, b""))
+                    if holder_parent == parent:
+                        children.setdefault(ids[position], state.decode() or "pending")
             if confirmed < self.replicas.count:
                 stored = tuple(ids[: min(end, len(ids))])
                 raise NotReplicatedError(self.replicas.refusal(handler, stored, confirmed), stored)
-        return EnqueuedIds(ids, existing)
+        return EnqueuedIds(ids, existing, children.items())
 
     def _enqueue_batch(self, args: dict[str, Any], rows: Any) -> tuple[Any, int]:
         """Run the enqueue script; with ``wait_replicas``, then ``WAIT`` on the same
@@ -203,13 +223,15 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             raise
         return reply, int(confirmed)
 
-    def _enqueue_args(self, handler: str, options: EnqueueOptions) -> dict[str, Any]:
+    def _enqueue_args(
+        self, handler: str, options: EnqueueOptions, links: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """The enqueue script's arguments but ``created``; made once per handler when
-        the producer set no option (the usual case)."""
-        plain = options is NO_OPTIONS
+        the producer set no option and no link (the usual case)."""
+        plain = options is NO_OPTIONS and not links
         if plain and handler in self._plain_args:
             return self._plain_args[handler]
-        stored = options.stored()
+        stored: dict[str, Any] = {**options.stored(), **(links or {})}
         args = {
             "job_prefix": self.q.job_prefix,
             "key_prefix": self.q.key_prefix,
@@ -364,14 +386,18 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         value: str = "",
         traceback: str = "",
         delay: float = 0.0,
+        follow_up: str = "",
     ) -> bool:
         """Finish a claim. False when the job was no longer ours (recovered, timed out,
         removed): its outcome is then dropped.
 
         ``value`` is the result's JSON (completed) or the error (failed, retry);
-        ``delay`` the seconds before a retry.
+        ``delay`` the seconds before a retry; ``follow_up`` the follow-up to enqueue
+        when it completes (:func:`framework.chains.follow_up`).
         """
-        return self._release(claim, Outcome(outcome), value, traceback, delay, fetch=False)[0]
+        return self._release(
+            claim, Outcome(outcome), value, traceback, delay, follow_up=follow_up, fetch=False
+        )[0]
 
     def release_and_claim(
         self,
@@ -381,13 +407,16 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         value: str = "",
         traceback: str = "",
         delay: float = 0.0,
+        follow_up: str = "",
     ) -> tuple[bool, Claim | None]:
         """:meth:`release`, and in the same round trip take the next waiting job."""
-        return self._release(claim, Outcome(outcome), value, traceback, delay, fetch=True)
+        return self._release(
+            claim, Outcome(outcome), value, traceback, delay, follow_up=follow_up, fetch=True
+        )
 
     def _release(
         self, claim: Claim, outcome: Outcome, value: str, traceback: str, delay: float,
-        *, fetch: bool,
+        *, follow_up: str, fetch: bool,
     ) -> tuple[bool, Claim | None]:  # fmt: skip
         next_token = forks.new_token() if fetch else ""
         take = self._take_args(next_token)
@@ -418,13 +447,16 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                     "lease_ms": self.lease_ms,
                     "rate_max": take["rate_max"],
                     "rate_per_ms": take["rate_per_ms"],
+                    "follow_up": follow_up,
                 },
             )
         if not reply[0]:
             return False, None
-        if len(reply) == 1:
+        if reply[1] and self.on_told is not None:
+            self.on_told(self.policy.name, list(reply[1]))
+        if len(reply) == 2:
             return True, None
-        return True, self._taken(reply[1:], next_token)[0]
+        return True, self._taken(reply[2:], next_token)[0]
 
     # -- maintenance (any consumer may run these; each is one atomic script) --------------
 

@@ -21,6 +21,16 @@ campaign job (a retry after a crash, an operator's retry, a duplicate enqueue
 days later) enqueues only the recipients that have no message job yet and
 never messages a contact twice.
 
+The message jobs are the campaign job's children (:mod:`framework.fanin`):
+the campaign job completes when every message job has finished, waiting in
+``waiting-children`` meanwhile, and its record counts how many completed and
+failed (``children``, ``children_completed``, ``children_failed``; the job
+page and ``hueyard job`` show them). Its result is the fan-out's summary,
+known when the handler returns. A failed message does not fail the campaign.
+A re-run of the same campaign job finds the message jobs of its earlier run by
+their keys and counts each once; a message job of *another* campaign job with
+the same ``campaignId`` (a duplicate enqueue) is not its child.
+
 The campaign's messages are enqueued at ``priority`` (default 8, after the
 default 5 of one-to-one messages), so a broadcast never holds up a reply; the
 ``messages`` queue's rate limit paces the actual sending.
@@ -36,6 +46,7 @@ from huey.exceptions import CancelExecution
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from framework import current_job, handler
+from framework.options import EnqueueArgs
 from pipelines._providers import HttpUrl, Identifier, PhoneNumber
 from pipelines._recipients import (
     FILE_NAME,
@@ -131,7 +142,8 @@ def run_campaign(payload: CampaignJob) -> dict[str, Any]:
     earlier run of this campaign, or an earlier row of this one for the same
     contact), ``rejected`` rows of the file that name no valid recipient, the
     first :data:`MAX_REJECTIONS` of them in ``rejections`` (``{"line",
-    "reason"}``). Progress is reported after every batch.
+    "reason"}``). Progress is reported after every batch. The message jobs are
+    its children: the job completes when they all finished (module docstring).
     """
     if payload.recipients is not None:
         source: Iterable[Recipient | Rejection] = inline_recipients(payload.recipients)
@@ -162,12 +174,13 @@ def fan_out(campaign: CampaignJob, source: Iterable[Recipient | Rejection]) -> d
                 recipients.append(item)
         counts["recipients"] += len(batch)
         if recipients:
-            ids = send_message.enqueue_many(
-                [{**template, "to": recipient.phone} for recipient in recipients],
-                keys=[message_key(campaign.campaignId, recipient) for recipient in recipients],
-                priority=campaign.priority,
-                key_ttl=KEY_TTL,
-            )
+            payloads = [{**template, "to": recipient.phone} for recipient in recipients]
+            keys = [message_key(campaign.campaignId, recipient) for recipient in recipients]
+            options: EnqueueArgs = {"priority": campaign.priority, "key_ttl": KEY_TTL}
+            if job is None:  # called directly, not as a job: nothing waits for them
+                ids = send_message.enqueue_many(payloads, keys=keys, **options)
+            else:  # its children: the campaign job completes when they all finished
+                ids = job.spawn_many(send_message, payloads, keys=keys, **options)
             counts["enqueued"] += len(ids) - len(ids.existing)
             counts["alreadyEnqueued"] += len(ids.existing)
         counts["batches"] += 1

@@ -61,10 +61,10 @@ local function bump(now, field)
   return stats
 end
 
--- Delete a job's record and its log lines.
+-- Delete a job's record, its log lines and its children set.
 local function delete_job(id)
   local job = A.job_prefix .. id
-  redis.call('DEL', job, job .. LOGS)
+  redis.call('DEL', job, job .. LOGS, job .. CHILDREN)
 end
 
 -- A sorted set kept full, like a finished set at its retention (Bull's keep of
@@ -117,13 +117,48 @@ local function take_key_again(job, id)
   end
 end
 
+-- Post a notice to this queue's outbox (score: when), for the consumer that made
+-- it to deliver at once, or the recovery pass later (framework/fanin.py): a
+-- child's outcome for its parent ('c|<parent queue>:<parent id>|<child id>|<outcome>')
+-- or a completed job's follow-up ('t|<id>|<follow-up JSON>'). The caller checked
+-- K.outbox's type. The outbox is bounded: past OUTBOX_MAX the oldest notice goes.
+-- TOLD collects what this call posted (release returns it).
+local function post(notice, at)
+  if redis.call('ZADD', K.outbox, at, notice) == 1 and redis.call('ZCARD', K.outbox) > OUTBOX_MAX then
+    redis.call('ZREMRANGEBYRANK', K.outbox, 0, 0)
+  end
+  TOLD[#TOLD + 1] = notice
+end
+
+-- A job that finished (`outcome`: completed | failed) and names a parent
+-- ("<queue>:<id>", enqueued by the parent's spawn) tells it, through the outbox:
+-- the parent's queue may be on another server, so no script here touches it.
+local function tell_parent(job, id, outcome, at)
+  local parent = redis.call('HGET', job, 'parent')
+  if parent then post('c|' .. parent .. '|' .. id .. '|' .. outcome, at) end
+end
+
+-- A parent that finished keeps links to CHILD_LINKS_KEPT of its children: the
+-- lowest scores go first (pending, then completed: failed ones are kept longest).
+-- Its counts are fields of its record and stay whole. A key of another type is
+-- left alone (pcall: a command that fails writes nothing).
+local function settle_children(job)
+  local count = redis.pcall('ZCARD', job .. CHILDREN)
+  if type(count) == 'number' and count > CHILD_LINKS_KEPT then
+    redis.call('ZREMRANGEBYRANK', job .. CHILDREN, 0, count - CHILD_LINKS_KEPT - 1)
+  end
+end
+
 -- File a finished job under its set (completed | failed) at time `at` and
 -- apply retention: `keep`, the job's own keep_<state> option if it has one
 -- (>= 0), else `default_keep`, the queue's. keep = 0 removes just this job
 -- (Bull's removeOnComplete: true); keep = N keeps the newest N of the set
--- (Bull's removeOnComplete: N).
+-- (Bull's removeOnComplete: N). Its parent, if it has one, is told first.
 local function file_finished(set, id, keep, default_keep, at)
-  free_key(A.job_prefix .. id, id, false)
+  local job = A.job_prefix .. id
+  free_key(job, id, false)
+  tell_parent(job, id, set == K.failed and 'failed' or 'completed', at)
+  settle_children(job)
   keep = tonumber(keep)
   if keep == nil or keep < 0 then keep = tonumber(default_keep) end
   if keep == 0 then
@@ -208,7 +243,7 @@ local function read_job(job, names)
     return {}, kind, 'its key is a ' .. kind .. ', not a hash'
   end
   local all = {'attempts', 'stalls', 'priority', 'max_attempts', 'timeout', 'keep_completed',
-    'keep_failed', 'seq'}
+    'keep_failed', 'seq', 'children', 'children_completed', 'children_failed'}
   local numbers = #all
   for _, name in ipairs(names) do all[#all + 1] = name end
   local values = redis.call('HMGET', job, unpack(all))
@@ -232,15 +267,22 @@ end
 local function quarantine(job, id, failed, kind, reason, at)
   if kind == 'hash' then
     free_key(job, id, true)
-    redis.call('HDEL', job, 'token')
+    redis.call('HDEL', job, 'token', 'follow_up')
     redis.call('HSET', job, 'error', 'corrupt record: ' .. reason
       .. '; correct the field (HSET) and retry the job, or remove it')
+    tell_parent(job, id, 'failed', at)
+    settle_children(job)
   end
   redis.call('ZADD', failed, at, id)
 end
 
 local function is_job(key)
   return redis.call('TYPE', key).ok == 'hash'
+end
+
+-- Whether `id` is in the sorted set `set` (a key of another type holds nothing).
+local function in_set(set, id)
+  return type(redis.pcall('ZSCORE', set, id)) == 'string'
 end
 
 -- The ids of the rows, or fallback() when the call passed none.
@@ -270,7 +312,8 @@ end
 -- A job that is not running any more, failed for `reason` at time `now`:
 -- its lease token, its place and a cancel request go; retention applies.
 local function fail_job(job, id, failed, reason, keep, now, precise)
-  redis.call('HDEL', job, 'token', 'seq', 'state', 'cancel', 'traceback', 'finished', 'due')
+  redis.call('HDEL', job, 'token', 'seq', 'state', 'cancel', 'traceback', 'finished', 'due',
+    'follow_up')
   redis.call('HSET', job, 'error', reason)
   bump(now, 'failed')
   file_finished(failed, id, keep, A.keep_failed, precise)
@@ -278,7 +321,7 @@ end
 
 -- What take() writes, checked before the first write of a script that takes a job.
 local function wrong_take_keys(waiting, active, failed, limiter)
-  local bad = wrong_type(waiting, 'zset', active, 'zset', failed, 'zset')
+  local bad = wrong_type(waiting, 'zset', active, 'zset', failed, 'zset', K.outbox, 'zset')
   if bad or tonumber(A.rate_max) <= 0 then return bad end
   return wrong_type(limiter, 'zset')
 end
@@ -290,8 +333,9 @@ end
 -- a record (dropped: nothing to run) and from a corrupt record (to failed,
 -- with the reason, by quarantine): neither is ever run.
 -- Returns {'paused'} | {'empty'} | {'limited', wait_ms}
---       | {'job', id, attempts, handler, payload, max_attempts, timeout, name, data}
--- (name and data are set only on a record that hueyard 0.1.0 wrote).
+--       | {'job', id, attempts, handler, payload, max_attempts, timeout, name, data, then}
+-- (name and data are set only on a record that hueyard 0.1.0 wrote; then only on a
+-- job with follow-ups).
 local function take(waiting, active, failed, paused, limiter, token, now)
   if redis.call('EXISTS', paused) == 1 then return {'paused'} end
   local rate_max, per = tonumber(A.rate_max), tonumber(A.rate_per_ms)
@@ -307,7 +351,8 @@ local function take(waiting, active, failed, paused, limiter, token, now)
     if #popped == 0 then return {'empty'} end
     local id = popped[1]
     local job = A.job_prefix .. id
-    local f, kind, reason = read_job(job, {'handler', 'payload', 'name', 'data', 'created'})
+    local f, kind, reason = read_job(job, {'handler', 'payload', 'name', 'data', 'created',
+      'then'})
     if kind == 'hash' and not reason and not (f.handler or f.payload or f.data or f.created) then
       reason = 'it has no handler, payload or creation time'
     end
@@ -322,7 +367,8 @@ local function take(waiting, active, failed, paused, limiter, token, now)
         redis.call('ZADD', limiter, now, id .. ':' .. attempts)
         redis.call('PEXPIRE', limiter, per + 1000)
       end
-      return {'job', id, attempts, f.handler, f.payload, f.max_attempts, f.timeout, f.name, f.data}
+      return {'job', id, attempts, f.handler, f.payload, f.max_attempts, f.timeout, f.name, f.data,
+        f['then']}
     end
   end
   return {'empty'}

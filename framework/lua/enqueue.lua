@@ -11,8 +11,10 @@
 -- must be free, or hold this very call's record (a retry after a lost answer:
 -- skipped, so it is stored once), and every row's key index. Anything else
 -- there stops the whole batch with an error naming it, and nothing is written.
--- Returns {added, row, id, row, id, ...}: the number of jobs this call added,
--- then each row (1-based) whose key was held, with the holder's id.
+-- Returns {added, row, id, parent, state, ...}: the number of jobs this call
+-- added, then each row (1-based) whose key was held, with the holder's id, its
+-- parent ('' for none) and whether it finished ('completed', 'failed', or ''),
+-- so a parent's spawn knows which holders are its children (framework/fanin.py).
 local delay = tonumber(A.delay_ms)
 local bad
 if delay > 0 then
@@ -49,8 +51,20 @@ for row in rows() do
       end
     end
     if holder then
+      local parent, state = '', ''
+      if not taken[row.key] then
+        local record = A.job_prefix .. holder
+        parent = is_job(record) and redis.call('HGET', record, 'parent') or ''
+        if in_set(K.completed, holder) then
+          state = 'completed'
+        elseif in_set(K.failed, holder) then
+          state = 'failed'
+        end
+      end
       held[#held + 1] = n
       held[#held + 1] = holder
+      held[#held + 1] = parent
+      held[#held + 1] = state
     else
       taken[row.key] = row.id
       todo[#todo + 1] = row

@@ -5,7 +5,8 @@
 -- counting a stall (a cancelled one fails as cancelled, as on a requeue; a
 -- corrupt one fails with the reason). Checks its keys before it writes.
 -- Looks at up to A.limit active jobs. Returns how many went back.
-local bad = wrong_type(K.active, 'zset', K.waiting, 'zset', K.failed, 'zset', K.wake, 'list')
+local bad = wrong_type(K.active, 'zset', K.waiting, 'zset', K.failed, 'zset', K.wake, 'list',
+  K.outbox, 'zset')
 if bad then return bad end
 local wanted = {}
 for row in rows() do wanted[row.token] = true end

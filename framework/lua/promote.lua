@@ -1,7 +1,8 @@
 -- Move delayed jobs to waiting: the due ones (no rows given), or the given ids now.
 -- A job whose record is corrupt goes to failed with the reason instead; an id
 -- without a record is dropped. Returns the number moved to waiting.
-local bad = wrong_type(K.delayed, 'zset', K.waiting, 'zset', K.failed, 'zset', K.wake, 'list')
+local bad = wrong_type(K.delayed, 'zset', K.waiting, 'zset', K.failed, 'zset', K.wake, 'list',
+  K.outbox, 'zset')
   or not_counter(K.seq)
 if bad then return bad end
 local ids = given_ids(function()

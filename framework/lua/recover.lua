@@ -3,7 +3,8 @@
 -- job cancelled meanwhile fails as cancelled. A job whose record is corrupt
 -- fails with the reason; an id without a record is dropped.
 -- Returns {recovered, failed}.
-local bad = wrong_type(K.active, 'zset', K.waiting, 'zset', K.failed, 'zset', K.wake, 'list')
+local bad = wrong_type(K.active, 'zset', K.waiting, 'zset', K.failed, 'zset', K.wake, 'list',
+  K.outbox, 'zset')
 if bad then return bad end
 local now, precise = clock()
 local ids = redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, tonumber(A.limit))

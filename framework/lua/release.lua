@@ -5,10 +5,14 @@
 -- failed (A.value = the error), retry (delayed by A.delay_ms; A.value = the
 -- error), requeue (interrupted by shutdown: back to waiting, the attempt not counted).
 -- A record that turned corrupt while the job ran fails it with the reason.
--- Returns {1, <take() reply>} | {1} without fetch | {0} when the caller no longer
--- holds the job (recovered, timed out, removed; a key that is no longer a
--- hash is recover's to file) | an error naming a key of the wrong type, with
--- nothing written.
+-- A completed job that still has pending children (framework/fanin.py) waits for
+-- them in waiting-children, its result kept; the last child's notice completes
+-- it. A.follow_up (JSON, or '') is its follow-up, posted to the outbox when it
+-- completes. A job that finishes and names a parent tells it through the outbox.
+-- Returns {1, told, <take() reply>} | {1, told} without fetch, told being the
+-- notices posted to the outbox | {0} when the caller no longer holds the job
+-- (recovered, timed out, removed; a key that is no longer a hash is recover's
+-- to file) | an error naming a key of the wrong type, with nothing written.
 local job, id = K.job, A.id
 local f, kind, reason = read_job(job, {'token', 'cancel'})
 if kind ~= 'hash' or f.token ~= A.token then return {0} end
@@ -18,9 +22,10 @@ local cancelled = f.cancel and (outcome == 'requeue' or outcome == 'retry')
 -- Check first: every key this call writes.
 local bad
 if reason or cancelled or outcome == 'failed' then
-  bad = wrong_type(K.active, 'zset', K.failed, 'zset')
+  bad = wrong_type(K.active, 'zset', K.failed, 'zset', K.outbox, 'zset')
 elseif outcome == 'completed' then
-  bad = wrong_type(K.active, 'zset', K.completed, 'zset')
+  bad = wrong_type(K.active, 'zset', K.completed, 'zset', K.waiting_children, 'zset', K.outbox,
+    'zset', job .. CHILDREN, 'zset')
 elseif outcome == 'retry' then
   bad = wrong_type(K.active, 'zset', K.delayed, 'zset')
 else
@@ -31,6 +36,17 @@ if bad then return bad end
 
 redis.call('ZREM', K.active, id)
 local now, precise = clock()
+-- The handler's processing time, in the minute's samples (bounded, expires).
+local function sample()
+  local samples = A.stats_prefix .. math.floor(now / 60000) .. SAMPLES
+  local count = redis.pcall('RPUSH', samples, A.duration_ms)
+  if count == 1 then
+    redis.call('EXPIRE', samples, A.metrics_ttl)
+  elseif type(count) == 'number' and count > 2 * MAX_SAMPLES then
+    -- cut back once per MAX_SAMPLES pushes, not on each
+    redis.call('LTRIM', samples, -MAX_SAMPLES, -1)
+  end
+end
 -- Fields go before fields come: a record that grew past 8 fields for a moment
 -- keeps a 16-bucket table (64 bytes more) for as long as Redis keeps it.
 if reason then
@@ -42,15 +58,16 @@ elseif outcome == 'completed' then
   redis.call('HDEL', job, 'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due',
     'cancel')
   redis.call('HSET', job, 'result', A.value)
-  local samples = bump(now, 'completed') .. SAMPLES
-  local count = redis.pcall('RPUSH', samples, A.duration_ms)
-  if count == 1 then
-    redis.call('EXPIRE', samples, A.metrics_ttl)
-  elseif type(count) == 'number' and count > 2 * MAX_SAMPLES then
-    -- cut back once per MAX_SAMPLES pushes, not on each
-    redis.call('LTRIM', samples, -MAX_SAMPLES, -1)
+  sample()
+  if redis.call('ZCOUNT', job .. CHILDREN, 0, CHILD_BAND - 1) > 0 then
+    -- its children are not all done: it completes with the last one (children.lua)
+    if A.follow_up ~= '' then redis.call('HSET', job, 'follow_up', A.follow_up) end
+    redis.call('ZADD', K.waiting_children, precise, id)
+  else
+    bump(now, 'completed')
+    if A.follow_up ~= '' then post('t|' .. id .. '|' .. A.follow_up, precise) end
+    file_finished(K.completed, id, f.keep_completed, A.keep_completed, precise)
   end
-  file_finished(K.completed, id, f.keep_completed, A.keep_completed, precise)
 elseif outcome == 'failed' then
   redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
@@ -65,6 +82,6 @@ else -- requeue
   to_old_place_in_waiting(job, id, K.waiting, f)
   wake(K.wake, 1)
 end
-if A.fetch ~= '1' then return {1} end
+if A.fetch ~= '1' then return {1, TOLD} end
 local nxt = take(K.waiting, K.active, K.failed, K.paused, K.limiter, A.next_token, now)
-return {1, unpack(nxt)}
+return {1, TOLD, unpack(nxt)}

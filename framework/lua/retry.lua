@@ -1,4 +1,5 @@
--- Failed jobs back to waiting with a fresh set of attempts: the given ids, or
+-- Failed jobs back to waiting with a fresh set of attempts (and, for a parent, a
+-- fresh count of children: its run links them again): the given ids, or
 -- the oldest A.limit failed jobs after the first A.skip when no rows are given
 -- (callers loop in batches, skipping the corrupt ones earlier batches kept).
 -- A job whose record is corrupt stays failed, with the reason; an id without
@@ -25,8 +26,9 @@ for _, id in ipairs(ids) do
       redis.call('ZREM', K.failed, id)
       if kind == 'hash' then
         redis.call('HDEL', job, 'attempts', 'stalls', 'error', 'traceback', 'result', 'progress',
-          'started', 'consumer', 'state', 'finished', 'due', 'cancel')
-        redis.call('DEL', job .. LOGS)
+          'started', 'consumer', 'state', 'finished', 'due', 'cancel', 'children',
+          'children_completed', 'children_failed', 'follow_up')
+        redis.call('DEL', job .. LOGS, job .. CHILDREN)
         take_key_again(job, id)
         to_back_of_waiting(job, id, K.waiting, K.seq)
         moved = moved + 1

@@ -24,6 +24,7 @@ from werkzeug.test import TestResponse
 
 from dashboard import create_app
 from dashboard.server import DashboardServer
+from framework import current_job
 from framework.application import Hueyard
 from framework.handlers import HandlerRegistry, handler
 from framework.storage import JobStorage
@@ -76,6 +77,14 @@ def registry() -> HandlerRegistry:
 
     @handler("hooks", registry=handlers)
     def deliver(payload: dict[str, Any]) -> None: ...
+
+    @handler("work", registry=handlers)
+    def fan(payload: dict[str, Any]) -> dict[str, int]:
+        """A parent: spawns ``n`` hooks.deliver children (framework/fanin.py)."""
+        job = current_job()
+        assert job is not None
+        ids = job.spawn_many(deliver, [{"n": i} for i in range(payload["n"])])
+        return {"spawned": len(ids)}
 
     return handlers
 

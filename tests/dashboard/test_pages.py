@@ -232,3 +232,54 @@ def test_a_flow_continuations_page_links_to_the_job_before_it_and_the_runs_first
     assert "Flow run" not in html  # its run's first job is the one it follows
     assert "Follows" in html
     assert "Follows" not in text(dash.get(f"/admin/queues/work/jobs/{first}"))
+
+
+def run_one(app: Hueyard, queue: str) -> str:
+    """Run the next job of ``queue`` as a worker does (claim, execute, release)."""
+    huey = app.queue(queue).huey
+    storage_of(app, queue)
+    task = huey.dequeue()
+    assert task is not None, f"nothing to run on {queue}"
+    huey.execute(task)
+    return str(task.id)
+
+
+def test_a_parents_page_shows_its_children_counts_and_links_and_each_child_links_back(
+    app: Hueyard, dash: Dash
+) -> None:
+    # Given a parent that fanned out two children, one of which finished
+    parent = app.enqueue("work", "fan", {"n": 2})
+    run_one(app, "work")
+    child = run_one(app, "hooks")
+    # When its page is shown
+    html = text(dash.get(f"/admin/queues/work/jobs/{parent}"))
+    # Then it waits for its children, with the counts and a link to each
+    assert "waiting-children" in html
+    assert "2: 1 completed, 0 failed, 1 pending" in html
+    assert f'<a href="/admin/queues/hooks/jobs/{child}">{child}</a>' in html
+    assert html.count('href="/admin/queues/hooks/jobs/') == 2
+    # and the child's page links to its parent
+    html = text(dash.get(f"/admin/queues/hooks/jobs/{child}"))
+    assert f'<a href="/admin/queues/work/jobs/{parent}">{parent}</a>' in html
+    assert "it waits for this job" in html
+    # and the queue has a waiting-children tab that lists it with its counts
+    html = text(dash.get("/admin/queues/work?state=waiting-children"))
+    assert parent in html and "1 pending of 2" in html
+    assert re.search(r'state=waiting-children[^>]*>waiting-children <span class="badge">1<', html)
+
+
+def test_a_parents_raw_json_has_its_counts_and_links_and_a_childs_its_parent(
+    app: Hueyard, dash: Dash
+) -> None:
+    parent = app.enqueue("work", "fan", {"n": 2})
+    run_one(app, "work")
+    run_one(app, "hooks")
+    child = run_one(app, "hooks")
+    body = dash.get(f"/admin/queues/work/jobs/{parent}/raw").get_json()
+    assert body["state"] == "completed"
+    assert (body["children"], body["children_completed"], body["children_failed"]) == (2, 2, 0)
+    assert {link["queue"] for link in body["children_links"]} == {"hooks"}
+    assert child in {link["id"] for link in body["children_links"]}
+    assert {link["state"] for link in body["children_links"]} == {"completed"}
+    child_body = dash.get(f"/admin/queues/hooks/jobs/{child}/raw").get_json()
+    assert child_body["parent"] == f"work:{parent}"

@@ -161,6 +161,14 @@ concurrency = 1
 [queues.blip]
 concurrency = 4
 keep_completed = 10000
+
+[queues.parents]
+concurrency = 1
+
+[queues.kids]
+attempts = 1
+concurrency = 2
+keep_completed = 10000
 """,
     )
     for queue, workers in (concurrency or {}).items():

@@ -54,6 +54,8 @@ QUEUES = (
     "pausable",
     "timed",
     "blip",
+    "parents",
+    "kids",
 )
 """Every queue a handler below is registered on."""
 
@@ -297,6 +299,48 @@ def blip_work(payload: dict[str, Any]) -> dict[str, Any]:
 # over several queues (the Cluster test: queues on different masters).
 for _queue in ("chaos", "pausable"):
     handler(_queue, name="append_run")(_append_run)
+
+
+# -- fan-in and chains: a parent waits for its children, a follow-up gets its result ---------
+
+
+@handler("parents", name="fan")
+def parents_fan(payload: dict[str, Any]) -> dict[str, Any]:
+    """Spawn ``n`` children (``kids.work``, keyed ``<tag>:<i>``) that sleep ``ms``; those
+    whose index is in ``fail`` fail. Returns ``{"tag", "spawned"}``."""
+    job = current_job()
+    assert job is not None
+    tag, n = payload["tag"], payload["n"]
+    children = [
+        {"tag": tag, "i": i, "ms": payload.get("ms", 0), "fail": i in payload.get("fail", [])}
+        for i in range(n)
+    ]
+    ids = job.spawn_many(kids_work, children, keys=[f"{tag}:{i}" for i in range(n)], key_ttl=600)
+    record("parents.fan", tag, "end", id=job.id, spawned=len(ids))
+    return {"tag": tag, "spawned": len(ids)}
+
+
+@handler("kids", name="work")
+def kids_work(payload: dict[str, Any]) -> dict[str, Any]:
+    """A child: records its start and end (with its index and its consumer), sleeps ``ms``."""
+    job = current_job()
+    assert job is not None
+    info = {"id": job.id, "i": payload["i"], "pgid": os.getpgrp()}
+    record("kids.work", payload["tag"], "start", **info)
+    time.sleep(payload["ms"] / 1000)
+    if payload["fail"]:
+        raise Failure(f"child {payload['i']} fails")
+    record("kids.work", payload["tag"], "end", **info)
+    return {"i": payload["i"]}
+
+
+@handler("beta", name="summary")
+def beta_summary(payload: dict[str, Any]) -> dict[str, Any]:
+    """A follow-up: records the result it was started with."""
+    job = current_job()
+    assert job is not None
+    record("beta.summary", str(payload.get("tag")), "end", id=job.id, payload=payload)
+    return {"summarised": payload}
 
 
 # -- schedules: what fired, and when it was enqueued ---------------------------------------------

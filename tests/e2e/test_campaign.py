@@ -3,7 +3,9 @@ the campaign job comes back after its lease and runs again, and every contact st
 has exactly one message job.
 
 The messages queue is paused, so the fan-out's jobs wait there to be counted (a
-paused queue keeps taking jobs); sending them is tests/e2e/test_whatsapp.py's part.
+paused queue keeps taking jobs), and the campaign job, their parent, waits for them
+in ``waiting-children``; sending them is tests/e2e/test_whatsapp.py's part, and a
+campaign completing with its messages tests/e2e/test_fanin.py's.
 """
 
 from __future__ import annotations
@@ -91,15 +93,17 @@ def test_a_campaign_killed_mid_fan_out_runs_again_and_messages_each_contact_once
     # And a consumer comes back: the campaign job's lease runs out, and it runs again
     e2e.start_consumer(config=path, env=env)
     wait_until(
-        lambda: (info := jobs.get(job_id)) is not None and info.state == "completed",
+        lambda: (info := jobs.get(job_id)) is not None and info.state == "waiting-children",
         timeout=120,
-        what="the campaign job to complete after its lease",
+        what="the campaign job to finish its fan-out after its lease",
         interval=0.2,
     )
 
-    # Then every contact has exactly one message job, keyed by campaign and contact
+    # Then every contact has exactly one message job, keyed by campaign and contact, each
+    # one a child of the campaign job (the ones of the killed run found by their keys)
     info = jobs.get(job_id)
     assert info is not None and info.result is not None
+    assert (info.children, info.children_pending) == (CONTACTS, CONTACTS)
     assert fanned_out() == CONTACTS
     assert info.result["recipients"] == CONTACTS
     assert info.result["enqueued"] + info.result["alreadyEnqueued"] == CONTACTS

@@ -100,8 +100,10 @@ def test_a_campaign_enqueues_one_keyed_message_job_per_contact(app: Hueyard) -> 
     # When the campaign job runs
     done = run_next(app)
 
-    # Then each contact has one message job, keyed <campaign>:<phone>, at priority 8
-    assert done.state == "completed"
+    # Then each contact has one message job, keyed <campaign>:<phone>, at priority 8, and
+    # the campaign job waits for the four: they are its children
+    assert done.state == "waiting-children"
+    assert (done.children, done.children_pending) == (4, 4)
     assert done.result == {
         "campaignId": "camp-1",
         "recipients": 5,
@@ -119,6 +121,30 @@ def test_a_campaign_enqueues_one_keyed_message_job_per_contact(app: Hueyard) -> 
     assert {job.priority for job in waiting} == {8}
     assert {job.key_ttl for job in waiting} == {campaigns.KEY_TTL}
     assert {job.payload["content"] for job in waiting} == {"Sale!"}
+    assert {job.parent for job in waiting} == {f"campaigns:{done.id}"}
+
+
+def test_a_campaign_completes_when_every_message_finished_with_how_many_failed(
+    app: Hueyard, campaign_dir: Path
+) -> None:
+    # Given a campaign to three contacts, fanned out
+    campaign = campaigns.run_campaign.enqueue(
+        {"campaignId": "camp-9", "recipients": [phone(1), phone(2), phone(3)], "content": "Hi"}
+    )
+    run_next(app)
+    # When one message is cancelled before it is sent, and the other two are sent
+    jobs = Jobs(app)
+    first = jobs.list_jobs("messages", "waiting").items[0]
+    jobs.cancel("messages", first.id)
+    info = jobs.get(campaign)
+    assert info is not None and info.state == "waiting-children"
+    sent = [run_next(app, "messages") for _ in range(2)]
+    # Then the campaign completed with the last one, counting 2 completed and 1 failed
+    assert [job.state for job in sent] == ["completed", "completed"]
+    info = jobs.get(campaign)
+    assert info is not None and info.state == "completed"
+    assert (info.children, info.children_completed, info.children_failed) == (3, 2, 1)
+    assert info.result is not None and info.result["enqueued"] == 3
 
 
 def test_a_campaign_run_again_days_later_messages_nobody_twice(
@@ -230,9 +256,11 @@ def test_a_campaign_killed_mid_fan_out_and_run_again_enqueues_only_the_missing(
     assert Jobs(app).retry("campaigns", job_id)
     second = run_next(app)
 
-    # Then only the 800 missing contacts were enqueued, and every contact has exactly one job
-    assert second.state == "completed"
+    # Then only the 800 missing contacts were enqueued, and every contact has exactly one job,
+    # all 2,300 of them the campaign's children (the 1,500 found again by their keys)
+    assert second.state == "waiting-children"
     assert (second.result["enqueued"], second.result["alreadyEnqueued"]) == (800, 1500)
+    assert (second.children, second.children_pending) == (2300, 2300)
     counts = per_contact(app)
     assert len(counts) == 2300
     assert set(counts.values()) == {1}

@@ -209,6 +209,11 @@ def _cancel(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any]:
     return lambda: jobs.cancel("work", job_id)
 
 
+def _remove(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any]:
+    job_id = app.enqueue("work", "job", {"n": 1})
+    return lambda: jobs.remove("work", job_id)
+
+
 def _clean(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any]:
     return lambda: jobs.clean("work", "completed", 0)
 
@@ -237,6 +242,16 @@ WRONG_TYPES: list[tuple[str, Scenario, str, str]] = [
     ("claim", _claim, "failed", "list"),
     ("claim on a rate-limited queue", _claim_limited, "{cf:limited}:limiter", "string"),
     ("release completed", _release("completed"), "completed", "string"),
+    ("release completed", _release("completed"), "waiting-children", "list"),
+    ("release completed", _release("completed"), "outbox", "string"),
+    ("release failed", _release("failed"), "outbox", "hash"),
+    ("claim", _claim, "outbox", "list"),
+    ("promote", _promote, "outbox", "string"),
+    ("recover", _recover, "outbox", "hash"),
+    ("giveback", _giveback, "outbox", "string"),
+    ("cancel", _cancel, "waiting-children", "string"),
+    ("cancel", _cancel, "outbox", "list"),
+    ("remove", _remove, "outbox", "string"),
     ("release failed", _release("failed"), "failed", "hash"),
     ("release retry", _release("retry"), "delayed", "list"),
     ("release requeue", _release("requeue"), "wake", "string"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from framework import current_job
 from framework.application import Hueyard
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
@@ -57,6 +58,16 @@ def app(make_app: AppFactory) -> Hueyard:
     @handler("alpha", registry=registry)
     def ping(payload: dict[str, object]) -> int:
         return 1
+
+    @handler("beta", registry=registry)
+    def pong(payload: dict[str, object]) -> int:
+        return 2
+
+    @handler("alpha", registry=registry)
+    def fan(payload: dict[str, object]) -> int:
+        job = current_job()
+        assert job is not None
+        return len(job.spawn_many(pong, [{"n": 1}, {"n": 2}]))
 
     return make_app(TOML, registry, prefix="clijobs")
 
@@ -109,6 +120,7 @@ def test_status_json_gives_every_queue_with_the_spec_keys(
             "completed": 1,
             "failed": 1,
             "paused": 0,
+            "waiting-children": 0,
             "isPaused": False,
         },
         "beta": {
@@ -118,6 +130,7 @@ def test_status_json_gives_every_queue_with_the_spec_keys(
             "completed": 0,
             "failed": 0,
             "paused": 0,
+            "waiting-children": 0,
             "isPaused": False,
         },
     }
@@ -130,10 +143,11 @@ def test_status_prints_a_table(app: Hueyard, project: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
-        "queue", "waiting", "active", "delayed", "completed", "failed", "paused", "state",
+        "queue", "waiting", "active", "delayed", "completed", "failed", "paused",
+        "waiting-children", "state",
     ]  # fmt: skip
-    assert lines[2].split() == ["alpha", "0", "0", "0", "0", "0", "3", "paused"]
-    assert lines[3].split() == ["beta", "0", "0", "0", "0", "0", "0", "running"]
+    assert lines[2].split() == ["alpha", "0", "0", "0", "0", "0", "3", "0", "paused"]
+    assert lines[3].split() == ["beta", "0", "0", "0", "0", "0", "0", "0", "running"]
 
 
 # -- jobs and job -----------------------------------------------------------------------------
@@ -326,3 +340,24 @@ def test_retry_needs_a_job_id_or_all(project: dict[str, str]) -> None:
     result = run(["retry", "alpha"], project)
     assert result.returncode == 2
     assert "one of the arguments JOB_ID --all is required" in result.stderr
+
+
+def test_job_shows_a_parents_children_and_a_childs_parent(
+    app: Hueyard, project: dict[str, str]
+) -> None:
+    # Given a parent that spawned two children, one of which completed
+    parent = app.enqueue("alpha", "fan", {})
+    for queue in ("alpha", "beta"):
+        huey = app.queue(queue).huey
+        huey.storage.read_timeout = 0.1
+        task = huey.dequeue()
+        assert task is not None
+        huey.execute(task)
+    # When each is shown, Then the parent counts its children, and a child names its parent
+    shown = run(["job", parent], project).stdout
+    assert "state     waiting-children" in shown
+    assert "children  2 (1 completed, 0 failed, 1 pending)" in shown
+    [child] = Jobs(app).list_jobs("beta", "completed").items
+    assert f"parent    alpha:{parent}" in run(["job", child.id], project).stdout
+    status = json.loads(run(["status", "--json"], project).stdout)
+    assert status["alpha"]["waiting-children"] == 1

@@ -106,6 +106,7 @@ def test_counts_give_every_state(app: Hueyard, jobs: Jobs, storage: JobStorage) 
         "completed": 2,
         "failed": 1,
         "paused": 0,
+        "waiting-children": 0,
         "isPaused": False,
     }
     assert counts.queue == "work"

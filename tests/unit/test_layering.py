@@ -25,6 +25,7 @@ EXPORTED = [
     "enqueue",
     "enqueue_many",
     "EnqueueOptions",
+    "Chain",
     "result",
     # the app, the running job, the cache
     "Hueyard",
@@ -45,6 +46,8 @@ EXPORTED = [
     "RedisUnavailableError",
     "JobFailedError",
     "ResultTimeoutError",
+    "ChainError",
+    "SpawnError",
     # raised inside a running handler
     "JobTimeout",
     "JobCancelled",
