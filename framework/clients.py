@@ -214,8 +214,8 @@ def build_cluster(spec: ConnectionSpec, *, max_connections: int) -> RedisCluster
         "timeout": defaults.POOL_TIMEOUT,
         **tls_options(spec),
     }
-    if spec.tls:
-        kwargs["ssl"] = True
+    # rediss:// makes from_url choose the TLS connection class (an ssl=True as well
+    # reaches the connection itself, which refuses it)
     retry = Retry(SpecBackoff(), spec.reconnect_attempts)
     return RedisCluster.from_url(spec.url, retry=retry, **kwargs)
 

@@ -271,6 +271,7 @@ class ClusterGroup:
         *,
         base_port: int | None = None,
         node_timeout: int = 1000,
+        ca: CA | None = None,
     ) -> None:
         if masters < 1 or replicas_per_master < 0:
             raise ValueError(f"a cluster needs a master or more, not {masters}")
@@ -284,9 +285,23 @@ class ClusterGroup:
         else:
             ports = [(free_port(), free_port()) for _ in range(count)]
         self.nodes: dict[int, RedisServer] = {}
+        self.ca = ca
         for port, bus in ports:
             node_dir = directory / f"node-{port}"
             node_dir.mkdir(parents=True, exist_ok=True)
+            tls: tuple[str, ...] = ()
+            if ca is not None:  # TLS only: clients, the cluster bus and replication
+                _TLS[port] = ca
+                tls = (
+                    "--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                    "--tls-replication", "yes", "--tls-cert-file", str(ca.server_cert),
+                    "--tls-key-file", str(ca.server_key), "--tls-ca-cert-file", str(ca.ca_cert),
+                    "--tls-auth-clients", "no",
+                    # a node's own connections (bus, replication) present the client certificate:
+                    # the server's is for serverAuth only, and a peer refuses it
+                    "--tls-client-cert-file", str(ca.client_cert),
+                    "--tls-client-key-file", str(ca.client_key),
+                )  # fmt: skip
             self.nodes[port] = RedisServer(
                 port,
                 "--dir", str(node_dir),
@@ -296,6 +311,7 @@ class ClusterGroup:
                 "--cluster-node-timeout", str(node_timeout),
                 "--cluster-replica-validity-factor", "0",
                 "--repl-diskless-sync-delay", "0",
+                *tls,
             )  # fmt: skip
         self.bus_ports = dict(ports)
         self._killed: dict[int, set[str]] = {}
@@ -373,9 +389,15 @@ class ClusterGroup:
         """The port of the master that holds ``key`` (its hash tag's slot)."""
         return self.master_for_slot(key_slot(key.encode() if isinstance(key, str) else key))
 
+    @property
+    def tls_url(self) -> str:
+        """``rediss://127.0.0.1:<first port>``, for a cluster made with a ``ca``."""
+        return f"rediss://127.0.0.1:{self.ports[0]}"
+
     def client(self) -> redis.RedisCluster:
         """A redis-py cluster client, started from a live node."""
-        return redis.RedisCluster(host="127.0.0.1", port=self.live_ports()[0])
+        port = self.live_ports()[0]
+        return redis.RedisCluster(host="127.0.0.1", port=port, **_tls_options(port))
 
     def wait_replicated(self, timeout: float = 10) -> None:
         """Wait until every live replica has every write its master took so far.
@@ -481,7 +503,9 @@ class ClusterGroup:
 
 def _command(port: int, *args: object) -> str:
     """One command to the node on ``port``; its reply as text."""
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True)
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True, **_tls_options(port)
+    )
     try:
         reply = client.execute_command(*args)
     finally:
@@ -490,8 +514,20 @@ def _command(port: int, *args: object) -> str:
 
 
 def _info(port: int) -> dict[str, object]:
-    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as client:
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, **_tls_options(port)) as client:
         return dict(client.info("replication"))
+
+
+_TLS: dict[int, CA] = {}
+"""The ports of the TLS-only cluster nodes this process started, with their CA."""
+
+
+def _tls_options(port: int) -> dict[str, object]:
+    """redis-py's TLS options for the node on ``port``, if it speaks TLS only."""
+    ca = _TLS.get(port)
+    if ca is None:
+        return {}
+    return {"ssl": True, "ssl_ca_certs": str(ca.ca_cert), "ssl_cert_reqs": "required"}
 
 
 def _role(port: int) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """hueyard on a real Redis Cluster (3 masters, a replica each, on loopback ports):
 the per-queue hash tags spread the queues, and every API that reads or acts
-across queues works by config alone (``[redis] cluster = true``).
+across queues works by config alone (``[redis] cluster = true``); and on a
+TLS-only cluster with an ACL user (a CA made by the test).
 
 The drain across a master killed mid-way, with real consumers, is in
 ``tests/e2e/test_cluster.py``.
@@ -19,13 +20,13 @@ from redis.crc import key_slot
 
 from framework.application import Hueyard
 from framework.config import parse_settings
-from framework.errors import ConfigError, HueyardError, JobActionError
+from framework.errors import ConfigError, HueyardError, JobActionError, RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import JobLocation, Jobs
 from framework.keys import JOB_STATES
 from framework.results import result as read_result
 from framework.upgrade import check_single_redis
-from tests.topology import ClusterGroup
+from tests.topology import CA, ClusterGroup, make_ca
 
 pytestmark = pytest.mark.topology
 
@@ -191,3 +192,67 @@ def test_redis_cluster_in_the_environment_turns_it_on_or_is_refused() -> None:
     assert on.redis.connection.redacted_url.endswith("(cluster)")
     with pytest.raises(ConfigError, match="REDIS_CLUSTER='maybe' is not a yes or no"):
         parse_settings("[queues.work]\n", env={"REDIS_CLUSTER": "maybe"})
+
+
+# -- TLS and ACL users on a Cluster ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterGroup, CA]]:
+    base = tmp_path_factory.mktemp("tls-cluster")
+    ca = make_ca(base / "ca")
+    with ClusterGroup(base / "nodes", masters=3, replicas_per_master=0, ca=ca) as running:
+        for port in running.master_ports():  # ACL users are each node's own
+            with redis.Redis(
+                port=port, ssl=True, ssl_ca_certs=str(ca.ca_cert), ssl_cert_reqs="required"
+            ) as node:
+                node.acl_setuser("crm", enabled=True, passwords=["+s3cret-pass"], keys=["*"],
+                                 channels=["*"], commands=["+@all"])  # fmt: skip
+        yield running, ca
+
+
+def tls_app(cluster: ClusterGroup, ca_file: Path, password: str = "s3cret-pass") -> Hueyard:
+    port = cluster.master_ports()[0]
+    text = (
+        f'[redis]\nurl = "rediss://crm:{password}@127.0.0.1:{port}"\ncluster = true\n'
+        f'tls_ca_file = "{ca_file}"\nreconnect_attempts = 0\nprefix = "tls"\n'
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n"
+    )
+    return Hueyard(parse_settings(text, env={}), registry())
+
+
+def test_a_tls_cluster_with_an_acl_user_works_by_config_alone(
+    tls_cluster: tuple[ClusterGroup, CA],
+) -> None:
+    cluster, ca = tls_cluster
+    app = tls_app(cluster, ca.ca_cert)
+    try:
+        ids = app.enqueue_many("messages", "send", [{"n": n} for n in range(3)])
+        mail = app.enqueue("emails", "mail", {"n": 9})
+        assert (run_all(app, "messages"), run_all(app, "emails")) == (3, 1)
+        assert read_result(app, ids[2]) == {"sent": 2}
+        assert read_result(app, mail) == {"mailed": 9}
+        assert Jobs(app).counts_all()["messages"].completed == 3
+        info = app.cache.server_info()
+        assert info is not None and info["cluster_masters"] == 3
+    finally:
+        app.close()
+
+
+def test_a_tls_cluster_refuses_another_ca_and_a_wrong_password_saying_which(
+    tls_cluster: tuple[ClusterGroup, CA], tmp_path: Path
+) -> None:
+    cluster, ca = tls_cluster
+    other = make_ca(tmp_path / "other", name="other")
+    for app, said in (
+        (tls_app(cluster, other.ca_cert), "presented a TLS certificate that could not be verified"),
+        (tls_app(cluster, ca.ca_cert, password="wrong-pass"), "refused the credentials"),
+    ):
+        try:
+            with pytest.raises(RedisUnavailableError) as refused:
+                Jobs(app).counts_all()
+            assert said in str(refused.value)
+            assert "s3cret-pass" not in str(refused.value)
+            assert "wrong-pass" not in str(refused.value)
+        finally:
+            app.close()
