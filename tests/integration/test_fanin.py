@@ -427,7 +427,7 @@ def test_a_key_of_the_wrong_type_stops_the_children_script_before_it_writes(
     before = {key: redis_conn.dump(key) for key in redis_conn.scan_iter()}
     with caplog.at_level(logging.ERROR, logger="hueyard.fanin"):
         assert app.relay.deliver("kids", [f"c|parents:{parent}|some-child|completed"]) == 0
-    assert "'{fi}:q:parents:waiting-children' is a string" in caplog.text
+    assert "'{fi:parents}:waiting-children' is a string" in caplog.text
     assert {key: redis_conn.dump(key) for key in redis_conn.scan_iter()} == before
 
 
