@@ -4,15 +4,18 @@ An app has one :class:`RedisClients`. On a single Redis it holds the bounded
 pool (:func:`~framework.connection.build_pool`) and hands out pooled clients
 and per-thread ones (:class:`~framework.connection.ThreadClients`). With
 ``[redis] cluster = true`` it holds one redis-py
-:class:`~redis.cluster.RedisCluster`, which keeps a bounded pool per node,
-finds the node of each key's slot, and follows ``MOVED`` replies and
-failovers; every caller shares it (it is thread-safe).
+:class:`~redis.cluster.RedisCluster`, made at its first command
+(:class:`LazyCluster`), which keeps a bounded pool per node, finds the node
+of each key's slot, and follows ``MOVED`` replies and failovers; every caller
+shares it (it is thread-safe).
 
 Both clients speak the same commands, so the rest of hueyard is typed
-against :class:`redis.Redis` and does not ask which one it has, with two
+against :class:`redis.Redis` and does not ask which one it has, with three
 exceptions, answered here: a transaction must stay within one slot
-(:func:`is_cluster` lets cross-queue reads run as a plain pipeline), and
-``INFO`` is a question for every master (:meth:`RedisClients.masters`).
+(:func:`is_cluster` lets cross-queue reads run as a plain pipeline), redis-py's
+cluster pipeline takes no scripts (:func:`pipeline` gives a
+:class:`SlotPipeline` instead), and ``WAIT`` must run on the connection of the
+queue's own master (:meth:`RedisClients.node_client`).
 """
 
 from __future__ import annotations
@@ -118,9 +121,10 @@ class SlotPipeline:
     """A pipeline over a Redis Cluster that runs scripts too, grouped by hash slot.
 
     redis-py's cluster pipeline refuses ``EVALSHA`` and a transaction across
-    slots. This one records the commands, sends those of each slot as one
-    pipeline (a ``MULTI`` with ``transaction``) to the node that serves the
-    slot, and gives the replies back in the order the commands were queued.
+    slots. This one records the commands, sends those of each node as one
+    pipeline (with ``transaction``, those of each slot as one ``MULTI``: a
+    transaction may not span slots), and gives the replies back in the order
+    the commands were queued.
     Each command's key is its first (for ``EVALSHA``, the first of ``KEYS``);
     a command without one (``TIME``) goes with the first command that has one.
     A node that moved or went away (a failover) makes the client read the
@@ -168,16 +172,19 @@ class SlotPipeline:
             for name, args, _ in self._commands
         ]
         first = next((slot for slot in slots if slot >= 0), -1)
-        groups: dict[int, list[int]] = {}
-        for index, slot in enumerate(slots):
-            groups.setdefault(slot if slot >= 0 else first, []).append(index)
-        replies: list[Any] = [None] * len(self._commands)
-        for slot, indexes in groups.items():
+        # One pipeline per node (a transaction may not span slots: then one per slot)
+        groups: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+        for index, own in enumerate(slots):
+            slot = own if own >= 0 else first
             node = (
                 cluster.nodes_manager.get_node_from_slot(slot)
                 if slot >= 0
                 else cluster.get_default_node()
             )
+            group = (node.name, slot if self.transaction else -1)
+            groups.setdefault(group, (node, []))[1].append(index)
+        replies: list[Any] = [None] * len(self._commands)
+        for (_, slot), (node, indexes) in groups.items():
             client: redis.Redis = node.redis_connection
             with client.pipeline(transaction=self.transaction and slot >= 0) as pipe:
                 for index in indexes:
