@@ -256,3 +256,26 @@ def test_a_tls_cluster_refuses_another_ca_and_a_wrong_password_saying_which(
             assert "wrong-pass" not in str(refused.value)
         finally:
             app.close()
+
+
+def test_an_app_on_a_cluster_that_does_not_answer_is_built_and_says_so_at_its_first_call() -> None:
+    # Given a Cluster URL where nothing listens (a consumer started before its Redis)
+    text = (
+        '[redis]\nurl = "redis://127.0.0.1:1"\ncluster = true\nreconnect_attempts = 0\n'
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n"
+    )
+    # When the app is built: no connection yet, so no error
+    app = Hueyard(parse_settings(text, env={}), registry())
+    try:
+        # Then its first call says which cluster did not answer, as for one Redis
+        with pytest.raises(RedisUnavailableError) as down:
+            Jobs(app).counts_all()
+        assert "no node of the Redis Cluster at redis://127.0.0.1:1 (cluster) answered" in str(
+            down.value
+        )
+        health = app.cache.health()
+        assert health["connected"] is False and "Redis Cluster" in str(health["error"])
+        assert app.cache.server_info() is None
+        assert app.clients.opened == 0
+    finally:
+        app.close()
