@@ -13,16 +13,21 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import AbstractBackoff
+from redis.backoff import AbstractBackoff, NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 
 from framework import defaults, forks
 
@@ -99,6 +104,11 @@ def connection_failure(exc: BaseException, attempts: int) -> str:
     if isinstance(exc, redis.AuthenticationError) or any(
         word in message for word in ("WRONGPASS", "NOAUTH", "invalid username-password")
     ):
+        if isinstance(exc, MasterNotFoundError):  # the sentinels refused them
+            return (
+                f"refused the credentials ({text}); check [redis] sentinel_password "
+                "(or REDIS_SENTINEL_PASSWORD)"
+            )
         return (
             f"refused the credentials ({text}); check the user and password of [redis] url "
             "(or REDIS_URL / REDIS_PASSWORD)"
@@ -259,6 +269,38 @@ class SentinelSSLConnection(SentinelConnection, SSLConnection):
     """:class:`SentinelConnection` over TLS."""
 
 
+class SentinelManager(Sentinel):
+    """redis-py's :class:`~redis.sentinel.Sentinel`, whose "no master found" error
+    says why each sentinel failed.
+
+    redis-py 8.1 names each sentinel that failed by its client's repr (a line of
+    40 options) and its error by a category alone (``network:ConnectionError``):
+    a certificate that could not be verified, or a password the sentinels
+    refused, was lost, and :func:`connection_failure` told neither apart from a
+    sentinel that did not answer. The search itself is redis-py's.
+    """
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        errors = []
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                masters = cast(dict[str, dict[str, Any]], sentinel.sentinel_masters())
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                where = sentinel.connection_pool.connection_kwargs
+                errors.append(
+                    f"{_bracket(str(where['host']))}:{where['port']}: {type(exc).__name__}: {exc}"
+                )
+                continue
+            state = masters.get(service_name)
+            if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
+                # ask this sentinel first next time
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                host = self._force_master_ip if self._force_master_ip is not None else state["ip"]
+                return str(host), int(state["port"])
+        why = "; ".join(errors) if errors else "no sentinel names it as a master that is up"
+        raise MasterNotFoundError(f"no master {service_name!r} found: {why}")
+
+
 class BoundedSentinelPool(SentinelConnectionPool, BoundedPool):
     """:class:`BoundedPool` to the master that Sentinel names.
 
@@ -370,12 +412,16 @@ def _sentinel_pool(spec: ConnectionSpec, kwargs: dict[str, Any]) -> BoundedSenti
     tls = {name: value for name, value in kwargs.items() if name.startswith("ssl_")}
     if spec.tls:
         tls["ssl"] = True
-    manager = Sentinel(  # type: ignore[no-untyped-call]
+    manager = SentinelManager(  # type: ignore[no-untyped-call]
         list(spec.sentinels),
         sentinel_kwargs={
             "socket_timeout": spec.connect_timeout,
             "socket_connect_timeout": spec.connect_timeout,
             "password": spec.sentinel_password,
+            # each sentinel is asked once per search; the pool's retry policy (the spec's)
+            # repeats the search: redis-py's default retried each sentinel 3 times with up
+            # to 10 s between tries, ~40 s before a wrong CA or password was reported
+            "retry": Retry(NoBackoff(), 0),
             **tls,
         },
     )

@@ -104,15 +104,48 @@ class SentinelGroup:
 
     ``down_after`` ms without an answer and the sentinels call the master down;
     :meth:`failover` forces a failover at once (``SENTINEL FAILOVER``).
+
+    With a ``ca`` every process speaks TLS only: clients, replication, and the
+    sentinels (to clients, to each other and to the master and replica).
+    ``acl_user`` (name, password): a user of both data nodes that may do
+    everything (the default user stays on, without a password, for the
+    sentinels and replication). ``sentinel_password``: the sentinels'
+    ``requirepass`` (they use it with each other too).
     """
 
-    def __init__(self, directory: Path, *, down_after: int = 1000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        down_after: int = 1000,
+        ca: CA | None = None,
+        acl_user: tuple[str, str] | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.directory = directory
-        self.master = RedisServer()
-        self.replica = RedisServer(None, "--replicaof", "127.0.0.1", str(self.master.port))
+        self.ca = ca
+        self.sentinel_password = sentinel_password
+        master_port, replica_port = free_port(), free_port()
+        extra = self._node_args(master_port, acl_user)
+        self.master = RedisServer(master_port, *extra)
+        self.replica = RedisServer(
+            replica_port,
+            "--replicaof", "127.0.0.1", str(master_port),
+            *self._node_args(replica_port, acl_user),
+        )  # fmt: skip
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.down_after = down_after
         self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    def _node_args(self, port: int, acl_user: tuple[str, str] | None) -> tuple[str, ...]:
+        args: tuple[str, ...] = ()
+        if acl_user is not None:
+            name, password = acl_user
+            args += ("--user", name, "on", f">{password}", "~*", "&*", "+@all")
+        if self.ca is not None:
+            args += ("--port", "0", "--tls-port", str(port), *_tls_args(self.ca))
+            args += ("--repl-diskless-sync-delay", "0")  # a TLS replica syncs at once
+        return args
 
     @property
     def sentinels(self) -> list[str]:
@@ -126,13 +159,25 @@ class SentinelGroup:
             raise
 
     def _start(self) -> SentinelGroup:
+        if self.ca is not None:  # the admin connections below speak TLS to these
+            for port in (self.master.port, self.replica.port, *self.sentinel_ports):
+                _TLS[port] = self.ca
         self.master.start()
         self.replica.start()
         _wait(lambda: _role(self.replica.port) == ("slave", "up"), "replica in sync")
         for port in self.sentinel_ports:
             conf = self.directory / f"sentinel-{port}.conf"
+            if self.ca is None:
+                listen = f"port {port}\n"
+            else:  # TLS only; tls-replication: TLS to the master and replica too
+                pairs = zip(_tls_args(self.ca)[::2], _tls_args(self.ca)[1::2], strict=True)
+                listen = f"port 0\ntls-port {port}\n" + "".join(
+                    f"{name.removeprefix('--')} {value}\n" for name, value in pairs
+                )
+            if self.sentinel_password is not None:
+                listen += f"requirepass {self.sentinel_password}\n"
             conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"{listen}bind 127.0.0.1\ndir {self.directory}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after}\n"
                 f"sentinel failover-timeout {MASTER_NAME} 5000\n"
@@ -149,6 +194,15 @@ class SentinelGroup:
         _wait(self._sentinels_agree, "three sentinels that see the master and its replica")
         return self
 
+    def client(self, port: int) -> redis.Redis:
+        """An admin client (the default user) of the master or replica on ``port``,
+        over TLS if the group has a ``ca``."""
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, **_tls_options(port))
+
+    def role(self, port: int) -> tuple[str, str]:
+        """``("master" | "slave" | "down", master_link_status)`` of the node on ``port``."""
+        return _role(port)
+
     def wait_replicated(self, timeout: float = 10) -> None:
         """Wait until the replica has every write the master took so far (by replication
         offsets: ``WAIT`` on a fresh connection counts nothing, having written nothing)."""
@@ -161,15 +215,15 @@ class SentinelGroup:
 
     def master_port(self) -> int:
         """The master's port, as the first sentinel sees it now."""
-        client = redis.Redis(host="127.0.0.1", port=self.sentinel_ports[0], socket_timeout=2)
-        _host, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)  # type: ignore[no-untyped-call]
+        with self._sentinel(self.sentinel_ports[0], timeout=2) as client:
+            _host, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)  # type: ignore[no-untyped-call]
         return int(port)
 
     def failover(self) -> int:
         """Force a failover; wait until the old replica is the master. Its port."""
         old = self.master_port()
-        client = redis.Redis(host="127.0.0.1", port=self.sentinel_ports[0], socket_timeout=5)
-        client.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+        with self._sentinel(self.sentinel_ports[0], timeout=5) as client:
+            client.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
         _wait(lambda: self.master_port() != old, "the sentinels to name a new master", 30)
         new = self.master_port()
         _wait(lambda: _role(new)[0] == "master", "the new master to take writes", 30)
@@ -186,12 +240,23 @@ class SentinelGroup:
         self._sentinels.clear()
         self.replica.stop()
         self.master.stop()
+        for port in (self.master.port, self.replica.port, *self.sentinel_ports):
+            _TLS.pop(port, None)
+
+    def _sentinel(self, port: int, timeout: float) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            socket_timeout=timeout,
+            password=self.sentinel_password,
+            **_tls_options(port),
+        )
 
     def _sentinels_agree(self) -> bool:
         for port in self.sentinel_ports:
             try:
-                client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-                state = client.execute_command("SENTINEL", "MASTER", MASTER_NAME)
+                with self._sentinel(port, timeout=1) as client:
+                    state = client.execute_command("SENTINEL", "MASTER", MASTER_NAME)
             except redis.RedisError:
                 return False
             if not isinstance(state, dict):
@@ -292,16 +357,8 @@ class ClusterGroup:
             tls: tuple[str, ...] = ()
             if ca is not None:  # TLS only: clients, the cluster bus and replication
                 _TLS[port] = ca
-                tls = (
-                    "--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
-                    "--tls-replication", "yes", "--tls-cert-file", str(ca.server_cert),
-                    "--tls-key-file", str(ca.server_key), "--tls-ca-cert-file", str(ca.ca_cert),
-                    "--tls-auth-clients", "no",
-                    # a node's own connections (bus, replication) present the client certificate:
-                    # the server's is for serverAuth only, and a peer refuses it
-                    "--tls-client-cert-file", str(ca.client_cert),
-                    "--tls-client-key-file", str(ca.client_key),
-                )  # fmt: skip
+                tls = ("--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                       *_tls_args(ca))  # fmt: skip
             self.nodes[port] = RedisServer(
                 port,
                 "--dir", str(node_dir),
@@ -519,7 +576,22 @@ def _info(port: int) -> dict[str, object]:
 
 
 _TLS: dict[int, CA] = {}
-"""The ports of the TLS-only cluster nodes this process started, with their CA."""
+"""The ports of the TLS-only nodes (and sentinels) this process started, with their CA."""
+
+
+def _tls_args(ca: CA) -> tuple[str, ...]:
+    """A TLS-only node's certificate options; replication over TLS too."""
+    return (
+        "--tls-replication", "yes",
+        "--tls-cert-file", str(ca.server_cert),
+        "--tls-key-file", str(ca.server_key),
+        "--tls-ca-cert-file", str(ca.ca_cert),
+        "--tls-auth-clients", "no",
+        # a node's own connections (cluster bus, replication, a sentinel's) present the client
+        # certificate: the server's is for serverAuth only, and a peer refuses it
+        "--tls-client-cert-file", str(ca.client_cert),
+        "--tls-client-key-file", str(ca.client_key),
+    )  # fmt: skip
 
 
 def _tls_options(port: int) -> dict[str, object]:
@@ -532,7 +604,10 @@ def _tls_options(port: int) -> dict[str, object]:
 
 def _role(port: int) -> tuple[str, str]:
     try:
-        info = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1).info("replication")
+        with redis.Redis(
+            host="127.0.0.1", port=port, socket_timeout=1, **_tls_options(port)
+        ) as client:
+            info = client.info("replication")
     except redis.RedisError:
         return ("down", "")
     return (str(info.get("role")), str(info.get("master_link_status", "")))
