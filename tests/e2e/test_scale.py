@@ -68,7 +68,7 @@ def test_a_queue_at_concurrency_128_drains_3000_jobs_without_an_error_line(e2e: 
     assert 1 <= info.connections <= info.max_connections
 
 
-def test_six_queues_at_concurrency_64_idle_at_under_5_percent_cpu(e2e: E2E) -> None:
+def test_six_queues_at_concurrency_64_idle_at_under_10_percent_cpu(e2e: E2E) -> None:
     # Given a consumer of six queues at concurrency 64 each (384 worker threads)
     config = e2e.write_config("idle.toml", concurrency=dict.fromkeys(IDLE_QUEUES, 64))
     consumer = e2e.start_consumer(env={"HUEYARD_QUEUES": ",".join(IDLE_QUEUES)}, config=config)
@@ -81,8 +81,10 @@ def test_six_queues_at_concurrency_64_idle_at_under_5_percent_cpu(e2e: E2E) -> N
     used = cpu_seconds(consumer.pid) - before
     share = used / (time.monotonic() - started)
 
-    # Then it used under 5 % of one CPU, and logged no problem
-    assert share < 0.05, f"{share:.1%} of a CPU while idle"
+    # Then it used under 10 % of one CPU, and logged no problem. Polling workers took
+    # 74.5 %; an idle consumer takes about 4.4 % on this 2-core machine alone, up to 7 %
+    # while the other half of the suite runs beside it: the bound leaves room for that.
+    assert share < 0.10, f"{share:.1%} of a CPU while idle"
     assert problem_lines(consumer.log()) == []
 
     # And it still picks a job up at once
