@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Mapping
+from types import FrameType
 
 from framework.application import Hueyard
 from framework.config import load_settings
@@ -36,9 +38,9 @@ def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
         return app
     if getattr(_building, "active", False):
         raise HandlerError(
-            "framework.get_app() was called while the app is being built, from a handler "
-            "module imported by that build (at module level); the app does not exist yet. "
-            "Call it inside the handler or a function instead"
+            f"framework.get_app() was called while the app is being built, from handler "
+            f"module {_importing_module()!r} imported by that build (at module level); the "
+            "app does not exist yet. Call it inside the handler or a function instead"
         )
     with _lock:
         if _app is None:
@@ -49,6 +51,17 @@ def get_app(env: Mapping[str, str] | None = None) -> Hueyard:
                 _building.active = False
         assert _app is not None
         return _app
+
+
+def _importing_module() -> str:
+    """The module whose top-level code is running further up this thread's stack (the
+    handler module being imported), or ``?``."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            return str(frame.f_globals.get("__name__", "?"))
+        frame = frame.f_back
+    return "?"
 
 
 def _build(env: Mapping[str, str]) -> Hueyard:

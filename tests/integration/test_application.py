@@ -300,3 +300,4 @@ def test_a_handler_module_that_asks_for_the_app_at_import_fails_at_once(
     assert "HandlerError: framework.get_app() was called while the app is being built" in (
         result.stderr
     )
+    assert "from handler module 'eager_handlers' imported by that build" in result.stderr
