@@ -18,6 +18,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from framework import current_job
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.errors import ConfigError, HueyardError, JobActionError, RedisUnavailableError
@@ -57,7 +58,20 @@ def registry() -> HandlerRegistry:
     def hook(payload: dict[str, Any]) -> None:
         """Not run here."""
 
+    @handler("campaigns", registry=registry)
+    def fan_out(payload: dict[str, Any]) -> dict[str, Any]:
+        """A parent: its children are jobs of messages, on another master."""
+        job = current_job()
+        assert job is not None
+        children = [{"n": n, "fail": n in payload["fail"]} for n in range(payload["n"])]
+        return {"spawned": len(job.spawn_many(send, children))}
+
+    HANDLERS.update(send=send, mail=mail, fan_out=fan_out)
     return registry
+
+
+HANDLERS: dict[str, Any] = {}
+"""The handlers of the latest :func:`registry`, by name (to chain them)."""
 
 
 @pytest.fixture
@@ -279,3 +293,25 @@ def test_an_app_on_a_cluster_that_does_not_answer_is_built_and_says_so_at_its_fi
         assert app.clients.opened == 0
     finally:
         app.close()
+
+
+def test_a_parent_waits_for_children_on_another_master_and_its_follow_up_starts(
+    app: Hueyard, cluster: ClusterGroup
+) -> None:
+    # Given a parent on campaigns whose children are jobs of messages, on another master
+    campaigns, messages = app.keys.queue("campaigns"), app.keys.queue("messages")
+    assert cluster.master_of_key(campaigns.waiting) != cluster.master_of_key(messages.waiting)
+    chain = HANDLERS["fan_out"].s({"n": 4, "fail": [2]})
+    parent = chain.then(HANDLERS["mail"], {"n": 0}, field="summary").enqueue()
+    # When the parent runs, then its children (their outcomes cross to its master)
+    assert run_all(app, "campaigns") == 1
+    jobs = Jobs(app)
+    assert jobs.find(parent) == JobLocation("campaigns", "waiting-children")
+    assert run_all(app, "messages") == 4
+    # Then it completed once, counting its children, and its follow-up ran
+    job = jobs.get(parent, queue="campaigns")
+    assert job is not None and job.state == "completed", job
+    assert (job.children, job.children_completed, job.children_failed) == (4, 3, 1)
+    assert run_all(app, "emails") == 1
+    assert jobs.counts("emails").completed == 1
+    assert jobs.counts("campaigns").waiting_children == 0
