@@ -167,6 +167,7 @@ def test_wait_replicas_waits_on_the_queue_s_own_master(cluster: ClusterGroup) ->
     text = (
         f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "cw"\n'
         "wait_replicas = 1\n[queues.messages]\n[queues.emails]\n[queues.webhooks]\n"
+        "[queues.campaigns]\n"
     )
     app = Hueyard(parse_settings(text, env={}), registry())
     try:
@@ -230,7 +231,7 @@ def tls_app(cluster: ClusterGroup, ca_file: Path, password: str = "s3cret-pass")
     text = (
         f'[redis]\nurl = "rediss://crm:{password}@127.0.0.1:{port}"\ncluster = true\n'
         f'tls_ca_file = "{ca_file}"\nreconnect_attempts = 0\nprefix = "tls"\n'
-        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n"
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
     )
     return Hueyard(parse_settings(text, env={}), registry())
 
@@ -276,7 +277,7 @@ def test_an_app_on_a_cluster_that_does_not_answer_is_built_and_says_so_at_its_fi
     # Given a Cluster URL where nothing listens (a consumer started before its Redis)
     text = (
         '[redis]\nurl = "redis://127.0.0.1:1"\ncluster = true\nreconnect_attempts = 0\n'
-        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n"
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
     )
     # When the app is built: no connection yet, so no error
     app = Hueyard(parse_settings(text, env={}), registry())
