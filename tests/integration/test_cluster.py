@@ -27,6 +27,7 @@ from framework.jobs import JobLocation, Jobs
 from framework.keys import JOB_STATES
 from framework.results import result as read_result
 from framework.upgrade import check_single_redis
+from tests.integration.workers import run_all
 from tests.topology import CA, ClusterGroup, make_ca
 
 pytestmark = pytest.mark.topology
@@ -82,16 +83,6 @@ def app(cluster: ClusterGroup) -> Iterator[Hueyard]:
     app = Hueyard(parse_settings(text, env={}), registry())
     yield app
     app.close()
-
-
-def run_all(app: Hueyard, queue: str) -> int:
-    huey = app.queue(queue).huey
-    huey.storage.read_timeout = 0.1
-    ran = 0
-    while (task := huey.dequeue()) is not None:
-        huey.execute(task)
-        ran += 1
-    return ran
 
 
 def test_the_ten_queues_spread_over_the_masters_each_on_one_slot(

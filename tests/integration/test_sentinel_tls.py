@@ -24,6 +24,7 @@ from framework.errors import RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.results import result as read_result
+from tests.integration.workers import run_all
 from tests.topology import CA, MASTER_NAME, SentinelGroup, make_ca
 
 pytestmark = pytest.mark.topology
@@ -69,16 +70,6 @@ def tls_app(
         'reconnect_attempts = 2\nprefix = "stls"\n[queues.messages]\nattempts = 1\n'
     )
     return Hueyard(parse_settings(text, env={}), registry())
-
-
-def run_all(app: Hueyard, queue: str) -> int:
-    huey = app.queue(queue).huey
-    huey.storage.read_timeout = 0.1
-    ran = 0
-    while (task := huey.dequeue()) is not None:
-        huey.execute(task)
-        ran += 1
-    return ran
 
 
 def test_an_acl_user_over_tls_runs_jobs_and_follows_a_failover(
