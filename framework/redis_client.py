@@ -34,7 +34,6 @@ from typing import Any, TypedDict, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -51,7 +50,7 @@ from framework.cache import (
     resolve_ttl,
 )
 from framework.clients import LazyCluster
-from framework.connection import ConnectionSpec, build_pool, redact_url
+from framework.connection import ConnectionSpec, build_pool, redact_url, tls_options
 from framework.keys import Keys, cache_lock_prefix
 from framework.scripts import Scripts
 
@@ -177,8 +176,10 @@ class RedisClient:
         self._cluster = pool if isinstance(pool, LazyCluster) else None
         self._pool: redis.ConnectionPool | None = None
         self._probe_pool: redis.ConnectionPool | None = None
+        self._health_timeout = health_timeout
         if isinstance(pool, LazyCluster):
-            # the cluster client routes each key to its node; it probes with its own retries
+            # the cluster client routes each key to its node; the health probe and INFO
+            # ask the nodes themselves, once each, within health_timeout
             self._redis = self._probe = cast(redis.Redis, pool)
             kwargs: dict[str, Any] = pool.connection_kwargs
             retry: Any = pool.retry
@@ -286,7 +287,11 @@ class RedisClient:
         """
         started = time.perf_counter()
         try:
-            self._probe.ping()
+            if self._cluster is not None:
+                with self._node_probe(*self._cluster_nodes()[0]) as node:
+                    node.ping()
+            else:
+                self._probe.ping()
         except (RedisError, OSError) as exc:
             log.debug("Redis health check at %s failed: %s", self._url, self._describe(exc))
             return {"connected": False, "latency_ms": None, "error": self._describe(exc)}
@@ -306,12 +311,55 @@ class RedisClient:
         """
         try:
             if self._cluster is not None:
-                return _nearest_full(self._cluster.info(target_nodes=RedisCluster.PRIMARIES))
+                return self._cluster_info()
             info: dict[str, Any] = self._probe.info()
         except (RedisError, OSError) as exc:
             log.debug("Redis INFO at %s failed: %s", self._url, self._describe(exc))
             return None
         return info
+
+    def _cluster_nodes(self) -> list[tuple[str, int]]:
+        """The Cluster's masters as the client knows them; before its first command, the
+        node the URL names."""
+        assert self._cluster is not None
+        built: Any = self._cluster.built
+        if built is not None:
+            masters = [(node.host, int(node.port)) for node in built.get_primaries()]
+            if masters:
+                return masters
+        kwargs = self._cluster.connection_kwargs
+        return [(str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))]
+
+    def _node_probe(self, host: str, port: int) -> redis.Redis:
+        """A client of one Cluster node that tries once, within ``health_timeout``."""
+        assert self._cluster is not None
+        spec = self._cluster.spec
+        kwargs = self._cluster.connection_kwargs
+        tls: dict[str, Any] = {"ssl": True, **tls_options(spec)} if spec.tls else {}
+        return redis.Redis(
+            host=host,
+            port=port,
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            socket_timeout=self._health_timeout,
+            socket_connect_timeout=self._health_timeout,
+            retry=Retry(NoBackoff(), 0),
+            **tls,
+        )
+
+    def _cluster_info(self) -> dict[str, Any] | None:
+        """INFO of every master (once each, within ``health_timeout``): the one nearest its
+        ``maxmemory``. Before the client's first command, the slot map is read first."""
+        assert self._cluster is not None
+        if self._cluster.built is None:
+            with self._node_probe(*self._cluster_nodes()[0]) as node:
+                node.ping()  # a dead cluster answers here, fast, not in the client's retries
+            self._cluster.resolve()
+        replies = {}
+        for host, port in self._cluster_nodes():
+            with self._node_probe(host, port) as node:
+                replies[f"{host}:{port}"] = node.info()
+        return _nearest_full(replies)
 
     # -- internals ---------------------------------------------------------
 
