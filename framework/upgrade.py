@@ -67,7 +67,7 @@ def upgrade_keys(
     report = UpgradeReport()
     for queue in queues:
         q = keys.queue(queue)
-        report.jobs[queue] = _move_jobs(conn, keys.legacy.queue_prefix(queue), q, batch, report)
+        report.jobs[queue] = _move_jobs(conn, keys.legacy, queue, q, batch=batch, report=report)
         report.keys[queue] = _move_queue_keys(conn, keys, queue, q, report)
     for queue, moved in _move_orphans(conn, keys, queues, report).items():
         report.jobs[queue] = report.jobs.get(queue, 0) + moved
@@ -75,13 +75,18 @@ def upgrade_keys(
 
 
 def _move_jobs(
-    conn: redis.Redis, old_prefix: str, q: QueueKeys, batch: int, report: UpgradeReport
+    conn: redis.Redis,
+    old: LegacyKeys,
+    queue: str,
+    q: QueueKeys,
+    *,
+    batch: int,
+    report: UpgradeReport,
 ) -> int:
-    """Move the record and logs of every job the queue's old sets (``old_prefix``) name."""
-    old = LegacyKeys(old_prefix.split(":q:", 1)[0])
+    """Move the record and logs of every job the queue's old sets name."""
     moved = 0
     for state in _SETS:
-        key = old_prefix + state
+        key = old.queue_prefix(queue) + state
         if conn.type(key) not in (b"zset", "zset"):
             continue
         start = 0
@@ -115,6 +120,8 @@ def _move_queue_keys(
         else:
             conn.rename(old, new)
         moved += 1
+    if conn.exists(q.wake):  # tokens that wake idle workers: the new list's will do
+        conn.delete(prefix + "wake")
     seq = conn.get(prefix + "seq")
     if seq is not None:  # the newer count wins: FIFO order goes on from the higher one
         current = conn.get(q.seq)

@@ -164,6 +164,7 @@ def test_upgrade_keys_moves_every_key_merges_new_jobs_and_is_idempotent(
     redis_conn.set("{hueyard}:q:messages:kv:lock.x", "1", ex=60)
     redis_conn.set("{hueyard}:q:messages:key:order-7", "some-id")
     redis_conn.hset("{hueyard}:job:stray", mapping={"handler": "gone.job"})
+    redis_conn.rpush("{hueyard}:q:messages:wake", "1")  # the new queue has one too
     assert legacy_queues(redis_conn, fresh.keys, ["messages", "emails"]) == ["messages"]
 
     # When the keys are moved
