@@ -79,6 +79,7 @@ class Check(StrEnum):
     WORKERS_BUSY = "workers-busy"
     DELAYED = "delayed"
     DUE_NOT_PROMOTED = "due-not-promoted"
+    WAITING_CHILDREN = "waiting-children"
     FAILING = "failing"
     FINE = "fine"
 
@@ -307,6 +308,7 @@ class _QueueDoctor:
             self._no_consumer(),
             self._busy(),
             self._delayed(),
+            self._parents(),
             self._failing(),
         ]
         return [finding for finding in found if finding is not None]
@@ -433,6 +435,46 @@ class _QueueDoctor:
             f"due in {duration((pulse.next_due - pulse.now).total_seconds())}",
             "None needed: delayed jobs move to waiting when due. To run them now: Promote all "
             f"delayed on /admin/queues/{self.name}.",
+        )
+
+    def _parents(self) -> Finding | None:
+        """Jobs whose handler returned and whose children have not all finished: where
+        the oldest one's pending children are, and whether anyone serves those queues."""
+        count = self.counts.waiting_children
+        if not count:
+            return None
+        oldest = self.jobs.list_jobs(self.name, "waiting-children", page=count, page_size=1)
+        if not oldest.items:
+            return None  # the last one finished meanwhile
+        parent = self.jobs.get(oldest.items[0].id, queue=self.name, field_bytes=0)
+        if parent is None:
+            return None
+        since = oldest.items[0].started
+        when = (
+            f", the oldest started at {utc(since)} ({_ago(self.pulse, since)} ago)" if since else ""
+        )
+        links = self.jobs.children(
+            self.name, parent.id, page=max(-(-parent.children // 100), 1), page_size=100
+        ).items  # the last page: pending children come last
+        queues = sorted({link.queue for link in links if link.state == "pending" and link.queue})
+        unserved = [
+            queue
+            for queue in queues
+            if self.consumers is not None and not any(queue in c.queues for c in self.consumers)
+        ]
+        where = f"; pending on {', '.join(queues)}" if queues else ""
+        nobody = f"; no live consumer serves {', '.join(unserved)}" if unserved else ""
+        return self._finding(
+            Check.WAITING_CHILDREN,
+            Severity.WARNING if unserved else Severity.INFO,
+            f"{_many(count, 'job')} waiting for children{when}",
+            f"job {parent.id}: {parent.children} children, {parent.children_completed} "
+            f"completed, {parent.children_failed} failed, {parent.children_pending} "
+            f"pending{where}{nobody}",
+            (f"Start a consumer for {', '.join(unserved)} (HUEYARD_QUEUES). " if unserved else "")
+            + "A parent completes with its last child; if a child queue does not move, ask "
+            + (f"hueyard doctor {' '.join(queues)}" if queues else "hueyard doctor")
+            + f". Its children: hueyard job {parent.id}.",
         )
 
     def _failing(self) -> Finding | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from framework import current_job
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
 from framework.doctor import Check, Finding, Severity, diagnose, exit_status
@@ -532,3 +533,57 @@ def test_an_eviction_policy_other_than_noeviction_is_a_warning(
     server.client().config_set("maxmemory", 512 * 1024 * 1024)
     [finding] = [f for f in diagnose(private_app) if f.queue is None]
     assert finding.evidence.startswith("maxmemory 512.0 MiB; at the limit Redis deletes ")
+
+
+# -- parents waiting for their children ------------------------------------------------------
+
+
+def test_a_parent_waiting_for_children_says_where_they_are_and_warns_when_no_one_serves_them(
+    make_app: AppFactory,
+) -> None:
+    # Given a parent on "work" whose 3 children are jobs of "spare"
+    handlers = registry("limited")
+
+    @handler("spare", registry=handlers)
+    def child(payload: dict[str, Any]) -> None: ...
+
+    @handler("work", registry=handlers)
+    def fan(payload: dict[str, Any]) -> None:
+        job = current_job()
+        assert job is not None
+        job.spawn_many(child, [{"n": n} for n in range(3)])
+
+    app = make_app(TOML, handlers, prefix="doc")
+    parent = app.enqueue("work", "fan", {})
+    huey = app.queue("work").huey
+    task = huey.dequeue()
+    assert task is not None
+    huey.execute(task)
+    # and one child ran
+    storage(app, "spare")
+    spare = app.queue("spare").huey
+    first = spare.dequeue()
+    assert first is not None
+    spare.execute(first)
+
+    # When the doctor looks with a consumer of "work" only
+    consumer(app, "work")
+    [found] = [
+        f for f in about(diagnose(app, ["work"]), "work") if f.check is Check.WAITING_CHILDREN
+    ]
+
+    # Then it names the parent, the counts, where the children wait, and that no one serves it
+    assert found.severity is Severity.WARNING
+    assert found.what.startswith("1 job waiting for children, the oldest started at ")
+    assert found.evidence == (
+        f"job {parent}: 3 children, 1 completed, 0 failed, 2 pending; pending on spare; "
+        "no live consumer serves spare"
+    )
+    assert found.fix.startswith("Start a consumer for spare (HUEYARD_QUEUES).")
+    assert f"hueyard doctor spare. Its children: hueyard job {parent}." in found.fix
+
+    # And with a consumer of "spare" too it is information, not a warning
+    consumer(app, "spare")
+    [again] = [f for f in diagnose(app, ["work"]) if f.check is Check.WAITING_CHILDREN]
+    assert again.severity is Severity.INFO
+    assert "no live consumer" not in again.evidence
