@@ -110,7 +110,14 @@ def _move_queue_keys(
     moved = 0
     for state in _SETS:
         old, new = prefix + state, q.state(state)
-        if not conn.exists(old):
+        kind = _type(conn, old)
+        if kind == "none":
+            continue
+        if kind != "zset" or _type(conn, new) not in ("none", "zset"):
+            report.left.append(
+                f"{old}: a {kind} where hueyard 0.1.0 kept a sorted set, or {new} is not "
+                "one; look at both (redis-cli TYPE), then move or delete the odd one"
+            )
             continue
         if conn.exists(new):  # producers that were upgraded first enqueued here already
             with conn.pipeline(transaction=True) as pipe:
@@ -122,15 +129,24 @@ def _move_queue_keys(
         moved += 1
     if conn.exists(q.wake):  # tokens that wake idle workers: the new list's will do
         conn.delete(prefix + "wake")
-    seq = conn.get(prefix + "seq")
-    if seq is not None:  # the newer count wins: FIFO order goes on from the higher one
-        current = conn.get(q.seq)
+    seq, current = _count(conn, prefix + "seq"), _count(conn, q.seq)
+    if seq is None or current is None:
+        report.left.append(
+            f"{prefix}seq or {q.seq}: not the whole number hueyard counts with; delete the "
+            "odd one (FIFO order within a priority starts again from it)"
+        )
+    elif conn.exists(prefix + "seq"):  # the newer count wins: FIFO order goes on from the higher
         with conn.pipeline(transaction=True) as pipe:
-            pipe.set(q.seq, max(int(seq), int(current or 0)))
+            pipe.set(q.seq, max(seq, current))
             pipe.delete(prefix + "seq")
             pipe.execute()
         moved += 1
-    rest = [name.decode() for name in conn.scan_iter(match=_glob(prefix) + "*", count=1000)]
+    kept = {prefix + name for name in (*_SETS, "seq")}  # handled above: moved, or left
+    rest = [
+        name
+        for name in (raw.decode() for raw in conn.scan_iter(match=_glob(prefix) + "*", count=1000))
+        if name not in kept
+    ]
     moved += _rename_all(conn, [(name, new_prefix + name[len(prefix) :]) for name in rest], report)
     return moved
 
@@ -153,6 +169,23 @@ def _move_orphans(
         count = _rename_all(conn, [(name, keys.queue(owner).job(job_id) + suffix)], report)
         moved[owner] = moved.get(owner, 0) + count
     return moved
+
+
+def _type(conn: redis.Redis, key: str) -> str:
+    kind = conn.type(key)
+    return kind.decode() if isinstance(kind, bytes) else str(kind)
+
+
+def _count(conn: redis.Redis, key: str) -> int | None:
+    """The counter at ``key`` (0 when absent); None when it holds anything else."""
+    try:
+        value = conn.get(key)
+    except redis.ResponseError:
+        return None
+    if value is None:
+        return 0
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return int(text) if text.isdigit() else None
 
 
 def _owner(conn: redis.Redis, record: str) -> str | None:

@@ -11,6 +11,11 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+import redis
+
+from framework.application import Hueyard
+from framework.connection import connection_failure
+from framework.errors import RedisUnavailableError
 from framework.metrics import CONSUMER_WINDOW
 from framework.runtime import get_app
 from framework.upgrade import check_single_redis, legacy_queues, live_consumers, upgrade_keys
@@ -36,6 +41,18 @@ def add_upgrade_command(commands: Subcommands) -> None:
 
 def _upgrade(args: argparse.Namespace) -> int:
     app = get_app()
+    try:
+        return _run(app, args)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        settings = app.settings.redis
+        raise RedisUnavailableError(
+            f"Redis at {settings.connection.redacted_url} "
+            f"{connection_failure(exc, settings.reconnect_attempts)}; nothing more was moved. "
+            "Run hueyard upgrade-keys again when it answers: what moved stays moved"
+        ) from None
+
+
+def _run(app: Hueyard, args: argparse.Namespace) -> int:
     conn = app.clients.client()
     check_single_redis(conn)
     queues = list(app.queues)

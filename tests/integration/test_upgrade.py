@@ -218,3 +218,45 @@ def test_hueyard_upgrade_keys_refuses_while_consumers_run_then_moves(
     assert (
         run(["upgrade-keys"], env).stdout == "nothing to move: no queue has keys of hueyard 0.1.0\n"
     )
+
+
+def test_upgrade_keys_leaves_keys_of_the_wrong_type_where_they_are_and_names_them(
+    fresh: Hueyard, redis_conn: redis.Redis
+) -> None:
+    # Given 0.1.0 keys, but its waiting set planted as a string and its counter as text
+    plant_0_1_0(redis_conn)
+    redis_conn.delete("{hueyard}:q:messages:waiting")
+    redis_conn.set("{hueyard}:q:messages:waiting", "planted")
+    redis_conn.set("{hueyard}:q:messages:seq", "twelve")
+    # When the keys are moved
+    report = upgrade_keys(redis_conn, fresh.keys, ["messages"])
+    # Then the odd keys stay where they were, named, and nothing took their new names
+    q = fresh.keys.queue("messages")
+    assert redis_conn.get("{hueyard}:q:messages:waiting") == b"planted"
+    assert redis_conn.get("{hueyard}:q:messages:seq") == b"twelve"
+    assert redis_conn.exists(q.waiting, q.seq) == 0
+    assert any(line.startswith("{hueyard}:q:messages:waiting: a string") for line in report.left)
+    assert any("not the whole number hueyard counts with" in line for line in report.left)
+    # and the rest moved: the jobs and the other sets
+    assert redis_conn.zcard(q.completed) == 1 and redis_conn.zcard(q.failed) == 1
+    # and a consumer still refuses to start until they are fixed
+    assert legacy_queues(redis_conn, fresh.keys, ["messages"]) == ["messages"]
+
+
+def test_hueyard_upgrade_keys_on_a_redis_that_does_not_answer_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    from tests.integration.cli_runner import run
+
+    config = tmp_path / "queues.toml"
+    config.write_text(
+        app_toml("redis://127.0.0.1:1/0", "[queues.messages]", prefix="hueyard",
+                 redis_lines="reconnect_attempts = 0")
+    )  # fmt: skip
+    env = {"HUEYARD_CONFIG": str(config), "HUEYARD_HANDLER_PACKAGES": "",
+           "HUEYARD_HANDLER_MODULES": ""}  # fmt: skip
+    result = run(["upgrade-keys"], env)
+    assert result.returncode == 1
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("hueyard: error:")]
+    assert line.startswith("hueyard: error: Redis at redis://127.0.0.1:1/0 did not answer")
+    assert "Run hueyard upgrade-keys again when it answers" in line
