@@ -158,6 +158,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{where}: missing; add it to [{table}]" if table else f"{where}: missing"
     value = error.get("input")
+    if isinstance(value, dict):  # about a whole table ([redis]: sentinels with cluster, ...)
+        return f"[{'.'.join(loc)}]: {_message(error)}"
     if loc[-1] in _SECRET_FIELDS:
         shown = "'***'"
     elif loc[-1] in _URL_FIELDS:

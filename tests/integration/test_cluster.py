@@ -187,7 +187,7 @@ def test_hueyard_upgrade_keys_is_refused_on_a_cluster(app: Hueyard) -> None:
     ],
 )
 def test_a_cluster_config_that_can_not_work_is_refused(lines: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=rf"\n  \[redis\]: .*{message}"):
         parse_settings(f"[redis]\ncluster = true\n{lines}\n[queues.work]\n", env={})
 
 
