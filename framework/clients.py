@@ -117,6 +117,10 @@ class LazyCluster:
         return getattr(self.resolve(), name)
 
 
+_REDIRECTED = (redis.exceptions.MovedError, redis.exceptions.AskError)
+"""Replies that say a slot is served elsewhere (a failover, a resharding)."""
+
+
 class SlotPipeline:
     """A pipeline over a Redis Cluster that runs scripts too, grouped by hash slot.
 
@@ -128,7 +132,9 @@ class SlotPipeline:
     Each command's key is its first (for ``EVALSHA``, the first of ``KEYS``);
     a command without one (``TIME``) goes with the first command that has one.
     A node that moved or went away (a failover) makes the client read the
-    slot map again, and the whole pipeline is sent once more: reads only.
+    slot map again, and the whole pipeline is sent once more; a slot still
+    being moved (``ASK``, a resharding) has the commands sent one at a time
+    through the cluster client, which follows the redirections. Reads only.
     """
 
     def __init__(self, cluster: RedisCluster, *, transaction: bool) -> None:
@@ -155,15 +161,29 @@ class SlotPipeline:
         return args[0] if args else None
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        for attempt in range(2):
+        cluster: Any = self.cluster
+        try:
+            return self._execute(raise_on_error)
+        except (redis.ConnectionError, redis.TimeoutError, *_REDIRECTED):
+            cluster.nodes_manager.initialize()
+        try:
+            return self._execute(raise_on_error)
+        except _REDIRECTED:
+            # a slot being moved (resharding): one command at a time through the cluster
+            # client, which follows ASK and MOVED (no transaction: these are reads)
+            return self._one_by_one(raise_on_error)
+
+    def _one_by_one(self, raise_on_error: bool) -> list[Any]:
+        cluster: Any = self.cluster
+        replies: list[Any] = []
+        for name, args, kwargs in self._commands:
             try:
-                return self._execute(raise_on_error)
-            except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
-                if attempt:
+                replies.append(getattr(cluster, name)(*args, **kwargs))
+            except redis.ResponseError as exc:
+                if raise_on_error:
                     raise
-                cluster: Any = self.cluster
-                cluster.nodes_manager.initialize()
-        raise AssertionError("unreachable")  # pragma: no cover
+                replies.append(exc)
+        return replies
 
     def _execute(self, raise_on_error: bool) -> list[Any]:
         cluster: Any = self.cluster
@@ -192,7 +212,7 @@ class SlotPipeline:
                     getattr(pipe, name)(*args, **kwargs)
                 answered = pipe.execute(raise_on_error=False)
             for index, reply in zip(indexes, answered, strict=True):
-                if isinstance(reply, redis.exceptions.MovedError):
+                if isinstance(reply, _REDIRECTED):
                     raise reply
                 replies[index] = reply
         if raise_on_error:

@@ -307,3 +307,40 @@ def test_a_parent_waits_for_children_on_another_master_and_its_follow_up_starts(
     assert run_all(app, "emails") == 1
     assert jobs.counts("emails").completed == 1
     assert jobs.counts("campaigns").waiting_children == 0
+
+
+def test_a_job_read_while_its_slot_is_being_moved_is_found(tmp_path: Path) -> None:
+    # Given a queue whose slot is being moved to another master (a resharding), its first
+    # job's record moved already, its sets not yet: the old master answers ASK for it
+    with ClusterGroup(tmp_path / "reshard", masters=2, replicas_per_master=0) as cluster:
+        text = (
+            f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "rs"\n'
+            "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
+        )
+        app = Hueyard(parse_settings(text, env={}), registry())
+        try:
+            ids = app.enqueue_many("messages", "send", [{"n": n} for n in range(3)])
+            q = app.keys.queue("messages")
+            slot = key_slot(q.waiting.encode())
+            source = cluster.master_for_slot(slot)
+            [target] = [port for port in cluster.master_ports() if port != source]
+            with redis.Redis(port=source) as old, redis.Redis(port=target) as new:
+                new.execute_command(
+                    "CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source)
+                )
+                old.execute_command(
+                    "CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target)
+                )
+                old.execute_command(
+                    "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", q.job(ids[0])
+                )
+            # When it is read, by queue and by id alone
+            jobs = Jobs(app)
+            by_queue, by_id = jobs.get(ids[0], queue="messages"), jobs.get(ids[0])
+            # Then it is found where it is, whole, and the queue still counts it
+            for job in (by_queue, by_id):
+                assert job is not None
+                assert (job.state, job.payload, job.problem) == ("waiting", {"n": 0}, None)
+            assert jobs.counts("messages").waiting == 3
+        finally:
+            app.close()
