@@ -300,17 +300,6 @@ class RedisClients:
             with contextlib.suppress(redis.RedisError):  # the next command's retries report it
                 cluster.nodes_manager.initialize()
 
-    def masters(self) -> list[redis.Redis]:
-        """One client per master: the Redis, or each master of the Cluster now (for INFO)."""
-        if self.cluster is None:
-            return [self._shared]
-        cluster: Any = self.cluster.resolve()
-        return [
-            cast(redis.Redis, node.redis_connection)
-            for node in cluster.get_primaries()
-            if node.redis_connection is not None
-        ]
-
     @property
     def max_connections(self) -> int:
         """Connections this process may open (per node, on a Cluster)."""
