@@ -100,7 +100,9 @@ class LazyCluster:
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = build_cluster(self.spec, max_connections=self.max_connections)
+                    self._client = build_cluster(
+                        self.spec, max_connections=self.max_connections, retry=self.retry
+                    )
                 except RedisClusterException as exc:
                     raise redis.ConnectionError(
                         f"no node of the Redis Cluster at {self.spec.redacted_url} answered ({exc})"
@@ -222,7 +224,9 @@ class SlotPipeline:
         return replies
 
 
-def build_cluster(spec: ConnectionSpec, *, max_connections: int) -> RedisCluster:
+def build_cluster(
+    spec: ConnectionSpec, *, max_connections: int, retry: Retry | None = None
+) -> RedisCluster:
     """A Cluster client that discovers the cluster from ``spec.url`` (any one node).
 
     Per node: the spec's timeouts, TLS and credentials, and a pool of at most
@@ -243,7 +247,8 @@ def build_cluster(spec: ConnectionSpec, *, max_connections: int) -> RedisCluster
     }
     # rediss:// makes from_url choose the TLS connection class (an ssl=True as well
     # reaches the connection itself, which refuses it)
-    retry = Retry(SpecBackoff(), spec.reconnect_attempts)
+    if retry is None:
+        retry = Retry(SpecBackoff(), spec.reconnect_attempts)
     return RedisCluster.from_url(spec.url, retry=retry, **kwargs)
 
 

@@ -161,10 +161,20 @@ def test_wait_replicas_waits_on_the_queue_s_own_master(cluster: ClusterGroup) ->
         "[queues.campaigns]\n"
     )
     app = Hueyard(parse_settings(text, env={}), registry())
+    master = cluster.master_of_key(app.keys.queue("emails").waiting)
+    for port in cluster.master_ports():
+        with redis.Redis(port=port) as node:
+            node.config_resetstat()
     try:
         ids = app.enqueue_many("emails", "mail", [{"n": n} for n in range(3)])
-        # WAIT returned: the replica of the queue's master has the jobs already
-        master = cluster.master_of_key(app.keys.queue("emails").waiting)
+        # WAIT ran on the queue's own master, after the enqueue there (WAIT counts the
+        # writes of its own connection: anywhere else it would confirm nothing)
+        for port in cluster.master_ports():
+            with redis.Redis(port=port) as node:
+                stats = node.info("commandstats")
+            waits = stats.get("cmdstat_wait", {}).get("calls", 0)
+            assert waits == (1 if port == master else 0), (port, master)
+        # and returned: the replica of the queue's master has the jobs already
         [replica] = cluster.replicas_of(master)
         with redis.Redis(port=replica) as node:
             node.execute_command("READONLY")
