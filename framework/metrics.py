@@ -35,6 +35,7 @@ from redis.client import Pipeline
 from framework import defaults
 from framework.clients import is_cluster
 from framework.errors import JobActionError
+from framework.ids import created_ms
 from framework.keys import Keys, QueueKeys
 from framework.peek import peek_field, read, record_of
 from framework.scripts import Scripts
@@ -347,15 +348,19 @@ def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPo
 def _oldest_created(
     conn: redis.Redis, scripts: Scripts, q: QueueKeys, ids: list[str]
 ) -> float | None:
-    if not ids:
-        return None
+    """When the oldest of ``ids`` was enqueued (epoch ms): read from the id
+    (:mod:`framework.ids`), or from the ``created`` field of a record of an older
+    hueyard, whose id does not say."""
+    created: list[float] = [ms for ms in map(created_ms, ids) if ms is not None]
+    older = [job_id for job_id in ids if created_ms(job_id) is None]
+    if older:
 
-    def build(pipe: Pipeline) -> None:
-        for job_id in ids:
-            peek_field(scripts, pipe, q.job(job_id), "created", defaults.SHORT_FIELD_BYTES)
+        def build(pipe: Pipeline) -> None:
+            for job_id in older:
+                peek_field(scripts, pipe, q.job(job_id), "created", defaults.SHORT_FIELD_BYTES)
 
-    records = [record_of(reply) for reply in read(conn, scripts, build, transaction=False)]
-    created = _numbers(record.values.get("created") for record in records)
+        records = [record_of(reply) for reply in read(conn, scripts, build, transaction=False)]
+        created += _numbers(record.values.get("created") for record in records)
     return min(created) if created else None
 
 

@@ -5,16 +5,17 @@ field                  what it holds
 ====================== ==================================================================
 ``handler``            the handler's stable name, ``<queue>.<handler>`` (``messages.send_message``)
 ``payload``            the payload, as JSON text
-``created``            when it was enqueued (epoch ms)
 ``priority``           options the producer set, and only those: without one, the queue's
 ``max_attempts``       current config applies (:mod:`framework.policy`). ``max_attempts`` is
 ``keep_completed``     the ``attempts=`` option (runs in all), ``keep_*`` the per-job retention,
 ``keep_failed``        ``timeout`` the seconds one run may take
 ``timeout``
-``attempts``           runs started so far (absent: 0)
+``attempts``           runs started so far (absent: 0; absent beside ``started``: 1, a job
+                       that completed at its first run keeps no count)
 ``stalls``             times its consumer died while running it (absent: 0)
 ``started``            when the latest run started (epoch ms)
-``consumer``           the consumer process that runs or ran it
+``consumer``           the consumer process that runs it, or ran it and failed (a completed
+                       record drops it: that consumer's log names each job it completed)
 ``token``, ``seq``     while it runs: the claim's token (only its holder may release it), and its
                        enqueue sequence (to put it back at its old place)
 ``cancel``             while it runs: set when it was cancelled; its consumer stops it
@@ -31,6 +32,9 @@ field                  what it holds
 ``then``               the follow-ups its result starts, as JSON (:mod:`framework.chains`)
 ``follows``            a follow-up's origin, ``<queue>:<id>``: the job whose result started it
 ====================== ==================================================================
+
+When the job was enqueued is in its id, a time-ordered UUID (:mod:`framework.ids`);
+records written before, under random ids, keep it in a ``created`` field (epoch ms).
 
 A job's state is the sorted set that holds its id (:mod:`framework.keys`), and
 the score there holds the time that goes with it: a ``delayed`` job's due

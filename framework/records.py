@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from framework import defaults
 from framework.cut import Cut, marker, plain, text_of
 from framework.errors import SerializationError
+from framework.ids import created_ms
 from framework.masking import Masker
 from framework.peek import Lines, Peeked
 from framework.policy import JobPolicy
@@ -260,6 +261,22 @@ class Record:
             self.problems.append(f"{name} is not a time in epoch ms: {ms}")
             return None
 
+    def created(self, job_id: str) -> datetime.datetime | None:
+        """When the job was enqueued: from its id (:mod:`framework.ids`), or, for an
+        id that does not say (an older hueyard's random id), its ``created`` field."""
+        ms = created_ms(job_id)
+        if ms is None:
+            return self.time("created")
+        return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+
+    def attempts(self) -> int:
+        """Runs started: ``attempts``; a record that ran (it has ``started``) and has
+        no ``attempts`` completed at its first run, which keeps no count (release.lua)."""
+        count = self.number("attempts")
+        if count is not None:
+            return count
+        return 1 if self.raw.get("started") and "attempts" not in self.raw else 0
+
     def seconds(self, name: str) -> float | None:
         value = self.raw.get(name)
         if not value or self._too_long(name, "a number of seconds"):
@@ -360,7 +377,7 @@ def job_info(
         name=job.handler(),
         payload=job.payload(),
         priority=priority,
-        attempts=job.number("attempts") or 0,
+        attempts=job.attempts(),
         max_attempts=max_attempts,
         stalls=job.number("stalls") or 0,
         keep_completed=job.keep("keep_completed"),
@@ -368,7 +385,7 @@ def job_info(
         timeout=job.seconds("timeout"),
         key=job.text("key"),
         key_ttl=job.seconds("key_ttl"),
-        created=job.time("created"),
+        created=job.created(job_id),
         started=job.time("started"),
         finished=when if state in ("completed", "failed") else job.time("finished"),
         due=when if state == "delayed" else None,

@@ -126,7 +126,6 @@ SCRIPTS: dict[str, Script] = {
                 "job_prefix",
                 "key_prefix",
                 "handler",
-                "created",
                 "priority",
                 "delay_ms",
                 "options",

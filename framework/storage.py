@@ -34,7 +34,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from framework import defaults, forks
 from framework.clients import RedisClients, pipeline
 from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
+from framework.ids import new_job_id
 from framework.keys import Keys
 from framework.options import NO_OPTIONS, EnqueuedIds, EnqueueOptions, Outcome
 from framework.outages import Outage
@@ -173,12 +173,12 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         checks before it writes, so a batch that fails stored nothing. Raises
         :class:`EnqueueFailed` with the ids of the batches stored before it.
         """
-        ids = [str(uuid.uuid4()) for _ in payloads]
+        ids = [new_job_id() for _ in payloads]
         row_keys = keys if keys is not None else [""] * len(ids)
         existing: list[int] = []
         parent = (links or {}).get("parent", "").encode()
         children: dict[str, str] = {}
-        args = {**self._enqueue_args(handler, options, links), "created": int(time.time() * 1000)}
+        args = self._enqueue_args(handler, options, links)
         for start in range(0, len(ids), ENQUEUE_BATCH):
             end = start + ENQUEUE_BATCH
             rows = zip(ids[start:end], payloads[start:end], row_keys[start:end], strict=True)
@@ -226,7 +226,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     def _enqueue_args(
         self, handler: str, options: EnqueueOptions, links: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        """The enqueue script's arguments but ``created``; made once per handler when
+        """The enqueue script's arguments; made once per handler when
         the producer set no option and no link (the usual case)."""
         plain = options is NO_OPTIONS and not links
         if plain and handler in self._plain_args:

@@ -351,10 +351,9 @@ local function take(waiting, active, failed, paused, limiter, token, now)
     if #popped == 0 then return {'empty'} end
     local id = popped[1]
     local job = A.job_prefix .. id
-    local f, kind, reason = read_job(job, {'handler', 'payload', 'name', 'data', 'created',
-      'then'})
-    if kind == 'hash' and not reason and not (f.handler or f.payload or f.data or f.created) then
-      reason = 'it has no handler, payload or creation time'
+    local f, kind, reason = read_job(job, {'handler', 'payload', 'name', 'data', 'then'})
+    if kind == 'hash' and not reason and not (f.handler or f.payload or f.data) then
+      reason = 'it has no handler and no payload'
     end
     if reason then
       quarantine(job, id, failed, kind, reason, now)

@@ -1,15 +1,16 @@
 -- Add jobs of one handler with one set of options: one round trip per batch.
--- A record holds the handler, the payload, its creation time (A.created, the
--- producer's clock) and the options the producer set (A.options: a JSON object
--- of record fields, or ''). A delay counts on the server's clock, read only
+-- A record holds the handler, the payload and the options the producer set
+-- (A.options: a JSON object of record fields, or ''); its creation time is in
+-- its id (framework/ids.py). A delay counts on the server's clock, read only
 -- then; a delayed job gets its enqueue sequence when it is promoted.
--- Ids are fresh random UUIDs made by the caller. A row with a key (enqueue
+-- Ids are fresh time-ordered UUIDs made by the caller. A row with a key (enqueue
 -- key=...) stores nothing while the key is held (A.key_prefix .. key -> the
 -- id of an unfinished job, or of one finished less than its key_ttl ago): the
 -- row gets that job's id instead; two rows of one call with one key make one
 -- job. Check first: the keys it writes, then every row's record key, which
--- must be free, or hold this very call's record (a retry after a lost answer:
--- skipped, so it is stored once), and every row's key index. Anything else
+-- must be free, or hold this very call's record, the same handler and payload
+-- under the same fresh id (a retry after a lost answer: skipped, so it is
+-- stored once), and every row's key index. Anything else
 -- there stops the whole batch with an error naming it, and nothing is written.
 -- Returns {added, row, id, parent, state, ...}: the number of jobs this call
 -- added, then each row (1-based) whose key was held, with the holder's id, its
@@ -31,8 +32,8 @@ for row in rows() do
   local kind = redis.call('TYPE', key).ok
   if kind ~= 'none' then
     local mine = kind == 'hash'
-      and redis.call('HGET', key, 'created') == A.created
       and redis.call('HGET', key, 'handler') == A.handler
+      and redis.call('HGET', key, 'payload') == row.payload
     if not mine then return redis.error_reply('HUEYARD_EXISTS ' .. kind .. ' ' .. key) end
   elseif row.key ~= '' then
     local index = A.key_prefix .. row.key
@@ -73,7 +74,7 @@ for row in rows() do
     todo[#todo + 1] = row
   end
 end
-local fields = {'handler', A.handler, 'payload', '', 'created', A.created}
+local fields = {'handler', A.handler, 'payload', ''}
 if A.options ~= '' then
   for name, value in pairs(cjson.decode(A.options)) do
     fields[#fields + 1] = name

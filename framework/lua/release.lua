@@ -55,8 +55,13 @@ elseif cancelled then
   -- cancelled while it ran: it does not run again (a result or a failure is kept)
   fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
 elseif outcome == 'completed' then
-  redis.call('HDEL', job, 'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due',
-    'cancel')
+  -- A completed record keeps what it did, not who ran it: the consumer's log line
+  -- names each job it completed. A first run's `attempts` (1) goes too: a record
+  -- with `started` and without `attempts` ran once (framework/record.py).
+  local gone = {'token', 'seq', 'error', 'traceback', 'state', 'finished', 'due', 'cancel',
+    'consumer'}
+  if f.attempts == '1' then gone[#gone + 1] = 'attempts' end
+  redis.call('HDEL', job, unpack(gone))
   redis.call('HSET', job, 'result', A.value)
   sample()
   if redis.call('ZCOUNT', job .. CHILDREN, 0, CHILD_BAND - 1) > 0 then

@@ -57,7 +57,7 @@ def planted(make_app: MakeApp, serve: Serve, redis_conn: redis.Redis) -> Planted
     redis_conn.hset(k(ids["bytes"]), mapping={"payload": b"\xff\xfe\x80", "error": b"\xc3\x28"})
     redis_conn.hset(
         k(ids["fields"]),
-        mapping={"created": "yesterday", "priority": "9" * 5000, "handler": "h" * MB},
+        mapping={"started": "yesterday", "priority": "9" * 5000, "handler": "h" * MB},
     )
     redis_conn.rpush(k(ids["logs"]) + ":logs", *[b"l" * 50_000] * 200, b"L" * (5 * MB))
     redis_conn.hset(k(ids["wide"]), mapping={f"f{n}": n for n in range(100_000)})
@@ -142,7 +142,7 @@ def test_what_could_not_be_read_whole_is_marked(planted: Planted) -> None:
     assert f"[cut: {5 * MB:,} bytes, showing 4,096]" in logs
     # A record that is not hueyard's says why
     fields = json.loads(served.get(f"/admin/queues/work/jobs/{ids['fields']}/raw").body)
-    assert "created is not a whole number" in fields["problem"]
+    assert "started is not a whole number" in fields["problem"]
     assert fields["name"].endswith(f"… [cut: {MB:,} bytes, showing 1,024]")
     deep = json.loads(served.get(f"/admin/queues/work/jobs/{ids['delayed']}/raw").body)
     assert "stored JSON nests 700 levels deep" in deep["problem"]

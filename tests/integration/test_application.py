@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from framework.errors import (
     UnknownHandlerError,
 )
 from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Jobs
 from tests.conftest import AppFactory, app_toml
 from tests.integration.cli_runner import ROOT
 
@@ -134,12 +136,17 @@ def test_enqueue_stores_a_readable_record_with_the_default_priority(app: Hueyard
     job_id = app.enqueue("messages", "send_message", {"to": "+1", "content": "hi"})
     [(queued_id, job, score)] = queued(app, "messages")
     assert queued_id == job_id
-    # What an operator's HGETALL shows: the handler, the payload as JSON text, when.
+    # What an operator's HGETALL shows: the handler and the payload as JSON text.
     # Options the producer did not set are not stored: the queue's config applies.
-    assert set(job) == {b"handler", b"payload", b"created"}
+    # When it was enqueued is in its id, a time-ordered UUID.
+    assert set(job) == {b"handler", b"payload"}
     assert job[b"handler"] == b"messages.send_message"
     assert job[b"payload"] == b'{"to":"+1","content":"hi"}'
-    assert before <= int(job[b"created"]) <= time.time() * 1000
+    assert uuid.UUID(job_id).version == 7
+    assert before <= int(job_id[:8] + job_id[9:13], 16) <= time.time() * 1000
+    info = Jobs(app).get(job_id)
+    assert info is not None and info.created is not None
+    assert before <= info.created.timestamp() * 1000 <= time.time() * 1000
     assert score // 2**40 == 5  # priority first (lower runs first), then enqueue order
 
 

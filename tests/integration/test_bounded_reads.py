@@ -170,7 +170,7 @@ def test_every_short_field_is_read_to_its_cap(
             "consumer": "c" * MB,
             "key": "k" * MB,
             "attempts": "9" * MB,
-            "created": "1" * 5000,
+            "started": "1" * 5000,
             "timeout": "2" * 5000,
         },
     )
@@ -180,9 +180,9 @@ def test_every_short_field_is_read_to_its_cap(
     assert job.name == "work." + "h" * (cap - 5) + f"… [cut: {MB + 5:,} bytes, showing 1,024]"
     assert job.consumer == "c" * cap + f"… [cut: {MB:,} bytes, showing 1,024]"
     assert job.key is not None and job.key.endswith(f"… [cut: {MB:,} bytes, showing 1,024]")
-    assert job.attempts == 0 and job.created is None and job.timeout is None
+    assert job.attempts == 0 and job.started is None and job.timeout is None
     assert f"attempts is not a whole number: a value of {MB:,} bytes" in job.problem
-    assert "created is not a whole number: a value of 5,000 bytes" in job.problem
+    assert "started is not a whole number: a value of 5,000 bytes" in job.problem
     assert "timeout is not a number of seconds: a value of 5,000 bytes" in job.problem
 
 

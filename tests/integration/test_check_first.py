@@ -15,13 +15,13 @@ writes, against the real Redis server, and prove for every script that:
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import uuid_utils
 
 from framework.application import Hueyard
 from framework.errors import JobActionError, StorageError
@@ -320,10 +320,10 @@ def test_a_sequence_that_is_not_a_number_stops_enqueue_before_it_writes(
 
 @pytest.fixture
 def known_ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The ids the next enqueues make, in order (uuid4, made known in advance)."""
-    ids = [str(uuid.UUID(int=n + 1, version=4)) for n in range(2000)]
+    """The ids the next enqueues make, in order (made known in advance)."""
+    ids = [str(uuid_utils.UUID(int=n + 1, version=7)) for n in range(2000)]
     made = iter(ids)
-    monkeypatch.setattr(uuid, "uuid4", lambda: next(made))
+    monkeypatch.setattr(uuid_utils, "uuid7", lambda: next(made))
     yield ids
 
 
@@ -362,13 +362,21 @@ def test_a_failed_batch_says_which_jobs_the_earlier_batches_stored(
 def test_an_enqueue_sent_twice_after_a_lost_answer_stores_its_jobs_once(
     app: Hueyard, storage: JobStorage, jobs: Jobs
 ) -> None:
-    # Given one enqueue call's batch (its ids and creation time fixed)
-    args = {**storage._enqueue_args("work.job", NO_OPTIONS), "created": 1764499200123}
+    # Given one enqueue call's batch (its ids fixed)
+    args = storage._enqueue_args("work.job", NO_OPTIONS)
     rows = [("a-1", b'{"n":1}', ""), ("a-2", b'{"n":2}', "")]
     # When Redis runs it twice (the client resent it: the first answer was lost)
     assert storage.scripts.call("enqueue", storage.q, args=args, rows=rows) == [2]
     assert storage.scripts.call("enqueue", storage.q, args=args, rows=rows) == [0]
     # Then each job is stored once, and waits once
+    assert jobs.counts("work").waiting == 2
+    # But an id that holds another job (another payload, or another handler) is refused
+    other = [("a-1", b'{"n":3}', "")]
+    with pytest.raises(StorageError, match="exists already"):
+        storage.scripts.call("enqueue", storage.q, args=args, rows=other)
+    elsewhere = storage._enqueue_args("work.other", NO_OPTIONS)
+    with pytest.raises(StorageError, match="exists already"):
+        storage.scripts.call("enqueue", storage.q, args=elsewhere, rows=rows[1:])
     assert jobs.counts("work").waiting == 2
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import uuid_utils
 
 from framework import defaults
 from framework.application import Hueyard
@@ -315,7 +316,7 @@ def test_garbage_in_redis_is_listed_with_its_problem_never_a_crash(
     [good, bad_data, bad_result] = add(app, 3)
     redis_conn.zadd(storage.q.waiting, {"ghost": 0})
     redis_conn.hset(app.keys.job("work", bad_data), "payload", b"\x80\x04pickle-or-worse")
-    redis_conn.hset(app.keys.job("work", bad_data), "created", "yesterday")
+    redis_conn.hset(app.keys.job("work", bad_data), "started", "yesterday")
     redis_conn.set(app.keys.job("work", "a-string"), "x")
     redis_conn.zadd(storage.q.failed, {"a-string": 1})
     redis_conn.hset(app.keys.job("work", bad_result), "result", "{not json")
@@ -330,7 +331,7 @@ def test_garbage_in_redis_is_listed_with_its_problem_never_a_crash(
     bad = waiting[bad_data]
     assert bad.problem is not None and bad.payload is None
     assert "not JSON written by hueyard" in bad.problem
-    assert "created is not a whole number" in bad.problem
+    assert "started is not a whole number" in bad.problem
     assert bad.priority == 5  # what could be read is there
     assert waiting[bad_result].problem is not None
     assert waiting[bad_result].result == "{not json"
@@ -600,9 +601,12 @@ def test_the_summary_has_rates_percentiles_and_the_oldest_waiting_age(
     finish(storage, "completed", 3)
     finish(storage, "failed", 1)
     # The longest-waiting job has a low priority: it is found behind newer urgent work.
-    [old_low] = add(app, priority=10)
+    # (Its id says it was enqueued two minutes ago: ids are time-ordered UUIDs.)
+    two_minutes_ago, uuid7 = time.time_ns() - 120 * 10**9, uuid_utils.uuid7
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uuid_utils, "uuid7", lambda: uuid7(nanoseconds=two_minutes_ago))
+        add(app, priority=10)
     add(app, 2, priority=1)
-    redis_conn.hset(app.keys.job("work", old_low), "created", int((time.time() - 120) * 1000))
     summary = jobs.summary("work", minutes=10)
     assert (summary.completed, summary.failed, summary.retried) == (3, 1, 0)
     assert summary.throughput_per_minute == pytest.approx(0.3)

@@ -113,9 +113,10 @@ def test_enqueue_writes_the_record_and_the_waiting_entry(
 ) -> None:
     [job_id] = enqueue(app, priority=2)
     job = record(conn, job_id)
-    # The record is the job: its handler, its payload as JSON text, when, and the
-    # options the producer set; attempts, stalls and the rest come when they happen.
-    assert set(job) == {"handler", "payload", "created", "priority"}
+    # The record is the job: its handler, its payload as JSON text and the options
+    # the producer set (when is in its id); attempts, stalls and the rest come when
+    # they happen.
+    assert set(job) == {"handler", "payload", "priority"}
     assert (job["handler"], job["payload"], job["priority"]) == ("work.job", '{"n":0}', "2")
     assert state_of(conn, job_id) == "waiting"
     assert storage.queue_size() == 1
@@ -242,17 +243,12 @@ def test_release_completed_keeps_the_result_and_counts_it(
     [job_id] = enqueue(app)
     assert storage.release(claim(storage), "completed", value='{"sent":true}')
     job = record(conn, job_id)
-    # what a retained completed job keeps: no lease token, no place in waiting
-    assert set(job) == {
-        "handler",
-        "payload",
-        "created",
-        "attempts",
-        "started",
-        "consumer",
-        "result",
-    }
+    # what a retained completed job keeps: what ran, when, and its result; no lease
+    # token, no place in waiting, no consumer, and no count of its one run
+    assert set(job) == {"handler", "payload", "started", "result"}
     assert job["result"] == '{"sent":true}'
+    info = Jobs(app).get(job_id)
+    assert info is not None and (info.attempts, info.consumer) == (1, None)
     assert state_of(conn, job_id) == "completed"
     assert conn.zcard("{st:work}:active") == 0
     assert app.result("work", job_id) == {"sent": True}
@@ -266,10 +262,28 @@ def test_release_failed_keeps_error_and_traceback(
     app: Hueyard, storage: JobStorage, conn: redis.Redis
 ) -> None:
     [job_id] = enqueue(app)
+    storage.consumer_id = "host:1:abc"
     storage.release(claim(storage), "failed", value="ValueError: bad", traceback="Traceback...")
     job = record(conn, job_id)
     assert (job["error"], job["traceback"]) == ("ValueError: bad", "Traceback...")
     assert state_of(conn, job_id) == "failed"
+    # a failed record keeps who ran it, and its count
+    assert (job["consumer"], job["attempts"]) == ("host:1:abc", "1")
+
+
+def test_a_job_completed_at_a_later_run_keeps_its_count_of_runs(
+    app: Hueyard, storage: JobStorage, conn: redis.Redis
+) -> None:
+    [job_id] = enqueue(app)
+    storage.release(claim(storage), "retry", value="boom", delay=0)
+    time.sleep(0.01)
+    assert storage.promote_due() == 1
+    storage.release(claim(storage), "completed", value="1")
+    job = record(conn, job_id)
+    assert (job["attempts"], job["result"]) == ("2", "1")
+    assert "consumer" not in job and "error" not in job
+    info = Jobs(app).get(job_id)
+    assert info is not None and info.attempts == 2
 
 
 def test_release_retry_schedules_the_job_after_the_delay(

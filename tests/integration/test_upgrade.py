@@ -110,6 +110,11 @@ def test_finished_jobs_of_0_1_0_read_as_before(app: Hueyard) -> None:
     )  # fmt: skip
     assert completed.logs == ("sending",)
     assert completed.finished is not None and completed.problem is None
+    # its id (a random UUID) does not say when it was enqueued: its created field does
+    created = int(RECORDS[job_in("completed")]["record"]["created"])
+    assert completed.created is not None
+    assert round(completed.created.timestamp() * 1000) == created
+    assert completed.attempts == 1
     assert (failed.state, failed.error, failed.problem) == ("failed", "ValueError: boom", None)
     assert failed.payload == {"to": "+2", "content": "broken"}
 
