@@ -35,7 +35,8 @@ from benchmarks.workload import Probe
 from framework.keys import QueueKeys
 from framework.scripts import SCRIPTS
 
-EMPTY_SCRIPT = "return 1"
+EMPTY_SCRIPT = "return {0}"
+"""The enqueue script's reply shape (``{added, held rows...}``), with nothing done."""
 
 
 class _EmptyScript:
@@ -59,8 +60,9 @@ class _ZaddOnly:
         self.conn = conn
 
     def call(self, name: str, queue: QueueKeys, *, args: dict[str, Any], rows: Any) -> Any:
-        for _, payload in rows:
+        for _, payload, _ in rows:
             self.conn.zadd(queue.waiting, {payload: args["priority"]})
+        return [0]
 
 
 class AppSide(HueyardSide):

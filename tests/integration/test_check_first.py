@@ -425,6 +425,23 @@ def test_claim_fails_a_corrupt_job_with_the_reason_and_takes_the_next(
     )
 
 
+def test_claim_fails_a_record_with_neither_handler_nor_payload_and_takes_the_next(
+    app: Hueyard, storage: JobStorage, redis_conn: redis.Redis
+) -> None:
+    # Given a waiting job whose record lost its handler and its payload (a hash that
+    # still holds other fields), and a good one behind it
+    bad, good = app.enqueue_many("work", "job", [{"n": 1}, {"n": 2}], priority=3)
+    redis_conn.hdel(app.keys.job("work", bad), "handler", "payload")
+    assert redis_conn.hgetall(app.keys.job("work", bad)) == {b"priority": b"3"}
+    # When a worker claims, Then it gets the good job, and the bad one is failed with why
+    assert claim(storage).id == good
+    assert states_of(redis_conn, bad) == ["failed"]
+    assert corrupt_reason(redis_conn, bad) == (
+        "corrupt record: it has no handler and no payload; correct the field (HSET) and "
+        "retry the job, or remove it"
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "reason"), GARBAGE_FIELDS, ids=_garbage_ids(GARBAGE_FIELDS)
 )
