@@ -19,7 +19,7 @@ connection.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from framework.application import Hueyard
 from framework.chains import Chain
@@ -44,8 +44,10 @@ from framework.errors import (
 )
 from framework.handlers import Handler, handler
 from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs, EnqueueOptions
-from framework.redis_client import RedisClient
 from framework.runtime import get_app
+
+if TYPE_CHECKING:  # loaded with the app's cache (get_cache), not by every import
+    from framework.redis_client import RedisClient
 
 __all__ = [
     # declaring and enqueueing jobs

@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import redis
 
@@ -29,13 +29,15 @@ from framework.keys import Keys
 from framework.masking import Masker
 from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.producer import Producer
-from framework.redis_client import RedisClient
 from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
 from framework.storage import Replicas
 from framework.ticks import compile_schedules
 from framework.upgrade import legacy_queues
+
+if TYPE_CHECKING:
+    from framework.redis_client import RedisClient
 
 __all__ = ["Hueyard", "QueueRuntime"]
 
@@ -233,6 +235,9 @@ class Hueyard:
     @functools.cached_property
     def cache(self) -> RedisClient:
         """The spec's Redis client, on the app's pool, with ``[cache]`` TTLs."""
+        # imported here: a consumer whose handlers use no cache does not load it
+        from framework.redis_client import RedisClient
+
         return RedisClient(
             self.clients.cluster or self.clients.pool,  # type: ignore[arg-type]  # one is set
             cache_ttls=self.settings.cache.ttl,

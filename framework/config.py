@@ -21,7 +21,6 @@ Environment (wins over the file):
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -222,6 +221,8 @@ def _suggest(loc: list[str]) -> str:
     if model is None:
         return "remove it"
     allowed = sorted(model.model_fields)
+    import difflib  # only for an error's hint
+
     close = difflib.get_close_matches(loc[-1], allowed, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"{hint}allowed: {', '.join(allowed)}"

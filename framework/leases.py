@@ -31,7 +31,6 @@ never in a job other than the one that timed out or was cancelled.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -319,6 +318,8 @@ class HandlerRun:
 
 def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
     """Raise ``exc`` in ``thread`` at its next bytecode; ``None`` drops one not raised yet."""
+    import ctypes  # loaded when the first job ends, not before the consumer's first claim
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else ctypes.c_void_p(0)
     )

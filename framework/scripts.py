@@ -325,16 +325,20 @@ def _library() -> dict[str, str]:
     return blocks
 
 
+_CALL = re.compile(r"\b(\w+)\(")
+"""A call: a whole word and an opening parenthesis (each name found once per text, not
+one search per library function: a consumer builds every script at start-up)."""
+
+
 def _used(code: str, library: dict[str, str]) -> list[str]:
     """The library functions ``code`` calls, with those they call, in library order."""
     wanted: set[str] = set()
     pending = [code]
     while pending:
-        text = pending.pop()
-        for name, block in library.items():
-            if name not in wanted and re.search(rf"\b{name}\(", text):
+        for name in set(_CALL.findall(pending.pop())) - wanted:
+            if name in library:
                 wanted.add(name)
-                pending.append(block)
+                pending.append(library[name])
     return [name for name in library if name in wanted]
 
 
