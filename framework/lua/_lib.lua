@@ -171,14 +171,18 @@ end
 
 -- nil when every `key` is of its `kind` (or absent), else an error reply naming
 -- the first that is not, for the script to return before it writes anything.
--- Arguments: key, kind, key, kind, ...
+-- Arguments: key, kind, key, kind, ... A key found right once is not asked
+-- again in the same call (CHECKED): what this call wrote there is of its kind.
 local function wrong_type(...)
   local checks = {...}
   for i = 1, #checks, 2 do
-    local found = redis.call('TYPE', checks[i]).ok
-    if found ~= 'none' and found ~= checks[i + 1] then
-      return redis.error_reply('HUEYARD_WRONGTYPE ' .. found .. ' ' .. checks[i + 1] .. ' '
-        .. checks[i])
+    local key, kind = checks[i], checks[i + 1]
+    if CHECKED[key] ~= kind then
+      local found = redis.call('TYPE', key).ok
+      if found ~= 'none' and found ~= kind then
+        return redis.error_reply('HUEYARD_WRONGTYPE ' .. found .. ' ' .. kind .. ' ' .. key)
+      end
+      CHECKED[key] = kind
     end
   end
   return nil
@@ -230,6 +234,14 @@ local function bad_number(name, value)
   return name .. ' is ' .. shown(value) .. ', not a whole number from ' .. range
 end
 
+-- Whether any of the first `n` values of an HMGET reply is there.
+local function any_value(values, n)
+  for i = 1, n do
+    if values[i] then return true end
+  end
+  return false
+end
+
 -- Read a job's record before moving the job: the fields `names`, and the
 -- numbers the scripts compute with (checked; an empty one counts as absent).
 -- Returns the fields by name (false: absent), what the key holds ('hash',
@@ -237,16 +249,21 @@ end
 -- numbers are numbers, or for no record at all (an id without a record:
 -- nothing to run, nothing to keep).
 local function read_job(job, names)
-  local kind = redis.call('TYPE', job).ok
-  if kind ~= 'hash' then
-    if kind == 'none' then return {}, kind, nil end
-    return {}, kind, 'its key is a ' .. kind .. ', not a hash'
-  end
   local all = {'attempts', 'stalls', 'priority', 'max_attempts', 'timeout', 'keep_completed',
     'keep_failed', 'seq', 'children', 'children_completed', 'children_failed'}
   local numbers = #all
   for _, name in ipairs(names) do all[#all + 1] = name end
-  local values = redis.call('HMGET', job, unpack(all))
+  -- One read tells the usual case, a hash holding some of these fields; TYPE and
+  -- EXISTS are asked only when it does not (a key of another type, or nothing read).
+  local values = redis.pcall('HMGET', job, unpack(all))
+  if values.err then
+    local kind = redis.call('TYPE', job).ok
+    return {}, kind, 'its key is a ' .. kind .. ', not a hash'
+  end
+  local kind = 'hash'
+  if not any_value(values, #all) and redis.call('EXISTS', job) == 0 then
+    return {}, 'none', nil
+  end
   local fields = {}
   for i, name in ipairs(all) do fields[name] = values[i] end
   for i = 1, numbers do

@@ -21,11 +21,19 @@ local cancelled = f.cancel and (outcome == 'requeue' or outcome == 'retry')
 
 -- Check first: every key this call writes.
 local bad
+local pending = 0 -- a completed parent's children not finished yet (framework/fanin.py)
 if reason or cancelled or outcome == 'failed' then
   bad = wrong_type(K.active, 'zset', K.failed, 'zset', K.outbox, 'zset')
 elseif outcome == 'completed' then
-  bad = wrong_type(K.active, 'zset', K.completed, 'zset', K.waiting_children, 'zset', K.outbox,
-    'zset', job .. CHILDREN, 'zset')
+  -- Its children, read before anything is written: a key of another type stops the call.
+  local links = redis.pcall('ZCARD', job .. CHILDREN)
+  if type(links) ~= 'number' then
+    bad = wrong_type(job .. CHILDREN, 'zset')
+  else
+    if links > 0 then pending = redis.call('ZCOUNT', job .. CHILDREN, 0, CHILD_BAND - 1) end
+    bad = wrong_type(K.active, 'zset', K.completed, 'zset', K.outbox, 'zset')
+    if not bad and pending > 0 then bad = wrong_type(K.waiting_children, 'zset') end
+  end
 elseif outcome == 'retry' then
   bad = wrong_type(K.active, 'zset', K.delayed, 'zset')
 else
@@ -64,7 +72,7 @@ elseif outcome == 'completed' then
   redis.call('HDEL', job, unpack(gone))
   redis.call('HSET', job, 'result', A.value)
   sample()
-  if redis.call('ZCOUNT', job .. CHILDREN, 0, CHILD_BAND - 1) > 0 then
+  if pending > 0 then
     -- its children are not all done: it completes with the last one (children.lua)
     if A.follow_up ~= '' then redis.call('HSET', job, 'follow_up', A.follow_up) end
     redis.call('ZADD', K.waiting_children, precise, id)

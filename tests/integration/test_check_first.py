@@ -148,6 +148,23 @@ def _release(outcome: str, *, fetch: bool = False) -> Scenario:
     return scenario
 
 
+def _release_parent(children: str) -> Scenario:
+    """A running parent released as completed: its children set (``children``: "pending",
+    one child not finished yet; "string", a key of another type) is read before it writes."""
+
+    def scenario(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any]:
+        app.enqueue_many("work", "job", [{"n": 1}, {"n": 2}])
+        claimed = claim(storage)
+        links = storage.q.job(claimed.id) + ":children"
+        if children == "pending":
+            storage.conn.zadd(links, {"work:a-child": 1})  # pending band: below CHILD_BAND
+        else:
+            storage.conn.set(links, "planted")
+        return lambda: storage.release(claimed, "completed", value="{}")
+
+    return scenario
+
+
 def _promote(app: Hueyard, storage: JobStorage, jobs: Jobs) -> Callable[[], Any]:
     [job_id] = app.enqueue_many("work", "job", [{"n": 1}], delay=60)
     return lambda: jobs.promote("work", job_id)
@@ -242,7 +259,8 @@ WRONG_TYPES: list[tuple[str, Scenario, str, str]] = [
     ("claim", _claim, "failed", "list"),
     ("claim on a rate-limited queue", _claim_limited, "{cf:limited}:limiter", "string"),
     ("release completed", _release("completed"), "completed", "string"),
-    ("release completed", _release("completed"), "waiting-children", "list"),
+    ("release completed", _release_parent("pending"), "waiting-children", "list"),
+    ("release completed", _release_parent("string"), "{cf:work}:job:*:children", "string"),
     ("release completed", _release("completed"), "outbox", "string"),
     ("release failed", _release("failed"), "outbox", "hash"),
     ("claim", _claim, "outbox", "list"),
@@ -285,8 +303,8 @@ def test_a_key_of_the_wrong_type_stops_the_call_before_it_writes_anything(
 ) -> None:  # fmt: skip
     # Given the jobs the call works on, and a key it writes holding another type
     call = scenario(app, storage, jobs)
-    if name.endswith("*:logs"):
-        [key] = [k.decode() for k in redis_conn.scan_iter("{cf:work}:job:*:logs")]
+    if "*" in name:  # planted by the scenario, under the job's id
+        [key] = [k.decode() for k in redis_conn.scan_iter(name)]
     else:
         key = name if name.startswith("{") else f"{{cf:work}}:{name}"
         plant(redis_conn, key, kind)
