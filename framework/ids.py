@@ -6,8 +6,8 @@ random bits. So the id is unique without asking Redis (a retried enqueue
 sends the same ids, and the enqueue script stores them once), ids sort by
 creation time, and the record needs no ``created`` field:
 :func:`created_ms` reads it from the id. Records written before ids were
-version 7 (random version-4 ids) keep a ``created`` field instead, and
-readers prefer it (:meth:`framework.records.RecordReader.created`).
+version 7 (random version-4 ids) keep a ``created`` field instead, which
+readers use for an id that does not say (:meth:`framework.records.Record.created`).
 
 ``uuid_utils`` makes them (a Rust build of the standard's algorithm,
 monotonic within a millisecond): 0.4 µs an id against 3 µs for the standard
