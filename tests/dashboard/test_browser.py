@@ -23,7 +23,7 @@ from dashboard.server import DashboardServer
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
 from framework.jobs import Jobs
-from tests.dashboard.conftest import ENV, PASSWORD, USER, MakeApp, finish
+from tests.dashboard.conftest import ENV, PASSWORD, USER, MakeApp, finish, stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -56,8 +56,7 @@ def serving(app: Hueyard) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.stop()
-        thread.join(10)
+        stop_server(server, thread)
 
 
 @pytest.fixture
