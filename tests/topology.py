@@ -247,6 +247,8 @@ class SentinelGroup:
             except subprocess.TimeoutExpired:
                 process.kill()
         self._sentinels.clear()
+        self.replica.terminate()
+        self.master.terminate()
         self.replica.stop()
         self.master.stop()
         for port in (self.master.port, self.replica.port, *self.sentinel_ports):
@@ -516,6 +518,8 @@ class ClusterGroup:
         return promoted[list(self._killed)[-1]]
 
     def stop(self) -> None:
+        for node in self.nodes.values():
+            node.terminate()
         for node in self.nodes.values():
             node.stop()
 
