@@ -8,7 +8,9 @@ missing server fails the run instead of skipping it.
 
 The end-to-end tests and the browser test run one after another, in one
 worker (``xdist_group("serial")``): they time real processes, and two of
-them at once on a small machine would measure each other.
+them at once on a small machine would measure each other. An e2e test
+marked ``untimed`` (no bound on how long anything takes, no race it must win
+against a consumer) runs in either worker, beside the others.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ TEST_PORT = int(os.environ.get("HUEYARD_TEST_REDIS_PORT", "6379"))
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+        timed_e2e = item.get_closest_marker("e2e") and not item.get_closest_marker("untimed")
+        if timed_e2e or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("serial"))
 
 

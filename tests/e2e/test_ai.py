@@ -17,7 +17,7 @@ from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 from tests.fake_openai import FakeOpenAI, openai_error
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 KEY = "sk-e2e-test-key-0123456789abcdef"
 VOICE = b"OggS" + bytes(range(256)) * 64

@@ -22,7 +22,7 @@ from pipelines import flows
 from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 PHONE = "+14155550123"
 WAIT = 1.0

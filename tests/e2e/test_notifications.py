@@ -21,7 +21,7 @@ from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 from tests.fake_slack import PATH, FakeSlack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 
 def config(e2e: E2E) -> str:
