@@ -49,6 +49,7 @@ def completed_in_metrics(e2e: E2E, queue: str) -> int:
     return sum(point.completed for point in e2e.jobs.metrics(queue, minutes=10))
 
 
+@pytest.mark.untimed
 def test_a_parent_and_its_children_in_consumers_of_different_queues_then_its_follow_up(
     e2e: E2E,
 ) -> None:
