@@ -8,7 +8,9 @@ missing server fails the run instead of skipping it.
 
 The end-to-end tests and the browser test run one after another, in one
 worker (``xdist_group("serial")``): they time real processes, and two of
-them at once on a small machine would measure each other.
+them at once on a small machine would measure each other. An e2e test
+marked ``untimed`` (no bound on how long anything takes, no race it must win
+against a consumer) runs in either worker, beside the others.
 """
 
 from __future__ import annotations
@@ -32,10 +34,35 @@ TEST_HOST = os.environ.get("HUEYARD_TEST_REDIS_HOST", "127.0.0.1")
 TEST_PORT = int(os.environ.get("HUEYARD_TEST_REDIS_PORT", "6379"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+        timed_e2e = item.get_closest_marker("e2e") and not item.get_closest_marker("untimed")
+        if timed_e2e or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("serial"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
+        _name_the_groups(items)
+
+
+def _name_the_groups(items: list[pytest.Item]) -> None:
+    """Give each test of an ``xdist_group`` the ``@group`` suffix by which the scheduler
+    groups it, as xdist's own hook would.
+
+    That hook runs before the one above (it would miss the ``serial`` marks), and it
+    sets ``item._nodeid``, which pytest 9.2 no longer reads (pytest-xdist issue
+    #1386): without this, no group holds, and the tests of one run in both workers.
+    """
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if not names or item.nodeid.endswith(suffix):
+            continue
+        nodeid = item.nodeid + suffix
+        item._nodeid = nodeid  # type: ignore[attr-defined]  # pytest before 9.2
+        if hasattr(item, "_id"):  # pytest 9.2: a NodeId; it keeps the string it parsed
+            item._id = NodeId.parse(nodeid)
 
 
 @pytest.fixture

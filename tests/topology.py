@@ -138,13 +138,12 @@ class SentinelGroup:
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
     def _node_args(self, port: int, acl_user: tuple[str, str] | None) -> tuple[str, ...]:
-        args: tuple[str, ...] = ()
+        args: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")  # the replica syncs at once
         if acl_user is not None:
             name, password = acl_user
             args += ("--user", name, "on", f">{password}", "~*", "&*", "+@all")
         if self.ca is not None:
             args += ("--port", "0", "--tls-port", str(port), *_tls_args(self.ca))
-            args += ("--repl-diskless-sync-delay", "0")  # a TLS replica syncs at once
         return args
 
     @property
@@ -165,8 +164,17 @@ class SentinelGroup:
         self.master.start()
         self.replica.start()
         _wait(lambda: _role(self.replica.port) == ("slave", "up"), "replica in sync")
+        # Each sentinel is told its own id, the replica and the other sentinels up front:
+        # found on its own (INFO of the master, hello messages every 2 s) that takes 7 s.
+        ids = {port: f"{port:040x}" for port in self.sentinel_ports}
+        known = f"sentinel known-replica {MASTER_NAME} 127.0.0.1 {self.replica.port}\n"
         for port in self.sentinel_ports:
             conf = self.directory / f"sentinel-{port}.conf"
+            others = "".join(
+                f"sentinel known-sentinel {MASTER_NAME} 127.0.0.1 {other} {ids[other]}\n"
+                for other in self.sentinel_ports
+                if other != port
+            )
             if self.ca is None:
                 listen = f"port {port}\n"
             else:  # TLS only; tls-replication: TLS to the master and replica too
@@ -182,6 +190,7 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after}\n"
                 f"sentinel failover-timeout {MASTER_NAME} 5000\n"
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+                f"sentinel myid {ids[port]}\n{known}{others}"
             )
             binary = shutil.which("redis-server") or "/usr/bin/redis-server"
             self._sentinels.append(
@@ -238,6 +247,8 @@ class SentinelGroup:
             except subprocess.TimeoutExpired:
                 process.kill()
         self._sentinels.clear()
+        self.replica.terminate()
+        self.master.terminate()
         self.replica.stop()
         self.master.stop()
         for port in (self.master.port, self.replica.port, *self.sentinel_ports):
@@ -507,6 +518,8 @@ class ClusterGroup:
         return promoted[list(self._killed)[-1]]
 
     def stop(self) -> None:
+        for node in self.nodes.values():
+            node.terminate()
         for node in self.nodes.values():
             node.stop()
 

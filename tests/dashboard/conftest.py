@@ -9,8 +9,10 @@ starts one.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -252,5 +254,17 @@ def serve(make_app: MakeApp) -> Iterator[Serve]:
 
     yield start
     for server, thread in servers:
-        server.stop()
-        thread.join(10)
+        stop_server(server, thread)
+
+
+def stop_server(server: DashboardServer, thread: threading.Thread) -> None:
+    """Stop ``server`` and wait for its ``serve`` thread to end.
+
+    Its loop looks at the stop flag between two polls (up to 0.2 s apart): a
+    connection wakes the poll, so a test's teardown does not wait for the timeout.
+    """
+    port = server.port
+    server.stop()
+    with contextlib.suppress(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    thread.join(10)

@@ -23,7 +23,7 @@ from dashboard.server import DashboardServer
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
 from framework.jobs import Jobs
-from tests.dashboard.conftest import ENV, PASSWORD, USER, MakeApp, finish
+from tests.dashboard.conftest import ENV, PASSWORD, USER, MakeApp, finish, stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -56,8 +56,7 @@ def serving(app: Hueyard) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.stop()
-        thread.join(10)
+        stop_server(server, thread)
 
 
 @pytest.fixture
@@ -66,8 +65,9 @@ def served(app: Hueyard) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium for the module; each test has its own context (:func:`signed_in`)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM}; run: bash .ci/ensure-chromium")
     from playwright.sync_api import sync_playwright
@@ -122,6 +122,7 @@ def test_retry_a_failed_job_and_watch_it_complete(
     finish(app, "failed")
     finish(app, "completed", 3)
     context, page, problems = signed_in(browser)
+    page.clock.install()  # the page's timers run on, and the test can move them on
 
     # When ops sign in and open the overview
     page.goto(f"{served}/admin/queues")
@@ -150,7 +151,14 @@ def test_retry_a_failed_job_and_watch_it_complete(
     consumer.start()
     consumer.heartbeat()
 
-    # Then the job completes on the page, without a click
+    # Then, once the job completed and the page's 5 s passed (on its clock, moved on
+    # rather than waited for), the job completes on the page, without a click
+    jobs = Jobs(app)
+    deadline = time.monotonic() + 10
+    while (place := jobs.find(job_id)) is None or place.state != "completed":
+        assert time.monotonic() < deadline, "the job did not complete"
+        time.sleep(0.05)
+    page.clock.run_for(5_000)
     page.wait_for_selector("h1 .badge.completed", timeout=20_000)
     assert "Job back to waiting." not in page.content()  # reloaded: the notice was once
     assert '"done": 1' in page.locator("section[aria-label=result] pre").inner_text()

@@ -374,6 +374,21 @@ class E2E:
     records: Records
     consumers: list[ConsumerProcess] = field(default_factory=list)
 
+    def pipeline_config(
+        self, queues: str, *, lease: float | None = None, max_stalls: int | None = None
+    ) -> str:
+        """A config for the real pipelines' handlers: the test's Redis and prefix, the e2e
+        scheduler tick, ``lease`` and ``max_stalls`` when given, then ``queues`` (the
+        ``[queues.*]`` and any other tables, dedented)."""
+        consumer = f"[consumer]\nscheduler_interval = {TICK}\n"
+        if lease is not None:
+            consumer += f"lease = {lease}\n"
+        if max_stalls is not None:
+            consumer += f"max_stalls = {max_stalls}\n"
+        return app_toml(
+            self.redis_url, consumer + "\n" + textwrap.dedent(queues), prefix=self.prefix
+        )
+
     def write_config(self, name: str, **options: Any) -> Path:
         """Another config file for a consumer, e.g. ``shutdown_timeout=1``."""
         path = self.tmp_path / name

@@ -13,24 +13,18 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
 from framework.jobs import Jobs
 from pipelines import _openai, ai
-from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 from tests.fake_openai import FakeOpenAI, openai_error
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 KEY = "sk-e2e-test-key-0123456789abcdef"
 VOICE = b"OggS" + bytes(range(256)) * 64
 
 
 def config(e2e: E2E) -> str:
-    return app_toml(
-        e2e.redis_url,
-        prefix=e2e.prefix,
-        body="""
-[consumer]
-scheduler_interval = 0.1
-
+    return e2e.pipeline_config(
+        """
 [queues.ai]
 attempts = 2
 backoff = { type = "exponential", delay = 0.5 }

@@ -20,7 +20,6 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
 from framework.jobs import Jobs
 from pipelines import campaigns, messages
-from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +30,8 @@ LEASE = 3.0
 
 
 def config(e2e: E2E) -> str:
-    return app_toml(
-        e2e.redis_url,
-        prefix=e2e.prefix,
-        body=f"""
-[consumer]
-scheduler_interval = 0.1
-lease = {LEASE}
-max_stalls = 2
-
+    return e2e.pipeline_config(
+        """
 [queues.campaigns]
 attempts = 2
 concurrency = 1
@@ -47,6 +39,8 @@ concurrency = 1
 [queues.messages]
 keep_completed = 10
 """,
+        lease=LEASE,
+        max_stalls=2,
     )
 
 

@@ -74,14 +74,20 @@ def fetch(url: str, timeout: float = 5) -> tuple[int, Any]:
             return exc.code, json.loads(exc.read())
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ClusterGroup]:
-    with ClusterGroup(tmp_path / "cluster", masters=3, replicas_per_master=1) as running:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterGroup]:
+    """One cluster for the module, emptied before each test (:func:`world`); the test
+    that kills a master comes last."""
+    directory = tmp_path_factory.mktemp("cluster")
+    with ClusterGroup(directory, masters=3, replicas_per_master=1) as running:
         yield running
 
 
 @pytest.fixture
 def world(tmp_path: Path, cluster: ClusterGroup) -> Iterator[E2E]:
+    for port in cluster.master_ports():
+        with redis.Redis(port=port) as node:
+            node.flushall()
     # The handlers of this test write to a file, not to Redis: nothing uses this client.
     conn = redis.Redis(port=cluster.ports[0])
     with world_on(

@@ -19,6 +19,7 @@ from tests.e2e.conftest import E2E, READY_LINE
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.untimed
 def test_jobs_on_several_queues_each_run_once_and_leave_their_result(e2e: E2E) -> None:
     # Given a consumer serving every queue
     e2e.start_consumer()
@@ -58,6 +59,7 @@ def _enqueue_priority_jobs() -> None:
         handlers.ordered_echo.enqueue({"tag": tag}, priority=priority)
 
 
+@pytest.mark.untimed
 def test_waiting_jobs_run_by_priority_then_in_enqueue_order(e2e: E2E) -> None:
     # Given jobs of priorities 10, 1, 5, 1, 10, default, 5 waiting before any consumer runs
     _enqueue_priority_jobs()
@@ -71,6 +73,7 @@ def test_waiting_jobs_run_by_priority_then_in_enqueue_order(e2e: E2E) -> None:
     assert [entry["tag"] for entry in e2e.records.starts("ordered.echo")] == PRIORITY_ORDER
 
 
+@pytest.mark.untimed
 def test_jobs_queued_behind_a_busy_worker_run_by_priority(e2e: E2E) -> None:
     # Given a running consumer whose only worker on the queue is held by a blocking job
     e2e.start_consumer()
@@ -107,6 +110,7 @@ def test_a_queue_runs_as_many_jobs_at_once_as_its_concurrency(e2e: E2E) -> None:
     assert len({entry["pid"] for entry in e2e.records.starts("wide.sleep")}) == 1
 
 
+@pytest.mark.untimed
 def test_a_bad_payload_is_refused_at_enqueue_and_nothing_is_stored(e2e: E2E) -> None:
     # Given a running consumer
     e2e.start_consumer()
@@ -133,6 +137,7 @@ def test_a_bad_payload_is_refused_at_enqueue_and_nothing_is_stored(e2e: E2E) -> 
     assert [entry["tag"] for entry in e2e.records.starts("alpha.place_order")] == ["8"]
 
 
+@pytest.mark.untimed
 def test_hueyard_queues_limits_the_consumer_to_the_named_queues(e2e: E2E) -> None:
     # Given a consumer started with HUEYARD_QUEUES=alpha
     consumer = e2e.start_consumer(env={"HUEYARD_QUEUES": "alpha"})
@@ -154,6 +159,7 @@ def test_hueyard_queues_limits_the_consumer_to_the_named_queues(e2e: E2E) -> Non
     assert e2e.wait_result("beta", beta_id)["tag"] == "on-beta"
 
 
+@pytest.mark.untimed
 def test_hueyard_queues_naming_an_unknown_queue_stops_the_consumer(e2e: E2E) -> None:
     # When a consumer is started for a queue the config does not declare
     consumer = e2e.start_consumer(env={"HUEYARD_QUEUES": "alpha,nope"}, wait=False)
@@ -167,6 +173,7 @@ def test_hueyard_queues_naming_an_unknown_queue_stops_the_consumer(e2e: E2E) -> 
     assert "hueyard consumer pid" not in log
 
 
+@pytest.mark.untimed
 def test_process_workers_run_jobs_outside_the_consumer_process(e2e: E2E) -> None:
     # Given a consumer with worker processes
     consumer = e2e.start_consumer("-k", "process")

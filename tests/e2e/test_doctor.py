@@ -11,7 +11,7 @@ from framework.doctor import Check, Severity, diagnose
 from framework.jobs import Jobs
 from tests.e2e.conftest import E2E, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 
 def test_the_doctor_sees_a_real_consumers_busy_worker_then_its_absence(e2e: E2E) -> None:

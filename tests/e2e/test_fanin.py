@@ -26,7 +26,6 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
 from framework.jobs import JobInfo, Jobs
 from pipelines import campaigns, messages
-from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 from tests.e2e.e2e_handlers import beta_summary, parents_fan
 
@@ -49,6 +48,7 @@ def completed_in_metrics(e2e: E2E, queue: str) -> int:
     return sum(point.completed for point in e2e.jobs.metrics(queue, minutes=10))
 
 
+@pytest.mark.untimed
 def test_a_parent_and_its_children_in_consumers_of_different_queues_then_its_follow_up(
     e2e: E2E,
 ) -> None:
@@ -119,15 +119,8 @@ CONTACTS = 2000
 
 
 def campaign_config(e2e: E2E) -> str:
-    return app_toml(
-        e2e.redis_url,
-        prefix=e2e.prefix,
-        body=f"""
-[consumer]
-scheduler_interval = 0.1
-lease = {LEASE}
-max_stalls = 3
-
+    return e2e.pipeline_config(
+        """
 [queues.campaigns]
 attempts = 2
 concurrency = 1
@@ -136,6 +129,8 @@ concurrency = 1
 concurrency = 4
 keep_completed = 10
 """,
+        lease=LEASE,
+        max_stalls=3,
     )
 
 

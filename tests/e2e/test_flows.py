@@ -19,10 +19,9 @@ from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
 from framework.jobs import Jobs
 from pipelines import flows
-from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 PHONE = "+14155550123"
 WAIT = 1.0
@@ -41,13 +40,8 @@ FLOW = f"""\
 
 
 def config(e2e: E2E) -> str:
-    return app_toml(
-        e2e.redis_url,
-        prefix=e2e.prefix,
-        body="""
-[consumer]
-scheduler_interval = 0.1
-
+    return e2e.pipeline_config(
+        """
 [queues.flows]
 attempts = 3
 backoff = { type = "exponential", delay = 0.5 }

@@ -10,7 +10,7 @@ import pytest
 from tests.e2e import e2e_handlers as handlers
 from tests.e2e.conftest import E2E
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 
 def test_cancel_execution_retries_while_attempts_remain_and_retry_false_fails_now(

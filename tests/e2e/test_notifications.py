@@ -17,21 +17,15 @@ from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
 from framework.jobs import Jobs
 from pipelines import notifications
-from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 from tests.fake_slack import PATH, FakeSlack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.untimed]
 
 
 def config(e2e: E2E) -> str:
-    return app_toml(
-        e2e.redis_url,
-        prefix=e2e.prefix,
-        body="""
-[consumer]
-scheduler_interval = 0.1
-
+    return e2e.pipeline_config(
+        """
 [queues.notifications]
 attempts = 3
 backoff = { type = "exponential", delay = 0.5 }

@@ -47,6 +47,7 @@ def test_a_failing_job_is_tried_attempts_times_with_exponential_backoff(e2e: E2E
     assert (e2e.pending("retry"), e2e.scheduled("retry")) == (0, 0)
 
 
+@pytest.mark.untimed
 def test_a_job_that_fails_twice_then_succeeds_completes_on_its_third_attempt(e2e: E2E) -> None:
     e2e.start_consumer()
 
@@ -76,6 +77,7 @@ def test_attempts_given_at_enqueue_override_the_queues_both_ways(e2e: E2E) -> No
     assert (e2e.scheduled("retry"), e2e.scheduled("once")) == (0, 0)
 
 
+@pytest.mark.untimed
 def test_a_queue_with_one_attempt_never_retries(e2e: E2E) -> None:
     e2e.start_consumer()
 

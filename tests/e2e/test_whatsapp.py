@@ -18,7 +18,6 @@ from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
 from framework.jobs import Jobs
 from pipelines import messages
-from tests.conftest import app_toml
 from tests.e2e.conftest import E2E, wait_until
 from tests.e2e.test_rate_limit_and_pause import _most_in_a_window
 from tests.fake_graph import Answer, FakeGraphAPI, error
@@ -33,15 +32,8 @@ JOBS = 15
 
 
 def config(e2e: E2E, lease: float = 30) -> str:
-    return app_toml(
-        e2e.redis_url,
-        prefix=e2e.prefix,
-        body=f"""
-[consumer]
-scheduler_interval = 0.1
-lease = {lease}
-max_stalls = 1
-
+    return e2e.pipeline_config(
+        f"""
 [queues.messages]
 attempts = 3
 backoff = {{ type = "exponential", delay = 0.5 }}
@@ -49,6 +41,8 @@ concurrency = 4
 rate_limit = {{ max = {RATE_MAX}, per = {RATE_PER} }}
 keep_completed = 1000
 """,
+        lease=lease,
+        max_stalls=1,
     )
 
 

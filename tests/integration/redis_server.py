@@ -73,11 +73,17 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not start in {timeout} s")
 
+    def terminate(self) -> None:
+        """Ask the server to stop (SIGTERM) without waiting: :meth:`stop` waits. Several
+        servers stop at once when each is told first and then waited for."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+
     def stop(self) -> None:
         """Terminate the server and wait for it to exit (its port is free afterwards)."""
         if self._process is None:
             return
-        self._process.terminate()
+        self.terminate()
         try:
             self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:

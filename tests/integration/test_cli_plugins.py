@@ -1,9 +1,12 @@
-"""Commands that packages add through the ``hueyard.commands`` entry points, run as processes.
+"""Commands that packages add through the ``hueyard.commands`` entry points.
 
 Plugins are real distributions: a ``*.dist-info`` directory on ``PYTHONPATH``,
-found by :mod:`importlib.metadata` exactly as an installed one. "Flask is not
+found by :mod:`importlib.metadata` exactly as an installed one; those tests run
+the command in this process (``cli_runner.run``, which puts ``PYTHONPATH`` on
+``sys.path`` and forgets the plugin's modules afterwards). "Flask is not
 installed" is a ``flask`` package first on ``PYTHONPATH`` that fails to import
-the way a missing module does.
+the way a missing module does: that needs a fresh process (this one may have
+imported Flask already), so those tests run ``python -m framework.cli``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pytest
 import redis
 
 from tests.conftest import app_toml
-from tests.integration.cli_runner import run_process as run
+from tests.integration.cli_runner import run, run_process
 
 COMMANDS = [
     "check",
@@ -127,7 +130,7 @@ def test_without_flask_the_dashboard_commands_say_why_in_one_line(
     # Given Flask is not importable
     env = with_path(project, without_flask(tmp_path))
     # When the dashboard's command is asked for, with its usual arguments
-    result = run([command, "--port", "8080"], env)
+    result = run_process([command, "--port", "8080"], env)
     # Then it exits 1 with one line naming the plugin and the error
     assert result.returncode == 1
     assert result.stdout == ""
@@ -147,9 +150,9 @@ def test_without_flask_the_other_commands_work_as_before(
     # When Flask is not importable
     env = with_path(project, without_flask(tmp_path))
     # Then `hueyard status` prints the same, and the help still lists every command
-    without = run(["status"], env)
+    without = run_process(["status"], env)
     assert (without.returncode, without.stdout, without.stderr) == (0, status.stdout, "")
-    help_text = " ".join(run(["--help"], env).stdout.split())  # as argparse wraps it
+    help_text = " ".join(run_process(["--help"], env).stdout.split())  # as argparse wraps it
     assert "(unavailable: its plugin failed to load; run hueyard up for why)" in help_text
     assert "dashboard" in help_text
 

@@ -30,7 +30,8 @@ from framework.upgrade import check_single_redis
 from tests.integration.workers import run_all
 from tests.topology import CA, ClusterGroup, make_ca
 
-pytestmark = pytest.mark.topology
+# one worker runs the module, so its module-scoped servers start once
+pytestmark = [pytest.mark.topology, pytest.mark.xdist_group("cluster")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CRM_QUEUES = list(tomllib.loads((ROOT / "config/queues.toml").read_text())["queues"])

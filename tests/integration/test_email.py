@@ -32,6 +32,9 @@ from tests.integration.redis_server import free_port
 from tests.smtp_relay import PASSWORD, USER, Relay, Security, smtp_relay
 from tests.topology import CA, make_ca
 
+# one worker runs the module, so its module-scoped servers start once
+pytestmark = pytest.mark.xdist_group("email")
+
 TO = "jane.doe@example.com"
 FROM = "Example CRM <crm@example.com>"
 EXPORT = {"name": "Ada <Lovelace> & Co", "url": "https://crm.example/e/42?a=1&b=2",

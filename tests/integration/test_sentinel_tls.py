@@ -27,7 +27,8 @@ from framework.results import result as read_result
 from tests.integration.workers import run_all
 from tests.topology import CA, MASTER_NAME, SentinelGroup, make_ca
 
-pytestmark = pytest.mark.topology
+# one worker runs the module, so its module-scoped servers start once
+pytestmark = [pytest.mark.topology, pytest.mark.xdist_group("sentinel-tls")]
 
 USER, PASSWORD, SENTINEL_PASSWORD = "crm", "s3cret-pass", "sentinel-pass"
 

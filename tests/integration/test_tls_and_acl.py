@@ -20,6 +20,9 @@ from tests.conftest import AppFactory
 from tests.integration.redis_server import RedisServer
 from tests.topology import CA, make_ca, tls_server
 
+# one worker runs the module, so its module-scoped servers start once
+pytestmark = pytest.mark.xdist_group("tls-and-acl")
+
 QUEUES = "[queues.work]\nattempts = 1\n"
 
 

@@ -27,7 +27,8 @@ def registry() -> HandlerRegistry:
 
 @pytest.fixture
 def master() -> Iterator[RedisServer]:
-    with RedisServer() as server:
+    # its replicas sync at once, not after the default 5 s (repl-diskless-sync-delay)
+    with RedisServer(None, "--repl-diskless-sync-delay", "0") as server:
         yield server
 
 
