@@ -52,7 +52,10 @@ def _name_the_groups(items: list[pytest.Item]) -> None:
     sets ``item._nodeid``, which pytest 9.2 no longer reads (pytest-xdist issue
     #1386): without this, no group holds, and the tests of one run in both workers.
     """
-    from _pytest.nodeid import NodeId
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest before 9.2: ``_nodeid`` is what xdist reads
+        NodeId = None
 
     for item in items:
         names = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
@@ -61,7 +64,7 @@ def _name_the_groups(items: list[pytest.Item]) -> None:
             continue
         nodeid = item.nodeid + suffix
         item._nodeid = nodeid  # type: ignore[attr-defined]  # pytest before 9.2
-        if hasattr(item, "_id"):  # pytest 9.2: a NodeId; it keeps the string it parsed
+        if NodeId is not None and hasattr(item, "_id"):  # pytest 9.2: a parsed NodeId
             item._id = NodeId.parse(nodeid)
 
 
