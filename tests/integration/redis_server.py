@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from types import TracebackType
 
 import redis
@@ -38,7 +39,12 @@ class RedisServer:
     def __init__(self, port: int | None = None, *extra_args: str) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.port = port or free_port()
-        own_dir = [] if "--dir" in extra_args else ["--dir", tempfile.mkdtemp(prefix="redis-")]
+        own_dir: list[str] = []
+        if "--dir" not in extra_args:
+            directory = tempfile.mkdtemp(prefix="redis-")
+            own_dir = ["--dir", directory]
+            # removed with this object, or at exit: it outlives a stop, for a restart
+            weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
         self._argv = [
             binary,
             "--port", str(self.port),
