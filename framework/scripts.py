@@ -432,6 +432,7 @@ class Scripts:
         self,
         name: str,
         pipe: Pipeline,
+        queue: QueueKeys | None = None,
         *,
         keys: Mapping[str, str] | None = None,
         args: Mapping[str, Any] | None = None,
@@ -439,10 +440,11 @@ class Scripts:
     ) -> None:
         """Queue script ``name`` on ``pipe`` by its SHA alone, without the ``SCRIPT EXISTS``
         round trip redis-py makes before a pipeline with scripts: for reads that promise
-        one round trip. A server that does not know the script answers ``NOSCRIPT`` in
-        that command's reply; :meth:`load` it, then run the pipeline again."""
+        one round trip, and an idle worker's wait-then-claim. A server that does not know
+        the script answers ``NOSCRIPT`` in that command's reply; :meth:`load` it, then
+        run the pipeline again."""
         script = SCRIPTS[name]
-        key_values = self._keys(script, None, keys)
+        key_values = self._keys(script, queue, keys)
         arg_values = script.arg_values(args or {}, rows)
         pipe.evalsha(self._scripts[name].sha, len(key_values), *key_values, *arg_values)
 

@@ -269,17 +269,18 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             # Empty or paused: block until an enqueue, a promotion or a resume pushes a
             # token. The claim rides in the same pipeline: Redis runs it the moment the
             # BLPOP returns, so a woken worker gets its job without another round trip.
+            # The claim goes by its SHA alone (no SCRIPT EXISTS round trip first).
             token = forks.new_token()
             if self.clients.cluster is not None:
                 return self._claim_woken(token)
             with self._unsure_if_lost(token), self.conn.pipeline(transaction=False) as pipe:
                 pipe.blpop([self.q.wake], timeout=self.read_timeout)
-                self._claim_call(token, client=pipe)
+                self.scripts.queue("claim", pipe, self.q, args=self._take_args(token))
                 woken, reply = pipe.execute(raise_on_error=False)
             if isinstance(woken, redis.ResponseError):
                 raise storage_error(woken, "BLPOP", key=self.q.wake, wanted="list", conn=self.conn)
-            if isinstance(reply, NoScriptError):  # a Cluster node new to the script
-                self.scripts.load("claim")  # (its pipelines do not load scripts first)
+            if isinstance(reply, NoScriptError):  # Redis restarted, or its scripts flushed:
+                self.scripts.load("claim")  # load it; the next claim takes the job at once
                 return None
             if isinstance(reply, Exception):
                 if isinstance(reply, redis.ResponseError):
@@ -353,8 +354,8 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             )  # fmt: skip
         return back
 
-    def _claim_call(self, token: str, client: Any = None) -> Any:
-        return self.scripts.call("claim", self.q, args=self._take_args(token), client=client)
+    def _claim_call(self, token: str) -> Any:
+        return self.scripts.call("claim", self.q, args=self._take_args(token))
 
     def _take_args(self, token: str) -> dict[str, Any]:
         rate = self.policy.rate_limit

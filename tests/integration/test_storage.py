@@ -228,6 +228,42 @@ def test_an_idle_claim_waits_for_an_enqueue_and_wakes_within_milliseconds(
     assert got[0][1] - enqueued_at < 0.1
 
 
+def test_an_idle_worker_gets_its_job_after_redis_lost_its_scripts(
+    make_app: AppFactory,
+) -> None:
+    # Given a worker blocked waiting for a job on a server whose scripts are then
+    # flushed (as a restart or SCRIPT FLUSH does)
+    registry = HandlerRegistry()
+
+    @handler("work", registry=registry)
+    def job(payload: dict[str, object]) -> None: ...
+
+    with RedisServer() as private:
+        app = make_app(CONFIG, registry, prefix="st", url=private.url)
+        storage: JobStorage = app.queue("work").huey.storage
+        storage.read_timeout = 5
+        assert storage.claim_now() is None  # its scripts are loaded
+        got: list[Claim] = []
+
+        def worker() -> None:
+            deadline = time.monotonic() + 5
+            while not got and time.monotonic() < deadline:
+                claimed = storage.claim()
+                if claimed is not None:
+                    got.append(claimed)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        time.sleep(0.3)  # blocked in Redis now
+        private.client().script_flush()
+        started = time.monotonic()
+        [job_id] = enqueue(app)
+        thread.join(6)
+        # Then the worker gets the job at once, the script loaded again
+        assert [claimed.id for claimed in got] == [job_id]
+        assert time.monotonic() - started < 1
+
+
 def test_an_empty_claim_returns_none_after_the_read_timeout(storage: JobStorage) -> None:
     started = time.monotonic()
     assert storage.claim() is None
