@@ -93,8 +93,14 @@ end
 -- it is unfinished. When it finishes (or is removed: `now` true) the key is
 -- freed: at once, or key_ttl seconds later, so that a late duplicate is still
 -- refused. A key held by another job, or of another type, is left alone.
-local function free_key(job, id, now)
-  local key, ttl = unpack(redis.call('HMGET', job, 'key', 'key_ttl'))
+-- `f`: the record's fields as read_job() read them (nil: read them here).
+local function free_key(job, id, now, f)
+  local key, ttl
+  if f then
+    key, ttl = f.key, f.key_ttl
+  else
+    key, ttl = unpack(redis.call('HMGET', job, 'key', 'key_ttl'))
+  end
   if not key then return end
   local index = A.key_prefix .. key
   local holder = redis.pcall('GET', index)
@@ -133,16 +139,20 @@ end
 -- A job that finished (`outcome`: completed | failed) and names a parent
 -- ("<queue>:<id>", enqueued by the parent's spawn) tells it, through the outbox:
 -- the parent's queue may be on another server, so no script here touches it.
-local function tell_parent(job, id, outcome, at)
-  local parent = redis.call('HGET', job, 'parent')
+-- `f`: the record's fields as read_job() read them (nil: read them here).
+local function tell_parent(job, id, outcome, at, f)
+  local parent
+  if f then parent = f.parent else parent = redis.call('HGET', job, 'parent') end
   if parent then post('c|' .. parent .. '|' .. id .. '|' .. outcome, at) end
 end
 
 -- A parent that finished keeps links to CHILD_LINKS_KEPT of its children: the
 -- lowest scores go first (pending, then completed: failed ones are kept longest).
 -- Its counts are fields of its record and stay whole. A key of another type is
--- left alone (pcall: a command that fails writes nothing).
-local function settle_children(job)
+-- left alone (pcall: a command that fails writes nothing). With `f` (the record's
+-- fields, read_job()), a record that counts no child has no set to settle.
+local function settle_children(job, f)
+  if f and not f.children then return end
   local count = redis.pcall('ZCARD', job .. CHILDREN)
   if type(count) == 'number' and count > CHILD_LINKS_KEPT then
     redis.call('ZREMRANGEBYRANK', job .. CHILDREN, 0, count - CHILD_LINKS_KEPT - 1)
@@ -154,12 +164,15 @@ end
 -- (>= 0), else `default_keep`, the queue's. keep = 0 removes just this job
 -- (Bull's removeOnComplete: true); keep = N keeps the newest N of the set
 -- (Bull's removeOnComplete: N). Its parent, if it has one, is told first.
-local function file_finished(set, id, keep, default_keep, at)
+-- `f`: the record's fields as read_job() read them before this call wrote.
+local function file_finished(set, id, f, default_keep, at)
   local job = A.job_prefix .. id
-  free_key(job, id, false)
-  tell_parent(job, id, set == K.failed and 'failed' or 'completed', at)
-  settle_children(job)
-  keep = tonumber(keep)
+  local failed = set == K.failed
+  free_key(job, id, false, f)
+  tell_parent(job, id, failed and 'failed' or 'completed', at, f)
+  settle_children(job, f)
+  local keep
+  if failed then keep = tonumber(f.keep_failed) else keep = tonumber(f.keep_completed) end
   if keep == nil or keep < 0 then keep = tonumber(default_keep) end
   if keep == 0 then
     delete_job(id)
@@ -252,6 +265,8 @@ local function read_job(job, names)
   local all = {'attempts', 'stalls', 'priority', 'max_attempts', 'timeout', 'keep_completed',
     'keep_failed', 'seq', 'children', 'children_completed', 'children_failed'}
   local numbers = #all
+  -- and what finishing a job needs (file_finished): its key and its parent
+  for _, name in ipairs({'key', 'key_ttl', 'parent'}) do all[#all + 1] = name end
   for _, name in ipairs(names) do all[#all + 1] = name end
   -- One read tells the usual case, a hash holding some of these fields; TYPE and
   -- EXISTS are asked only when it does not (a key of another type, or nothing read).
@@ -328,12 +343,12 @@ end
 
 -- A job that is not running any more, failed for `reason` at time `now`:
 -- its lease token, its place and a cancel request go; retention applies.
-local function fail_job(job, id, failed, reason, keep, now, precise)
+local function fail_job(job, id, failed, reason, f, now, precise)
   redis.call('HDEL', job, 'token', 'seq', 'state', 'cancel', 'traceback', 'finished', 'due',
     'follow_up')
   redis.call('HSET', job, 'error', reason)
   bump(now, 'failed')
-  file_finished(failed, id, keep, A.keep_failed, precise)
+  file_finished(failed, id, f, A.keep_failed, precise)
 end
 
 -- What take() writes, checked before the first write of a script that takes a job.

@@ -31,7 +31,7 @@ for _, set in ipairs({K.active, K.waiting, K.delayed, K.waiting_children}) do
       return 'requested'
     end
     redis.call('ZREM', set, id)
-    fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
+    fail_job(job, id, K.failed, CANCELLED, f, now, precise)
     return 'cancelled'
   end
 end

@@ -62,7 +62,7 @@ if redis.call('ZSCORE', K.waiting_children, id)
     redis.call('HDEL', job, 'follow_up')
     post('t|' .. id .. '|' .. f.follow_up, precise)
   end
-  file_finished(K.completed, id, f.keep_completed, A.keep_completed, precise)
+  file_finished(K.completed, id, f, A.keep_completed, precise)
   return {'completed', added, TOLD}
 end
 return {'counted', added, TOLD}

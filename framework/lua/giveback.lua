@@ -22,7 +22,7 @@ for _, id in ipairs(ids) do
     if reason then
       quarantine(job, id, K.failed, kind, reason, precise)
     elseif f.cancel then
-      fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
+      fail_job(job, id, K.failed, CANCELLED, f, now, precise)
     else
       to_old_place_in_waiting(job, id, K.waiting, f)
       woken = woken + 1

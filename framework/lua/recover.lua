@@ -20,12 +20,12 @@ for _, id in ipairs(ids) do
     local stalls = (tonumber(f.stalls) or 0) + 1
     redis.call('HSET', job, 'stalls', stalls)
     if f.cancel then
-      fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
+      fail_job(job, id, K.failed, CANCELLED, f, now, precise)
       failed = failed + 1
     elseif stalls > tonumber(A.max_stalls) then
       fail_job(job, id, K.failed,
         'stalled: its consumer stopped renewing the lease ' .. stalls .. ' times',
-        f.keep_failed, now, precise)
+        f, now, precise)
       failed = failed + 1
     else
       to_old_place_in_waiting(job, id, K.waiting, f)

@@ -25,12 +25,13 @@ local pending = 0 -- a completed parent's children not finished yet (framework/f
 if reason or cancelled or outcome == 'failed' then
   bad = wrong_type(K.active, 'zset', K.failed, 'zset', K.outbox, 'zset')
 elseif outcome == 'completed' then
-  -- Its children, read before anything is written: a key of another type stops the call.
-  local links = redis.pcall('ZCARD', job .. CHILDREN)
+  -- A parent's children (its record counts them), read before anything is written:
+  -- a set of another type stops the call. A job that spawned none has no set.
+  local links = f.children and redis.pcall('ZCOUNT', job .. CHILDREN, 0, CHILD_BAND - 1) or 0
   if type(links) ~= 'number' then
     bad = wrong_type(job .. CHILDREN, 'zset')
   else
-    if links > 0 then pending = redis.call('ZCOUNT', job .. CHILDREN, 0, CHILD_BAND - 1) end
+    pending = links
     bad = wrong_type(K.active, 'zset', K.completed, 'zset', K.outbox, 'zset')
     if not bad and pending > 0 then bad = wrong_type(K.waiting_children, 'zset') end
   end
@@ -61,7 +62,7 @@ if reason then
   quarantine(job, id, K.failed, kind, reason, precise)
 elseif cancelled then
   -- cancelled while it ran: it does not run again (a result or a failure is kept)
-  fail_job(job, id, K.failed, CANCELLED, f.keep_failed, now, precise)
+  fail_job(job, id, K.failed, CANCELLED, f, now, precise)
 elseif outcome == 'completed' then
   -- A completed record keeps what it did, not who ran it: the consumer's log line
   -- names each job it completed. A first run's `attempts` (1) goes too: a record
@@ -79,13 +80,13 @@ elseif outcome == 'completed' then
   else
     bump(now, 'completed')
     if A.follow_up ~= '' then post('t|' .. id .. '|' .. A.follow_up, precise) end
-    file_finished(K.completed, id, f.keep_completed, A.keep_completed, precise)
+    file_finished(K.completed, id, f, A.keep_completed, precise)
   end
 elseif outcome == 'failed' then
   redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)
   bump(now, 'failed')
-  file_finished(K.failed, id, f.keep_failed, A.keep_failed, precise)
+  file_finished(K.failed, id, f, A.keep_failed, precise)
 elseif outcome == 'retry' then
   redis.call('HDEL', job, 'token', 'seq', 'state', 'finished', 'due', 'cancel')
   redis.call('HSET', job, 'error', A.value, 'traceback', A.traceback)

@@ -156,6 +156,7 @@ def _release_parent(children: str) -> Scenario:
         app.enqueue_many("work", "job", [{"n": 1}, {"n": 2}])
         claimed = claim(storage)
         links = storage.q.job(claimed.id) + ":children"
+        storage.conn.hset(storage.q.job(claimed.id), "children", 1)  # it spawned one
         if children == "pending":
             storage.conn.zadd(links, {"work:a-child": 1})  # pending band: below CHILD_BAND
         else:

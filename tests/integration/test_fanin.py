@@ -628,6 +628,8 @@ def test_a_children_set_of_the_wrong_type_stops_the_release_before_it_writes(
     storage = app.queue("parents").storage
     claim = storage.claim()
     assert claim is not None
+    # a parent (its record counts a child) whose children set is not a set
+    redis_conn.hset(storage.q.job(claim.id), "children", 1)
     redis_conn.set(storage.q.children(claim.id), "planted")
     before = {key: redis_conn.dump(key) for key in redis_conn.scan_iter()}
     with pytest.raises(StorageError, match=r":children' is a string"):
