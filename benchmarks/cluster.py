@@ -33,17 +33,15 @@ which say how many jobs/s one shard carries, more than the jobs/s.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -54,25 +52,14 @@ from typing import Any
 import redis
 
 from benchmarks import cluster_handlers
-from benchmarks.report import write_json
+from benchmarks.report import machine, write_json
 from tests.topology import ClusterGroup
 
 RESULTS = Path(__file__).parent / "results" / "cluster.json"
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "bench"
-QUEUE_NAMES = (
-    "messages",
-    "campaigns",
-    "flows",
-    "emails",
-    "webhooks",
-    "ai",
-    "imports",
-    "exports",
-    "analytics",
-    "notifications",
-)
-"""The CRM's ten queues; ``--queues N`` takes the first N."""
+QUEUE_NAMES = tuple(tomllib.loads((ROOT / "config" / "queues.toml").read_text())["queues"])
+"""The CRM's ten queues, as config/queues.toml declares them; ``--queues N`` takes the first N."""
 
 READY_LINE = "hueyard consumer pid"
 READY_TIMEOUT = 60.0
@@ -374,16 +361,8 @@ def format_table(results: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def meta(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
-    import huey
-
     return {
-        "command": "python -m benchmarks.cluster " + " ".join(sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "huey": huey.__version__,
-        "redis_py": redis.__version__,
+        **machine("benchmarks.cluster"),
         "redis_server": subprocess.run(
             ["redis-server", "--version"], capture_output=True, text=True, check=False
         ).stdout.strip(),

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import os
+import platform
+import socket
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "format_profile", "format_table", "median", "write_json"]
+__all__ = ["Row", "format_profile", "format_table", "machine", "median", "write_json"]
+
+
+def machine(module: str) -> dict[str, Any]:
+    """What every result file says of its run: the command, when, where, and the versions
+    both sides run on."""
+    import huey
+    import redis
+
+    return {
+        "command": f"python -m {module} " + " ".join(sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "huey": huey.__version__,
+        "redis_py": redis.__version__,
+    }
 
 
 def median(values: Sequence[float]) -> float:

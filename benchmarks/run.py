@@ -13,10 +13,6 @@ consumer processes (:mod:`benchmarks.startup`). See ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -25,7 +21,15 @@ from typing import Any
 import redis
 
 from benchmarks.measure import Bench, Enqueue, add_redis_url, check_redis_url, percentile
-from benchmarks.report import Row, format_profile, format_table, median, ratio, write_json
+from benchmarks.report import (
+    Row,
+    format_profile,
+    format_table,
+    machine,
+    median,
+    ratio,
+    write_json,
+)
 from benchmarks.sides import HueyardSide, RawSide, Side
 from benchmarks.startup import import_times, startup_row
 from benchmarks.startup import measure as measure_startup
@@ -357,18 +361,11 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> list[Row]:
 
 
 def meta(conn: redis.Redis, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
-    import huey
     import pydantic
 
     server: dict[str, Any] = conn.info("server")
     return {
-        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "huey": huey.__version__,
-        "redis_py": redis.__version__,
+        **machine("benchmarks.run"),
         "pydantic": pydantic.__version__,
         "redis_server": server.get("redis_version"),
         "redis_url": args.redis_url,

@@ -351,8 +351,14 @@ def _oldest_created(
     """When the oldest of ``ids`` was enqueued (epoch ms): read from the id
     (:mod:`framework.ids`), or from the ``created`` field of a record of an older
     hueyard, whose id does not say."""
-    created: list[float] = [ms for ms in map(created_ms, ids) if ms is not None]
-    older = [job_id for job_id in ids if created_ms(job_id) is None]
+    created: list[float] = []
+    older: list[str] = []
+    for job_id in ids:
+        ms = created_ms(job_id)
+        if ms is None:
+            older.append(job_id)
+        else:
+            created.append(ms)
     if older:
 
         def build(pipe: Pipeline) -> None:
