@@ -80,6 +80,7 @@ class _Running:
     stop: type[BaseException] | None = None  # JobTimeout or JobCancelled, once told to stop
     stop_reason: str = ""
     stop_since: float = 0.0
+    raised: bool = False  # ``stop`` was set into its thread, which may not have taken it yet
 
 
 class LeaseKeeper:
@@ -203,6 +204,7 @@ class LeaseKeeper:
             entry.stop, entry.stop_reason, entry.stop_since = stop, reason, time.monotonic()
             if interrupt and entry.in_handler:
                 _set_async_exc(entry.thread, stop)
+                entry.raised = True
         logger.warning("job %s %s: stopping it", entry.claim.id, reason)
 
     def _abandon_stuck(self) -> None:
@@ -300,12 +302,33 @@ class HandlerRun:
 
     def __exit__(self, *exc_info: object) -> None:
         entry = self._entry
+        if entry is None:
+            return
+        try:
+            stop, reason = self._leave(entry)
+        except (JobTimeout, JobCancelled):
+            # The keeper's exception arrived on the way out (it is raised at any call);
+            # it was the one pending, so leaving again takes nothing.
+            stop, reason = self._leave(entry)
+        if stop is not None:
+            self.stopped = stop(reason)
+
+    def _leave(self, entry: _Running) -> tuple[type[BaseException] | None, str]:
+        """Mark the handler as left (the keeper raises nothing into this thread after),
+        and take here the keeper's exception if the handler has not taken it.
+
+        Never by dropping it with ``PyThreadState_SetAsyncExc(thread, NULL)``: CPython
+        then leaves the interpreter's eval breaker set for good, which puts every thread
+        of the process on the interpreter's slow path from the first job on, and which
+        spins a thread forever at its next call under a tracer or a profiler
+        (``sys.settrace``, ``sys.setprofile``: coverage, pdb, debuggers, cProfile).
+        """
         with self._lock:
-            if entry is not None:
-                entry.in_handler = False
-                if entry.stop is not None:
-                    self.stopped = entry.stop(entry.stop_reason)
-            _set_async_exc(threading.get_ident(), None)
+            entry.in_handler = False
+            stop, reason, raised = entry.stop, entry.stop_reason, entry.raised
+        if raised:
+            _checkpoint()  # a Python call: a pending asynchronous exception is raised here
+        return stop, reason
 
     def outcome_of(self, raised: BaseException | None) -> BaseException | None:
         """What ended the run: the stop if one was raised into it, else ``raised``."""
@@ -316,10 +339,12 @@ class HandlerRun:
         return self.stopped
 
 
-def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in ``thread`` at its next bytecode; ``None`` drops one not raised yet."""
-    import ctypes  # loaded when the first job ends, not before the consumer's first claim
+def _set_async_exc(thread: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in ``thread`` at its next call or loop (``PyThreadState_SetAsyncExc``)."""
+    import ctypes  # loaded when a job is first stopped, not before the consumer's first claim
 
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else ctypes.c_void_p(0)
-    )
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exc))
+
+
+def _checkpoint() -> None:
+    """Do nothing, in Python: entering it is where CPython raises a pending exception."""

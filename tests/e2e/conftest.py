@@ -420,8 +420,11 @@ class E2E:
         env: dict[str, str] | None = None,
         config: Path | None = None,
         wait: bool = True,
+        command: list[str] | None = None,
     ) -> ConsumerProcess:
-        """Start ``huey_consumer framework.app *args``; by default wait until it is ready."""
+        """Start ``huey_consumer framework.app *args``; by default wait until it is ready.
+
+        ``command``: what runs instead of ``huey_consumer``, given ``framework.app *args``."""
         number = len(self.consumers) + 1
         log_path = self.tmp_path / f"consumer-{number}.log"
         log_file = log_path.open("wb")
@@ -430,7 +433,7 @@ class E2E:
             full_env["HUEYARD_CONFIG"] = str(config)
         started = time.time()
         process = subprocess.Popen(
-            consumer_command(*args),
+            consumer_command(*args) if command is None else [*command, "framework.app", *args],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,8 @@ sleep ends).
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
 
 import pytest
@@ -52,6 +54,31 @@ def test_a_runaway_job_stops_at_its_timeout_and_the_next_job_starts_right_after(
     [next_start] = e2e.records.wait_for(1, tag="next")
     assert next_start["t"] - failed_at < 1.0
     assert e2e.wait_result("timed", following) == {"tag": "next"}
+
+
+@pytest.mark.untimed
+def test_under_a_tracer_a_consumer_runs_job_after_job_stops_a_timeout_and_exits(
+    e2e: E2E,
+) -> None:
+    # Given a thread consumer of "timed" run under a tracer, as coverage, pdb or an IDE's
+    # debugger run it (a thread that ended a job used to spin forever at its next call)
+    consumer = e2e.start_consumer(
+        "-k", "thread", env=TIMED, command=[sys.executable, "-m", "tests.e2e.traced_consumer"]
+    )
+
+    # When a job completes, the next runs past its timeout, and one more follows
+    first = handlers.spin.enqueue({"tag": "first", "seconds": 0})
+    runaway = handlers.spin.enqueue({"tag": "runaway", "seconds": 60})
+    last = handlers.spin.enqueue({"tag": "last", "seconds": 0})
+
+    # Then each ends as it would without the tracer
+    assert e2e.wait_result("timed", first) == {"tag": "first"}
+    assert e2e.wait_final_error("timed", runaway) == "timed out after 2 s"
+    assert e2e.wait_result("timed", last) == {"tag": "last"}
+
+    # And the consumer stops at SIGTERM, its worker free
+    consumer.send(signal.SIGTERM)
+    assert consumer.wait_exit() == 0
 
 
 @pytest.mark.parametrize("worker_type", WORKER_TYPES)
