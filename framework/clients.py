@@ -49,6 +49,7 @@ __all__ = [
     "SlotPipeline",
     "build_cluster",
     "is_cluster",
+    "lock_node_moves",
     "pipeline",
 ]
 
@@ -249,7 +250,35 @@ def build_cluster(
     # reaches the connection itself, which refuses it)
     if retry is None:
         retry = Retry(SpecBackoff(), spec.reconnect_attempts)
-    return RedisCluster.from_url(spec.url, retry=retry, **kwargs)
+    cluster = RedisCluster.from_url(spec.url, retry=retry, **kwargs)
+    lock_node_moves(cluster)
+    return cluster
+
+
+def lock_node_moves(cluster: RedisCluster) -> None:
+    """Make redis-py move a failed node under its node manager's lock, as it reads them.
+
+    When a node refuses a connection, redis-py (8.1) moves it to the end of the
+    manager's ``startup_nodes`` and ``nodes_cache`` (pop, then insert) without
+    the manager's ``_lock``; another thread that re-reads the slot map at that
+    moment iterates those dicts under the lock and fails with ``RuntimeError:
+    dictionary keys changed during iteration``. In a consumer that is a worker
+    whose job's outcome is not stored during a failover (the job runs again
+    after its lease). The lock is an ``RLock``, and the move takes no other
+    lock, so this adds no lock-order risk. A redis-py without the method or the
+    lock is left as it is.
+    """
+    manager = cluster.nodes_manager
+    lock = getattr(manager, "_lock", None)
+    move = getattr(manager, "move_node_to_end_of_cached_nodes", None)
+    if lock is None or move is None:
+        return
+
+    def move_locked(node_name: str) -> None:
+        with lock:
+            move(node_name)
+
+    manager.move_node_to_end_of_cached_nodes = move_locked  # type: ignore[method-assign]
 
 
 class RedisClients:

@@ -9,6 +9,8 @@ The drain across a master killed mid-way, with real consumers, is in
 
 from __future__ import annotations
 
+import sys
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from redis.crc import key_slot
 
 from framework import current_job
 from framework.application import Hueyard
+from framework.clients import LazyCluster
 from framework.config import parse_settings
 from framework.errors import ConfigError, HueyardError, JobActionError, RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
@@ -355,3 +358,44 @@ def test_a_job_read_while_its_slot_is_being_moved_is_found(tmp_path: Path) -> No
             assert jobs.counts("messages").waiting == 3
         finally:
             app.close()
+
+
+def test_threads_moving_a_failed_node_and_reading_the_slot_map_never_collide(
+    app: Hueyard,
+) -> None:
+    # redis-py moves a node that refused a connection to the end of its node lists; it did
+    # so without its node manager's lock, so a worker re-reading the slot map at that
+    # moment failed with "dictionary keys changed during iteration" (seen in a failover)
+    cluster = app.clients.cluster
+    assert isinstance(cluster, LazyCluster)
+    manager = cluster.resolve().nodes_manager
+    names = list(manager.nodes_cache)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def move() -> None:
+        while not stop.is_set():
+            for name in names:
+                manager.move_node_to_end_of_cached_nodes(name)
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                manager.get_nodes_by_server_type("primary")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython can
+    try:
+        threads = [threading.Thread(target=move), threading.Thread(target=read)]
+        for thread in threads:
+            thread.start()
+        stop.wait(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert sorted(manager.nodes_cache) == sorted(names)
