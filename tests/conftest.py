@@ -3,14 +3,17 @@
 The server is the one at 127.0.0.1:6379 (``.ci/run`` makes sure it answers).
 Tests use database ``$HUEYARD_TEST_REDIS_DB`` (default 15) and flush only that
 database, before and after each test that asks for it; under pytest-xdist
-(``make test`` runs two workers) worker ``gwN`` uses that number minus N. A
+(``make test`` runs four workers) worker ``gwN`` uses that number minus N. A
 missing server fails the run instead of skipping it.
 
-The end-to-end tests and the browser test run one after another, in one
-worker (``xdist_group("serial")``): they time real processes, and two of
-them at once on a small machine would measure each other. An e2e test
+The end-to-end tests and the browser test are dealt, in turn, into
+``SERIAL_LANES`` serial groups (``xdist_group("serial0")``, ...): each group
+runs one test after another in one worker. They time real processes, and
+many at once on a small machine would measure each other; two at once is
+what their margins are made for (two lanes beside two workers of other
+tests keep a 2-core machine busy without starving a timed test). An e2e test
 marked ``untimed`` (no bound on how long anything takes, no race it must win
-against a consumer) runs in either worker, beside the others.
+against a consumer) runs in any worker, beside the others.
 """
 
 from __future__ import annotations
@@ -33,13 +36,19 @@ TEST_DB = int(os.environ.get("HUEYARD_TEST_REDIS_DB", "15")) - _WORKER
 TEST_HOST = os.environ.get("HUEYARD_TEST_REDIS_HOST", "127.0.0.1")
 TEST_PORT = int(os.environ.get("HUEYARD_TEST_REDIS_PORT", "6379"))
 
+SERIAL_LANES = 2
+"""Serial groups the timed tests are dealt into, in turn (``$HUEYARD_TEST_SERIAL_LANES``)."""
+
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    lanes = max(1, int(os.environ.get("HUEYARD_TEST_SERIAL_LANES", SERIAL_LANES)))
+    timed = 0
     for item in items:
         timed_e2e = item.get_closest_marker("e2e") and not item.get_closest_marker("untimed")
         if timed_e2e or item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+            item.add_marker(pytest.mark.xdist_group(f"serial{timed % lanes}"))
+            timed += 1
     if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
         _name_the_groups(items)
 

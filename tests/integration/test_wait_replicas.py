@@ -46,7 +46,11 @@ def test_an_enqueue_confirmed_by_the_replica_returns_and_is_on_the_replica(
 ) -> None:
     replica = replica_of(master)
     try:
-        app = make_app("[queues.work]", registry(), url=master.url, redis_lines="wait_replicas = 1")
+        # (WAIT returns at the replica's answer; 5 s only bounds it on a loaded machine)
+        app = make_app(
+            "[queues.work]", registry(), url=master.url,
+            redis_lines="wait_replicas = 1\nwait_timeout = 5",
+        )  # fmt: skip
         ids = app.enqueue_many("work", "ping", [{"n": n} for n in range(3)])
         # WAIT returned: the replica has every job already, no polling needed
         prefix = app.keys.job("work", "")
