@@ -6,6 +6,7 @@ then ``huey.execute(task)``), against the real Redis server.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -415,7 +416,10 @@ def test_cancel_stops_a_running_job_within_one_renewal_and_it_is_not_retried(
     assert not runner.is_alive()
     record = job(app, job_id)
     assert (record["error"], record["attempts"]) == ("cancelled", "1")
-    assert in_traceback in record["traceback"]
+    if sys.version_info[:2] != (3, 13) or handler_name != "converter":
+        # CPython 3.13 may raise it past the handler's own except (python/cpython#139622,
+        # docs/consumer.md "Timeouts"): the job still fails "cancelled", as checked above
+        assert in_traceback in record["traceback"]
     assert "cancel" not in record
     assert app.result("work", job_id) is None
 
