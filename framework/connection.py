@@ -92,9 +92,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def connection_failure(exc: BaseException, attempts: int) -> str:
+def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:
     """Why Redis could not be used, for "Redis at <url> ..." messages: a server that
     refused us (credentials, TLS) is told apart from one that did not answer, with the fix.
+
+    ``url`` (the config's, redacted) tells a TLS connection (``rediss``): there, a
+    connection reset or closed right away is how a server that asks for client
+    certificates refuses a client without one, when TLS 1.3 lets the reset arrive
+    before the alert.
 
     >>> connection_failure(redis.AuthenticationError("invalid password"), 10)[:30]
     'refused the credentials (Authe'
@@ -121,7 +126,9 @@ def connection_failure(exc: BaseException, attempts: int) -> str:
         )
     if "certificate required" in message or "CERTIFICATE_REQUIRED" in message:
         return f"asks for a client certificate ({text}); set [redis] tls_cert_file and tls_key_file"
-    if "violation of protocol" in message:  # TLS 1.3: a missing client certificate looks so
+    refused = "Connection reset by peer" in message or "Connection closed by server" in message
+    if "violation of protocol" in message or (url.startswith("rediss") and refused):
+        # TLS 1.3: a missing client certificate looks so
         return (
             f"closed the TLS connection ({text}); if it asks for client certificates "
             "(tls-auth-clients), set [redis] tls_cert_file and tls_key_file"

@@ -124,9 +124,10 @@ def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concate
             raise storage_error(exc, f"jobs.{method.__name__}") from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             settings = self.app.settings.redis
+            url = settings.connection.redacted_url
             raise RedisUnavailableError(
-                f"jobs.{method.__name__}: Redis at {settings.connection.redacted_url} "
-                f"{connection_failure(exc, settings.reconnect_attempts)}; check that it runs "
+                f"jobs.{method.__name__}: Redis at {url} "
+                f"{connection_failure(exc, settings.reconnect_attempts, url)}; check that it runs "
                 "and REDIS_URL points at it"
             ) from None
 

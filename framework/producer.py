@@ -219,7 +219,7 @@ class Producer:
             )
             return RedisUnavailableError(
                 f"could not enqueue {spec.name}: Redis at {self.redis_url} "
-                f"{connection_failure(cause, self.reconnect_attempts)}; {lost}",
+                f"{connection_failure(cause, self.reconnect_attempts, self.redis_url)}; {lost}",
                 stored=stored,
             )
         if isinstance(cause, StorageError):

@@ -45,9 +45,10 @@ def _upgrade(args: argparse.Namespace) -> int:
         return _run(app, args)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         settings = app.settings.redis
+        url = settings.connection.redacted_url
         raise RedisUnavailableError(
-            f"Redis at {settings.connection.redacted_url} "
-            f"{connection_failure(exc, settings.reconnect_attempts)}; nothing more was moved. "
+            f"Redis at {url} "
+            f"{connection_failure(exc, settings.reconnect_attempts, url)}; nothing more was moved. "
             "Run hueyard upgrade-keys again when it answers: what moved stays moved"
         ) from None
 
