@@ -31,10 +31,24 @@ from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
 from tests.fake_graph import FakeGraphAPI
 
+
+def _whole(name: str, default: int, least: int) -> int:
+    """The whole number ``$name`` gives (``default`` unset); a clear error otherwise."""
+    text = os.environ.get(name, str(default))
+    if not text.isdigit() or int(text) < least:
+        raise pytest.UsageError(f"{name}={text!r}: give a whole number, {least} or more")
+    return int(text)
+
+
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-TEST_DB = int(os.environ.get("HUEYARD_TEST_REDIS_DB", "15")) - _WORKER
+TEST_DB = _whole("HUEYARD_TEST_REDIS_DB", 15, 0) - _WORKER
+if TEST_DB < 0:
+    raise pytest.UsageError(
+        f"HUEYARD_TEST_REDIS_DB={TEST_DB + _WORKER} leaves xdist worker gw{_WORKER} no database "
+        f"(worker gwN uses it minus N): give {_WORKER} or more, or run fewer workers"
+    )
 TEST_HOST = os.environ.get("HUEYARD_TEST_REDIS_HOST", "127.0.0.1")
-TEST_PORT = int(os.environ.get("HUEYARD_TEST_REDIS_PORT", "6379"))
+TEST_PORT = _whole("HUEYARD_TEST_REDIS_PORT", 6379, 1)
 
 SERIAL_LANES = 2
 """Serial groups the timed tests are dealt into, in turn (``$HUEYARD_TEST_SERIAL_LANES``)."""
@@ -42,7 +56,7 @@ SERIAL_LANES = 2
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    lanes = max(1, int(os.environ.get("HUEYARD_TEST_SERIAL_LANES", SERIAL_LANES)))
+    lanes = _whole("HUEYARD_TEST_SERIAL_LANES", SERIAL_LANES, 1)
     timed = 0
     for item in items:
         timed_e2e = item.get_closest_marker("e2e") and not item.get_closest_marker("untimed")
