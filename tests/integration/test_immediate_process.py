@@ -104,6 +104,37 @@ def test_hueyard_immediate_runs_a_script_without_any_redis(project: Path) -> Non
     ]
 
 
+def test_the_test_mode_runs_job_after_job_under_a_tracer(project: Path) -> None:
+    # Given a script run under a tracer, as `coverage run` or `pytest --cov` runs a user's
+    # tests (each job's end used to leave CPython spinning at the next call, for good)
+    (project / "script.py").write_text(
+        textwrap.dedent("""
+            import sys
+
+            def trace(frame, event, arg):
+                return None
+
+            sys.settrace(trace)
+
+            import framework
+            from shop_handlers import total
+
+            for n in range(3):
+                print("result", framework.result(total.enqueue({"prices": [n, 1]})))
+        """),
+        encoding="utf-8",
+    )
+    # When it enqueues three jobs in the test mode
+    done = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=project, env=project_env(project, HUEYARD_IMMEDIATE="1"),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    # Then each ran, one after the other
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["result 1", "result 2", "result 3"]
+
+
 def test_the_immediate_app_fixture_and_drain_in_a_users_pytest_run(project: Path) -> None:
     # Given a user's tests that use hueyard's fixture (no conftest: pytest finds the plugin)
     (project / "test_shop.py").write_text(
