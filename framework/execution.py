@@ -270,17 +270,27 @@ class QueueHuey(Huey):  # type: ignore[misc]
             if (stopped := run.outcome_of(None)) is not None:
                 raise stopped  # the handler caught its JobTimeout or JobCancelled and returned
             value = dumps_text(result)
-        except KeyboardInterrupt:
-            self._tasks_in_flight.discard(task)
-            keeper.forget(claim)
-            logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
-            self._emit(huey_signals.SIGNAL_INTERRUPTED, task)
-            if getattr(self._local, "here", False):
-                raise  # run_now: Ctrl-C stops the test, after the job went back to waiting
-            return None
+        except KeyboardInterrupt as exc:
+            here = getattr(self._local, "here", False)
+            if not (here or self._stopping()):
+                # Not a shutdown (a worker is interrupted only once its consumer stops, and
+                # a signal never reaches a worker thread): the handler raised it itself.
+                ended = failure = run.outcome_of(exc) or exc
+                outcome, value, trace, delay = self._failure(task, claim, policy, ended)
+            else:
+                self._tasks_in_flight.discard(task)
+                keeper.forget(claim)
+                logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
+                self._emit(huey_signals.SIGNAL_INTERRUPTED, task)
+                if here:
+                    raise  # run_now: Ctrl-C stops the test, after the job went back to waiting
+                return None
         except SerializationError as exc:
             outcome, value, failure = Outcome.FAILED, f"the result is not JSON: {exc}", exc
-        except (Exception, JobCancelled) as exc:
+        except BaseException as exc:
+            # Whatever the handler raised (SystemExit from sys.exit() or argparse,
+            # asyncio.CancelledError, ...) fails the attempt: it never ends the worker,
+            # nor leaves its job active with a lease renewed for as long as the consumer runs.
             ended = failure = run.outcome_of(exc) or exc
             outcome, value, trace, delay = self._failure(task, claim, policy, ended)
         finally:

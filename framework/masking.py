@@ -223,9 +223,10 @@ class Masker:
     # -- exceptions --------------------------------------------------------------------------
 
     def exception(self, exc: BaseException) -> str:
-        """``Type: message`` for a job's error and the log, secrets masked. A pydantic
-        ``ValidationError`` gives its fields and problems without the inputs; a
-        :class:`PayloadError` its own message (it says what it is)."""
+        """``Type: message`` (``Type`` alone for an empty message) for a job's error and
+        the log, secrets masked. A pydantic ``ValidationError`` gives its fields and
+        problems without the inputs; a :class:`PayloadError` its own message (it says
+        what it is)."""
         if isinstance(exc, ValidationError):
             count = exc.error_count()
             text = (
@@ -235,7 +236,8 @@ class Masker:
         elif isinstance(exc, PayloadError):
             text = str(exc)
         else:
-            text = f"{type(exc).__name__}: {exc}"
+            message = str(exc)
+            text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         return self.text(text)
 
     def traceback(self, exc: BaseException) -> str:

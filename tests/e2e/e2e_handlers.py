@@ -24,6 +24,7 @@ an app refuses to compile a handler for an undeclared queue.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -260,6 +261,20 @@ def block(payload: dict[str, Any]) -> dict[str, Any]:
     time.sleep(payload["seconds"])
     record("timed.block", payload["tag"], "end")
     return {"tag": payload["tag"]}
+
+
+@handler("timed")
+def escapes(payload: dict[str, Any]) -> None:
+    """Raises what is not an ``Exception``: ``"exit"`` (``sys.exit(3)``, as argparse does
+    on a bad argument), ``"interrupt"`` (``KeyboardInterrupt``) or ``"cancel"``
+    (``asyncio.CancelledError``, from code run with ``asyncio.run``)."""
+    record("timed.escapes", payload["tag"], "start")
+    raised: dict[str, BaseException] = {
+        "exit": SystemExit(3),
+        "interrupt": KeyboardInterrupt(),
+        "cancel": asyncio.CancelledError(),
+    }
+    raise raised[payload["tag"]]
 
 
 @handler("retry")

@@ -57,6 +57,32 @@ def test_a_runaway_job_stops_at_its_timeout_and_the_next_job_starts_right_after(
 
 
 @pytest.mark.untimed
+@pytest.mark.parametrize("worker_type", WORKER_TYPES)
+def test_a_handler_that_raises_what_is_not_an_exception_fails_its_job_and_keeps_its_worker(
+    e2e: E2E, worker_type: str
+) -> None:
+    # Given the only worker of "timed" (one attempt), and jobs whose handler raises
+    # SystemExit, KeyboardInterrupt and asyncio.CancelledError, then an ordinary job
+    consumer = e2e.start_consumer("-k", worker_type, env=TIMED)
+    raised = {
+        tag: handlers.escapes.enqueue({"tag": tag}) for tag in ("exit", "interrupt", "cancel")
+    }
+    after = handlers.spin.enqueue({"tag": "after", "seconds": 0})
+
+    # Then each of them failed, naming what it raised, once: none killed the worker or
+    # stayed active, and the KeyboardInterrupt was not taken for a shutdown
+    assert e2e.wait_final_error("timed", raised["exit"]) == "SystemExit: 3"
+    assert e2e.wait_final_error("timed", raised["interrupt"]) == "KeyboardInterrupt"
+    assert e2e.wait_final_error("timed", raised["cancel"]) == "CancelledError"
+    assert len(e2e.records.starts(tag="interrupt")) == 1
+    assert "interrupted by shutdown" not in consumer.log()
+
+    # And the same worker runs the next job
+    assert e2e.wait_result("timed", after) == {"tag": "after"}
+    assert consumer.running()
+
+
+@pytest.mark.untimed
 def test_under_a_tracer_a_consumer_runs_job_after_job_stops_a_timeout_and_exits(
     e2e: E2E,
 ) -> None:
