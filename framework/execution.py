@@ -248,7 +248,18 @@ class QueueHuey(Huey):  # type: ignore[misc]
     # -- execute ---------------------------------------------------------------------------
 
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Outcome | None:
-        """Run a claimed job; return the outcome stored (None: dropped, or interrupted)."""
+        """Run a claimed job; return the outcome stored (None: dropped, or interrupted).
+
+        However it ends, its lease is no longer renewed after: a job whose outcome could
+        not be stored (a hook that raised, Redis gone) is recovered once the lease runs
+        out, never held active for as long as this consumer runs."""
+        claim, _ = task.hueyard
+        try:
+            return self._execute(task)
+        finally:
+            LeaseKeeper.for_process().forget(claim)
+
+    def _execute(self, task: Task) -> Outcome | None:
         claim, policy = task.hueyard
         keeper = LeaseKeeper.for_process()
         if self._pre_execute and not self._pre_executed(task, claim, keeper):

@@ -236,7 +236,7 @@ class Masker:
         elif isinstance(exc, PayloadError):
             text = str(exc)
         else:
-            message = str(exc)
+            message = _message_of(exc)
             text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         return self.text(text)
 
@@ -318,3 +318,13 @@ def _balanced_end(text: str, start: int) -> int:
                 return index + 1
         index += 1
     return len(text)
+
+
+def _message_of(exc: BaseException) -> str:
+    """``str(exc)``, or what Python's tracebacks say when that raises or is not text
+    (a handler's exception class may break its own ``__str__``)."""
+    try:
+        message = str(exc)
+    except Exception:
+        return "<exception str() failed>"
+    return message

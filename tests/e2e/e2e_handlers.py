@@ -263,16 +263,25 @@ def block(payload: dict[str, Any]) -> dict[str, Any]:
     return {"tag": payload["tag"]}
 
 
+class Unprintable(Exception):
+    """An exception whose own ``__str__`` fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
 @handler("timed")
 def escapes(payload: dict[str, Any]) -> None:
-    """Raises what is not an ``Exception``: ``"exit"`` (``sys.exit(3)``, as argparse does
-    on a bad argument), ``"interrupt"`` (``KeyboardInterrupt``) or ``"cancel"``
-    (``asyncio.CancelledError``, from code run with ``asyncio.run``)."""
+    """Raises what a failure's description does not expect: ``"exit"`` (``sys.exit(3)``,
+    as argparse does on a bad argument), ``"interrupt"`` (``KeyboardInterrupt``),
+    ``"cancel"`` (``asyncio.CancelledError``, from code run with ``asyncio.run``), or
+    ``"unprintable"`` (an exception that cannot be turned into text)."""
     record("timed.escapes", payload["tag"], "start")
     raised: dict[str, BaseException] = {
         "exit": SystemExit(3),
         "interrupt": KeyboardInterrupt(),
         "cancel": asyncio.CancelledError(),
+        "unprintable": Unprintable(),
     }
     raise raised[payload["tag"]]
 

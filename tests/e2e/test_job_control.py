@@ -62,11 +62,11 @@ def test_a_handler_that_raises_what_is_not_an_exception_fails_its_job_and_keeps_
     e2e: E2E, worker_type: str
 ) -> None:
     # Given the only worker of "timed" (one attempt), and jobs whose handler raises
-    # SystemExit, KeyboardInterrupt and asyncio.CancelledError, then an ordinary job
+    # SystemExit, KeyboardInterrupt, asyncio.CancelledError and an exception that cannot
+    # be turned into text, then an ordinary job
     consumer = e2e.start_consumer("-k", worker_type, env=TIMED)
-    raised = {
-        tag: handlers.escapes.enqueue({"tag": tag}) for tag in ("exit", "interrupt", "cancel")
-    }
+    tags = ("exit", "interrupt", "cancel", "unprintable")
+    raised = {tag: handlers.escapes.enqueue({"tag": tag}) for tag in tags}
     after = handlers.spin.enqueue({"tag": "after", "seconds": 0})
 
     # Then each of them failed, naming what it raised, once: none killed the worker or
@@ -74,6 +74,8 @@ def test_a_handler_that_raises_what_is_not_an_exception_fails_its_job_and_keeps_
     assert e2e.wait_final_error("timed", raised["exit"]) == "SystemExit: 3"
     assert e2e.wait_final_error("timed", raised["interrupt"]) == "KeyboardInterrupt"
     assert e2e.wait_final_error("timed", raised["cancel"]) == "CancelledError"
+    unprintable = e2e.wait_final_error("timed", raised["unprintable"])
+    assert unprintable == "Unprintable: <exception str() failed>"
     assert len(e2e.records.starts(tag="interrupt")) == 1
     assert "interrupted by shutdown" not in consumer.log()
 

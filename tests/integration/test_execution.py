@@ -303,6 +303,31 @@ def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
     assert state(app, job_id) == "completed"
 
 
+def test_a_run_that_ends_abnormally_holds_no_lease_and_its_job_is_recovered(
+    app: Hueyard,
+) -> None:
+    # Given a Huey post-execute hook that raises what no hook should (Huey's hook runner
+    # catches Exception only), so the job's run ends before its outcome is stored
+    huey: QueueHuey = app.queue("work").huey
+
+    @huey.post_execute()
+    def leave(task: Any, value: Any, exc: BaseException | None) -> None:
+        raise SystemExit("a hook exited")
+
+    job_id = app.enqueue("work", "ok", {"n": 1})
+    with pytest.raises(SystemExit):
+        run_one(app)
+
+    # Then its lease is no longer renewed: recovery takes the job back once the lease
+    # (2 s) runs out, instead of finding it held for as long as the process runs
+    storage = huey.storage
+    deadline = time.monotonic() + 6
+    while storage.recover() == (0, 0):
+        assert time.monotonic() < deadline, "the job is still held"
+        time.sleep(0.25)
+    assert state(app, job_id) == "waiting"
+
+
 @pytest.fixture
 def abandoned() -> Iterator[list[tuple[str, int]]]:
     """The lease keeper gives up on a stuck thread after 1 s; the threads it gave up on."""

@@ -176,3 +176,17 @@ def test_a_traceback_masks_chained_exceptions_too() -> None:
         trace = DEFAULT_MASKER.traceback(exc)
     assert "inner-secret" not in trace and "outer-secret" not in trace
     assert "RuntimeError" in trace and "KeyError" in trace
+
+
+def test_an_exception_that_cannot_be_turned_into_text_is_still_described() -> None:
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    class NotText(Exception):
+        def __str__(self) -> str:
+            return 42  # type: ignore[return-value]  # noqa: PLE0307
+
+    assert DEFAULT_MASKER.exception(Broken()) == "Broken: <exception str() failed>"
+    assert DEFAULT_MASKER.exception(NotText()) == "NotText: <exception str() failed>"
+    assert DEFAULT_MASKER.exception(KeyboardInterrupt()) == "KeyboardInterrupt"
