@@ -37,6 +37,7 @@ from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
 from framework.options import EnqueuedIds, EnqueueOptions, Outcome
 from framework.outcomes import store_outcome
+from framework.payloads import result_too_large
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
 from framework.record import Claim
 from framework.serializer import dumps_text, loads
@@ -280,7 +281,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 result = task.execute()
             if (stopped := run.outcome_of(None)) is not None:
                 raise stopped  # the handler caught its JobTimeout or JobCancelled and returned
-            value = dumps_text(result)
+            outcome, value, failure = self._encoded(result)
         except KeyboardInterrupt as exc:
             here = getattr(self._local, "here", False)
             if not (here or self._stopping()):
@@ -322,6 +323,20 @@ class QueueHuey(Huey):  # type: ignore[misc]
         finally:
             keeper.forget(claim)
         return self._told(task, claim, outcome, released=released, delay=delay, started=started)
+
+    def _encoded(self, result: Any) -> tuple[Outcome, str, BaseException | None]:
+        """``result`` as stored, JSON (a :class:`SerializationError` when it is not), or
+        the failure of a result over the queue's ``max_payload_bytes``: a result is kept
+        like a payload, and a larger one fails its job (not retried: the same result
+        would fail again)."""
+        value = dumps_text(result)
+        limit = self.storage.policy.max_payload_bytes
+        # UTF-8 takes at most 4 bytes a character: most results need no encoding here
+        if len(value) > limit // 4 and (
+            refused := result_too_large(len(value.encode()), limit=limit, queue=self.name)
+        ):
+            return Outcome.FAILED, refused, HueyardError(refused)
+        return Outcome.COMPLETED, value, None
 
     def _told(
         self,

@@ -27,7 +27,7 @@ from framework import defaults
 from framework.errors import PayloadError
 from framework.serializer import nesting, too_deep
 
-__all__ = ["check_depth", "check_size", "check_text", "field_path"]
+__all__ = ["check_depth", "check_size", "check_text", "field_path", "result_too_large"]
 
 _REFERENCE = "store the data elsewhere (object storage, a table) and pass a reference"
 
@@ -41,6 +41,18 @@ def check_size(encoded: bytes, name: str, *, limit: int, queue: str) -> None:
             f"bytes: raise max_payload_bytes (now {limit}, in [queues.{queue}] or [defaults]) "
             f"to at least {size}, or {_REFERENCE} (its id or URL); nothing was enqueued"
         )
+
+
+def result_too_large(size: int, *, limit: int, queue: str) -> str | None:
+    """Why a result of ``size`` bytes of JSON is not stored, or None when it fits: a
+    result is kept like a payload, under the queue's ``max_payload_bytes``."""
+    if size <= limit:
+        return None
+    return (
+        f"the result is {size:,} bytes as JSON, over the limit of {limit:,} bytes: return "
+        f"less, or {_REFERENCE}; or raise max_payload_bytes (now {limit}, in "
+        f"[queues.{queue}] or [defaults])"
+    )
 
 
 def check_depth(

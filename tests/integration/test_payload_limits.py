@@ -25,7 +25,9 @@ from framework import defaults
 from framework.application import Hueyard
 from framework.errors import OptionError, PayloadError
 from framework.handlers import Handler, HandlerRegistry, handler
+from framework.jobs import Jobs
 from framework.runtime import reset_app, set_app
+from framework.testing import drain
 from tests.conftest import AppFactory, app_toml
 from tests.integration.cli_runner import run, run_process
 
@@ -69,6 +71,10 @@ class Handlers:
 
         @handler("roomy", registry=self.registry)
         def roomy_take(payload: dict[str, Any]) -> None: ...
+
+        @handler("small", registry=self.registry)
+        def repeat(payload: dict[str, Any]) -> str:
+            return str(payload["text"]) * int(payload["times"])
 
         self.take: Handler[None] = take
         self.order: Handler[None] = order
@@ -407,3 +413,36 @@ def test_hueyard_enqueue_refuses_a_bad_payload_in_one_line(
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert redis_conn.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "times", "stored_bytes"),
+    [("x", 2046, 2048), ("x", 2047, 2049), ("\u00e9", 1023, 2048), ("\u00e9", 1024, 2050)],
+    ids=["ascii-at-limit", "ascii-over", "two-byte-at-limit", "two-byte-over"],
+)
+def test_a_result_is_kept_under_the_queues_payload_limit_or_fails_its_job(
+    app: Hueyard, text: str, times: int, stored_bytes: int
+) -> None:
+    # Given a handler of "small" (max_payload_bytes = 2048) whose result is a JSON string
+    # of `stored_bytes` bytes (its characters, in UTF-8, and two quotes)
+    job_id = app.enqueue("small", "repeat", {"text": text, "times": times})
+
+    # When it runs
+    drained = drain("small", app=app)
+
+    # Then a result within the limit completes the job; a larger one fails it, once,
+    # saying how large it was and what to do, and is not stored
+    info = Jobs(app).get(job_id)
+    assert info is not None
+    if stored_bytes <= 2048:
+        assert drained.completed == 1
+        assert app.result("small", job_id) == text * times
+    else:
+        assert drained.failed == 1
+        assert (info.state, info.attempts) == ("failed", 1)
+        assert info.error == (
+            f"the result is {stored_bytes:,} bytes as JSON, over the limit of 2,048 bytes: "
+            "return less, or store the data elsewhere (object storage, a table) and pass a "
+            "reference; or raise max_payload_bytes (now 2048, in [queues.small] or "
+            "[defaults])"
+        )
