@@ -251,14 +251,15 @@ class QueueHuey(Huey):  # type: ignore[misc]
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Outcome | None:
         """Run a claimed job; return the outcome stored (None: dropped, or interrupted).
 
-        However it ends, its lease is no longer renewed after: a job whose outcome could
-        not be stored (a hook that raised, Redis gone) is recovered once the lease runs
-        out, never held active for as long as this consumer runs."""
-        claim, _ = task.hueyard
+        However it ends, its lease is no longer renewed after (every way out of
+        :meth:`_execute` forgets it, and a raise does here): a job whose outcome could not
+        be stored (a hook that raised, Redis gone) is recovered once the lease runs out,
+        never held active for as long as this consumer runs."""
         try:
             return self._execute(task)
-        finally:
-            LeaseKeeper.for_process().forget(claim)
+        except BaseException:
+            LeaseKeeper.for_process().forget(task.hueyard[0])
+            raise
 
     def _execute(self, task: Task) -> Outcome | None:
         claim, policy = task.hueyard
