@@ -74,65 +74,57 @@ def project_env(project: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_hueyard_immediate_runs_a_script_without_any_redis(project: Path) -> None:
-    # Given a script that enqueues and reads results as a producer would
-    (project / "script.py").write_text(
-        textwrap.dedent("""
-            import framework
-            from framework.jobs import Jobs
-            from shop_handlers import total, refuse
-
-            job_id = total.enqueue({"prices": [2, 3, 5]})
-            print("result", framework.result(job_id))
-            failed = refuse.enqueue({})
-            info = Jobs(framework.get_app()).get(failed)
-            print("failed", info.state, info.attempts, info.error)
-        """),
-        encoding="utf-8",
-    )
-    # When it runs with HUEYARD_IMMEDIATE=1 and Redis unreachable
+def run_script(project: Path, source: str) -> list[str]:
+    """Run ``source`` as the project's script with ``HUEYARD_IMMEDIATE=1`` (and Redis
+    unreachable); its output lines, once it exited 0."""
+    (project / "script.py").write_text(textwrap.dedent(source), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "script.py"],
         cwd=project, env=project_env(project, HUEYARD_IMMEDIATE="1"),
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    # Then every job ran to its end, in memory
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "result 10",
-        "failed failed 2 ValueError: refused on attempt 2",
-    ]
+    return done.stdout.splitlines()
+
+
+def test_hueyard_immediate_runs_a_script_without_any_redis(project: Path) -> None:
+    # Given a script that enqueues and reads results as a producer would
+    script = """
+        import framework
+        from framework.jobs import Jobs
+        from shop_handlers import total, refuse
+
+        job_id = total.enqueue({"prices": [2, 3, 5]})
+        print("result", framework.result(job_id))
+        failed = refuse.enqueue({})
+        info = Jobs(framework.get_app()).get(failed)
+        print("failed", info.state, info.attempts, info.error)
+    """
+    # When it runs with HUEYARD_IMMEDIATE=1 and Redis unreachable
+    lines = run_script(project, script)
+    # Then every job ran to its end, in memory
+    assert lines == ["result 10", "failed failed 2 ValueError: refused on attempt 2"]
 
 
 def test_the_test_mode_runs_job_after_job_under_a_tracer(project: Path) -> None:
     # Given a script run under a tracer, as `coverage run` or `pytest --cov` runs a user's
     # tests (each job's end used to leave CPython spinning at the next call, for good)
-    (project / "script.py").write_text(
-        textwrap.dedent("""
-            import sys
+    script = """
+        import sys
 
-            def trace(frame, event, arg):
-                return None
+        def trace(frame, event, arg):
+            return None
 
-            sys.settrace(trace)
+        sys.settrace(trace)
 
-            import framework
-            from shop_handlers import total
+        import framework
+        from shop_handlers import total
 
-            for n in range(3):
-                print("result", framework.result(total.enqueue({"prices": [n, 1]})))
-        """),
-        encoding="utf-8",
-    )
-    # When it enqueues three jobs in the test mode
-    done = subprocess.run(
-        [sys.executable, "script.py"],
-        cwd=project, env=project_env(project, HUEYARD_IMMEDIATE="1"),
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    # Then each ran, one after the other
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["result 1", "result 2", "result 3"]
+        for n in range(3):
+            print("result", framework.result(total.enqueue({"prices": [n, 1]})))
+    """
+    # When it enqueues three jobs in the test mode, then each ran, one after the other
+    assert run_script(project, script) == ["result 1", "result 2", "result 3"]
 
 
 def test_the_immediate_app_fixture_and_drain_in_a_users_pytest_run(project: Path) -> None:
