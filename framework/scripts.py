@@ -508,10 +508,7 @@ def storage_error(
                 kind = found_kind.decode() if isinstance(found_kind, bytes) else found_kind
         return _wrong_type(key, kind, wanted, f"{what} failed")
     if found is None:
-        return StorageError(
-            f"Redis answered {what} with an error: {text}. A key under the app's prefix "
-            "holds data hueyard did not write; look for it with redis-cli --scan and TYPE"
-        )
+        return StorageError(f"Redis answered {what} with an error: {text}. {_hint(text)}")
     code, rest = found.group("code"), found.group("rest")
     if code == "WRONGTYPE":
         kind, wanted, key = rest.split(" ", 2)
@@ -527,6 +524,39 @@ def storage_error(
         f"job's record can not be stored there; {what} stopped before writing anything of "
         "its batch. Enqueue again (new ids), and look at the key: hueyard did not write it"
     )
+
+
+_HINTS = (
+    (
+        ("DB index is out of range",),
+        "The database number of [redis] url (or REDIS_DB) is not one this server has: "
+        "it has `databases` of them (redis-cli CONFIG GET databases), numbered from 0",
+    ),
+    (
+        ("NOPERM",),
+        "The Redis user of [redis] url may not run this command or touch this key (ACL): "
+        "grant it the commands and the keys under the app's prefix, or use another user",
+    ),
+    (
+        ("unknown command", "unknown subcommand"),
+        "This Redis lacks a command hueyard uses (a server too old, or a command "
+        "renamed or disabled in its config)",
+    ),
+)
+"""An error Redis answered, by what its text holds -> what to do about it."""
+
+_DATA_HINT = (
+    "A key under the app's prefix may hold data hueyard did not write; look for it with "
+    "redis-cli --scan and TYPE"
+)
+
+
+def _hint(text: str) -> str:
+    """What to do about an error Redis answered that hueyard's scripts did not name."""
+    for marks, hint in _HINTS:
+        if any(mark in text for mark in marks):
+            return hint
+    return _DATA_HINT
 
 
 def _wrong_type(key: str, kind: str, wanted: str, happened: str) -> StorageError:
