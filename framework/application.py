@@ -26,6 +26,7 @@ from framework.errors import ConfigError, QueueError
 from framework.fanin import Relay
 from framework.handlers import REGISTRY, HandlerRegistry, HandlerSpec
 from framework.keys import Keys
+from framework.leases import LeaseKeeper
 from framework.masking import Masker
 from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.producer import Producer
@@ -247,8 +248,18 @@ class Hueyard:
         )
 
     def close(self) -> None:
-        """Let go of Redis: the pool's connections and the cache's health probe."""
+        """Let go of Redis: the pool's connections and the cache's health probe, and the
+        leases of any job this app claimed and still holds (another consumer recovers it
+        once its lease runs out, as after a crash)."""
         self.registry.unbind(self)
+        let_go = LeaseKeeper.let_go([runtime.storage for runtime in self.queues.values()])
+        if let_go:
+            logger.warning(
+                "closing with %d claimed job(s) still held (%s): each is recovered once "
+                "its lease runs out",
+                len(let_go),
+                ", ".join(claim.id for claim in let_go[:5]) + (", ..." if len(let_go) > 5 else ""),
+            )
         if "cache" in self.__dict__:
             self.cache.close()
         self.clients.disconnect()

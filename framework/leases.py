@@ -148,6 +148,23 @@ class LeaseKeeper:
         with self._lock:
             self._running.pop(claim.token, None)
 
+    @classmethod
+    def let_go(cls, storages: list[JobStorage]) -> list[Claim]:
+        """Stop keeping the claims made through ``storages`` (their app is closing).
+
+        Their leases are no longer renewed and their timeouts no longer watched, so
+        another consumer recovers those jobs once their leases run out, as after a
+        crash. A run still going on in a thread of this process may still store its
+        outcome, as long as its lease holds. Returns the claims let go (none where
+        this process has no keeper)."""
+        keeper = cls._instance
+        if keeper is None or keeper.pid != forks.pid():
+            return []
+        ours = {id(storage) for storage in storages}
+        with keeper._lock:
+            gone = [t for t, entry in keeper._running.items() if id(entry.storage) in ours]
+            return [keeper._running.pop(token).claim for token in gone]
+
     def running_handler(self, claim: Claim) -> HandlerRun:
         """The block in which :class:`JobTimeout` or :class:`JobCancelled` may be raised."""
         with self._lock:

@@ -328,6 +328,35 @@ def test_a_run_that_ends_abnormally_holds_no_lease_and_its_job_is_recovered(
     assert state(app, job_id) == "waiting"
 
 
+def test_closing_an_app_lets_go_of_the_jobs_it_claimed_and_another_recovers_them(
+    app: Hueyard, make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a job claimed through Huey's own dequeue (a timeout of 1 s) and never run
+    job_id = app.enqueue("slow", "spin", {"seconds": 1})
+    task = app.queue("slow").huey.dequeue()
+    assert task is not None and task.id == job_id
+    keeper = LeaseKeeper.for_process()
+    assert job_id in [claim.id for claim in keeper.running()]
+
+    # When its app closes
+    with caplog.at_level("WARNING", logger="hueyard"):
+        app.close()
+
+    # Then the process keeps neither its lease nor its timeout: nothing stops or
+    # abandons it later (it used to be told "timed out" a second later, in whatever
+    # the process ran then), and another app recovers it once the lease (2 s) runs out
+    assert job_id not in [claim.id for claim in keeper.running()]
+    assert f"closing with 1 claimed job(s) still held ({job_id})" in caplog.text
+    other = make_app(CONFIG, HandlerRegistry(), prefix="ex")
+    storage = other.queue("slow").huey.storage
+    deadline = time.monotonic() + 6
+    while storage.recover() == (0, 0):
+        assert time.monotonic() < deadline, "the job is still held"
+        time.sleep(0.25)
+    assert state(other, job_id) == "waiting"
+    assert "stopping it" not in caplog.text
+
+
 @pytest.fixture
 def abandoned() -> Iterator[list[tuple[str, int]]]:
     """The lease keeper gives up on a stuck thread after 1 s; the threads it gave up on."""
