@@ -6,12 +6,16 @@ stopped: a test that stops Redis starts its own with :class:`RedisServer`.
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 import weakref
+from pathlib import Path
 from types import TracebackType
 
 import redis
@@ -19,12 +23,51 @@ import redis
 __all__ = ["RedisServer", "free_port"]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (Linux's default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_LOWEST = 10000
+_SLICE = 1000
+
+
+def _slice() -> range:
+    """This process's ports: below the ephemeral range, one slice per xdist worker.
+
+    Below the ephemeral range, because a port taken from it (``bind(("", 0))``)
+    may be the one the kernel gives a client's outgoing connection before the
+    server binds it: the server then fails to start, or a client that waits for
+    it connects to itself (TCP's simultaneous open) and reads its own command
+    back. One slice per worker, so two workers never hand out the same port.
+    """
+    low = _ephemeral_range()[0]
+    slices = max((low - _LOWEST) // _SLICE, 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = _LOWEST + (worker % slices) * _SLICE
+    return range(start, start + _SLICE)
+
+
+_handed_out = itertools.count(random.randrange(_SLICE))
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port nothing listens on right now, outside the ephemeral range, never one
+    this process handed out in its last thousand calls (see :func:`_slice`)."""
+    ports = _slice()
+    for _ in range(len(ports)):
+        port = ports[next(_handed_out) % len(ports)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 class RedisServer:
