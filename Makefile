@@ -20,7 +20,7 @@ demo: install redis
 	$(PY) -m pipelines._demo
 
 test: install redis chromium
-	$(PY) -m pytest -n 4 --dist loadgroup
+	$(PY) -m pytest -n 5 --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .

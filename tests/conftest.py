@@ -3,15 +3,16 @@
 The server is the one at 127.0.0.1:6379 (``.ci/run`` makes sure it answers).
 Tests use database ``$HUEYARD_TEST_REDIS_DB`` (default 15) and flush only that
 database, before and after each test that asks for it; under pytest-xdist
-(``make test`` runs four workers) worker ``gwN`` uses that number minus N. A
+(``make test`` runs five workers) worker ``gwN`` uses that number minus N. A
 missing server fails the run instead of skipping it.
 
 The end-to-end tests and the browser test are dealt, in turn, into
 ``SERIAL_LANES`` serial groups (``xdist_group("serial0")``, ...): each group
 runs one test after another in one worker. They time real processes, and
-many at once on a small machine would measure each other; two at once is
-what their margins are made for (two lanes beside two workers of other
-tests keep a 2-core machine busy without starving a timed test). An e2e test
+many at once on a small machine would measure each other; three at once is
+what their margins are made for (most of their time is spent waiting for
+consumers, so three lanes beside two workers of other tests keep a 2-core
+machine busy without starving a timed test: docs/testing.md). An e2e test
 marked ``untimed`` (no bound on how long anything takes, no race it must win
 against a consumer) runs in any worker, beside the others.
 """
@@ -50,7 +51,7 @@ if TEST_DB < 0:
 TEST_HOST = os.environ.get("HUEYARD_TEST_REDIS_HOST", "127.0.0.1")
 TEST_PORT = _whole("HUEYARD_TEST_REDIS_PORT", 6379, 1)
 
-SERIAL_LANES = 2
+SERIAL_LANES = 3
 """Serial groups the timed tests are dealt into, in turn (``$HUEYARD_TEST_SERIAL_LANES``)."""
 
 

@@ -106,6 +106,17 @@ def signed_in(browser: Any) -> tuple[Any, Any, list[str]]:
     return context, page, problems
 
 
+def follow(page: Any, target: Any) -> None:
+    """Click ``target`` (a selector or a locator), which leads to another page, and wait
+    until that page has loaded: a click returns as soon as it was made, and reading the
+    page then (its title, URL or headings) could read the page being left."""
+    with page.expect_navigation():
+        if isinstance(target, str):
+            page.click(target)
+        else:
+            target.click()
+
+
 def shoot(page: Any, path: Path, name: str) -> None:
     page.screenshot(path=str(path), full_page=True)
     if SCREENSHOTS:
@@ -131,18 +142,18 @@ def test_retry_a_failed_job_and_watch_it_complete(
     shoot(page, tmp_path / "overview.png", "overview.png")
 
     # ... open the queue, its failed tab, and the job
-    page.click("td a[href='/admin/queues/work']")
-    page.click(".tabs a[href*='state=failed']")
+    follow(page, "td a[href='/admin/queues/work']")
+    follow(page, ".tabs a[href*='state=failed']")
     assert "state=failed" in page.url
-    page.click(f"a:has-text('{job_id}')")
+    follow(page, f"a:has-text('{job_id}')")
     assert page.locator("h1 .badge").inner_text() == "failed"
     assert "<b>Ada</b>" in page.locator("section[aria-label=payload] pre").inner_text()
 
     # ... retry it, through the confirm step
-    page.click("button:has-text('Retry')")
+    follow(page, "button:has-text('Retry')")
     assert page.locator("h1").inner_text() == "Are you sure?"
     shoot(page, tmp_path / "confirm.png", "confirm.png")
-    page.click("#confirm")
+    follow(page, "#confirm")
     assert page.locator("[role=status]").inner_text() == "Job back to waiting."
     assert page.locator("h1 .badge").inner_text() == "waiting"
 
@@ -193,9 +204,9 @@ def test_cancel_a_running_job_from_the_active_tab(
 
     # When ops open the queue's Active tab and cancel it, through the confirm step
     page.goto(f"{served}/admin/queues/work?state=active")
-    page.click(f"tr:has-text('{job_id}') button:has-text('Cancel')")
+    follow(page, f"tr:has-text('{job_id}') button:has-text('Cancel')")
     assert page.locator("h1").inner_text() == "Are you sure?"
-    page.click("#confirm")
+    follow(page, "#confirm")
     assert page.locator("[role=status]").inner_text().startswith("Cancel requested")
     shoot(page, tmp_path / "cancel-requested.png", "cancel-requested.png")
 
@@ -232,7 +243,7 @@ def test_run_a_schedule_now_and_open_its_job(
         context, page, problems = signed_in(browser)
         # When ops open the Schedules page from the navigation
         page.goto(f"{served}/admin/queues")
-        page.click("header nav a:has-text('Schedules')")
+        follow(page, "header nav a:has-text('Schedules')")
         assert page.title() == "Schedules · hueyard"
         row = page.locator("#schedule-hourly_sync")
         assert "push the <b>CRM</b> contacts" in row.inner_text()
@@ -240,10 +251,10 @@ def test_run_a_schedule_now_and_open_its_job(
         shoot(page, tmp_path / "schedules.png", "schedules.png")
 
         # ... and run it now, through the confirm step
-        row.locator("button:has-text('Run now')").click()
+        follow(page, row.locator("button:has-text('Run now')"))
         assert page.locator("h1").inner_text() == "Are you sure?"
         assert "Run schedule hourly_sync now" in page.locator(".panel p").inner_text()
-        page.click("#confirm")
+        follow(page, "#confirm")
 
         # Then the page names the job it enqueued, and links to it
         notice = page.locator("[role=status]")
@@ -254,7 +265,7 @@ def test_run_a_schedule_now_and_open_its_job(
         assert Jobs(app).get(job_id) is not None
         assert page.locator("#schedule-hourly_sync a").filter(has_text=job_id).count() == 1
         shoot(page, tmp_path / "schedules-ran.png", "schedules-ran.png")
-        notice.locator("a").click()
+        follow(page, notice.locator("a"))
         assert page.locator("h1").inner_text().startswith(job_id)
         assert page.locator("h1 .badge").inner_text() == "waiting"
         assert (
