@@ -62,6 +62,7 @@ A :class:`~framework.errors.HueyardError` raised by a ``run`` is printed as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -82,7 +83,7 @@ from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.options import shown
 from framework.runtime import get_app
 from framework.schedule_cli import add_schedule_commands
-from framework.textgrid import grid, moment, utc
+from framework.textgrid import grid, moment, printable_output, utc
 from framework.upgrade_cli import add_upgrade_command
 
 __all__ = ["COMMANDS_GROUP", "AddCommands", "RunCommand", "Subcommands", "main"]
@@ -250,14 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown and not isinstance(run, _Unavailable):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except OptionError as exc:  # an option's value: a usage error
-        print(f"hueyard: error: {exc}", file=sys.stderr)
-        return 2
-    except HueyardError as exc:
-        print(f"hueyard: error: {exc}", file=sys.stderr)
-        return 1
+    # What hueyard's own commands print shows others' text (payloads, errors, log lines
+    # from Redis): never as escape sequences a terminal would act on. A plugin's command
+    # (the dashboard's servers) keeps its own streams.
+    own = getattr(run, "__module__", type(run).__module__).startswith("framework.")
+    with printable_output() if own else contextlib.nullcontext():
+        try:
+            return run(args)
+        except OptionError as exc:  # an option's value: a usage error
+            print(f"hueyard: error: {exc}", file=sys.stderr)
+            return 2
+        except HueyardError as exc:
+            print(f"hueyard: error: {exc}", file=sys.stderr)
+            return 1
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -519,7 +525,7 @@ def _retry(args: argparse.Namespace) -> int:
     place = jobs.find(args.job_id)
     where = f"it is {place.state} in queue {place.queue!r}" if place else "no queue has it"
     print(
-        f"hueyard: error: job {args.job_id} is not a failed job of queue {args.queue!r}; {where}",
+        f"hueyard: error: job {args.job_id!r} is not a failed job of queue {args.queue!r}; {where}",
         file=sys.stderr,
     )
     return 1

@@ -423,7 +423,7 @@ class Jobs:
         moved, kept = self._call("retry", queue, q, limit=1, ids=[job_id])
         if kept:
             raise JobActionError(
-                f"job {job_id} of queue {queue!r} stays failed: its record is corrupt "
+                f"job {job_id!r} of queue {queue!r} stays failed: its record is corrupt "
                 f"({kept[1].decode(errors='replace')}); correct the field (HSET) and retry "
                 "it, or remove it"
             )
@@ -493,12 +493,12 @@ class Jobs:
         }
         answer = self.scripts.call("cancel", q, args=args).decode()
         if answer == "finished":
-            raise JobActionError(f"job {job_id} of queue {queue!r} has finished already")
+            raise JobActionError(f"job {job_id!r} of queue {queue!r} has finished already")
         if answer == "other":
-            raise JobActionError(f"job {job_id} belongs to another queue than {queue!r}")
+            raise JobActionError(f"job {job_id!r} belongs to another queue than {queue!r}")
         if answer == "unknown":
             self._elsewhere(queue, job_id)
-            raise JobActionError(f"no job {job_id} in queue {queue!r}")
+            raise JobActionError(f"no job {job_id!r} in queue {queue!r}")
         if answer == "cancelled":  # a child's parent hears of it now (framework/fanin.py)
             self.app.relay.deliver_now(queue)
         return Cancel(answer)
@@ -509,7 +509,7 @@ class Jobs:
         see another's jobs)."""
         place = self.find(job_id)
         if place is not None and place.queue != queue:
-            raise JobActionError(f"job {job_id} belongs to queue {place.queue!r}, not {queue!r}")
+            raise JobActionError(f"job {job_id!r} belongs to queue {place.queue!r}, not {queue!r}")
 
     @_redis_errors
     def remove(self, queue: str, job_id: str) -> bool:
@@ -527,7 +527,7 @@ class Jobs:
         owner = self._owner(record_of(replies[0]))
         # a key that is not a record has no owner: remove deletes it like one
         if owner is not None and owner != queue:
-            raise JobActionError(f"job {job_id} belongs to queue {owner!r}, not {queue!r}")
+            raise JobActionError(f"job {job_id!r} belongs to queue {owner!r}, not {queue!r}")
         removed = int(
             self.scripts.call(
                 "remove",
@@ -541,10 +541,10 @@ class Jobs:
             )
         )
         if removed == -2:
-            raise JobActionError(f"job {job_id} belongs to another queue than {queue!r}")
+            raise JobActionError(f"job {job_id!r} belongs to another queue than {queue!r}")
         if removed < 0:
             raise JobActionError(
-                f"job {job_id} on queue {queue!r} is active (a worker runs it) and can not be "
+                f"job {job_id!r} on queue {queue!r} is active (a worker runs it) and can not be "
                 "removed; wait until it finishes, then remove it"
             )
         if removed == 0:

@@ -1,12 +1,69 @@
 """Plain-text output of the ``hueyard`` commands: aligned tables, UTC times, durations
-and sizes."""
+and sizes, and text made safe for a terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Iterable
+import io
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 
-__all__ = ["duration", "grid", "moment", "size", "utc"]
+__all__ = ["duration", "grid", "moment", "printable", "printable_output", "size", "utc"]
+
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""What a terminal would act on instead of showing: every control character but the
+newline and the tab (an escape sequence, a bell, a carriage return that writes over
+the line), and the marks that reverse the direction of the text around them."""
+
+
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on shown as Python escapes (``\\x1b``,
+    ``\\r``, ``\\u202e``): an error, a log line or a payload is someone else's text,
+    and printing an escape sequence of it could rewrite the operator's screen, title
+    or clipboard, or hide what is printed next."""
+    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+class _Printable(io.TextIOBase):
+    """A text stream that writes what :func:`printable` makes of the text to ``stream``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+
+@contextlib.contextmanager
+def printable_output() -> Iterator[None]:
+    """Within the block, everything written to stdout and stderr goes through
+    :func:`printable` (a command's every line, whatever prints it)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Printable(saved[0]), _Printable(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def moment(value: datetime.datetime | None) -> str:

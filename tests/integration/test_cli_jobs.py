@@ -220,6 +220,38 @@ def test_job_shows_payload_error_traceback_and_logs(
     assert (job["id"], job["state"], job["logs"]) == (job_id, "failed", ["fetched 3 contacts"])
 
 
+def test_job_and_jobs_show_escape_sequences_in_redis_data_instead_of_sending_them(
+    app: Hueyard, storage: JobStorage, project: dict[str, str], redis_conn: redis.Redis
+) -> None:
+    # Given a failed job whose payload, error, traceback and log line carry what a
+    # terminal acts on (a handler's error often quotes a remote API, or a message's text)
+    evil = "\x1b]52;c;ZXZpbA==\x07\x1b[2J\r\u202e\x9b"
+    [job_id] = app.enqueue_many("alpha", "ping", [{"text": evil}])
+    claimed = storage.claim()
+    assert claimed is not None
+    storage.report(claimed, "log", f"log {evil}")
+    storage.release(claimed, "failed", value=f"ValueError: {evil}", traceback=f"Trace {evil}")
+
+    # When an operator looks at it, and at the failed jobs
+    outputs = [run(["job", job_id], project), run(["jobs", "alpha", "--state", "failed"], project)]
+    outputs.append(run(["cancel", "alpha", evil], project))
+
+    # Then every line shows them as escapes, and none of them reaches the terminal
+    controls = {"\x1b", "\x07", "\r", "\u202e", "\x9b"}
+    for result in outputs:
+        for stream in (result.stdout, result.stderr):
+            assert not set(stream) & controls, repr(stream)
+    shown = "\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\r\\u202e\\x9b"
+    job = outputs[0].stdout
+    assert f"  error     ValueError: {shown}" in job
+    before_cr = shown.partition("\\r")[0]  # the indent takes a carriage return for a line end
+    assert f"traceback:\n  Trace {before_cr}\\r" in job
+    assert f"logs (1):\n  log {shown}" in job
+    assert "\\u202e" in job.split("payload", 1)[1].splitlines()[0]
+    assert "ValueError: \\x1b]52" in outputs[1].stdout
+    assert outputs[2].stderr.endswith(f"hueyard: error: no job '{shown}' in queue 'alpha'\n")
+
+
 # -- actions ----------------------------------------------------------------------------------
 
 
@@ -231,7 +263,7 @@ def test_retry_one_and_all(app: Hueyard, storage: JobStorage, project: dict[str,
     assert one.stdout.strip() == f"job {first} of queue 'alpha': failed -> waiting"
     again = run(["retry", "alpha", first], project)
     assert again.returncode == 1
-    assert f"job {first} is not a failed job of queue 'alpha'; it is waiting" in again.stderr
+    assert f"job {first!r} is not a failed job of queue 'alpha'; it is waiting" in again.stderr
     every = run(["retry", "alpha", "--all"], project)
     assert every.returncode == 0, every.stderr
     assert every.stdout.strip() == "retried 2 failed job(s) of queue 'alpha'"
@@ -256,7 +288,7 @@ def test_cancel_a_waiting_job_a_running_one_and_not_a_finished_one(
     )
     again = run(["cancel", "alpha", waiting], project)
     assert again.returncode == 1
-    assert f"job {waiting} of queue 'alpha' has finished already" in again.stderr
+    assert f"job {waiting!r} of queue 'alpha' has finished already" in again.stderr
 
 
 def test_enqueue_with_a_key_prints_the_holders_id_and_job_shows_the_key(

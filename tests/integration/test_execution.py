@@ -493,8 +493,8 @@ def test_cancel_of_a_waiting_or_delayed_job_fails_it_at_once(app: Hueyard) -> No
         assert job(app, job_id)["error"] == "cancelled"
     with pytest.raises(JobActionError, match="has finished already"):
         jobs.cancel("work", waiting)
-    with pytest.raises(JobActionError, match="no job nope in queue 'work'"):
+    with pytest.raises(JobActionError, match="no job 'nope' in queue 'work'"):
         jobs.cancel("work", "nope")
     other = app.enqueue("work", "ok", {})
-    with pytest.raises(JobActionError, match=f"job {other} belongs to queue 'work', not 'slow'"):
+    with pytest.raises(JobActionError, match=f"job {other!r} belongs to queue 'work', not 'slow'"):
         jobs.cancel("slow", other)

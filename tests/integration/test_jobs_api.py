@@ -454,7 +454,7 @@ def test_remove_deletes_a_job_but_refuses_an_active_one(
     claimed = claim(storage)
     assert claimed.id == running
     storage.report(claimed, "log", "working")
-    with pytest.raises(JobActionError, match=f"job {running} on queue 'work' is active"):
+    with pytest.raises(JobActionError, match=f"job {running!r} on queue 'work' is active"):
         jobs.remove("work", running)
     assert jobs.find(running) == JobLocation("work", "active")
     assert jobs.remove("work", waiting) is True
@@ -468,7 +468,7 @@ def test_remove_deletes_a_job_but_refuses_an_active_one(
 
 def test_remove_refuses_a_job_of_another_queue(app: Hueyard, jobs: Jobs) -> None:
     [other] = add(app, queue="other")
-    with pytest.raises(JobActionError, match=f"job {other} belongs to queue 'other', not 'work'"):
+    with pytest.raises(JobActionError, match=f"job {other!r} belongs to queue 'other', not 'work'"):
         jobs.remove("work", other)
     assert jobs.find(other) == JobLocation("other", "waiting")
 
