@@ -42,6 +42,7 @@ from framework.policy import ERROR_LIMIT, JobPolicy, decide
 from framework.record import Claim
 from framework.serializer import dumps_text, loads
 from framework.storage import JobStorage
+from framework.textgrid import one_line
 
 __all__ = ["JSONSerializer", "QueueHuey"]
 
@@ -151,7 +152,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
             task = self._task_for(claim)
         except Exception as exc:
             reason = f"cannot run this job: {type(exc).__name__}: {exc}"
-            logger.error("job %s on %s: %s", claim.id, self.name, reason)
+            logger.error("job %s on %s: %s", claim.id, self.name, one_line(reason))
             self.storage.release(claim, Outcome.FAILED, value=reason[:ERROR_LIMIT])
             return None
         LeaseKeeper.for_process().track(self.storage, claim, task.timeout)
@@ -388,7 +389,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 )
             return Outcome.COMPLETED, value, None, self.relay.follow_up(claim, result)
         except ChainError as exc:
-            logger.error("job %s (%s) failed: %s", claim.id, task.name, exc)
+            logger.error("job %s (%s) failed: %s", claim.id, task.name, one_line(str(exc)))
             return Outcome.FAILED, str(exc)[:ERROR_LIMIT], exc, ""
 
     def _failure(
@@ -415,13 +416,13 @@ class QueueHuey(Huey):  # type: ignore[misc]
             logger.warning(
                 "job %s (%s) attempt %d of %d %s, retrying in %gs: %s",
                 claim.id, task.name, claim.attempts, policy.attempts, what, decision.delay,
-                decision.error,
+                one_line(decision.error),
             )  # fmt: skip
             return Outcome.RETRY, decision.error, trace, decision.delay
         logger.error(
             "job %s (%s) failed after %d attempt(s)%s: %s",
             claim.id, task.name, claim.attempts, " (its lock is held)" if locked else "",
-            decision.error,
+            one_line(decision.error),
         )  # fmt: skip
         return Outcome.FAILED, decision.error, trace, 0.0
 

@@ -49,6 +49,7 @@ from framework.chains import follow_up
 from framework.errors import HueyardError, SpawnError, StorageError
 from framework.options import EnqueuedIds, EnqueueManyArgs, EnqueueOptions
 from framework.storage import EnqueueFailed
+from framework.textgrid import one_line
 
 if TYPE_CHECKING:
     from framework.producer import Producer
@@ -227,7 +228,8 @@ class Relay:
             payload = data["payload"].encode()
             handler = data["handler"]
         except (ValueError, KeyError, TypeError, HueyardError) as exc:
-            logger.error("follow-up of job %s of %s can not be enqueued: %s", job_id, queue, exc)
+            why = one_line(str(exc))
+            logger.error("follow-up of job %s of %s can not be enqueued: %s", job_id, queue, why)
             return False
         try:
             ids = storage.add(handler, [payload], options, [options.key or ""], links)

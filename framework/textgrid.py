@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-__all__ = ["duration", "grid", "moment", "printable", "printable_output", "size", "utc"]
+__all__ = ["duration", "grid", "moment", "one_line", "printable", "printable_output", "size", "utc"]
 
 _UNPRINTABLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
@@ -21,12 +21,25 @@ newline and the tab (an escape sequence, a bell, a carriage return that writes o
 the line), and the marks that reverse the direction of the text around them."""
 
 
+_LINE_BREAKS = re.compile("[\n\t\u2028\u2029]")
+
+
 def printable(text: str) -> str:
     """``text`` with what a terminal would act on shown as Python escapes (``\\x1b``,
     ``\\r``, ``\\u202e``): an error, a log line or a payload is someone else's text,
     and printing an escape sequence of it could rewrite the operator's screen, title
     or clipboard, or hide what is printed next."""
-    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def one_line(text: str) -> str:
+    """:func:`printable`, with newlines and tabs escaped too: someone else's text in a
+    log line, where a newline would start a line that looks like another record."""
+    return _LINE_BREAKS.sub(_escaped, printable(text))
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return repr(found.group())[1:-1]
 
 
 class _Printable(io.TextIOBase):

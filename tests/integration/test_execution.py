@@ -188,6 +188,24 @@ def test_an_exception_retries_with_backoff_then_fails(
     assert 1900 < delays[1] < 2500
 
 
+def test_an_error_is_stored_as_raised_and_logged_on_one_line_with_escapes_shown(
+    app: Hueyard, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a handler whose error quotes its input: a newline that would start a forged
+    # log record, and an escape sequence for the terminal that tails the log
+    job_id = app.enqueue("work", "boom", {"n": "7\nERROR hueyard: forged \x1b[2J"})
+
+    # When its attempt fails
+    with caplog.at_level("WARNING", logger="hueyard"):
+        run_one(app)
+
+    # Then the record keeps the error as raised, and its log line shows it on one line
+    assert job(app, job_id)["error"] == "ValueError: bad input 7\nERROR hueyard: forged \x1b[2J"
+    [line] = [r.getMessage() for r in caplog.records if job_id in r.getMessage()]
+    assert line.endswith("ValueError: bad input 7\\nERROR hueyard: forged \\x1b[2J")
+    assert "\n" not in line and "\x1b" not in line
+
+
 def test_cancel_execution_without_retry_fails_at_once(app: Hueyard) -> None:
     job_id = app.enqueue("work", "cancel", {})
     run_one(app)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from framework.textgrid import printable, printable_output
+from framework.textgrid import one_line, printable, printable_output
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,8 @@ def test_printable_output_filters_stdout_and_stderr_and_puts_them_back() -> None
         sys.stdout, sys.stderr = saved
     assert out.getvalue() == "payload \\x1b[31m\n"
     assert err.getvalue() == "error \\x07\n"
+
+
+def test_one_line_also_shows_line_breaks_and_tabs() -> None:
+    text = "boom\nERROR forged\r\x1b[2J\tend\u2028"
+    assert one_line(text) == "boom\\nERROR forged\\r\\x1b[2J\\tend\\u2028"
