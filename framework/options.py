@@ -14,11 +14,12 @@ applies when the job runs (see :mod:`framework.policy`).
 from __future__ import annotations
 
 import datetime
+import difflib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from framework import defaults
 from framework.errors import OptionError
@@ -120,6 +121,22 @@ class EnqueueOptions:
             _check_delay(self.delay)
         if self.eta is not None:
             _check_eta(self.eta)
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any], also: Iterable[str] = ()) -> EnqueueOptions:
+        """The options of an enqueue call's keywords; a name that is none of them (or of
+        ``also``, what the call takes besides) is an :class:`OptionError` that names the
+        options, and the one meant when it is a typo of one."""
+        unknown = [name for name in options if name not in _OPTION_NAMES]
+        if unknown:
+            names = [*_OPTION_NAMES, *also]
+            meant = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f" (did you mean {meant[0]}=?)" if meant else ""
+            raise OptionError(
+                f"{unknown[0]}= is not an enqueue option{hint}; the options are "
+                f"{', '.join(f'{name}=' for name in names)}"
+            )
+        return cls(**options) if options else NO_OPTIONS
 
     def delay_ms(self, now: datetime.datetime | None = None) -> int:
         """Milliseconds from ``now`` until the job may run (0: at once)."""
@@ -271,4 +288,6 @@ class EnqueuedIds(list[str]):
 
 
 NO_OPTIONS = EnqueueOptions()
+
+_OPTION_NAMES = tuple(EnqueueOptions.__dataclass_fields__)
 """An enqueue without options: every policy is the queue's."""

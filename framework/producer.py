@@ -35,7 +35,6 @@ from framework.errors import (
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.options import (
-    NO_OPTIONS,
     EnqueueArgs,
     EnqueuedIds,
     EnqueueManyArgs,
@@ -98,7 +97,7 @@ class Producer:
         :class:`~framework.chains.Chain`; :mod:`framework.chains`), checked here.
         """
         spec, storage = self.target(queue, handler)
-        checked = EnqueueOptions(**options) if options else NO_OPTIONS
+        checked = EnqueueOptions.of(options, also=["then"])
         if checked.key_ttl is not None and checked.key is None:
             raise OptionError("key_ttl= keeps a key taken; pass key= with it")
         links = {"then": encode_then(then, self.target)} if then is not None else None
@@ -136,7 +135,7 @@ class Producer:
                 "key= names one job; give enqueue_many keys=[...], one key per payload"
             )
         rest = cast(EnqueueArgs, {name: v for name, v in options.items() if name != "keys"})
-        checked = EnqueueOptions(**rest) if rest else NO_OPTIONS
+        checked = EnqueueOptions.of(rest, also=["keys"])
         encoded = []
         limit = storage.policy.max_payload_bytes
         for index, payload in enumerate(payloads):

@@ -23,7 +23,7 @@ from framework.errors import (
     RedisUnavailableError,
     UnknownHandlerError,
 )
-from framework.handlers import HandlerRegistry, handler
+from framework.handlers import Handler, HandlerRegistry, handler
 from framework.jobs import Jobs
 from tests.conftest import AppFactory, app_toml
 from tests.integration.cli_runner import ROOT
@@ -219,6 +219,35 @@ def test_bad_options_are_refused_before_anything_is_stored(
     with pytest.raises(OptionError, match=fragment):
         app.enqueue("messages", "send_message", {"to": "+1", "content": "x"}, **options)  # type: ignore[arg-type]
     assert app.queue("messages").huey.pending_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        ("enqueue", "atempts= is not an enqueue option (did you mean attempts=?)"),
+        ("handler", "atempts= is not an enqueue option (did you mean attempts=?)"),
+        ("many", "atempts= is not an enqueue option (did you mean attempts=?)"),
+    ],
+)
+def test_a_misspelled_option_is_refused_naming_the_one_meant_and_nothing_is_stored(
+    app: Hueyard, registry: HandlerRegistry, redis_conn: redis.Redis, call: str, fragment: str
+) -> None:
+    payload = {"to": "+1", "content": "x"}
+    keys_before = set(redis_conn.keys("*"))
+    with pytest.raises(OptionError) as refused:
+        if call == "enqueue":
+            app.enqueue("messages", "send_message", payload, atempts=3)  # type: ignore[call-arg]
+        elif call == "handler":
+            sender = Handler(registry.get("send_message", "messages"), registry)
+            sender.enqueue(payload, atempts=3)  # type: ignore[call-arg]
+        else:
+            app.enqueue_many("messages", "send_message", [payload], atempts=3)  # type: ignore[call-arg]
+    message = str(refused.value)
+    assert message.startswith(fragment)
+    assert "the options are priority=, delay=, eta=, attempts=" in message
+    assert ("then=" in message) == (call != "many")  # what each call takes besides
+    assert ("keys=" in message) == (call == "many")
+    assert set(redis_conn.keys("*")) == keys_before
 
 
 def test_unknown_queue_and_handler_are_named(app: Hueyard) -> None:
