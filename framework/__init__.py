@@ -18,7 +18,12 @@ connection.
 
 from __future__ import annotations
 
+import importlib
+import sys
+import traceback
 from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
 from framework.application import Hueyard
@@ -134,5 +139,44 @@ def __getattr__(name: str) -> Any:
     # ``framework.app`` is built lazily so that ``from framework import handler``
     # in a handler module needs neither a config file nor Redis.
     if name == "app":
-        return get_app()
+        try:
+            return get_app()
+        except HueyardError as exc:
+            if _read_by_huey_consumer():
+                # ``huey_consumer framework.app`` with a config it can not run: its usage
+                # error, one line and status 1 (Huey's loader would print hueyard's
+                # traceback). A handler module that raised as it was imported keeps the
+                # traceback of its own code, above that line.
+                cause = exc.__cause__
+                if (
+                    isinstance(exc, HandlerError)
+                    and cause is not None
+                    and not isinstance(cause, ModuleNotFoundError | SyntaxError)
+                ):
+                    traceback.print_exception(type(cause), cause, _own_frames(cause.__traceback__))
+                raise SystemExit(f"hueyard: error: {exc}") from None
+            raise
     raise AttributeError(f"module 'framework' has no attribute {name!r}")
+
+
+def _own_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` from the first frame of the user's code: past hueyard's and the import
+    machinery's frames that led to it (all of ``tb`` when none is the user's)."""
+    skipped = (str(Path(__file__).parent), str(Path(importlib.__file__).parent), "<frozen ")
+    first = tb
+    while first is not None and first.tb_frame.f_code.co_filename.startswith(skipped):
+        first = first.tb_next
+    return first or tb
+
+
+def _read_by_huey_consumer() -> bool:
+    """Whether ``huey_consumer``'s loader (its ``load_huey``) is reading ``framework.app``."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "load_huey" and Path(code.co_filename).parts[-3:] == (
+            "huey", "bin", "huey_consumer.py",
+        ):  # fmt: skip
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
