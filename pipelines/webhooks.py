@@ -14,9 +14,10 @@ connection fails the attempt; the queue retries with exponential backoff.
 
 Addresses that resolve to loopback, private, link-local or otherwise
 non-public IPs are refused (server-side request forgery) unless
-``HUEYARD_WEBHOOK_ALLOW_PRIVATE=1``. The check resolves the name before the
-request, so it does not stop DNS rebinding; run workers behind an egress
-proxy where that matters.
+``HUEYARD_WEBHOOK_ALLOW_PRIVATE`` allows them (``1``: all; or networks,
+``10.20.0.0/16,fd00:1::/64``). The connection goes to the very addresses that
+were checked, so a name server can not answer a public address to the check and
+an internal one to the connection (DNS rebinding): :mod:`pipelines._public`.
 
 ::
 
@@ -30,11 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -44,6 +42,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 from framework import handler
+from pipelines import _public
 from pipelines._providers import HttpUrl, redact_url
 
 __all__ = [
@@ -66,7 +65,7 @@ TIMEOUT = 10.0
 """Seconds for connecting and for each read of one delivery."""
 TOLERANCE = 300
 """Seconds a signature stays acceptable to :func:`verify` (either side of now)."""
-ALLOW_PRIVATE_ENV = "HUEYARD_WEBHOOK_ALLOW_PRIVATE"
+ALLOW_PRIVATE_ENV = _public.ALLOW_PRIVATE_ENV
 
 
 class WebhookError(Exception):
@@ -142,26 +141,21 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+_OPENER = _public.opener(_NoRedirects)
 
 
 def _check_public(url: str) -> None:
-    if os.environ.get(ALLOW_PRIVATE_ENV) == "1":
-        return
+    """Refuse a URL whose host is not public before anything is sent (the connection
+    checks the addresses it connects to again; through a proxy, this is the check)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        _public.check_host(host, port, _public.allowed_networks())
+    except _public.Refused as exc:
+        raise WebhookError(f"webhook {redact_url(url)}: {exc}") from None
     except OSError as exc:
         raise WebhookError(f"webhook {redact_url(url)}: cannot resolve {host!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise WebhookError(
-                f"webhook {redact_url(url)} resolves to the non-public address {address}; "
-                f"refused. Set {ALLOW_PRIVATE_ENV}=1 to allow internal endpoints"
-            )
 
 
 @handler("webhooks")
@@ -193,6 +187,8 @@ def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, _public.Refused):  # resolved again, to another address
+            raise WebhookError(f"webhook {target}: {reason}") from None
         raise WebhookError(f"webhook {payload.event} to {target} failed: {reason}") from None
     if not 200 <= status < 300:
         raise WebhookError(f"webhook {payload.event} to {target} answered HTTP {status}")

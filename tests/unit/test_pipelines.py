@@ -8,10 +8,12 @@ webhooks and SMTP talk to real servers on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
 from pipelines import (
     _openai,
+    _public,
     _smtp,
     ai,
     analytics,
@@ -599,27 +602,34 @@ class _Receiver(BaseHTTPRequestHandler):
 class _WebhookServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Receiver)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _Receiver)
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.status = 200
         self.location = ""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/crm"
+        return f"http://{self.server_address[0]}:{self.server_address[1]}/hooks/crm"
+
+
+@contextlib.contextmanager
+def serving(server: _WebhookServer) -> Iterator[_WebhookServer]:
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture
 def webhook_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_WebhookServer]:
     monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "1")
-    server = _WebhookServer()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_WebhookServer()) as server:
+        yield server
 
 
 def delivery(url: str, secret: str = SECRET) -> webhooks.WebhookDelivery:
@@ -707,6 +717,93 @@ def test_internal_addresses_are_refused_by_default(
     monkeypatch.delenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", raising=False)
     with pytest.raises(webhooks.WebhookError, match=r"non-public address .* refused"):
         webhooks.deliver_webhook(delivery(url))
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::7f00:1",  # IPv4-compatible: ::127.0.0.1
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254, the cloud's metadata service
+        "100.64.0.1",  # shared address space (CGNAT)
+        "0.0.0.0",
+    ],
+)
+def test_an_address_that_is_or_embeds_a_non_public_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    monkeypatch.delenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    host = f"[{address}]" if ":" in address else address
+    with pytest.raises(webhooks.WebhookError, match=r"non-public address .* refused"):
+        webhooks.deliver_webhook(delivery(f"http://{host}:9/x"))
+
+
+def test_a_public_address_inside_nat64_is_allowed() -> None:
+    [info] = _public.check_host("64:ff9b::808:808", 443, [])  # 8.8.8.8 through NAT64
+    assert info[4][0] == "64:ff9b::808:808"
+
+
+class _Rebinding:
+    """A name server for ``hooks.rebind.test`` that answers the first question with
+    127.0.0.2 and every later one with 127.0.0.1 (DNS rebinding); other names as usual."""
+
+    def __init__(self) -> None:
+        self.real = socket.getaddrinfo
+        self.asked = 0
+
+    def __call__(self, host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hooks.rebind.test":
+            return self.real(host, port, *args, **kwargs)
+        self.asked += 1
+        return self.real("127.0.0.2" if self.asked == 1 else "127.0.0.1", port, *args, **kwargs)
+
+
+def test_a_name_that_resolves_again_to_an_internal_address_is_refused_at_connect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a receiver on 127.0.0.2, allowed by network, and an internal service on
+    # 127.0.0.1 at the same port; and a name server that answers the receiver's
+    # address first and the internal one after
+    monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "127.0.0.2/32")
+    with serving(_WebhookServer("127.0.0.2")) as receiver:
+        port = receiver.server_address[1]
+        with serving(_WebhookServer("127.0.0.1", port)) as internal:
+            rebinding = _Rebinding()
+            monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+
+            # When a delivery to the name runs
+            url = f"http://hooks.rebind.test:{port}/hooks/crm"
+            with pytest.raises(webhooks.WebhookError) as caught:
+                webhooks.deliver_webhook(delivery(url))
+
+    # Then the connection checked the address it connected to: the internal service
+    # got nothing (before, urllib resolved the name again and posted to it)
+    assert "resolves to the non-public address 127.0.0.1; refused" in str(caught.value)
+    assert internal.received == [] and receiver.received == []
+    assert rebinding.asked == 2
+
+
+def test_allowed_networks_let_their_addresses_through_and_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", " 10.20.0.0/16 , 127.0.0.2 ")
+    with serving(_WebhookServer("127.0.0.2")) as receiver:
+        assert webhooks.deliver_webhook(delivery(receiver.url)) == {"status": 200}
+        assert len(receiver.received) == 1
+        with pytest.raises(webhooks.WebhookError, match=r"non-public address 127\.0\.0\.1"):
+            webhooks.deliver_webhook(delivery(receiver.url.replace("127.0.0.2", "127.0.0.1")))
+
+
+def test_a_wrong_allow_list_names_the_variable_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "yes")
+    with pytest.raises(webhooks.WebhookError) as caught:
+        webhooks.deliver_webhook(delivery("https://example.com/hook"))
+    assert "HUEYARD_WEBHOOK_ALLOW_PRIVATE='yes': 'yes' is not a network; give 1" in str(
+        caught.value
+    )
 
 
 def test_the_stored_payload_carries_the_secret_but_its_repr_does_not() -> None:
