@@ -460,17 +460,18 @@ class QueueHuey(Huey):  # type: ignore[misc]
         revoke_on_timeout: bool = False,
         preserve: bool = False,
     ) -> Any:
-        """Huey's ``huey.result(id, ...)``, reading the job's record (framework/results.py):
+        """Huey's ``huey.result(id, ...)``, reading the job's record (framework/results.py)
+        in this queue's app (the process's app for a Huey that belongs to none):
         ``preserve`` is always true, ``revoke_on_timeout`` is refused (cancel instead)."""
         from framework.results import result
         from framework.runtime import get_app
 
         if revoke_on_timeout:
             raise HueyardError(_REVOKE)
+        app: Any = self.owner if self.owner is not None else get_app()
         return result(
-            get_app(), id, blocking=blocking, timeout=timeout, backoff=backoff,
-            max_delay=max_delay,
-        )  # fmt: skip
+            app, id, blocking=blocking, timeout=timeout, backoff=backoff, max_delay=max_delay
+        )
 
     def task(self, *args: Any, **kwargs: Any) -> Any:
         """Refused at the decorator: ``@handler(queue)`` declares what runs on a queue."""

@@ -246,6 +246,23 @@ def process_app(app: Hueyard) -> Iterator[Hueyard]:
     reset_app()
 
 
+def test_a_queues_huey_reads_results_in_its_own_app_not_the_process_app(
+    app: Hueyard, make_app: AppFactory
+) -> None:
+    # Given an app that is not the process's app (a service with two, a test, a script)
+    set_app(make_app("[queues.work]", HandlerRegistry(), prefix="elsewhere"))
+    try:
+        huey = app.queue("work").huey
+        job_id = app.enqueue("work", "double", {"n": 21})
+        # Then its queue's Huey finds the job in its own app: waiting, then its result
+        assert huey.result(job_id) is None
+        run_one(app)
+        assert huey.result(job_id) == 42
+        assert huey.result(job_id, blocking=True, timeout=1) == 42
+    finally:
+        reset_app()
+
+
 def test_a_completed_jobs_result_is_returned_every_time_it_is_asked(process_app: Hueyard) -> None:
     job_id = process_app.enqueue("work", "double", {"n": 21})
     assert framework.result(job_id) is None  # still waiting, not blocking
