@@ -384,10 +384,17 @@ def handler(
         location = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
         if isinstance(func, Handler):
             raise HandlerError(f"{location} is decorated with @handler twice")
-        if inspect.iscoroutinefunction(func):
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
             raise HandlerError(
                 f"{location} is async; Huey runs plain functions. Wrap the coroutine: "
                 "def f(payload): return asyncio.run(coro(payload))"
+            )
+        if inspect.isgeneratorfunction(func):
+            # Calling it would run none of its body: the job would end with a generator.
+            raise HandlerError(
+                f"{location} is a generator function (it yields); a handler returns its "
+                "result: return a list (return list(items)), or report progress with "
+                "current_job().progress(...) as it goes"
             )
         _check_signature(func, location)
         short = name or func.__name__

@@ -104,6 +104,8 @@ def test_a_duplicate_name_names_both_functions(registry: HandlerRegistry) -> Non
     ("source", "fragment"),
     [
         ("async def f(payload): ...", "is async"),
+        ("async def f(payload):\n    yield payload", "is async"),
+        ("def f(payload):\n    yield payload", "is a generator function .* return a list"),
         ("def f(): ...", "exactly one argument"),
         ("def f(payload, other): ...", "exactly one argument"),
         ("def f(*, payload): ...", "exactly one argument"),
