@@ -412,13 +412,16 @@ class Scripts:
         key_values = self._keys(script, queue, keys)
         arg_values = script.arg_values(args or {}, rows)
         registered = self._scripts[name]
-        if isinstance(client, Pipeline):
+        if client is None:  # the usual call: no isinstance of redis-py's Protocol classes
+            conn = self.client()
+        elif isinstance(client, Pipeline):
             return registered(keys=key_values, args=arg_values, client=client)
-        if isinstance(client, ClusterPipeline):
+        elif isinstance(client, ClusterPipeline):
             # No SCRIPT EXISTS round before a Cluster's pipeline: a node that does not
             # know the script answers NOSCRIPT in this command's reply (see ``load``).
             return client.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
-        conn = client or self.client()
+        else:
+            conn = client
         try:
             try:
                 return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
