@@ -99,6 +99,12 @@ def resolve_ttl(
             f"unknown cache TTL name {ttl_name!r}; known: {known}; "
             f"set it under [cache.ttl] in {defaults.CONFIG_PATH}"
         )
+    if isinstance(ttl, str):  # the TTL's name where its seconds go: get_cached(k, f, "USER")
+        known = f"one of [cache.ttl]: {', '.join(sorted(named))}" if named else "a [cache.ttl] name"
+        raise ValueError(
+            f"a cache TTL is a whole number of seconds >= 1, got {ttl!r}; to use {known}, pass "
+            f"it by name: get_cached(key, loader, ttl_name={ttl!r})"
+        )
     if ttl is not None:
         return check_ttl(ttl)
     if ttl_name is not None:

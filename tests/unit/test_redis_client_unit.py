@@ -132,6 +132,17 @@ def test_unknown_ttl_name_is_a_config_error(
     assert str(caught.value) == message
 
 
+def test_a_ttl_name_given_as_the_ttl_says_to_pass_it_by_name() -> None:
+    # The spec's getCached(key, fetch, 300) takes the TTL third; a name there is a slip
+    with pytest.raises(ValueError) as caught:
+        resolve_ttl("USER_PERMS", None, {"USER_PERMS": 900, "CONTACTS": 60}, 300)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "a cache TTL is a whole number of seconds >= 1, got 'USER_PERMS'; to use one of "
+        "[cache.ttl]: CONTACTS, USER_PERMS, pass it by name: get_cached(key, loader, "
+        "ttl_name='USER_PERMS')"
+    )
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10", None])
 def test_check_ttl_wants_whole_positive_seconds(bad: Any) -> None:
     with pytest.raises(ValueError, match="whole number of seconds >= 1"):
