@@ -30,6 +30,7 @@ from framework.leases import LeaseKeeper
 from framework.masking import Masker
 from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.producer import Producer
+from framework.redis_info import NO_EVICTION, RedisInfo
 from framework.schedules import Schedule
 from framework.serializer import loads
 from framework.settings import Settings
@@ -207,9 +208,30 @@ class Hueyard:
                 )
             queues = served_queues(self.settings, os.environ)
             self._refuse_legacy_keys(queues)
+            self._warn_if_redis_may_evict()
             return MultiQueueConsumer(self, queues, **options)
         except (ConfigError, QueueError) as exc:
             raise SystemExit(f"hueyard: error: {exc}") from None
+
+    def _warn_if_redis_may_evict(self) -> None:
+        """A Redis whose ``maxmemory-policy`` deletes keys at its limit may delete job
+        records, queue sets and pause flags: say so at start, at WARNING (``hueyard doctor``
+        says it too). Best effort: a Redis that refuses ``INFO`` (an ACL, a proxy) or does
+        not answer now is not a reason to stop."""
+        try:
+            reply = self.clients.client().info("memory")
+        except redis.RedisError as exc:
+            logger.debug("could not read Redis's maxmemory-policy: %s", exc)
+            return
+        info = RedisInfo.parse(reply if isinstance(reply, dict) else {})
+        if info.may_evict:
+            limit = f"maxmemory {info.maxmemory:,} bytes" if info.maxmemory else "no maxmemory yet"
+            logger.warning(
+                "Redis maxmemory-policy is %s (%s): at its memory limit Redis deletes keys, "
+                "job records and queue sets among them, and jobs are lost without a trace; "
+                "CONFIG SET maxmemory-policy %s, and the same in redis.conf",
+                info.maxmemory_policy, limit, NO_EVICTION,
+            )  # fmt: skip
 
     def _refuse_legacy_keys(self, queues: list[str]) -> None:
         """A queue with keys of hueyard 0.1.0 would leave those jobs where no one looks:
