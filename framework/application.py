@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Unpack
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from framework.checks import run_checks
 from framework.clients import RedisClients
@@ -219,8 +220,8 @@ class Hueyard:
         says it too). Best effort: a Redis that refuses ``INFO`` (an ACL, a proxy) or does
         not answer now is not a reason to stop."""
         try:
-            reply = self.clients.client().info("memory")
-        except redis.RedisError as exc:
+            reply = self.clients.client().info("memory")  # a Cluster's: its default node's
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             logger.debug("could not read Redis's maxmemory-policy: %s", exc)
             return
         info = RedisInfo.parse(reply if isinstance(reply, dict) else {})
