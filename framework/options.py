@@ -288,6 +288,7 @@ class EnqueuedIds(list[str]):
 
 
 NO_OPTIONS = EnqueueOptions()
+"""An enqueue without options: every policy is the queue's."""
 
 _OPTION_NAMES = tuple(EnqueueOptions.__dataclass_fields__)
-"""An enqueue without options: every policy is the queue's."""
+"""The names of the options, in their order (what :meth:`EnqueueOptions.of` takes)."""
