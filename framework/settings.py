@@ -457,7 +457,8 @@ class ScheduleSettings(_Strict):
             except CronSimError as exc:
                 raise ValueError(
                     f"cron {self.cron!r} is not a cron expression ({exc}); use five fields, "
-                    "minute hour day-of-month month day-of-week, e.g. '5 0 * * *'"
+                    "minute hour day-of-month month day-of-week, e.g. '5 0 * * *' (or six, "
+                    "seconds first, as Bull reads them: '30 5 0 * * *')"
                 ) from None
         if self.tick_field is not None and self.tick_field in self.payload:
             raise ValueError(

@@ -125,6 +125,14 @@ def test_cron_ticks_at_month_ends_and_on_weekdays(
     assert [next(ticks).date().isoformat() for _ in range(3)] == expected
 
 
+def test_six_cron_fields_read_seconds_first_as_bull_and_node_cron_do() -> None:
+    every_5_min = schedule('handler = "analytics.snapshot"\ncron = "0 */5 * * * *"')
+    ticks = every_5_min.ticks_after(at("2025-11-05T10:00:00"))
+    assert [next(ticks) for _ in range(2)] == [at("2025-11-05T10:05"), at("2025-11-05T10:10")]
+    at_0900_30 = schedule('handler = "analytics.snapshot"\ncron = "30 0 9 * * *"')
+    assert next(at_0900_30.ticks_after(at("2025-11-05T10:00"))) == at("2025-11-06T09:00:30")
+
+
 def test_the_latest_cron_tick_includes_one_that_falls_right_now() -> None:
     daily = schedule('handler = "analytics.snapshot"\ncron = "5 0 * * *"')
     assert daily.latest_tick(at("2025-11-05T00:05:00")) == at("2025-11-05T00:05")
