@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install redis chromium demo test lint typecheck format all
+.PHONY: install redis chromium faketime demo test lint typecheck format all
 
 install: $(VENV)/.installed
 
@@ -16,10 +16,13 @@ redis:
 chromium:
 	bash .ci/ensure-chromium
 
+faketime:
+	bash .ci/ensure-faketime
+
 demo: install redis
 	$(PY) -m pipelines._demo
 
-test: install redis chromium
+test: install redis chromium faketime
 	$(PY) -m pytest -n 5 --dist loadgroup
 
 lint: install

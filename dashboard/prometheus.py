@@ -22,7 +22,6 @@ from prometheus_client.registry import Collector
 from dashboard.state import DashboardState
 from framework.health import check
 from framework.redis_info import RedisInfo
-from framework.schedules import utc_now
 
 __all__ = ["WINDOW_MINUTES", "scrape"]
 
@@ -158,7 +157,7 @@ class _JobsCollector(Collector):
             "(default: one period)",
             labels=labels,
         )
-        now = utc_now()
+        now = self.state.schedules.now()  # the Redis server's clock, which schedules go by
         for info in self.state.schedules.list(now):
             key = [info.name, info.queue]
             if info.last_tick is not None:

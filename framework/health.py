@@ -38,7 +38,6 @@ from framework.jobs import Jobs
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
 from framework.redis_info import RedisInfo
-from framework.schedules import utc_now
 from framework.ticks import Schedules
 
 __all__ = ["REDIS_DOWN", "REDIS_FULL", "REDIS_REFUSED", "HealthReport", "check", "iso_timestamp"]
@@ -152,8 +151,9 @@ def check(app: Hueyard, jobs: Jobs, schedules: Schedules | None = None) -> Healt
 
 
 def _overdue_schedules(app: Hueyard, schedules: Schedules) -> tuple[str, ...]:
-    """One line per overdue schedule, naming it and its queue."""
-    now = utc_now()
+    """One line per overdue schedule, naming it and its queue (by the Redis server's clock,
+    which the schedules go by)."""
+    now = schedules.now()
     lines = []
     for info in schedules.list(now):
         if info.overdue is None:

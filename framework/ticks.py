@@ -207,6 +207,14 @@ class Schedules:
         self.scripts = Scripts(self.conn)
         self.interval = app.settings.consumer.scheduler_interval
 
+    @_answered
+    def now(self) -> datetime.datetime:
+        """The Redis server's time (``TIME``): the one clock the schedules go by, so that
+        every consumer fires a tick at the same moment whatever its host's clock says (a
+        host a minute ahead would otherwise fire each tick a minute early)."""
+        seconds, micros = self.conn.time()
+        return datetime.datetime.fromtimestamp(int(seconds) + int(micros) / 1e6, datetime.UTC)
+
     def get(self, name: str) -> Schedule:
         try:
             return self.app.schedules[name]
@@ -232,7 +240,7 @@ class Schedules:
 
     @_answered
     def info(self, name: str, now: datetime.datetime | None = None) -> ScheduleInfo:
-        schedule, now = self.get(name), now or utc_now()
+        schedule, now = self.get(name), now or self.now()
         state = self.state(name)
         # The oldest tick not accounted for: the one after the last noted (or the latest).
         latest = schedule.latest_tick(now)
@@ -256,13 +264,13 @@ class Schedules:
 
     @_answered
     def list(self, now: datetime.datetime | None = None) -> list[ScheduleInfo]:
-        now = now or utc_now()
+        now = now or self.now()
         return [self.info(name, now) for name in self.app.schedules]
 
     @_answered
     def run(self, name: str) -> str:
         """Enqueue the schedule's job now (its payload's tick: now); return its id."""
-        schedule, now = self.get(name), utc_now()
+        schedule, now = self.get(name), self.now()
         job_id = self.app.enqueue(schedule.queue, schedule.handler, tick_payload(schedule, now))
         self.mark(schedule, None, job_id, now)
         logger.info("schedule %s run by hand: job %s", name, job_id)
@@ -328,11 +336,19 @@ class ScheduleRunner:
         gone bad), logged when it starts, every 30 s while it lasts, and when it ends."""
 
     def run_round(self, now: datetime.datetime | None = None) -> list[str]:
-        """Fire what is due now; return the ids of the jobs enqueued (or found)."""
+        """Fire what is due ``now`` (default: the Redis server's time, read once a round);
+        return the ids of the jobs enqueued (or found)."""
         fired: list[str] = []
+        if not self.mine:
+            return fired
+        try:
+            now = now or self.schedules.now()
+        except (redis.ConnectionError, redis.TimeoutError, RedisUnavailableError) as exc:
+            self.outage.failed(exc)
+            return fired
         for schedule in self.mine.values():
             try:
-                fired += self._round(schedule, now or utc_now())
+                fired += self._round(schedule, now)
             except (redis.ConnectionError, redis.TimeoutError, RedisUnavailableError) as exc:
                 self.outage.failed(exc)
                 return fired  # one Redis: the next round tries every schedule again

@@ -7,6 +7,7 @@ consumer ran is fired once (``catch_up = "last"``) or skipped (``"none"``).
 from __future__ import annotations
 
 import datetime
+import glob
 import time
 from collections import Counter
 
@@ -95,3 +96,37 @@ def test_ticks_missed_while_every_consumer_was_down_are_caught_up_once_or_skippe
         if tick > killed_at and (at - tick).total_seconds() >= ON_TIME
     ]
     assert len(late) == late_jobs, {t.isoformat(): c.isoformat() for t, c in created.items()}
+
+
+LIBFAKETIME = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+"""Debian's libfaketime (package faketime, ``bash .ci/ensure-faketime``), preloaded into a
+consumer to set its clock wrong: the ``faketime`` command would run it as a child, whose
+signal handlers a test could not see."""
+
+
+def test_consumers_whose_clocks_are_an_hour_off_fire_ticks_by_the_redis_servers_clock(
+    e2e: E2E,
+) -> None:
+    # Given two consumers of the schedule's queue whose hosts' clocks are wrong, one an
+    # hour ahead and one an hour behind (libfaketime; the Redis server's clock is right)
+    if not LIBFAKETIME:
+        pytest.fail("no libfaketime under /usr/lib/*/faketime/; run: bash .ci/ensure-faketime")
+    config = e2e.write_config("s.toml", schedules=SCHEDULE.format(catch_up="last"))
+    start = datetime.datetime.now(datetime.UTC)
+    for offset in ("+1h", "-1h"):
+        # The wall clock only: a host's monotonic clock, which timed waits use, is right
+        skewed = {**ENV, "LD_PRELOAD": LIBFAKETIME[0], "FAKETIME": offset,
+                  "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
+        e2e.start_consumer(env=skewed, config=config)
+
+    # When they have run until three ticks' jobs started
+    e2e.records.wait_for(3, timeout=10)
+    end = datetime.datetime.now(datetime.UTC)
+
+    # Then the ticks they fired are the real seconds, each once: before, the one an hour
+    # ahead fired the ticks of its clock, an hour early, and the other none
+    ticks = fired(e2e)
+    assert [tick for tick, n in Counter(ticks).items() if n > 1] == []
+    assert all(start - datetime.timedelta(seconds=2) <= tick <= end for tick in ticks), [
+        tick.isoformat() for tick in ticks
+    ]
