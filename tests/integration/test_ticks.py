@@ -222,3 +222,26 @@ def test_garbage_in_a_schedules_state_is_logged_once_not_every_round_then_it_fir
     redis_conn.delete("{tk}:schedule:every_ten")
     assert len(runner.run_round(at(10.2))) == 1
     assert any("schedule every_ten: fires again" in r.getMessage() for r in caplog.records)
+
+
+def test_schedules_go_by_the_redis_servers_clock_or_this_hosts_where_time_is_refused(
+    make_app: AppFactory,
+) -> None:
+    # Given a Redis with a user whose ACL refuses TIME (a reader's), and the default user
+    with RedisServer() as server:
+        server.client().execute_command(
+            "ACL", "SETUSER", "reader", "on", ">reader-password", "~*", "&*", "+@all", "-time"
+        )
+        url = server.url.replace("redis://", "redis://reader:reader-password@")
+        for user_url, refused in ((server.url, False), (url, True)):
+            app = make_app(CONFIG.format(catch_up="last"), registry(), prefix="tk", url=user_url)
+            seconds, micros = server.client().time()
+            redis_now = datetime.datetime.fromtimestamp(seconds + micros / 1e6, UTC)
+            # When the schedules are read
+            now = Schedules(app).now()
+            [info] = Schedules(app).list()
+            # Then they go by the server's clock (here the host's clock is the same, so
+            # within a second either way), and a refused TIME is no error
+            assert abs((now - redis_now).total_seconds()) < 1, (refused, now, redis_now)
+            assert info.name == "every_ten"
+            app.close()
