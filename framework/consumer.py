@@ -50,6 +50,7 @@ from huey.consumer import (
 )
 
 from framework.clients import RedisClients
+from framework.clock import server_ms
 from framework.compiler import QueueRuntime
 from framework.errors import ConfigError, QueueError
 from framework.execution import QueueHuey
@@ -559,9 +560,10 @@ class MultiQueueConsumer:
                 "connections": self.app.clients.opened,
                 "max_connections": self.app.clients.max_connections,
             }
+            beat = server_ms(conn)  # readers judge it by the server's clock, not this host's
             with conn.pipeline() as pipe:
                 pipe.set(keys.consumer(self.consumer_id), json.dumps(info), ex=HEARTBEAT_TTL)
-                pipe.zadd(keys.consumers, {self.consumer_id: int(time.time() * 1000)})
+                pipe.zadd(keys.consumers, {self.consumer_id: beat})
                 pipe.execute()
             self._beats.answered()
         except redis.RedisError as exc:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -46,6 +45,7 @@ import redis
 
 from framework import defaults
 from framework.chains import follow_up
+from framework.clock import server_ms
 from framework.errors import HueyardError, SpawnError, StorageError
 from framework.options import EnqueuedIds, EnqueueManyArgs, EnqueueOptions
 from framework.storage import EnqueueFailed
@@ -276,7 +276,7 @@ class Relay:
         seconds ago (their consumer should have delivered them: it died, or Redis did
         not answer it). What the recovery pass of every consumer runs."""
         storage = self.storages[queue]
-        before = (time.time() - older_than) * 1000
+        before = server_ms(storage.conn) - older_than * 1000  # the outbox's scores' clock
         notices = storage.conn.zrangebyscore(storage.q.outbox, "-inf", before, start=0, num=limit)
         if not notices:
             return 0

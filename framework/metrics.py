@@ -34,6 +34,7 @@ from redis.client import Pipeline
 
 from framework import defaults
 from framework.clients import is_cluster
+from framework.clock import server_ms
 from framework.errors import JobActionError
 from framework.ids import created_ms
 from framework.keys import Keys, QueueKeys
@@ -255,7 +256,7 @@ def read_consumers(
     beats, :data:`CONSUMER_RECORD_BYTES` of each record,
     :data:`~framework.defaults.MAX_LISTED_ACTIVE` active jobs of each queue.
     """
-    now_ms = int(time.time() * 1000)
+    now_ms = server_ms(conn)  # the heartbeats' clock (framework/clock.py)
 
     def reads(pipe: Any) -> None:
         pipe.zremrangebyscore(keys.consumers, "-inf", now_ms - CONSUMER_WINDOW * 1000)

@@ -33,6 +33,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
 import redis
 
 from framework.clients import RedisClients
+from framework.clock import server_now
 from framework.errors import ConfigError, HueyardError, PayloadError, RedisUnavailableError
 from framework.handlers import HandlerRegistry
 from framework.keys import Keys
@@ -211,15 +212,9 @@ class Schedules:
     def now(self) -> datetime.datetime:
         """The Redis server's time (``TIME``): the one clock the schedules go by, so that
         every consumer fires a tick at the same moment whatever its host's clock says (a
-        host a minute ahead would otherwise fire each tick a minute early). A user whose
-        ACL refuses ``TIME`` (a reader's: a consumer's scripts need it) reads this host's
-        clock instead."""
-        try:
-            seconds, micros = self.conn.time()
-        except redis.ResponseError as exc:
-            logger.debug("TIME refused (%s); schedules read with this host's clock", exc)
-            return utc_now()
-        return datetime.datetime.fromtimestamp(int(seconds) + int(micros) / 1e6, datetime.UTC)
+        host a minute ahead would otherwise fire each tick a minute early); see
+        :mod:`framework.clock`."""
+        return server_now(self.conn)
 
     def get(self, name: str) -> Schedule:
         try:

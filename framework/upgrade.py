@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from framework import defaults
+from framework.clock import server_ms
 from framework.errors import HueyardError
 from framework.keys import JOB_STATES, LOGS, Keys, LegacyKeys, QueueKeys
 
@@ -229,9 +230,7 @@ def _glob(text: str) -> str:
 
 def live_consumers(conn: redis.Redis, keys: Keys, window: float) -> int:
     """Consumers (of any version) that sent a heartbeat in the last ``window`` seconds."""
-    now = conn.time()
-    now_ms = now[0] * 1000 + now[1] // 1000
-    return int(conn.zcount(keys.consumers, now_ms - int(window * 1000), "+inf"))
+    return int(conn.zcount(keys.consumers, server_ms(conn) - int(window * 1000), "+inf"))
 
 
 def check_single_redis(conn: Any) -> None:

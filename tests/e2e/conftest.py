@@ -18,6 +18,7 @@ printed, which pytest shows when a test fails.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import signal
@@ -46,6 +47,25 @@ ROOT = Path(__file__).resolve().parents[2]
 """The checkout root: the consumer imports ``tests.e2e.e2e_handlers`` from here."""
 
 READY_LINE = "hueyard consumer pid"
+
+LIBFAKETIME = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+"""Debian's libfaketime (package faketime, ``bash .ci/ensure-faketime``)."""
+
+
+def wrong_clock(offset: str) -> dict[str, str]:
+    """The environment that sets a consumer's wall clock ``offset`` off (``"+1h"``,
+    ``"-1h"``), as on a host whose clock is wrong: libfaketime, preloaded (the
+    ``faketime`` command would run the consumer as its child, whose signal handlers a
+    test could not see). Its monotonic clock, which timed waits use, stays right."""
+    if not LIBFAKETIME:
+        pytest.fail("no libfaketime under /usr/lib/*/faketime/; run: bash .ci/ensure-faketime")
+    return {
+        "LD_PRELOAD": LIBFAKETIME[0],
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
 TICK = 0.1
 """[consumer] scheduler_interval of the e2e consumers: due jobs move within a tenth of a second."""
 BACKOFF = 0.5

@@ -14,7 +14,7 @@ import pytest
 import framework
 from framework.errors import PayloadError
 from tests.e2e import e2e_handlers as handlers
-from tests.e2e.conftest import E2E, READY_LINE
+from tests.e2e.conftest import E2E, READY_LINE, wait_until, wrong_clock
 
 pytestmark = pytest.mark.e2e
 
@@ -193,3 +193,23 @@ def test_process_workers_run_jobs_outside_the_consumer_process(e2e: E2E) -> None
     [gamma_pid] = {entry["pid"] for entry in e2e.records.starts("gamma.echo")}
     assert len(alpha_pids) <= 2  # alpha's concurrency
     assert gamma_pid not in alpha_pids  # each queue has its own workers
+
+
+def test_a_consumer_whose_clock_is_an_hour_behind_is_listed_as_live_and_runs_jobs(
+    e2e: E2E,
+) -> None:
+    # Given a consumer on a host whose clock runs an hour behind (the Redis server's and
+    # this process's clocks are right)
+    consumer = e2e.start_consumer(env={"HUEYARD_QUEUES": "alpha", **wrong_clock("-1h")})
+
+    # Then the readers see it: its heartbeat is stamped by the Redis server's clock (it
+    # was stamped by its own, an hour old, and pruned at once as a dead consumer's)
+    listed = wait_until(
+        lambda: [c for c in e2e.jobs.consumers() if c.pid == consumer.pid],
+        timeout=10,
+        what="the consumer in the heartbeat set",
+    )
+    assert listed[0].queues == ("alpha",)
+    # And it runs jobs as any other
+    job_id = handlers.alpha_echo.enqueue({"tag": "skewed"})
+    assert e2e.wait_result("alpha", job_id) is not None
