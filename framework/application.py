@@ -228,10 +228,10 @@ class Hueyard:
         if info.may_evict:
             limit = f"maxmemory {info.maxmemory:,} bytes" if info.maxmemory else "no maxmemory yet"
             logger.warning(
-                "Redis maxmemory-policy is %s (%s): at its memory limit Redis deletes keys, "
-                "job records and queue sets among them, and jobs are lost without a trace; "
-                "CONFIG SET maxmemory-policy %s, and the same in redis.conf",
-                info.maxmemory_policy, limit, NO_EVICTION,
+                "Redis maxmemory-policy is %s (%s): at its memory limit Redis deletes %s, "
+                "and what they held is lost without a trace; CONFIG SET maxmemory-policy %s, "
+                "and the same in redis.conf",
+                info.maxmemory_policy, limit, info.evicts, NO_EVICTION,
             )  # fmt: skip
 
     def _refuse_legacy_keys(self, queues: list[str]) -> None:

@@ -240,12 +240,6 @@ def _memory(info: RedisInfo, ratio: float) -> Finding:
 
 def _eviction(info: RedisInfo) -> Finding:
     policy = info.maxmemory_policy or "?"
-    deletes = (
-        "keys with a TTL: rate-limit windows, consumer heartbeats, schedule state, job keys, "
-        "metrics and the cache"
-        if policy.startswith("volatile-")
-        else "any key: job records, queue sets, pause flags"
-    )
     limit = (
         f"maxmemory {size(info.maxmemory)}"
         if info.maxmemory
@@ -256,7 +250,7 @@ def _eviction(info: RedisInfo) -> Finding:
         Severity.WARNING,
         None,
         f"maxmemory-policy {policy} can drop job data",
-        f"{limit}; at the limit Redis deletes {deletes}",
+        f"{limit}; at the limit Redis deletes {info.evicts}",
         f"CONFIG SET maxmemory-policy {NO_EVICTION}, and the same in redis.conf (or the "
         "provider's parameter group); keep a cache that must evict on a Redis of its own.",
     )

@@ -78,3 +78,13 @@ class RedisInfo:
     def may_evict(self) -> bool:
         """Whether Redis may delete keys to make room: any policy but ``noeviction``."""
         return self.maxmemory_policy is not None and self.maxmemory_policy != NO_EVICTION
+
+    @property
+    def evicts(self) -> str:
+        """What the policy deletes at the memory limit, of hueyard's keys (for a message)."""
+        if (self.maxmemory_policy or "").startswith("volatile-"):
+            return (
+                "keys with a TTL: rate-limit windows, consumer heartbeats, schedule state, "
+                "job keys, metrics and the cache"
+            )
+        return "any key: job records, queue sets, pause flags"

@@ -67,6 +67,7 @@ def test_a_consumer_warns_at_start_when_redis_may_evict_its_jobs(
         # When a consumer is made for it, then it says so at once, with the fix
         [line] = _eviction_warnings(app, caplog)
     assert line.startswith("Redis maxmemory-policy is allkeys-lru (maxmemory 67,108,864 bytes)")
+    assert "deletes any key: job records, queue sets, pause flags" in line
     assert line.endswith("CONFIG SET maxmemory-policy noeviction, and the same in redis.conf")
 
 

@@ -51,3 +51,9 @@ def test_missing_or_odd_fields_are_none_never_an_error() -> None:
     info = RedisInfo.parse({"used_memory": "lots", "connected_clients": True})
     assert info == RedisInfo()
     assert (info.is_replica, info.memory_ratio, info.may_evict) == (False, None, False)
+
+
+def test_what_a_policy_deletes_is_named_by_its_kind() -> None:
+    assert RedisInfo(maxmemory_policy="allkeys-lru").evicts.startswith("any key: job records")
+    volatile = RedisInfo(maxmemory_policy="volatile-ttl").evicts
+    assert volatile.startswith("keys with a TTL") and "job records" not in volatile
