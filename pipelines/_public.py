@@ -17,8 +17,8 @@ connections:
 ``$HUEYARD_WEBHOOK_ALLOW_PRIVATE`` opens it up: ``1`` allows every address, a
 comma-separated list of networks (``10.20.0.0/16,fd00:1::/64``) allows those besides
 the public ones. Through a proxy (``$HTTPS_PROXY``, ``$HTTP_PROXY``) the proxy
-connects, and is the egress control: the host is still resolved and checked first,
-but the proxy resolves it again.
+connects, and is the egress control: the host is still resolved and checked before
+the request, but the proxy resolves it again.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import socket
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["ALLOW_PRIVATE_ENV", "Refused", "allowed_networks", "check_host", "opener"]
 
@@ -142,7 +143,14 @@ class _CheckedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def _proxied(request: urllib.request.Request) -> bool:
-    return request.has_proxy() or getattr(request, "_tunnel_host", None) is not None
+    """Whether a proxy connects for ``request``: then its target is checked here, before
+    the request (the proxy resolves the name again), and the proxy's own address is not."""
+    if not (request.has_proxy() or getattr(request, "_tunnel_host", None) is not None):
+        return False
+    target = urlsplit(request.full_url)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    check_host(target.hostname or "", port, allowed_networks())
+    return True
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
