@@ -16,6 +16,8 @@ import os
 import socket
 import stat
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -1112,3 +1114,33 @@ def test_the_window_is_the_calendar_period(period: str, date: str, start: str, e
         {"period": period, "date": date, "metrics": {"x": 1}}
     )
     assert analytics.snapshot(payload)["window"] == {"start": start, "end": end}
+
+
+def test_through_a_proxy_the_target_is_checked_and_the_proxy_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a proxy on loopback (an internal address, as an egress proxy is)
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "10.20.0.0/16")
+    with serving(_WebhookServer()) as proxy:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+        opener = _public.opener()  # reads the proxy from the environment now
+
+        def post(url: str) -> int:
+            stamp = int(time.time())
+            headers = {
+                webhooks.TIMESTAMP_HEADER: str(stamp),
+                webhooks.SIGNATURE_HEADER: webhooks.sign(SECRET, stamp, b"{}"),
+            }
+            request = urllib.request.Request(url, data=b"{}", headers=headers)
+            with opener.open(request, timeout=5) as response:
+                return int(response.status)
+
+        # When a request goes to an allowed target, and one to a refused target
+        assert post("http://10.20.0.5/hook") == 200
+        with pytest.raises(_public.Refused, match=r"non-public address 10\.1\.2\.3; refused"):
+            post("http://10.1.2.3/hook")
+
+    # Then only the allowed one reached the proxy
+    assert len(proxy.received) == 1
