@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -40,6 +39,7 @@ import redis
 from redis.client import Pipeline
 
 from framework import defaults
+from framework.clock import server_ms
 from framework.connection import connection_failure
 from framework.errors import JobActionError, RedisUnavailableError
 from framework.keys import JOB_STATES, Keys, QueueKeys
@@ -585,9 +585,13 @@ class Jobs:
 
     @_redis_errors
     def pause(self, queue: str) -> bool:
-        """Stop handing out jobs of ``queue``; running jobs finish. False if already paused."""
+        """Stop handing out jobs of ``queue``; running jobs finish. False if already paused.
+
+        The flag holds when, by the Redis server's clock, which the doctor's "paused
+        since" compares with.
+        """
         q = self._q(queue)
-        return bool(self.conn.set(q.paused, int(time.time() * 1000), nx=True))
+        return bool(self.conn.set(q.paused, server_ms(self.conn), nx=True))
 
     @_redis_errors
     def resume(self, queue: str) -> bool:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from redis.client import Pipeline
 
 from framework import defaults
 from framework.clients import is_cluster
-from framework.clock import server_ms
+from framework.clock import server_ms, server_seconds
 from framework.errors import JobActionError
 from framework.ids import created_ms
 from framework.keys import Keys, QueueKeys
@@ -158,8 +157,12 @@ def percentile(samples: Sequence[float], pct: float) -> float | None:
 def series(
     conn: redis.Redis, q: QueueKeys, minutes: int, *, max_minutes: int, now: float | None = None
 ) -> list[MetricPoint]:
-    """``minutes`` points, oldest first, ending with the current minute: one round trip."""
-    first = _first_minute(minutes, max_minutes, now)
+    """``minutes`` points, oldest first, ending with the current minute: two round trips.
+
+    The current minute is the Redis server's (``TIME``), whose minutes the
+    scripts count in, whatever this host's clock says.
+    """
+    first = _first_minute(minutes, max_minutes, server_seconds(conn) if now is None else now)
     with conn.pipeline(transaction=False) as pipe:
         _queue_series(pipe, q, first, minutes)
         replies = pipe.execute(raise_on_error=False)
@@ -176,13 +179,13 @@ def summary(
     max_minutes: int,
     now: float | None = None,
 ) -> MetricsSummary:
-    """Totals, rates and percentiles of the last ``minutes`` minutes: two round trips.
+    """Totals, rates and percentiles of the last ``minutes`` minutes: three round trips.
 
     The oldest waiting job is the first job of each priority band of the
     waiting set (the earliest enqueued there), so a low-priority job stuck
     behind busy high-priority work is seen too.
     """
-    now = time.time() if now is None else now
+    now = server_seconds(conn) if now is None else now  # the clock the scripts count by
     q = keys.queue(queue)
     first = _first_minute(minutes, max_minutes, now)
     bands = range(defaults.PRIORITY_HIGHEST, defaults.PRIORITY_LOWEST + 1)
@@ -305,13 +308,13 @@ def read_consumers(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _first_minute(minutes: int, max_minutes: int, now: float | None) -> int:
+def _first_minute(minutes: int, max_minutes: int, now: float) -> int:
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= max_minutes:
         raise JobActionError(
             f"minutes={minutes!r} is not allowed; use 1 to {max_minutes} "
             "(metrics are kept for [consumer] metrics_ttl seconds)"
         )
-    current = int((time.time() if now is None else now) // 60)
+    current = int(now // 60)
     return current - minutes + 1
 
 
