@@ -44,7 +44,7 @@ def valid_token(secret: bytes, user: str, token: str | None, now: float | None =
     if not token or token.count(".") != 1:
         return False
     issued_text, signature = token.split(".")
-    if not issued_text.isdigit():
+    if not (issued_text.isascii() and issued_text.isdigit()):  # not "²", which int() refuses
         return False
     issued = int(issued_text)
     now = time.time() if now is None else now

@@ -58,7 +58,7 @@ __all__ = ["STEP_OPTIONS", "Chain", "Step", "encode_then", "follow_up", "steps_o
 STEP_OPTIONS = ("priority", "delay", "attempts", "timeout", "keep_completed", "keep_failed")
 """The enqueue options a follow-up takes (its key is hueyard's, its time is its origin's end)."""
 
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 class Enqueueable(Protocol):
@@ -99,7 +99,7 @@ class Step:
                 "result goes under; or give no payload, and the result is the payload"
             )
         if field is not None:
-            if not isinstance(field, str) or not _FIELD.match(field):
+            if not isinstance(field, str) or not _FIELD.fullmatch(field):
                 raise ChainError(
                     f"follow-up {name}: field={shown(field)} is not allowed; use a name of "
                     "letters, digits and '_' (at most 128), e.g. field='report'"

@@ -120,17 +120,22 @@ def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str,
     return {**raw, "redis": table} if table != redis_table else raw
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes superscripts and other scripts' digits."""
+    return text.isascii() and text.isdigit()
+
+
 def _with_parts(url: str, parts: Mapping[str, str | None]) -> str:
     split = urlsplit(url)
     host = parts["HOST"] or split.hostname or "localhost"
     port_text = parts["PORT"]
-    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+    if port_text is not None and not (_digits(port_text) and 0 < int(port_text) < 65536):
         raise ConfigError(
             f"REDIS_PORT={port_text!r} is not a TCP port; use a number from 1 to 65535"
         )
     port = port_text or (str(split.port) if split.port else "6379")
     db_text = parts["DB"]
-    if db_text is not None and not db_text.isdigit():
+    if db_text is not None and not _digits(db_text):
         raise ConfigError(f"REDIS_DB={db_text!r} is not a database number; use 0, 1, 2, ...")
     path = f"/{db_text}" if db_text is not None else (split.path or "/0")
     password = parts["PASSWORD"] if parts["PASSWORD"] is not None else split.password

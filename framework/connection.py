@@ -39,6 +39,7 @@ __all__ = [
     "SpecBackoff",
     "ThreadClients",
     "build_pool",
+    "check_url",
     "connection_failure",
     "redact_url",
 ]
@@ -64,32 +65,93 @@ class SpecBackoff(AbstractBackoff):
         return float(min(round(failures * self.step, 6), self.cap))
 
 
+URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` saying what is wrong with a Redis URL, and the fix.
+
+    redis-py would take some mistakes silently: a database that is not a number
+    (``redis://cache/crm``) or port 0 mean database 0 and port 6379 to it, and
+    its query arguments (``?socket_timeout=``, ``?max_connections=``) override
+    the pool's settings that hueyard makes. Others it raises as a bare
+    ``ValueError`` at the first connection. The message quotes no part of the
+    URL: the caller shows it, redacted (:func:`redact_url`).
+
+    >>> check_url("redis://cache:6379/2")
+    >>> check_url("redis://cache/crm")
+    Traceback (most recent call last):
+    ...
+    ValueError: database 'crm' is not a number; write redis://host:port/0 (or /1, /2, ...)
+    """
+    if not url.startswith(URL_SCHEMES):
+        raise ValueError(
+            "is not a Redis URL; use redis://host:port/db, rediss://host:port/db for TLS, "
+            "or unix:///path/to/socket?db=0"
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(
+            f"can not be parsed ({exc}); write redis://host:port/db, with a port from 1 to "
+            "65535 and an IPv6 address in brackets"
+        ) from None
+    if parts.fragment:
+        raise ValueError("has a '#' part; drop it (a '#' in a password is written %23)")
+    query = [pair.partition("=") for pair in parts.query.split("&") if pair]
+    database = parts.path.strip("/") or "0"
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("names no socket; write unix:///path/to/redis.sock?db=0")
+        database = next((value for name, _, value in query if name == "db"), "0")
+        query = [pair for pair in query if pair[0] != "db"]
+    elif not parts.hostname:
+        raise ValueError("names no host; write redis://host:port/db")
+    elif port == 0:
+        raise ValueError("has port 0; write the server's port, 1 to 65535")
+    if query:
+        names = ", ".join(sorted({name for name, _, _ in query}))
+        raise ValueError(
+            f"has query arguments ({names}), which would override the pool's settings; "
+            "drop them, and set [redis] socket_timeout, connect_timeout or "
+            "reconnect_attempts instead"
+        )
+    if not (database.isascii() and database.isdigit()):
+        example = (
+            "unix:///path/to/redis.sock?db=0 (or 1, 2, ...)"
+            if parts.scheme == "unix"
+            else "redis://host:port/0 (or /1, /2, ...)"
+        )
+        raise ValueError(f"database {database!r} is not a number; write {example}")
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``.
+    """Return ``url`` with its password and its query's values replaced by ``***``.
 
     >>> redact_url("redis://user:s3cret@cache:6379/2")
     'redis://user:***@cache:6379/2'
     >>> redact_url("redis://localhost:6379/0")
     'redis://localhost:6379/0'
+    >>> redact_url("unix:///run/redis.sock?db=2&password=s3cret")
+    'unix:///run/redis.sock?db=2&password=***'
     """
+    base, hash_sign, fragment = url.partition("#")
+    base, question_mark, query = base.partition("?")
+    hidden = "&".join(  # ?password=... is no less secret than the userinfo's
+        name + (("=" + (value if name == "db" else "***")) if sep else "")
+        for name, sep, value in (pair.partition("=") for pair in query.split("&"))
+    )
+    tail = question_mark + hidden + hash_sign + ("***" if fragment else "")
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(base)
     except ValueError:
         return "<unparseable Redis URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not colon:  # no password (a port that is not a number is shown as it is)
+        return base + tail
+    return urlunsplit(parts._replace(netloc=f"{user}:***{at}{hostport}")) + tail
 
 
 def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:

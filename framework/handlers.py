@@ -66,7 +66,7 @@ __all__ = [
 
 R = TypeVar("R")
 C = TypeVar("C", bound=Callable[..., Any])
-_SHORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_SHORT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass
@@ -398,7 +398,7 @@ def handler(
             )
         _check_signature(func, location)
         short = name or func.__name__
-        if not _SHORT_NAME.match(short):
+        if not _SHORT_NAME.fullmatch(short):
             raise HandlerError(
                 f"handler name {short!r} of {location} is not allowed; use letters, digits and '_'"
             )

@@ -20,7 +20,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from framework import defaults
-from framework.connection import ConnectionSpec, redact_url
+from framework.connection import ConnectionSpec, check_url, redact_url
 
 __all__ = [
     "Backoff",
@@ -36,14 +36,14 @@ __all__ = [
     "Settings",
 ]
 
-QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-TTL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
-HANDLER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-SCHEDULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+QUEUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+TTL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
+HANDLER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+SCHEDULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 
 
 def _queue_name(name: str) -> str:
-    if not QUEUE_NAME.match(name):
+    if not QUEUE_NAME.fullmatch(name):
         raise ValueError(
             f"queue name {name!r} is not allowed; use a lowercase letter followed by "
             "up to 62 lowercase letters, digits or '_'"
@@ -52,7 +52,7 @@ def _queue_name(name: str) -> str:
 
 
 def _ttl_name(name: str) -> str:
-    if not TTL_NAME.match(name):
+    if not TTL_NAME.fullmatch(name):
         raise ValueError(f"TTL name {name!r} is not allowed; use letters, digits and '_'")
     return name
 
@@ -100,7 +100,7 @@ AllowedHost = Annotated[str, AfterValidator(_allowed_host)]
 
 
 def _schedule_name(name: str) -> str:
-    if not SCHEDULE_NAME.match(name):
+    if not SCHEDULE_NAME.fullmatch(name):
         raise ValueError(
             f"schedule name {name!r} is not allowed; use a letter followed by up to 62 "
             "letters, digits or '_'"
@@ -150,7 +150,7 @@ class RateLimit(_Strict):
 
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"{value!r} is not host:port; write e.g. '10.0.0.5:26379'")
     return value
 
@@ -189,12 +189,8 @@ class RedisSettings(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _url_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                f"{redact_url(value)!r} is not a Redis URL; use redis://host:port/db, "
-                "rediss://host:port/db for TLS, or unix:///path/to/socket"
-            )
+    def _url_checked(cls, value: str) -> str:
+        check_url(value)
         return value
 
     @field_validator("prefix")
@@ -388,7 +384,7 @@ class HealthSettings(_Strict):
 
 def _handler_name(name: str) -> str:
     queue, _, handler = name.partition(".")
-    if not (QUEUE_NAME.match(queue) and HANDLER_NAME.match(handler)):
+    if not (QUEUE_NAME.fullmatch(queue) and HANDLER_NAME.fullmatch(handler)):
         raise ValueError(
             f"{name!r} is not a handler's stable name; use '<queue>.<handler>', "
             "e.g. 'analytics.snapshot'"

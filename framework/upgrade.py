@@ -186,7 +186,7 @@ def _count(conn: redis.Redis, key: str) -> int | None:
     if value is None:
         return 0
     text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _owner(conn: redis.Redis, record: str) -> str | None:

@@ -81,7 +81,7 @@ def fetch_audio(
             if not response.is_success:
                 raise _status_error(response.status_code, where, response.headers)
             length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > limit:
+            if length.isascii() and length.isdigit() and int(length) > limit:
                 raise _too_large(where, limit, limit_setting, int(length))
             for chunk in response.iter_bytes():
                 size += len(chunk)

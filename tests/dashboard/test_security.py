@@ -25,8 +25,8 @@ XSS = "<script>alert('pwned')</script>"
 
 @pytest.mark.parametrize(
     "token",
-    ["", "garbage", "123.abc", "not.a.token.at.all"],
-    ids=["missing", "garbage", "bad-signature", "malformed"],
+    ["", "garbage", "123.abc", "not.a.token.at.all", "\u00b2.abc", "\uff11\uff12.abc"],
+    ids=["missing", "garbage", "bad-signature", "malformed", "superscript", "fullwidth"],
 )
 def test_a_post_without_a_valid_csrf_token_is_refused(app: Hueyard, dash: Dash, token: str) -> None:
     add(app, 1)

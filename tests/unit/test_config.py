@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -265,11 +266,68 @@ def test_the_specs_redis_variables_change_parts_of_the_url() -> None:
         ({"REDIS_PORT": "sixty"}, "REDIS_PORT='sixty' is not a TCP port"),
         ({"REDIS_PORT": "70000"}, "REDIS_PORT='70000' is not a TCP port"),
         ({"REDIS_DB": "x"}, "REDIS_DB='x' is not a database number"),
+        # str.isdigit() takes these, and int() or the URL would not
+        ({"REDIS_PORT": "\u00b2"}, "REDIS_PORT='\u00b2' is not a TCP port"),
+        ({"REDIS_PORT": "\uff16\uff13\uff17\uff19"}, "is not a TCP port"),
+        ({"REDIS_DB": "\u00b2"}, "REDIS_DB='\u00b2' is not a database number"),
     ],
 )
 def test_bad_redis_variables_are_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         parse(MINIMAL, env=env)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        # redis-py would take these silently: database 0, port 6379, its own pool settings
+        ("redis://cache/crm", "database 'crm' is not a number; write redis://host:port/0"),
+        ("redis://cache:0/1", "has port 0"),
+        ("redis://cache/0?max_connections=1", "has query arguments (max_connections)"),
+        ("unix:///run/redis.sock?db=two", "database 'two' is not a number"),
+        ("redis:///0", "names no host"),
+        ("redis://cache/0#x", "has a '#' part"),
+        # and these it raises as a bare ValueError at the first connection
+        ("redis://cache:99999/0", "can not be parsed (Port out of range"),
+        ("redis://cache:port/0", "can not be parsed"),
+        ("redis://[::1/0", "can not be parsed"),
+    ],
+)
+def test_a_redis_url_that_redis_py_would_misread_is_refused_naming_the_fix(
+    url: str, fragment: str
+) -> None:
+    for where in ("config", "env"):
+        with pytest.raises(ConfigError) as caught:
+            if where == "config":
+                parse(f"[redis]\nurl = {json.dumps(url)}\n" + MINIMAL)
+            else:
+                parse(MINIMAL, env={"REDIS_URL": url})
+        assert "[redis] url = " in str(caught.value) and fragment in str(caught.value)
+
+
+def test_a_unix_socket_url_keeps_its_database_and_query_values_are_never_shown() -> None:
+    assert parse(MINIMAL, env={"REDIS_URL": "unix:///run/redis.sock?db=3"}).redis.url.endswith(
+        "?db=3"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse(MINIMAL, env={"REDIS_URL": "redis://cache/0?password=hunter2"})
+    assert "hunter2" not in str(caught.value) and "password=***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        '[queues."messages\\n"]\n',
+        MINIMAL + '[cache.ttl]\n"CONTACTS\\n" = 5\n',
+        MINIMAL + '[schedules."daily\\n"]\nhandler = "messages.send"\nevery = 60\n',
+        MINIMAL + '[schedules.daily]\nhandler = "messages.send\\n"\nevery = 60\n',
+    ],
+    ids=["queue", "ttl", "schedule", "schedule-handler"],
+)
+def test_a_name_ending_in_a_newline_is_refused(toml: str) -> None:
+    # Python's "$" matches before a final newline: a name is checked whole
+    with pytest.raises(ConfigError, match=r"not allowed|not a handler's stable name"):
+        parse(toml)
 
 
 def test_the_redis_password_never_appears_in_repr_or_errors() -> None:

@@ -44,6 +44,17 @@ def test_name_overrides_the_function_part(registry: HandlerRegistry) -> None:
     assert send_message_v2.name == "messages.send"
 
 
+@pytest.mark.parametrize("name", ["send\n", "send me", "s\u00e9nd", "send.v2"])
+def test_a_handler_name_that_is_not_letters_digits_and_underscores_is_refused(
+    registry: HandlerRegistry, name: str
+) -> None:
+    with pytest.raises(HandlerError, match="is not allowed; use letters, digits and '_'"):
+
+        @handler("messages", name=name, registry=registry)
+        def send(payload: dict[str, str]) -> None:
+            return None
+
+
 def test_the_decorated_function_still_runs_locally(registry: HandlerRegistry) -> None:
     @handler("messages", registry=registry)
     def double(payload: int) -> int:
