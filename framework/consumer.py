@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -153,6 +154,32 @@ _HUEYARD_WAY = {
     "graceful_signal": "-g is ignored: SIGTERM and SIGINT both stop a hueyard consumer "
     "gracefully; a second one hurries it",
 }
+
+
+_FLAGS: dict[str, tuple[str, float, float, str]] = {
+    # option: (flag, lowest, highest, what it is)
+    "shutdown_timeout": ("-t", 0, 3600, "seconds running jobs get to finish at shutdown"),
+    "initial_delay": ("-d", 0, 3600, "seconds an idle worker first waits"),
+    "max_delay": ("-m", 0, 3600, "seconds an idle worker waits at most"),
+    "backoff": ("-b", 1, 100, "the factor of an idle worker's waits"),
+    "health_check_interval": ("-c", 0.1, 3600, "seconds between worker health checks"),
+    "max_tasks": ("-M", 1, 10**9, "jobs a worker runs before it is replaced"),
+}
+"""The numeric flags of ``huey_consumer`` and their bounds (Huey checks none but -b)."""
+
+
+def _check_flags(**given: float | None) -> None:
+    """Refuse a numeric flag that is not a finite number within its bounds: ``-t nan``
+    would be taken, then end the shutdown in a ``ValueError`` with the jobs still
+    active; ``-t -1`` would give running jobs no time at all."""
+    for option, value in given.items():
+        if value is None or (option == "max_tasks" and value == 0):  # -M 0: Huey's "no limit"
+            continue
+        flag, low, high, what = _FLAGS[option]
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(
+                f"{flag} {value:g} is not allowed ({what}); use {low:g} to {high:,.10g}"
+            )
 
 
 def ignored_flags(**given: Any) -> list[str]:
@@ -311,6 +338,10 @@ class MultiQueueConsumer:
                 "that ran its jobs exits and only the health check starts its replacement; "
                 "drop -C (or -M)"
             )
+        _check_flags(
+            shutdown_timeout=shutdown_timeout, initial_delay=initial_delay, max_delay=max_delay,
+            backoff=backoff, health_check_interval=health_check_interval, max_tasks=max_tasks,
+        )  # fmt: skip
         _share_huey_logging(app)
         for line in ignored_flags(scheduler_interval=scheduler_interval, **ignored):
             logger.warning(line)

@@ -36,7 +36,7 @@ that a handler's ``except Exception`` does not swallow a cancel.
 
 from __future__ import annotations
 
-from huey.exceptions import CancelExecution, ResultTimeout, TaskTimeout
+from huey.exceptions import CancelExecution, ResultTimeout, TaskException, TaskTimeout
 
 __all__ = [
     "JobCancelled",
@@ -152,14 +152,21 @@ class ReadOnlyReplicaError(StorageError):
     """Redis answered ``READONLY``: the URL names a replica, and jobs need the primary."""
 
 
-class JobFailedError(HueyardError):
+class JobFailedError(HueyardError, TaskException):  # type: ignore[misc]
     """The job whose result was asked for failed (or was cancelled); ``error`` is its
-    error, secrets masked."""
+    error, secrets masked.
+
+    Also Huey's ``TaskException`` (``.metadata`` has ``task_id`` and ``error``), so code
+    ported from Huey that catches it from ``huey.result()`` catches this one.
+    """
 
     def __init__(self, message: str, *, job_id: str, error: str | None) -> None:
-        super().__init__(message)
+        TaskException.__init__(self, {"task_id": job_id, "error": error}, message)
         self.job_id = job_id
         self.error = error
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class ResultTimeoutError(HueyardError, ResultTimeout):  # type: ignore[misc]

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
@@ -35,7 +36,7 @@ from framework.errors import ChainError, HueyardError, JobCancelled, Serializati
 from framework.fanin import Relay
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
-from framework.options import EnqueuedIds, EnqueueOptions, Outcome
+from framework.options import EnqueuedIds, EnqueueOptions, Outcome, Stored
 from framework.outcomes import store_outcome
 from framework.payloads import result_too_large
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
@@ -78,7 +79,8 @@ _REVOKE = (
     "revoking is not available on a hueyard queue (Huey would skip the task at dequeue; "
     "hueyard's jobs are cancelled instead): framework.jobs.Jobs(app).cancel(queue, job_id), "
     "`hueyard cancel QUEUE JOB_ID`, or the dashboard's Cancel; a running job is interrupted "
-    "(docs/jobs.md)"
+    "(docs/jobs.md). To run a job again (Huey's result.reschedule()): a failed one, "
+    "`hueyard retry QUEUE JOB_ID`; a delayed one, now, Jobs(app).promote(queue, job_id)"
 )
 _TASK = (
     "{call} is not available on the Huey of queue {queue!r}: a Huey task declared here could "
@@ -91,6 +93,18 @@ _TASK = (
 
 class _Switch(Protocol):
     immediate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a run ended, as asked and as stored: what its log line and signals tell."""
+
+    outcome: Outcome
+    stored: Stored
+    value: str  # the result's JSON, or the error
+    delay: float  # seconds before a retry
+    raised: str  # "failed" or "not run, its lock is held" for a raise; "" otherwise
+    attempts: int  # the job's attempts
 
 
 class QueueHuey(Huey):  # type: ignore[misc]
@@ -270,6 +284,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         self._emit(huey_signals.SIGNAL_EXECUTING, task)
         self._tasks_in_flight.add(task)
         outcome, value, trace, delay, follow_up = Outcome.COMPLETED, "", "", 0.0, ""
+        raised = ""  # how the handler's raise is told in the log: "failed", or its lock held
         result: Any = None
         failure: BaseException | None = None
         started = time.monotonic()
@@ -290,12 +305,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 # Not a shutdown (a worker is interrupted only once its consumer stops, and
                 # a signal never reaches a worker thread): the handler raised it itself.
                 ended = failure = run.outcome_of(exc) or exc
-                outcome, value, trace, delay = self._failure(task, claim, policy, ended)
+                outcome, value, trace, delay, raised = self._failure(task, ended, claim, policy)
             else:
                 self._tasks_in_flight.discard(task)
                 keeper.forget(claim)
-                logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
-                self._emit(huey_signals.SIGNAL_INTERRUPTED, task)
+                self._emit(huey_signals.SIGNAL_INTERRUPTED, task)  # puts it back, and says so
                 if here:
                     raise  # run_now: Ctrl-C stops the test, after the job went back to waiting
                 return None
@@ -306,25 +320,27 @@ class QueueHuey(Huey):  # type: ignore[misc]
             # asyncio.CancelledError, ...) fails the attempt: it never ends the worker,
             # nor leaves its job active with a lease renewed for as long as the consumer runs.
             ended = failure = run.outcome_of(exc) or exc
-            outcome, value, trace, delay = self._failure(task, claim, policy, ended)
+            outcome, value, trace, delay, raised = self._failure(task, ended, claim, policy)
         finally:
             self._tasks_in_flight.discard(task)
             keeper.releasing(claim)  # its lease is kept until the outcome is stored
         if outcome is Outcome.COMPLETED and claim.then is not None:
             outcome, value, failure, follow_up = self._follow_up(task, claim, result, value)
-        if self._post_execute:  # Huey's @huey.post_execute() hooks: (task, value, exception)
-            self._run_post_execute(
-                task, None if outcome is not Outcome.COMPLETED else result, failure
-            )
         try:
-            released, self._local.next = store_outcome(
+            stored, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
                 fetch=not self._stopping() and not getattr(self._local, "here", False),
                 follow_up=follow_up,
             )  # fmt: skip
         finally:
             keeper.forget(claim)
-        return self._told(task, claim, outcome, released=released, delay=delay, started=started)
+        if self._post_execute:  # Huey's @huey.post_execute() hooks: (task, value, exception)
+            # after the outcome is stored, as in Huey: a hook reads the job's result or error
+            self._run_post_execute(
+                task, None if outcome is not Outcome.COMPLETED else result, failure
+            )
+        ending = _Ending(outcome, stored, value, delay, raised, policy.attempts)
+        return self._told(task, claim, ending, started=started)
 
     def _encoded(self, result: Any) -> tuple[Outcome, str, BaseException | None]:
         """``result`` as stored, JSON (a :class:`SerializationError` when it is not), or
@@ -340,19 +356,11 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return Outcome.FAILED, refused, HueyardError(refused)
         return Outcome.COMPLETED, value, None
 
-    def _told(
-        self,
-        task: Task,
-        claim: Claim,
-        outcome: Outcome,
-        *,
-        released: bool,
-        delay: float,
-        started: float,
-    ) -> Outcome | None:
-        """After the release: log and send Huey's signal of ``outcome`` (None: the
+    def _told(self, task: Task, claim: Claim, ending: _Ending, *, started: float) -> Outcome | None:
+        """After the release: log what was stored and send Huey's signal of it (None: the
         outcome was dropped, the job no longer ours)."""
-        if not released:
+        outcome, stored = ending.outcome, ending.stored
+        if not stored:
             logger.warning(
                 "job %s finished (%s) after it stopped being ours (lease lost, timed out "
                 "or removed); this outcome is dropped",
@@ -360,18 +368,46 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 outcome,
             )
             return None
+        if stored is Stored.CANCELLED:
+            logger.warning(
+                "job %s (%s) was cancelled while it ran: failed (cancelled), not %s%s",
+                claim.id, task.name,
+                "retried" if outcome is Outcome.RETRY else "put back in waiting",
+                f"; its attempt {ending.raised}: {one_line(ending.value)}" if ending.raised else "",
+            )  # fmt: skip
+            self._emit(huey_signals.SIGNAL_CANCELED, task)
+            return Outcome.FAILED
+        if stored is Stored.CORRUPT:
+            logger.error(
+                "job %s (%s) failed: its record turned corrupt while it ran (hueyard job %s "
+                "shows why)",
+                claim.id, task.name, claim.id,
+            )  # fmt: skip
+            return Outcome.FAILED
         if outcome is Outcome.COMPLETED:
             logger.info(
                 "job %s (%s) completed in %.3fs", claim.id, task.name, time.monotonic() - started
             )
             self._emit(huey_signals.SIGNAL_COMPLETE, task)
         elif outcome is Outcome.RETRY:
+            logger.warning(
+                "job %s (%s) attempt %d of %d %s, retrying in %gs: %s",
+                claim.id, task.name, claim.attempts, ending.attempts, ending.raised,
+                ending.delay, one_line(ending.value),
+            )  # fmt: skip
             self._emit(huey_signals.SIGNAL_RETRYING, task)
             # Huey schedules the retry: its task, with the retry's eta, is the scheduled one
             task.eta = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + (
-                datetime.timedelta(seconds=delay)
+                datetime.timedelta(seconds=ending.delay)
             )
             self._emit(huey_signals.SIGNAL_SCHEDULED, task)
+        elif ending.raised:
+            logger.error(
+                "job %s (%s) failed after %d attempt(s)%s: %s",
+                claim.id, task.name, claim.attempts,
+                " (its lock is held)" if ending.raised != "failed" else "",
+                one_line(ending.value),
+            )  # fmt: skip
         return outcome
 
     def _follow_up(
@@ -393,8 +429,8 @@ class QueueHuey(Huey):  # type: ignore[misc]
             return Outcome.FAILED, str(exc)[:ERROR_LIMIT], exc, ""
 
     def _failure(
-        self, task: Task, claim: Claim, policy: JobPolicy, exc: BaseException
-    ) -> tuple[Outcome, str, str, float]:
+        self, task: Task, exc: BaseException, claim: Claim, policy: JobPolicy
+    ) -> tuple[Outcome, str, str, float, str]:
         """The job's outcome after its handler raised ``exc``, with Huey's signal for it:
         timeout, locked, canceled, or error for anything else (``RetryTask`` fires none:
         the retrying signal follows). A ``TaskLockedException`` (``huey.lock_task`` held
@@ -411,25 +447,21 @@ class QueueHuey(Huey):  # type: ignore[misc]
             self._emit(huey_signals.SIGNAL_ERROR, task, exc)
         now = datetime.datetime.now(datetime.UTC)
         decision = decide(policy, claim.attempts, exc, now, describe=self.masker.exception)
-        what = "not run, its lock is held" if locked else "failed"
-        if decision.outcome is Outcome.RETRY:
-            logger.warning(
-                "job %s (%s) attempt %d of %d %s, retrying in %gs: %s",
-                claim.id, task.name, claim.attempts, policy.attempts, what, decision.delay,
-                one_line(decision.error),
-            )  # fmt: skip
-            return Outcome.RETRY, decision.error, trace, decision.delay
-        logger.error(
-            "job %s (%s) failed after %d attempt(s)%s: %s",
-            claim.id, task.name, claim.attempts, " (its lock is held)" if locked else "",
-            one_line(decision.error),
-        )  # fmt: skip
-        return Outcome.FAILED, decision.error, trace, 0.0
+        what = "not run, its lock is held" if locked else "failed"  # logged once stored
+        return decision.outcome, decision.error, trace, decision.delay, what
 
     def _requeue_interrupted(self, signal: str, task: Task, *args: Any) -> None:
         # Thread workers cut off at the shutdown deadline: their jobs go back now.
         claim: Claim | None = getattr(task, "hueyard", (None, None))[0]
-        if claim is not None and self.storage.release(claim, Outcome.REQUEUE):
+        if claim is None:
+            return
+        stored = self.storage.release(claim, Outcome.REQUEUE)
+        if stored is Stored.CANCELLED:
+            logger.warning(
+                "job %s interrupted by shutdown; it was cancelled while it ran: failed (cancelled)",
+                claim.id,
+            )
+        elif stored:
             logger.warning("job %s interrupted by shutdown; back to waiting", claim.id)
 
     def _pre_executed(self, task: Task, claim: Claim, keeper: LeaseKeeper) -> bool:
@@ -492,6 +524,23 @@ class QueueHuey(Huey):  # type: ignore[misc]
         never expire, since every Redis structure of hueyard is bounded. Data that must
         live longer belongs in ``framework.get_cache()``."""
         return super().put(key, data)
+
+    def enqueue(self, task: Any) -> Any:
+        """Refused before anything happens: no ``SIGNAL_ENQUEUED`` (Huey sends it before it
+        stores the message), whatever ``task`` is (a task of no handler, a group, a chord)."""
+        raise HueyardError(
+            f"huey.enqueue() is not available on the Huey of queue {self.name!r}: a hueyard "
+            "job is a record of a registered handler, not a Huey task; enqueue with "
+            "handler.enqueue(payload) or framework.enqueue(queue, handler, payload), a group "
+            "with handler.enqueue_many(payloads), a pipeline with handler.s(payload).then(...)"
+        )
+
+    def add_schedule(self, task: Any) -> Any:
+        """Refused before anything happens, as :meth:`enqueue`."""
+        raise HueyardError(
+            f"huey.add_schedule() is not available on the Huey of queue {self.name!r}: "
+            "schedule a job with handler.enqueue(payload, delay=seconds) or eta=datetime"
+        )
 
     def put_result(self, key: str, data: Any) -> None:
         """Refused: a job's result is what its handler returns, stored with its outcome."""

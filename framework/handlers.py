@@ -44,6 +44,7 @@ from framework.chains import Chain
 from framework.errors import (
     ChainError,
     HandlerError,
+    HueyardError,
     PayloadError,
     SerializationError,
     StoredPayloadError,
@@ -191,8 +192,47 @@ class Producer(Protocol):
     ) -> EnqueuedIds: ...
 
 
+def _huey_way(name: str, way: str) -> Callable[..., typing.NoReturn]:
+    """A method of Huey's task wrapper, refused on a :class:`Handler` naming the hueyard way."""
+
+    def refused(self: Handler[Any], *args: Any, **kwargs: Any) -> typing.NoReturn:
+        raise HueyardError(
+            f"{self.spec.short_name}.{name}() is Huey's task wrapper's, not a handler's: {way} "
+            "(docs/coming-from-huey.md)"
+        )
+
+    refused.__name__ = refused.__qualname__ = name
+    return refused
+
+
 class Handler(Generic[R]):
-    """What ``@handler`` returns: still callable like the function, plus ``.enqueue``."""
+    """What ``@handler`` returns: still callable like the function, plus ``.enqueue``.
+
+    The methods of Huey's task wrapper that a handler has no counterpart of, under
+    their Huey names, raise :class:`HueyardError` naming the hueyard way, so code ported
+    from Huey does not fail on an ``AttributeError``; ``is_revoked()`` is always False.
+    """
+
+    schedule = _huey_way(
+        "schedule", "enqueue(payload, delay=seconds) or enqueue(payload, eta=aware_datetime)"
+    )
+    call_local = _huey_way("call_local", "call it, handler(payload), to run it here")
+    map = _huey_way("map", "enqueue_many(payloads) enqueues one job per payload")
+    revoke = _huey_way(
+        "revoke",
+        "cancel jobs one by one (hueyard cancel QUEUE JOB_ID, Jobs(app).cancel(queue, job_id)),"
+        " or hold a whole queue with hueyard pause QUEUE",
+    )
+    restore = _huey_way(
+        "restore", "a cancelled job is a failed one: hueyard retry QUEUE JOB_ID runs it again"
+    )
+    unregister = _huey_way(
+        "unregister", "remove its @handler; a job left for a handler that is gone fails naming it"
+    )
+
+    def is_revoked(self, *args: Any, **kwargs: Any) -> bool:
+        """Huey's ``task.is_revoked()``: always False, nothing is revoked on hueyard."""
+        return False
 
     def __init__(self, spec: HandlerSpec, registry: HandlerRegistry) -> None:
         self.spec = spec

@@ -18,7 +18,7 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, TypedDict
 
 from framework import defaults
@@ -31,6 +31,7 @@ __all__ = [
     "EnqueueOptions",
     "EnqueuedIds",
     "Outcome",
+    "Stored",
     "check_key",
     "shown",
 ]
@@ -47,6 +48,20 @@ class Outcome(StrEnum):
     """Failed, runs again after a delay (delayed)."""
     REQUEUE = "requeue"
     """Interrupted (shutdown): back to waiting at its old place, the attempt not counted."""
+
+
+class Stored(IntEnum):
+    """What the release script did with an :class:`Outcome` (false: nothing)."""
+
+    DROPPED = 0
+    """Nothing: the job was no longer the worker's (lease lost, timed out, removed)."""
+    AS_ASKED = 1
+    """Stored as asked."""
+    CANCELLED = 2
+    """Failed as cancelled: its cancel was asked while it ran, and it asked to retry or
+    to go back to waiting."""
+    CORRUPT = 3
+    """Failed: its record turned corrupt while it ran (the reason is its error)."""
 
 
 class EnqueueArgs(TypedDict, total=False):

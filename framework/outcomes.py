@@ -22,7 +22,7 @@ import time
 import redis
 
 from framework.leases import LeaseKeeper
-from framework.options import Outcome
+from framework.options import Outcome, Stored
 from framework.record import Claim
 from framework.storage import JobStorage
 
@@ -47,10 +47,10 @@ def store_outcome(
     delay: float,
     fetch: bool,
     follow_up: str = "",
-) -> tuple[bool, Claim | None]:
+) -> tuple[Stored, Claim | None]:
     """Release ``claim`` with its outcome; with ``fetch``, also claim the next job.
 
-    Returns (whether the outcome is stored, the next claim). False means the
+    Returns (what was stored, the next claim). ``Stored.DROPPED`` (false) means the
     job stopped being this worker's before (lease lost, timed out, removed).
     ``follow_up``: what a completed job enqueues next (:mod:`framework.chains`).
     """
@@ -76,7 +76,7 @@ def store_outcome(
                 "run out; it will run again when Redis is back (delivery is at-least-once)",
                 claim.id, outcome, time.monotonic() - began, tries,
             )  # fmt: skip
-            return False, None
+            return Stored.DROPPED, None
         time.sleep(pause)  # not cut short by a shutdown: a stopping worker stores its outcome
         pause, tries = min(pause * 2, LONGEST_PAUSE), tries + 1
         try:
@@ -100,4 +100,4 @@ def store_outcome(
                 "job %s: its outcome (%s) was stored by a try whose answer was lost",
                 claim.id, outcome,
             )  # fmt: skip
-        return True, None
+        return released or Stored.AS_ASKED, None

@@ -26,6 +26,7 @@ retried while attempts remain. No exception retries a job past its attempts.
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,11 +109,41 @@ def decide(
     if isinstance(exc, CancelExecution) and exc.retry is False:
         retry = False
     elif isinstance(exc, RetryTask):
-        if exc.delay is not None:
-            delay = max(float(exc.delay), 0.0)
-        elif exc.eta is not None:
-            eta = exc.eta if exc.eta.tzinfo else exc.eta.astimezone()  # naive: local, as in Huey
-            delay = max((eta - now).total_seconds(), 0.0)
+        asked, wrong = _asked_delay(exc, now)
+        if wrong:  # the attempt fails like any raise, and says why the delay was not taken
+            error = f"{error} ({wrong}; the queue's backoff applies)"[:ERROR_LIMIT]
+        elif asked is not None:
+            delay = asked
     if retry:
         return Decision(Outcome.RETRY, error, delay)
     return Decision(Outcome.FAILED, error)
+
+
+def _asked_delay(exc: RetryTask, now: datetime.datetime) -> tuple[float | None, str]:
+    """The seconds a ``RetryTask`` asks to wait (None: it names no time), or why they
+    can not be taken: a delay is seconds or a timedelta, an eta a datetime (naive is
+    local time, as in Huey), and either at most ``MAX_DELAY`` ahead."""
+    days = f"{defaults.MAX_DELAY / 86400:.0f} days"
+    if exc.delay is not None:
+        delay: object = exc.delay
+        if isinstance(delay, datetime.timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            seconds = float(delay) if abs(delay) < 1e300 else math.inf
+        else:
+            return None, f"RetryTask(delay={delay!r:.80}) is not seconds nor a timedelta"
+        if not math.isfinite(seconds) or seconds > defaults.MAX_DELAY:
+            return None, f"RetryTask(delay={delay!r:.80}) is not from 0 to {days} ahead"
+        return max(seconds, 0.0), ""
+    if exc.eta is not None:
+        eta: object = exc.eta
+        if not isinstance(eta, datetime.datetime):
+            return None, f"RetryTask(eta={eta!r:.80}) is not a datetime"
+        try:
+            ahead = ((eta if eta.tzinfo else eta.astimezone()) - now).total_seconds()
+        except (OverflowError, ValueError):
+            ahead = math.inf
+        if ahead > defaults.MAX_DELAY:
+            return None, f"RetryTask(eta={eta.isoformat()}) is more than {days} ahead"
+        return max(ahead, 0.0), ""
+    return None, ""

@@ -25,6 +25,7 @@ from framework.chains import encode_then
 from framework.connection import connection_failure
 from framework.errors import (
     ChainError,
+    HueyardError,
     OptionError,
     PayloadError,
     QueueError,
@@ -130,6 +131,8 @@ class Producer:
             )
         spec, storage = self.target(queue, handler)
         keys = options.get("keys")
+        _many("payloads", payloads, "enqueue(payload) enqueues one job", PayloadError)
+        _many("keys=", keys, "give one key per payload: keys=[...]", OptionError)
         if options.get("key") is not None:
             raise OptionError(
                 "key= names one job; give enqueue_many keys=[...], one key per payload"
@@ -235,3 +238,14 @@ class Producer:
             "error's .stored), none of the others."
         )
         return StorageError(f"could not enqueue {spec.name}: {reason} {kept}", stored=stored)
+
+
+def _many(name: str, values: object, one: str, error: type[HueyardError]) -> None:
+    """Refuse, for a collection of ``enqueue_many``, what iterates as something else: a
+    dict (its keys), text or bytes (their characters): one job, or key, per item."""
+    if isinstance(values, str | bytes | bytearray | Mapping):
+        items = "keys" if isinstance(values, Mapping) else "characters"
+        raise error(
+            f"enqueue_many {name} must be a list (or another iterable) with one item per "
+            f"job, not a {type(values).__name__}, whose {items} would each count as one; {one}"
+        )

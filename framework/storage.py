@@ -50,7 +50,7 @@ from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
 from framework.ids import new_job_id
 from framework.keys import Keys
-from framework.options import NO_OPTIONS, EnqueuedIds, EnqueueOptions, Outcome
+from framework.options import NO_OPTIONS, EnqueuedIds, EnqueueOptions, Outcome, Stored
 from framework.outages import Outage
 from framework.policy import JobPolicy
 from framework.record import Claim, claim_from_reply
@@ -388,9 +388,9 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         traceback: str = "",
         delay: float = 0.0,
         follow_up: str = "",
-    ) -> bool:
-        """Finish a claim. False when the job was no longer ours (recovered, timed out,
-        removed): its outcome is then dropped.
+    ) -> Stored:
+        """Finish a claim; what was stored, false (``Stored.DROPPED``) when the job was
+        no longer ours (recovered, timed out, removed): its outcome is then dropped.
 
         ``value`` is the result's JSON (completed) or the error (failed, retry);
         ``delay`` the seconds before a retry; ``follow_up`` the follow-up to enqueue
@@ -409,7 +409,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         traceback: str = "",
         delay: float = 0.0,
         follow_up: str = "",
-    ) -> tuple[bool, Claim | None]:
+    ) -> tuple[Stored, Claim | None]:
         """:meth:`release`, and in the same round trip take the next waiting job."""
         return self._release(
             claim, Outcome(outcome), value, traceback, delay, follow_up=follow_up, fetch=True
@@ -418,7 +418,7 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     def _release(
         self, claim: Claim, outcome: Outcome, value: str, traceback: str, delay: float,
         *, follow_up: str, fetch: bool,
-    ) -> tuple[bool, Claim | None]:  # fmt: skip
+    ) -> tuple[Stored, Claim | None]:  # fmt: skip
         next_token = forks.new_token() if fetch else ""
         take = self._take_args(next_token)
         unsure = self._unsure_if_lost(next_token) if fetch else contextlib.nullcontext()
@@ -451,13 +451,14 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                     "follow_up": follow_up,
                 },
             )
-        if not reply[0]:
-            return False, None
+        stored = Stored(reply[0])
+        if not stored:
+            return stored, None
         if reply[1] and self.on_told is not None:
             self.on_told(self.policy.name, list(reply[1]))
         if len(reply) == 2:
-            return True, None
-        return True, self._taken(reply[2:], next_token)[0]
+            return stored, None
+        return stored, self._taken(reply[2:], next_token)[0]
 
     # -- maintenance (any consumer may run these; each is one atomic script) --------------
 

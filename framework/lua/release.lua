@@ -9,8 +9,11 @@
 -- them in waiting-children, its result kept; the last child's notice completes
 -- it. A.follow_up (JSON, or '') is its follow-up, posted to the outbox when it
 -- completes. A job that finishes and names a parent tells it through the outbox.
--- Returns {1, told, <take() reply>} | {1, told} without fetch, told being the
--- notices posted to the outbox | {0} when the caller no longer holds the job
+-- Returns {stored, told, <take() reply>} | {stored, told} without fetch: stored
+-- is 1 when the outcome was stored as asked, 2 when the job failed as cancelled
+-- instead (its cancel was asked while it ran, and it asked to retry or go back
+-- to waiting), 3 when its record turned corrupt and it failed with the reason;
+-- told is the notices posted to the outbox | {0} when the caller no longer holds the job
 -- (recovered, timed out, removed; a key that is no longer a hash is recover's
 -- to file) | an error naming a key of the wrong type, with nothing written.
 local job, id = K.job, A.id
@@ -96,6 +99,7 @@ else -- requeue
   to_old_place_in_waiting(job, id, K.waiting, f)
   wake(K.wake, 1)
 end
-if A.fetch ~= '1' then return {1, TOLD} end
+local stored = (reason and 3) or (cancelled and 2) or 1
+if A.fetch ~= '1' then return {stored, TOLD} end
 local nxt = take(K.waiting, K.active, K.failed, K.paused, K.limiter, A.next_token, now)
-return {1, TOLD, unpack(nxt)}
+return {stored, TOLD, unpack(nxt)}

@@ -67,6 +67,18 @@ def test_max_tasks_without_the_health_check_is_refused_as_huey_refuses_it(e2e: E
     assert consumer.running()
 
 
+def test_a_numeric_flag_out_of_its_range_is_refused_in_one_line(e2e: E2E) -> None:
+    # -t nan was taken, then ended the shutdown in a ValueError with its jobs still
+    # active; -t -1 gave running jobs no time at all
+    for flag, value, told in (
+        ("-t", "nan", "-t nan is not allowed (seconds running jobs get to finish at shutdown)"),
+        ("-t", "-1", "-t -1 is not allowed (seconds running jobs get to finish at shutdown)"),
+        ("-c", "0", "-c 0 is not allowed (seconds between worker health checks); use 0.1 to"),
+        ("-M", "-3", "-M -3 is not allowed (jobs a worker runs before it is replaced); use 1"),
+    ):
+        assert refusal(e2e, consumer_command(flag, value)).startswith(f"hueyard: error: {told}")
+
+
 def test_huey_consumer_on_one_queues_huey_is_refused_naming_hueyards_consumer(e2e: E2E) -> None:
     # Given a module that hands one queue's Huey to huey_consumer, as a Huey user would
     (e2e.tmp_path / "one_queue.py").write_text(

@@ -250,6 +250,30 @@ def test_a_misspelled_option_is_refused_naming_the_one_meant_and_nothing_is_stor
     assert set(redis_conn.keys("*")) == keys_before
 
 
+@pytest.mark.parametrize(
+    ("payloads", "keys", "error", "fragment"),
+    [
+        (
+            {"a": 1, "b": 2},
+            None,
+            PayloadError,
+            "not a dict, whose keys would each count as one",
+        ),
+        ("abc", None, PayloadError, "not a str, whose characters would each count as one"),
+        (b"abc", None, PayloadError, "not a bytes"),
+        ([{}, {}], "ab", OptionError, r"keys= must be a list \(or another iterable\)"),
+    ],
+)
+def test_enqueue_many_of_a_dict_or_text_is_refused_not_a_job_per_key_or_character(
+    app: Hueyard, redis_conn: redis.Redis, payloads: object, keys: object, error: type[Exception],
+    fragment: str,
+) -> None:  # fmt: skip
+    keys_before = set(redis_conn.keys("*"))
+    with pytest.raises(error, match=fragment):
+        app.enqueue_many("imports", "import_contacts", payloads, keys=keys)  # type: ignore[arg-type]
+    assert set(redis_conn.keys("*")) == keys_before
+
+
 def test_unknown_queue_and_handler_are_named(app: Hueyard) -> None:
     with pytest.raises(QueueError, match="unknown queue 'nope'; declared queues: messages"):
         app.enqueue("nope", "send_message", {})

@@ -28,7 +28,7 @@ from framework.errors import JobActionError, StorageError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Cancel, Jobs
 from framework.keys import JOB_STATES
-from framework.options import NO_OPTIONS
+from framework.options import NO_OPTIONS, Stored
 from framework.record import Claim
 from framework.storage import JobStorage
 from tests.conftest import AppFactory, app_toml
@@ -480,7 +480,9 @@ def test_promote_recover_cancel_and_release_fail_a_corrupt_job_with_the_reason(
     assert jobs.promote("work", delayed) is False
     assert storage.recover() == (0, 1)
     assert jobs.cancel("work", waiting) is Cancel.CANCELLED
-    assert storage.release(running_claim, "requeue") is True
+    assert (
+        storage.release(running_claim, "requeue") is Stored.CORRUPT
+    )  # stored: failed, with the reason
     # Then each is failed with the reason, in that one set
     for job_id in (delayed, stalled, waiting, running):
         assert states_of(redis_conn, job_id) == ["failed"], job_id
@@ -558,7 +560,7 @@ def test_a_running_job_whose_key_turns_into_a_string_is_not_released_but_recover
     claimed = claim(storage)
     plant(redis_conn, app.keys.job("work", claimed.id), "string")
     # The worker can not prove it holds the job any more: its outcome is dropped
-    assert storage.release(claimed, "completed", value="{}") is False
+    assert storage.release(claimed, "completed", value="{}") is Stored.DROPPED
     assert storage.renew([claimed]) == ([claimed.id], [])
     assert states_of(redis_conn, claimed.id) == ["active"]
     # and once its lease expires, recover files it as failed

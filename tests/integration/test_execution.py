@@ -6,6 +6,8 @@ then ``huey.execute(task)``), against the real Redis server.
 
 from __future__ import annotations
 
+import datetime
+import math
 import sys
 import threading
 import time
@@ -68,6 +70,18 @@ def app(make_app: AppFactory) -> Hueyard:
     @handler("work", registry=registry)
     def later(payload: dict[str, Any]) -> None:
         raise RetryTask(delay=payload["delay"])
+
+    @handler("work", registry=registry)
+    def later_as(payload: dict[str, Any]) -> None:
+        asked = {  # what a handler may pass for Retry-After, right or wrong
+            "timedelta": {"delay": datetime.timedelta(seconds=30)},
+            "nan": {"delay": math.nan},
+            "huge": {"delay": 1e12},
+            "text": {"delay": "Wed, 21 Oct 2026 07:28:00 GMT"},
+            "eta text": {"eta": "2026-10-21T07:28:00"},
+            "eta far": {"eta": datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC)},
+        }[payload["as"]]
+        raise RetryTask(**asked)
 
     @handler("work", registry=registry)
     def flaky(payload: dict[str, Any]) -> str:
@@ -243,6 +257,36 @@ def test_retry_task_with_a_delay_retries_then_and_counts_an_attempt(
     assert (state(app, job_id), job(app, job_id)["attempts"]) == ("failed", "2")
 
 
+@pytest.mark.parametrize(
+    ("asked", "wrong"),
+    [
+        ("timedelta", ""),
+        ("nan", "RetryTask(delay=nan) is not from 0 to 366 days ahead"),
+        ("huge", "RetryTask(delay=1000000000000.0) is not from 0 to 366 days ahead"),
+        ("text", "RetryTask(delay='Wed, 21 Oct 2026 07:28:00 GMT') is not seconds nor a timedelta"),
+        ("eta text", "RetryTask(eta='2026-10-21T07:28:00') is not a datetime"),
+        ("eta far", "RetryTask(eta=9999-12-31T00:00:00+00:00) is more than 366 days ahead"),
+    ],
+)
+def test_a_retry_task_asking_a_time_it_can_not_have_retries_after_the_backoff_saying_why(
+    app: Hueyard, redis_conn: redis.Redis, asked: str, wrong: str
+) -> None:
+    # Given a handler that raises RetryTask with a delay or an eta, right or wrong
+    job_id = app.enqueue("work", "later_as", {"as": asked})
+    before = time.time() * 1000
+    # When it runs
+    run_one(app)
+    # Then the job is delayed, never left active: in 30 s as asked, or, for a time it
+    # can not wait, after the queue's backoff (1 s), its error saying why
+    due = redis_conn.zscore(app.queue("work").storage.q.delayed, job_id)
+    wait = 30_000 if not wrong else 1_000
+    assert due is not None and before + wait - 1_000 < due < time.time() * 1000 + wait + 1_000
+    error = job(app, job_id)["error"]
+    assert error.startswith("RetryTask")
+    if wrong:
+        assert error.endswith(f"({wrong}; the queue's backoff applies)"), error
+
+
 def test_a_completed_job_does_not_keep_the_error_of_an_earlier_attempt(
     app: Hueyard, redis_conn: redis.Redis
 ) -> None:
@@ -324,12 +368,12 @@ def test_leases_are_renewed_while_a_long_job_runs(app: Hueyard) -> None:
 def test_a_run_that_ends_abnormally_holds_no_lease_and_its_job_is_recovered(
     app: Hueyard,
 ) -> None:
-    # Given a Huey post-execute hook that raises what no hook should (Huey's hook runner
+    # Given a Huey pre-execute hook that raises what no hook should (Huey's hook runner
     # catches Exception only), so the job's run ends before its outcome is stored
     huey: QueueHuey = app.queue("work").huey
 
-    @huey.post_execute()
-    def leave(task: Any, value: Any, exc: BaseException | None) -> None:
+    @huey.pre_execute()
+    def leave(task: Any) -> None:
         raise SystemExit("a hook exited")
 
     job_id = app.enqueue("work", "ok", {"n": 1})
@@ -344,6 +388,22 @@ def test_a_run_that_ends_abnormally_holds_no_lease_and_its_job_is_recovered(
         assert time.monotonic() < deadline, "the job is still held"
         time.sleep(0.25)
     assert state(app, job_id) == "waiting"
+
+
+def test_post_execute_hooks_run_once_the_outcome_is_stored_as_in_huey(app: Hueyard) -> None:
+    # Given a post-execute hook that reads the job as it runs
+    huey: QueueHuey = app.queue("work").huey
+    seen: list[tuple[str | None, Any]] = []
+
+    @huey.post_execute()
+    def read(task: Any, value: Any, exc: BaseException | None) -> None:
+        seen.append((state(app, task.id), huey.result(task.id)))
+
+    # When a job completes
+    app.enqueue("work", "ok", {"n": 1})
+    run_one(app)
+    # Then the hook saw it completed, its result readable (Huey stores the result first)
+    assert seen == [("completed", {"echo": {"n": 1}})]
 
 
 def test_closing_an_app_lets_go_of_the_jobs_it_claimed_and_another_recovers_them(
@@ -498,6 +558,33 @@ def test_cancel_stops_a_running_job_within_one_renewal_and_it_is_not_retried(
     # And it can be retried by hand like any failed job
     assert Jobs(app).retry("work", job_id)
     assert state(app, job_id) == "waiting"
+
+
+def test_a_job_cancelled_while_it_runs_that_then_raises_is_told_cancelled_not_retrying(
+    app: Hueyard, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a job of a queue with attempts left, whose cancel is asked as it starts (a
+    # pre-execute hook, in the worker, right before the handler), and whose handler then
+    # raises at once, before a lease renewal could stop it
+    huey: QueueHuey = app.queue("work").huey
+    told: list[str] = []
+    huey.signal()(lambda signal, task, *args: told.append(signal))
+    huey.pre_execute()(lambda task: Jobs(app).cancel("work", task.id))
+    job_id = app.enqueue("work", "boom", {"n": 1})
+    caplog.set_level("INFO", logger="hueyard.execution")
+
+    # When it runs
+    run_one(app)
+
+    # Then it failed "cancelled", and the log and the signals say so, not that it retries
+    assert (state(app, job_id), job(app, job_id)["error"]) == ("failed", "cancelled")
+    lines = [r.getMessage() for r in caplog.records if r.name == "hueyard.execution"]
+    assert any(
+        f"job {job_id} (boom) was cancelled while it ran: failed (cancelled), not retried" in line
+        for line in lines
+    ), lines
+    assert not any("retrying in" in line for line in lines), lines
+    assert "canceled" in told and "retrying" not in told and "scheduled" not in told, told
 
 
 def test_cancel_of_a_waiting_or_delayed_job_fails_it_at_once(app: Hueyard) -> None:

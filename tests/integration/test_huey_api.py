@@ -111,15 +111,21 @@ def test_a_pre_execute_hook_that_cancels_fails_the_job_without_running_it(app: H
         (lambda huey: huey.all_results(), "`hueyard jobs QUEUE --state completed`"),
         (lambda huey: huey.put_result("k", 1), "framework.result(job_id)"),
         (lambda huey: huey.storage.flush_results(), "hueyard clean QUEUE"),
+        (lambda huey: huey.enqueue(Task()), "handler.enqueue(payload) or framework.enqueue("),
+        (lambda huey: huey.enqueue(Task().then(Task())), "handler.s(payload).then(...)"),
+        (lambda huey: huey.add_schedule(Task()), "handler.enqueue(payload, delay=seconds)"),
     ],
 )
 def test_huey_calls_hueyard_does_not_honour_are_refused_naming_the_hueyard_way(
     app: Hueyard, call: Any, hueyard_way: str
 ) -> None:
     huey = app.queue("work").huey
+    told: list[str] = []
+    huey.signal()(lambda signal, task, *args: told.append(signal))
     with pytest.raises(HueyardError) as caught:
         call(huey)
     assert hueyard_way in str(caught.value)
+    assert told == []  # no signal says it happened (Huey sends "enqueued" before it stores)
     # and nothing changed: the queue still enqueues to Redis and runs jobs
     job_id = app.enqueue("work", "double", {"n": 2})
     run_one(app)
@@ -289,6 +295,10 @@ def test_a_failed_job_raises_with_its_error(process_app: Hueyard) -> None:
         framework.result(job_id, blocking=True, timeout=1)
     assert caught.value.error == "ValueError: negative"
     assert job_id in str(caught.value)
+    # and code ported from Huey, which catches TaskException from huey.result(), catches it
+    with pytest.raises(TaskException) as huey_caught:
+        process_app.queue("work").huey.result(job_id)
+    assert huey_caught.value.metadata == {"task_id": job_id, "error": "ValueError: negative"}
 
 
 def test_a_blocking_wait_times_out_as_hueys_does(process_app: Hueyard) -> None:

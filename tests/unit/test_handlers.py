@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from framework.errors import HandlerError, PayloadError, UnknownHandlerError
+from framework.errors import HandlerError, HueyardError, PayloadError, UnknownHandlerError
 from framework.handlers import REGISTRY, HandlerRegistry, discover, handler, handler_modules
 
 
@@ -53,6 +53,31 @@ def test_a_handler_name_that_is_not_letters_digits_and_underscores_is_refused(
         @handler("messages", name=name, registry=registry)
         def send(payload: dict[str, str]) -> None:
             return None
+
+
+@pytest.mark.parametrize(
+    ("method", "way"),
+    [
+        ("schedule", "enqueue(payload, delay=seconds)"),
+        ("call_local", "handler(payload), to run it here"),
+        ("map", "enqueue_many(payloads)"),
+        ("revoke", "hueyard cancel QUEUE JOB_ID"),
+        ("restore", "hueyard retry QUEUE JOB_ID"),
+        ("unregister", "remove its @handler"),
+    ],
+)
+def test_hueys_task_wrapper_methods_name_the_hueyard_way_on_a_handler(
+    registry: HandlerRegistry, method: str, way: str
+) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: dict[str, str]) -> None:
+        return None
+
+    with pytest.raises(HueyardError) as refused:
+        getattr(send, method)({"to": "+1"}, delay=5)
+    assert str(refused.value).startswith(f"send.{method}() is Huey's task wrapper's")
+    assert way in str(refused.value)
+    assert send.is_revoked() is False  # nothing is revoked on hueyard
 
 
 def test_the_decorated_function_still_runs_locally(registry: HandlerRegistry) -> None:
