@@ -74,7 +74,7 @@ def template_names() -> list[str]:
 
 
 def _source_files(name: str) -> dict[str, Path]:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise EmailTemplateError(
             f"template {name!r} is not a template name: 1 to 64 lowercase letters, digits, "
             "'_' or '-', starting with a letter or digit"

@@ -395,7 +395,7 @@ def parse_flow(text: str, *, name: str, source: str) -> Flow:
             f"nodes) and optionally {', '.join(repr(f) for f in _TOP_FIELDS[:-1])}; got "
             f"{type(data).__name__ if data is not None else 'an empty file'}"
         )
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", name):
+    if not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", name):
         raise ConfigError(
             f"{source}: the file name {name!r} is the flow's name and must be 1 to 128 letters, "
             "digits, '_', '.', ':' or '-', starting with a letter or digit; rename the file"

@@ -14,7 +14,7 @@ Settings come from the environment, or from ``[providers.openai]`` in
     OPENAI_API_VERSION              api_version          Azure's api-version (required for azure)
     HUEYARD_AI_MODEL                model                DEFAULT_MODEL (Azure: the deployment)
     HUEYARD_AI_TRANSCRIPTION_MODEL  transcription_model  DEFAULT_TRANSCRIPTION_MODEL
-    HUEYARD_AI_TIMEOUT              timeout              seconds for an answer, a download (60)
+    HUEYARD_AI_TIMEOUT              timeout              a request or a download, in all (60 s)
     HUEYARD_AI_MAX_AUDIO_BYTES      max_audio_bytes      the largest voice note (25 MiB)
 
 The provider is configured when ``api_key`` or ``base_url`` is set. With
@@ -50,6 +50,8 @@ from pipelines._http import (
     DEFAULT_RATE_LIMIT_WAIT,
     MAX_RETRY_AFTER,
     ThreadClients,
+    deadline,
+    hide_secrets,
     retry_after,
 )
 from pipelines._providers import (
@@ -93,7 +95,8 @@ DEFAULT_MODEL = "gpt-4o-mini"
 """The chat model when ``HUEYARD_AI_MODEL`` is not set."""
 DEFAULT_TRANSCRIPTION_MODEL = "whisper-1"
 DEFAULT_TIMEOUT = 60.0
-"""Seconds to wait for the API's answer, and for a whole voice-note download."""
+"""Seconds for a whole request to the API (connecting, sending, the answer), and for a whole
+voice-note download."""
 DEFAULT_MAX_AUDIO_BYTES = 25 * 1024 * 1024
 """OpenAI's limit on an uploaded audio file; WhatsApp's voice notes are at most 16 MB."""
 MAX_API_MESSAGE = 500
@@ -124,7 +127,9 @@ class OpenAISettings(BaseModel):
     api_key: Annotated[SecretStr, Field(min_length=1)] | None = None
     base_url: HttpUrl = DEFAULT_BASE_URL
     api_type: Literal["openai", "azure"] = "openai"
-    api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")] | None = None
+    api_version: (
+        Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$")] | None
+    ) = None
     model: ModelName = DEFAULT_MODEL
     transcription_model: ModelName = DEFAULT_TRANSCRIPTION_MODEL
     timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_TIMEOUT
@@ -142,7 +147,7 @@ class OpenAISettings(BaseModel):
                 "(e.g. 2024-10-21)"
             )
         for name in (self.model, self.transcription_model):
-            if not AZURE_DEPLOYMENT.match(name):
+            if not AZURE_DEPLOYMENT.fullmatch(name):
                 raise ValueError(
                     f"with api_type 'azure' the models are deployment names (letters, "
                     f"digits, '.', '_', '-'); {name!r} is not one"
@@ -224,8 +229,7 @@ def scrub(text: str, settings: OpenAISettings) -> str:
     """``text`` without the key, nor anything shaped like one (OpenAI's 401 quotes a
     part of the key it was given)."""
     if settings.api_key is not None:
-        key = settings.api_key.get_secret_value()
-        text = text.replace(key, MASK)
+        text = hide_secrets(text, settings.api_key.get_secret_value())
     return _KEY_LIKE.sub(MASK, text)
 
 
@@ -320,7 +324,8 @@ class OpenAIProvider:
         if not isinstance(content, str):
             refusal = message.get("refusal") if isinstance(message, dict) else None
             if refusal:
-                raise AIRefused(f"the model refused to answer: {str(refusal)[:MAX_API_MESSAGE]}")
+                said = scrub(str(refusal)[:MAX_API_MESSAGE], settings)
+                raise AIRefused(f"the model refused to answer: {said}")
             raise AIError(f"OpenAI-compatible API {redact_url(url)} answered without a reply")
         model = response.json().get("model")
         logger.info(
@@ -337,13 +342,14 @@ class OpenAIProvider:
 
     def transcribe(self, request: VoiceTranscription) -> AITranscript:
         settings = self.settings()
-        audio = fetch_audio(
-            self._clients.get(),
-            request.audio_url,
-            timeout=settings.timeout,
-            limit=settings.max_audio_bytes,
-            limit_setting=ENVIRONMENT["max_audio_bytes"],
-        )
+        with deadline(settings.timeout):  # the whole download, its headers included
+            audio = fetch_audio(
+                self._clients.get(),
+                request.audio_url,
+                timeout=settings.timeout,
+                limit=settings.max_audio_bytes,
+                limit_setting=ENVIRONMENT["max_audio_bytes"],
+            )
         model = settings.transcription_model
         fields = {"model": model, "response_format": "json"}
         if request.language:
@@ -372,13 +378,14 @@ class OpenAIProvider:
         where = redact_url(url)
         timeout = httpx.Timeout(settings.timeout, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT)
         try:
-            response = self._clients.get().post(
-                url,
-                params=settings.params(),
-                headers=settings.headers(),
-                timeout=timeout,
-                **content,
-            )
+            with deadline(settings.timeout):
+                response = self._clients.get().post(
+                    url,
+                    params=settings.params(),
+                    headers=settings.headers(),
+                    timeout=timeout,
+                    **content,
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise AIError(f"OpenAI-compatible API {where}: not reached ({exc!r})") from None
         except httpx.TimeoutException:

@@ -2,8 +2,8 @@
 
 Field types (each refuses bad input with a message that says what is allowed):
 
-- :data:`PhoneNumber`: E.164, ``+`` then 7 to 15 digits (``+14155550123``).
-- :data:`EmailAddress`: ``local@domain.tld``, a deliberately simple check.
+- :data:`PhoneNumber`: E.164, ``+`` then 7 to 15 ASCII digits (``+14155550123``).
+- :data:`EmailAddress`: ``local@domain.tld`` in ASCII, a deliberately simple check.
 - :data:`HttpUrl`: an absolute ``http://`` or ``https://`` URL, kept as a string.
 - :data:`Identifier`: an id from the CRM (``camp-123``, a UUID, an ObjectId).
 
@@ -92,14 +92,19 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+# Use these with ``fullmatch``: Python's ``$`` also matches before a final "\n", so
+# ``match`` would take "jane@example.com\n". Every class is spelled in ASCII: ``\d`` and
+# ``\w`` also match other scripts' digits and letters (fullwidth, Arabic-Indic...).
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+)
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 def is_e164(value: str) -> bool:
-    """True when ``value`` is an E.164 phone number: ``+``, then 7 to 15 digits."""
-    return bool(E164.match(value))
+    """True when ``value`` is an E.164 phone number: ``+``, then 7 to 15 ASCII digits."""
+    return E164.fullmatch(value) is not None
 
 
 def _phone(value: str) -> str:
@@ -112,8 +117,11 @@ def _phone(value: str) -> str:
 
 
 def _email(value: str) -> str:
-    if len(value) > 254 or not EMAIL.match(value):
-        raise ValueError("must be an email address like name@example.com")
+    if len(value) > 254 or not EMAIL.fullmatch(value):
+        raise ValueError(
+            "must be an email address like name@example.com (ASCII letters, digits and "
+            "punctuation; no spaces or line breaks)"
+        )
     return value
 
 
@@ -130,7 +138,7 @@ def _http_url(value: str) -> str:
 
 
 def _identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise ValueError(
             "must be 1 to 128 letters, digits, '_', '.', ':' or '-', starting with a "
             "letter or digit"
@@ -198,8 +206,12 @@ def merged_settings(
     return merged
 
 
-class UnknownProviderError(LookupError):
-    """A payload or the environment names a provider that no module registered."""
+class UnknownProviderError(ConfigError, LookupError, CancelExecution):  # type: ignore[misc]
+    """A payload or the environment names a provider that no module registered: a
+    misconfiguration, which retrying can not mend, so a job fails at once."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
 
 
 T = TypeVar("T")
@@ -238,6 +250,20 @@ class Registry(Generic[T]):
         return (
             f"unknown {self.kind} {name!r}; registered: {known}. Register one with "
             f"pipelines._providers.{self.attribute}.register(name, provider)"
+        )
+
+    def chosen(self, variable: str, name: str, default: str) -> T:
+        """The provider the environment variable ``variable`` names (its value ``name``).
+        An unknown name raises :class:`UnknownProviderError` naming the variable, its
+        value, the registered names and ``default`` (what an unset variable chooses)."""
+        if name in self._providers:
+            return self._providers[name]
+        known = ", ".join(sorted(self._providers)) or "none"
+        raise UnknownProviderError(
+            f"{variable} is {name!r}: unknown {self.kind} {name!r}; registered: {known}. "
+            f"Set {variable} to one of them, or unset it ({default}), or register "
+            f"{name!r} with pipelines._providers.{self.attribute}.register(name, provider) "
+            "in a handler module"
         )
 
     def __contains__(self, name: object) -> bool:

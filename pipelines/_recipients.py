@@ -11,11 +11,17 @@ never a path: ``segment-42.csv`` or ``segment-42.jsonl``.
   "contactId": "c-42"}``; blank lines are skipped.
 
 The file is read line by line (memory stays bounded by one batch), at most
-:data:`MAX_FILE_RECIPIENTS` rows and :data:`MAX_LINE_BYTES` bytes a line. A row
-whose phone is not E.164, or whose contact id is not an identifier, is a
-:class:`Rejection` naming the line (never quoting the data); the campaign
-goes on. A file that is missing, not UTF-8, too large or without a ``phone``
-column stops the campaign with :class:`RecipientsFileError`.
+:data:`MAX_FILE_RECIPIENTS` rows and :data:`MAX_LINE_BYTES` bytes a line (a
+CSV row, even one whose quoted field holds a line break). A row whose phone is
+not E.164, or whose contact id is not an identifier, is a :class:`Rejection`
+naming the line (never quoting the data); the campaign goes on. A file that is
+missing, not UTF-8, too large, without a ``phone`` column, or not CSV (a ``"``
+never closed, which would swallow every later row into one field) stops the
+campaign with :class:`RecipientsFileError` naming the file and the line.
+
+The reader is not tied to campaigns: :class:`DataFile` describes a kind of file
+(its directory, its required columns, its limits) and :func:`read_rows` reads
+one as :class:`Row` objects; the ``imports`` queue reads its files with it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pipelines._providers import IDENTIFIER, is_e164
 
@@ -38,12 +44,16 @@ __all__ = [
     "MAX_CONTACT_ID",
     "MAX_FILE_RECIPIENTS",
     "MAX_LINE_BYTES",
+    "RECIPIENTS_FILE",
+    "DataFile",
     "Recipient",
     "RecipientsFileError",
     "Rejection",
+    "Row",
     "campaign_dir",
     "inline_recipients",
     "read_recipients_file",
+    "read_rows",
 ]
 
 CAMPAIGN_DIR_ENV = "HUEYARD_CAMPAIGN_DIR"
@@ -51,17 +61,72 @@ MAX_FILE_RECIPIENTS = 1_000_000
 """Rows of one recipients file; split a larger audience into several campaigns."""
 MAX_CONTACT_ID = 127
 """Characters of a contact id in a file: ``<campaignId>:<contactId>`` fits a job key (256)."""
-MAX_CONTACT_ID = 127
-"""Characters of a contact id in a file: ``<campaignId>:<contactId>`` fits a job key (256)."""
 MAX_LINE_BYTES = 4096
 """Bytes of one line of a recipients file (a row is a phone and an id, not a document)."""
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,122}\.(csv|jsonl)$")
-"""A recipients file's name: no directory, ends in ``.csv`` or ``.jsonl``."""
+"""A data file's name: no directory, ends in ``.csv`` or ``.jsonl``. Use ``fullmatch``."""
 
 
 class RecipientsFileError(ValueError):
-    """The recipients file can not be read as a whole; the message names it and the fix."""
+    """The data file can not be read as a whole; the message names it, the line and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """A kind of file the CRM writes for a job to read: where, what it holds, how much."""
+
+    what: str
+    """What the file is called in errors: ``recipients file``."""
+    variable: str
+    """The environment variable naming its directory: ``HUEYARD_CAMPAIGN_DIR``."""
+    default_dir: str
+    """The directory under the system temp dir when the variable is not set."""
+    columns: tuple[str, ...]
+    """The columns a CSV header must name."""
+    header_hint: str
+    """How a good header looks, for the error that finds none."""
+    max_rows: int
+    max_line_bytes: int
+    """Bytes of one line, and of one CSV row (a quoted field may hold line breaks)."""
+    split: str
+    """What to do about a file with more than ``max_rows`` rows."""
+    again: str
+    """What happens when the job runs again on the fixed file."""
+
+    def directory(self) -> Path:
+        """``$<variable>``, or ``<temp dir>/<default_dir>``."""
+        configured = os.environ.get(self.variable, "").strip()
+        return Path(configured) if configured else Path(tempfile.gettempdir()) / self.default_dir
+
+    def resolve(self, name: str) -> Path:
+        """The file ``name`` of the directory; :class:`RecipientsFileError` when it is not a
+        plain file name, does not exist, or is a symbolic link leading out of it."""
+        if not FILE_NAME.fullmatch(name):  # the payload model checks it too; the last word
+            raise RecipientsFileError(f"{self.what} {name!r} is not a file name")
+        directory = self.directory()
+        path = directory / name
+        fix = f"write it there, or point ${self.variable} at the directory that holds it"
+        if not path.is_file():
+            raise RecipientsFileError(f"{self.what} {path} does not exist; {fix}")
+        if path.resolve().parent != directory.resolve():
+            raise RecipientsFileError(
+                f"{self.what} {path} leads outside {directory} (a symbolic link); {fix}"
+            )
+        return path
+
+
+RECIPIENTS_FILE = DataFile(
+    what="recipients file",
+    variable=CAMPAIGN_DIR_ENV,
+    default_dir="hueyard-campaigns",
+    columns=("phone",),
+    header_hint="a 'phone' column (and, optionally, 'contactId'), e.g. 'contactId,phone'",
+    max_rows=MAX_FILE_RECIPIENTS,
+    max_line_bytes=MAX_LINE_BYTES,
+    split="split the audience into several campaigns (the rows before were enqueued)",
+    again="run the campaign again (recipients already enqueued are not messaged twice)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +150,17 @@ class Rejection:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of a data file: the 1-based line it starts on, and its fields by column."""
+
+    line: int
+    fields: dict[str, Any]
+
+
 def campaign_dir() -> Path:
     """``$HUEYARD_CAMPAIGN_DIR``, or ``<temp dir>/hueyard-campaigns``."""
-    configured = os.environ.get(CAMPAIGN_DIR_ENV, "").strip()
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "hueyard-campaigns"
+    return RECIPIENTS_FILE.directory()
 
 
 def inline_recipients(phones: Iterable[str]) -> Iterator[Recipient]:
@@ -101,57 +173,52 @@ def read_recipients_file(name: str) -> Iterator[Recipient | Rejection]:
     """The rows of the campaign directory's file ``name``, one by one.
 
     Raises :class:`RecipientsFileError` when the file is missing, outside the
-    directory, not UTF-8, longer than the limits, or (CSV) has no ``phone`` column.
+    directory, not UTF-8, longer than the limits, not CSV (a ``"`` never closed)
+    or (CSV) has no ``phone`` column.
     """
-    path = _resolve(name)
+    for row in read_rows(RECIPIENTS_FILE, name):
+        if isinstance(row, Rejection):
+            yield row
+        else:
+            yield _row(row.line, row.fields.get("phone"), row.fields.get("contactId"))
+
+
+def read_rows(kind: DataFile, name: str) -> Iterator[Row | Rejection]:
+    """The rows of ``kind``'s file ``name``, one by one: a CSV's rows by its header's
+    columns, a JSONL file's objects (a line that is not one is a :class:`Rejection`).
+
+    Raises :class:`RecipientsFileError` as :func:`read_recipients_file` says.
+    """
+    path = kind.resolve(name)
     with path.open("rb") as raw:
-        lines = _text_lines(raw, path)
+        lines = _text_lines(raw, path, kind)
         if name.endswith(".csv"):
-            yield from _csv_rows(lines, path)
+            yield from _csv_rows(lines, path, kind)
         else:
             yield from _jsonl_rows(lines)
 
 
-def _resolve(name: str) -> Path:
-    if not FILE_NAME.match(name):  # the payload model checks it too; this is the last word
-        raise RecipientsFileError(f"recipients_file={name!r} is not a file name")
-    directory = campaign_dir()
-    path = directory / name
-    fix = f"write it there, or point ${CAMPAIGN_DIR_ENV} at the directory that holds it"
-    if not path.is_file():
-        raise RecipientsFileError(f"recipients file {path} does not exist; {fix}")
-    if path.resolve().parent != directory.resolve():
-        raise RecipientsFileError(
-            f"recipients file {path} leads outside {directory} (a symbolic link); {fix}"
-        )
-    return path
-
-
-def _text_lines(raw: Any, path: Path) -> Iterator[tuple[int, str]]:
+def _text_lines(raw: IO[bytes], path: Path, kind: DataFile) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` for each line, decoded and bounded."""
     number = 0
     while True:
-        data: bytes = raw.readline(MAX_LINE_BYTES + 1)
+        data = raw.readline(kind.max_line_bytes + 1)
         if not data:
             return
         number += 1
-        if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+        if len(data) > kind.max_line_bytes and not data.endswith(b"\n"):
             raise RecipientsFileError(
-                f"{path}, line {number}: longer than {MAX_LINE_BYTES} bytes; a recipients "
-                "file holds one recipient per line"
+                f"{path}, line {number}: longer than {kind.max_line_bytes} bytes; a "
+                f"{kind.what} holds one row per line"
             )
-        if number > MAX_FILE_RECIPIENTS + 1:  # + 1: a CSV's header
-            raise RecipientsFileError(
-                f"{path} has more than {MAX_FILE_RECIPIENTS:,} rows; split the audience "
-                "into several campaigns (the rows before were enqueued)"
-            )
+        if number > kind.max_rows + 1:  # + 1: a CSV's header
+            raise RecipientsFileError(f"{path} has more than {kind.max_rows:,} rows; {kind.split}")
         try:
             text = data.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             raise RecipientsFileError(
                 f"{path}, line {number}: not UTF-8 (byte {exc.start + 1} of the line); save "
-                "the file as UTF-8 and run the campaign again (recipients already enqueued "
-                "are not messaged twice)"
+                f"the file as UTF-8 and {kind.again}"
             ) from None
         yield number, text
 
@@ -164,7 +231,7 @@ def _row(line: int, phone: Any, contact_id: Any) -> Recipient | Rejection:
         return Recipient(phone.strip())
     if (
         not isinstance(contact_id, str)
-        or not IDENTIFIER.match(contact_id)
+        or not IDENTIFIER.fullmatch(contact_id)
         or len(contact_id) > MAX_CONTACT_ID
     ):
         return Rejection(
@@ -175,35 +242,75 @@ def _row(line: int, phone: Any, contact_id: Any) -> Recipient | Rejection:
     return Recipient(phone.strip(), contact_id)
 
 
-def _csv_rows(lines: Iterator[tuple[int, str]], path: Path) -> Iterator[Recipient | Rejection]:
-    numbers: list[int] = []
+def _csv_rows(
+    lines: Iterator[tuple[int, str]], path: Path, kind: DataFile
+) -> Iterator[Row | Rejection]:
+    record: list[int] = []  # the numbers of the lines the row being read spans
+    size = 0
 
     def text() -> Iterator[str]:
+        nonlocal size
         for number, line in lines:
-            numbers.append(number)
+            if record:  # a quoted field went on past the end of the line
+                size += len(line.encode())
+                if size > kind.max_line_bytes:
+                    raise RecipientsFileError(
+                        f"{path}, line {record[0]}: a quoted field opened on this line is "
+                        f"still open on line {number}, past {kind.max_line_bytes} bytes: a "
+                        "'\"' that is never closed swallows the rows after it. Close the "
+                        f"quote, or write a '\"' inside a quoted field as '\"\"'; then {kind.again}"
+                    )
+            else:
+                size = len(line.encode())
+            record.append(number)
             yield line
 
-    reader = csv.reader(text())
-    header = next(reader, None)
-    if header is None or "phone" not in [column.strip() for column in header]:
+    # strict: a '"' left open at the end of the file is an error, not a field that
+    # silently ate the rows after it
+    reader = csv.reader(text(), strict=True)
+
+    def next_row() -> list[str] | None:
+        record.clear()
+        try:
+            return next(reader, None)
+        except csv.Error as exc:
+            raise RecipientsFileError(_csv_error(path, record, exc, kind)) from None
+
+    header = next_row()
+    if header is None or not set(kind.columns) <= {column.strip() for column in header}:
         raise RecipientsFileError(
-            f"{path}: the first line must be a header naming a 'phone' column (and, "
-            "optionally, 'contactId'), e.g. 'contactId,phone'"
+            f"{path}: the first line must be a header naming {kind.header_hint}"
         )
     columns = [column.strip() for column in header]
-    phone_at = columns.index("phone")
-    id_at = columns.index("contactId") if "contactId" in columns else None
-    for row in reader:
-        line = numbers[-1]
-        del numbers[:-1]
+    while (row := next_row()) is not None:
         if not row:
             continue
-        phone = row[phone_at] if phone_at < len(row) else None
-        contact_id = row[id_at] if id_at is not None and id_at < len(row) else None
-        yield _row(line, phone, contact_id)
+        fields: dict[str, Any] = {}
+        for column, value in zip(columns, row, strict=False):
+            fields.setdefault(column, value)
+        yield Row(record[0], fields)
 
 
-def _jsonl_rows(lines: Iterator[tuple[int, str]]) -> Iterator[Recipient | Rejection]:
+def _csv_error(path: Path, record: list[int], exc: csv.Error, kind: DataFile) -> str:
+    fix = f"fix the file and {kind.again}"
+    if not record:
+        return f"{path}: not valid CSV ({exc}); {fix}"
+    if str(exc) == "unexpected end of data":
+        return (
+            f"{path}, line {record[0]}: a '\"' opened on this line is never closed (every "
+            f"row after it would be one field); close it, or write a '\"' inside a quoted "
+            f"field as '\"\"'; then {kind.again}"
+        )
+    if len(record) > 1:
+        return (
+            f"{path}, line {record[0]}: a quoted field opened on this line runs on to line "
+            f"{record[-1]}, which is not valid CSV ({exc}): is a '\"' on line {record[0]} "
+            f"never closed? {fix}"
+        )
+    return f"{path}, line {record[0]}: not valid CSV ({exc}); {fix}"
+
+
+def _jsonl_rows(lines: Iterator[tuple[int, str]]) -> Iterator[Row | Rejection]:
     for number, line in lines:
         if not line.strip():
             continue
@@ -215,4 +322,4 @@ def _jsonl_rows(lines: Iterator[tuple[int, str]]) -> Iterator[Recipient | Reject
         if not isinstance(row, dict):
             yield Rejection(number, "not a JSON object")
             continue
-        yield _row(number, row.get("phone"), row.get("contactId"))
+        yield Row(number, row)

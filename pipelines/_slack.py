@@ -5,11 +5,12 @@ environment, or from ``[providers.slack]`` in ``config/queues.toml`` (the
 environment wins)::
 
     SLACK_WEBHOOK_URL    webhook_url    required: https://hooks.slack.com/services/T…/B…/…
-    SLACK_TIMEOUT        timeout        seconds to wait for the answer (default 10)
+    SLACK_TIMEOUT        timeout        seconds for the whole post (default 10)
 
 The webhook URL is the credential (anyone holding it can post to the
 channel): it is never logged, returned, put in an error or shown by ``repr``;
-errors name only its host. What an answer leads to (:func:`error_for`): 429
+errors name only its host, and an answer that echoes it (or its path) shows
+``********``. What an answer leads to (:func:`error_for`): 429
 is retried after its ``Retry-After``, 5xx and 408 and an unreachable or silent
 server after the queue's backoff, any other answer but 2xx fails at once.
 """
@@ -26,7 +27,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
 from framework.masking import validation_summary
-from pipelines._http import ThreadClients, retry_after
+from pipelines._http import ThreadClients, deadline, hide_secrets, retry_after
 from pipelines._providers import (
     HttpUrl,
     SenderConfigError,
@@ -50,7 +51,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
-"""Seconds to wait for the webhook's answer once the request is sent."""
+"""Seconds for the whole post: connecting, sending, and the webhook's answer."""
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection."""
 RATE_LIMIT_WAIT = 30.0
@@ -74,6 +75,12 @@ class SlackSettings(BaseModel):
     def host(self) -> str:
         """The webhook's host: what errors and logs may name."""
         return urlsplit(self.webhook_url.get_secret_value()).hostname or "?"
+
+    @property
+    def secrets(self) -> tuple[str, str]:
+        """What an error may not show: the URL, and its path (``/services/T…/B…/…``)."""
+        url = self.webhook_url.get_secret_value()
+        return url, urlsplit(url).path.strip("/")
 
 
 def slack_settings(
@@ -113,11 +120,11 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def error_for(response: httpx.Response, host: str) -> SendError:
+def error_for(response: httpx.Response, host: str, secrets: tuple[str, ...] = ()) -> SendError:
     """The exception for a non-2xx answer, with the webhook's own error text
-    (``invalid_payload``, ``no_service``, ...)."""
+    (``invalid_payload``, ``no_service``, ...), ``secrets`` in it as ``********``."""
     status = response.status_code
-    said = " ".join(response.text.split())[:200] or "no body"
+    said = " ".join(hide_secrets(response.text, *secrets).split())[:200] or "no body"
     text = f"Slack webhook on {host} answered HTTP {status} ({said})"
     if status == 429:
         asked = retry_after(response.headers.get("Retry-After"))
@@ -177,9 +184,10 @@ class SlackWebhook:
         timeout = httpx.Timeout(settings.timeout, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT)
         _HIDE.urls.add(str(httpx.URL(settings.webhook_url.get_secret_value())))
         try:
-            response = self.client().post(
-                settings.webhook_url.get_secret_value(), json={"text": text}, timeout=timeout
-            )
+            with deadline(settings.timeout):
+                response = self.client().post(
+                    settings.webhook_url.get_secret_value(), json={"text": text}, timeout=timeout
+                )
         except httpx.TimeoutException:
             raise SendError(
                 f"Slack webhook on {settings.host}: no answer within {settings.timeout:g} s; "
@@ -191,7 +199,7 @@ class SlackWebhook:
                 "retried after the queue's backoff"
             ) from None
         if not response.is_success:
-            raise error_for(response, settings.host)
+            raise error_for(response, settings.host, settings.secrets)
 
     def __repr__(self) -> str:
         return "SlackWebhook()"

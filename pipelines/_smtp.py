@@ -7,7 +7,7 @@ Settings come from the environment, or from ``[providers.smtp]`` in
     SMTP_PORT       port       default by security: 587 starttls, 465 tls, 25 none
     SMTP_SECURITY   security   starttls (default) | tls (implicit TLS, SMTPS) | none
     SMTP_USER       username   AUTH login; with SMTP_PASSWORD, or neither
-    SMTP_PASSWORD   password   never logged, stored or put in an error
+    SMTP_PASSWORD   password   never logged, stored or put in an error (nor a relay's echo of it)
     SMTP_FROM       from       required: the sender, "crm@example.com" or "CRM <crm@...>"
     SMTP_TIMEOUT    timeout    seconds to connect and for each answer (30)
     SMTP_CA_FILE    ca_file    PEM file of the CAs to trust instead of the system's
@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from framework.masking import validation_summary
+from pipelines._http import hide_secrets
 from pipelines._providers import (
     SenderConfigError,
     SendError,
@@ -134,6 +135,16 @@ class SmtpSettings(BaseModel):
     def where(self) -> str:
         return f"SMTP relay {self.host}:{self.effective_port} ({self.security})"
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What a relay's answer may echo and an error may not show: the password, and the
+        AUTH PLAIN argument that carries it (:func:`pipelines._http.hide_secrets` hides its
+        base64 form too)."""
+        if self.password is None:
+            return ()
+        password = self.password.get_secret_value()
+        return password, f"\0{self.username}\0{password}"
+
 
 def _loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
@@ -184,10 +195,11 @@ AUTH_CODES = (530, 534, 535, 538)
 required: the settings are wrong, a retry fails the same way."""
 
 
-def _reply(code: int, text: bytes | str) -> str:
+def _reply(code: int, text: bytes | str, settings: SmtpSettings) -> str:
+    """The relay's answer on one line, shortened, without the credentials it may echo."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    line = " ".join(text.split())
+    line = " ".join(hide_secrets(text, *settings.secrets).split())
     if len(line) > MAX_REPLY:
         line = line[:MAX_REPLY] + "..."
     return f"{code} {line}"
@@ -195,7 +207,7 @@ def _reply(code: int, text: bytes | str) -> str:
 
 def error_for(settings: SmtpSettings, stage: str, code: int, text: bytes | str) -> Exception:
     """The send exception for the relay's answer ``code`` to ``stage`` (``MAIL FROM``...)."""
-    answer = f"{settings.where} answered {_reply(code, text)} to {stage}"
+    answer = f"{settings.where} answered {_reply(code, text, settings)} to {stage}"
     if code in AUTH_CODES:
         return SenderConfigError(
             f"{answer} [authentication or TLS required: check SMTP_USER, SMTP_PASSWORD and "
@@ -270,12 +282,14 @@ def _secure_and_login(smtp: smtplib.SMTP, settings: SmtpSettings) -> None:
             smtp.login(settings.username, settings.password.get_secret_value())
     except smtplib.SMTPAuthenticationError as exc:
         raise SenderConfigError(
-            f"{settings.where} refused the login: {_reply(exc.smtp_code, exc.smtp_error)}; "
+            f"{settings.where} refused the login: "
+            f"{_reply(exc.smtp_code, exc.smtp_error, settings)}; "
             "check SMTP_USER and SMTP_PASSWORD (your relay's SMTP credentials). Failed at "
             "once, not retried"
         ) from None
     except smtplib.SMTPNotSupportedError as exc:
-        raise SenderConfigError(f"{settings.where}: {exc}; check SMTP_SECURITY") from None
+        said = hide_secrets(str(exc), *settings.secrets)
+        raise SenderConfigError(f"{settings.where}: {said}; check SMTP_SECURITY") from None
     except ssl.SSLError as exc:
         raise _tls_failure(settings, exc) from None
     except smtplib.SMTPResponseException as exc:
@@ -286,7 +300,8 @@ def _secure_and_login(smtp: smtplib.SMTP, settings: SmtpSettings) -> None:
             "retried after the queue's backoff"
         ) from None
     except smtplib.SMTPException as exc:  # "No suitable authentication method found."
-        raise SenderConfigError(f"{settings.where}: {exc}; check SMTP_SECURITY") from None
+        said = hide_secrets(str(exc), *settings.secrets)
+        raise SenderConfigError(f"{settings.where}: {said}; check SMTP_SECURITY") from None
 
 
 def deliver(settings: SmtpSettings, message: EmailMessage, recipient: str) -> None:

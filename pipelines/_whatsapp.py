@@ -8,14 +8,16 @@ when its settings are present. Settings come from the environment, or from
     WHATSAPP_PHONE_NUMBER_ID   phone_number_id    required: the sending number's id
     WHATSAPP_API_VERSION       api_version        default DEFAULT_API_VERSION
     WHATSAPP_API_BASE_URL      api_base_url       default DEFAULT_BASE_URL
-    WHATSAPP_TIMEOUT           timeout            seconds to wait for the answer (15)
+    WHATSAPP_TIMEOUT           timeout            seconds for the whole request (15)
 
 Each worker thread keeps one ``httpx.Client`` (its connections are reused
-between sends); connecting has :data:`CONNECT_TIMEOUT` seconds, the answer
-``timeout`` seconds. The API's errors become :mod:`pipelines._providers`'
+between sends); a request has ``timeout`` seconds in all, from connecting (at
+most :data:`CONNECT_TIMEOUT` of them) to the answer's last byte
+(:func:`pipelines._http.deadline`). The API's errors become :mod:`pipelines._providers`'
 send exceptions by :func:`classify`: retry after the backoff, retry after the
 delay the API asks for, or fail at once. The access token is sent in the
-``Authorization`` header only: never logged, returned or put in an error.
+``Authorization`` header only: never logged, returned or put in an error (an
+error answer that echoes it shows ``********``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from framework.masking import validation_summary
-from pipelines._http import ThreadClients, retry_after
+from pipelines._http import ThreadClients, deadline, hide_secrets, retry_after
 from pipelines._providers import (
     MESSAGE_SENDERS,
     HttpUrl,
@@ -69,7 +71,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v23.0"
 DEFAULT_TIMEOUT = 15.0
-"""Seconds to wait for the API's answer once the request is sent."""
+"""Seconds for the whole request: connecting, sending, and the API's answer."""
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection (and to wait for a free one of the thread's client)."""
 
@@ -91,7 +93,7 @@ class WhatsAppSettings(BaseModel):
 
     access_token: Annotated[SecretStr, Field(min_length=1)]
     phone_number_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-    api_version: Annotated[str, Field(pattern=r"^v\d{1,3}\.\d{1,3}$")] = DEFAULT_API_VERSION
+    api_version: Annotated[str, Field(pattern=r"^v[0-9]{1,3}\.[0-9]{1,3}$")] = DEFAULT_API_VERSION
     api_base_url: HttpUrl = DEFAULT_BASE_URL
     timeout: Annotated[float, Field(gt=0, le=300)] = DEFAULT_TIMEOUT
 
@@ -284,7 +286,11 @@ def _describe(response: httpx.Response) -> tuple[int | None, str]:
     if not isinstance(error, dict):
         return None, f"HTTP {response.status_code} without a Graph API error"
     code = error.get("code")
-    code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+    code = (
+        int(code)
+        if isinstance(code, int | str) and str(code).isascii() and str(code).isdigit()
+        else None
+    )
     parts = [str(error.get("message") or "no message")]
     data = error.get("error_data")
     if isinstance(data, dict) and data.get("details"):
@@ -294,9 +300,11 @@ def _describe(response: httpx.Response) -> tuple[int | None, str]:
     return code, f"code {code} (HTTP {response.status_code}): " + "; ".join(parts)
 
 
-def error_for(response: httpx.Response) -> SendError:
-    """The send exception for an error answer: the API's code, message and the verdict."""
+def error_for(response: httpx.Response, token: str | None = None) -> SendError:
+    """The send exception for an error answer: the API's code, message and the verdict;
+    ``token`` (the sender's own, which an answer may echo) shows as ``********``."""
     code, described = _describe(response)
+    described = hide_secrets(described, token)
     kind = classify(code, response.status_code)
     text = f"WhatsApp Cloud API {described} [{kind.hint}; {kind.action.value}]"
     if kind.action is Action.FAIL:
@@ -341,9 +349,10 @@ class WhatsAppCloudSender:
         timeout = httpx.Timeout(settings.timeout, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT)
         token = settings.access_token.get_secret_value()
         try:
-            response = self.client().post(
-                url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
-            )
+            with deadline(settings.timeout):
+                response = self.client().post(
+                    url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise SendError(f"WhatsApp Cloud API {where}: not reached ({exc!r})") from None
         except httpx.TimeoutException:
@@ -359,7 +368,7 @@ class WhatsAppCloudSender:
                 "again: check the conversation, then enqueue a new job if it is missing"
             ) from None
         if not response.is_success:
-            raise error_for(response)
+            raise error_for(response, token)
         message_id = _message_id(response)
         if message_id is None:
             raise SendOutcomeUnknown(

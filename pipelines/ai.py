@@ -18,7 +18,9 @@ its settings are present, else ``echo`` (offline, ``"dryRun": true``)::
                               "audio_url": "https://media.example/v/123.ogg", "language": "en"})
 
 A provider name that no module registered is refused at enqueue, and fails a
-stored job at once (no retries): retrying would not make it appear.
+stored job at once (no retries): retrying would not make it appear. An unknown
+``HUEYARD_AI_PROVIDER`` stops an app with these handlers being built, and fails a
+job at once (``UnknownProviderError``, a ``ConfigError``) naming the variable.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from framework import handler
+from framework.settings import Settings
 from pipelines._openai import openai_settings
 from pipelines._providers import (
     AI_PROVIDERS,
@@ -122,12 +125,18 @@ def select_provider(named: str | None) -> tuple[str, AIProvider]:
     """The provider's name and the provider: ``named``, else ``HUEYARD_AI_PROVIDER``, else
     ``openai`` when its settings are present, else ``echo``. Half-configured settings
     raise :class:`~pipelines._providers.AIConfigError`; an unknown name
-    ``UnknownProviderError``."""
-    name = named or os.environ.get(PROVIDER_ENV, "").strip()
-    if not name:
-        configured = openai_settings(config=provider_config("openai")) is not None
-        name = "openai" if configured else "echo"
+    ``UnknownProviderError``: both fail the job at once."""
+    if named:
+        return named, AI_PROVIDERS.get(named)
+    name = os.environ.get(PROVIDER_ENV, "").strip()
+    if name:
+        return name, AI_PROVIDERS.chosen(PROVIDER_ENV, name, _DEFAULT_CHOICE)
+    configured = openai_settings(config=provider_config("openai")) is not None
+    name = "openai" if configured else "echo"
     return name, AI_PROVIDERS.get(name)
+
+
+_DEFAULT_CHOICE = "openai when its settings are present, else echo"
 
 
 @handler("ai")
@@ -159,3 +168,13 @@ def transcribe_voice(payload: VoiceTranscription) -> dict[str, Any]:
         "transcript": transcript.text,
         "dryRun": transcript.dry_run,
     }
+
+
+@generate_reply.startup_check
+@transcribe_voice.startup_check
+def _check_provider(settings: Settings) -> None:
+    """At start-up: a ``HUEYARD_AI_PROVIDER`` that names no registered provider stops the
+    app being built (producers and consumers alike) instead of failing every ai job."""
+    name = os.environ.get(PROVIDER_ENV, "").strip()
+    if name:
+        AI_PROVIDERS.chosen(PROVIDER_ENV, name, _DEFAULT_CHOICE)  # a ConfigError if unknown

@@ -6,7 +6,8 @@ things:
 
 * **Given metrics** (``metrics`` in the payload: a number or a series per
   name), it aggregates each into count, sum, average, minimum and maximum.
-  The same payload always gives the same result.
+  The same payload always gives the same result. A series whose sum is
+  beyond a float (``[1e308, 1e308]``) is refused at enqueue, naming the metric.
 * **Without metrics** (what the schedules in ``config/queues.toml`` enqueue),
   it reports the job system's own numbers for the window, per queue:
   completed, failed and retried jobs (so ``messages.completed`` is the
@@ -57,7 +58,15 @@ from framework.settings import time_zone
 if TYPE_CHECKING:
     from framework.application import Hueyard
 
-__all__ = ["KEEP_DAILY", "AnalyticsSnapshot", "aggregate", "daily_key", "snapshot", "window"]
+__all__ = [
+    "KEEP_DAILY",
+    "AnalyticsSnapshot",
+    "aggregate",
+    "daily_key",
+    "exact_sum",
+    "snapshot",
+    "window",
+]
 
 MAX_METRICS = 500
 MAX_SAMPLES = 100_000
@@ -65,8 +74,8 @@ KEEP_DAILY = 400 * 86400
 """Seconds a daily snapshot's counts are kept for the weekly and monthly ones (bounded)."""
 COUNTS = ("completed", "failed", "retried")
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}\Z")
 
 Period = Literal["daily", "weekly", "monthly"]
 Samples = FiniteFloat | Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_SAMPLES)]
@@ -92,6 +101,20 @@ def _metric_names(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def _sums_fit(metrics: dict[str, float | list[float]]) -> dict[str, float | list[float]]:
+    """Refuse, at enqueue, a series whose sum no float holds: the job could never finish."""
+    for name, samples in metrics.items():
+        try:
+            exact_sum(samples if isinstance(samples, list) else [samples])
+        except OverflowError:
+            raise ValueError(
+                f"metric {name!r}: the sum of its samples is beyond the largest number a "
+                "snapshot can hold (about 1.8e308); send them in a larger unit (thousands, "
+                "millions) so that they add up to less"
+            ) from None
+    return metrics
+
+
 class AnalyticsSnapshot(BaseModel):
     """One period: aggregate the given metrics, or report the job system's counts."""
 
@@ -105,6 +128,7 @@ class AnalyticsSnapshot(BaseModel):
             dict[str, Samples],
             Field(min_length=1, max_length=MAX_METRICS),
             AfterValidator(_metric_names),
+            AfterValidator(_sums_fit),
         ]
         | None
     ) = None
@@ -138,10 +162,31 @@ def previous_window(period: Period, today: datetime.date) -> tuple[datetime.date
     return window(period, start - datetime.timedelta(days=1))
 
 
+def exact_sum(values: list[float]) -> float:
+    """The sum of ``values``, rounded once (``math.fsum``). Raises ``OverflowError`` only
+    when the sum itself is beyond a float: ``fsum`` also gives up when a partial sum
+    overflows (``[1e308, 1e308, -1e308]``), then the sum is taken as an exact fraction."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        # every float is an integer multiple of 2**-1074: add those integers exactly, then
+        # divide once (correctly rounded; OverflowError when the quotient does not fit)
+        total = 0
+        for value in values:
+            numerator, denominator = value.as_integer_ratio()
+            total += numerator << (_SMALLEST - denominator.bit_length() + 1)
+        return total / (1 << _SMALLEST)
+
+
+_SMALLEST = 1074
+"""The smallest float is 2**-1074 (a subnormal)."""
+
+
 def aggregate(samples: float | list[float]) -> dict[str, float | int]:
-    """``{"count", "sum", "avg", "min", "max"}`` of the samples (``math.fsum``: exact sums)."""
+    """``{"count", "sum", "avg", "min", "max"}`` of the samples (:func:`exact_sum`). Raises
+    ``OverflowError`` for a sum beyond a float, which :class:`AnalyticsSnapshot` refuses."""
     values = samples if isinstance(samples, list) else [samples]
-    total = math.fsum(values)
+    total = exact_sum(values)
     return {
         "count": len(values),
         "sum": total,

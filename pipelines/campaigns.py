@@ -77,7 +77,7 @@ _ANY_PHONE = "+10000000000"
 
 
 def _file_name(value: str) -> str:
-    if not FILE_NAME.match(value):
+    if not FILE_NAME.fullmatch(value):
         raise ValueError(
             "must be the name of a .csv or .jsonl file in the campaign directory "
             "($HUEYARD_CAMPAIGN_DIR), without a directory: 1 to 128 letters, digits, "

@@ -18,6 +18,12 @@ Everything a node does is an enqueue with the job key
 ``<run id>:<node id>:<step>`` (kept :data:`KEY_TTL` after the job finished): a
 re-run of the same step (a retry, a recovered job) finds the key and sends
 nothing twice, while a node visited again by a loop (a later step) still runs.
+
+A node whose payload, once its ``$name`` placeholders are filled, is not one its
+handler takes (a text over 4096 characters, a prompt over 8000, a conversation id
+with a space, a webhook secret under 16 characters) fails the job at once with a
+:class:`FlowError` naming the flow, the node and the field: the same variables
+would render the same payload on every retry.
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ import threading
 import uuid
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from huey.exceptions import CancelExecution
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from framework import current_job, handler
 from framework.checks import CheckReport
 from framework.config import config_path
+from framework.errors import PayloadError
+from framework.handlers import Handler
 from pipelines._flowdefs import (
     MAX_STEPS,
     AIReplyNode,
@@ -51,10 +59,9 @@ from pipelines._flowdefs import (
     load_flows,
 )
 from pipelines._providers import Identifier, PhoneNumber
-from pipelines.ai import generate_reply
+from pipelines.ai import AIRequest, generate_reply
 from pipelines.messages import OutboundMessage, send_message
-from pipelines.messages import Template as MessageTemplate
-from pipelines.webhooks import deliver_webhook
+from pipelines.webhooks import WebhookDelivery, deliver_webhook
 
 __all__ = [
     "FLOWS_DIR_ENV",
@@ -72,6 +79,20 @@ KEY_TTL = 7 * 24 * 3600
 within them enqueues nothing twice."""
 
 _SENDS = (SendMessageNode, SendTemplateNode)
+
+M = TypeVar("M", bound=BaseModel)
+
+_NODE_FIELDS = {
+    "content": "content",
+    "template": "template",
+    "conversationId": "conversation",
+    "prompt": "prompt",
+    "secret": "secret_env",
+    "url": "url",
+    "event": "event",
+    "body": "data",
+}
+"""The field of a node each field of the payload it renders comes from."""
 
 
 # -- the flows of this process ------------------------------------------------------------------
@@ -258,11 +279,9 @@ class _Run:
         if isinstance(node, SetNode):
             self.variables[node.key] = node.value
         elif isinstance(node, SendMessageNode | SendTemplateNode):
-            self.enqueued[node.id] = send_message.enqueue(self._message(node), **self._key(node.id))
+            self._enqueue(node, send_message, self._message(node))
         elif isinstance(node, WebhookNode):
-            self.enqueued[node.id] = deliver_webhook.enqueue(
-                self._webhook(node), **self._key(node.id)
-            )
+            self._enqueue(node, deliver_webhook, self._webhook(node))
         elif isinstance(node, AIReplyNode):
             request = {
                 "conversationId": self.render(node.conversation),
@@ -270,15 +289,50 @@ class _Run:
             }
             if node.provider is not None:
                 request["provider"] = node.provider
-            self.enqueued[node.id] = generate_reply.enqueue(request, **self._key(node.id))
+            self._enqueue(node, generate_reply, self._rendered(node, AIRequest, request))
         return self._following(node)
+
+    def _enqueue(self, node: Any, handler: Handler[Any], payload: BaseModel) -> None:
+        try:
+            self.enqueued[node.id] = handler.enqueue(payload, **self._key(node.id))
+        except PayloadError as exc:  # too large once rendered, not JSON: the same next time
+            raise FlowError(
+                f"{self._where(node)} renders a payload {handler.name} refuses: {exc}"
+            ) from None
+
+    def _where(self, node: Any) -> str:
+        return f"node {node.id!r} ({node.type}) of flow {self.flow.name!r} ({self.flow.source})"
+
+    def _rendered(
+        self, node: Any, model: type[M], data: dict[str, Any], labels: dict[str, str] | None = None
+    ) -> M:
+        """``data`` (a node's fields, ``$name`` filled in) as ``model``; a :class:`FlowError`
+        naming the node's fields it does not take (``labels``: how to name a field)."""
+        names = {**_NODE_FIELDS, **(labels or {})}
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_input=False, include_url=False):
+                location = [str(part) for part in error["loc"]]
+                field = names.get(location[0], location[0]) if location else "?"
+                inner = ".".join(location[1:])
+                problems.append(f"{field}{'.' + inner if inner else ''}: {error['msg']}")
+            raise FlowError(
+                f"{self._where(node)}: once its $name placeholders are filled, "
+                f"{'; '.join(problems)}. Failed at once: the same variables fail the same "
+                f"way on every retry; fix the node in {self.flow.source} or the variables "
+                f"the run was given ({', '.join(sorted(self.variables)) or 'none'})"
+            ) from None
 
     def _message(self, node: SendMessageNode | SendTemplateNode) -> OutboundMessage:
         assert self.payload.phone is not None  # FlowRun refuses a sending flow without one
         if isinstance(node, SendMessageNode):
-            return OutboundMessage(to=self.payload.phone, content=self.render(node.content))
-        template = MessageTemplate.model_validate(self._filled(node.template.model_dump()))
-        return OutboundMessage(to=self.payload.phone, type="template", template=template)
+            data: dict[str, Any] = {"to": self.payload.phone, "content": self.render(node.content)}
+        else:
+            template = self._filled(node.template.model_dump())
+            data = {"to": self.payload.phone, "type": "template", "template": template}
+        return self._rendered(node, OutboundMessage, data)
 
     def _filled(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -289,7 +343,7 @@ class _Run:
             return {key: self._filled(item) for key, item in value.items()}
         return value
 
-    def _webhook(self, node: WebhookNode) -> dict[str, Any]:
+    def _webhook(self, node: WebhookNode) -> WebhookDelivery:
         secret = os.environ.get(node.secret_env, "")
         if not secret:
             raise FlowError(
@@ -306,7 +360,9 @@ class _Run:
             "variables": self.variables,
             "data": node.data,
         }
-        return {"url": node.url, "event": node.event, "body": body, "secret": secret}
+        data = {"url": node.url, "event": node.event, "body": body, "secret": secret}
+        where = {"secret": f"secret_env (the secret in ${node.secret_env})"}
+        return self._rendered(node, WebhookDelivery, data, where)
 
     def _wait(self, node: WaitNode) -> None:
         after = self._following(node)
@@ -320,7 +376,14 @@ class _Run:
                 "previous_job": self.job_id,
             }
         )
-        self.continuation = execute_flow.enqueue(state, delay=node.seconds, **self._key(node.id))
+        try:
+            self.continuation = execute_flow.enqueue(
+                state, delay=node.seconds, **self._key(node.id)
+            )
+        except PayloadError as exc:  # the variables grew past the payload limit
+            raise FlowError(
+                f"{self._where(node)} can not enqueue the run's continuation: {exc}"
+            ) from None
 
 
 @handler("flows")

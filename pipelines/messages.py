@@ -126,12 +126,17 @@ class OutboundMessage(BaseModel):
 def select_sender() -> tuple[str, MessageSender]:
     """The sender's name and the sender: ``HUEYARD_MESSAGE_SENDER``, else ``whatsapp`` when
     its settings are present, else ``log``. A half-configured WhatsApp sender raises
-    :class:`SenderConfigError`; an unknown name ``UnknownProviderError``."""
+    :class:`SenderConfigError`; an unknown name ``UnknownProviderError``: both a
+    :class:`~framework.errors.ConfigError` that fails the job at once."""
     name = os.environ.get(SENDER_ENV, "").strip()
-    if not name:
-        configured = whatsapp_settings(config=provider_config("whatsapp")) is not None
-        name = "whatsapp" if configured else "log"
+    if name:
+        return name, MESSAGE_SENDERS.chosen(SENDER_ENV, name, _DEFAULT_CHOICE)
+    configured = whatsapp_settings(config=provider_config("whatsapp")) is not None
+    name = "whatsapp" if configured else "log"
     return name, MESSAGE_SENDERS.get(name)
+
+
+_DEFAULT_CHOICE = "whatsapp when its settings are present, else log"
 
 
 SEND_RECORD = "messages:send"
@@ -172,9 +177,13 @@ def _result(name: str, sender: MessageSender, payload: OutboundMessage) -> dict[
 
 @send_message.startup_check
 def _check_whatsapp(settings: Settings) -> None:
-    """At start-up: WhatsApp settings set by half, or not valid, stop the app being built
+    """At start-up: WhatsApp settings set by half, or not valid, or a
+    ``HUEYARD_MESSAGE_SENDER`` that names no registered sender, stop the app being built
     (producers and consumers alike) instead of failing the first message job."""
     try:
         whatsapp_settings(config=settings.providers.get("whatsapp", {}))
     except SenderConfigError as exc:
         raise ConfigError(str(exc)) from None
+    name = os.environ.get(SENDER_ENV, "").strip()
+    if name:
+        MESSAGE_SENDERS.chosen(SENDER_ENV, name, _DEFAULT_CHOICE)  # a ConfigError if unknown

@@ -11,11 +11,14 @@ A receiver checks it with :func:`verify` (or the same few lines in its own
 language) and refuses stale timestamps, so a captured request can not be
 replayed later. A non-2xx answer, a redirect, a timeout or a refused
 connection fails the attempt; the queue retries with exponential backoff.
+:data:`TIMEOUT` bounds the whole delivery (connecting, sending, the answer), not
+each read: a receiver that trickles its answer can not hold a worker past it.
 
 Addresses that resolve to loopback, private, link-local or otherwise
 non-public IPs are refused (server-side request forgery) unless
 ``HUEYARD_WEBHOOK_ALLOW_PRIVATE`` allows them (``1``: all; or networks,
-``10.20.0.0/16,fd00:1::/64``). The connection goes to the very addresses that
+``10.20.0.0/16,fd00:1::/64``): :class:`WebhookRefused`, at once and without
+retries, as the same address is refused again. The connection goes to the very addresses that
 were checked, so a name server can not answer a public address to the check and
 an internal one to the connection (DNS rebinding): :mod:`pipelines._public`.
 
@@ -38,10 +41,12 @@ import urllib.error
 import urllib.request
 from typing import Annotated, Any
 
+from huey.exceptions import CancelExecution
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 from framework import handler
 from pipelines import _public
+from pipelines._http import deadline, hide_secrets
 from pipelines._providers import HttpUrl, redact_url
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "WebhookDelivery",
     "WebhookError",
+    "WebhookRefused",
     "deliver_webhook",
     "encode_body",
     "sign",
@@ -61,7 +67,7 @@ SIGNATURE_HEADER = "X-Hueyard-Signature"
 TIMESTAMP_HEADER = "X-Hueyard-Timestamp"
 EVENT_HEADER = "X-Hueyard-Event"
 TIMEOUT = 10.0
-"""Seconds for connecting and for each read of one delivery."""
+"""Seconds for one whole delivery: connecting, sending, and the answer's status and headers."""
 TOLERANCE = 300
 """Seconds a signature stays acceptable to :func:`verify` (either side of now)."""
 ALLOW_PRIVATE_ENV = _public.ALLOW_PRIVATE_ENV
@@ -69,6 +75,15 @@ ALLOW_PRIVATE_ENV = _public.ALLOW_PRIVATE_ENV
 
 class WebhookError(Exception):
     """A delivery failed: the attempt fails and the queue's retry policy applies."""
+
+
+class WebhookRefused(WebhookError, CancelExecution):  # type: ignore[misc]
+    """The endpoint may not be reached (a non-public address, a wrong
+    ``HUEYARD_WEBHOOK_ALLOW_PRIVATE``): a retry would be refused the same way, so the
+    job fails at once."""
+
+    def __init__(self, message: str) -> None:
+        CancelExecution.__init__(self, message, retry=False)
 
 
 def _secret_length(secret: SecretStr) -> SecretStr:
@@ -145,8 +160,10 @@ _OPENER = _public.opener(_NoRedirects)
 
 @handler("webhooks")
 def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
-    """POST the signed body; return ``{"status": <2xx code>}``. Raises :class:`WebhookError`."""
+    """POST the signed body; return ``{"status": <2xx code>}``. Raises :class:`WebhookError`
+    (retried), or :class:`WebhookRefused` (failed at once) for an endpoint it may not reach."""
     target = redact_url(payload.url)
+    secret = payload.secret.get_secret_value()
     body = encode_body(payload.body)
     timestamp = int(time.time())
     request = urllib.request.Request(  # noqa: S310 - the model allows http(s) URLs only
@@ -158,11 +175,11 @@ def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
             "User-Agent": "hueyard-webhooks",
             EVENT_HEADER: payload.event,
             TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(payload.secret.get_secret_value(), timestamp, body),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
         },
     )
     try:
-        with _OPENER.open(request, timeout=TIMEOUT) as response:
+        with deadline(TIMEOUT), _OPENER.open(request, timeout=TIMEOUT) as response:
             status: int = response.status
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -171,9 +188,15 @@ def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        said = hide_secrets(str(reason), secret)
         if isinstance(reason, _public.Refused):  # a non-public address, or a bad allow-list
-            raise WebhookError(f"webhook {target}: {reason}") from None
-        raise WebhookError(f"webhook {payload.event} to {target} failed: {reason}") from None
+            raise WebhookRefused(f"webhook {target}: {said}; failed at once, not retried") from None
+        if isinstance(reason, TimeoutError):  # a socket's timeout, or the deadline's
+            raise WebhookError(
+                f"webhook {payload.event} to {target}: no complete answer within {TIMEOUT:g} s "
+                "(connecting, sending and the answer's headers, in all)"
+            ) from None
+        raise WebhookError(f"webhook {payload.event} to {target} failed: {said}") from None
     if not 200 <= status < 300:
         raise WebhookError(f"webhook {payload.event} to {target} answered HTTP {status}")
     logger.info("webhook %s delivered to %s: HTTP %d", payload.event, target, status)

@@ -213,6 +213,76 @@ def test_a_csv_file_names_contacts_and_its_bad_rows_are_counted_by_line(
     ]
 
 
+def test_a_quoted_field_with_a_line_break_is_one_row_named_by_its_first_line(
+    app: Hueyard, campaign_dir: Path
+) -> None:
+    # Given a CSV whose note column holds a line break, and phones in other scripts' digits
+    (campaign_dir / "notes.csv").write_text(
+        "contactId,phone,note\n"
+        f'c-1,{phone(1)},"call after 5\nnot on Sundays"\n'
+        "c-2,+1\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff12\uff13,\n"
+        "c-3,+1\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0662\u0663,\n"
+        f"c-4,{phone(4)},\n",
+        encoding="utf-8",
+    )
+    campaigns.run_campaign.enqueue(
+        {"campaignId": "camp-n", "recipients_file": "notes.csv", "content": "Hi"}
+    )
+
+    done = run_next(app)
+
+    # Then the quoted row is one recipient, the lookalike phones are rejected by line
+    reason = "phone is missing or not E.164 ('+', country code, 7 to 15 digits)"
+    assert (done.result["recipients"], done.result["enqueued"]) == (4, 2)
+    assert done.result["rejections"] == [
+        {"line": 4, "reason": reason},
+        {"line": 5, "reason": reason},
+    ]
+    assert sorted(per_contact(app)) == [phone(1), phone(4)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            f'contactId,phone,note\nc-1,{phone(1)},"oops\nc-2,{phone(2)},x\nc-3,{phone(3)},y\n',
+            "broken.csv, line 2: a '\"' opened on this line is never closed",
+            id="unclosed-quote-at-the-end",
+        ),
+        pytest.param(
+            f'contactId,phone,note\nc-1,{phone(1)},"oops\nc-2,{phone(2)},"x"\n',
+            "broken.csv, line 2: a quoted field opened on this line runs on to line 3",
+            id="unclosed-quote-then-a-quoted-field",
+        ),
+        pytest.param(  # past csv's 128 KiB field limit, in lines shorter than 4 KiB
+            f'contactId,phone,note\nc-1,{phone(1)},"' + "aaaaaaaaaaaaaaa\n" * 10_000 + '"\n'
+            f"c-2,{phone(2)},x\n",
+            "broken.csv, line 2: a quoted field opened on this line is still open on line 256",
+            id="quoted-field-over-the-limits",
+        ),
+    ],
+)
+def test_a_csv_with_an_unclosed_quote_fails_at_once_naming_the_line(
+    app: Hueyard, campaign_dir: Path, content: str, message: str
+) -> None:
+    # Given a CSV in which a '"' is never closed: every later row would be one field
+    (campaign_dir / "broken.csv").write_text(content, encoding="utf-8")
+    campaigns.run_campaign.enqueue(
+        {"campaignId": "camp-q", "recipients_file": "broken.csv", "content": "Hi"}
+    )
+
+    # When the campaign runs
+    done = run_next(app)
+
+    # Then it fails at once, naming the file and the line the quote opened on, and
+    # nobody is messaged (not the rows before it either: they were in the same batch)
+    assert done.state == "failed"
+    assert done.attempts == 1
+    assert message in (done.error or "")
+    assert str(campaign_dir) in (done.error or "")
+    assert message_jobs(app) == []
+
+
 def test_a_jsonl_file_fans_out_and_skips_what_is_not_a_recipient(
     app: Hueyard, campaign_dir: Path
 ) -> None:
@@ -305,6 +375,12 @@ def test_a_csv_without_a_phone_column_fails_naming_the_header(
         ({"recipients_file": "a.csv"}, "give either recipients"),
         ({"recipients": None}, "give either recipients"),
         ({"batch_size": 1001}, "batch_size: Input should be less than or equal to 1000"),
+        ({"campaignId": "camp-7\n"}, "campaignId: Value error, must be 1 to 128"),
+        ({"recipients": [phone(1), phone(2) + "\n"]}, "recipients.1: Value error, must be an E"),
+        (
+            {"recipients": ["+1\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff12\uff13"]},
+            "recipients.0: Value error, must be an E",
+        ),
     ],
 )
 def test_a_campaign_payload_is_refused_at_enqueue(

@@ -453,3 +453,30 @@ def test_a_stored_job_whose_template_needs_more_fails_at_once(
         and "needs variables that the payload does not give: expires" in info.error
     )
     assert starttls.received == []
+
+
+# -- an address that is more than an address ---------------------------------------------------
+
+
+@pytest.mark.parametrize("to", [f"{TO}\n", f"{TO}\r\nBcc: x@evil.example", f"{TO}\r"])
+def test_an_address_with_a_line_break_is_refused_and_never_reaches_the_relay(
+    starttls: Relay, app: Hueyard, redis_conn: redis.Redis, to: str
+) -> None:
+    # Given an address with a line break: in the To header it would end the headers early
+    # (the Subject and the rest became the body, and the job said sent)
+    with pytest.raises(PayloadError, match="to: Value error, must be an email address"):
+        emails.send_email.enqueue({"to": to, "subject": "Hi", "body": "Hello"})
+    assert app.queue("emails").huey.pending_count() == 0
+
+    # And a job stored with one (by an older version) fails at once when it runs
+    job_id = emails.send_email.enqueue({"to": TO, "subject": "Hi", "body": "Hello"})
+    key = app.keys.job("emails", job_id)
+    stored = json.loads(redis_conn.hget(key, "payload") or b"{}")
+    redis_conn.hset(key, "payload", json.dumps({**stored, "to": to}))
+    info = run_one(app)
+
+    # Then nothing reached the relay
+    assert info.state == "failed"
+    assert info.attempts == 1
+    assert "must be an email address" in (info.error or "")
+    assert starttls.received == []

