@@ -103,7 +103,7 @@ def _validations() -> Iterator[tuple[str, str, str, bool]]:
 
 
 def test_text_is_read_as_a_number_only_after_it_is_checked_to_be_ascii_digits() -> None:
-    # str.isdigit() takes "²" (which int() refuses) and "６" (which no URL carries)
+    # str.isdigit() takes "²", which int() refuses, and every script's digits
     wrong = []
     for path, tree in _sources():
         guarded: set[int] = set()
