@@ -45,7 +45,9 @@ def add_up(commands: Subcommands) -> None:
 def _add(commands: Subcommands, name: str, text: str, run: RunCommand) -> None:
     command = commands.add_parser(name, help=text, description=text)
     command.add_argument("--host", help="address to listen on (default: [dashboard] host)")
-    command.add_argument("--port", type=int, help="port (default: [dashboard] port, 5000)")
+    command.add_argument(
+        "--port", type=_port, help="port, 1 to 65535 (default: [dashboard] port, 5000)"
+    )
     command.set_defaults(run=run)
 
 
@@ -59,3 +61,10 @@ def _up(args: argparse.Namespace) -> int:
     logging.getLogger("hueyard").setLevel(logging.INFO)
     run_up(args.host, args.port)
     return 0
+
+
+def _port(text: str) -> int:
+    """``--port``: a TCP port (waitress would take 70000 as 70000 mod 65536)."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; use 1 to 65535")
+    return int(text)

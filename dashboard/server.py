@@ -24,6 +24,8 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 
+from framework.errors import DashboardError
+
 if TYPE_CHECKING:
     from dashboard.state import DashboardState
 
@@ -130,12 +132,19 @@ def _build(host: str | None, port: int | None) -> tuple[Any, DashboardServer]:
     app = get_app()
     settings = app.settings.dashboard
     flask_app = create_app(app, host=host or settings.host)
-    server = DashboardServer(
-        flask_app,
-        host or settings.host,
-        settings.port if port is None else port,
-        trusted_proxy=settings.trusted_proxy,
-    )
+    listen_host, listen_port = host or settings.host, settings.port if port is None else port
+    try:
+        server = DashboardServer(
+            flask_app, listen_host, listen_port, trusted_proxy=settings.trusted_proxy
+        )
+    except (OSError, ValueError) as exc:  # in use, not this host's address, not an address
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DashboardError(
+            f"the dashboard can not listen on {listen_host}:{listen_port}: {reason}. Choose "
+            "another port (--port, or [dashboard] port) or stop what listens there (ss -ltnp "
+            "shows it); --host (or [dashboard] host) is an address of this host, 0.0.0.0 for "
+            "all of them, or a name that resolves to one"
+        ) from None
     for listen_host, listen_port in server.addresses:
         shown = f"[{listen_host}]" if ":" in listen_host else listen_host
         print(f"hueyard dashboard: http://{shown}:{listen_port}/admin/queues", file=sys.stderr)

@@ -102,7 +102,8 @@ def resolve_ttl(
     if isinstance(ttl, str):  # the TTL's name where its seconds go: get_cached(k, f, "USER")
         known = f"one of [cache.ttl]: {', '.join(sorted(named))}" if named else "a [cache.ttl] name"
         raise ValueError(
-            f"a cache TTL is a whole number of seconds >= 1, got {ttl!r}; to use {known}, pass "
+            f"a cache TTL is a whole number of seconds from 1 to {defaults.CACHE_TTL_MAX} (30 "
+            f"days), got {ttl!r}; to use {known}, pass "
             f"it by name: get_cached(key, loader, ttl_name={ttl!r})"
         )
     if ttl is not None:
@@ -114,8 +115,11 @@ def resolve_ttl(
 
 def check_ttl(ttl: int) -> int:
     """Return ``ttl`` if it is a whole number of seconds >= 1, else raise ``ValueError``."""
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-        raise ValueError(f"a cache TTL is a whole number of seconds >= 1, got {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= defaults.CACHE_TTL_MAX:
+        raise ValueError(
+            f"a cache TTL is a whole number of seconds from 1 to {defaults.CACHE_TTL_MAX} "
+            f"(30 days), got {ttl!r}"
+        )
     return ttl
 
 

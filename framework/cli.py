@@ -67,17 +67,22 @@ import datetime
 import importlib.metadata
 import json
 import logging
+import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import redis
+
 from framework import defaults
 from framework.checks import CheckReport
+from framework.connection import connection_failure
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
-from framework.errors import HueyardError, OptionError, PayloadError
+from framework.errors import HueyardError, OptionError, PayloadError, StorageError
 from framework.immediate import ENV
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.options import shown
@@ -255,15 +260,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     # from Redis): never as escape sequences a terminal would act on. A plugin's command
     # (the dashboard's servers) keeps its own streams.
     own = getattr(run, "__module__", type(run).__module__).startswith("framework.")
-    with printable_output() if own else contextlib.nullcontext():
-        try:
-            return run(args)
-        except OptionError as exc:  # an option's value: a usage error
-            print(f"hueyard: error: {exc}", file=sys.stderr)
-            return 2
-        except HueyardError as exc:
-            print(f"hueyard: error: {exc}", file=sys.stderr)
-            return 1
+    try:
+        with printable_output() if own else contextlib.nullcontext():
+            try:
+                return run(args)
+            except OptionError as exc:  # an option's value: a usage error
+                print(f"hueyard: error: {exc}", file=sys.stderr)
+                return 2
+            except HueyardError as exc:
+                print(f"hueyard: error: {exc}", file=sys.stderr)
+                return 1
+            except redis.RedisError as exc:  # what no command turned into its own error
+                url = _redis_url()
+                print(
+                    f"hueyard: error: Redis at {url} {connection_failure(exc, 0, url)}",
+                    file=sys.stderr,
+                )
+                return 1
+    except BrokenPipeError:
+        # The reader went away (hueyard jobs ... | head): stop quietly, as a command killed
+        # by SIGPIPE would, and let nothing try to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _redis_url() -> str:
+    """The app's Redis URL, redacted, for an error that names none."""
+    try:
+        return get_app().settings.redis.connection.redacted_url
+    except HueyardError:
+        return "[redis] url"
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -398,9 +424,18 @@ def _jobs() -> Jobs:
 
 def _status(args: argparse.Namespace) -> int:
     counts = _jobs().counts_all()
+    unreadable = [(c.queue, key) for c in counts.values() for key in c.unreadable]
+    for queue, key in unreadable:  # stderr: --json stays the spec's shape
+        print(
+            f"hueyard: error: queue {queue}: key {key} is not the sorted set hueyard keeps "
+            f"there, so it counts as 0 and none of its jobs can move; hueyard doctor {queue} "
+            "says what to do",
+            file=sys.stderr,
+        )
+    status = 1 if unreadable else 0
     if args.json:
         print(json.dumps({name: c.to_json() for name, c in counts.items()}, indent=2))
-        return 0
+        return status
     headers = ["queue", "waiting", "active", "delayed", "completed", "failed", "paused",
                "waiting-children", "state"]  # fmt: skip
     body = [
@@ -413,11 +448,17 @@ def _status(args: argparse.Namespace) -> int:
         for c in counts.values()
     ]
     print(grid(headers, body, numeric=range(1, 8)))
-    return 0
+    return status
 
 
 def _list(args: argparse.Namespace) -> int:
     page = _jobs().list_jobs(args.queue, args.state, page=args.page, page_size=args.page_size)
+    if page.unreadable:
+        raise StorageError(
+            f"key {page.unreadable} is not the sorted set hueyard keeps there, so its "
+            f"{args.state} jobs can not be listed, and none of them can move; "
+            f"hueyard doctor {args.queue} says what to do"
+        )
     if args.json:
         out = {
             "queue": args.queue,
@@ -518,6 +559,14 @@ def _retry(args: argparse.Namespace) -> int:
     if args.all:
         moved = jobs.retry_all(args.queue)
         print(f"retried {moved} failed job(s) of queue {args.queue!r}")
+        if moved.skipped:
+            print(
+                f"hueyard: error: {moved.skipped} failed job(s) of queue {args.queue!r} were "
+                "left failed: their records can not be read (hueyard jobs "
+                f"{args.queue} --state failed lists them; hueyard job ID says why)",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     if jobs.retry(args.queue, args.job_id):
         print(f"job {args.job_id} of queue {args.queue!r}: failed -> waiting")

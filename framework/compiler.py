@@ -26,7 +26,7 @@ from framework.handlers import HandlerRegistry, HandlerSpec
 from framework.keys import Keys
 from framework.masking import Masker
 from framework.settings import QueuePolicy, Settings
-from framework.storage import JobStorage, Replicas
+from framework.storage import BLOCKING_READ_TIMEOUT, JobStorage, Replicas
 
 __all__ = ["QueueRuntime", "compile_queues"]
 
@@ -86,6 +86,9 @@ def compile_queues(
             keys=keys,
             policy=policy,
             consumer=settings.consumer,
+            # a blocking read must end well within the socket's timeout, or an idle
+            # worker's wait would read as Redis not answering
+            read_timeout=min(BLOCKING_READ_TIMEOUT, settings.redis.socket_timeout / 2),
             replicas=Replicas(settings.redis.wait_replicas, settings.redis.wait_timeout),
             masker=masker,
         )

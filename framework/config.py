@@ -63,7 +63,7 @@ def load_settings(
     env = os.environ if env is None else env
     file = Path(path) if path is not None else config_path(env)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is dropped
     except FileNotFoundError:
         raise ConfigError(
             f"{file}: configuration file not found (working directory {Path.cwd()}); "
@@ -84,10 +84,11 @@ def parse_settings(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: malformed TOML: {exc}") from None
     raw = _apply_environment(raw, env)
+    origins = _origins(env)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors()]
+        problems = [_describe(error) + _origin(error, origins) for error in exc.errors()]
         heading = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
         raise ConfigError("\n  ".join([heading, *problems])) from None
 
@@ -120,6 +121,37 @@ def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str,
     return {**raw, "redis": table} if table != redis_table else raw
 
 
+def _origins(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``[redis]`` fields the environment set (:func:`_apply_environment`), and from
+    which variables: an error about one names them, since the file does not hold it."""
+    found = {}
+    parts = [
+        f"REDIS_{name}"
+        for name in ("HOST", "PORT", "PASSWORD", "DB")
+        if env.get(f"REDIS_{name}") is not None
+    ]
+    if env.get("REDIS_URL"):
+        found["url"] = "REDIS_URL"
+    elif parts:
+        found["url"] = ", ".join(parts)
+    for variable, name in _REDIS_ENV.items():
+        if env.get(variable, "").strip():
+            found[name] = variable
+    for name in ("cluster", "sentinels"):
+        if env.get(f"REDIS_{name.upper()}", "").strip():
+            found[name] = f"REDIS_{name.upper()}"
+    return found
+
+
+def _origin(error: Mapping[str, Any], origins: Mapping[str, str]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    if len(loc) >= 2 and loc[0] == "redis" and loc[1] in origins:
+        return f" (set by {origins[loc[1]]} in the environment, not by the file)"
+    if len(loc) == 1 and loc[0] == "redis" and origins:  # about the whole table
+        return f" (the environment sets {', '.join(sorted(set(origins.values())))})"
+    return ""
+
+
 def _digits(text: str) -> bool:
     """ASCII digits only: ``str.isdigit`` also takes superscripts and other scripts' digits."""
     return text.isascii() and text.isdigit()
@@ -128,6 +160,11 @@ def _digits(text: str) -> bool:
 def _with_parts(url: str, parts: Mapping[str, str | None]) -> str:
     split = urlsplit(url)
     host = parts["HOST"] or split.hostname or "localhost"
+    if host.count(":") == 1 or "/" in host or "@" in host:  # one ":" is no IPv6 address
+        raise ConfigError(
+            f"REDIS_HOST={host!r} is not a host name or address; put the port in REDIS_PORT "
+            "and the password in REDIS_PASSWORD, or give the whole URL as REDIS_URL"
+        )
     port_text = parts["PORT"]
     if port_text is not None and not (_digits(port_text) and 0 < int(port_text) < 65536):
         raise ConfigError(
@@ -244,8 +281,8 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
         target = _model_of(field.annotation)
         if target is None:
             return None
-        if name == "queues":
-            index += 1  # skip the queue's own name
+        if name in ("queues", "schedules"):
+            index += 1  # skip the queue's or schedule's own name
         model = target
         index += 1
     return model

@@ -8,18 +8,21 @@ Nothing else in hueyard creates a connection; the pool is injected.
 from __future__ import annotations
 
 import math
+import os
 import queue
+import ssl
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import AbstractBackoff, NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import (
@@ -30,6 +33,7 @@ from redis.sentinel import (
 )
 
 from framework import defaults, forks
+from framework.errors import ConfigError
 
 __all__ = [
     "BoundedPool",
@@ -89,12 +93,21 @@ def check_url(url: str) -> None:
             "is not a Redis URL; use redis://host:port/db, rediss://host:port/db for TLS, "
             "or unix:///path/to/socket?db=0"
         )
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    if at and any(char in userinfo for char in "#/?@"):
+        raise ValueError(
+            "has a user or password with a character a URL can not carry as it is; "
+            "percent-encode it: '#' as %23, '/' as %2F, '?' as %3F, '@' as %40 "
+            "(python3 -c 'import urllib.parse, sys; print(urllib.parse.quote(sys.argv[1], "
+            'safe=""))\' PASSWORD)'
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
+        reason = "the port is not a number from 1 to 65535" if "ort" in str(exc) else str(exc)
         raise ValueError(
-            f"can not be parsed ({exc}); write redis://host:port/db, with a port from 1 to "
+            f"can not be parsed ({reason}); write redis://host:port/db, with a port from 1 to "
             "65535 and an IPv6 address in brackets"
         ) from None
     if parts.fragment:
@@ -129,29 +142,34 @@ def check_url(url: str) -> None:
 def redact_url(url: str) -> str:
     """Return ``url`` with its password and its query's values replaced by ``***``.
 
+    The password is whatever follows the user's ``:`` up to the last ``@``, so one
+    with a ``#``, ``/`` or ``?`` a URL can not carry as is (it should be
+    percent-encoded) is hidden all the same.
+
     >>> redact_url("redis://user:s3cret@cache:6379/2")
     'redis://user:***@cache:6379/2'
     >>> redact_url("redis://localhost:6379/0")
     'redis://localhost:6379/0'
     >>> redact_url("unix:///run/redis.sock?db=2&password=s3cret")
     'unix:///run/redis.sock?db=2&password=***'
+    >>> redact_url("redis://admin:pa#ss/wo?rd@cache:6379/0")
+    'redis://admin:***@cache:6379/0'
     """
-    base, hash_sign, fragment = url.partition("#")
+    scheme, slashes, rest = url.partition("://")
+    if not slashes:
+        return "<unparseable Redis URL>" if "@" in url or ":" in url else url
+    userinfo, at, place = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:***@" if colon else f"{user}@"
+    base, hash_sign, fragment = place.partition("#")
     base, question_mark, query = base.partition("?")
     hidden = "&".join(  # ?password=... is no less secret than the userinfo's
         name + (("=" + (value if name == "db" else "***")) if sep else "")
         for name, sep, value in (pair.partition("=") for pair in query.split("&"))
     )
     tail = question_mark + hidden + hash_sign + ("***" if fragment else "")
-    try:
-        parts = urlsplit(base)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not colon:  # no password (a port that is not a number is shown as it is)
-        return base + tail
-    return urlunsplit(parts._replace(netloc=f"{user}:***{at}{hostport}")) + tail
+    return f"{scheme}://{userinfo}{base}{tail}"
 
 
 def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:
@@ -168,6 +186,12 @@ def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:
     """
     text = f"{type(exc).__name__}: {exc}"
     message = str(exc)
+    if isinstance(exc, InvalidResponse):
+        return (
+            f"answered in another protocol than Redis's ({text}): its host and port are "
+            "another server's (a web server, a proxy, a database); check the port of "
+            "[redis] url (or REDIS_URL / REDIS_PORT)"
+        )
     if isinstance(exc, redis.AuthenticationError) or any(
         word in message for word in ("WRONGPASS", "NOAUTH", "invalid username-password")
     ):
@@ -446,11 +470,12 @@ def build_pool(spec: ConnectionSpec, *, max_connections: int | None = None) -> r
     kwargs: dict[str, Any] = {
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.connect_timeout,
-        "socket_keepalive": True,
         "health_check_interval": 30,
         "retry": retry,
         **tls_options(spec),
     }
+    if not spec.url.startswith("unix://"):  # a unix socket's connection takes no keepalive
+        kwargs["socket_keepalive"] = True
     kwargs["max_connections"] = max_connections or defaults.MAX_CONNECTIONS
     kwargs["timeout"] = defaults.POOL_TIMEOUT
     if spec.sentinels:
@@ -464,6 +489,7 @@ def tls_options(spec: ConnectionSpec) -> dict[str, Any]:
     and name are checked; the CA and a client certificate come from the spec."""
     if not spec.tls:
         return {}
+    _load_tls_files(spec.tls_ca_file, spec.tls_cert_file, spec.tls_key_file)
     options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
     if spec.tls_ca_file:
         options["ssl_ca_certs"] = spec.tls_ca_file
@@ -471,6 +497,32 @@ def tls_options(spec: ConnectionSpec) -> dict[str, Any]:
         options["ssl_certfile"] = spec.tls_cert_file
         options["ssl_keyfile"] = spec.tls_key_file or spec.tls_cert_file
     return options
+
+
+def _load_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """Load the TLS files before the first connection: a missing or wrong one would
+    otherwise read as Redis not answering, after every reconnection attempt. (Not at
+    config load: ``hueyard check`` may run where the files are not, in CI.)"""
+    for name, path in (("tls_ca_file", ca), ("tls_cert_file", cert), ("tls_key_file", key)):
+        if path is not None and not os.path.isfile(path):
+            raise ConfigError(
+                f"[redis] {name} = {path!r} is not a file; give the path of the PEM file"
+            )
+    loading: list[tuple[str, str, str | None]] = [("tls_ca_file", ca, None)] if ca else []
+    if cert:
+        loading.append(("tls_cert_file / tls_key_file", cert, key))
+    for name, first, second in loading:
+        try:
+            context = ssl.create_default_context()
+            if name == "tls_ca_file":
+                context.load_verify_locations(cafile=first)
+            else:
+                context.load_cert_chain(first, second)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"[redis] {name} can not be loaded ({type(exc).__name__}: {exc}); give PEM "
+                "files: the CA's certificate, the client's certificate and its private key"
+            ) from None
 
 
 def _sentinel_pool(spec: ConnectionSpec, kwargs: dict[str, Any]) -> BoundedSentinelPool:

@@ -186,6 +186,9 @@ RECONNECT_CAP = 3.0
 
 CACHE_TTL = 300
 """Seconds a cached value lives when no TTL and no TTL name is given."""
+CACHE_TTL_MAX = 30 * 86400
+"""The longest cache TTL: 30 days (a longer one is data, not a cache; Redis also refuses
+an expiry past what it can count)."""
 
 DASHBOARD_HOST = "127.0.0.1"
 DASHBOARD_PORT = 5000

@@ -72,6 +72,7 @@ class Check(StrEnum):
     REDIS_MEMORY = "redis-memory"
     REDIS_EVICTION = "redis-eviction"
     REDIS_REFUSED = "redis-refused"
+    WRONG_KEY = "wrong-key"
     PAUSED = "paused"
     RATE_LIMITED = "rate-limited"
     NO_HANDLER = "no-handler"
@@ -296,6 +297,7 @@ class _QueueDoctor:
 
     def findings(self) -> list[Finding]:
         found = [
+            self._wrong_keys(),
             self._paused(),
             self._rate_limited(),
             self._no_handler(),
@@ -306,6 +308,23 @@ class _QueueDoctor:
             self._failing(),
         ]
         return [finding for finding in found if finding is not None]
+
+    def _wrong_keys(self) -> Finding | None:
+        keys = self.counts.unreadable
+        if not keys:
+            return None
+        return self._finding(
+            Check.WRONG_KEY,
+            Severity.ERROR,
+            f"{_many(len(keys), 'set')} of it can not be read: no job in "
+            f"{'them' if len(keys) > 1 else 'it'} can move",
+            f"{', '.join(keys)}: Redis answered WRONGTYPE (another type was written where "
+            "hueyard keeps a sorted set of job ids); counted as 0",
+            "Look at each (redis-cli TYPE KEY, then GET, HGETALL or LRANGE KEY 0 10): it was "
+            "written by something else than hueyard, under its prefix. Move that data away "
+            "and delete the key (redis-cli DEL KEY): hueyard starts an empty set there. The "
+            "job ids it held are lost; their records stay until their TTL or retention.",
+        )
 
     def _finding(
         self, check: Check, severity: Severity, what: str, evidence: str, fix: str

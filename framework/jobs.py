@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 from redis.client import Pipeline
+from redis.exceptions import InvalidResponse
 
 from framework import defaults
 from framework.clock import server_ms
 from framework.connection import connection_failure
-from framework.errors import JobActionError, RedisUnavailableError
+from framework.errors import JobActionError, RedisUnavailableError, StorageError
 from framework.keys import JOB_STATES, Keys, QueueKeys
 from framework.metrics import (
     ConsumerInfo,
@@ -120,18 +121,50 @@ def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concate
     def call(self: Jobs, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
-        except redis.ResponseError as exc:  # Redis answered: not an outage
-            raise storage_error(exc, f"jobs.{method.__name__}") from None
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            settings = self.app.settings.redis
-            url = settings.connection.redacted_url
-            raise RedisUnavailableError(
-                f"jobs.{method.__name__}: Redis at {url} "
-                f"{connection_failure(exc, settings.reconnect_attempts, url)}; check that it runs "
-                "and REDIS_URL points at it"
-            ) from None
+        except _Interrupted as stopped:  # a bulk action that did part of its work
+            error = _converted(self, method.__name__, stopped.cause)
+            raise type(error)(f"{error}; {stopped.done}") from None
+        except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _converted(self, method.__name__, exc) from None
+        except InvalidResponse as exc:
+            raise _converted(self, method.__name__, exc) from None
 
     return call
+
+
+def _converted(jobs: Jobs, name: str, exc: Exception) -> StorageError:
+    if isinstance(exc, StorageError):  # a script's error, said already
+        return exc
+    if isinstance(exc, redis.ResponseError):  # Redis answered: not an outage
+        return storage_error(exc, f"jobs.{name}")
+    settings = jobs.app.settings.redis
+    url = settings.connection.redacted_url
+    return RedisUnavailableError(
+        f"jobs.{name}: Redis at {url} "
+        f"{connection_failure(exc, settings.reconnect_attempts, url)}; check that it runs "
+        "and REDIS_URL points at it"
+    )
+
+
+class _Interrupted(Exception):
+    """A bulk action stopped by Redis after it did part of its work: ``done`` says what."""
+
+    def __init__(self, cause: Exception, done: str) -> None:
+        super().__init__(done)
+        self.cause, self.done = cause, done
+
+
+class Bulk(int):
+    """What a bulk action returns: how many jobs it moved or deleted; ``skipped`` holds
+    how many it stepped over (a record that can not be read: ``hueyard job ID`` says
+    why). Compares and prints as the plain count."""
+
+    skipped: int
+
+    def __new__(cls, done: int, skipped: int = 0) -> Bulk:
+        bulk = super().__new__(cls, done)
+        bulk.skipped = skipped
+        return bulk
 
 
 class Jobs:
@@ -170,14 +203,21 @@ class Jobs:
                     pipe.zcard(q.state(state))
                 pipe.exists(q.paused)
 
-        # A set key planted with another type counts as empty, not as a crash.
-        replies = [_count(reply) for reply in snapshot(self.conn, reads)]
+        # A set key planted with another type counts as empty, not as a crash, and is
+        # named in ``unreadable`` (hueyard status and the doctor say what to do).
+        raw = snapshot(self.conn, reads)
+        replies = [_count(reply) for reply in raw]
         width = len(JOB_STATES) + 1
         counts = {}
-        for index, (name, _) in enumerate(sets):
+        for index, (name, q) in enumerate(sets):
             waiting, active, delayed, completed, failed, waiting_children, paused = replies[
                 index * width : (index + 1) * width
             ]
+            unreadable = tuple(
+                q.state(state)
+                for offset, state in enumerate(JOB_STATES)
+                if isinstance(raw[index * width + offset], Exception)
+            )
             is_paused = bool(paused)
             counts[name] = QueueCounts(
                 queue=name,
@@ -189,6 +229,7 @@ class Jobs:
                 paused=int(waiting) if is_paused else 0,
                 is_paused=is_paused,
                 waiting_children=int(waiting_children),
+                unreadable=unreadable,
             )
         return counts
 
@@ -229,6 +270,7 @@ class Jobs:
                 pipe.zrevrange(key, start, stop)
 
         paused, total, ids = snapshot(self.conn, reads)
+        unreadable = key if isinstance(ids, Exception) else None
         if isinstance(ids, Exception) or (
             set_state == "waiting" and bool(paused) != (state == "paused")
         ):
@@ -237,7 +279,13 @@ class Jobs:
         items = self._page_records(queue, state, key, ids, limits)
         if self.masked:
             items = [item.masked(self.app.masker) for item in items]
-        return Page(items=tuple(items), total=int(total), page=page, page_size=page_size)
+        return Page(
+            items=tuple(items),
+            total=int(total),
+            page=page,
+            page_size=page_size,
+            unreadable=unreadable,
+        )
 
     def _page_records(
         self, queue: str, state: str, key: str, ids: list[str], limits: Limits
@@ -430,7 +478,7 @@ class Jobs:
         return int(moved) == 1
 
     @_redis_errors
-    def retry_all(self, queue: str) -> int:
+    def retry_all(self, queue: str) -> Bulk:
         """Every failed job of ``queue`` back to waiting, oldest first; returns how many.
 
         One script call per :data:`~framework.defaults.BULK_BATCH` jobs, and no
@@ -438,15 +486,25 @@ class Jobs:
         again meanwhile is not retried twice by this call).
         """
         q = self._q(queue)
-        remaining = self._size(q.failed)
+        remaining = total = self._size(q.failed)
         moved = skip = 0
         while remaining > 0:
             limit = min(defaults.BULK_BATCH, remaining)
-            batch, kept = self._call("retry", queue, q, limit=limit, skip=skip)
+            try:
+                batch, kept = self._call("retry", queue, q, limit=limit, skip=skip)
+            except (redis.RedisError, StorageError) as exc:
+                if not moved:
+                    raise
+                raise _Interrupted(
+                    exc,
+                    f"{moved:,} of the {total:,} failed jobs were retried before it stopped (and "
+                    "the batch it was sending, if only its answer was lost); the others are "
+                    "still failed: run it again for them",
+                ) from None
             moved += int(batch)
             skip += len(kept) // 2  # corrupt records stay failed, at the head: step over them
             remaining -= limit
-        return moved
+        return Bulk(moved, skip)
 
     @_redis_errors
     def promote(self, queue: str, job_id: str) -> bool:
@@ -554,7 +612,7 @@ class Jobs:
         return removed == 1
 
     @_redis_errors
-    def clean(self, queue: str, state: str, older_than: float) -> int:
+    def clean(self, queue: str, state: str, older_than: float) -> Bulk:
         """Delete the ``completed`` or ``failed`` jobs that finished over ``older_than`` s ago.
 
         Returns how many were deleted; one script call per batch.
@@ -577,11 +635,20 @@ class Jobs:
         deleted = 0
         for _ in range(math.ceil(self._size(key) / batch)):
             args = {"job_prefix": q.job_prefix, "age_ms": int(older_than * 1000), "limit": batch}
-            count = int(self.scripts.call("clean", keys={"set": key}, args=args))
+            try:
+                count = int(self.scripts.call("clean", keys={"set": key}, args=args))
+            except (redis.RedisError, StorageError) as exc:
+                if not deleted:
+                    raise
+                raise _Interrupted(
+                    exc,
+                    f"{deleted:,} {state} jobs were deleted before it stopped (and the batch "
+                    "it was sending, if only its answer was lost): run it again for the others",
+                ) from None
             deleted += count
             if count < batch:
                 break
-        return deleted
+        return Bulk(deleted)
 
     @_redis_errors
     def pause(self, queue: str) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, Unpack, cast
 
 import redis
+from redis.exceptions import InvalidResponse
 
 from framework.chains import encode_then
 from framework.connection import connection_failure
@@ -211,6 +212,13 @@ class Producer:
     def _failure(self, spec: HandlerSpec, failed: EnqueueFailed) -> StorageError:
         """What an enqueue that failed says: why, and truthfully what it stored."""
         cause, stored, total = failed.cause, failed.stored, failed.total
+        if isinstance(cause, InvalidResponse):  # not a Redis server: it stored nothing
+            return RedisUnavailableError(
+                f"could not enqueue {spec.name}: the server at {self.redis_url} "
+                f"{connection_failure(cause, self.reconnect_attempts, self.redis_url)}; "
+                "nothing was stored",
+                stored=stored,
+            )
         if isinstance(cause, redis.ConnectionError | redis.TimeoutError):
             lost = (
                 "nothing was stored, unless Redis ran the call and only its answer was lost"
@@ -237,7 +245,9 @@ class Producer:
             else f"The first {len(stored)} of {total} jobs were stored (their ids are in the "
             "error's .stored), none of the others."
         )
-        return StorageError(f"could not enqueue {spec.name}: {reason} {kept}", stored=stored)
+        return StorageError(
+            f"could not enqueue {spec.name}: {reason.rstrip('.')}. {kept}", stored=stored
+        )
 
 
 def _many(name: str, values: object, one: str, error: type[HueyardError]) -> None:

@@ -60,6 +60,9 @@ class QueueCounts:
     paused: int
     is_paused: bool
     waiting_children: int = 0
+    unreadable: tuple[str, ...] = ()
+    """The keys of its sets that Redis refused to count (another type planted there),
+    each counted as empty: no job of that set can move until the key is fixed."""
 
     def to_json(self) -> dict[str, int | bool]:
         """The spec's shape (``isPaused`` in camelCase), and BullMQ's ``waiting-children``:
@@ -84,6 +87,9 @@ class Page(Generic[T]):
     total: int
     page: int
     page_size: int
+    unreadable: str | None = None
+    """The key of the list's set when Redis refused to read it (another type planted
+    there): the page is then empty, whatever the set should hold."""
 
     @property
     def pages(self) -> int:

@@ -98,6 +98,23 @@ def _proxy_address(value: str) -> str:
 
 AllowedHost = Annotated[str, AfterValidator(_allowed_host)]
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*")
+
+
+def _listen_host(value: str) -> str:
+    """``[dashboard] host``: an IP address (IPv6 without brackets) or a host name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        digits = value.replace(".", "")  # 999.1.1.1: an address that is not one
+        if not _HOST_NAME.fullmatch(value) or (digits.isascii() and digits.isdigit()):
+            raise ValueError(
+                "is not an address or a host name to listen on; use 127.0.0.1 (this host "
+                "only), 0.0.0.0 (every IPv4 address of this host), :: or a host name"
+            ) from None
+    return value
+
 
 def _schedule_name(name: str) -> str:
     if not SCHEDULE_NAME.fullmatch(name):
@@ -314,8 +331,10 @@ class QueuePolicy(_Strict):
 class CacheSettings(_Strict):
     """``[cache]``: TTLs by name (``[cache.ttl]``) for ``get_cached(ttl_name=...)``."""
 
-    default_ttl: Annotated[int, Field(ge=1)] = defaults.CACHE_TTL
-    ttl: dict[TtlName, Annotated[int, Field(ge=1, le=30 * 86400)]] = Field(default_factory=dict)
+    default_ttl: Annotated[int, Field(ge=1, le=defaults.CACHE_TTL_MAX)] = defaults.CACHE_TTL
+    ttl: dict[TtlName, Annotated[int, Field(ge=1, le=defaults.CACHE_TTL_MAX)]] = Field(
+        default_factory=dict
+    )
 
 
 class ConsumerSettings(_Strict):
@@ -337,7 +356,7 @@ class ConsumerSettings(_Strict):
 class DashboardSettings(_Strict):
     """``[dashboard]``: the web dashboard (credentials come from the environment)."""
 
-    host: str = defaults.DASHBOARD_HOST
+    host: Annotated[str, AfterValidator(_listen_host)] = defaults.DASHBOARD_HOST
     port: Annotated[int, Field(ge=1, le=65535)] = defaults.DASHBOARD_PORT
     read_only: bool = False
     open_endpoints: list[str] = Field(default_factory=lambda: ["/health"])

@@ -57,7 +57,7 @@ from framework.record import Claim, claim_from_reply
 from framework.scripts import Scripts, storage_error
 from framework.settings import ConsumerSettings, QueuePolicy
 
-__all__ = ["ENQUEUE_BATCH", "EnqueueFailed", "JobStorage", "Replicas"]
+__all__ = ["BLOCKING_READ_TIMEOUT", "ENQUEUE_BATCH", "EnqueueFailed", "JobStorage", "Replicas"]
 
 logger = logging.getLogger("hueyard.storage")
 

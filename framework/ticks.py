@@ -270,8 +270,16 @@ class Schedules:
 
     @_answered
     def run(self, name: str) -> str:
-        """Enqueue the schedule's job now (its payload's tick: now); return its id."""
+        """Enqueue the schedule's job now (its payload's tick: now); return its id.
+
+        Its state key is checked first: one of another type would refuse the mark after
+        the job was enqueued, and each try would enqueue one more."""
         schedule, now = self.get(name), self.now()
+        key = self.keys.schedule(name)
+        try:
+            self.conn.hlen(key)
+        except redis.ResponseError as exc:
+            raise storage_error(exc, "HLEN", key=key, wanted="hash", conn=self.conn) from None
         job_id = self.app.enqueue(schedule.queue, schedule.handler, tick_payload(schedule, now))
         self.mark(schedule, None, job_id, now)
         logger.info("schedule %s run by hand: job %s", name, job_id)

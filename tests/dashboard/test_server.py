@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -253,3 +254,29 @@ def test_hueyard_up_runs_jobs_and_serves_the_dashboard(
     output, _ = process.communicate(timeout=40)
     assert process.returncode == 0, output
     assert "hueyard up: stopped" in output
+
+
+@pytest.mark.parametrize("command", ["dashboard", "up"])
+def test_a_port_in_use_or_out_of_range_is_one_line_not_a_traceback(
+    project: dict[str, str], command: str
+) -> None:
+    env = {**os.environ, **project}
+    with socket.socket() as taken:  # Given something listens on the port already
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "framework.cli", command, "--port", str(port)],
+            env=env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        f"hueyard: error: the dashboard can not listen on 127.0.0.1:{port}: Address already in use"
+    )
+    # A port past 65535 (waitress would take 70000 as 70000 mod 65536) is a usage error
+    wrapped = subprocess.run(
+        [sys.executable, "-m", "framework.cli", command, "--port", "70000"],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert wrapped.returncode == 2
+    assert "argument --port: '70000' is not a TCP port; use 1 to 65535" in wrapped.stderr

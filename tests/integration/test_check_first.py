@@ -498,8 +498,10 @@ def test_retry_keeps_a_corrupt_job_failed_with_the_reason(
     # When one is retried by hand, Then the call says why it can not be
     with pytest.raises(JobActionError, match=r"stays failed: its record is corrupt \(priority"):
         jobs.retry("work", bad)
-    # and retry_all moves the good one and keeps the corrupt one failed, with the reason
-    assert jobs.retry_all("work") == 1
+    # and retry_all moves the good one and keeps the corrupt one failed, with the reason,
+    # saying it stepped over one
+    moved = jobs.retry_all("work")
+    assert (moved, moved.skipped) == (1, 1)
     assert states_of(redis_conn, good) == ["waiting"]
     assert states_of(redis_conn, bad) == ["failed"]
     assert corrupt_reason(redis_conn, bad).startswith('corrupt record: priority is "urgent"')
@@ -515,7 +517,8 @@ def test_retry_all_steps_over_corrupt_jobs_batch_after_batch(
         redis_conn.hset(app.keys.job("work", job_id), "attempts", "many")
     monkeypatch.setattr("framework.defaults.BULK_BATCH", 4)
     # When every failed job is retried, Then the 7 good ones are, past the corrupt ones
-    assert jobs.retry_all("work") == 7
+    moved = jobs.retry_all("work")
+    assert (moved, moved.skipped) == (7, 5)
     assert jobs.counts("work").failed == 5
 
 

@@ -12,6 +12,7 @@ import redis
 
 from tests.conftest import app_toml
 from tests.integration.cli_runner import ROOT, run, run_process
+from tests.local_http import LocalServer
 
 
 @pytest.fixture
@@ -183,3 +184,29 @@ def test_enqueue_refusals_exit_1_with_the_reason(
     assert result.returncode == 1
     assert fragment in result.stderr
     assert redis_conn.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["jobs", "alpha", "--state", "failed"],
+        ["enqueue", "alpha", "ping", "--data", '{"n": 1}'],
+        ["schedules"],
+    ],
+    ids=["status", "jobs", "enqueue", "schedules"],
+)
+def test_a_url_that_names_another_kind_of_server_is_one_line_naming_the_port(
+    project: dict[str, str], args: list[str]
+) -> None:
+    # Given [redis] url's port is a web server's (REDIS_URL set by mistake to it)
+    server = LocalServer(lambda handler, body: None)
+    try:
+        port = server.server.server_port
+        result = run(args, {**project, "REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    finally:
+        server.close()
+    # Then the command says so in one line, not a traceback
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "answered in another protocol than Redis's" in result.stderr
+    assert "check the port of [redis] url (or REDIS_URL / REDIS_PORT)" in result.stderr

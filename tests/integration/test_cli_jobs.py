@@ -8,6 +8,10 @@ built from the same TOML file the command reads.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -21,7 +25,7 @@ from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.storage import JobStorage
 from tests.conftest import AppFactory, app_toml
-from tests.integration.cli_runner import run
+from tests.integration.cli_runner import ROOT, run
 
 TOML = """
 [queues.alpha]
@@ -148,6 +152,29 @@ def test_status_prints_a_table(app: Hueyard, project: dict[str, str]) -> None:
     ]  # fmt: skip
     assert lines[2].split() == ["alpha", "0", "0", "0", "0", "0", "3", "0", "paused"]
     assert lines[3].split() == ["beta", "0", "0", "0", "0", "0", "0", "0", "running"]
+
+
+def test_a_set_of_another_type_is_named_by_status_jobs_and_the_doctor_not_counted_as_0(
+    app: Hueyard, project: dict[str, str], redis_conn: redis.Redis
+) -> None:
+    # Given something else wrote a string where alpha's failed jobs are kept
+    key = app.keys.queue("alpha").state("failed")
+    redis_conn.set(key, "not a set")
+    # When the status is asked: the table still shows every queue, and the key is named
+    status = run(["status"], project)
+    assert status.returncode == 1
+    assert status.stdout.splitlines()[2].split()[0] == "alpha"
+    assert f"queue alpha: key {key} is not the sorted set hueyard keeps there" in status.stderr
+    # When its failed jobs are listed: an error naming the key, not "none"
+    listed = run(["jobs", "alpha", "--state", "failed"], project)
+    assert listed.returncode == 1 and "none" not in listed.stdout
+    assert f"key {key} is not the sorted set hueyard keeps there" in listed.stderr
+    # And the doctor makes it a finding of the queue, with the fix
+    doctor = run(["doctor", "--json", "alpha"], project)
+    [wrong] = [f for f in json.loads(doctor.stdout) if f["check"] == "wrong-key"]
+    assert (wrong["severity"], wrong["queue"]) == ("error", "alpha")
+    assert wrong["evidence"].startswith(f"{key}: Redis answered WRONGTYPE")
+    assert "redis-cli DEL KEY" in wrong["fix"]
 
 
 # -- jobs and job -----------------------------------------------------------------------------
@@ -393,3 +420,27 @@ def test_job_shows_a_parents_children_and_a_childs_parent(
     assert f"parent    alpha:{parent}" in run(["job", child.id], project).stdout
     status = json.loads(run(["status", "--json"], project).stdout)
     assert status["alpha"]["waiting-children"] == 1
+
+
+def test_output_piped_to_a_reader_that_stops_early_ends_quietly(
+    app: Hueyard, project: dict[str, str]
+) -> None:
+    # Given a job whose payload prints far more than a pipe holds (64 KiB)
+    job_id = app.enqueue("alpha", "ping", {"text": "x" * 400_000})
+    # When `hueyard job ID | head -1` reads one line and closes the pipe
+    process = subprocess.Popen(
+        [sys.executable, "-m", "framework.cli", "job", job_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **project, "PYTHONPATH": f"{project['PYTHONPATH']}:{ROOT}"},
+        cwd=ROOT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()
+    # Then the command stops as a command killed by SIGPIPE would: no traceback
+    status = process.wait(timeout=30)
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert status == 128 + signal.SIGPIPE, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

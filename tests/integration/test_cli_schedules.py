@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import app_toml
 from tests.integration.cli_runner import run
@@ -74,3 +75,17 @@ def test_an_unknown_schedule_is_one_line_naming_the_declared_ones(
     assert result.stderr.strip() == (
         "hueyard: error: unknown schedule 'weekly'; declared schedules: nightly"
     )
+
+
+def test_run_by_hand_with_its_state_key_of_another_type_enqueues_nothing_and_names_it(
+    project: dict[str, str], redis_conn: redis.Redis
+) -> None:
+    # Given something else wrote a string where the schedule's state hash lives
+    redis_conn.set("{clisched}:schedule:nightly", "not a hash")
+    # When it is run by hand, twice
+    for _ in range(2):
+        result = run(["schedule", "run", "nightly"], project)
+        # Then it refuses, naming the key and its type, and no job was enqueued
+        assert result.returncode == 1 and result.stdout == ""
+        assert "{clisched}:schedule:nightly" in result.stderr and "string" in result.stderr
+    assert not [key for key in redis_conn.scan_iter("{clisched:analytics}:*")]

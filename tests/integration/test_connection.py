@@ -12,12 +12,17 @@ import gc
 import os
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import redis
 
 from framework import defaults
 from framework.connection import BoundedPool, ConnectionSpec, PoolSize, ThreadClients, build_pool
+from framework.handlers import HandlerRegistry, handler
+from framework.jobs import Jobs
+from tests.conftest import AppFactory
+from tests.integration.redis_server import RedisServer
 
 
 def client_id(client: redis.Redis) -> int:
@@ -209,3 +214,32 @@ def test_closing_idle_connections_never_closes_one_a_thread_just_took(redis_url:
     # other threads take them: a command fails on a socket closed under it.
     pool = BoundedPool.from_url(redis_url, max_connections=4, timeout=10)
     assert _commands_while_idle_connections_are_closed(pool) == []
+
+
+def test_an_app_on_a_unix_socket_url_enqueues_runs_and_reads(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    # Given a Redis that listens on a unix socket (unix:///path?db=N, as documented): its
+    # connections take no TCP keepalive, which the pool set on every connection
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(None, "--unixsocket", str(socket_path), "--unixsocketperm", "700")
+    registry = HandlerRegistry()
+
+    @handler("work", registry=registry)
+    def double(payload: dict[str, int]) -> int:
+        return payload["n"] * 2
+
+    with server:
+        app = make_app("[queues.work]\n", registry, url=f"unix://{socket_path}?db=3")
+        # When a job is enqueued and run, and the queue read
+        job_id = app.enqueue("work", "double", {"n": 21})
+        huey = app.queue("work").huey
+        task = huey.dequeue()
+        assert task is not None
+        huey.execute(task)
+        # Then it ran, through the socket, in database 3
+        assert app.result("work", job_id) == 42
+        assert Jobs(app).counts("work").completed == 1
+        assert redis.Redis(unix_socket_path=str(socket_path), db=3).exists(
+            app.keys.job("work", job_id)
+        )

@@ -9,6 +9,8 @@ next claim gives the job back, the attempt not counted.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 import redis
 
 from framework.application import Hueyard
+from framework.errors import RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.storage import JobStorage
@@ -106,3 +109,37 @@ def test_a_lost_claim_reply_costs_one_warning_and_no_stall(
     assert outage[1].startswith("queue work: Redis works again, ")
     assert "went back to waiting" in caplog.text
     assert Jobs(app).counts("work").active == 1
+
+
+def test_a_bulk_retry_that_redis_stops_part_way_says_how_far_it_got(
+    app: Hueyard, proxy: FlakyProxy, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 40 failed jobs, retried 4 at a time, and a Redis that goes away once the
+    # first batches are back in waiting
+    jobs = Jobs(app)
+    for job_id in app.enqueue_many("work", "job", [{"n": n} for n in range(40)]):
+        jobs.cancel("work", job_id)
+    monkeypatch.setattr("framework.defaults.BULK_BATCH", 4)
+    waiting = app.keys.queue("work").state("waiting")
+
+    def cut_when_started() -> None:
+        while redis_conn.zcard(waiting) < 8:
+            time.sleep(0.001)
+        proxy.losing.set()
+
+    cutter = threading.Thread(target=cut_when_started, daemon=True)
+    cutter.start()
+    # When every failed job is retried
+    with pytest.raises(RedisUnavailableError) as stopped:
+        jobs.retry_all("work")
+    cutter.join(5)
+    # Then the error says how many were retried and that the others are still failed
+    done = redis_conn.zcard(waiting)
+    assert 8 <= done < 40
+    told = str(stopped.value)
+    assert "failed jobs were retried before it stopped" in told and "still failed" in told
+    assert "of the 40 failed jobs" in told and "run it again for them" in told
+    # And running it again, once Redis answers, retries the rest
+    proxy.losing.clear()
+    assert jobs.retry_all("work") == 40 - done
+    assert redis_conn.zcard(waiting) == 40

@@ -105,6 +105,27 @@ def claim(storage: JobStorage) -> Claim:
     return claimed
 
 
+def test_an_idle_read_ends_within_a_short_socket_timeout(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a socket_timeout shorter than the 1 s an idle worker's read blocks by default
+    registry = HandlerRegistry()
+    handler("work", registry=registry)(_echo)
+    app = make_app(CONFIG, registry, prefix="st", redis_lines="socket_timeout = 0.5")
+    storage: JobStorage = app.queue("work").huey.storage
+    # When an idle worker reads an empty queue, again and again
+    started = time.monotonic()
+    reads = [storage.claim() for _ in range(4)]
+    # Then each read ends empty within the socket's time, not as Redis not answering
+    assert reads == [None] * 4 and time.monotonic() - started < 2
+    assert storage.read_timeout == 0.25
+    assert not [r for r in caplog.records if "does not answer" in r.getMessage()]
+
+
+def _echo(payload: dict[str, object]) -> object:
+    return payload
+
+
 # -- enqueue ----------------------------------------------------------------------------------
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from framework.config import load_settings, parse_settings
+from framework.connection import build_pool
 from framework.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +120,16 @@ BAD_CONFIGS = [
         MINIMAL + '[dashboard]\nallowed_hosts = ["dash board"]\n',
         ["allowed_hosts.0 = 'dash board'", "is not a host", "'.example.com'", "'*'"],
         id="allowed-host-space",
+    ),
+    pytest.param(
+        MINIMAL + "[cache]\ndefault_ttl = 99999999999\n",
+        ["[cache] default_ttl = 99999999999", "must be at most 2592000"],
+        id="default-ttl-past-30-days",
+    ),
+    pytest.param(
+        MINIMAL + '[dashboard]\nhost = "999.1.1.1"\n',
+        ["[dashboard] host = '999.1.1.1'", "is not an address or a host name to listen on"],
+        id="listen-host",
     ),
     pytest.param(
         MINIMAL + "[dashboard]\nallowed_hosts = []\n",
@@ -270,10 +282,15 @@ def test_the_specs_redis_variables_change_parts_of_the_url() -> None:
         ({"REDIS_PORT": "\u00b2"}, "REDIS_PORT='\u00b2' is not a TCP port"),
         ({"REDIS_PORT": "\uff16\uff13\uff17\uff19"}, "is not a TCP port"),
         ({"REDIS_DB": "\u00b2"}, "REDIS_DB='\u00b2' is not a database number"),
+        ({"REDIS_HOST": "10.0.0.5:6380"}, "put the port in REDIS_PORT"),
+        # values the environment set are blamed on it, not on the file
+        ({"REDIS_URL": "http://cache:6379/0"}, "(set by REDIS_URL in the environment, not by"),
+        ({"REDIS_SENTINELS": "a"}, "(set by REDIS_SENTINELS in the environment, not by the"),
+        ({"REDIS_PORT": "6390", "REDIS_DB": "x1"}, "REDIS_DB='x1' is not a database number"),
     ],
 )
 def test_bad_redis_variables_are_named(env: dict[str, str], fragment: str) -> None:
-    with pytest.raises(ConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         parse(MINIMAL, env=env)
 
 
@@ -288,7 +305,7 @@ def test_bad_redis_variables_are_named(env: dict[str, str], fragment: str) -> No
         ("redis:///0", "names no host"),
         ("redis://cache/0#x", "has a '#' part"),
         # and these it raises as a bare ValueError at the first connection
-        ("redis://cache:99999/0", "can not be parsed (Port out of range"),
+        ("redis://cache:99999/0", "can not be parsed (the port is not a number from 1 to 65535)"),
         ("redis://cache:port/0", "can not be parsed"),
         ("redis://[::1/0", "can not be parsed"),
     ],
@@ -303,6 +320,27 @@ def test_a_redis_url_that_redis_py_would_misread_is_refused_naming_the_fix(
             else:
                 parse(MINIMAL, env={"REDIS_URL": url})
         assert "[redis] url = " in str(caught.value) and fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://admin:Hunter2#x@cache:6379/0",
+        "redis://admin:Hun/ter2@cache/0",
+        "redis://admin:Hun?ter2@cache/0",
+        "redis://admin:Hun@ter2@cache/0",
+    ],
+)
+def test_a_password_a_url_can_not_carry_as_it_is_is_refused_and_never_shown(url: str) -> None:
+    for source in ("config", "env"):
+        with pytest.raises(ConfigError) as caught:
+            if source == "config":
+                parse(f"[redis]\nurl = {json.dumps(url)}\n" + MINIMAL)
+            else:
+                parse(MINIMAL, env={"REDIS_URL": url})
+        told = str(caught.value)
+        assert "Hun" not in told and "ter2" not in told, told
+        assert "redis://admin:***@cache" in told and "percent-encode it: '#' as %23" in told
 
 
 def test_a_unix_socket_url_keeps_its_database_and_query_values_are_never_shown() -> None:
@@ -396,3 +434,39 @@ def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
         load_settings(env={"HUEYARD_CONFIG": str(tmp_path / "nope.toml")})
     assert "nope.toml: configuration file not found" in str(caught.value)
     assert "HUEYARD_CONFIG" in str(caught.value)
+
+
+def test_tls_files_that_are_missing_or_not_pem_are_named_before_a_connection(
+    tmp_path: Path,
+) -> None:
+    # A wrong one would read, at the first connection, as Redis not answering after every
+    # reconnection attempt. The config loads (hueyard check may run where they are not)
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate")
+    for field, path, told in (
+        ("tls_ca_file", tmp_path / "missing.pem", "[redis] tls_ca_file = '{path}' is not a file"),
+        ("tls_ca_file", garbage, "[redis] tls_ca_file can not be loaded (SSLError"),
+        ("tls_cert_file", garbage, "[redis] tls_cert_file / tls_key_file can not be loaded"),
+    ):
+        toml = f'[redis]\nurl = "rediss://cache:6380/0"\n{field} = "{path}"\n' + MINIMAL
+        spec = parse(toml).redis.connection
+        with pytest.raises(ConfigError) as caught:
+            build_pool(spec)
+        assert told.format(path=path) in str(caught.value)
+
+
+def test_a_file_starting_with_a_bom_loads_and_a_schedules_typo_names_the_field(
+    tmp_path: Path,
+) -> None:
+    # A Windows editor's byte order mark is no TOML error; a misspelled field of a schedule
+    # gets the did-you-mean every other table gets
+    path = tmp_path / "queues.toml"
+    path.write_bytes(
+        b'\xef\xbb\xbf[queues.analytics]\n[schedules.nightly]\nhandler = "analytics.snap"\n'
+        b'crn = "5 0 * * *"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert "[schedules.nightly] crn: unknown field; did you mean 'cron'?" in str(caught.value)
+    path.write_bytes(b"\xef\xbb\xbf[queues.analytics]\n")
+    assert list(load_settings(path, env={}).queues) == ["analytics"]

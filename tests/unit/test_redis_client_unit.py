@@ -137,15 +137,16 @@ def test_a_ttl_name_given_as_the_ttl_says_to_pass_it_by_name() -> None:
     with pytest.raises(ValueError) as caught:
         resolve_ttl("USER_PERMS", None, {"USER_PERMS": 900, "CONTACTS": 60}, 300)  # type: ignore[arg-type]
     assert str(caught.value) == (
-        "a cache TTL is a whole number of seconds >= 1, got 'USER_PERMS'; to use one of "
+        "a cache TTL is a whole number of seconds from 1 to 2592000 (30 days), got "
+        "'USER_PERMS'; to use one of "
         "[cache.ttl]: CONTACTS, USER_PERMS, pass it by name: get_cached(key, loader, "
         "ttl_name='USER_PERMS')"
     )
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10", None])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10", None, 30 * 86400 + 1, 10**20])
 def test_check_ttl_wants_whole_positive_seconds(bad: Any) -> None:
-    with pytest.raises(ValueError, match="whole number of seconds >= 1"):
+    with pytest.raises(ValueError, match=r"whole number of seconds from 1 to 2592000 \(30 days\)"):
         check_ttl(bad)
 
 
