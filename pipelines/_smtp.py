@@ -9,7 +9,8 @@ Settings come from the environment, or from ``[providers.smtp]`` in
     SMTP_USER       username   AUTH login; with SMTP_PASSWORD, or neither
     SMTP_PASSWORD   password   never logged, stored or put in an error (nor a relay's echo of it)
     SMTP_FROM       from       required: the sender, "crm@example.com" or "CRM <crm@...>"
-    SMTP_TIMEOUT    timeout    seconds to connect and for each answer (30)
+    SMTP_TIMEOUT    timeout    seconds to connect and for each answer (30); a whole
+                               delivery ends within 4 of them
     SMTP_CA_FILE    ca_file    PEM file of the CAs to trust instead of the system's
 
 TLS (``starttls`` and ``tls``) always verifies the relay's certificate and
@@ -36,12 +37,12 @@ import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from framework.masking import validation_summary
-from pipelines._http import hide_secrets
+from pipelines._http import deadline, hide_secrets, time_left
 from pipelines._providers import (
     SenderConfigError,
     SendError,
@@ -49,6 +50,9 @@ from pipelines._providers import (
     SendRefused,
     merged_settings,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -61,6 +65,65 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds to connect to the relay, and to wait for each of its answers."""
+
+DEADLINE_FACTOR = 4
+"""A whole delivery (connect, TLS, login, the message) ends within this many timeouts:
+a relay that trickles its answers (a line every few seconds) holds no worker longer."""
+
+
+def _cut_to_deadline(smtp: smtplib.SMTP) -> None:
+    # smtplib sets the socket's timeout once; each exchange gets what is left instead
+    if smtp.sock is not None:
+        smtp.sock.settimeout(time_left(smtp.timeout))
+    if smtp.file is not None and not isinstance(smtp.file, _BoundedLines):
+        smtp.file = _BoundedLines(smtp.file, smtp)
+
+
+class _BoundedLines:
+    """The reply stream of a session: each line read waits at most what is left of the
+    deadline (a reply of many lines is read in one ``getreply``)."""
+
+    def __init__(self, lines: Any, smtp: smtplib.SMTP) -> None:
+        self._lines, self._smtp = lines, smtp
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._smtp.sock is not None:
+            self._smtp.sock.settimeout(time_left(self._smtp.timeout))
+        line: bytes = self._lines.readline(size)
+        return line
+
+    def close(self) -> None:
+        self._lines.close()
+
+
+class _BoundedSMTP(smtplib.SMTP):
+    """A session whose every send and answer line waits at most what is left of the
+    deadline."""
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        _cut_to_deadline(self)
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None and self.sock is not None:
+            self.file = self.sock.makefile("rb")
+        _cut_to_deadline(self)
+        return super().getreply()
+
+
+class _BoundedSMTPSSL(smtplib.SMTP_SSL):
+    """:class:`_BoundedSMTP` over implicit TLS."""
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        _cut_to_deadline(self)
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None and self.sock is not None:
+            self.file = self.sock.makefile("rb")
+        _cut_to_deadline(self)
+        return super().getreply()
+
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 """The port for each ``security`` when ``SMTP_PORT`` is not set."""
@@ -238,11 +301,11 @@ def _connect(settings: SmtpSettings) -> smtplib.SMTP:
     host, port, timeout = settings.host, settings.effective_port, settings.timeout
     try:
         if settings.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            smtp: smtplib.SMTP = _BoundedSMTPSSL(
                 host, port, timeout=timeout, context=_tls_context(settings)
             )
         else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
+            smtp = _BoundedSMTP(host, port, timeout=timeout)
     except ssl.SSLError as exc:
         raise _tls_failure(settings, exc) from None
     except smtplib.SMTPConnectError as exc:
@@ -316,6 +379,11 @@ def deliver(settings: SmtpSettings, message: EmailMessage, recipient: str) -> No
             "use; failed at once, not retried"
         )
     data = message.as_bytes(policy=email.policy.SMTP)
+    with deadline(settings.timeout * DEADLINE_FACTOR):
+        _deliver(settings, data, recipient)
+
+
+def _deliver(settings: SmtpSettings, data: bytes, recipient: str) -> None:
     smtp = _connect(settings)
     try:
         try:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 
 import pytest
 import redis
@@ -24,7 +25,7 @@ from framework.config import parse_settings
 from framework.handlers import REGISTRY, HandlerRegistry
 from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
-from pipelines import _http, _openai, _slack, _whatsapp, messages, webhooks
+from pipelines import _http, _openai, _slack, _smtp, _whatsapp, messages, webhooks
 from pipelines._providers import AIError, SendError, SendOutcomeUnknown
 from pipelines.ai import AIRequest, VoiceTranscription
 from tests.conftest import app_toml
@@ -216,3 +217,53 @@ def test_a_deadline_bounds_the_requests_inside_it_only() -> None:
     # And outside it, a socket timeout is what it was
     assert _http.time_left(5.0) == 5.0
     assert _http.time_left(None) is None
+
+
+class TricklingRelay:
+    """An SMTP relay that greets one continuation line every 0.1 s, for ``TRICKLE_FOR`` s:
+    each answer line comes well within a socket timeout, the greeting never ends."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.server.accept()
+            with conn:
+                end = time.monotonic() + TRICKLE_FOR
+                while time.monotonic() < end:
+                    conn.sendall(b"220-relay.example.com still greeting\r\n")
+                    time.sleep(0.1)
+                conn.sendall(b"220 relay.example.com ready\r\n")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_trickling_smtp_relay_fails_the_delivery_within_four_timeouts() -> None:
+    # Given a relay whose greeting never ends, a line every 0.1 s, and a 0.25 s timeout
+    relay = TricklingRelay()
+    env = {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(relay.port),
+        "SMTP_SECURITY": "none",
+        "SMTP_FROM": "crm@example.com",
+        "SMTP_TIMEOUT": "0.25",
+    }
+    settings = _smtp.smtp_settings(env=env)
+    assert settings is not None
+    message = EmailMessage()
+    message["Subject"] = "hello"
+    message.set_content("hi")
+    # When an email is delivered through it
+    began = time.monotonic()
+    try:
+        with pytest.raises(SendError, match="not reached"):
+            _smtp.deliver(settings, message, "ada@example.com")
+    finally:
+        relay.close()
+    # Then it fails (retryable, nothing handed over) at the delivery's deadline, 4 x 0.25 s
+    took = time.monotonic() - began
+    assert 0.9 <= took < 1.0 + MARGIN, f"took {took:.1f} s"
