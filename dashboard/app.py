@@ -20,8 +20,9 @@ from dashboard.state import EXTENSION, DashboardState
 from dashboard.throttle import LoginThrottle
 from framework import defaults
 from framework.application import Hueyard
-from framework.errors import RedisUnavailableError
+from framework.errors import RedisUnavailableError, StorageError
 from framework.jobs import Jobs
+from framework.masking import Masker
 from framework.runtime import get_app
 from framework.ticks import Schedules
 
@@ -111,7 +112,7 @@ def create_app(
     flask_app.register_blueprint(pages.blueprint)
     flask_app.register_blueprint(actions.blueprint)
     _install_headers(flask_app)
-    _install_errors(flask_app)
+    _install_errors(flask_app, hueyard.masker)
     return flask_app
 
 
@@ -136,12 +137,20 @@ def _install_headers(flask_app: Flask) -> None:
         return response
 
 
-def _install_errors(flask_app: Flask) -> None:
-    # No exception text reaches a page: it could quote a payload (and its secrets).
+def _install_errors(flask_app: Flask, masker: Masker) -> None:
+    # No exception text reaches a page (it could quote a payload and its secrets), but
+    # hueyard's own account of what Redis refused: the key, its type and the fix, masked.
     @flask_app.errorhandler(RedisUnavailableError)
     def redis_down(exc: RedisUnavailableError) -> tuple[str, int]:
         logger.error("dashboard: %s", exc)
         return render_template("error.html", status=503, message=_REDIS_DOWN), 503
+
+    @flask_app.errorhandler(StorageError)
+    def redis_refused(exc: StorageError) -> tuple[str, int]:
+        told = masker.text(str(exc))
+        logger.error("dashboard: %s on %s %s: %s", type(exc).__name__, request.method,
+                     request.path, told)  # fmt: skip
+        return render_template("error.html", status=500, message=f"{_REFUSED} {told}"), 500
 
     @flask_app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -161,3 +170,4 @@ def _install_errors(flask_app: Flask) -> None:
 
 _REDIS_DOWN = "Redis does not answer. The page will work again once it is back."
 _CRASH = "Something went wrong while building this page. The error was logged."
+_REFUSED = "Redis refused this page's reads:"

@@ -427,9 +427,9 @@ def _status(args: argparse.Namespace) -> int:
     unreadable = [(c.queue, key) for c in counts.values() for key in c.unreadable]
     for queue, key in unreadable:  # stderr: --json stays the spec's shape
         print(
-            f"hueyard: error: queue {queue}: key {key} is not the sorted set hueyard keeps "
-            f"there, so it counts as 0 and none of its jobs can move; hueyard doctor {queue} "
-            "says what to do",
+            f"hueyard: error: queue {queue}: key {key} is not of the type hueyard keeps "
+            f"there, so the queue's jobs can not move (a set of it counts as 0); "
+            f"hueyard doctor {queue} says what to do",
             file=sys.stderr,
         )
     status = 1 if unreadable else 0
@@ -631,7 +631,9 @@ _WHEN = {
     "delayed": "due",
     "completed": "finished",
     "failed": "finished",
+    "waiting-children": "started",
 }
+"""The time each state's list shows: every state of :data:`framework.jobs.STATES`."""
 
 
 def _details(job: JobInfo, state: str) -> str:

@@ -7,6 +7,7 @@ Nothing else in hueyard creates a connection; the pool is injected.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -14,8 +15,9 @@ import ssl
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -35,6 +37,8 @@ from redis.sentinel import (
 from framework import defaults, forks
 from framework.errors import ConfigError
 
+T = TypeVar("T")
+
 __all__ = [
     "BoundedPool",
     "BoundedSentinelPool",
@@ -42,10 +46,12 @@ __all__ = [
     "PoolSize",
     "SpecBackoff",
     "ThreadClients",
+    "SpecRetry",
     "build_pool",
     "check_url",
     "connection_failure",
     "redact_url",
+    "sent_once",
 ]
 
 
@@ -67,6 +73,59 @@ class SpecBackoff(AbstractBackoff):
 
     def compute(self, failures: int) -> float:
         return float(min(round(failures * self.step, 6), self.cap))
+
+
+class _Tries(threading.local):
+    depth = 0  # calls of a SpecRetry in progress in this thread (a connect inside a command)
+    once = False  # inside sent_once()
+
+
+_TRIES = _Tries()
+
+
+class SpecRetry(Retry):
+    """redis-py's retry, tried again only where trying again is safe and bounded.
+
+    - A call inside another (redis-py retries a connection's handshake inside each try
+      of a command) is tried once: a Redis that accepts connections and never answers
+      fails after ``reconnect_attempts`` tries of the command, not that many squared
+      (10 x 10 x a 5 s socket timeout: ten minutes).
+    - Inside :func:`sent_once`, a call is tried once: a command whose answer is lost
+      may have run, and a claim run twice takes two jobs with one token.
+    """
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        if _TRIES.depth or _TRIES.once:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if with_failure_count:
+                    fail(error, 1)
+                else:
+                    fail(error)
+                raise
+        _TRIES.depth += 1
+        try:
+            return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+        finally:
+            _TRIES.depth -= 1
+
+
+@contextlib.contextmanager
+def sent_once() -> Iterator[None]:
+    """Commands in the block are sent once, never again by the pool's retry: for a
+    script that must not run twice (a claim); the caller deals with a lost answer."""
+    before, _TRIES.once = _TRIES.once, True
+    try:
+        yield
+    finally:
+        _TRIES.once = before
 
 
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -462,7 +521,7 @@ def build_pool(spec: ConnectionSpec, *, max_connections: int | None = None) -> r
     given); past that a caller waits up to
     :data:`~framework.defaults.POOL_TIMEOUT` seconds for one to come back.
     """
-    retry = Retry(
+    retry = SpecRetry(
         SpecBackoff(),
         spec.reconnect_attempts,
         supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError),

@@ -53,11 +53,12 @@ from huey.consumer import (
 from framework.clients import RedisClients
 from framework.clock import server_ms
 from framework.compiler import QueueRuntime
-from framework.errors import ConfigError, QueueError
+from framework.errors import ConfigError, QueueError, StorageError
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry
 from framework.keys import Keys
 from framework.leases import KeeperSettings, LeaseKeeper
+from framework.metrics import CONSUMER_WINDOW
 from framework.options import EnqueueArgs, shown
 from framework.outages import Outage
 from framework.schedules import Schedule
@@ -80,6 +81,9 @@ HEARTBEAT_INTERVAL = 5.0
 
 HEARTBEAT_TTL = 30
 """Seconds after its last heartbeat that a consumer counts as gone."""
+
+CONSUMERS_TTL = 86400
+"""Seconds the registry of consumers (``{p}:consumers``) outlives the last heartbeat."""
 
 EXIT_ABANDONED = 75
 """Exit status of a consumer that gave up on too many stuck threads (EX_TEMPFAIL)."""
@@ -295,8 +299,8 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
                 self.outage.failed(exc)
                 self._next_recovery = min(self._next_recovery, started)
                 break
-            except redis.RedisError as exc:  # this queue's keys only (a wrong type, ...)
-                huey.storage.outage.failed(exc)
+            except (redis.RedisError, StorageError) as exc:  # this queue's keys (a wrong type)
+                huey.storage.outage.failed(exc)  # one line, then a reminder: not every round
             except Exception:
                 self._logger.exception("maintenance of queue %s failed; retrying", huey.name)
         else:
@@ -595,6 +599,11 @@ class MultiQueueConsumer:
             with conn.pipeline() as pipe:
                 pipe.set(keys.consumer(self.consumer_id), json.dumps(info), ex=HEARTBEAT_TTL)
                 pipe.zadd(keys.consumers, {self.consumer_id: beat})
+                # the registry stays bounded with no reader about: the consumers that
+                # died (a crash loop adds one a restart) go with the next heartbeat, and
+                # the set itself a day after the last consumer stopped
+                pipe.zremrangebyscore(keys.consumers, "-inf", beat - CONSUMER_WINDOW * 1000)
+                pipe.expire(keys.consumers, CONSUMERS_TTL)
                 pipe.execute()
             self._beats.answered()
         except redis.RedisError as exc:

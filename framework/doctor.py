@@ -316,10 +316,10 @@ class _QueueDoctor:
         return self._finding(
             Check.WRONG_KEY,
             Severity.ERROR,
-            f"{_many(len(keys), 'set')} of it can not be read: no job in "
-            f"{'them' if len(keys) > 1 else 'it'} can move",
-            f"{', '.join(keys)}: Redis answered WRONGTYPE (another type was written where "
-            "hueyard keeps a sorted set of job ids); counted as 0",
+            f"{_many(len(keys), 'key')} of it {'hold' if len(keys) > 1 else 'holds'} another "
+            "type than hueyard keeps there: its jobs can not move",
+            f"{', '.join(keys)}: another type was written where hueyard keeps its sets, wake "
+            "list or counter (a set of it counts as 0); its scripts refuse to run on it",
             "Look at each (redis-cli TYPE KEY, then GET, HGETALL or LRANGE KEY 0 10): it was "
             "written by something else than hueyard, under its prefix. Move that data away "
             "and delete the key (redis-cli DEL KEY): hueyard starts an empty set there. The "

@@ -32,7 +32,13 @@ from huey.serializer import Serializer
 from huey.utils import Error
 
 from framework.context import job_context
-from framework.errors import ChainError, HueyardError, JobCancelled, SerializationError
+from framework.errors import (
+    ChainError,
+    HueyardError,
+    JobCancelled,
+    SerializationError,
+    StorageError,
+)
 from framework.fanin import Relay
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
@@ -146,7 +152,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
         if claim is None:
             try:
                 claim = self.storage.claim()
-            except redis.RedisError as exc:
+            except (redis.RedisError, StorageError) as exc:  # StorageError: a key's type
                 # One worker's turn failed; the others wait for theirs (framework.idle), so
                 # an outage costs a few log lines (framework.outages), not one per worker.
                 self.storage.outage.failed(exc)

@@ -202,21 +202,30 @@ class Jobs:
                 for state in JOB_STATES:
                     pipe.zcard(q.state(state))
                 pipe.exists(q.paused)
+                for key, _ in _kinds(q):
+                    pipe.type(key)
 
         # A set key planted with another type counts as empty, not as a crash, and is
-        # named in ``unreadable`` (hueyard status and the doctor say what to do).
+        # named in ``unreadable`` (hueyard status and the doctor say what to do), as is
+        # any other key of the queue that its scripts refuse when it is not their type.
         raw = snapshot(self.conn, reads)
         replies = [_count(reply) for reply in raw]
-        width = len(JOB_STATES) + 1
+        kinds = len(_kinds(sets[0][1])) if sets else 0
+        width = len(JOB_STATES) + 1 + kinds
         counts = {}
         for index, (name, q) in enumerate(sets):
-            waiting, active, delayed, completed, failed, waiting_children, paused = replies[
-                index * width : (index + 1) * width
-            ]
+            row = replies[index * width : index * width + len(JOB_STATES) + 1]
+            waiting, active, delayed, completed, failed, waiting_children, paused = row
+            types = raw[index * width + len(JOB_STATES) + 1 : (index + 1) * width]
             unreadable = tuple(
                 q.state(state)
                 for offset, state in enumerate(JOB_STATES)
                 if isinstance(raw[index * width + offset], Exception)
+            ) + tuple(
+                key
+                for (key, wanted), found in zip(_kinds(q), types, strict=True)
+                if isinstance(found, bytes | str)
+                and (found.decode() if isinstance(found, bytes) else found) not in ("none", wanted)
             )
             is_paused = bool(paused)
             counts[name] = QueueCounts(
@@ -760,6 +769,12 @@ def get_jobs() -> Jobs:
 
 
 # -- reading records -------------------------------------------------------------------------
+
+
+def _kinds(q: QueueKeys) -> tuple[tuple[str, str], ...]:
+    """The keys of a queue besides its state sets that its scripts check, and their type:
+    one of another type refuses every enqueue, claim or promotion of the queue."""
+    return ((q.wake, "list"), (q.seq, "string"), (q.outbox, "zset"), (q.limiter, "zset"))
 
 
 def _count(reply: Any) -> int:

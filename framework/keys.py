@@ -32,7 +32,8 @@ What belongs to no one queue has the app's own tag ``{p}``; nothing reads it
 in the same script as a queue's keys::
 
     {p}:schedule:<name>        hash: a schedule's last tick, last job, paused (expires)
-    {p}:consumers              zset: consumer id -> last heartbeat (ms), pruned on read
+    {p}:consumers              zset: consumer id -> last heartbeat (ms), pruned by every
+                               heartbeat and read; expires a day after the last heartbeat
     {p}:consumer:<id>          string: JSON about one consumer (expires)
     <p>:cache:<key>            the RedisClient cache (single-key, no tag needed)
     <p>:cache-lock:<key>       a cache loader's lock (expires)

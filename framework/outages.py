@@ -15,6 +15,8 @@ import time
 
 import redis
 
+from framework.errors import StorageError
+
 __all__ = ["REMIND_EVERY", "Outage"]
 
 REMIND_EVERY = 30.0
@@ -75,4 +77,6 @@ class Outage:
 def _trouble(exc: BaseException) -> str:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return "Redis does not answer"
+    if isinstance(exc, StorageError):  # says what is wrong and the fix
+        return "Redis refuses the queue's calls"
     return "Redis answers with an error"

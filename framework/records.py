@@ -61,8 +61,9 @@ class QueueCounts:
     is_paused: bool
     waiting_children: int = 0
     unreadable: tuple[str, ...] = ()
-    """The keys of its sets that Redis refused to count (another type planted there),
-    each counted as empty: no job of that set can move until the key is fixed."""
+    """Its keys of another type than hueyard keeps there (planted by something else): a
+    state set among them counts as empty, and the queue's scripts refuse to move its
+    jobs until the key is fixed."""
 
     def to_json(self) -> dict[str, int | bool]:
         """The spec's shape (``isPaused`` in camelCase), and BullMQ's ``waiting-children``:

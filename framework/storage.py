@@ -46,6 +46,7 @@ from redis.exceptions import NoScriptError
 
 from framework import defaults, forks
 from framework.clients import RedisClients, pipeline
+from framework.connection import sent_once
 from framework.errors import HueyardError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
 from framework.ids import new_job_id
@@ -273,7 +274,11 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
             token = forks.new_token()
             if self.clients.cluster is not None:
                 return self._claim_woken(token)
-            with self._unsure_if_lost(token), self.conn.pipeline(transaction=False) as pipe:
+            with (
+                self._unsure_if_lost(token),
+                self.conn.pipeline(transaction=False) as pipe,
+                sent_once(),
+            ):
                 pipe.blpop([self.q.wake], timeout=self.read_timeout)
                 self.scripts.queue("claim", pipe, self.q, args=self._take_args(token))
                 woken, reply = pipe.execute(raise_on_error=False)
@@ -355,7 +360,8 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return back
 
     def _claim_call(self, token: str) -> Any:
-        return self.scripts.call("claim", self.q, args=self._take_args(token))
+        with sent_once():  # run twice, it would take two jobs under one token
+            return self.scripts.call("claim", self.q, args=self._take_args(token))
 
     def _take_args(self, token: str) -> dict[str, Any]:
         rate = self.policy.rate_limit
@@ -421,8 +427,13 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     ) -> tuple[Stored, Claim | None]:  # fmt: skip
         next_token = forks.new_token() if fetch else ""
         take = self._take_args(next_token)
-        unsure = self._unsure_if_lost(next_token) if fetch else contextlib.nullcontext()
-        with unsure:
+        # With the next claim in it, the call is sent once (run twice, it would take two
+        # jobs under one token): a lost answer reaches store_outcome, which releases again
+        # without a claim and tells a stored outcome apart, and the token is given back.
+        with contextlib.ExitStack() as unsure:
+            if fetch:
+                unsure.enter_context(self._unsure_if_lost(next_token))
+                unsure.enter_context(sent_once())
             reply = self.scripts.call(
                 "release",
                 self.q,

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -120,6 +121,29 @@ def test_health_goes_503_without_a_consumer_for_waiting_jobs_and_back(
     # When a consumer comes back
     live_consumer(app)
     # Then
+    assert dash.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("key", ["outbox", "wake", "waiting"])
+def test_health_goes_503_while_a_key_of_a_queue_is_of_another_type(
+    app: Hueyard, dash: Dash, redis_conn: redis.Redis, key: str
+) -> None:
+    # Given something else wrote a string where a queue keeps a set or its wake list:
+    # its scripts refuse to move any job of it
+    q = app.keys.queue("work")
+    planted = {"outbox": q.outbox, "wake": q.wake, "waiting": q.state("waiting")}[key]
+    live_consumer(app)
+    redis_conn.set(planted, "garbage")
+    # When the health is asked, Then it is unhealthy, naming the key
+    response = dash.get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["reasons"] == [
+        f"queue work: key {planted} is not of the type hueyard keeps there, so the queue's "
+        "jobs can not move (hueyard doctor work says what to do)"
+    ]
+    assert dash.get("/api/v1/queues/health").get_json()["data"]["status"] == "unhealthy"
+    # And once the key is gone, healthy again
+    redis_conn.delete(planted)
     assert dash.get("/health").status_code == 200
 
 

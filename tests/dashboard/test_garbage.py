@@ -20,7 +20,7 @@ import redis
 
 from framework.application import Hueyard
 from framework.jobs import STATES
-from tests.dashboard.conftest import MakeApp, Serve, Served, add, finish, storage_of
+from tests.dashboard.conftest import Dash, MakeApp, Serve, Served, add, finish, storage_of
 
 MB = 1024 * 1024
 BIG = b'{"password":"hunter2","blob":"' + b"x" * (50 * MB) + b'"}'
@@ -202,3 +202,17 @@ def test_a_search_reads_at_most_search_limit_jobs_and_search_bytes_of_each(
     assert ids[3] in answer.body and ids[5] not in answer.body
     assert "1 match(es)" in answer.body
     assert peak < 8 * MB
+
+
+def test_a_registry_of_consumers_of_another_type_is_named_on_the_page(
+    app: Hueyard, dash: Dash, redis_conn: redis.Redis
+) -> None:
+    # Given something else wrote a string where hueyard keeps its consumers' registry
+    redis_conn.set(app.keys.consumers, "garbage")
+    # When the pages that read it are asked for
+    for path in ("/admin/queues", "/admin/workers"):
+        response = dash.get(path)
+        # Then the page says what Redis refused and the fix, not "something went wrong"
+        assert response.status_code == 500
+        page = response.get_data(as_text=True)
+        assert app.keys.consumers in html.unescape(page) and "TYPE" in page, page

@@ -213,3 +213,23 @@ def test_a_consumer_whose_clock_is_an_hour_behind_is_listed_as_live_and_runs_job
     # And it runs jobs as any other
     job_id = handlers.alpha_echo.enqueue({"tag": "skewed"})
     assert e2e.wait_result("alpha", job_id) is not None
+
+
+def test_a_key_of_another_type_is_said_once_not_a_traceback_a_round(e2e: E2E) -> None:
+    # Given a consumer (its maintenance runs every 0.1 s) and, under alpha's prefix, a
+    # string where alpha keeps its outbox: every claim and promotion of alpha is refused
+    consumer = e2e.start_consumer(env={"HUEYARD_QUEUES": "alpha"})
+    outbox = e2e.app.keys.queue("alpha").outbox
+    e2e.conn.set(outbox, "garbage")
+    e2e.app.enqueue("alpha", "echo", {"tag": "held"})
+    # When it runs for a while
+    time.sleep(3)
+    # Then the log says so once, naming the key, and holds no traceback
+    log = consumer.log()
+    told = [line for line in log.splitlines() if outbox in line]
+    assert 1 <= len(told) <= 2, told
+    assert "Redis refuses the queue's calls" in told[0]
+    assert "Traceback" not in log, log
+    # And once the key is gone the job runs
+    e2e.conn.delete(outbox)
+    e2e.records.wait_for(1, job="alpha.echo", tag="held")

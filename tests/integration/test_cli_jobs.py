@@ -22,7 +22,7 @@ import redis
 from framework import current_job
 from framework.application import Hueyard
 from framework.handlers import HandlerRegistry, handler
-from framework.jobs import Jobs
+from framework.jobs import STATES, Jobs
 from framework.storage import JobStorage
 from tests.conftest import AppFactory, app_toml
 from tests.integration.cli_runner import ROOT, run
@@ -164,7 +164,7 @@ def test_a_set_of_another_type_is_named_by_status_jobs_and_the_doctor_not_counte
     status = run(["status"], project)
     assert status.returncode == 1
     assert status.stdout.splitlines()[2].split()[0] == "alpha"
-    assert f"queue alpha: key {key} is not the sorted set hueyard keeps there" in status.stderr
+    assert f"queue alpha: key {key} is not of the type hueyard keeps there" in status.stderr
     # When its failed jobs are listed: an error naming the key, not "none"
     listed = run(["jobs", "alpha", "--state", "failed"], project)
     assert listed.returncode == 1 and "none" not in listed.stdout
@@ -173,7 +173,7 @@ def test_a_set_of_another_type_is_named_by_status_jobs_and_the_doctor_not_counte
     doctor = run(["doctor", "--json", "alpha"], project)
     [wrong] = [f for f in json.loads(doctor.stdout) if f["check"] == "wrong-key"]
     assert (wrong["severity"], wrong["queue"]) == ("error", "alpha")
-    assert wrong["evidence"].startswith(f"{key}: Redis answered WRONGTYPE")
+    assert wrong["evidence"].startswith(f"{key}: another type was written")
     assert "redis-cli DEL KEY" in wrong["fix"]
 
 
@@ -420,6 +420,12 @@ def test_job_shows_a_parents_children_and_a_childs_parent(
     assert f"parent    alpha:{parent}" in run(["job", child.id], project).stdout
     status = json.loads(run(["status", "--json"], project).stdout)
     assert status["alpha"]["waiting-children"] == 1
+    # And every state lists, the parents waiting for their children included
+    for state in STATES:
+        listed = run(["jobs", "alpha", "--state", state], project)
+        assert listed.returncode == 0, (state, listed.stderr)
+    waiting_parents = run(["jobs", "alpha", "--state", "waiting-children"], project).stdout
+    assert "started (UTC)" in waiting_parents and parent in waiting_parents
 
 
 def test_output_piped_to_a_reader_that_stops_early_ends_quietly(

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import redis
 
 from framework import defaults
 from framework.connection import BoundedPool, ConnectionSpec, PoolSize, ThreadClients, build_pool
+from framework.errors import RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from tests.conftest import AppFactory
@@ -214,6 +217,37 @@ def test_closing_idle_connections_never_closes_one_a_thread_just_took(redis_url:
     # other threads take them: a command fails on a socket closed under it.
     pool = BoundedPool.from_url(redis_url, max_connections=4, timeout=10)
     assert _commands_while_idle_connections_are_closed(pool) == []
+
+
+def test_a_redis_that_never_answers_fails_a_command_in_bounded_time(
+    make_app: AppFactory,
+) -> None:
+    # Given a host that takes no more connections (a Redis stuck with its backlog full:
+    # connecting times out), and a pool that tries 3 more times, 0.5 s each. redis-py
+    # also tries the connection that many times inside each try of the command: 4 x 4 x
+    # 0.5 s, and ~10 minutes with the defaults (10 tries, 5 s)
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        port = hole.getsockname()[1]
+        filling = []
+        for _ in range(4):  # the backlog takes a connection or two; then SYNs are dropped
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            filling.append(client)
+        app = make_app(
+            "[queues.work]\n", HandlerRegistry(), url=f"redis://127.0.0.1:{port}/0",
+            redis_lines="reconnect_attempts = 3\nsocket_timeout = 0.5\nconnect_timeout = 0.5",
+        )  # fmt: skip
+        began = time.monotonic()
+        with pytest.raises(RedisUnavailableError, match="Redis at "):
+            Jobs(app).counts("work")
+        took = time.monotonic() - began
+        for client in filling:
+            client.close()
+    # Then it fails after the pool's tries, each connecting once
+    assert took < 4.5, f"took {took:.1f} s"
 
 
 def test_an_app_on_a_unix_socket_url_enqueues_runs_and_reads(

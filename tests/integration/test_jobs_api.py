@@ -551,6 +551,22 @@ def test_consumers_lists_a_live_consumer_with_the_jobs_it_runs(
     assert jobs.consumers() == []
 
 
+def test_a_heartbeat_prunes_dead_consumers_and_bounds_the_registry_with_no_reader(
+    app: Hueyard, redis_conn: redis.Redis
+) -> None:
+    # Given consumers that died (a crash loop: one id a restart) and nothing that reads
+    now_ms = int(time.time() * 1000)
+    dead = {f"crashed-{n}": now_ms - 120_000 - n for n in range(50)}
+    redis_conn.zadd(app.keys.consumers, dead)
+    # When a live consumer beats
+    consumer = MultiQueueConsumer(app, ["work"])
+    consumer.heartbeat()
+    # Then only it is left, and the registry expires if every consumer stops
+    assert redis_conn.zrange(app.keys.consumers, 0, -1) == [consumer.consumer_id.encode()]
+    assert 0 < redis_conn.ttl(app.keys.consumers) <= 86400
+    consumer.heartbeat(leaving=True)
+
+
 def test_stale_heartbeats_are_pruned_and_bad_records_reported(
     app: Hueyard, jobs: Jobs, redis_conn: redis.Redis
 ) -> None:

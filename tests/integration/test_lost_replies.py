@@ -21,6 +21,7 @@ from framework.application import Hueyard
 from framework.errors import RedisUnavailableError
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
+from framework.options import Stored
 from framework.storage import JobStorage
 from tests.conftest import TEST_DB, TEST_PORT, AppFactory
 from tests.integration.flaky_proxy import FlakyProxy
@@ -82,6 +83,51 @@ def test_a_job_claimed_by_a_call_whose_reply_was_lost_goes_back_at_once(
     assert claim is not None and claim.id == job_id
     assert claim.attempts == 1  # its first real run
     assert "stalls" not in record(redis_conn, job_id)
+
+
+@pytest.mark.parametrize("fetch", [False, True], ids=["claim", "release-and-claim"])
+def test_with_the_pools_retries_on_a_claim_is_still_sent_once(
+    make_app: AppFactory, proxy: FlakyProxy, redis_conn: redis.Redis, fetch: bool
+) -> None:
+    # Given the pool's reconnection tries on (as in production), and three waiting jobs
+    registry = HandlerRegistry()
+    handler("work", registry=registry)(_nothing)
+    app = make_app(
+        CONFIG, registry, prefix="lr", url=proxy.url(TEST_DB), redis_lines="reconnect_attempts = 3"
+    )
+    storage = storage_of(app)
+    jobs = app.enqueue_many("work", "_nothing", [{"n": n} for n in range(4)])
+    held = storage.claim() if fetch else None
+
+    # When the reply to a worker's claim (with its release, or alone) is lost, and the
+    # network is fine again right after (a blip: the pool's retry would get through)
+    def blip() -> None:
+        while not proxy.lost:
+            time.sleep(0.001)
+        proxy.losing.clear()
+
+    threading.Thread(target=blip, daemon=True).start()
+    proxy.losing.set()
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        if held is not None:
+            storage.release_and_claim(held, "completed", value="null")
+        else:
+            storage.claim()
+    proxy.losing.clear()
+    # Then Redis ran the claim once, not once a retry (each would take a job under the
+    # same token: all but the one given back would wait out a lease and stall)
+    active = {member.decode() for member in redis_conn.zrange("{lr:work}:active", 0, -1)}
+    assert len(active - {held.id if held else ""}) == 1, active
+    # And the next claim gives that job back before it takes one: no stall anywhere
+    if held is not None:  # the release ran too: its outcome is stored once asked again
+        assert storage.release(held, "completed", value="null") == Stored.DROPPED
+    claim = storage.claim()
+    assert claim is not None
+    assert redis_conn.zcard("{lr:work}:active") == 1
+    assert all("stalls" not in record(redis_conn, job_id) for job_id in jobs)
+
+
+def _nothing(payload: dict[str, Any]) -> None: ...
 
 
 def test_a_lost_claim_reply_costs_one_warning_and_no_stall(
