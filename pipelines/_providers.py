@@ -134,6 +134,12 @@ def _http_url(value: str) -> str:
         or len(value) > 2048
     ):
         raise ValueError("must be an absolute http:// or https:// URL (at most 2048 characters)")
+    if "@" in parts.netloc:  # user:password@ would sit in the job's record and its logs
+        raise ValueError(
+            "must not carry a user or password (user:pass@host): the URL is stored with the "
+            "job and shown in its logs; a webhook receiver checks the X-Hueyard-Signature "
+            "header instead, or takes a token in its path"
+        )
     return value
 
 

@@ -270,6 +270,11 @@ BAD_PAYLOADS = [
     ),
     bad("webhooks.deliver_webhook", "must be an absolute http://", url="/relative/path"),
     bad("webhooks.deliver_webhook", "must be an absolute http://", url="https:///no-host"),
+    bad(
+        "webhooks.deliver_webhook",
+        "must not carry a user or password (user:pass@host)",
+        url="https://hooks:s3cret@example.com/crm",
+    ),
     bad("webhooks.deliver_webhook", "secret: Value error, must be 16 to 512", secret="short"),
     bad("webhooks.deliver_webhook", "secret: Field required", secret=...),
     bad("webhooks.deliver_webhook", "event: String should match pattern", event="a b"),
