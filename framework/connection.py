@@ -7,7 +7,6 @@ Nothing else in hueyard creates a connection; the pool is injected.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import queue
@@ -15,7 +14,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -101,7 +100,8 @@ class SpecRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        if _TRIES.depth or _TRIES.once:
+        tries = _TRIES
+        if tries.depth or tries.once:
             try:
                 return do()
             except self._supported_errors as error:
@@ -110,22 +110,25 @@ class SpecRetry(Retry):
                 else:
                     fail(error)
                 raise
-        _TRIES.depth += 1
+        tries.depth += 1
         try:
             return super().call_with_retry(do, fail, is_retryable, with_failure_count)
         finally:
-            _TRIES.depth -= 1
+            tries.depth -= 1
 
 
-@contextlib.contextmanager
-def sent_once() -> Iterator[None]:
+class sent_once:
     """Commands in the block are sent once, never again by the pool's retry: for a
-    script that must not run twice (a claim); the caller deals with a lost answer."""
-    before, _TRIES.once = _TRIES.once, True
-    try:
-        yield
-    finally:
-        _TRIES.once = before
+    script that must not run twice (a claim); the caller deals with a lost answer.
+    (A class, not a generator: it is on every claim's path.)"""
+
+    __slots__ = ("_before",)
+
+    def __enter__(self) -> None:
+        self._before, _TRIES.once = _TRIES.once, True
+
+    def __exit__(self, *exc: object) -> None:
+        _TRIES.once = self._before
 
 
 URL_SCHEMES = ("redis://", "rediss://", "unix://")

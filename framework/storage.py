@@ -427,14 +427,12 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
     ) -> tuple[Stored, Claim | None]:  # fmt: skip
         next_token = forks.new_token() if fetch else ""
         take = self._take_args(next_token)
+
         # With the next claim in it, the call is sent once (run twice, it would take two
         # jobs under one token): a lost answer reaches store_outcome, which releases again
         # without a claim and tells a stored outcome apart, and the token is given back.
-        with contextlib.ExitStack() as unsure:
-            if fetch:
-                unsure.enter_context(self._unsure_if_lost(next_token))
-                unsure.enter_context(sent_once())
-            reply = self.scripts.call(
+        def call() -> Any:
+            return self.scripts.call(
                 "release",
                 self.q,
                 keys={"job": self.q.job(claim.id)},
@@ -462,6 +460,12 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
                     "follow_up": follow_up,
                 },
             )
+
+        if fetch:
+            with self._unsure_if_lost(next_token), sent_once():
+                reply = call()
+        else:
+            reply = call()
         stored = Stored(reply[0])
         if not stored:
             return stored, None
