@@ -111,18 +111,8 @@ class _BoundedSMTP(smtplib.SMTP):
         return super().getreply()
 
 
-class _BoundedSMTPSSL(smtplib.SMTP_SSL):
+class _BoundedSMTPSSL(_BoundedSMTP, smtplib.SMTP_SSL):
     """:class:`_BoundedSMTP` over implicit TLS."""
-
-    def send(self, s: ReadableBuffer | str) -> None:
-        _cut_to_deadline(self)
-        super().send(s)
-
-    def getreply(self) -> tuple[int, bytes]:
-        if self.file is None and self.sock is not None:
-            self.file = self.sock.makefile("rb")
-        _cut_to_deadline(self)
-        return super().getreply()
 
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
