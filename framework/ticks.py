@@ -73,6 +73,11 @@ UTC = datetime.UTC
 STATE_TTL_MIN = 7 * 86400.0
 """A schedule's state lives at least this long (seconds) after its last note."""
 
+PAUSED_TTL = 366 * 86400.0
+"""A paused schedule's state lives at least this long (seconds) after the pause: the pause
+holds until resumed, however long no consumer runs, and a schedule taken out of the
+config while paused leaves nothing behind past that."""
+
 
 def compile_schedules(settings: Settings, registry: HandlerRegistry) -> dict[str, Schedule]:
     """Every ``[schedules.<name>]``, checked against the handlers: the handler exists
@@ -292,17 +297,28 @@ class Schedules:
         return self._set_paused(name, True)
 
     @_answered
-    def resume(self, name: str) -> bool:
-        """Fire ``name`` again from its next tick; False if it was not paused."""
-        self.get(name)
-        return self._set_paused(name, False)
+    def resume(self, name: str, *, now: datetime.datetime | None = None) -> bool:
+        """Fire ``name`` again from its next tick; False if it was not paused.
+
+        The ticks that passed while it was paused (up to ``now``, by default the Redis
+        server's clock) are noted as accounted for, so none is caught up, also when no
+        consumer ran during the pause to note them."""
+        schedule = self.get(name)
+        resumed = self._set_paused(name, False)
+        if resumed:
+            now = now or self.now()
+            self.mark(schedule, schedule.latest_tick(now), None, now)
+        return resumed
 
     def _set_paused(self, name: str, paused: bool) -> bool:
         key = self.keys.schedule(name)
         try:
-            if paused:
-                return bool(self.conn.hsetnx(key, "paused", "1"))
-            return bool(self.conn.hdel(key, "paused"))
+            if not paused:
+                return bool(self.conn.hdel(key, "paused"))
+            done = bool(self.conn.hsetnx(key, "paused", "1"))
+            if int(self.conn.pttl(key)) < PAUSED_TTL * 1000:  # -1: a state never noted
+                self.conn.pexpire(key, int(PAUSED_TTL * 1000))
+            return done
         except redis.ResponseError as exc:
             raise storage_error(exc, "HSET", key=key, wanted="hash", conn=self.conn) from None
 

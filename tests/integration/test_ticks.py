@@ -115,7 +115,7 @@ def test_a_paused_schedule_notes_its_ticks_without_firing_them(make: Any) -> Non
     assert schedules.pause("every_ten") and not schedules.pause("every_ten")
     for seconds in (10.2, 20.2, 30.2):
         assert runner.run_round(at(seconds)) == []
-    assert schedules.resume("every_ten") and not schedules.resume("every_ten")
+    assert schedules.resume("every_ten", now=at(35)) and not schedules.resume("every_ten")
     # resumed: the next tick fires; the paused ones are not caught up
     runner.run_round(at(40.2))
     assert ticks_of(app) == [at(0), at(40)]
@@ -123,6 +123,32 @@ def test_a_paused_schedule_notes_its_ticks_without_firing_them(make: Any) -> Non
     Jobs(app).pause("analytics")
     runner.run_round(at(50.2))
     assert len(ticks_of(app)) == 3 and Jobs(app).counts("analytics").paused == 3
+
+
+def test_ticks_that_pass_while_paused_with_no_consumer_are_not_caught_up_on_resume(
+    make: Any, redis_conn: redis.Redis
+) -> None:
+    # Given a schedule that fired, then was paused while no consumer ran (maintenance)
+    app = make("last")
+    runner, schedules = ScheduleRunner(app, ["analytics"]), Schedules(app)
+    runner.run_round(at(0.2))
+    assert schedules.pause("every_ten")
+    # its pause holds however long no consumer runs (not the week the state lives)
+    assert redis_conn.pttl("{tk}:schedule:every_ten") > 300 * 86400 * 1000
+    # When it is resumed at 25 s, before any consumer runs again
+    assert schedules.resume("every_ten", now=at(25))
+    # Then the consumer that comes back fires from the next tick: 10 s and 20 s passed
+    # while it was paused, and are not caught up
+    runner.run_round(at(30.2))
+    assert ticks_of(app) == [at(0), at(30)]
+
+
+def test_a_schedule_paused_before_it_ever_ran_leaves_a_state_that_expires(
+    make: Any, redis_conn: redis.Redis
+) -> None:
+    app = make()
+    assert Schedules(app).pause("every_ten")
+    assert 0 < redis_conn.pttl("{tk}:schedule:every_ten") <= 366 * 86400 * 1000
 
 
 def test_run_now_enqueues_at_once_and_info_tells_the_last_job(
