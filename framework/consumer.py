@@ -62,6 +62,7 @@ from framework.metrics import CONSUMER_WINDOW
 from framework.options import EnqueueArgs, shown
 from framework.outages import Outage
 from framework.schedules import Schedule
+from framework.scripts import storage_error
 from framework.settings import Settings
 from framework.storage import BLOCKING_READ_TIMEOUT
 from framework.ticks import ScheduleRunner
@@ -300,6 +301,8 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
                 self._next_recovery = min(self._next_recovery, started)
                 break
             except (redis.RedisError, StorageError) as exc:  # this queue's keys (a wrong type)
+                if isinstance(exc, redis.ResponseError):  # said the way a script's is
+                    exc = storage_error(exc, f"the maintenance of queue {huey.name}")
                 huey.storage.outage.failed(exc)  # one line, then a reminder: not every round
             except Exception:
                 self._logger.exception("maintenance of queue %s failed; retrying", huey.name)

@@ -369,9 +369,12 @@ class QueueHuey(Huey):  # type: ignore[misc]
         if not stored:
             logger.warning(
                 "job %s finished (%s) after it stopped being ours (lease lost, timed out "
-                "or removed); this outcome is dropped",
+                "or removed); this outcome is dropped%s",
                 claim.id,
                 outcome,
+                f" (its attempt {ending.raised}: {one_line(ending.value)})"
+                if ending.raised
+                else "",
             )
             return None
         if stored is Stored.CANCELLED:

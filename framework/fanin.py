@@ -48,6 +48,7 @@ from framework.chains import follow_up
 from framework.clock import server_ms
 from framework.errors import HueyardError, SpawnError, StorageError
 from framework.options import EnqueuedIds, EnqueueManyArgs, EnqueueOptions
+from framework.scripts import storage_error
 from framework.storage import EnqueueFailed
 from framework.textgrid import one_line
 
@@ -277,7 +278,14 @@ class Relay:
         not answer it). What the recovery pass of every consumer runs."""
         storage = self.storages[queue]
         before = server_ms(storage.conn) - older_than * 1000  # the outbox's scores' clock
-        notices = storage.conn.zrangebyscore(storage.q.outbox, "-inf", before, start=0, num=limit)
+        try:
+            notices = storage.conn.zrangebyscore(
+                storage.q.outbox, "-inf", before, start=0, num=limit
+            )
+        except redis.ResponseError as exc:  # another type planted there: named, with the fix
+            raise storage_error(
+                exc, "ZRANGEBYSCORE", key=storage.q.outbox, wanted="zset", conn=storage.conn
+            ) from None
         if not notices:
             return 0
         return self.deliver(queue, cast(list[bytes], notices))
