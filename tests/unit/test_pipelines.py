@@ -59,6 +59,7 @@ from pipelines._providers import (
     mask_phone,
     redact_url,
 )
+from tests.integration.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = [
@@ -875,7 +876,9 @@ def test_a_delivery_resolves_its_host_once_and_connects_to_the_address_it_checke
     # 127.0.0.1 at the same port; and a name server whose answer changes after the
     # first question (DNS rebinding)
     monkeypatch.setenv("HUEYARD_WEBHOOK_ALLOW_PRIVATE", "127.0.0.2/32")
-    with serving(_WebhookServer("127.0.0.2")) as receiver:
+    # (a port below the kernel's ephemeral range: one from bind(0) may be taken on
+    # 127.0.0.1 by another test's outgoing connection before the second server binds it)
+    with serving(_WebhookServer("127.0.0.2", free_port())) as receiver:
         port = receiver.server_address[1]
         with serving(_WebhookServer("127.0.0.1", port)) as internal:
             rebinding = _Rebinding(first, then)
