@@ -332,11 +332,13 @@ class QueueHuey(Huey):  # type: ignore[misc]
             keeper.releasing(claim)  # its lease is kept until the outcome is stored
         if outcome is Outcome.COMPLETED and claim.then is not None:
             outcome, value, failure, follow_up = self._follow_up(task, claim, result, value)
+        # The next job is claimed with this release, unless post-execute hooks run after
+        # it: a slow hook would hold that job unrenewed, and its lease could run out.
+        fetch = not (self._stopping() or getattr(self._local, "here", False) or self._post_execute)
         try:
             stored, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,
-                fetch=not self._stopping() and not getattr(self._local, "here", False),
-                follow_up=follow_up,
+                fetch=fetch, follow_up=follow_up,
             )  # fmt: skip
         finally:
             keeper.forget(claim)

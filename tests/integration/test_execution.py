@@ -395,15 +395,22 @@ def test_post_execute_hooks_run_once_the_outcome_is_stored_as_in_huey(app: Hueya
     huey: QueueHuey = app.queue("work").huey
     seen: list[tuple[str | None, Any]] = []
 
+    active: list[int] = []
+
     @huey.post_execute()
     def read(task: Any, value: Any, exc: BaseException | None) -> None:
         seen.append((state(app, task.id), huey.result(task.id)))
+        active.append(Jobs(app).counts("work").active)
 
-    # When a job completes
-    app.enqueue("work", "ok", {"n": 1})
+    # When a job completes, another waiting
+    app.enqueue_many("work", "ok", [{"n": 1}, {"n": 2}])
     run_one(app)
     # Then the hook saw it completed, its result readable (Huey stores the result first)
     assert seen == [("completed", {"echo": {"n": 1}})]
+    # and the next job was not claimed with the release (a slow hook would hold it, its
+    # lease running out): it waits for the worker's next claim
+    assert active == [0]
+    assert Jobs(app).counts("work").waiting == 1
 
 
 def test_closing_an_app_lets_go_of_the_jobs_it_claimed_and_another_recovers_them(
