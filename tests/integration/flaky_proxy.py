@@ -24,6 +24,7 @@ class FlakyProxy:
         self.target_port = target_port
         self.losing = threading.Event()
         self.lost = 0  # replies dropped so far
+        self.passing: int | None = None  # replies to pass before losing the rest (lose_after)
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._server.getsockname()[1]
         self._sockets: list[socket.socket] = []
@@ -46,9 +47,21 @@ class FlakyProxy:
             threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
+    def lose_after(self, replies: int) -> None:
+        """Pass the next ``replies`` replies (a chunk read from Redis each: one reply a
+        command, for commands sent one at a time), then lose the rest."""
+        self.passing = replies
+
     def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
         try:
             while data := source.recv(65536):
+                if replies and self.passing is not None:
+                    with self._lock:
+                        if self.passing == 0:
+                            self.passing = None
+                            self.losing.set()
+                        else:
+                            self.passing -= 1
                 if replies and self.losing.is_set():
                     self.lost += 1
                     break  # the command ran; its reply never arrives
