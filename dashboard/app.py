@@ -132,7 +132,7 @@ def _install_headers(flask_app: Flask) -> None:
     def security_headers(response: Response) -> Response:
         for name, value in _HEADERS.items():
             response.headers.setdefault(name, value)
-        if response.mimetype == "text/html":
+        if response.mimetype in ("text/html", "application/json"):  # pages and job data
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -53,9 +53,11 @@ SECRET_WORDS = (
 ``api_key``, ``access_key``, ``client_secret``, ``authorization`` and ``apikey``
 are all covered by the substrings."""
 
-_KEY_CHARS = r"[A-Za-z0-9_.\- ]{1,64}"
+_KEY_CHARS = r"[^\"'\\\n]{1,256}"  # a quoted key: any text up to its quote ("db/password", "ü")
 _QUOTED_KEY = re.compile(r"(?P<q>\\?[\"'])(?P<key>" + _KEY_CHARS + r")(?P=q)\s*(?::|=>|=)\s*")
-_KEY_CHARS_SET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_KEY_CHARS_SET = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-[]/:"
+)  # a bare key: also user[password]= (a form's), db/password=, auth:token=
 _SCHEME_WORDS = ("bearer", "basic", "token", "digest", "bot")
 _SCHEME = re.compile(
     r"(?<![A-Za-z0-9_\-])(?P<key>[A-Za-z][A-Za-z0-9_\-]{0,63})\s*:\s*"

@@ -123,9 +123,12 @@ def test_an_unknown_job_is_404(dash: Dash) -> None:
 def test_raw_json_has_the_whole_job(app: Hueyard, dash: Dash) -> None:
     [job_id] = add(app, 1)
     finish(app, "completed")
-    body = dash.get(f"/admin/queues/work/jobs/{job_id}/raw").get_json()
+    response = dash.get(f"/admin/queues/work/jobs/{job_id}/raw")
+    body = response.get_json()
     assert body["id"] == job_id and body["state"] == "completed"
     assert body["payload"] == {"n": 0} and body["result"] == {"ok": 1}
+    # a job's record is kept by no browser's cache, as no page of the dashboard is
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_search_by_id_goes_to_the_job(app: Hueyard, dash: Dash) -> None:

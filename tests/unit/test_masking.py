@@ -117,6 +117,17 @@ TEXTS = [
     ("a==b; token==3; x!=y; token=", "a==b; token==3; x!=y; token="),
     ("api_key: Field required; to: Field required", "api_key: Field required; to: Field required"),
     ("nothing to hide: a=1 'b': 2", "nothing to hide: a=1 'b': 2"),
+    # keys of any characters in quotes, and a form's bracketed keys (what a payload cut to
+    # the bytes a page reads is masked by: the text, not its parsed keys)
+    ('{"api key (prod)": "L1", "secret_\u00fc": "L2", "db/password": "L3", "auth:token": "L4"}',
+     f'{{"api key (prod)": "{MASK}", "secret_\u00fc": "{MASK}", "db/password": "{MASK}", '
+     f'"auth:token": "{MASK}"}}'),
+    ('{"' + "stripe_webhook_signing_secret_for_the_production_environment_of_acme" + '": "L5"',
+     '{"' + "stripe_webhook_signing_secret_for_the_production_environment_of_acme"
+     + f'": "{MASK}"'),
+    ("user[email]=a@b.c&user[password]=L6&commit=1",
+     f"user[email]=a@b.c&user[password]={MASK}&commit=1"),
+    ("db/password=L7 auth:token=L8", f"db/password={MASK} auth:token={MASK}"),
 ]  # fmt: skip
 
 
