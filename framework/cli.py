@@ -424,14 +424,9 @@ def _jobs() -> Jobs:
 
 def _status(args: argparse.Namespace) -> int:
     counts = _jobs().counts_all()
-    unreadable = [(c.queue, key) for c in counts.values() for key in c.unreadable]
-    for queue, key in unreadable:  # stderr: --json stays the spec's shape
-        print(
-            f"hueyard: error: queue {queue}: key {key} is not of the type hueyard keeps "
-            f"there, so the queue's jobs can not move (a set of it counts as 0); "
-            f"hueyard doctor {queue} says what to do",
-            file=sys.stderr,
-        )
+    unreadable = [line for c in counts.values() for line in c.unreadable_reasons()]
+    for line in unreadable:  # stderr: --json stays the spec's shape
+        print(f"hueyard: error: {line}", file=sys.stderr)
     status = 1 if unreadable else 0
     if args.json:
         print(json.dumps({name: c.to_json() for name, c in counts.items()}, indent=2))

@@ -182,11 +182,7 @@ def _queue_reasons(
     app: Hueyard, jobs: Jobs, name: str, counts: QueueCounts, consumers: list[ConsumerInfo]
 ) -> list[str]:
     settings = app.settings.health
-    reasons = [
-        f"queue {name}: key {key} is not of the type hueyard keeps there, so the queue's "
-        f"jobs can not move (hueyard doctor {name} says what to do)"
-        for key in counts.unreadable
-    ]
+    reasons = counts.unreadable_reasons()
     if settings.max_waiting is not None and counts.waiting > settings.max_waiting:
         reasons.append(
             f"queue {name}: {counts.waiting} jobs waiting (max_waiting = {settings.max_waiting})"

@@ -124,9 +124,12 @@ def _redis_errors(method: Callable[Concatenate[Jobs, P], R]) -> Callable[Concate
         except _Interrupted as stopped:  # a bulk action that did part of its work
             error = _converted(self, method.__name__, stopped.cause)
             raise type(error)(f"{error}; {stopped.done}") from None
-        except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError) as exc:
-            raise _converted(self, method.__name__, exc) from None
-        except InvalidResponse as exc:
+        except (
+            redis.ResponseError,
+            redis.ConnectionError,
+            redis.TimeoutError,
+            InvalidResponse,
+        ) as exc:
             raise _converted(self, method.__name__, exc) from None
 
     return call

@@ -65,6 +65,15 @@ class QueueCounts:
     state set among them counts as empty, and the queue's scripts refuse to move its
     jobs until the key is fixed."""
 
+    def unreadable_reasons(self) -> list[str]:
+        """One line per key of :attr:`unreadable`: what ``hueyard status`` and ``/health``
+        say of it."""
+        return [
+            f"queue {self.queue}: key {key} is not of the type hueyard keeps there, so the "
+            f"queue's jobs can not move (hueyard doctor {self.queue} says what to do)"
+            for key in self.unreadable
+        ]
+
     def to_json(self) -> dict[str, int | bool]:
         """The spec's shape (``isPaused`` in camelCase), and BullMQ's ``waiting-children``:
         what ``hueyard status --json`` prints."""

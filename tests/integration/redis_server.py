@@ -10,7 +10,6 @@ import itertools
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -156,16 +155,6 @@ class RedisServer:
     def client(self) -> redis.Redis:
         """A plain redis-py client to this server (for planting and checking data)."""
         return redis.Redis(host="127.0.0.1", port=self.port)
-
-    def freeze(self) -> None:
-        """Stop the server in its tracks (SIGSTOP): it accepts connections (the kernel
-        does) and answers nothing, as a Redis stuck in a long command or a swap storm."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> RedisServer:
         return self.start()
