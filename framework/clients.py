@@ -38,6 +38,7 @@ from framework.connection import (
     ConnectionSpec,
     PoolSize,
     SpecBackoff,
+    SpecRetry,
     ThreadClients,
     build_pool,
     tls_options,
@@ -84,7 +85,7 @@ class LazyCluster:
         self.spec = spec
         self.max_connections = max_connections
         self.connection_kwargs: dict[str, Any] = parse_url(spec.url)  # type: ignore[no-untyped-call]
-        self.retry = Retry(SpecBackoff(), spec.reconnect_attempts)
+        self.retry = SpecRetry(SpecBackoff(), spec.reconnect_attempts)
         self._lock = threading.Lock()
         self._client: RedisCluster | None = None
 
@@ -249,7 +250,7 @@ def build_cluster(
     # rediss:// makes from_url choose the TLS connection class (an ssl=True as well
     # reaches the connection itself, which refuses it)
     if retry is None:
-        retry = Retry(SpecBackoff(), spec.reconnect_attempts)
+        retry = SpecRetry(SpecBackoff(), spec.reconnect_attempts)
     cluster = RedisCluster.from_url(spec.url, retry=retry, **kwargs)
     lock_node_moves(cluster)
     return cluster

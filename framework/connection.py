@@ -90,8 +90,13 @@ class SpecRetry(Retry):
       fails after ``reconnect_attempts`` tries of the command, not that many squared
       (10 x 10 x a 5 s socket timeout: ten minutes).
     - Inside :func:`sent_once`, a call is tried once: a command whose answer is lost
-      may have run, and a claim run twice takes two jobs with one token.
+      may have run, and a claim run twice takes two jobs with one token. A Cluster
+      client asks :meth:`get_retries` for its own loop (it re-reads the slot map
+      between tries), which is 0 there too.
     """
+
+    def get_retries(self) -> int:
+        return 0 if _TRIES.once else super().get_retries()
 
     def call_with_retry(
         self,

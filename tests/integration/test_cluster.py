@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -399,3 +400,55 @@ def test_threads_moving_a_failed_node_and_reading_the_slot_map_never_collide(
         sys.setswitchinterval(interval)
     assert errors == []
     assert sorted(manager.nodes_cache) == sorted(names)
+
+
+def test_a_claim_whose_answer_times_out_is_sent_once_on_a_cluster(
+    cluster: ClusterGroup,
+) -> None:
+    # Given a cluster app that retries (as in production) with a short socket timeout,
+    # and four waiting jobs on messages
+    cluster.client().flushall()
+    text = (
+        f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "so"\n'
+        "socket_timeout = 0.3\nreconnect_attempts = 5\n"
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
+    )
+    app = Hueyard(parse_settings(text, env={}), registry())
+    try:
+        q = app.keys.queue("messages")
+        app.enqueue_many("messages", "send", [{"n": n} for n in range(4)])
+        master = redis.Redis(port=cluster.master_of_key(q.waiting))
+        storage = app.queue("messages").huey.storage
+        first = storage.claim()  # the scripts loaded, the connection open
+        assert first is not None
+        storage.release(first, "completed", value="null")
+        # When the queue's master is busy for longer than a try's timeout (a slow script
+        # of another client): the claim's answer comes too late, and Redis runs it after
+        busy = threading.Thread(target=master.eval, args=(_BUSY, 0, 500))
+        busy.start()
+        time.sleep(0.05)
+        with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+            storage.claim()
+        busy.join()
+        deadline = time.monotonic() + 5
+        while not master.zcard(q.active) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the claim runs once the script is done
+        time.sleep(0.1)  # and any try of it sent after
+        # Then Redis ran the claim once, not once a try of the cluster client's retry
+        # (each would take a job under the same token, to stall after its lease)
+        assert master.zcard(q.active) == 1
+        # And the next claim gives that job back, then takes one
+        claim = storage.claim()
+        assert claim is not None and master.zcard(q.active) == 1
+    finally:
+        app.close()
+
+
+_BUSY = """
+local started = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - started[1]) * 1000000 + (now[2] - started[2]) >= tonumber(ARGV[1]) * 1000
+return 1
+"""
+"""A script that keeps its Redis busy for ARGV[1] milliseconds."""
