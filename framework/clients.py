@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any, cast
 
 import redis
@@ -29,7 +30,7 @@ from redis._parsers.encoders import Encoder
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import parse_url
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
 from framework import defaults
@@ -41,6 +42,7 @@ from framework.connection import (
     SpecRetry,
     ThreadClients,
     build_pool,
+    sending_once,
     tls_options,
 )
 
@@ -226,6 +228,30 @@ class SlotPipeline:
         return replies
 
 
+class _Cluster(RedisCluster):
+    """redis-py's Cluster client, whose loop of tries (it re-reads the slot map between
+    them) keeps to :class:`~framework.connection.sent_once`: inside it, a command is
+    tried again only where Redis refused to run it (``CLUSTERDOWN``, ``MASTERDOWN``
+    during a failover; a slot no node serves while the map is re-read), never when
+    its answer was lost (a timeout, a connection broken after the send)."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if not sending_once():
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        retry = self.retry
+        if not isinstance(retry, SpecRetry):
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        failures = 0
+        while True:  # SpecRetry.get_retries is 0 here: each call below is one try
+            try:
+                return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+            except (ClusterDownError, SlotNotCoveredError):
+                failures += 1
+                if failures > retry.retries:
+                    raise
+                time.sleep(retry.pause(failures))
+
+
 def build_cluster(
     spec: ConnectionSpec, *, max_connections: int, retry: Retry | None = None
 ) -> RedisCluster:
@@ -251,7 +277,7 @@ def build_cluster(
     # reaches the connection itself, which refuses it)
     if retry is None:
         retry = SpecRetry(SpecBackoff(), spec.reconnect_attempts)
-    cluster = RedisCluster.from_url(spec.url, retry=retry, **kwargs)
+    cluster = _Cluster.from_url(spec.url, retry=retry, **kwargs)
     lock_node_moves(cluster)
     return cluster
 

@@ -50,6 +50,7 @@ __all__ = [
     "check_url",
     "connection_failure",
     "redact_url",
+    "sending_once",
     "sent_once",
 ]
 
@@ -96,7 +97,16 @@ class SpecRetry(Retry):
     """
 
     def get_retries(self) -> int:
-        return 0 if _TRIES.once else super().get_retries()
+        return 0 if _TRIES.once else self._retries
+
+    @property
+    def retries(self) -> int:
+        """The tries after the first, outside :class:`sent_once`."""
+        return self._retries
+
+    def pause(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failed tries."""
+        return float(self._backoff.compute(failures))
 
     def call_with_retry(
         self,
@@ -120,6 +130,11 @@ class SpecRetry(Retry):
             return super().call_with_retry(do, fail, is_retryable, with_failure_count)
         finally:
             tries.depth -= 1
+
+
+def sending_once() -> bool:
+    """Whether this thread is inside :class:`sent_once`."""
+    return _TRIES.once
 
 
 class sent_once:

@@ -40,6 +40,7 @@ from framework.errors import (
     StorageError,
 )
 from framework.fanin import Relay
+from framework.interrupts import CtrlCWatch
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
 from framework.options import EnqueuedIds, EnqueueOptions, Outcome, Stored
@@ -190,12 +191,13 @@ class QueueHuey(Huey):  # type: ignore[misc]
         task = self._prepared(claim)
         if task is None:
             return claim.id, Outcome.FAILED
-        nested = getattr(self._local, "here", False)  # a job enqueued by a job run here
-        self._local.here = True
-        try:
-            outcome = self.execute(task)
-        finally:
-            self._local.here = nested
+        nested = getattr(self._local, "here", None)  # a job enqueued by a job run here
+        with CtrlCWatch() as watch:
+            self._local.here = watch
+            try:
+                outcome = self.execute(task)
+            finally:
+                self._local.here = nested
         return claim.id, outcome if outcome is not None else Outcome.REQUEUE
 
     def return_prefetched(self) -> None:
@@ -306,17 +308,18 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 raise stopped  # the handler caught its JobTimeout or JobCancelled and returned
             outcome, value, failure = self._encoded(result)
         except KeyboardInterrupt as exc:
-            here = getattr(self._local, "here", False)
-            if not (here or self._stopping()):
+            here: CtrlCWatch | None = getattr(self._local, "here", None)
+            if not (here.seen if here is not None else self._stopping()):
                 # Not a shutdown (a worker is interrupted only once its consumer stops, and
-                # a signal never reaches a worker thread): the handler raised it itself.
+                # a signal never reaches a worker thread), nor Ctrl-C of a job run here
+                # (run_now): the handler raised it itself.
                 ended = failure = run.outcome_of(exc) or exc
                 outcome, value, trace, delay, raised = self._failure(task, ended, claim, policy)
             else:
                 self._tasks_in_flight.discard(task)
                 keeper.forget(claim)
                 self._emit(huey_signals.SIGNAL_INTERRUPTED, task)  # puts it back, and says so
-                if here:
+                if here is not None:
                     raise  # run_now: Ctrl-C stops the test, after the job went back to waiting
                 return None
         except SerializationError as exc:
@@ -334,7 +337,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
             outcome, value, failure, follow_up = self._follow_up(task, claim, result, value)
         # The next job is claimed with this release, unless post-execute hooks run after
         # it: a slow hook would hold that job unrenewed, and its lease could run out.
-        fetch = not (self._stopping() or getattr(self._local, "here", False) or self._post_execute)
+        fetch = not (self._stopping() or getattr(self._local, "here", None) or self._post_execute)
         try:
             stored, self._local.next = store_outcome(
                 self.storage, claim, outcome, value=value, traceback=trace, delay=delay,

@@ -41,11 +41,16 @@ import redis
 from redis.client import Pipeline
 from redis.cluster import ClusterPipeline
 from redis.commands.core import Script as RedisScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError
 
 from framework import defaults
 from framework.connection import ThreadClients
-from framework.errors import HueyardError, ReadOnlyReplicaError, StorageError
+from framework.errors import (
+    HueyardError,
+    ReadOnlyReplicaError,
+    RedisUnavailableError,
+    StorageError,
+)
 from framework.keys import CHILDREN, LOGS, SAMPLES, QueueKeys
 
 __all__ = ["SCRIPTS", "Script", "Scripts", "storage_error"]
@@ -428,6 +433,8 @@ class Scripts:
             except NoScriptError:
                 registered.sha = conn.script_load(registered.script)
                 return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
+        except ClusterDownError as exc:  # a failover under way: nothing ran, try later
+            raise redis.ConnectionError(f"the Redis Cluster is down ({exc})") from exc
         except redis.ResponseError as exc:
             raise storage_error(exc, f"script {name!r}") from None
 
@@ -491,6 +498,11 @@ def storage_error(
     pass them, and ``conn`` to look the key's type up.
     """
     text = str(exc)
+    if isinstance(exc, ClusterDownError):
+        return RedisUnavailableError(
+            f"Redis refused {what}: the Redis Cluster is down ({text}), during a failover or "
+            "while a slot has no master; nothing was written, try again"
+        )
     if isinstance(exc, redis.ReadOnlyError):
         return ReadOnlyReplicaError(
             f"Redis refused {what}: it is a read-only replica ({text}). Point REDIS_URL "

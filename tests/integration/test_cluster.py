@@ -9,6 +9,7 @@ The drain across a master killed mid-way, with real consumers, is in
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -452,3 +453,42 @@ until (now[1] - started[1]) * 1000000 + (now[2] - started[2]) >= tonumber(ARGV[1
 return 1
 """
 """A script that keeps its Redis busy for ARGV[1] milliseconds."""
+
+
+def test_a_claim_refused_while_its_slot_is_not_served_is_tried_again_then_said_as_an_outage(
+    cluster: ClusterGroup,
+) -> None:
+    # Given a cluster app and a waiting job, and its master no longer serving the queue's
+    # slot for a moment (as during a failover: Redis answers CLUSTERDOWN and runs nothing)
+    cluster.client().flushall()
+    text = (
+        f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "cd"\nreconnect_attempts = 8\n'
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
+    )
+    app = Hueyard(parse_settings(text, env={}), registry())
+    q = app.keys.queue("messages")
+    slot = key_slot(q.waiting.encode())
+    master = redis.Redis(port=cluster.master_of_key(q.waiting))
+    try:
+        job_id = app.enqueue("messages", "send", {"n": 1})
+        storage = app.queue("messages").huey.storage
+        master.execute_command("CLUSTER", "DELSLOTS", slot)
+        back = threading.Timer(0.3, master.execute_command, ("CLUSTER", "ADDSLOTS", slot))
+        back.start()
+        # When a worker claims (a call sent once: a lost answer is never sent again)
+        claim = storage.claim()
+        back.join()
+        # Then the refusal was tried again, as the cluster client does outside a claim
+        assert claim is not None and claim.id == job_id
+        # And refused past the tries, it is an outage (Redis does not answer), not a
+        # storage error that blames a key
+        storage.release(claim, "completed", value="null")
+        app.enqueue("messages", "send", {"n": 2})
+        master.execute_command("CLUSTER", "DELSLOTS", slot)
+        app.clients.cluster.retry.update_retries(0)
+        with pytest.raises(redis.ConnectionError, match="Redis Cluster is down"):
+            storage.claim()
+    finally:
+        with contextlib.suppress(redis.ResponseError):
+            master.execute_command("CLUSTER", "ADDSLOTS", slot)
+        app.close()

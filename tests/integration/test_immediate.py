@@ -8,6 +8,8 @@ the real Redis test database.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -94,7 +96,12 @@ def registry_with_handlers() -> HandlerRegistry:
 
     @handler("work", registry=registry)
     def interrupted(payload: dict[str, Any]) -> None:
-        raise KeyboardInterrupt  # Ctrl-C while the job runs
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while the job runs
+        time.sleep(5)  # Python's handler raises KeyboardInterrupt before this ends
+
+    @handler("work", registry=registry)
+    def gives_up(payload: dict[str, Any]) -> None:
+        raise KeyboardInterrupt  # a handler's own raise, not Ctrl-C
 
     @handler("limited", registry=registry)
     def rare(payload: dict[str, Any]) -> int:
@@ -192,11 +199,45 @@ def test_a_job_past_its_timeout_is_stopped_as_in_a_worker(app: Hueyard) -> None:
         framework.result(job_id)
 
 
+@pytest.fixture
+def python_handles_sigint() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in this process (as in a test run from a terminal;
+    a worker process of pytest-xdist may ignore it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_handles_sigint")
 def test_ctrl_c_in_a_job_stops_the_test_and_puts_the_job_back(app: Hueyard) -> None:
     with pytest.raises(KeyboardInterrupt):
         app.enqueue("work", "interrupted", {})
     (waiting,) = Jobs(app).list_jobs("work", "waiting").items
     assert (waiting.attempts, waiting.error) == (0, None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+@pytest.mark.usefixtures("python_handles_sigint")
+def test_a_keyboard_interrupt_a_handler_raises_itself_fails_its_attempts_as_in_a_worker(
+    app: Hueyard,
+) -> None:
+    # When a handler raises KeyboardInterrupt itself (no Ctrl-C)
+    job_id = app.enqueue("work", "gives_up", {})
+    # Then the enqueue returns, and the job failed after its attempts, as with a consumer
+    job = Jobs(app).get(job_id)
+    assert job is not None and job.state == "failed", job
+    assert job.error is not None and "KeyboardInterrupt" in job.error
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_in_another_thread_a_keyboard_interrupt_is_the_handler_s_own(app: Hueyard) -> None:
+    # A signal never reaches a thread other than the main one: there it is code's own
+    ids: list[str] = []
+    thread = threading.Thread(target=lambda: ids.append(app.enqueue("work", "gives_up", {})))
+    thread.start()
+    thread.join()
+    job = Jobs(app).get(ids[0])
+    assert job is not None and job.state == "failed", job
 
 
 def test_hooks_and_signals_run_as_in_a_worker(app: Hueyard) -> None:
