@@ -75,6 +75,9 @@ def create_app(
     hueyard = app if app is not None else get_app()
     settings = hueyard.settings.dashboard
     flask_app = Flask(__name__)
+    # Every URL answers with a trailing slash too (/admin/queues/), as Bull Board's
+    # Express routes do; an open endpoint is still only its exact path.
+    flask_app.url_map.strict_slashes = False
     flask_app.config.update(
         MAX_CONTENT_LENGTH=64 * 1024,  # forms here are a few fields
         JSON_SORT_KEYS=False,

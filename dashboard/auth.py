@@ -125,7 +125,9 @@ class Credentials:
 
 
 def _configured(env: Mapping[str, str]) -> Credentials | None:
-    """The first pair of variables that is set; :class:`DashboardError` for half a pair."""
+    """The first pair of variables that is set; :class:`DashboardError` for a username
+    without a password. A password without a username is the spec's user ``admin``
+    (the username is no secret; the password is checked as always)."""
     for user_var, password_var in (
         ("DASHBOARD_USERNAME", "DASHBOARD_PASSWORD"),
         ("BULL_BOARD_USERNAME", "BULL_BOARD_PASSWORD"),
@@ -133,9 +135,15 @@ def _configured(env: Mapping[str, str]) -> Credentials | None:
         username, password = env.get(user_var, ""), env.get(password_var, "")
         if not username and not password:
             continue
-        if not username or not password:
-            missing = password_var if username else user_var
-            raise DashboardError(f"{missing} is not set; set both {user_var} and {password_var}")
+        if not password:
+            raise DashboardError(
+                f"{password_var} is not set; set both {user_var} and {password_var}"
+            )
+        if not username:
+            source = (
+                f"{password_var} (user {defaults.DEFAULT_DASHBOARD_USERNAME!r}: {user_var} unset)"
+            )
+            return Credentials(defaults.DEFAULT_DASHBOARD_USERNAME, password, source, password_var)
         return Credentials(username, password, f"{user_var} / {password_var}", password_var)
     return None
 

@@ -226,15 +226,29 @@ def test_anything_but_development_refuses_missing_default_or_short_credentials(
     ("env", "message"),
     [
         ({"DASHBOARD_USERNAME": "ops"}, "DASHBOARD_PASSWORD is not set"),
-        ({"DASHBOARD_PASSWORD": "long-password-here"}, "DASHBOARD_USERNAME is not set"),
         ({**DEV, "BULL_BOARD_USERNAME": "bull"}, "BULL_BOARD_PASSWORD is not set"),
     ],
 )
-def test_half_a_pair_is_refused_in_every_environment(
+def test_a_username_without_a_password_is_refused_in_every_environment(
     app: Hueyard, env: dict[str, str], message: str
 ) -> None:
     with pytest.raises(DashboardError, match=message):
         create_app(app, env=env)
+
+
+@pytest.mark.parametrize("variable", ["DASHBOARD_PASSWORD", "BULL_BOARD_PASSWORD"])
+def test_a_password_without_a_username_is_the_spec_s_user_admin(
+    app: Hueyard, variable: str
+) -> None:
+    # Given only a strong password, in production (the spec: "Username: admin")
+    flask_app = create_app(app, env={variable: STRONG})
+    client = flask_app.test_client()
+    # Then admin signs in with it, and no other user does
+    assert client.get("/admin/queues", headers=basic("admin", STRONG)).status_code == 200
+    assert client.get("/admin/queues", headers=basic("ops", STRONG)).status_code == 401
+    # And a weak password alone is refused as with a username
+    with pytest.raises(DashboardError, match=f"{variable} has 5 characters"):
+        create_app(app, env={variable: "short"})
 
 
 @pytest.mark.parametrize(

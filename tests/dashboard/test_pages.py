@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import Flask
 
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
@@ -75,6 +76,21 @@ def test_queue_page_paginates_with_a_chosen_page_size(app: Hueyard, dash: Dash) 
 )
 def test_queue_page_refuses_bad_queries(dash: Dash, query: str, status: int) -> None:
     assert dash.get(f"/admin/queues/work?{query}").status_code == status
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/queues/", "/admin/queues/work/", "/admin/workers/", "/api/v1/queues/health/"],
+)
+def test_a_url_with_a_trailing_slash_answers_as_without(dash: Dash, path: str) -> None:
+    # Bull Board's Express routes answer /admin/queues/ as /admin/queues
+    assert dash.get(path).status_code == 200
+
+
+def test_an_open_endpoint_is_open_at_its_exact_path_only(flask_app: Flask) -> None:
+    client = flask_app.test_client()
+    assert client.get("/health").status_code == 200
+    assert client.get("/health/").status_code == 401  # served, behind basic auth
 
 
 def test_an_unknown_queue_is_404(dash: Dash) -> None:
