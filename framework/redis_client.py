@@ -51,6 +51,7 @@ from framework.cache import (
 )
 from framework.clients import LazyCluster
 from framework.connection import ConnectionSpec, build_pool, redact_url, tls_options
+from framework.errors import StorageError
 from framework.keys import Keys, cache_lock_prefix
 from framework.scripts import Scripts
 
@@ -222,14 +223,19 @@ class RedisClient:
 
     # -- operations --------------------------------------------------------
 
-    def set(self, key: str, value: Any, ttl: int | None = None) -> bool:
-        """Store ``value`` as JSON, for ``ttl`` seconds (``None``: no expiry). ``True`` if stored.
+    def set(
+        self, key: str, value: Any, ttl: int | None = None, *, ttl_name: str | None = None
+    ) -> bool:
+        """Store ``value`` as JSON for its TTL: ``ttl`` seconds, else ``[cache.ttl]``'s
+        ``ttl_name``, else ``[cache] default_ttl`` (every cached value expires: nothing the
+        cache writes stays forever). ``True`` if stored.
 
-        Raises :class:`PayloadError` if ``value`` is not JSON, ``ValueError`` if ``ttl < 1``.
+        Raises :class:`PayloadError` if ``value`` is not JSON, ``ValueError`` for a TTL
+        outside 1 s to 30 days, :class:`ConfigError` for an unknown ``ttl_name``.
         """
         name = self._prefix + key
         encoded = encode(name, value)
-        seconds = None if ttl is None else check_ttl(ttl)
+        seconds = resolve_ttl(ttl, ttl_name, self._cache_ttls, self._default_ttl)
         result = self._run("SET", name, lambda: self._redis.set(name, encoded, ex=seconds))
         return not isinstance(result, _Failed) and bool(result)
 
@@ -251,11 +257,27 @@ class RedisClient:
         result = self._run("EXISTS", name, lambda: self._redis.exists(name))
         return not isinstance(result, _Failed) and result > 0
 
-    def incr(self, key: str, amount: int = 1) -> int | None:
-        """Add ``amount`` to the integer at ``key`` (0 if missing): the sum, ``None`` on error."""
+    def incr(
+        self, key: str, amount: int = 1, ttl: int | None = None, *, ttl_name: str | None = None
+    ) -> int | None:
+        """Add ``amount`` to the integer at ``key`` (0 if missing): the sum, ``None`` on error.
+
+        The counter lives its TTL (chosen as for :meth:`set`) from its first increment:
+        later increments keep the expiry it has, so ``incr("sent:2026-12-01",
+        ttl=86400)`` counts one day's messages and is gone a day later.
+        """
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError(f"incr takes a whole number as amount, got {amount!r}")
         name = self._prefix + key
-        result = self._run("INCRBY", name, lambda: self._redis.incrby(name, amount))
-        return None if isinstance(result, _Failed) else result
+        seconds = resolve_ttl(ttl, ttl_name, self._cache_ttls, self._default_ttl)
+        result = self._run(
+            "INCRBY",
+            name,
+            lambda: self._scripts.call(
+                "cache_incr", keys={"counter": name}, args={"amount": amount, "ttl": seconds}
+            ),
+        )
+        return None if isinstance(result, _Failed) else int(result)
 
     def get_cached(
         self,
@@ -369,7 +391,7 @@ class RedisClient:
         except _UNAVAILABLE as exc:
             self.outage.failure(operation, key, self._describe(exc))
             return _Failed(unavailable=True)
-        except (RedisError, ValueError) as exc:
+        except (RedisError, ValueError, StorageError) as exc:  # StorageError: a script's
             self.outage.success()  # Redis answered: it is up
             hint = ""
             if isinstance(exc, ValueError):

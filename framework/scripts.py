@@ -283,6 +283,7 @@ SCRIPTS: dict[str, Script] = {
         Script("resume", keys=("paused", "waiting", "wake")),
         Script("schedule_mark", keys=("schedule",), args=("tick_ms", "job", "fired_ms", "ttl_ms")),
         Script("cache_unlock", keys=("lock",), args=("token",)),
+        Script("cache_incr", keys=("counter",), args=("amount", "ttl")),
         Script("peek", keys=("hash",), row=("field", "cap")),
         Script("peek_lines", keys=("list",), args=("count", "cap")),
     )

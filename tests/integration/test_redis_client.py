@@ -87,14 +87,44 @@ def test_values_round_trip_as_json(client: RedisClient, raw: redis.Redis, value:
     assert b": " not in stored_text and b", " not in stored_text  # compact separators
 
 
-def test_set_with_ttl_expires_the_key_and_without_ttl_keeps_it(
+def test_every_value_set_expires_by_its_ttl_its_ttl_name_or_the_default(
     client: RedisClient, raw: redis.Redis
 ) -> None:
     client.set("user:123:permissions", ["read"], ttl=300)
-    client.set("forever", 1)
+    client.set("contact:9", {"name": "Ada"}, ttl_name="CONTACT_DETAILS")
+    client.set("no:ttl:named", 1)
 
     assert 295 <= raw.ttl(PREFIX + "user:123:permissions") <= 300
-    assert raw.ttl(PREFIX + "forever") == -1
+    assert 55 <= raw.ttl(PREFIX + "contact:9") <= 60
+    assert 118 <= raw.ttl(PREFIX + "no:ttl:named") <= 123  # [cache] default_ttl: never forever
+    with pytest.raises(ConfigError, match="unknown cache TTL name 'CONTACTS'"):
+        client.set("x", 1, ttl_name="CONTACTS")
+
+
+def test_a_counter_lives_its_ttl_from_its_first_increment(
+    client: RedisClient, raw: redis.Redis
+) -> None:
+    # Given a day's counter, incremented once
+    assert client.incr("messages:sent:2026-12-01", ttl=86_400) == 1
+    raw.expire(PREFIX + "messages:sent:2026-12-01", 1_000)  # as if most of the day went by
+    # When it is incremented again (with its TTL named again, as a caller does)
+    assert client.incr("messages:sent:2026-12-01", amount=10, ttl=86_400) == 11
+    # Then it keeps the expiry it had: it ends a day after it began, not after the last
+    assert 990 <= raw.ttl(PREFIX + "messages:sent:2026-12-01") <= 1_000
+    # And a counter without a TTL named lives the default; one made before counters had
+    # a TTL gets one at its next increment (nothing the cache writes stays forever)
+    client.incr("plain")
+    assert 118 <= raw.ttl(PREFIX + "plain") <= 123
+    raw.set(PREFIX + "old", 5)
+    assert client.incr("old", ttl_name="CAMPAIGN_STATS") == 6
+    assert 25 <= raw.ttl(PREFIX + "old") <= 30
+    assert client.get("old") == 6
+
+
+@pytest.mark.parametrize("amount", [1.5, True, "2"])
+def test_a_counter_takes_a_whole_number(client: RedisClient, amount: object) -> None:
+    with pytest.raises(TypeError, match="whole number"):
+        client.incr("n", amount=amount)  # type: ignore[arg-type]
 
 
 def test_set_refuses_a_value_that_is_not_json(client: RedisClient, raw: redis.Redis) -> None:
@@ -136,7 +166,7 @@ def test_incr_on_a_non_integer_logs_and_returns_none(
     assert client.incr("label") is None
     [error] = messages(caplog, logging.ERROR)
     assert "INCRBY 'hueyard:cache:label'" in error
-    assert "ResponseError" in error
+    assert "not an integer" in error
     assert redis_url in error
 
 
