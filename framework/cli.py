@@ -83,6 +83,7 @@ from framework.connection import connection_failure
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
 from framework.errors import HueyardError, OptionError, PayloadError, StorageError
+from framework.forget_cli import add_forget_command
 from framework.immediate import ENV
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.options import shown
@@ -146,6 +147,7 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     add_schedule_commands(commands)
     add_doctor_command(commands)
     add_upgrade_command(commands)
+    add_forget_command(commands)
     _add_plugin_commands(commands, _command_name(argv))
     return parser
 

@@ -22,7 +22,9 @@ What is looked at, in the order of ``docs/operations.md``:
   longest-running job), delayed jobs due later (or due with no consumer to
   promote them), a failure rate over the last ``[health]
   failure_window_minutes`` above ``max_failure_rate``
-  (:data:`~framework.defaults.DOCTOR_FAILURE_RATE` when unset).
+  (:data:`~framework.defaults.DOCTOR_FAILURE_RATE` when unset);
+- queues taken out of the config whose keys are still in Redis (a whole
+  diagnosis only: one ``SCAN`` of the keyspace).
 
 Everything is read through :class:`framework.jobs.Jobs` (masked) and one
 ``INFO``; no job or queue is changed (reading the consumers prunes stale
@@ -41,6 +43,7 @@ from framework.application import Hueyard
 from framework.consumer import HEARTBEAT_TTL
 from framework.errors import ReadOnlyReplicaError, RedisUnavailableError, StorageError
 from framework.jobs import Jobs
+from framework.leftovers import undeclared_queues
 from framework.metrics import ConsumerInfo
 from framework.pulse import QueuePulse
 from framework.records import QueueCounts
@@ -82,6 +85,7 @@ class Check(StrEnum):
     DUE_NOT_PROMOTED = "due-not-promoted"
     WAITING_CHILDREN = "waiting-children"
     FAILING = "failing"
+    UNDECLARED_QUEUE = "undeclared-queue"
     FINE = "fine"
 
 
@@ -140,6 +144,8 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
         counts = jobs.counts_all()
         for name in names:
             findings += _QueueDoctor(app, jobs, name, counts[name], consumers).findings()
+        if not queues:
+            findings += _undeclared(app)
     except RedisUnavailableError as exc:
         return [_unreachable(url, str(exc))]
     except StorageError as exc:  # it answers, but refuses: out of memory, a planted key
@@ -148,6 +154,24 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
     if not any(f.severity.rank >= Severity.WARNING.rank for f in findings):
         findings.append(_fine(url, info, names, consumers))
     return findings
+
+
+def _undeclared(app: Hueyard) -> list[Finding]:
+    """Queues taken out of the config whose keys are still in Redis."""
+    found = undeclared_queues(app.clients.client(), app.keys, app.queues)
+    return [
+        Finding(
+            Check.UNDECLARED_QUEUE,
+            Severity.WARNING,
+            name,
+            f"queue {name} is not in the config, but Redis still holds its keys",
+            f"{_many(count, 'key')} under {app.keys.queue_tag(name)} (jobs, sets, "
+            "idempotency keys): nothing serves or expires them",
+            f"declare [queues.{name}] again to run or inspect its jobs, or delete its keys "
+            f"with hueyard forget-queue {name}",
+        )
+        for name, count in found.items()
+    ]
 
 
 # -- the Redis server ------------------------------------------------------------------------

@@ -141,6 +141,15 @@ def cache_lock_prefix(cache_prefix: str) -> str:
     return f"{cache_prefix.rstrip(':')}-lock:"
 
 
+def literal_pattern(text: str) -> str:
+    """``text`` as a literal ``SCAN``/``KEYS`` pattern (its ``{``, ``*``, ``?``, ``[`` escaped).
+
+    >>> print(literal_pattern("{p:q}:*"))
+    \\{p:q\\}:\\*
+    """
+    return "".join("\\" + char if char in "*?[]\\{}" else char for char in text)
+
+
 class Keys:
     """Key builder for one app (one ``[redis] prefix``)."""
 

@@ -28,7 +28,7 @@ import redis
 from framework import defaults
 from framework.clock import server_ms
 from framework.errors import HueyardError
-from framework.keys import JOB_STATES, LOGS, Keys, LegacyKeys, QueueKeys
+from framework.keys import JOB_STATES, LOGS, Keys, LegacyKeys, QueueKeys, literal_pattern
 
 __all__ = ["UpgradeReport", "check_single_redis", "legacy_queues", "live_consumers", "upgrade_keys"]
 
@@ -145,7 +145,9 @@ def _move_queue_keys(
     kept = {prefix + name for name in (*_SETS, "seq")}  # handled above: moved, or left
     rest = [
         name
-        for name in (raw.decode() for raw in conn.scan_iter(match=_glob(prefix) + "*", count=1000))
+        for name in (
+            raw.decode() for raw in conn.scan_iter(match=literal_pattern(prefix) + "*", count=1000)
+        )
         if name not in kept
     ]
     moved += _rename_all(conn, [(name, new_prefix + name[len(prefix) :]) for name in rest], report)
@@ -158,7 +160,7 @@ def _move_orphans(
     """Records no set names (and logs without a record): moved by their handler's queue."""
     prefix = keys.legacy.job_prefix
     moved: dict[str, int] = {}
-    for raw in conn.scan_iter(match=_glob(prefix) + "*", count=1000):
+    for raw in conn.scan_iter(match=literal_pattern(prefix) + "*", count=1000):
         name = raw.decode()
         job_id = name[len(prefix) :].removesuffix(LOGS)
         record = name[: len(name) - len(LOGS)] if name.endswith(LOGS) else name
@@ -221,11 +223,6 @@ def _rename_all(conn: redis.Redis, pairs: list[tuple[str, str]], report: Upgrade
         else:
             report.left.append(f"{old}: {new} exists already; compare the two, keep one")
     return moved
-
-
-def _glob(text: str) -> str:
-    """``text`` as a literal SCAN pattern (its ``{``, ``*``, ``?``, ``[`` escaped)."""
-    return "".join("\\" + char if char in "*?[]\\{}" else char for char in text)
 
 
 def live_consumers(conn: redis.Redis, keys: Keys, window: float) -> int:

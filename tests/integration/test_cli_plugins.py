@@ -36,6 +36,7 @@ COMMANDS = [
     "schedule",
     "doctor",
     "upgrade-keys",
+    "forget-queue",
 ]
 
 
