@@ -62,14 +62,19 @@ class Kill:
         return self.consumer.pid
 
 
-def _kill(e2e: E2E, consumer: ConsumerProcess) -> Kill:
-    waiting = e2e.counts("chaos").waiting
-    held = {
+def _held(e2e: E2E, consumer: ConsumerProcess) -> set[str]:
+    """The active jobs ``consumer`` holds (claimed, under its lease)."""
+    return {
         job.id
         for job in e2e.jobs_in("chaos", "active")
         # a consumer's id is "<host>:<pid>:<random>"
         if job.consumer and job.consumer.rsplit(":", 2)[-2] == str(consumer.pid)
     }
+
+
+def _kill(e2e: E2E, consumer: ConsumerProcess) -> Kill:
+    waiting = e2e.counts("chaos").waiting
+    held = _held(e2e, consumer)
     before = time.time()
     consumer.kill()  # SIGKILL to the process group, then reaped
     return Kill(consumer, before, time.time(), waiting, held)
@@ -116,7 +121,15 @@ def test_jobs_survive_consumers_killed_at_random_moments(e2e: E2E) -> None:
             interval=0.01,
         )
         victim = live.pop(rng.randrange(len(live)))
-        time.sleep(max(ready[victim.pid] + WARM_UP - time.time(), 0))  # it has jobs running
+        time.sleep(max(ready[victim.pid] + WARM_UP - time.time(), 0))
+        # it has jobs running (a -k process consumer on a loaded machine may take longer
+        # than the warm-up to start its workers: a kill before that would test nothing)
+        wait_until(
+            lambda: bool(_held(e2e, victim)),  # noqa: B023 - called in this iteration only
+            timeout=10,
+            what=f"consumer {victim.pid} holding a job",
+            interval=0.01,
+        )
         kills.append(_kill(e2e, victim))
         args = ("-k", "process") if number == CHAOS_PROCESS_KILL else ()
         live.append(e2e.start_consumer(*args, env=env, config=config))
