@@ -238,6 +238,9 @@ class Relay:
             raise failed.cause from None
         if not ids.existing:
             logger.info("job %s of %s: its follow-up %s is job %s", job_id, queue, handler, ids[0])
+        runner = self.producer.runner
+        if runner is not None:  # the test mode: it runs now, as any job enqueued there
+            runner(data["queue"], ids, options)
         return True
 
     def deliver_quietly(self, queue: str, notices: Sequence[bytes | str]) -> None:

@@ -79,6 +79,18 @@ def registry_with_handlers() -> HandlerRegistry:
     def double(payload: dict[str, Any]) -> int:
         return int(payload["n"]) * 2
 
+    @handler("other", registry=registry)
+    def add_five(payload: dict[str, Any]) -> dict[str, int]:
+        return {"n": int(payload["n"]) + 5}
+
+    @handler("work", registry=registry)
+    def spawner(payload: dict[str, Any]) -> dict[str, int]:
+        job = current_job()
+        assert job is not None
+        return {"spawned": len(job.spawn_many(double, [{"n": n} for n in range(3)]))}
+
+    HANDLERS.update(double=double, add_five=add_five, spawner=spawner)
+
     @handler("work", registry=registry)
     def fan_out(payload: dict[str, Any]) -> dict[str, Any]:
         job = current_job()
@@ -108,6 +120,10 @@ def registry_with_handlers() -> HandlerRegistry:
         return int(payload["n"])
 
     return registry
+
+
+HANDLERS: dict[str, Any] = {}
+"""The handlers of the latest :func:`registry_with_handlers`, by name (to chain them)."""
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -191,6 +207,31 @@ def test_a_job_enqueued_by_a_job_runs_inside_it(app: Hueyard) -> None:
     result = framework.result(job_id)
     assert result["same_job"] is True
     assert [framework.result(child) for child in result["children"]] == [0, 2, 4]
+
+
+def test_a_chain_runs_to_its_last_step_before_the_enqueue_returns(app: Hueyard) -> None:
+    # Given a chain of three steps (each step's result is the next one's payload)
+    add_five = HANDLERS["add_five"]
+    origin = add_five.s({"n": 1}).then(add_five).then(add_five).enqueue()
+    # Then every step ran, as a consumer would have run them
+    jobs = Jobs(app)
+    assert jobs.counts("other").completed == 3 and jobs.counts("other").waiting == 0
+    assert framework.result(origin) == {"n": 6}
+    (last,) = [job for job in jobs.list_jobs("other", "completed").items if job.result == {"n": 16}]
+    assert last.follows is not None
+
+
+def test_a_parent_s_follow_up_runs_once_its_children_finished(app: Hueyard) -> None:
+    # Given a parent whose three children double 0, 1, 2, and a follow-up on its result
+    parent = (
+        HANDLERS["spawner"].s({}).then(HANDLERS["add_five"], {"n": 10}, field="spawn").enqueue()
+    )
+    # Then the children ran, the parent completed, and its follow-up ran after them
+    jobs = Jobs(app)
+    assert state(app, parent) == "completed"
+    assert jobs.counts("other").waiting == 0
+    results = [job.result for job in jobs.list_jobs("other", "completed").items]
+    assert sorted(results, key=str) == sorted([0, 2, 4, {"n": 15}], key=str)
 
 
 def test_a_job_past_its_timeout_is_stopped_as_in_a_worker(app: Hueyard) -> None:
