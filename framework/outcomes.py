@@ -97,7 +97,8 @@ def store_outcome(
             # Within the lease nobody else can have taken the job: a try whose answer
             # was lost stored it (or Redis lost its data while it was away).
             logger.warning(
-                "job %s: its outcome (%s) was stored by a try whose answer was lost",
+                "job %s: its outcome (%s) was stored by a try whose answer was lost, or "
+                "Redis lost the job while it was away (restarted without its data)",
                 claim.id, outcome,
             )  # fmt: skip
         return released or Stored.AS_ASKED, None
