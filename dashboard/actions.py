@@ -25,6 +25,7 @@ from flask.typing import ResponseReturnValue
 
 from dashboard import csrf
 from dashboard.auth import current_user
+from dashboard.guard import READ_ONLY
 from dashboard.state import DashboardState, current
 from framework.errors import JobActionError, QueueError
 from framework.jobs import FINISHED_STATES, STATES
@@ -96,8 +97,8 @@ JOB_ACTIONS: dict[str, _Action] = {
 def guard() -> None:
     """Read-only mode, then the Origin header, then the CSRF token: all before any read."""
     state = current()
-    if state.read_only:
-        abort(403, "The dashboard is read-only ([dashboard] read_only = true): no action runs.")
+    if state.read_only:  # the perimeter refuses it first (dashboard.guard)
+        abort(403, READ_ONLY)
     origin, referer = request.headers.get("Origin"), request.headers.get("Referer")
     if not csrf.trusted_source(origin, referer, state.allowed_hosts, request.host):
         abort(403, "This form was sent from another site; reload the page and try again.")

@@ -7,7 +7,9 @@
    address (logged with the username, never the password), and past
    ``max_failed_logins`` within ``failed_login_window`` seconds the address
    gets 429 with ``Retry-After`` for ``login_lockout`` seconds
-   (:mod:`dashboard.throttle`).
+   (:mod:`dashboard.throttle`);
+3. in read-only mode, any method but ``GET``, ``HEAD`` and ``OPTIONS`` gets 403,
+   whatever the URL, before anything is read.
 
 Credentials sent to an open endpoint are checked too (``/health`` shows more
 to a signed-in client), and count the same way when wrong, so an open
@@ -23,18 +25,20 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 
 from dashboard.auth import is_open
 from dashboard.state import DashboardState
 
-__all__ = ["UNKNOWN_HOST", "install"]
+__all__ = ["READ_ONLY", "UNKNOWN_HOST", "install"]
 
 logger = logging.getLogger("hueyard.dashboard")
 
 UNKNOWN_HOST = "Unknown host. Add it to [dashboard] allowed_hosts in config/queues.toml.\n"
 _SIGN_IN = "Authentication required: sign in with the dashboard's credentials.\n"
 _CHALLENGE = 'Basic realm="hueyard dashboard", charset="UTF-8"'
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY = "The dashboard is read-only ([dashboard] read_only = true): no action runs."
 _WARNED_HOSTS = 256  # distinct refused hosts logged per process, so a scanner cannot flood
 
 
@@ -59,6 +63,13 @@ def install(flask_app: Flask, state: DashboardState) -> None:
     @flask_app.before_request
     def check_credentials() -> Response | None:
         return _sign_in(state, open_endpoint=is_open(request.path, state.open_endpoints))
+
+    @flask_app.before_request
+    def check_read_only() -> None:
+        # every method that could change something, on any URL (a page's too: 403, not
+        # the 405 of its route), before anything is read
+        if state.read_only and request.method not in _READS:
+            abort(403, READ_ONLY)
 
 
 def _sign_in(state: DashboardState, *, open_endpoint: bool) -> Response | None:

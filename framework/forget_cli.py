@@ -15,7 +15,7 @@ import redis
 
 from framework.connection import connection_failure
 from framework.errors import RedisUnavailableError
-from framework.leftovers import forget_queue, undeclared_queues
+from framework.leftovers import check_forgettable, forget_queue, undeclared_queues
 from framework.runtime import get_app
 
 if TYPE_CHECKING:
@@ -38,11 +38,9 @@ def _forget(args: argparse.Namespace) -> int:
     app = get_app()
     conn = app.clients.client()
     try:
+        check_forgettable(args.queue, app.queues)
         if not args.yes:
-            app_queues = list(app.queues)
-            count = undeclared_queues(conn, app.keys, app_queues).get(args.queue, 0)
-            if args.queue in app_queues:
-                forget_queue(conn, app.keys, args.queue, app_queues)  # raises, naming the fix
+            count = undeclared_queues(conn, app.keys, app.queues).get(args.queue, 0)
             print(
                 f"queue {args.queue!r} has {count} key(s) in Redis; run again with --yes to "
                 "delete them (its jobs can not come back)",

@@ -22,8 +22,9 @@ import redis
 
 from framework.errors import QueueError
 from framework.keys import Keys, literal_pattern
+from framework.settings import QUEUE_NAME
 
-__all__ = ["Forgotten", "forget_queue", "undeclared_queues"]
+__all__ = ["Forgotten", "check_forgettable", "forget_queue", "undeclared_queues"]
 
 _BATCH = 500
 """Keys deleted per round trip."""
@@ -57,14 +58,22 @@ class Forgotten:
     (one that had not finished: a finished child told its parent already)."""
 
 
-def forget_queue(conn: Any, keys: Keys, queue: str, declared: Iterable[str]) -> Forgotten:
-    """Delete every key of ``queue``, which the config must not declare."""
-    known = list(declared)
-    if queue in known:
+def check_forgettable(queue: str, declared: Iterable[str]) -> None:
+    """Raise :class:`QueueError` unless ``queue`` is a queue name the config does not declare."""
+    if not QUEUE_NAME.fullmatch(queue):
+        raise QueueError(
+            f"{queue!r} is not a queue name (a lowercase letter, then letters, digits, _)"
+        )
+    if queue in set(declared):
         raise QueueError(
             f"queue {queue!r} is declared in the config; take [queues.{queue}] out first "
             "(hueyard clean deletes the finished jobs of a declared queue)"
         )
+
+
+def forget_queue(conn: Any, keys: Keys, queue: str, declared: Iterable[str]) -> Forgotten:
+    """Delete every key of ``queue``, which the config must not declare."""
+    check_forgettable(queue, declared)
     q = keys.queue(queue)
     done = Forgotten()
     batch: list[str] = []

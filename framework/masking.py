@@ -60,7 +60,7 @@ _KEY_CHARS_SET = frozenset(
 )  # a bare key: also user[password]= (a form's), db/password=, auth:token=
 _SCHEME_WORDS = ("bearer", "basic", "token", "digest", "bot")
 _SCHEME = re.compile(
-    r"(?<![A-Za-z0-9_\-])(?P<key>[A-Za-z][A-Za-z0-9_\-]{0,63})\s*:\s*"
+    r"(?<![A-Za-z0-9_\-])(?P<key>[A-Za-z][A-Za-z0-9_\-]{0,63})\s*[:=]\s*"
     r"(?P<scheme>Bearer|Basic|Token|Digest|Bot)\s+"
     r"(?P<value>[^\s\"',;]+)",
     re.IGNORECASE,
@@ -72,7 +72,9 @@ _HEADER_LINE = re.compile(
 _URL_PASSWORD = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?P<head>[A-Za-z][A-Za-z0-9+.\-]{0,30}://[^:/@\s]{0,256}:)[^@/\s]+@"
 )
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+# A token starts where a run of its characters starts (not at every "eyJ" after a "-"
+# inside one: "eyJ-eyJ-..." made each try scan to the run's end, quadratic in its length).
+_JWT = re.compile(r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
 _INPUT_VALUE = re.compile(r"input_value=(?:.*?(?=, input_type=)|[^\n]*)")
 _BARE_END = frozenset(" \t\r\n,;&)}]\"'")
 _NOT_SECRET = frozenset({"true", "false", "null", "none", "True", "False", "None"})
@@ -170,10 +172,11 @@ class Masker:
         squashed = _squash(text)
         if not any(word in squashed for word in self.words):
             return text  # no key in it can name a secret
-        if ":" in text:
+        if ":" in text or "=" in text:  # Authorization: Basic xyz, auth=Bearer xyz
             lowered = text.lower()
             if any(word in lowered for word in _SCHEME_WORDS):
                 text = _SCHEME.sub(self._scheme, text)
+        if ":" in text:
             text = _HEADER_LINE.sub(self._header, text)
         if '"' in text or "'" in text:
             text = self._after_quoted_keys(text)
@@ -266,6 +269,11 @@ def _bare_key_before(text: str, index: int, floor: int) -> str:
 def _value_span(text: str, start: int, *, quote: str | None) -> tuple[int, str]:
     """Where the value that begins at ``start`` ends, and what replaces it."""
     first = text[start]
+    prefix = _literal_prefix(text, start)
+    if prefix:  # a Python literal: b'...', rb"...", u'...', f'...'
+        mark = text[start + prefix]
+        end = _quoted_end(text, start + prefix + 1, mark)
+        return end, f"{text[start : start + prefix]}{mark}{MASK}{mark}"
     if first == "\\" and text[start + 1 : start + 2] in ('"', "'"):
         mark = text[start : start + 2]
         end = _quoted_end(text, start + 2, mark)
@@ -283,6 +291,21 @@ def _value_span(text: str, start: int, *, quote: str | None) -> tuple[int, str]:
     if end == start or text[start:end] in _NOT_SECRET:
         return start, ""
     return end, MASK
+
+
+_PREFIXES_OF_TWO = frozenset({"br", "rb", "fr", "rf"})
+
+
+def _literal_prefix(text: str, start: int) -> int:
+    """The length of a Python string literal's prefix at ``start`` (``b`` of ``b'x'``,
+    ``rb`` of ``rb"x"``), 0 when none is there."""
+    if text[start + 2 : start + 3] in ('"', "'") and text[start : start + 2].lower() in (
+        _PREFIXES_OF_TWO
+    ):
+        return 2
+    if text[start + 1 : start + 2] in ('"', "'") and text[start] in "bBrRuUfF":
+        return 1
+    return 0
 
 
 def _quoted_end(text: str, start: int, mark: str) -> int:

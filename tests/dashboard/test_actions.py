@@ -219,3 +219,14 @@ def test_read_only_refuses_every_action(read_only: tuple[Hueyard, Dash, str], ac
     assert response.status_code == 403
     assert "read-only" in response.get_data(as_text=True)
     assert counts(app)["failed"] == 1 and counts(app)["isPaused"] is False
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("path", ["/admin/queues", "/health", "/api/v1/queues/health", "/nowhere"])
+def test_read_only_answers_403_to_every_write_on_every_url(
+    read_only: tuple[Hueyard, Dash, str], method: str, path: str
+) -> None:
+    _, dash, _ = read_only
+    response = dash.client.open(path, method=method, headers=basic())
+    assert response.status_code == 403, (method, path)
+    assert "read-only" in response.get_data(as_text=True)

@@ -116,3 +116,12 @@ def test_a_declared_queue_is_refused(app: Hueyard, tmp_path: Path, redis_url: st
         assert result.returncode == 1
         assert "queue 'alpha' is declared in the config; take [queues.alpha] out" in result.stderr
     assert Jobs(app).counts("alpha").waiting == 1
+
+
+@pytest.mark.parametrize("name", ["a*", "beta}:x", "Beta", ""])
+def test_a_name_that_is_no_queue_s_is_refused(
+    app: Hueyard, tmp_path: Path, redis_url: str, name: str
+) -> None:
+    result = run(["forget-queue", name, "--yes"], only_alpha(tmp_path, redis_url))
+    assert result.returncode == 1
+    assert "is not a queue name" in result.stderr

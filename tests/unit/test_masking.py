@@ -128,6 +128,14 @@ TEXTS = [
     ("user[email]=a@b.c&user[password]=L6&commit=1",
      f"user[email]=a@b.c&user[password]={MASK}&commit=1"),
     ("db/password=L7 auth:token=L8", f"db/password={MASK} auth:token={MASK}"),
+    # Python literals with a prefix (an HTTP client's bytes headers, a dataclass's repr)
+    ("{'password': b'L9', 'user': b'ada'}", f"{{'password': b'{MASK}', 'user': b'ada'}}"),
+    ("{'Authorization': b'Bearer L10'}", f"{{'Authorization': b'{MASK}'}}"),
+    ("Creds(password=rb'L11', n=1)", f"Creds(password=rb'{MASK}', n=1)"),
+    ("{'token': u'L12', 'key': f'L13'}", f"{{'token': u'{MASK}', 'key': f'{MASK}'}}"),
+    # a scheme and its credentials after '=', as after ':'
+    ("auth=Basic dXNlcjpzM2NyZXQ= next", f"auth={MASK} {MASK} next"),
+    ("x-eyJabcdefgh.eyJabcdefgh.sig", "x-eyJabcdefgh.eyJabcdefgh.sig"),  # not a token's start
 ]  # fmt: skip
 
 
@@ -201,3 +209,13 @@ def test_an_exception_that_cannot_be_turned_into_text_is_still_described() -> No
     assert DEFAULT_MASKER.exception(Broken()) == "Broken: <exception str() failed>"
     assert DEFAULT_MASKER.exception(NotText()) == "NotText: <exception str() failed>"
     assert DEFAULT_MASKER.exception(KeyboardInterrupt()) == "KeyboardInterrupt"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("unit", ["eyJ-", "eyJabcd.", "password=b'", "'password': ", "a://b:"])
+def test_masking_a_mebibyte_of_text_made_to_be_slow_ends(unit: str) -> None:
+    # A guard against patterns that try every position of a long text to its end: a 1 MiB
+    # payload of "eyJ-" took the masker 270 s (and the dashboard with it, under the GIL);
+    # linear scans take well under a second. Not a measurement: a bound 100x too loose.
+    text = unit * ((1 << 20) // len(unit))
+    assert isinstance(DEFAULT_MASKER.text(text), str)
