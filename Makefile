@@ -22,8 +22,13 @@ faketime:
 demo: install redis
 	$(PY) -m pipelines._demo
 
+# The suite starts a few hundred Python processes (consumers, commands, servers): each
+# reads compiled modules from one cache outside the source tree, even where
+# PYTHONDONTWRITEBYTECODE is set (without it, each compiled every module again).
+PYCACHE := $(CURDIR)/.pytest_cache/pycache
+
 test: install redis chromium faketime
-	$(PY) -m pytest -n 5 --dist loadgroup
+	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(PYCACHE) $(PY) -m pytest -n 5 --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .
