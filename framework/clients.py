@@ -30,7 +30,7 @@ from redis._parsers.encoders import Encoder
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import parse_url
-from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
+from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
 from framework import defaults
@@ -229,27 +229,43 @@ class SlotPipeline:
 
 
 class _Cluster(RedisCluster):
-    """redis-py's Cluster client, whose loop of tries (it re-reads the slot map between
-    them) keeps to :class:`~framework.connection.sent_once`: inside it, a command is
-    tried again only where Redis refused to run it (``CLUSTERDOWN``, ``MASTERDOWN``
-    during a failover; a slot no node serves while the map is re-read), never when
-    its answer was lost (a timeout, a connection broken after the send)."""
+    """redis-py's Cluster client, whose tries keep to :class:`~framework.connection.sent_once`
+    and whose refusals read as outages.
+
+    - Inside ``sent_once``, a command is tried again only where Redis refused to run it
+      (``CLUSTERDOWN``, ``MASTERDOWN`` during a failover; a slot no node serves while
+      the map is re-read), never when its answer was lost (a timeout, a connection
+      broken after the send): redis-py's own loop of tries is 0 there
+      (``SpecRetry.get_retries``).
+    - A command redirected (``MOVED``, ``ASK``, ``TRYAGAIN``) until redis-py's budget
+      ran out ("TTL exhausted": a slot being moved, its keys half moved) ran nowhere:
+      it is tried again, ``reconnect_attempts`` times with the spec's backoff, then
+      fails as a connection error, which every caller treats as Redis not answering
+      (a worker's release keeps trying for its lease), not as an error of the data.
+    """
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if not sending_once():
-            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
         retry = self.retry
         if not isinstance(retry, SpecRetry):
             return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
         failures = 0
-        while True:  # SpecRetry.get_retries is 0 here: each call below is one try
+        while True:
             try:
                 return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
-            except (ClusterDownError, SlotNotCoveredError):
+            except (ClusterError, SlotNotCoveredError) as exc:
+                unsettled = type(exc) is ClusterError  # "TTL exhausted": redirected only
+                if not (unsettled or sending_once()):
+                    raise  # outside sent_once, redis-py's loop tried the refusals already
                 failures += 1
-                if failures > retry.retries:
-                    raise
-                time.sleep(retry.pause(failures))
+                if failures <= retry.retries:
+                    time.sleep(retry.pause(failures))
+                    continue
+                if unsettled:
+                    raise redis.ConnectionError(
+                        f"the Redis Cluster kept redirecting the command ({exc}): a slot "
+                        "being moved did not settle in time; nothing ran"
+                    ) from exc
+                raise
 
 
 def build_cluster(

@@ -327,6 +327,21 @@ class ConnectionSpec:
     """A Redis Cluster, discovered from ``url`` (any node): see :mod:`framework.clients`."""
 
     @property
+    def what_to_check(self) -> str:
+        """Where to look when this Redis does not answer: the end of an error's message."""
+        if self.sentinels:
+            return (
+                "check that the sentinels of [redis] sentinels (REDIS_SENTINELS) run and name "
+                "a master called [redis] master_name (REDIS_MASTER_NAME) that is up"
+            )
+        if self.cluster:
+            return (
+                "check that the node [redis] url (REDIS_URL) names is up: a process finds "
+                "the cluster through it"
+            )
+        return "check that it runs and REDIS_URL points at it"
+
+    @property
     def redacted_url(self) -> str:
         """Where it connects, for logs and errors: the URL without its password, or
         ``sentinel://host:port,.../<master>`` (the URL's part shown after it)."""

@@ -40,6 +40,7 @@ from enum import StrEnum
 
 from framework import defaults
 from framework.application import Hueyard
+from framework.connection import ConnectionSpec
 from framework.consumer import HEARTBEAT_TTL
 from framework.errors import ReadOnlyReplicaError, RedisUnavailableError, StorageError
 from framework.jobs import Jobs
@@ -126,10 +127,11 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
     """
     wanted = dict.fromkeys(queues) if queues else app.queues
     names = [app.queue(name).name for name in wanted]
-    url = app.settings.redis.connection.redacted_url
+    spec = app.settings.redis.connection
+    url = spec.redacted_url
     probe = app.cache.health()
     if not probe["connected"]:
-        return [_unreachable(url, f"PING failed: {probe['error']}")]
+        return [_unreachable(url, f"PING failed: {probe['error']}", spec)]
     info_reply = app.cache.server_info()
     info = RedisInfo.parse(info_reply or {})
     findings = _server(url, info, readable=info_reply is not None)
@@ -147,7 +149,7 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
         if not queues:
             findings += _undeclared(app)
     except RedisUnavailableError as exc:
-        return [_unreachable(url, str(exc))]
+        return [_unreachable(url, str(exc), spec)]
     except StorageError as exc:  # it answers, but refuses: out of memory, a planted key
         findings.append(_refused(exc))
     findings.sort(key=lambda f: -f.severity.rank)
@@ -177,17 +179,21 @@ def _undeclared(app: Hueyard) -> list[Finding]:
 # -- the Redis server ------------------------------------------------------------------------
 
 
-def _unreachable(url: str, error: str) -> Finding:
+def _unreachable(url: str, error: str, spec: ConnectionSpec) -> Finding:
+    where = (
+        "Check that Redis runs (redis-cli -h HOST -p PORT ping); that REDIS_URL (or "
+        "REDIS_HOST, REDIS_PORT, REDIS_DB, [redis] url) names it"
+        if not (spec.sentinels or spec.cluster)
+        else spec.what_to_check.capitalize()
+    )
     return Finding(
         Check.REDIS_UNREACHABLE,
         Severity.ERROR,
         None,
         f"Redis at {url} does not answer",
         error,
-        "Check that Redis runs (redis-cli -h HOST -p PORT ping); that REDIS_URL (or "
-        "REDIS_HOST, REDIS_PORT, REDIS_DB, [redis] url) names it; that REDIS_PASSWORD is its "
-        "password when it asks for one; and that it accepts connections from this host "
-        "(bind, protected-mode, firewall).",
+        f"{where}; that REDIS_PASSWORD is its password when it asks for one; and that it "
+        "accepts connections from this host (bind, protected-mode, firewall).",
     )
 
 

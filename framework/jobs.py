@@ -144,8 +144,8 @@ def _converted(jobs: Jobs, name: str, exc: Exception) -> StorageError:
     url = settings.connection.redacted_url
     return RedisUnavailableError(
         f"jobs.{name}: Redis at {url} "
-        f"{connection_failure(exc, settings.reconnect_attempts, url)}; check that it runs "
-        "and REDIS_URL points at it"
+        f"{connection_failure(exc, settings.reconnect_attempts, url)}; "
+        f"{settings.connection.what_to_check}"
     )
 
 

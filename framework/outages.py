@@ -14,6 +14,7 @@ import threading
 import time
 
 import redis
+from redis.sentinel import MasterNotFoundError
 
 from framework.errors import StorageError
 
@@ -75,6 +76,11 @@ class Outage:
 
 
 def _trouble(exc: BaseException) -> str:
+    if isinstance(exc, MasterNotFoundError):
+        return (
+            "the sentinels name no master that is up (check [redis] master_name, "
+            "REDIS_MASTER_NAME, and [redis] sentinels)"
+        )
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return "Redis does not answer"
     if isinstance(exc, StorageError):  # says what is wrong and the fix

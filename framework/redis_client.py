@@ -24,6 +24,7 @@ following ones at DEBUG, and the first success after it at INFO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -35,7 +36,7 @@ from typing import Any, TypedDict, TypeVar, cast
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -310,8 +311,7 @@ class RedisClient:
         started = time.perf_counter()
         try:
             if self._cluster is not None:
-                with self._node_probe(*self._cluster_nodes()[0]) as node:
-                    node.ping()
+                self._ping_cluster()
             else:
                 self._probe.ping()
         except (RedisError, OSError) as exc:
@@ -339,6 +339,27 @@ class RedisClient:
             log.debug("Redis INFO at %s failed: %s", self._url, self._describe(exc))
             return None
         return info
+
+    def _ping_cluster(self) -> None:
+        """PING the Cluster's masters as the client knows them, in turn, until one answers
+        (a dead master whose replica took over must not make the cluster read as down);
+        the first answer also builds the cluster client, so that this process knows
+        every node from then on, not only the one the URL names (which may die)."""
+        assert self._cluster is not None
+        failure: BaseException | None = None
+        for host, port in self._cluster_nodes():
+            try:
+                with self._node_probe(host, port) as node:
+                    node.ping()
+            except (RedisError, OSError) as exc:
+                failure = failure or exc
+                continue
+            if self._cluster.built is None:
+                with contextlib.suppress(RedisError, RedisClusterException):
+                    self._cluster.resolve()
+            return
+        assert failure is not None
+        raise failure
 
     def _cluster_nodes(self) -> list[tuple[str, int]]:
         """The Cluster's masters as the client knows them; before its first command, the

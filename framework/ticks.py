@@ -197,7 +197,7 @@ def _answered(
             raise RedisUnavailableError(
                 f"schedules.{method.__name__}: Redis at {settings.connection.redacted_url} did "
                 f"not answer after {settings.reconnect_attempts} reconnection attempts "
-                f"({type(exc).__name__}: {exc}); check that it runs and REDIS_URL points at it"
+                f"({type(exc).__name__}: {exc}); {settings.connection.what_to_check}"
             ) from None
 
     return call

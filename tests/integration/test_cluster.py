@@ -492,3 +492,92 @@ def test_a_claim_refused_while_its_slot_is_not_served_is_tried_again_then_said_a
         with contextlib.suppress(redis.ResponseError):
             master.execute_command("CLUSTER", "ADDSLOTS", slot)
         app.close()
+
+
+def _move_slot(cluster: ClusterGroup, slot: int, source: int, target: int) -> None:
+    """Finish moving ``slot``: every key left, then the slot itself, on both masters."""
+    with redis.Redis(port=source) as old, redis.Redis(port=target) as new:
+        while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            old.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for node in (new, old):
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", cluster.node_id(target))
+
+
+def test_a_release_while_its_slot_is_being_moved_waits_for_the_move(tmp_path: Path) -> None:
+    # Given a running job of a queue whose slot starts moving to another master, its
+    # record moved already, the queue's sets not yet (Redis answers TRYAGAIN for a script
+    # whose keys are half moved, until redis-py's budget of redirects runs out)
+    with ClusterGroup(tmp_path / "moving", masters=2, replicas_per_master=0) as cluster:
+        text = (
+            f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "mv"\n'
+            "reconnect_attempts = 8\n"
+            "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
+        )
+        app = Hueyard(parse_settings(text, env={}), registry())
+        try:
+            ids = app.enqueue_many("messages", "send", [{"n": n} for n in range(2)])
+            storage = app.queue("messages").huey.storage
+            claim = storage.claim()
+            assert claim is not None and claim.id == ids[0]
+            q = app.keys.queue("messages")
+            slot = key_slot(q.waiting.encode())
+            source = cluster.master_for_slot(slot)
+            [target] = [port for port in cluster.master_ports() if port != source]
+            with redis.Redis(port=source) as old, redis.Redis(port=target) as new:
+                new.execute_command(
+                    "CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source)
+                )
+                old.execute_command(
+                    "CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target)
+                )
+                old.execute_command(
+                    "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", q.job(claim.id)
+                )
+            done = threading.Timer(0.8, _move_slot, (cluster, slot, source, target))
+            done.start()
+            # When the worker releases it (its outcome stored in the script's one call)
+            stored = storage.release(claim, "completed", value='{"sent": 0}')
+            done.join()
+            # Then the release waited for the move and stored it once, on the new master
+            assert stored
+            job = Jobs(app).get(ids[0], queue="messages")
+            assert job is not None and job.state == "completed" and job.stalls == 0, job
+            # And a move that does not settle within the tries is an outage, not bad data
+            with redis.Redis(port=target) as new, redis.Redis(port=source) as old:
+                old.execute_command(
+                    "CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(target)
+                )
+                new.execute_command(
+                    "CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(source)
+                )
+                new.execute_command(
+                    "MIGRATE", "127.0.0.1", source, "", 0, 5000, "KEYS", q.job(ids[1])
+                )
+            app.clients.cluster.retry.update_retries(1)
+            with pytest.raises(redis.ConnectionError, match="did not settle in time"):
+                storage.claim()
+        finally:
+            app.close()
+
+
+def test_health_rides_through_the_death_of_the_node_the_url_names(tmp_path: Path) -> None:
+    # Given a dashboard's view of a cluster (its health probe, as load balancers call
+    # it) whose URL names a master, and nothing else asked of the cluster yet
+    with ClusterGroup(tmp_path / "seed", masters=3) as cluster:
+        text = (
+            f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "sd"\n'
+            "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
+        )
+        app = Hueyard(parse_settings(text, env={}), registry())
+        try:
+            assert app.cache.health()["connected"] is True
+            # When that master dies and its replica takes over
+            seed = cluster.ports[0]
+            assert seed in cluster.master_ports()
+            cluster.kill_master(seed)
+            cluster.wait_failover()
+            # Then the cluster still reads as up, and its queues can be read
+            assert app.cache.health()["connected"] is True
+            assert Jobs(app).counts("messages").waiting == 0
+        finally:
+            app.close()

@@ -61,12 +61,13 @@ def tls_app(
     *,
     password: str = PASSWORD,
     sentinel_password: str = SENTINEL_PASSWORD,
+    master: str = MASTER_NAME,
 ) -> Hueyard:
     sentinels = ", ".join(f'"{entry}"' for entry in group.sentinels)
     # The url's host is not used with sentinels: an address where no Redis runs proves it.
     text = (
         f'[redis]\nurl = "rediss://{USER}:{password}@127.0.0.1:1/0"\n'
-        f'sentinels = [{sentinels}]\nmaster_name = "{MASTER_NAME}"\n'
+        f'sentinels = [{sentinels}]\nmaster_name = "{master}"\n'
         f'sentinel_password = "{sentinel_password}"\ntls_ca_file = "{ca_file}"\n'
         'reconnect_attempts = 2\nprefix = "stls"\n[queues.messages]\nattempts = 1\n'
     )
@@ -124,6 +125,11 @@ def test_another_ca_and_wrong_passwords_are_refused_saying_which(
             tls_app(group, ca.ca_cert, sentinel_password="wrong-sentinel"),
             "refused the credentials",
             "check [redis] sentinel_password",
+        ),
+        (
+            tls_app(group, ca.ca_cert, master="no-such-master"),  # not REDIS_URL's fault
+            "no master 'no-such-master' found",
+            "name a master called [redis] master_name (REDIS_MASTER_NAME) that is up",
         ),
     ):
         try:
