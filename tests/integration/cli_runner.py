@@ -19,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,19 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+
+
+def project_env(tmp_path: Path, toml: str, module: str, source: str) -> dict[str, str]:
+    """A project in ``tmp_path`` for the command: ``q.toml`` holding ``toml``, and the
+    handler module ``module`` holding ``source`` (dedented), found on ``PYTHONPATH``."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    (tmp_path / "q.toml").write_text(toml)
+    return {
+        "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
+        "HUEYARD_HANDLER_PACKAGES": "",
+        "HUEYARD_HANDLER_MODULES": module,
+        "PYTHONPATH": str(tmp_path),
+    }
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Result:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from framework.handlers import HandlerRegistry, handler
 from framework.jobs import STATES, Jobs
 from framework.storage import JobStorage
 from tests.conftest import AppFactory, app_toml
-from tests.integration.cli_runner import ROOT, run
+from tests.integration.cli_runner import ROOT, project_env, run
 
 TOML = """
 [queues.alpha]
@@ -36,22 +35,15 @@ attempts = 1
 
 @pytest.fixture
 def project(tmp_path: Path, redis_url: str) -> dict[str, str]:
-    (tmp_path / "cli_job_handlers.py").write_text(
-        textwrap.dedent("""
+    handlers = """
         from framework import handler
 
         @handler("alpha")
         def ping(payload: dict) -> int:
             return 1
-    """)
-    )
-    (tmp_path / "q.toml").write_text(app_toml(redis_url, TOML, prefix="clijobs"))
-    return {
-        "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
-        "HUEYARD_HANDLER_PACKAGES": "",
-        "HUEYARD_HANDLER_MODULES": "cli_job_handlers",
-        "PYTHONPATH": str(tmp_path),
-    }
+    """
+    toml = app_toml(redis_url, TOML, prefix="clijobs")
+    return project_env(tmp_path, toml, "cli_job_handlers", handlers)
 
 
 @pytest.fixture

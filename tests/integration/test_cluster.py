@@ -340,16 +340,7 @@ def test_a_job_read_while_its_slot_is_being_moved_is_found(tmp_path: Path) -> No
             slot = key_slot(q.waiting.encode())
             source = cluster.master_for_slot(slot)
             [target] = [port for port in cluster.master_ports() if port != source]
-            with redis.Redis(port=source) as old, redis.Redis(port=target) as new:
-                new.execute_command(
-                    "CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source)
-                )
-                old.execute_command(
-                    "CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target)
-                )
-                old.execute_command(
-                    "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", q.job(ids[0])
-                )
+            _start_moving(cluster, slot, source, target, q.job(ids[0]))
             # When it is read, by queue and by id alone
             jobs = Jobs(app)
             by_queue, by_id = jobs.get(ids[0], queue="messages"), jobs.get(ids[0])
@@ -503,6 +494,14 @@ def _move_slot(cluster: ClusterGroup, slot: int, source: int, target: int) -> No
             node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", cluster.node_id(target))
 
 
+def _start_moving(cluster: ClusterGroup, slot: int, source: int, target: int, key: str) -> None:
+    """Set ``slot`` moving from master ``source`` to ``target``, and move ``key`` alone."""
+    with redis.Redis(port=source) as old, redis.Redis(port=target) as new:
+        new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source))
+        old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target))
+        old.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", key)
+
+
 def test_a_release_while_its_slot_is_being_moved_waits_for_the_move(tmp_path: Path) -> None:
     # Given a running job of a queue whose slot starts moving to another master, its
     # record moved already, the queue's sets not yet (Redis answers TRYAGAIN for a script
@@ -523,16 +522,7 @@ def test_a_release_while_its_slot_is_being_moved_waits_for_the_move(tmp_path: Pa
             slot = key_slot(q.waiting.encode())
             source = cluster.master_for_slot(slot)
             [target] = [port for port in cluster.master_ports() if port != source]
-            with redis.Redis(port=source) as old, redis.Redis(port=target) as new:
-                new.execute_command(
-                    "CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source)
-                )
-                old.execute_command(
-                    "CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target)
-                )
-                old.execute_command(
-                    "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", q.job(claim.id)
-                )
+            _start_moving(cluster, slot, source, target, q.job(claim.id))
             done = threading.Timer(0.8, _move_slot, (cluster, slot, source, target))
             done.start()
             # When the worker releases it (its outcome stored in the script's one call)
@@ -543,16 +533,7 @@ def test_a_release_while_its_slot_is_being_moved_waits_for_the_move(tmp_path: Pa
             job = Jobs(app).get(ids[0], queue="messages")
             assert job is not None and job.state == "completed" and job.stalls == 0, job
             # And a move that does not settle within the tries is an outage, not bad data
-            with redis.Redis(port=target) as new, redis.Redis(port=source) as old:
-                old.execute_command(
-                    "CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(target)
-                )
-                new.execute_command(
-                    "CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(source)
-                )
-                new.execute_command(
-                    "MIGRATE", "127.0.0.1", source, "", 0, 5000, "KEYS", q.job(ids[1])
-                )
+            _start_moving(cluster, slot, target, source, q.job(ids[1]))
             app.clients.cluster.retry.update_retries(1)
             with pytest.raises(redis.ConnectionError, match="did not settle in time"):
                 storage.claim()

@@ -5,7 +5,6 @@ for one of its jobs. Against the real Redis server, through the real command."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from framework.application import Hueyard
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import JobLocation, Jobs
 from tests.conftest import AppFactory, app_toml
-from tests.integration.cli_runner import run
+from tests.integration.cli_runner import project_env, run
 from tests.integration.workers import run_all
 
 BOTH = """
@@ -47,21 +46,14 @@ def registry() -> HandlerRegistry:
 
 def only_alpha(tmp_path: Path, url: str) -> dict[str, str]:
     """The project after ``[queues.beta]`` and its handler were taken out."""
-    (tmp_path / "fq_handlers.py").write_text(
-        textwrap.dedent("""
+    handlers = """
         from framework import handler
 
         @handler("alpha")
         def parent(payload: dict) -> None: ...
-    """)
-    )
-    (tmp_path / "q.toml").write_text(app_toml(url, "[queues.alpha]\n", prefix=PREFIX))
-    return {
-        "HUEYARD_CONFIG": str(tmp_path / "q.toml"),
-        "HUEYARD_HANDLER_PACKAGES": "",
-        "HUEYARD_HANDLER_MODULES": "fq_handlers",
-        "PYTHONPATH": str(tmp_path),
-    }
+    """
+    toml = app_toml(url, "[queues.alpha]\n", prefix=PREFIX)
+    return project_env(tmp_path, toml, "fq_handlers", handlers)
 
 
 @pytest.fixture
