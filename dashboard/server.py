@@ -178,12 +178,19 @@ def run_up(host: str | None = None, port: int | None = None) -> None:
     The consumer owns the signals (SIGTERM / SIGINT stop it gracefully); the
     dashboard stops when the consumer has.
     """
+    from framework.consumer import exit_despite_threads
+
     app, server = _build(host, port)
     thread = threading.Thread(target=server.serve, name="dashboard", daemon=True)
     thread.start()
+    code = 0
     try:
-        app.create_consumer().run()
+        app.create_consumer().run(exit_process=False)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        raise
     finally:
         server.stop()
         thread.join(SHUTDOWN_GRACE + 5)
-    print("hueyard up: stopped", file=sys.stderr)
+        print("hueyard up: stopped", file=sys.stderr)
+        exit_despite_threads(code)

@@ -71,6 +71,7 @@ __all__ = [
     "EXIT_ABANDONED",
     "ConsumerApp",
     "MultiQueueConsumer",
+    "exit_despite_threads",
     "ignored_flags",
     "served_queues",
 ]
@@ -313,6 +314,32 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
         self.sleep_for_interval(started, self.interval)
 
 
+def exit_despite_threads(status: int) -> None:
+    """End the process now, with ``status``, if threads a handler started and left running
+    (not daemon threads: a ``ThreadPoolExecutor``'s, a ``threading.Thread``) are alive:
+    Python would wait for them at exit, for ever, deaf to every further signal. Their
+    work is cut short; a job put back or released is stored already. Return otherwise."""
+    leftover = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+    ]
+    if not leftover:
+        return
+    names = ", ".join(thread.name for thread in leftover[:10])
+    logger.warning(
+        "%d thread(s) a handler started still run (%s%s): the process exits without "
+        "waiting for them",
+        len(leftover), names, ", ..." if len(leftover) > 10 else "",
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers + logger.handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 class MultiQueueConsumer:
     """Workers for several queues under one signal handler and one shutdown deadline."""
 
@@ -521,8 +548,13 @@ class MultiQueueConsumer:
             return
         self._signum = signum
 
-    def run(self) -> None:
-        """Start, wait for a signal, shut down gracefully, return."""
+    def run(self, *, exit_process: bool = True) -> None:
+        """Start, wait for a signal, shut down gracefully, return.
+
+        With ``exit_process`` (``huey_consumer``; ``hueyard up`` exits by itself after
+        its dashboard), a process that threads a handler started would keep alive
+        after the consumer stopped exits anyway (:func:`exit_despite_threads`).
+        """
         self.start()
         next_check = time.monotonic() + self._health_check_interval
         next_beat = 0.0
@@ -540,6 +572,8 @@ class MultiQueueConsumer:
         self.stop(graceful=True)
         self.heartbeat(leaving=True)
         logger.info("consumer exiting")
+        if exit_process:
+            exit_despite_threads(self._exit_code)
         if self._exit_code:
             raise SystemExit(self._exit_code)
 
@@ -561,7 +595,26 @@ class MultiQueueConsumer:
             # Idle workers may still be inside one blocking read; let them hand back
             # whatever it returns before this process exits.
             self._join(BLOCKING_READ_TIMEOUT + 0.5)
+            if self.worker_type == WORKER_PROCESS:
+                self._kill_stuck_workers()
         sys.stdout.flush()
+
+    def _kill_stuck_workers(self) -> None:
+        """SIGKILL the worker processes still alive after their interrupt: a handler that
+        caught it (``except BaseException``) would hold this consumer's exit for as long
+        as it runs (multiprocessing joins its children at exit). Its job goes back to
+        waiting once its lease runs out, as a crashed worker's does."""
+        for queue, index, process in self.workers:
+            if not self.environment.is_alive(process):
+                continue
+            logger.warning(
+                "worker %s-%d (pid %s) still runs a job that did not stop when interrupted "
+                "(its handler caught the interrupt): killed; its job goes back to waiting "
+                "when its lease runs out",
+                queue, index + 1, process.pid,
+            )  # fmt: skip
+            process.kill()
+            process.join(1)
 
     def _join(self, timeout: float, *, hurry: bool = False) -> bool:
         """Wait up to ``timeout`` s for every worker and the scheduler to end (True if

@@ -15,13 +15,15 @@ runs a job in the caller's thread the same way, through :meth:`QueueHuey.run_now
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import redis
 from huey import Huey
@@ -31,6 +33,7 @@ from huey.exceptions import CancelExecution, RetryTask, TaskLockedException, Tas
 from huey.serializer import Serializer
 from huey.utils import Error
 
+from framework import forks
 from framework.context import job_context
 from framework.errors import (
     ChainError,
@@ -302,6 +305,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 run,
                 job_context(self.storage, claim, policy.attempts, self.relay),
                 self._timeout_context(task),
+                _ForkGuard(claim),
             ):
                 result = task.execute()
             if (stopped := run.outcome_of(None)) is not None:
@@ -618,3 +622,36 @@ class QueueHuey(Huey):  # type: ignore[misc]
     def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
         self.storage.promote_due()
         return []
+
+
+class _ForkGuard:
+    """Around a handler's call: a process the handler forked that comes back out of it
+    (:func:`_end_forked_child`) goes no further."""
+
+    __slots__ = ("_claim", "_pid")
+
+    def __init__(self, claim: Claim) -> None:
+        self._claim = claim
+        self._pid = forks.pid()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        if forks.pid() != self._pid:
+            _end_forked_child(self._claim)
+
+
+def _end_forked_child(claim: Claim) -> NoReturn:
+    """A process the handler forked came back out of the handler (its child branch did
+    not end with ``os._exit``): it would store the job's outcome with its parent's claim,
+    then go on as a second worker of the consumer, deaf to its signals. It ends here."""
+    logger.error(
+        "job %s: a process its handler forked (pid %d) returned from the handler; it exits "
+        "now (a forked child must end with os._exit)",
+        claim.id, os.getpid(),
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers + logger.handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)

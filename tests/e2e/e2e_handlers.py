@@ -25,8 +25,10 @@ an app refuses to compile a handler for an undeclared queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -167,6 +169,40 @@ def slow_sleep(payload: dict[str, Any]) -> dict[str, Any]:
 @handler("spare", name="sleep")
 def spare_sleep(payload: dict[str, Any]) -> dict[str, Any]:
     return _sleep("spare", payload)
+
+
+def _forever() -> None:
+    while True:
+        time.sleep(0.2)
+
+
+@handler("slow")
+def leaves_a_thread(payload: dict[str, Any]) -> str:
+    """Start a thread that never ends and is not a daemon (as a ThreadPoolExecutor's)."""
+    threading.Thread(target=_forever, name="left-behind", daemon=False).start()
+    return "started"
+
+
+@handler("slow")
+def swallows(payload: dict[str, Any]) -> str:
+    """Run ``seconds``, catching every interrupt (the shutdown's too)."""
+    record("slow.swallows", payload["tag"], "start")
+    deadline = time.monotonic() + payload["seconds"]
+    while time.monotonic() < deadline:
+        with contextlib.suppress(BaseException):  # the point: it swallows interrupts
+            time.sleep(0.1)
+    record("slow.swallows", payload["tag"], "end")
+    return "done"
+
+
+@handler("slow")
+def forks(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fork; the child returns from the handler (it should have called os._exit)."""
+    child = os.fork()
+    if child == 0:
+        return {"child": "returned"}
+    os.waitpid(child, 0)
+    return {"child": child}
 
 
 @handler("wide", name="sleep")

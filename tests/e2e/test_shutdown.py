@@ -6,6 +6,7 @@ job the other two are idle, blocked in Redis waiting for the next job.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -167,3 +168,50 @@ def test_a_signal_during_start_up_still_stops_every_worker_process(e2e: E2E) -> 
     time.sleep(0.5)
     survivors = consumer.group_members()
     assert (status, survivors) == (0, [])
+
+
+def test_threads_a_handler_left_running_do_not_keep_the_consumer_alive(e2e: E2E) -> None:
+    # Given a thread consumer whose handler started a thread that never ends (not a daemon)
+    consumer = e2e.start_consumer()
+    job = handlers.leaves_a_thread.enqueue({})
+    assert e2e.wait_result("slow", job) == "started"
+    # When it gets SIGTERM
+    consumer.send(signal.SIGTERM)
+    # Then it exits (Python would have waited for that thread for ever, deaf to signals)
+    assert consumer.wait_exit() == 0
+    assert "1 thread(s) a handler started still run (left-behind)" in consumer.log()
+
+
+def test_a_worker_process_whose_handler_swallows_its_interrupt_is_killed(e2e: E2E) -> None:
+    # Given a process consumer (1 s to finish jobs at shutdown) running a handler that
+    # catches every interrupt and would run two minutes
+    config = e2e.write_config("short.toml", shutdown_timeout=1)
+    consumer = e2e.start_consumer("-k", "process", config=config)
+    job = handlers.swallows.enqueue({"tag": "deaf", "seconds": 120})
+    e2e.records.wait_for(1, tag="deaf")
+    # When the consumer is stopped
+    sent = consumer.send(signal.SIGTERM)
+    # Then it exits within its grace period and a few seconds, killing that worker
+    assert consumer.wait_exit() == 0
+    assert time.time() - sent < 15
+    assert "still runs a job that did not stop when interrupted" in consumer.log()
+    # And the job did not finish: it goes back to waiting once its lease runs out
+    assert e2e.records.ends(tag="deaf") == []
+    info = e2e.job(job)
+    assert info is not None and info.state == "active", info
+
+
+def test_a_process_the_handler_forked_ends_with_the_handler(e2e: E2E) -> None:
+    # Given a handler that forks, whose child returns from the handler
+    consumer = e2e.start_consumer()
+    job = handlers.forks.enqueue({})
+    # Then the job's outcome is the parent's, the child ended there, and said why
+    result = e2e.wait_result("slow", job)
+    child = result["child"]
+    assert isinstance(child, int)
+    consumer.wait_log("returned from the handler; it exits now")
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    # And the consumer stops as usual, no second worker left behind
+    consumer.send(signal.SIGTERM)
+    assert consumer.wait_exit() == 0
