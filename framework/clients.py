@@ -30,7 +30,12 @@ from redis._parsers.encoders import Encoder
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import parse_url
-from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    SlotNotCoveredError,
+)
 from redis.retry import Retry
 
 from framework import defaults
@@ -254,18 +259,22 @@ class _Cluster(RedisCluster):
                 return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
             except (ClusterError, SlotNotCoveredError) as exc:
                 unsettled = type(exc) is ClusterError  # "TTL exhausted": redirected only
-                if not (unsettled or sending_once()):
-                    raise  # outside sent_once, redis-py's loop tried the refusals already
-                failures += 1
-                if failures <= retry.retries:
-                    time.sleep(retry.pause(failures))
-                    continue
-                if unsettled:
-                    raise redis.ConnectionError(
-                        f"the Redis Cluster kept redirecting the command ({exc}): a slot "
-                        "being moved did not settle in time; nothing ran"
-                    ) from exc
-                raise
+                # outside sent_once, redis-py's own loop tried the refusals already
+                if unsettled or sending_once():
+                    failures += 1
+                    if failures <= retry.retries:
+                        time.sleep(retry.pause(failures))
+                        continue
+                if isinstance(exc, ClusterDownError):
+                    raise  # a refusal Redis answered: its callers say "the cluster is down"
+                why = (
+                    "kept redirecting the command: a slot being moved did not settle in time"
+                    if unsettled
+                    else "has no node that serves the command's slot"
+                )
+                raise redis.ConnectionError(
+                    f"the Redis Cluster {why} ({exc}); nothing ran"
+                ) from exc
 
 
 def build_cluster(

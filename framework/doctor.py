@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import redis
+
 from framework import defaults
 from framework.application import Hueyard
 from framework.connection import ConnectionSpec
@@ -159,8 +161,12 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
 
 
 def _undeclared(app: Hueyard) -> list[Finding]:
-    """Queues taken out of the config whose keys are still in Redis."""
-    found = undeclared_queues(app.clients.client(), app.keys, app.queues)
+    """Queues taken out of the config whose keys are still in Redis (none when the scan
+    fails: the findings above say what is wrong with Redis)."""
+    try:
+        found = undeclared_queues(app.clients.client(), app.keys, app.queues)
+    except redis.RedisError:
+        return []
     return [
         Finding(
             Check.UNDECLARED_QUEUE,
