@@ -1,7 +1,7 @@
 """YAML read safely, with the line of every value, and validation errors that point at it.
 
 :func:`read_yaml` parses with PyYAML's ``SafeLoader`` (no Python tags, no
-code), refuses duplicate keys (which PyYAML would silently resolve to the last
+code, no aliases), refuses duplicate keys (which PyYAML would silently resolve to the last
 one) and returns the data with a map from each value's path (``("nodes", 2,
 "content")``) to its 1-based line. :func:`describe` turns one pydantic error
 into ``<file>:<line>: <where>: <problem>; <fix>``.
@@ -42,9 +42,27 @@ class YamlDocument:
         return 1
 
 
+class _AliasFound(Exception):
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(anchor)
+        self.anchor, self.line = anchor, line
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``): a flow file has no use for them,
+    and aliases of aliases make a few hundred bytes stand for gigabytes ("billion
+    laughs"), or a value that holds itself."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasFound(str(event.anchor), event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
 def read_yaml(text: str, source: str) -> YamlDocument:
     """Parse one YAML document safely. Raises :class:`ConfigError` naming the file and line."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -69,6 +87,15 @@ def read_yaml(text: str, source: str) -> YamlDocument:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    except _AliasFound as exc:
+        raise ConfigError(
+            f"{source}:{exc.line}: an alias (*{exc.anchor}) is not allowed in a flow file; "
+            "write the value out where it is used"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: nested too deeply to read; a flow file's values are a few levels deep"
+        ) from None
     finally:
         loader.dispose()
 

@@ -153,13 +153,19 @@ def _identifier(value: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be one line (no CR or LF)")
+    # str.splitlines() breaks at every line boundary Python (and the email package)
+    # knows: CR, LF, VT, FF, FS, GS, RS, NEL, LINE and PARAGRAPH SEPARATOR
+    if len((value + "x").splitlines()) > 1:  # + "x": a break at the end counts too
+        raise ValueError(
+            "must be one line (no line break: CR, LF, VT, FF, NEL, U+2028, U+2029 and the "
+            "like)"
+        )
     return value
 
 
 OneLine = AfterValidator(_one_line)
-"""Refuses CR and LF: for values that end up in a header or a log line."""
+"""Refuses every line break, not only CR and LF: for values that end up in a header or
+a log line (the email package refuses a header with any of them, at send time)."""
 
 PhoneNumber = Annotated[str, AfterValidator(_phone)]
 EmailAddress = Annotated[str, AfterValidator(_email)]

@@ -138,8 +138,10 @@ class Recipient:
 
     @property
     def identity(self) -> str:
-        """What makes the contact unique within a campaign: its contact id, else its phone."""
-        return self.contact_id or self.phone
+        """What makes a recipient unique within a campaign: the number messaged (rows of
+        one number with other contact ids, or none, get one message; one contact id on
+        two numbers gets one on each)."""
+        return self.phone
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +193,19 @@ def read_rows(kind: DataFile, name: str) -> Iterator[Row | Rejection]:
     """
     path = kind.resolve(name)
     with path.open("rb") as raw:
-        lines = _text_lines(raw, path, kind)
-        if name.endswith(".csv"):
+        csv_file = name.endswith(".csv")
+        lines = _text_lines(raw, path, kind, header=csv_file)
+        if csv_file:
             yield from _csv_rows(lines, path, kind)
         else:
             yield from _jsonl_rows(lines)
 
 
-def _text_lines(raw: IO[bytes], path: Path, kind: DataFile) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` for each line, decoded and bounded."""
+def _text_lines(
+    raw: IO[bytes], path: Path, kind: DataFile, *, header: bool
+) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each line, decoded and bounded: at most
+    ``kind.max_rows`` rows, after the first line when it is a ``header``."""
     number = 0
     while True:
         data = raw.readline(kind.max_line_bytes + 1)
@@ -211,7 +217,7 @@ def _text_lines(raw: IO[bytes], path: Path, kind: DataFile) -> Iterator[tuple[in
                 f"{path}, line {number}: longer than {kind.max_line_bytes} bytes; a "
                 f"{kind.what} holds one row per line"
             )
-        if number > kind.max_rows + 1:  # + 1: a CSV's header
+        if number > kind.max_rows + header:
             raise RecipientsFileError(f"{path} has more than {kind.max_rows:,} rows; {kind.split}")
         try:
             text = data.decode("utf-8-sig" if number == 1 else "utf-8")

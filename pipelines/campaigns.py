@@ -7,7 +7,7 @@
     run_campaign.enqueue(
         {"campaignId": "camp-123", "recipients": ["+14155550123", "+447700900123"],
          "content": "Our sale starts today"},
-        eta=datetime(2025, 11, 6, 10, 0, tzinfo=UTC),
+        eta=datetime.now(UTC) + timedelta(hours=2),
     )
     run_campaign.enqueue({"campaignId": "camp-124", "recipients_file": "segment-42.csv",
                           "content": "Our sale starts today"})
@@ -15,7 +15,7 @@
 Recipients come from the payload (``recipients``) or from a file in the
 campaign directory (``recipients_file``, see :mod:`pipelines._recipients`).
 They are enqueued ``batch_size`` at a time, one ``enqueue_many`` call per batch,
-each message job with the key ``<campaignId>:<contactId or phone>`` kept
+each message job with the key ``<campaignId>:<phone>`` kept
 :data:`KEY_TTL` seconds after the message job finished. So a re-run of the
 campaign job (a retry after a crash, an operator's retry, a duplicate enqueue
 days later) enqueues only the recipients that have no message job yet and
@@ -127,8 +127,8 @@ class CampaignJob(BaseModel):
 
 
 def message_key(campaign_id: str, recipient: Recipient) -> str:
-    """The job key of the campaign's message to ``recipient``: ``<campaignId>:<contactId>``,
-    or ``<campaignId>:<phone>`` for a recipient without a contact id."""
+    """The job key of the campaign's message to ``recipient``: ``<campaignId>:<phone>``,
+    the number messaged, whatever contact id its rows give."""
     return f"{campaign_id}:{recipient.identity}"
 
 

@@ -197,7 +197,7 @@ def test_a_csv_file_names_contacts_and_its_bad_rows_are_counted_by_line(
     # When the campaign runs
     done = run_next(app)
 
-    # Then contacts with an id are keyed by it, others by phone; bad rows are named by line
+    # Then every message is keyed by the number messaged; bad rows are named by line
     assert done.result["enqueued"] == 3
     assert done.result["rejected"] == 2
     assert done.result["rejections"] == [
@@ -207,10 +207,30 @@ def test_a_csv_file_names_contacts_and_its_bad_rows_are_counted_by_line(
     ]  # fmt: skip
     assert "0415" not in json.dumps(done.result)  # the data is never quoted
     assert sorted((job.key, job.payload["to"]) for job in message_jobs(app)) == [
-        (f"camp-3:{phone(3)}", phone(3)),
-        ("camp-3:c-1", phone(1)),
-        ("camp-3:c-5", phone(5)),
+        (f"camp-3:{phone(n)}", phone(n)) for n in (1, 3, 5)
     ]
+
+
+def test_one_number_on_several_rows_is_messaged_once_whatever_its_contact_ids(
+    app: Hueyard, campaign_dir: Path
+) -> None:
+    # Given a file whose rows give one number three times (with two contact ids and
+    # none, spaced differently), and a contact id reused for another number
+    (campaign_dir / "dupes.csv").write_text(
+        "\ufeffphone,contactId\r\n"
+        f"{phone(1)},c-1\r\n"
+        f" {phone(1)} ,\r\n"
+        f"{phone(1)},c-2\r\n"
+        f"{phone(2)},c-1\r\n",
+        encoding="utf-8",
+    )
+    campaigns.run_campaign.enqueue(
+        {"campaignId": "camp-d", "recipients_file": "dupes.csv", "content": "Hi"}
+    )
+    done = run_next(app)
+    # Then each number got one message: the first once, the second too
+    assert (done.result["enqueued"], done.result["alreadyEnqueued"]) == (2, 2)
+    assert per_contact(app) == Counter({phone(1): 1, phone(2): 1})
 
 
 def test_a_quoted_field_with_a_line_break_is_one_row_named_by_its_first_line(

@@ -210,6 +210,17 @@ BAD_FILES = [
         "'tag:yaml.org,2002:python/object/apply:os.system'",
         id="python-tag-refused",
     ),
+    pytest.param(
+        "variables: &a {x: *a}\nnodes: [{id: a, type: end}]\n",
+        f"{SOURCE}:1: an alias (*a) is not allowed in a flow file",
+        id="alias-of-itself",
+    ),
+    pytest.param(
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "nodes: [{id: a, type: end}]\n",
+        f"{SOURCE}:2: an alias (*a) is not allowed in a flow file",
+        id="billion-laughs",
+    ),
     pytest.param("", f"{SOURCE}:1: a flow file is a mapping with 'nodes'", id="empty"),
     pytest.param(
         "name: other\nnodes: [{id: a, type: end}]\n",

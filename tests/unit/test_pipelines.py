@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime
 import json
 import logging
@@ -364,6 +365,11 @@ BAD_PAYLOADS = [
         severity="fatal",
     ),
     bad("notifications.notify", "title: Value error, must be one line", title="a\nb"),
+    # every line break the email package refuses in a header, not only CR and LF
+    bad("notifications.notify", "title: Value error, must be one line", title="Disk\u2028full"),
+    bad("emails.send_email", "subject: Value error, must be one line", subject="Hi\x0bthere"),
+    bad("emails.send_email", "subject: Value error, must be one line", subject="Hi\x85there"),
+    bad("emails.send_email", "subject: Value error, must be one line", subject="Hi\x0c"),
     bad("notifications.notify", "body: String should have at most 2000", body="x" * 2001),
     bad("notifications.notify", "userId: Value error, must be 1 to 128", userId=""),
 ]
@@ -1312,3 +1318,21 @@ def test_through_a_proxy_the_target_is_checked_and_the_proxy_is_not(
 
     # Then only the allowed one reached the proxy
     assert len(proxy.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "header"), [("three.csv", "phone\n"), ("three.jsonl", "")], ids=["csv", "jsonl"]
+)
+def test_a_data_file_holds_at_most_its_rows_a_csv_s_header_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, header: str
+) -> None:
+    from pipelines._recipients import RECIPIENTS_FILE, RecipientsFileError, read_rows
+
+    monkeypatch.setenv(RECIPIENTS_FILE.variable, str(tmp_path))
+    kind = dataclasses.replace(RECIPIENTS_FILE, max_rows=3)
+    row = "+14155550123\n" if name.endswith(".csv") else '{"phone": "+14155550123"}\n'
+    (tmp_path / name).write_text(header + row * 3)
+    assert len(list(read_rows(kind, name))) == 3
+    (tmp_path / name).write_text(header + row * 4)
+    with pytest.raises(RecipientsFileError, match="has more than 3 rows"):
+        list(read_rows(kind, name))
