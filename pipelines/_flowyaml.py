@@ -55,7 +55,7 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise _AliasFound(str(event.anchor), event.start_mark.line + 1)
         return super().compose_node(parent, index)
 

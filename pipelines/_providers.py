@@ -157,8 +157,7 @@ def _one_line(value: str) -> str:
     # knows: CR, LF, VT, FF, FS, GS, RS, NEL, LINE and PARAGRAPH SEPARATOR
     if len((value + "x").splitlines()) > 1:  # + "x": a break at the end counts too
         raise ValueError(
-            "must be one line (no line break: CR, LF, VT, FF, NEL, U+2028, U+2029 and the "
-            "like)"
+            "must be one line (no line break: CR, LF, VT, FF, NEL, U+2028, U+2029 and the like)"
         )
     return value
 
