@@ -100,7 +100,8 @@ class MetricsSummary:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
-    oldest_waiting_age: float | None  # seconds since the longest-waiting job was created
+    oldest_waiting_age: float | None  # seconds since the longest-waiting job was created;
+    # None when nothing waits, or the queue is paused (its jobs are held, not waiting)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,14 +195,17 @@ def summary(
         for priority in bands:
             low, high = priority * defaults.SEQ_SPAN, (priority + 1) * defaults.SEQ_SPAN
             pipe.zrangebyscore(q.waiting, low, f"({high}", start=0, num=1)
+        pipe.exists(q.paused)
         replies = pipe.execute(raise_on_error=False)
     points = _points(replies[: 2 * minutes], first, minutes)
+    paused = replies[-1] is True or (isinstance(replies[-1], int) and replies[-1] > 0)
     heads = [
         reply[0].decode()
-        for reply in replies[2 * minutes :]
+        for reply in replies[2 * minutes : -1]
         if reply and not isinstance(reply, Exception)
     ]
-    oldest = _oldest_created(conn, scripts, q, heads)
+    # a paused queue's jobs are held ("paused"), not waiting: none of them is overdue
+    oldest = None if paused else _oldest_created(conn, scripts, q, heads)
 
     completed = sum(point.completed for point, _ in points)
     failed = sum(point.failed for point, _ in points)

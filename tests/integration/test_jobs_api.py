@@ -632,6 +632,12 @@ def test_the_summary_has_rates_percentiles_and_the_oldest_waiting_age(
     assert summary.oldest_waiting_age is not None
     assert 119 < summary.oldest_waiting_age < 130
     assert jobs.summary("other").oldest_waiting_age is None
+    # A paused queue's jobs are held, not waiting: none of them is overdue (/health and
+    # /metrics read this age)
+    jobs.pause("work")
+    assert jobs.summary("work", minutes=10).oldest_waiting_age is None
+    jobs.resume("work")
+    assert jobs.summary("work", minutes=10).oldest_waiting_age is not None
     assert jobs.summary("other").failure_rate is None
 
 
