@@ -44,6 +44,7 @@ from framework.masking import MASK
 __all__ = [
     "CONNECT_TIMEOUT",
     "DEFAULT_RATE_LIMIT_WAIT",
+    "MAX_ANSWER_BYTES",
     "MAX_RETRY_AFTER",
     "DeadlinePassed",
     "ThreadClients",
@@ -69,11 +70,20 @@ class DeadlinePassed(TimeoutError):
     ``urllib`` and ``http.client`` treat it as the timeout it is."""
 
 
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""Bytes a connection may read inside one :func:`deadline` (the answer, its headers
+included) unless the block names another bound: a JSON API's answer is a few kilobytes,
+and one that never ends must not fill the worker's memory."""
+
+
 @dataclass(frozen=True)
 class _Deadline:
     at: float
     """``time.monotonic()`` when it passes."""
     seconds: float
+    max_bytes: int
+    read: list[int]
+    """Bytes read so far inside the block (one item: the counter, shared by its reads)."""
 
 
 _DEADLINE: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
@@ -82,11 +92,12 @@ _DEADLINE: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
+def deadline(seconds: float, *, max_bytes: int = MAX_ANSWER_BYTES) -> Iterator[None]:
     """Every request made inside the block ends within ``seconds`` of the block's start,
-    in all: connecting, the TLS handshake, sending, the answer's headers and its body.
-    An inner deadline never extends an outer one."""
-    new = _Deadline(time.monotonic() + seconds, seconds)
+    in all: connecting, the TLS handshake, sending, the answer's headers and its body;
+    and reads at most ``max_bytes`` (past them the read fails, as a connection broken
+    after the request was sent would). An inner deadline never extends an outer one."""
+    new = _Deadline(time.monotonic() + seconds, seconds, max_bytes, [0])
     outer = _DEADLINE.get()
     token = _DEADLINE.set(new if outer is None or new.at < outer.at else outer)
     try:
@@ -125,7 +136,15 @@ class _BoundedStream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
+        data = self._stream.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
+        current = _DEADLINE.get()
+        if current is not None:
+            current.read[0] += len(data)
+            if current.read[0] > current.max_bytes:
+                raise httpcore.ReadError(
+                    f"the answer is larger than {current.max_bytes:,} bytes; it is not read further"
+                )
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._stream.write(buffer, _cut(timeout, httpcore.WriteTimeout))

@@ -342,7 +342,8 @@ class OpenAIProvider:
 
     def transcribe(self, request: VoiceTranscription) -> AITranscript:
         settings = self.settings()
-        with deadline(settings.timeout):  # the whole download, its headers included
+        # the whole download, its headers included (fetch_audio holds it to the limit)
+        with deadline(settings.timeout, max_bytes=settings.max_audio_bytes + 64 * 1024):
             audio = fetch_audio(
                 self._clients.get(),
                 request.audio_url,

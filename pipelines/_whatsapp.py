@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -362,10 +363,12 @@ class WhatsAppCloudSender:
                 "then enqueue a new job if it is missing"
             ) from None
         except httpx.TransportError as exc:
+            why = hide_secrets(str(exc), token)[:300]
             raise SendOutcomeUnknown(
                 f"WhatsApp Cloud API {where}: the connection failed after the request was sent "
-                f"({type(exc).__name__}); the message may have been sent, so it is not sent "
-                "again: check the conversation, then enqueue a new job if it is missing"
+                f"({type(exc).__name__}{': ' + why if why else ''}); the message may have been "
+                "sent, so it is not sent again: check the conversation, then enqueue a new job "
+                "if it is missing"
             ) from None
         if not response.is_success:
             raise error_for(response, token)
@@ -389,7 +392,14 @@ def _message_id(response: httpx.Response) -> str | None:
         message_id = messages[0]["id"]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
-    return message_id if isinstance(message_id, str) and message_id else None
+    # a WhatsApp message id is short printable ASCII ("wamid.HBgL..."); anything else is
+    # not one (and would be stored, logged and cached as the job's result)
+    if isinstance(message_id, str) and _MESSAGE_ID.fullmatch(message_id):
+        return message_id
+    return None
+
+
+_MESSAGE_ID = re.compile(r"[!-~]{1,256}")
 
 
 SENDER = WhatsAppCloudSender()

@@ -493,3 +493,26 @@ def test_half_the_settings_stop_an_app_being_built(
         Hueyard(settings, registry)
     assert named in str(caught.value)
     assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"messages": [{"id": "w" * 5000}]}, "without a message id"),
+        ("x" * (5 * 1024 * 1024), "the answer is larger than 4,194,304 bytes"),
+    ],
+    ids=["an-id-of-5000-characters", "an-answer-of-5-mib"],
+)
+def test_an_answer_no_api_gives_fails_the_job_as_maybe_sent_without_keeping_it(
+    api: FakeGraphAPI, app: Hueyard, body: Any, said: str
+) -> None:
+    # Given an API that answers 200 with what no WhatsApp API sends (a huge id, a body
+    # that would fill the worker's memory)
+    api.script(DIGITS, Answer(200, body))
+    messages.send_message.enqueue({"to": TO, "content": "Hi"})
+    # When the job runs: it fails at once, the message maybe sent, and keeps none of it
+    info = run_one(app)
+    assert (info.state, info.attempts) == ("failed", 1)
+    assert info.error is not None and info.error.startswith("SendOutcomeUnknown")
+    assert said in info.error
+    assert len(info.error) < 2000
