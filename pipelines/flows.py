@@ -399,6 +399,17 @@ def execute_flow(payload: FlowRun) -> dict[str, Any]:
     """
     flow = flow_book().get(payload.flow)
     job = current_job()
+    continued = [
+        name for name in ("flow_run", "node", "steps") if getattr(payload, name) not in (None, 0)
+    ]
+    if job is not None and continued and payload.previous_job is None:
+        # a trigger that names another run's id would find that run's keys held and
+        # report its jobs as this one's, messaging nobody
+        raise FlowError(
+            f"{', '.join(continued)} given in a trigger: the flow sets them (with "
+            "previous_job) on the continuations it enqueues; leave them out (a run's id "
+            "is its first job's)"
+        )
     run = _Run(flow, payload, job.id if job is not None else None)
     status = run.execute()
     return {

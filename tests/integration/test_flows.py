@@ -22,6 +22,7 @@ from framework.errors import PayloadError
 from framework.handlers import REGISTRY, HandlerRegistry, discover
 from framework.jobs import JobInfo, Jobs
 from framework.runtime import reset_app, set_app
+from framework.testing import drain
 from pipelines import flows
 from tests.integration.cli_runner import ROOT, run_process
 
@@ -312,3 +313,20 @@ def test_a_bad_flow_file_stops_hueyard_check(tmp_path: Path, redis_url: str) -> 
     assert f"{file}:4: node 'greet' (send_message), field 'text': unknown field" in result.stderr
     assert f"{file}:2: node 'greet' (send_message), field 'content': missing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "changes", [{"flow_run": "run-of-someone-else"}, {"node": "send_welcome"}], ids=str
+)
+def test_a_trigger_job_that_names_a_run_or_a_node_fails_at_once_sending_nothing(
+    app: Hueyard, changes: dict[str, Any]
+) -> None:
+    # Given a trigger enqueued with what only the flow sets on its continuations
+    job_id = flows.execute_flow.enqueue(start(**changes).model_dump(exclude_none=True))
+    # When it runs as a job
+    drain("flows", app=app)
+    # Then it fails at once, naming the fields, and enqueued nothing
+    info = Jobs(app).get(job_id)
+    assert info is not None and info.state == "failed", info
+    assert info.error is not None and "given in a trigger" in info.error
+    assert jobs_in(app, "messages") == []
