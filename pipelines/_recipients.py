@@ -60,7 +60,8 @@ CAMPAIGN_DIR_ENV = "HUEYARD_CAMPAIGN_DIR"
 MAX_FILE_RECIPIENTS = 1_000_000
 """Rows of one recipients file; split a larger audience into several campaigns."""
 MAX_CONTACT_ID = 127
-"""Characters of a contact id in a file: ``<campaignId>:<contactId>`` fits a job key (256)."""
+"""Characters of a contact id in a file (a CRM's ids; the message's job key is
+``<campaignId>:<phone>``, :func:`pipelines.campaigns.message_key`)."""
 MAX_LINE_BYTES = 4096
 """Bytes of one line of a recipients file (a row is a phone and an id, not a document)."""
 
