@@ -183,9 +183,10 @@ def run_up(host: str | None = None, port: int | None = None) -> None:
     app, server = _build(host, port)
     thread = threading.Thread(target=server.serve, name="dashboard", daemon=True)
     thread.start()
-    code = 0
+    code: int | None = None  # the consumer's exit status; None: it ended in an error
     try:
         app.create_consumer().run(exit_process=False)
+        code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
         raise
@@ -193,4 +194,5 @@ def run_up(host: str | None = None, port: int | None = None) -> None:
         server.stop()
         thread.join(SHUTDOWN_GRACE + 5)
         print("hueyard up: stopped", file=sys.stderr)
-        exit_despite_threads(code)
+        if code is not None:  # an error goes on up, with its traceback
+            exit_despite_threads(code)
