@@ -30,7 +30,7 @@ from flask import Flask, Response, abort, g, request
 from dashboard.auth import is_open
 from dashboard.state import DashboardState
 
-__all__ = ["READ_ONLY", "UNKNOWN_HOST", "install"]
+__all__ = ["UNKNOWN_HOST", "install"]
 
 logger = logging.getLogger("hueyard.dashboard")
 
@@ -38,7 +38,7 @@ UNKNOWN_HOST = "Unknown host. Add it to [dashboard] allowed_hosts in config/queu
 _SIGN_IN = "Authentication required: sign in with the dashboard's credentials.\n"
 _CHALLENGE = 'Basic realm="hueyard dashboard", charset="UTF-8"'
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
-READ_ONLY = "The dashboard is read-only ([dashboard] read_only = true): no action runs."
+_READ_ONLY = "The dashboard is read-only ([dashboard] read_only = true): no action runs."
 _WARNED_HOSTS = 256  # distinct refused hosts logged per process, so a scanner cannot flood
 
 
@@ -69,7 +69,7 @@ def install(flask_app: Flask, state: DashboardState) -> None:
         # every method that could change something, on any URL (a page's too: 403, not
         # the 405 of its route), before anything is read
         if state.read_only and request.method not in _READS:
-            abort(403, READ_ONLY)
+            abort(403, _READ_ONLY)
 
 
 def _sign_in(state: DashboardState, *, open_endpoint: bool) -> Response | None:

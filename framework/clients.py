@@ -36,7 +36,6 @@ from redis.exceptions import (
     RedisClusterException,
     SlotNotCoveredError,
 )
-from redis.retry import Retry
 
 from framework import defaults
 from framework.connection import (
@@ -246,13 +245,12 @@ class _Cluster(RedisCluster):
       ran out ("TTL exhausted": a slot being moved, its keys half moved) ran nowhere:
       it is tried again, ``reconnect_attempts`` times with the spec's backoff, then
       fails as a connection error, which every caller treats as Redis not answering
-      (a worker's release keeps trying for its lease), not as an error of the data.
+      (a worker's release keeps trying for its lease), not as an error of the data. So
+      does a refusal past its tries: none of them ran anything.
     """
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        retry = self.retry
-        if not isinstance(retry, SpecRetry):
-            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        retry = cast(SpecRetry, self.retry)  # build_cluster gives it one
         failures = 0
         while True:
             try:
@@ -265,20 +263,19 @@ class _Cluster(RedisCluster):
                     if failures <= retry.retries:
                         time.sleep(retry.pause(failures))
                         continue
-                if isinstance(exc, ClusterDownError):
-                    raise  # a refusal Redis answered: its callers say "the cluster is down"
-                why = (
-                    "kept redirecting the command: a slot being moved did not settle in time"
-                    if unsettled
-                    else "has no node that serves the command's slot"
-                )
+                if unsettled:
+                    why = "kept redirecting the command: a slot being moved did not settle in time"
+                elif isinstance(exc, ClusterDownError):
+                    why = "is down, during a failover or while a slot has no master"
+                else:
+                    why = "has no node that serves the command's slot"
                 raise redis.ConnectionError(
                     f"the Redis Cluster {why} ({exc}); nothing ran"
                 ) from exc
 
 
 def build_cluster(
-    spec: ConnectionSpec, *, max_connections: int, retry: Retry | None = None
+    spec: ConnectionSpec, *, max_connections: int, retry: SpecRetry | None = None
 ) -> RedisCluster:
     """A Cluster client that discovers the cluster from ``spec.url`` (any one node).
 

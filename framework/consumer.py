@@ -332,9 +332,7 @@ def exit_despite_threads(status: int) -> None:
         "waiting for them",
         len(leftover), names, ", ..." if len(leftover) > 10 else "",
     )  # fmt: skip
-    for handler in logging.getLogger().handlers + logger.handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
+    logging.shutdown()  # flushes every handler: os._exit flushes nothing
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

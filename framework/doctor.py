@@ -190,7 +190,8 @@ def _unreachable(url: str, error: str, spec: ConnectionSpec) -> Finding:
         "Check that Redis runs (redis-cli -h HOST -p PORT ping); that REDIS_URL (or "
         "REDIS_HOST, REDIS_PORT, REDIS_DB, [redis] url) names it"
         if not (spec.sentinels or spec.cluster)
-        else spec.what_to_check.capitalize()
+        else spec.what_to_check[:1].upper() + spec.what_to_check[1:]  # not .capitalize():
+        # it lowercases the rest, the variables' names too
     )
     return Finding(
         Check.REDIS_UNREACHABLE,

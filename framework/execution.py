@@ -15,7 +15,6 @@ runs a job in the caller's thread the same way, through :meth:`QueueHuey.run_now
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -651,7 +650,5 @@ def _end_forked_child(claim: Claim) -> NoReturn:
         "now (a forked child must end with os._exit)",
         claim.id, os.getpid(),
     )  # fmt: skip
-    for handler in logging.getLogger().handlers + logger.handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
+    logging.shutdown()  # flushes every handler: os._exit flushes nothing
     os._exit(1)

@@ -198,7 +198,7 @@ def summary(
         pipe.exists(q.paused)
         replies = pipe.execute(raise_on_error=False)
     points = _points(replies[: 2 * minutes], first, minutes)
-    paused = replies[-1] is True or (isinstance(replies[-1], int) and replies[-1] > 0)
+    paused = isinstance(replies[-1], int) and replies[-1] > 0  # EXISTS (an error: not known)
     heads = [
         reply[0].decode()
         for reply in replies[2 * minutes : -1]

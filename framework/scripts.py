@@ -434,8 +434,6 @@ class Scripts:
             except NoScriptError:
                 registered.sha = conn.script_load(registered.script)
                 return conn.evalsha(registered.sha, len(key_values), *key_values, *arg_values)
-        except ClusterDownError as exc:  # a failover under way: nothing ran, try later
-            raise redis.ConnectionError(f"the Redis Cluster is down ({exc})") from exc
         except redis.ResponseError as exc:
             raise storage_error(exc, f"script {name!r}") from None
 

@@ -76,14 +76,14 @@ included) unless the block names another bound: a JSON API's answer is a few kil
 and one that never ends must not fill the worker's memory."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Deadline:
     at: float
     """``time.monotonic()`` when it passes."""
     seconds: float
     max_bytes: int
-    read: list[int]
-    """Bytes read so far inside the block (one item: the counter, shared by its reads)."""
+    read: int = 0
+    """Bytes read so far inside the block."""
 
 
 _DEADLINE: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
@@ -97,7 +97,7 @@ def deadline(seconds: float, *, max_bytes: int = MAX_ANSWER_BYTES) -> Iterator[N
     in all: connecting, the TLS handshake, sending, the answer's headers and its body;
     and reads at most ``max_bytes`` (past them the read fails, as a connection broken
     after the request was sent would). An inner deadline never extends an outer one."""
-    new = _Deadline(time.monotonic() + seconds, seconds, max_bytes, [0])
+    new = _Deadline(time.monotonic() + seconds, seconds, max_bytes)
     outer = _DEADLINE.get()
     token = _DEADLINE.set(new if outer is None or new.at < outer.at else outer)
     try:
@@ -139,8 +139,8 @@ class _BoundedStream(httpcore.NetworkStream):
         data = self._stream.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
         current = _DEADLINE.get()
         if current is not None:
-            current.read[0] += len(data)
-            if current.read[0] > current.max_bytes:
+            current.read += len(data)
+            if current.read > current.max_bytes:
                 raise httpcore.ReadError(
                     f"the answer is larger than {current.max_bytes:,} bytes; it is not read further"
                 )

@@ -81,6 +81,16 @@ HANDLERS: dict[str, Any] = {}
 """The handlers of the latest :func:`registry`, by name (to chain them)."""
 
 
+def cluster_app(cluster: ClusterGroup, prefix: str, redis_lines: str = "") -> Hueyard:
+    """An app on ``cluster`` (``[redis]`` plus ``redis_lines``) with the queues of
+    :func:`registry`."""
+    text = (
+        f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "{prefix}"\n{redis_lines}'
+        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
+    )
+    return Hueyard(parse_settings(text, env={}), registry())
+
+
 @pytest.fixture
 def app(cluster: ClusterGroup) -> Iterator[Hueyard]:
     cluster.client().flushall()
@@ -329,11 +339,7 @@ def test_a_job_read_while_its_slot_is_being_moved_is_found(tmp_path: Path) -> No
     # Given a queue whose slot is being moved to another master (a resharding), its first
     # job's record moved already, its sets not yet: the old master answers ASK for it
     with ClusterGroup(tmp_path / "reshard", masters=2, replicas_per_master=0) as cluster:
-        text = (
-            f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "rs"\n'
-            "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
-        )
-        app = Hueyard(parse_settings(text, env={}), registry())
+        app = cluster_app(cluster, "rs")
         try:
             ids = app.enqueue_many("messages", "send", [{"n": n} for n in range(3)])
             q = app.keys.queue("messages")
@@ -400,12 +406,7 @@ def test_a_claim_whose_answer_times_out_is_sent_once_on_a_cluster(
     # Given a cluster app that retries (as in production) with a short socket timeout,
     # and four waiting jobs on messages
     cluster.client().flushall()
-    text = (
-        f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "so"\n'
-        "socket_timeout = 0.3\nreconnect_attempts = 5\n"
-        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
-    )
-    app = Hueyard(parse_settings(text, env={}), registry())
+    app = cluster_app(cluster, "so", "socket_timeout = 0.3\nreconnect_attempts = 5\n")
     try:
         q = app.keys.queue("messages")
         app.enqueue_many("messages", "send", [{"n": n} for n in range(4)])
@@ -452,11 +453,7 @@ def test_a_claim_refused_while_its_slot_is_not_served_is_tried_again_then_said_a
     # Given a cluster app and a waiting job, and its master no longer serving the queue's
     # slot for a moment (as during a failover: Redis answers CLUSTERDOWN and runs nothing)
     cluster.client().flushall()
-    text = (
-        f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "cd"\nreconnect_attempts = 8\n'
-        "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
-    )
-    app = Hueyard(parse_settings(text, env={}), registry())
+    app = cluster_app(cluster, "cd", "reconnect_attempts = 8\n")
     q = app.keys.queue("messages")
     slot = key_slot(q.waiting.encode())
     master = redis.Redis(port=cluster.master_of_key(q.waiting))
@@ -507,12 +504,7 @@ def test_a_release_while_its_slot_is_being_moved_waits_for_the_move(tmp_path: Pa
     # record moved already, the queue's sets not yet (Redis answers TRYAGAIN for a script
     # whose keys are half moved, until redis-py's budget of redirects runs out)
     with ClusterGroup(tmp_path / "moving", masters=2, replicas_per_master=0) as cluster:
-        text = (
-            f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "mv"\n'
-            "reconnect_attempts = 8\n"
-            "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
-        )
-        app = Hueyard(parse_settings(text, env={}), registry())
+        app = cluster_app(cluster, "mv", "reconnect_attempts = 8\n")
         try:
             ids = app.enqueue_many("messages", "send", [{"n": n} for n in range(2)])
             storage = app.queue("messages").huey.storage
@@ -545,11 +537,7 @@ def test_health_rides_through_the_death_of_the_node_the_url_names(tmp_path: Path
     # Given a dashboard's view of a cluster (its health probe, as load balancers call
     # it) whose URL names a master, and nothing else asked of the cluster yet
     with ClusterGroup(tmp_path / "seed", masters=3) as cluster:
-        text = (
-            f'[redis]\nurl = "{cluster.url}"\ncluster = true\nprefix = "sd"\n'
-            "[queues.messages]\n[queues.emails]\n[queues.webhooks]\n[queues.campaigns]\n"
-        )
-        app = Hueyard(parse_settings(text, env={}), registry())
+        app = cluster_app(cluster, "sd")
         try:
             assert app.cache.health()["connected"] is True
             # When that master dies and its replica takes over

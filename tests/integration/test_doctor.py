@@ -403,6 +403,21 @@ def test_an_unreachable_redis_is_one_finding_with_the_redacted_url(make_app: App
     assert exit_status(findings) == 2
 
 
+def test_sentinels_that_name_no_master_are_a_finding_that_names_their_settings(
+    make_app: AppFactory,
+) -> None:
+    # Given an app whose sentinels do not answer (a closed port)
+    sentinel = f"127.0.0.1:{free_port()}"
+    lines = f'sentinels = ["{sentinel}"]\nmaster_name = "crm"\nreconnect_attempts = 0'
+    app = make_app(TOML, registry("work"), redis_lines=lines)
+    # When
+    [finding] = diagnose(app)
+    # Then the fix names where to look, the variables' names as they are spelled
+    assert finding.check is Check.REDIS_UNREACHABLE
+    assert finding.fix.startswith("Check that the sentinels of [redis] sentinels (REDIS_SENTINELS)")
+    assert "[redis] master_name (REDIS_MASTER_NAME)" in finding.fix
+
+
 def test_a_read_only_replica_is_an_error_naming_the_primary(make_app: AppFactory) -> None:
     # Given a private primary and a replica of it (started as --replicaof 127.0.0.1 PORT)
     with RedisServer() as primary:
