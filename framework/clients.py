@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import redis
 from redis._parsers.encoders import Encoder
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
 from redis.connection import parse_url
 from redis.exceptions import (
@@ -277,7 +277,8 @@ class _Cluster(RedisCluster):
 def build_cluster(
     spec: ConnectionSpec, *, max_connections: int, retry: SpecRetry | None = None
 ) -> RedisCluster:
-    """A Cluster client that discovers the cluster from ``spec.url`` (any one node).
+    """A Cluster client that discovers the cluster from ``spec.url`` (any one node), or
+    when that node does not answer, from ``spec.cluster_nodes`` in turn.
 
     Per node: the spec's timeouts, TLS and credentials, and a pool of at most
     ``max_connections`` in which a caller waits for a free connection. A
@@ -299,7 +300,8 @@ def build_cluster(
     # reaches the connection itself, which refuses it)
     if retry is None:
         retry = SpecRetry(SpecBackoff(), spec.reconnect_attempts)
-    cluster = _Cluster.from_url(spec.url, retry=retry, **kwargs)
+    seeds = [ClusterNode(host, port) for host, port in spec.cluster_nodes]  # type: ignore[no-untyped-call]
+    cluster = _Cluster.from_url(spec.url, retry=retry, startup_nodes=seeds, **kwargs)
     lock_node_moves(cluster)
     return cluster
 

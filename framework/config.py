@@ -16,7 +16,8 @@ Environment (wins over the file):
   ``REDIS_SENTINEL_PASSWORD``: Sentinel discovery (``[redis] sentinels``, ...).
 - ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``, ``REDIS_TLS_KEY_FILE``: TLS files.
 - ``REDIS_CLUSTER`` (``1``/``true``/``yes`` or ``0``/``false``/``no``): a Redis
-  Cluster (``[redis] cluster``).
+  Cluster (``[redis] cluster``); ``REDIS_CLUSTER_NODES`` (``host:port,host:port``):
+  more of its nodes to find it through (``[redis] cluster_nodes``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from framework.settings import Settings
 __all__ = ["config_path", "load_settings", "parse_settings"]
 
 _URL_FIELDS = frozenset({"url"})
+
+_HOST_LISTS = ("sentinels", "cluster_nodes")
+"""``[redis]`` lists of ``host:port`` the environment may set, comma-separated
+(``REDIS_SENTINELS``, ``REDIS_CLUSTER_NODES``)."""
 _SECRET_FIELDS = frozenset({"password", "sentinel_password"})
 _REDIS_ENV = {
     "REDIS_MASTER_NAME": "master_name",
@@ -115,9 +120,10 @@ def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str,
                 "(true/false, yes/no)"
             )
         table["cluster"] = _BOOLEANS[cluster]
-    sentinels = env.get("REDIS_SENTINELS", "")
-    if sentinels.strip():
-        table["sentinels"] = [entry.strip() for entry in sentinels.split(",")]
+    for name in _HOST_LISTS:
+        listed = env.get(f"REDIS_{name.upper()}", "")
+        if listed.strip():
+            table[name] = [entry.strip() for entry in listed.split(",")]
     return {**raw, "redis": table} if table != redis_table else raw
 
 
@@ -137,7 +143,7 @@ def _origins(env: Mapping[str, str]) -> dict[str, str]:
     for variable, name in _REDIS_ENV.items():
         if env.get(variable, "").strip():
             found[name] = variable
-    for name in ("cluster", "sentinels"):
+    for name in ("cluster", *_HOST_LISTS):
         if env.get(f"REDIS_{name.upper()}", "").strip():
             found[name] = f"REDIS_{name.upper()}"
     return found

@@ -325,6 +325,8 @@ class ConnectionSpec:
     sentinel_password: str | None = field(default=None, repr=False)
     cluster: bool = False
     """A Redis Cluster, discovered from ``url`` (any node): see :mod:`framework.clients`."""
+    cluster_nodes: tuple[tuple[str, int], ...] = ()
+    """More nodes to discover the Cluster from, after the one ``url`` names."""
 
     @property
     def what_to_check(self) -> str:
@@ -336,8 +338,8 @@ class ConnectionSpec:
             )
         if self.cluster:
             return (
-                "check that the node [redis] url (REDIS_URL) names is up: a process finds "
-                "the cluster through it"
+                "check that a node [redis] url (REDIS_URL) or cluster_nodes "
+                "(REDIS_CLUSTER_NODES) names is up: a process finds the cluster through them"
             )
         return "check that it runs and REDIS_URL points at it"
 
@@ -346,7 +348,10 @@ class ConnectionSpec:
         """Where it connects, for logs and errors: the URL without its password, or
         ``sentinel://host:port,.../<master>`` (the URL's part shown after it)."""
         if self.cluster:
-            return f"{redact_url(self.url)} (cluster)"
+            if not self.cluster_nodes:
+                return f"{redact_url(self.url)} (cluster)"
+            hosts = ",".join(f"{_bracket(host)}:{port}" for host, port in self.cluster_nodes)
+            return f"{redact_url(self.url)} (cluster; also {hosts})"
         if not self.sentinels:
             return redact_url(self.url)
         hosts = ",".join(f"{_bracket(host)}:{port}" for host, port in self.sentinels)

@@ -363,7 +363,7 @@ class RedisClient:
 
     def _cluster_nodes(self) -> list[tuple[str, int]]:
         """The Cluster's masters as the client knows them; before its first command, the
-        node the URL names."""
+        node the URL names, then ``cluster_nodes``."""
         assert self._cluster is not None
         built: Any = self._cluster.built
         if built is not None:
@@ -371,7 +371,8 @@ class RedisClient:
             if masters:
                 return masters
         kwargs = self._cluster.connection_kwargs
-        return [(str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))]
+        named = (str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))
+        return [named, *self._cluster.spec.cluster_nodes]
 
     def _node_probe(self, host: str, port: int) -> redis.Redis:
         """A client of one Cluster node that tries once, within ``health_timeout``."""

@@ -203,6 +203,9 @@ class RedisSettings(_Strict):
     """Seconds an enqueue waits for ``wait_replicas`` replicas before it raises."""
     cluster: bool = False
     """A Redis Cluster: ``url`` names any one node; the client finds the others."""
+    cluster_nodes: list[HostPort] = Field(default_factory=list)
+    """More nodes of the Cluster to find it through when the one ``url`` names is down
+    (the same scheme and credentials as ``url``)."""
 
     @field_validator("url")
     @classmethod
@@ -236,6 +239,11 @@ class RedisSettings(_Strict):
             raise ValueError("with sentinels, url gives redis:// or rediss://, not a unix socket")
         if self.cluster:
             self._check_cluster()
+        elif self.cluster_nodes:
+            raise ValueError(
+                "cluster_nodes are nodes of a Redis Cluster: set cluster = true "
+                "(REDIS_CLUSTER=1), or remove cluster_nodes (REDIS_CLUSTER_NODES)"
+            )
         return self
 
     def _check_cluster(self) -> None:
@@ -267,6 +275,7 @@ class RedisSettings(_Strict):
             master_name=self.master_name,
             sentinel_password=self.sentinel_password,
             cluster=self.cluster,
+            cluster_nodes=tuple(_split_host_port(entry) for entry in self.cluster_nodes),
         )
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]

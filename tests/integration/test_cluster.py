@@ -10,6 +10,7 @@ The drain across a master killed mid-way, with real consumers, is in
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 import threading
 import time
@@ -224,6 +225,24 @@ def test_redis_cluster_in_the_environment_turns_it_on_or_is_refused() -> None:
     assert on.redis.connection.redacted_url.endswith("(cluster)")
     with pytest.raises(ConfigError, match="REDIS_CLUSTER='maybe' is not a yes or no"):
         parse_settings("[queues.work]\n", env={"REDIS_CLUSTER": "maybe"})
+
+
+def test_cluster_nodes_come_from_the_file_or_the_environment_and_need_cluster() -> None:
+    text = '[redis]\ncluster = true\ncluster_nodes = ["n2:7001", "[::1]:7002"]\n[queues.work]\n'
+    spec = parse_settings(text, env={}).redis.connection
+    assert spec.cluster_nodes == (("n2", 7001), ("::1", 7002))
+    assert spec.redacted_url.endswith("(cluster; also n2:7001,[::1]:7002)")
+    env = {"REDIS_CLUSTER": "1", "REDIS_CLUSTER_NODES": " n3:7003 , n4:7004 "}
+    assert parse_settings("[queues.work]\n", env=env).redis.connection.cluster_nodes == (
+        ("n3", 7003),
+        ("n4", 7004),
+    )
+    # a list of nodes without cluster = true is a mistake, not ignored
+    with pytest.raises(ConfigError, match=r"cluster_nodes are nodes of a Redis Cluster: set"):
+        parse_settings('[redis]\ncluster_nodes = ["n2:7001"]\n[queues.work]\n', env={})
+    # a bad entry names the variable that set it
+    with pytest.raises(ConfigError, match=r"'n5' is not host:port.*set by REDIS_CLUSTER_NODES"):
+        parse_settings("[queues.work]\n", env={**env, "REDIS_CLUSTER_NODES": "n5"})
 
 
 # -- TLS and ACL users on a Cluster ------------------------------------------------------------
@@ -531,6 +550,40 @@ def test_a_release_while_its_slot_is_being_moved_waits_for_the_move(tmp_path: Pa
                 storage.claim()
         finally:
             app.close()
+
+
+def test_a_process_started_while_the_url_s_node_is_down_finds_the_cluster_through_cluster_nodes(
+    cluster: ClusterGroup,
+) -> None:
+    # Given a URL whose node is down as a process starts (a port freed again), and
+    # the cluster's other nodes in cluster_nodes
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    nodes = ", ".join(f'"127.0.0.1:{port}"' for port in cluster.ports[1:])
+    text = (
+        f'[redis]\nurl = "redis://{dead}"\ncluster = true\nprefix = "seeds"\n'
+        "reconnect_attempts = 0\n{nodes}[queues.messages]\n[queues.emails]\n"
+        "[queues.webhooks]\n[queues.campaigns]\n"
+    )
+    app = Hueyard(
+        parse_settings(text.format(nodes=f"cluster_nodes = [{nodes}]\n"), env={}), registry()
+    )
+    alone = Hueyard(parse_settings(text.format(nodes=""), env={}), registry())
+    try:
+        # Then its health probe, its enqueues and its reads reach the cluster
+        assert app.cache.health()["connected"] is True
+        job_id = app.enqueue("messages", "send", {"n": 1})
+        assert Jobs(app).find(job_id) == JobLocation("messages", "waiting")
+        # where the URL alone does not
+        assert alone.cache.health()["connected"] is False
+        with pytest.raises(
+            RedisUnavailableError, match=f"no node of the Redis Cluster at redis://{dead}"
+        ):
+            Jobs(alone).counts_all()
+    finally:
+        app.close()
+        alone.close()
 
 
 def test_health_rides_through_the_death_of_the_node_the_url_names(tmp_path: Path) -> None:
