@@ -47,7 +47,7 @@ from redis.exceptions import NoScriptError
 from framework import defaults, forks
 from framework.clients import RedisClients, pipeline
 from framework.connection import sent_once
-from framework.errors import HueyardError, NotReplicatedError, StorageError
+from framework.errors import HueyardError, JobActionError, NotReplicatedError, StorageError
 from framework.idle import IdleWorkers
 from framework.ids import new_job_id
 from framework.keys import Keys
@@ -628,18 +628,52 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return bool(self.conn.delete(self._kv(key)))
 
     def has_data_for_key(self, key: str) -> bool:
-        """Whether ``key`` holds a value, or names a finished job of this queue (what
-        ``Result.get(blocking=True)`` waits for)."""
+        """Whether ``key`` holds a value, or names a finished job of this queue."""
+        return self._result_state(key) == "ready"
+
+    def wait_result(
+        self, key: str, timeout: float | None = None, backoff: float = 1.15, max_delay: float = 1.0
+    ) -> bool:
+        """What ``Result.get(blocking=True)`` waits on: True once ``key`` has a value or
+        names a finished job, False after ``timeout`` s. A job id of which this queue
+        holds no record raises :class:`JobActionError` at once, as ``huey.result`` does:
+        its result would never come (the job is another queue's, never existed, or its
+        retention removed it). A key that is no job id waits as in Huey, for a
+        ``huey.put`` of it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            state = self._result_state(key)
+            if state == "ready":
+                return True
+            if state == "gone":
+                raise JobActionError(
+                    f"no job {key!r} on queue {self.name!r} to wait for: it is another "
+                    "queue's, never existed, or its retention (keep_completed / "
+                    "keep_failed) removed it. framework.result(job_id) finds a job in "
+                    "any queue"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(min(delay, max_delay))
+            delay *= backoff
+
+    def _result_state(self, key: str) -> str:
+        """``ready`` (a value, or a finished job), ``pending`` (a job not finished, or a
+        key without a value yet) or ``gone`` (a job id with no record on this queue)."""
         kv = self._kv(key)
         job_id = kv[len(self.q.kv_prefix) :]
         if not _JOB_ID.match(job_id):
-            return bool(self.conn.exists(kv))
+            return "ready" if self.conn.exists(kv) else "pending"
         with pipeline(self.conn, transaction=True) as pipe:
             pipe.exists(kv)
             pipe.zscore(self.q.completed, job_id)
             pipe.zscore(self.q.failed, job_id)
-            exists, completed, failed = pipe.execute()
-        return bool(exists) or completed is not None or failed is not None
+            pipe.exists(self.q.job(job_id))
+            value, completed, failed, record = pipe.execute()
+        if value or completed is not None or failed is not None:
+            return "ready"
+        return "pending" if record else "gone"
 
     def put_if_empty(self, key: str, value: bytes, ttl: int | None = None) -> bool:
         """Huey's ``lock_task`` lock: its own ``ttl``, else ``[consumer] metrics_ttl`` at

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -358,6 +359,25 @@ def test_a_result_built_by_hand_blocks_until_a_worker_completes_the_job(app: Hue
         assert Result(huey, Task(id=job_id)).get(blocking=True, timeout=10) == 10
     finally:
         worker.join()
+
+
+def test_a_result_built_by_hand_for_a_job_this_queue_does_not_hold_is_an_error_not_a_wait(
+    app: Hueyard,
+) -> None:
+    huey = app.queue("work").huey
+    # a job its retention removed as it completed, and an id no job ever had
+    gone = app.enqueue("work", "double", {"n": 2}, keep_completed=0)
+    run_one(app)
+    never = "01900000-0000-7000-8000-000000000000"
+    for job_id in (gone, never):
+        started = time.monotonic()
+        with pytest.raises(JobActionError, match=f"no job '{job_id}' on queue 'work' to wait for"):
+            Result(huey, Task(id=job_id)).get(blocking=True, timeout=30)
+        assert time.monotonic() - started < 5  # at once, not after the timeout
+    # while a job still waiting is waited for, as before
+    waiting = app.enqueue("work", "double", {"n": 3})
+    with pytest.raises(ResultTimeout):
+        Result(huey, Task(id=waiting)).get(blocking=True, timeout=0.2)
 
 
 def test_the_key_value_store_keeps_hueys_meaning_beside_the_results(
