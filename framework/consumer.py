@@ -90,6 +90,9 @@ CONSUMERS_TTL = 86400
 EXIT_ABANDONED = 75
 """Exit status of a consumer that gave up on too many stuck threads (EX_TEMPFAIL)."""
 
+EXIT_RECYCLED = 76
+"""A worker process's exit status when it ran its ``-M`` jobs (a planned replacement)."""
+
 _GRACEFUL = (signal.SIGTERM, signal.SIGINT)
 _INTERRUPT = signal.SIGUSR1  # parent -> worker process: give up the running job now
 _JOIN_SLICE = 0.1  # seconds between two looks for a second signal while stopping
@@ -410,6 +413,8 @@ class MultiQueueConsumer:
         self.abandoned = 0  # worker threads given up on
         self._abandoned_threads: set[int] = set()
         self._workers_lock = threading.Lock()
+        self._recycled: set[str] = set()
+        """Thread workers that ran their ``-M`` jobs (a process says so by its exit status)."""
         self._beats = Outage("heartbeat", logger)
         self._exit_code = 0
         self._started = time.time() * 1000
@@ -451,6 +456,7 @@ class MultiQueueConsumer:
     def _create_process(self, process: BaseProcess, name: str) -> Any:
         def run() -> None:
             self.environment.init_child(process)
+            recycled = False
             try:
                 process.initialize()
                 while not self.stop_flag.is_set() and not self._given_up():
@@ -458,7 +464,7 @@ class MultiQueueConsumer:
             except KeyboardInterrupt:
                 pass
             except WorkerRecycle:
-                logger.info("worker %s restarting (max tasks reached)", name)
+                recycled = True
             except Exception:
                 logger.exception("worker %s died", name)
             finally:
@@ -466,8 +472,19 @@ class MultiQueueConsumer:
                     process.shutdown()
                 with contextlib.suppress(Exception, KeyboardInterrupt):
                     process.huey.return_prefetched()
+            if recycled:
+                # planned (-M), not a death: the health check logs its replacement at INFO
+                self._recycled.add(name)
+                raise SystemExit(EXIT_RECYCLED)  # a process's status; a thread ends quietly
 
         return self.environment.create_process(run, name)
+
+    def _ran_its_jobs(self, name: str, process: Any) -> bool:
+        """Whether worker ``name`` ended because it ran its ``-M`` jobs."""
+        with contextlib.suppress(KeyError):
+            self._recycled.remove(name)
+            return True
+        return getattr(process, "exitcode", None) == EXIT_RECYCLED
 
     def _given_up(self) -> bool:
         """Whether the calling worker thread was given up on (and replaced)."""
@@ -669,7 +686,14 @@ class MultiQueueConsumer:
         with self._workers_lock:
             for position, (queue, index, process) in enumerate(self.workers):
                 if not self.environment.is_alive(process):
-                    logger.warning("worker %s-%d died; starting a new one", queue, index + 1)
+                    name = f"{queue}-{index + 1}"
+                    if self._ran_its_jobs(name, process):
+                        logger.info(
+                            "worker %s ran its %s jobs (-M); starting a new one",
+                            name, self._worker_options.get("max_tasks"),
+                        )  # fmt: skip
+                    else:
+                        logger.warning("worker %s died; starting a new one", name)
                     replacement = self._create_worker(queue, index)
                     replacement.start()
                     self.workers[position] = (queue, index, replacement)

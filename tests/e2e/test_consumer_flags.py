@@ -67,6 +67,22 @@ def test_max_tasks_without_the_health_check_is_refused_as_huey_refuses_it(e2e: E
     assert consumer.running()
 
 
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_worker_replaced_after_its_max_tasks_is_logged_as_planned_not_as_dead(
+    e2e: E2E, kind: str
+) -> None:
+    # Given a consumer whose one worker is replaced every 2 jobs (-M 2)
+    ids = [e2e.app.enqueue("gamma", "echo", {"tag": f"m{n}"}) for n in range(5)]
+    consumer = e2e.start_consumer(
+        "-k", kind, "-M", "2", "-c", "0.2", env={"HUEYARD_QUEUES": "gamma"}
+    )
+    # When it runs them all
+    e2e.wait_drained("gamma", completed=len(ids))
+    # Then each replacement is an INFO line naming -M, never a worker "died" warning
+    consumer.wait_log("ran its 2 jobs (-M); starting a new one")
+    assert "died" not in consumer.log()
+
+
 def test_a_numeric_flag_out_of_its_range_is_refused_in_one_line(e2e: E2E) -> None:
     # -t nan was taken, then ended the shutdown in a ValueError with its jobs still
     # active; -t -1 gave running jobs no time at all
