@@ -38,6 +38,7 @@ import dataclasses
 import datetime
 import json
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Unpack, cast
@@ -46,7 +47,8 @@ from pydantic import BaseModel
 
 from framework import defaults
 from framework.errors import ChainError, HueyardError, OptionError, SerializationError
-from framework.options import EnqueueArgs, EnqueueOptions, shown
+from framework.huey_names import huey_hint
+from framework.options import OPTION_NAMES, EnqueueArgs, EnqueueOptions, shown
 from framework.serializer import dumps, loads
 
 if TYPE_CHECKING:
@@ -92,7 +94,7 @@ class Step:
         cls, handler: Enqueueable, payload: Any, field: str | None, options: Mapping[str, Any]
     ) -> Step:
         """A follow-up as declared, checked (:class:`ChainError` naming what is wrong)."""
-        name = handler.name
+        name = _follow_up_handler(handler).name
         if field is None and payload is not None:
             raise ChainError(
                 f"follow-up {name}: a fixed payload needs field='...', the field its origin's "
@@ -139,6 +141,18 @@ class Step:
 
 
 def _step_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        huey = huey_hint(unknown[0])
+        way = (
+            huey
+            if huey is not None
+            else "a fixed payload goes in the call: .then(handler, {'to': ...}, field='result')"
+        )
+        raise ChainError(
+            f"follow-up {name}: {unknown[0]}= is not an enqueue option ({way}); a follow-up "
+            f"takes {', '.join(f'{option}=' for option in STEP_OPTIONS)}"
+        )
     refused = sorted(set(options) - set(STEP_OPTIONS))
     if refused:
         raise ChainError(
@@ -213,9 +227,34 @@ class Chain:
             self.payload, then=self.follow or None, **cast(EnqueueArgs, self.options)
         )
 
+    def error(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Refused: Huey's on-failure step has no counterpart (docs/coming-from-huey.md)."""
+        raise HueyardError(
+            "chain.error(handler) is Huey's on-failure step; hueyard chains have none: "
+            "handle the failure in the job (try/except, then enqueue what should follow), "
+            "or watch the failed state (/metrics, the dashboard, hueyard jobs QUEUE --state "
+            "failed)"
+        )
+
     def __repr__(self) -> str:
         names = " -> ".join([self.head.name, *(step.handler for step in self.follow)])
         return f"<Chain {names}>"
+
+
+def _follow_up_handler(value: Any) -> Enqueueable:
+    """``value`` if it is a handler (what ``@handler`` returned), else a :class:`ChainError`
+    naming the way: a follow-up is a registered handler, never a plain function or a name."""
+    if hasattr(value, "name") and hasattr(value, "queue") and hasattr(value, "enqueue"):
+        return cast(Enqueueable, value)
+    if isinstance(value, str):
+        raise ChainError(
+            f"follow-up {value!r} is a name; pass the handler itself (the function "
+            "@handler decorated, imported from its module), e.g. .then(send_email)"
+        )
+    raise ChainError(
+        f"follow-up {shown(value)} is not a handler; a follow-up runs as a job, so it is "
+        "a function decorated with @handler(queue), e.g. .then(send_email)"
+    )
 
 
 def steps_of(then: Any) -> tuple[Step, ...]:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from framework import defaults
 from framework.connection import redact_url
 from framework.errors import ConfigError
+from framework.huey_names import huey_hint
 from framework.settings import Settings
 
 __all__ = ["config_path", "load_settings", "parse_settings"]
@@ -269,6 +270,9 @@ def _suggest(loc: list[str]) -> str:
     if model is None:
         return "remove it"
     allowed = sorted(model.model_fields)
+    huey = huey_hint(loc[-1]) if "attempts" in allowed else None  # a policy's table
+    if huey is not None:
+        return f"{huey}. Allowed: {', '.join(allowed)}"
     import difflib  # only for an error's hint
 
     close = difflib.get_close_matches(loc[-1], allowed, n=1)

@@ -50,8 +50,9 @@ from framework.errors import (
     StoredPayloadError,
     UnknownHandlerError,
 )
+from framework.huey_names import huey_hint
 from framework.masking import validation_summary
-from framework.options import EnqueueArgs, EnqueuedIds, EnqueueManyArgs
+from framework.options import OPTION_NAMES, EnqueueArgs, EnqueuedIds, EnqueueManyArgs
 from framework.payloads import check_depth, check_size, check_text
 from framework.serializer import dumps, loads
 
@@ -230,6 +231,23 @@ class Handler(Generic[R]):
         "unregister", "remove its @handler; a job left for a handler that is gone fails naming it"
     )
 
+    @property
+    def retries(self) -> typing.NoReturn:
+        """Refused: Huey's ``task.retries`` is the queue's ``attempts`` - 1."""
+        raise HueyardError(self._policy_way("retries", "attempts (runs in all, the first too)"))
+
+    @property
+    def retry_delay(self) -> typing.NoReturn:
+        """Refused: Huey's ``task.retry_delay`` is the queue's ``backoff``."""
+        raise HueyardError(self._policy_way("retry_delay", "backoff"))
+
+    def _policy_way(self, name: str, field: str) -> str:
+        return (
+            f"{self.spec.short_name}.{name} is Huey's task wrapper's; on hueyard it is the "
+            f"queue's {field}: framework.get_app().queue({self.spec.queue!r}).policy, set in "
+            f"[queues.{self.spec.queue}] of config/queues.toml (docs/coming-from-huey.md)"
+        )
+
     def is_revoked(self, *args: Any, **kwargs: Any) -> bool:
         """Huey's ``task.is_revoked()``: always False, nothing is revoked on hueyard."""
         return False
@@ -264,7 +282,7 @@ class Handler(Generic[R]):
         self.spec.checks.append(check)
         return check
 
-    def __call__(self, payload: Any) -> R:
+    def __call__(self, payload: Any, *args: Any, **kwargs: Any) -> R:
         """Run the function here and now, in this process: **nothing is enqueued**.
 
         Unlike a Huey task, whose call enqueues it, and like a dramatiq actor's
@@ -276,6 +294,8 @@ class Handler(Generic[R]):
         would refuse raises the same :class:`PayloadError`. Returns what the
         function returns.
         """
+        if args or kwargs:
+            raise HandlerError(self._one_payload(f"{self.spec.short_name}(...)"))
         stored = loads(self.spec.payload_json(payload))
         return typing.cast(R, self.spec.func(self.spec.argument(stored)))
 
@@ -294,7 +314,7 @@ class Handler(Generic[R]):
             self.spec.queue, self.spec.name, payload, then=then, **options
         )
 
-    def s(self, payload: Any = None, *, field: str | None = None, **options: Any) -> Chain:
+    def s(self, payload: Any = None, *args: Any, field: str | None = None, **options: Any) -> Chain:
         """A chain that starts with this handler (Huey's ``task.s()``)::
 
             build_report.s({"reportId": "r-1"}).then(email_report, {"to": ...}, field="report")
@@ -303,7 +323,16 @@ class Handler(Generic[R]):
         ``field=`` names where the result of the step before goes in ``payload``
         (none: the result is the payload). See :mod:`framework.chains`.
         """
+        if args:
+            raise HandlerError(self._one_payload(f"{self.spec.short_name}.s(...)"))
         return Chain(self, payload, field=field, options=options)
+
+    def _one_payload(self, call: str) -> str:
+        return (
+            f"{call} takes one payload, not Huey's positional arguments: pass them as one "
+            f"dict (or the handler's payload model), e.g. {self.spec.short_name}"
+            "({'to': ..., 'content': ...})"
+        )
 
     def then(self, handler: Any, payload: Any = None, *, field: str | None = None,
              **options: Any) -> Chain:  # fmt: skip
@@ -410,15 +439,32 @@ REGISTRY = HandlerRegistry()
 
 
 def handler(
-    queue: str, *, name: str | None = None, registry: HandlerRegistry | None = None
+    queue: str,
+    *,
+    name: str | None = None,
+    registry: HandlerRegistry | None = None,
+    **huey_options: Any,
 ) -> Callable[[Callable[..., R]], Handler[R]]:
     """Register a function as the handler of jobs on ``queue``.
 
     The queue must be declared in ``config/queues.toml``; that is checked when
-    the app is compiled, so an unknown queue stops start-up.
+    the app is compiled, so an unknown queue stops start-up. Huey's task options
+    (``retries=``, ``priority=``, ...) are refused, naming where each one lives.
     """
     if not isinstance(queue, str) or not queue:
         raise HandlerError(f"@handler needs a queue name, got {queue!r}")
+    if huey_options:
+        option = next(iter(huey_options))
+        where = huey_hint(option) or (
+            f"an option of each enqueue: handler.enqueue(payload, {option}=...)"
+            if option in OPTION_NAMES
+            else "a queue's policy lives in its table of config/queues.toml"
+        )
+        raise HandlerError(
+            f"@handler({queue!r}, {option}=...): @handler takes the queue, name= and "
+            f"registry= only; {where}. The queue's attempts, backoff, timeout and priority "
+            f"are in [queues.{queue}] of config/queues.toml (docs/configuration.md)"
+        )
 
     def decorate(func: Callable[..., R]) -> Handler[R]:
         location = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
@@ -472,6 +518,12 @@ def _check_signature(func: Callable[..., Any], location: str) -> None:
         for p in signature.parameters.values()
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
+    if "task" in signature.parameters and len(signature.parameters) > 1:
+        raise HandlerError(
+            f"{location} takes a parameter 'task', as a Huey task with context=True does; "
+            "hueyard passes only the payload, so it would never be given: read the job with "
+            "framework.current_job() inside the handler"
+        )
     if len(required) > 1 or (
         not positional
         and not any(

@@ -23,9 +23,11 @@ from typing import Any, TypedDict
 
 from framework import defaults
 from framework.errors import OptionError
+from framework.huey_names import huey_hint
 
 __all__ = [
     "NO_OPTIONS",
+    "OPTION_NAMES",
     "EnqueueArgs",
     "EnqueueManyArgs",
     "EnqueueOptions",
@@ -142,11 +144,15 @@ class EnqueueOptions:
         """The options of an enqueue call's keywords; a name that is none of them (or of
         ``also``, what the call takes besides) is an :class:`OptionError` that names the
         options, and the one meant when it is a typo of one."""
-        unknown = [name for name in options if name not in _OPTION_NAMES]
+        unknown = [name for name in options if name not in OPTION_NAMES]
         if unknown:
-            names = [*_OPTION_NAMES, *also]
+            names = [*OPTION_NAMES, *also]
+            huey = huey_hint(unknown[0])
             meant = difflib.get_close_matches(unknown[0], names, n=1)
-            hint = f" (did you mean {meant[0]}=?)" if meant else ""
+            if huey is not None:
+                hint = f" ({huey})"
+            else:
+                hint = f" (did you mean {meant[0]}=?)" if meant else ""
             raise OptionError(
                 f"{unknown[0]}= is not an enqueue option{hint}; the options are "
                 f"{', '.join(f'{name}=' for name in names)}"
@@ -305,5 +311,6 @@ class EnqueuedIds(list[str]):
 NO_OPTIONS = EnqueueOptions()
 """An enqueue without options: every policy is the queue's."""
 
-_OPTION_NAMES = tuple(EnqueueOptions.__dataclass_fields__)
+OPTION_NAMES = tuple(EnqueueOptions.__dataclass_fields__)
+"""The enqueue options, by name."""
 """The names of the options, in their order (what :meth:`EnqueueOptions.of` takes)."""

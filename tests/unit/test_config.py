@@ -33,6 +33,16 @@ BAD_CONFIGS = [
         id="typo-in-queue",
     ),
     pytest.param(
+        "[queues.messages]\nretries = 2\nretry_delay = 5\n",
+        [
+            "[queues.messages] retries: unknown field; Huey's retries=N is attempts = N + 1",
+            "[queues.messages] retry_delay: unknown field; Huey's retry_delay=S is the queue's "
+            'backoff = { type = "fixed", delay = S }',
+            "Allowed: attempts, backoff,",
+        ],
+        id="hueys-task-options",
+    ),
+    pytest.param(
         "[defaults]\nbackof = 1\n" + MINIMAL,
         ["[defaults] backof: unknown field", "did you mean 'backoff'"],
         id="typo-in-defaults",

@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from framework.errors import HandlerError, HueyardError, PayloadError, UnknownHandlerError
+from framework.errors import (
+    ChainError,
+    HandlerError,
+    HueyardError,
+    OptionError,
+    PayloadError,
+    UnknownHandlerError,
+)
 from framework.handlers import REGISTRY, HandlerRegistry, discover, handler, handler_modules
+from framework.options import EnqueueOptions
 
 
 class Outbound(BaseModel):
@@ -289,3 +297,91 @@ def test_a_module_that_fails_to_import_is_named(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(HandlerError, match="cannot import handler module 'disc_broken'"):
         discover({"HUEYARD_HANDLER_PACKAGES": "", "HUEYARD_HANDLER_MODULES": "disc_broken"})
+
+
+# -- Huey habits on a handler: refused naming the hueyard way, never a bare TypeError -----
+
+
+@pytest.mark.parametrize(
+    ("options", "way"),
+    [
+        ({"retries": 2}, r"retries=N is attempts = N \+ 1"),
+        ({"retry_delay": 5}, r'backoff = \{ type = "fixed", delay = S \}'),
+        ({"priority": 10}, r"an option of each enqueue: handler.enqueue\(payload, priority=...\)"),
+        ({"context": True}, r"framework.current_job\(\)"),
+        ({"queue_name": "x"}, r"a queue's policy lives in its table"),
+    ],
+)
+def test_hueys_task_options_on_handler_are_refused_naming_where_they_live(
+    registry: HandlerRegistry, options: dict[str, object], way: str
+) -> None:
+    with pytest.raises(HandlerError, match=rf"@handler\('messages', \w+=...\): .*{way}"):
+        handler("messages", registry=registry, **options)
+
+
+def test_a_parameter_huey_would_fill_with_context_true_is_refused(
+    registry: HandlerRegistry,
+) -> None:
+    # def f(payload, task=None) was taken, and task was None at every run
+    with pytest.raises(HandlerError, match=r"takes a parameter 'task'.*framework.current_job\(\)"):
+
+        @handler("messages", registry=registry)
+        def send(payload: object, task: object = None) -> None: ...
+
+
+def test_hueys_positional_arguments_and_task_attributes_are_refused_naming_the_way(
+    registry: HandlerRegistry,
+) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: dict[str, str]) -> dict[str, str]:
+        return payload
+
+    assert send({"to": "+1"}) == {"to": "+1"}
+    one_payload = r"takes one payload, not Huey's positional arguments: pass them as one dict"
+    with pytest.raises(HandlerError, match=rf"send\(\.\.\.\) {one_payload}"):
+        send("+1", "Hi")  # type: ignore[call-arg]
+    with pytest.raises(HandlerError, match=rf"send\.s\(\.\.\.\) {one_payload}"):
+        send.s("+1", "Hi")
+    with pytest.raises(HueyardError, match=r"queue's attempts .*queue\('messages'\).policy"):
+        send.retries  # noqa: B018
+    with pytest.raises(HueyardError, match=r"queue's backoff"):
+        send.retry_delay  # noqa: B018
+
+
+def test_a_chain_refuses_hueys_error_step_and_a_follow_up_that_is_no_handler(
+    registry: HandlerRegistry,
+) -> None:
+    @handler("messages", registry=registry)
+    def send(payload: dict[str, str]) -> None: ...
+
+    chain = send.s({"to": "+1"})
+    with pytest.raises(HueyardError, match=r"chain.error\(handler\) is Huey's on-failure step"):
+        chain.error(send)
+    with pytest.raises(ChainError, match=r"follow-up 'messages.send' is a name; pass the handler"):
+        chain.then("messages.send")  # type: ignore[arg-type]
+    with pytest.raises(ChainError, match=r"is not a handler; a follow-up runs as a job"):
+        chain.then(lambda result: result)  # type: ignore[arg-type]
+    # Huey's kwargs-to-the-next-task habit names the payload, not the job key
+    with pytest.raises(ChainError, match=r"to= is not an enqueue option \(a fixed payload goes"):
+        chain.then(send, to="x")
+    with pytest.raises(ChainError, match=r"expires= is not an enqueue option \(a job does not"):
+        chain.then(send, expires=60)
+    # an enqueue option a follow-up can not take still says why
+    with pytest.raises(ChainError, match=r"can not take key: its job key is hueyard's"):
+        chain.then(send, key="k")
+
+
+@pytest.mark.parametrize(
+    ("option", "way"),
+    [
+        ("retries", r"Huey's retries=N is attempts = N \+ 1"),
+        ("retry_delay", r"Huey's retry_delay=S is the queue's backoff = \{ type = \"fixed\""),
+        ("expires", r"a job does not expire"),
+        ("atempts", r"did you mean attempts=\?"),
+    ],
+)
+def test_an_enqueue_option_of_huey_names_the_hueyard_way_and_a_typo_the_option_meant(
+    option: str, way: str
+) -> None:
+    with pytest.raises(OptionError, match=rf"{option}= is not an enqueue option \({way}"):
+        EnqueueOptions.of({option: 1})
