@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 from framework import defaults
 from framework.errors import OptionError
 from framework.huey_names import huey_hint
+from framework.textgrid import first_unsafe
 
 __all__ = [
     "NO_OPTIONS",
@@ -187,11 +188,12 @@ def check_key(key: object) -> str:
     if (
         not isinstance(key, str)
         or not 1 <= len(key) <= defaults.MAX_KEY_LENGTH
-        or any(ord(char) < 32 or ord(char) == 127 for char in key)
+        or first_unsafe(key) is not None
     ):
         raise OptionError(
             f"key={shown(key)} is not allowed; use a string of 1 to {defaults.MAX_KEY_LENGTH} "
-            "characters without control characters, e.g. 'order-1234:confirmation'"
+            "characters without control characters, line breaks or direction marks, e.g. "
+            "'order-1234:confirmation'"
         )
     if not key.isascii():
         try:

@@ -11,7 +11,17 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-__all__ = ["duration", "grid", "moment", "one_line", "printable", "printable_output", "size", "utc"]
+__all__ = [
+    "duration",
+    "first_unsafe",
+    "grid",
+    "moment",
+    "one_line",
+    "printable",
+    "printable_output",
+    "size",
+    "utc",
+]
 
 _UNPRINTABLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
@@ -36,6 +46,17 @@ def one_line(text: str) -> str:
     """:func:`printable`, with newlines and tabs escaped too: someone else's text in a
     log line, where a newline would start a line that looks like another record."""
     return _LINE_BREAKS.sub(_escaped, printable(text))
+
+
+def first_unsafe(text: str) -> int | None:
+    """The position of the first character :func:`one_line` would escape (a control
+    character, a line break, a tab, a direction mark), or None: for names and keys that
+    must stay one plain line wherever they are shown."""
+    found = _UNPRINTABLE.search(text) or _LINE_BREAKS.search(text)
+    if found is None:
+        return None
+    other = _LINE_BREAKS.search(text, 0, found.start())
+    return (other or found).start()
 
 
 def _escaped(found: re.Match[str]) -> str:

@@ -186,6 +186,11 @@ def test_enqueue_many_tells_new_jobs_from_held_keys_across_batches(app: Hueyard)
     [
         (lambda app: app.enqueue("work", "send", {}, key=""), "key='' is not allowed"),
         (lambda app: app.enqueue("work", "send", {}, key="a\nb"), "without control characters"),
+        # C1 controls (NEL, CSI), a line separator and a direction mark, not only C0
+        (lambda app: app.enqueue("work", "send", {}, key="a\x85b"), "line breaks or direction"),
+        (lambda app: app.enqueue("work", "send", {}, key="\x9b31m"), "31m' is not allowed"),
+        (lambda app: app.enqueue("work", "send", {}, key="a\u2028b"), "without control"),
+        (lambda app: app.enqueue("work", "send", {}, key="gpj.\u202eexe"), "direction marks"),
         (lambda app: app.enqueue("work", "send", {}, key="x" * 257), "1 to 256 characters"),
         (lambda app: app.enqueue("work", "send", {}, key=7), "key=7 is not allowed"),
         (lambda app: app.enqueue("work", "send", {}, key_ttl=5), "pass key= with it"),
