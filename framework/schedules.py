@@ -79,17 +79,21 @@ class Schedule:
 
     def ticks_after(self, moment: datetime.datetime) -> Iterator[datetime.datetime]:
         """Its ticks strictly after ``moment``, in order, in its time zone."""
-        local = moment.astimezone(self.timezone)
         if self.every is not None:
             step = self.every
-            n = math.floor(local.timestamp() / step) + 1
+            n = math.floor(moment.timestamp() / step) + 1
             while True:
                 yield datetime.datetime.fromtimestamp(n * step, self.timezone)
                 n += 1
         assert self.cron is not None
-        # cronsim works in whole minutes and yields ticks at or after its start.
-        for tick in CronSim(self.cron, local):
-            if tick > local:
+        # cronsim works in whole minutes and yields ticks at or after its start. Times
+        # compare in UTC: two times of one zone compare as wall-clock times, blind to
+        # which pass of a repeated hour they are in. cronsim started in the second pass
+        # yields ticks of that pass, which never fire: it starts from the first.
+        instant = moment.astimezone(UTC)
+        start = instant.astimezone(self.timezone).replace(fold=0)
+        for tick in CronSim(self.cron, start):
+            if not _second_pass(tick) and tick.astimezone(UTC) > instant:
                 yield tick
 
     def next_tick(self, after: datetime.datetime) -> datetime.datetime:
@@ -97,14 +101,22 @@ class Schedule:
 
     def latest_tick(self, at: datetime.datetime) -> datetime.datetime:
         """Its latest tick at or before ``at``."""
-        local = at.astimezone(self.timezone)
         if self.every is not None:
-            n = math.floor(local.timestamp() / self.every)
+            n = math.floor(at.timestamp() / self.every)
             return datetime.datetime.fromtimestamp(n * self.every, self.timezone)
         assert self.cron is not None
-        # cronsim yields ticks strictly before its start
-        after = local + datetime.timedelta(microseconds=1)
-        return next(iter(CronSim(self.cron, after, reverse=True)))
+        # cronsim yields ticks strictly before its start. Added in UTC (an addition to
+        # a local time loses its pass of a repeated hour); a start in the second pass
+        # moves an hour on, past the repeated hour, so that cronsim walks back through
+        # both passes to the latest first-pass tick (see ticks_after).
+        instant = at.astimezone(UTC)
+        start = (instant + datetime.timedelta(microseconds=1)).astimezone(self.timezone)
+        if _second_pass(start):
+            start = (start + datetime.timedelta(hours=1)).replace(fold=0)
+        for tick in CronSim(self.cron, start, reverse=True):
+            if not _second_pass(tick) and tick.astimezone(UTC) <= instant:
+                return tick
+        raise AssertionError("cronsim's iteration back in time ended")  # it never does
 
     def period(self, at: datetime.datetime) -> float:
         """Seconds between the tick before ``at`` and the one after it."""
@@ -118,6 +130,12 @@ class Schedule:
         """Seconds a due tick may go unfired before the schedule is overdue:
         ``overdue_after``, else one period (the one around ``at``)."""
         return self.overdue_after if self.overdue_after is not None else self.period(at)
+
+
+def _second_pass(moment: datetime.datetime) -> bool:
+    """Whether ``moment`` is a local time in the second pass of an hour the clocks went
+    back over (the docs: a time that happens twice fires once, in its first pass)."""
+    return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
 
 
 def grace(schedule: Schedule, at: datetime.datetime, scheduler_interval: float) -> float:

@@ -281,7 +281,11 @@ SCRIPTS: dict[str, Script] = {
         ),
         Script("update", keys=("job", "logs"), args=("token", "kind", "value", "max_lines")),
         Script("resume", keys=("paused", "waiting", "wake")),
-        Script("schedule_mark", keys=("schedule",), args=("tick_ms", "job", "fired_ms", "ttl_ms")),
+        Script(
+            "schedule_mark",
+            keys=("schedule",),
+            args=("tick_ms", "job", "fired_ms", "ttl_ms", "reset_above_ms", "spec", "seen_ms"),
+        ),
         Script("cache_unlock", keys=("lock",), args=("token",)),
         Script("cache_incr", keys=("counter",), args=("amount", "ttl")),
         Script("peek", keys=("hash",), row=("field", "cap")),

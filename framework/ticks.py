@@ -17,6 +17,13 @@ its last note, so a schedule taken out of the config leaves nothing)::
     last_job    the job the latest tick (or run) enqueued
     last_fired  when (epoch ms)
     paused      "1" while paused: ticks are noted, not fired
+    spec        its timing when a consumer last fired it (``cron ... (zone)``,
+                ``every N s``): a change starts it afresh, with no catch-up
+    seen        when a consumer first knew it (epoch ms): a schedule that never
+                fired is overdue once its first tick after that is late
+
+Every consumer keeps the state of every declared schedule alive
+(:data:`STATE_KEEP`), so it expires only once no consumer declares it.
 
 :class:`Schedules` is the read/act API the CLI and the dashboard use.
 """
@@ -26,6 +33,8 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
@@ -72,6 +81,9 @@ logger = logging.getLogger("hueyard.schedules")
 UTC = datetime.UTC
 STATE_TTL_MIN = 7 * 86400.0
 """A schedule's state lives at least this long (seconds) after its last note."""
+
+STATE_KEEP = 600.0
+"""Seconds between two renewals, by one consumer, of every declared schedule's state."""
 
 PAUSED_TTL = 366 * 86400.0
 """A paused schedule's state lives at least this long (seconds) after the pause: the pause
@@ -164,6 +176,8 @@ class _State:
     last_job: str | None
     last_fired: datetime.datetime | None
     paused: bool
+    spec: str | None = None
+    seen: datetime.datetime | None = None
 
 
 def _time(raw: bytes | None) -> datetime.datetime | None:
@@ -232,9 +246,9 @@ class Schedules:
         key = self.keys.schedule(name)
         try:
             values: list[bytes | None] = self.conn.hmget(  # type: ignore[assignment]
-                key, "last", "last_job", "last_fired", "paused"
+                key, "last", "last_job", "last_fired", "paused", "spec", "seen"
             )
-            last, job, fired, paused = values
+            last, job, fired, paused, spec, seen = values
         except redis.ResponseError as exc:
             raise storage_error(exc, "HMGET", key=key, wanted="hash", conn=self.conn) from None
         return _State(
@@ -242,15 +256,23 @@ class Schedules:
             last_job=job.decode(errors="replace") if job else None,
             last_fired=_time(fired),
             paused=bool(paused),
+            spec=spec.decode(errors="replace") if spec else None,
+            seen=_time(seen),
         )
 
     @_answered
     def info(self, name: str, now: datetime.datetime | None = None) -> ScheduleInfo:
         schedule, now = self.get(name), now or self.now()
         state = self.state(name)
-        # The oldest tick not accounted for: the one after the last noted (or the latest).
-        latest = schedule.latest_tick(now)
-        oldest = latest if state.last is None else schedule.next_tick(state.last)
+        # The oldest tick not accounted for: the one after the last noted; for one never
+        # fired, the first after a consumer first knew it (else the latest: no consumer
+        # ever ran, which the consumers' own checks report).
+        if state.last is not None:
+            oldest = schedule.next_tick(state.last)
+        elif state.seen is not None:
+            oldest = schedule.next_tick(state.seen)
+        else:
+            oldest = schedule.latest_tick(now)
         late = (now - oldest).total_seconds()
         limit = schedule.overdue_limit(now)
         overdue = late if oldest <= now and not state.paused and late > limit else None
@@ -328,8 +350,14 @@ class Schedules:
         tick: datetime.datetime | None,
         job_id: str | None,
         now: datetime.datetime,
+        *,
+        reset_above: datetime.datetime | None = None,
+        keep_only: bool = False,
     ) -> None:
-        """Note ``tick`` (if any) as accounted for, and ``job_id`` (if any) as the last job."""
+        """Note ``tick`` (if any) as accounted for, and ``job_id`` (if any) as the last job,
+        with the schedule's timing as this process's config has it; a noted tick after
+        ``reset_above`` is replaced by ``tick`` (the clock stepped back). ``keep_only``:
+        only note that the schedule is known and renew its state's life."""
         ttl = max(STATE_TTL_MIN, 3 * schedule.period(now))
         self.scripts.call(
             "schedule_mark",
@@ -339,6 +367,9 @@ class Schedules:
                 "job": job_id or "",
                 "fired_ms": _ms(now),
                 "ttl_ms": int(ttl * 1000),
+                "reset_above_ms": "" if reset_above is None else _ms(reset_above),
+                "spec": "" if keep_only else schedule.spec,
+                "seen_ms": _ms(now),
             },
         )
 
@@ -353,6 +384,10 @@ class ScheduleRunner:
         self.mine: Mapping[str, Schedule] = {
             name: schedule for name, schedule in app.schedules.items() if schedule.queue in served
         }
+        self.declared: Mapping[str, Schedule] = app.schedules
+        self._changes_told: set[tuple[str, str]] = set()
+        self._kept = -math.inf
+        """When (monotonic) this runner last renewed every declared schedule's state."""
         self.outage = Outage("schedules", logger)
         self.trouble = {
             name: Outage(f"schedule {name}", logger, recovered="fires again") for name in self.mine
@@ -364,10 +399,13 @@ class ScheduleRunner:
         """Fire what is due ``now`` (default: the Redis server's time, read once a round);
         return the ids of the jobs enqueued (or found)."""
         fired: list[str] = []
-        if not self.mine:
+        keep = time.monotonic() - self._kept >= STATE_KEEP
+        if not self.mine and not (keep and self.declared):
             return fired
         try:
             now = now or self.schedules.now()
+            if keep:
+                self._keep(now)
         except (redis.ConnectionError, redis.TimeoutError, RedisUnavailableError) as exc:
             self.outage.failed(exc)
             return fired
@@ -384,11 +422,47 @@ class ScheduleRunner:
         self.outage.answered()
         return fired
 
+    def _keep(self, now: datetime.datetime) -> None:
+        """Renew the state of every declared schedule, served here or not, and note it as
+        known: a schedule that no consumer fires is then reported overdue, and the state
+        of one that fires rarely (or was held up for a week) does not expire."""
+        for schedule in self.declared.values():
+            try:
+                self.schedules.mark(schedule, None, None, now, keep_only=True)
+            except HueyardError as exc:  # a key of the wrong type: its round reports it
+                logger.debug("schedule %s: state not renewed: %s", schedule.name, exc)
+        self._kept = time.monotonic()
+
     def _round(self, schedule: Schedule, now: datetime.datetime) -> list[str]:
         state = self.schedules.state(schedule.name)
         on_time = grace(schedule, now, self.schedules.interval)
-        plan = due(schedule, state.last, now, on_time)
-        if state.last is not None and plan.last is not None and plan.last <= state.last:
+        last = state.last
+        ahead = now + datetime.timedelta(seconds=on_time)
+        if last is not None and last > ahead:
+            # Every tick until the noted one would wait for it: go on from now.
+            latest = schedule.latest_tick(now)
+            self.schedules.mark(schedule, latest, None, now, reset_above=ahead)
+            logger.warning(
+                "schedule %s: its last tick noted, %s, is after the Redis server's time, "
+                "%s: that clock stepped back (or ran ahead for a while); it goes on from "
+                "now, with its next tick %s",
+                schedule.name, last.isoformat(), now.isoformat(),
+                schedule.next_tick(now).isoformat(),
+            )  # fmt: skip
+            return []
+        if state.spec is not None and state.spec != schedule.spec:
+            told = (schedule.name, state.spec)
+            if told not in self._changes_told:  # once: consumers of both timings may overlap
+                self._changes_told.add(told)
+                logger.info(
+                    "schedule %s changed (%s, now %s): it goes on from its next tick, "
+                    "with no catch-up of the old timing's ticks",
+                    schedule.name, state.spec, schedule.spec,
+                )  # fmt: skip
+            last = None
+            self.schedules.mark(schedule, None, None, now)  # its new timing, noted
+        plan = due(schedule, last, now, on_time)
+        if last is not None and plan.last is not None and plan.last <= last:
             return []
         fired = []
         for tick in [] if state.paused else plan.fire:

@@ -271,3 +271,78 @@ def test_schedules_go_by_the_redis_servers_clock_or_this_hosts_where_time_is_ref
             assert abs((now - redis_now).total_seconds()) < 1, (refused, now, redis_now)
             assert info.name == "every_ten"
             app.close()
+
+
+def test_a_redis_clock_that_stepped_back_does_not_stop_the_schedule(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a round that ran while the Redis clock read an hour ahead (an NTP step, a
+    # failover to a server whose clock was wrong)
+    app = make()
+    runner = ScheduleRunner(app, ["analytics"])
+    caplog.set_level("INFO", logger="hueyard.schedules")
+    assert len(runner.run_round(at(3600.2))) == 1
+    # When the clock is right again
+    assert runner.run_round(at(10.2)) == []
+    # Then the schedule goes on from now instead of waiting an hour, and says why
+    for seconds in (20.2, 30.2):
+        runner.run_round(at(seconds))
+    assert ticks_of(app) == [at(20), at(30), at(3600)]
+    told = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(told) == 1 and "is after the Redis server's time" in told[0], told
+    assert Schedules(app).info("every_ten", now=at(31)).overdue is None
+
+
+def test_a_schedule_no_consumer_fires_is_overdue_from_when_a_consumer_first_knew_it(
+    make: Any, redis_conn: redis.Redis
+) -> None:
+    # Given a schedule of a queue no consumer serves (HUEYARD_QUEUES leaves it out),
+    # known to a consumer of other queues from 10:00:00
+    app = make()
+    assert ScheduleRunner(app, ["elsewhere"]).run_round(at(0.2)) == []
+    schedules = Schedules(app)
+    # Then it is overdue once its first tick after that is late past a period
+    assert schedules.info("every_ten", now=at(15)).overdue is None
+    assert schedules.info("every_ten", now=at(25)).overdue == 15
+    assert schedules.info("every_ten", now=at(3 * 86400)).overdue == 3 * 86400 - 10
+    # and its state outlives the week a state lives: each consumer renews it
+    redis_conn.pexpire("{tk}:schedule:every_ten", 5000)
+    ScheduleRunner(app, ["elsewhere"]).run_round(at(8 * 86400))
+    assert redis_conn.pttl("{tk}:schedule:every_ten") > 6 * 86400 * 1000
+    assert schedules.info("every_ten", now=at(8 * 86400)).overdue == 8 * 86400 - 10
+    # while with no consumer at all, nothing is known to judge it by
+    redis_conn.delete("{tk}:schedule:every_ten")
+    assert schedules.info("every_ten", now=at(25)).overdue is None
+
+
+DAILY = """
+[queues.analytics]
+
+[schedules.daily]
+handler = "analytics.snap"
+cron = "{cron}"
+payload = {{ period = "daily" }}
+tick_field = "tick"
+"""
+
+
+def test_a_schedule_whose_time_changed_goes_on_from_its_next_tick_without_a_catch_up(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a daily schedule at 09:00 that fired today
+    before = make_app(DAILY.format(cron="0 9 * * *"), registry(), prefix="tk")
+    assert len(ScheduleRunner(before, ["analytics"]).run_round(at(-3600 + 0.5))) == 1
+    # When at 10:00 its time is changed to 09:30 and the consumers restart
+    after = make_app(DAILY.format(cron="30 9 * * *"), registry(), prefix="tk")
+    caplog.set_level("INFO", logger="hueyard.schedules")
+    runner = ScheduleRunner(after, ["analytics"])
+    # Then 09:30 is not fired as a missed tick (the job ran today already) ...
+    assert runner.run_round(at(5)) == []
+    assert runner.run_round(at(6)) == []
+    told = [r.getMessage() for r in caplog.records if "changed" in r.getMessage()]
+    assert len(told) == 1 and "cron 0 9 * * * (UTC), now cron 30 9 * * * (UTC)" in told[0]
+    # ... and the schedule fires at its new time tomorrow
+    assert len(runner.run_round(at(86400 - 1800 + 0.5))) == 1
+    assert ticks_of(after) == [at(-3600), at(86400 - 1800)]
+    # while a restart with the same timing still catches up what it missed
+    assert len(ScheduleRunner(after, ["analytics"]).run_round(at(2 * 86400 + 60))) == 1

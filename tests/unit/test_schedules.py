@@ -106,6 +106,36 @@ def test_cron_ticks_in_a_time_zone_across_daylight_saving_changes() -> None:
     assert daily.latest_tick(at("2025-11-05T12:00")).tzinfo == BERLIN
 
 
+def test_the_repeated_hour_has_no_second_pass_ticks_whenever_a_round_runs() -> None:
+    # */5 in Berlin on 2026-10-25: 02:00-02:59 happens twice (00:00Z-01:59Z); the docs
+    # say its ticks run once, in the first pass, then 03:00 CET (02:00Z) is next
+    five = schedule(
+        'handler = "analytics.snapshot"\ncron = "*/5 * * * *"\ntimezone = "Europe/Berlin"'
+    )
+    first_pass_end = at("2026-10-25T00:55")
+    for moment in ("2026-10-25T01:00", "2026-10-25T01:30", "2026-10-25T01:59:59"):
+        # a round in the second pass: the latest tick is the first pass's last, and the
+        # next is 03:00 CET, not a second-pass 02:xx
+        # (compared in UTC: a time of the repeated hour is never equal to one of another zone)
+        assert five.latest_tick(at(moment)).astimezone(UTC) == first_pass_end, moment
+        assert five.next_tick(at(moment)) == at("2026-10-25T02:00"), moment
+    assert five.next_tick(first_pass_end) == at("2026-10-25T02:00")
+    # a consumer back at 02:29:30 CET (01:29:30Z) after an outage from 00:26Z catches up
+    # 02:55 CEST once and fires no second-pass tick
+    result = due(five, at("2026-10-25T00:25"), at("2026-10-25T01:29:30"), on_time=60)
+    assert [tick.astimezone(UTC) for tick in result.fire] == [first_pass_end]
+    assert due(five, result.last, at("2026-10-25T01:30:10"), on_time=60).fire == []
+    # a daily 02:30 runs in the first pass only, an hourly :30 skips the second 02:30
+    daily = schedule(
+        'handler = "analytics.snapshot"\ncron = "30 2 * * *"\ntimezone = "Europe/Berlin"'
+    )
+    assert daily.latest_tick(at("2026-10-25T01:45")).astimezone(UTC) == at("2026-10-25T00:30")
+    hourly = schedule(
+        'handler = "analytics.snapshot"\ncron = "30 * * * *"\ntimezone = "Europe/Berlin"'
+    )
+    assert hourly.next_tick(at("2026-10-25T00:31")) == at("2026-10-25T02:30")
+
+
 @pytest.mark.parametrize(
     ("cron", "after", "expected"),
     [
