@@ -9,8 +9,12 @@
 A POST without ``confirm=yes`` changes nothing: it answers with a page that
 says what will happen and asks again (Sidekiq Web's confirm, without
 JavaScript). With ``confirm=yes`` the action runs and the browser is sent
-back (303) to the queue, job or schedules page, which says what was done. In
-read-only mode every action answers 403 before it reads anything.
+back (303) to the queue, job or schedules page, which says what was done,
+or that nothing was (paused already, the job gone): to the job's page only
+while the job is there to show, else to its queue's. An id that can not name a
+job (``<id>:logs``: :func:`framework.ids.check_job_id`) answers 400 before
+the confirm page, and nothing is read or changed. In read-only mode every
+action answers 403 before it reads anything.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from dashboard import csrf
 from dashboard.auth import current_user
 from dashboard.state import DashboardState, current
 from framework.errors import JobActionError, QueueError
-from framework.jobs import FINISHED_STATES, STATES
+from framework.ids import check_job_id
+from framework.jobs import FINISHED_STATES, MAX_OLDER_THAN, STATES, check_older_than
 from framework.schedules import Schedule
 
 __all__ = ["blueprint"]
@@ -57,12 +62,9 @@ def _clean(state: DashboardState, queue: str, _: str | None) -> int:
 
 def _older_than() -> float:
     try:
-        seconds = float(request.form.get("older_than", ""))
-    except ValueError:
-        abort(400, "older_than must be a number of seconds (0 or more).")
-    if not 0 <= seconds < 10**9:
-        abort(400, "older_than must be a number of seconds (0 or more).")
-    return seconds
+        return check_older_than(float(request.form.get("older_than", "")))
+    except (ValueError, JobActionError):
+        abort(400, f"older_than must be a number of seconds, from 0 to {MAX_OLDER_THAN:,}.")
 
 
 QUEUE_ACTIONS: dict[str, _Action] = {
@@ -125,6 +127,11 @@ def _act(
     except QueueError:
         abort(404, f"There is no queue named {queue!r}.")
     spec = table[action]
+    if job_id is not None:
+        try:
+            check_job_id(job_id)
+        except JobActionError as exc:
+            abort(400, str(exc))
     if request.form.get("confirm") != "yes":
         return _confirm_page(state, name, action, job_id, spec)
     try:
@@ -133,25 +140,35 @@ def _act(
         abort(409, str(exc))
     logger.info("dashboard: %s ran %s on queue %s%s", current_user(), action, name,
                 f" job {job_id}" if job_id else "")  # fmt: skip
+    return _back(state, name, action, job_id, outcome)
+
+
+def _back(
+    state: DashboardState, name: str, action: str, job_id: str | None, outcome: int | bool | str
+) -> ResponseReturnValue:
+    """The 303 to the page that says what ``action`` did: its notice is ``done``."""
+    if isinstance(outcome, str):
+        done = f"{action}-{outcome}"
+    elif isinstance(outcome, bool):  # did it, or found nothing to do (another tab did it)
+        done = action if outcome else f"{action}-none"
+    else:
+        done = action
+    args: dict[str, Any]
+    # The job's page only while it has a job to show: after a remove, or an action
+    # on a job another tab removed, that page would answer 404 and hide the notice.
+    if job_id is not None and action != "remove":
+        if state.jobs.find(job_id) is not None:
+            args = {"queue": name, "job_id": job_id, "done": done}
+            return redirect(url_for("pages.job_page", **args), code=303)
+        if done.endswith("-none"):
+            done = f"{action}-gone"
     if job_id is not None:
-        target = "pages.queue_page" if action == "remove" and outcome else "pages.job_page"
-        done = (
-            f"{action}-{outcome}"
-            if isinstance(outcome, str)
-            else action
-            if outcome
-            else (f"{action}-none")
-        )
-        args: dict[str, Any] = {"queue": name, "done": done}
-        if target == "pages.job_page":
-            args["job_id"] = job_id
-        else:
-            args["state"] = _back_state()
-        return redirect(url_for(target, **args), code=303)
-    return redirect(
-        url_for("pages.queue_page", queue=name, state=_back_state(), done=action, n=int(outcome)),
-        code=303,
-    )
+        args = {"queue": name, "done": done, "state": _back_state()}
+    else:
+        args = {"queue": name, "state": _back_state(), "done": done}
+        if not isinstance(outcome, bool):
+            args["n"] = int(outcome)
+    return redirect(url_for("pages.queue_page", **args), code=303)
 
 
 def _confirm_page(
@@ -244,9 +261,10 @@ def _schedule_or_404(state: DashboardState, name: str) -> Schedule:
 
 def _is_number(text: str) -> bool:
     try:
-        return 0 <= float(text) < 10**9
-    except ValueError:
+        check_older_than(float(text))
+    except (ValueError, JobActionError):
         return False
+    return True
 
 
 def _back_state() -> str:

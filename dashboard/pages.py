@@ -29,8 +29,9 @@ from dashboard.readmodel import (
     search_payloads,
 )
 from dashboard.state import current
-from framework.errors import QueueError
-from framework.jobs import MAX_PAGE_SIZE, STATES
+from framework.errors import JobActionError, QueueError
+from framework.ids import check_job_id
+from framework.jobs import MAX_PAGE, MAX_PAGE_SIZE, STATES
 
 __all__ = ["blueprint"]
 
@@ -48,6 +49,15 @@ def _queue_or_404(name: str) -> str:
         return current().app.queue(name).name
     except QueueError:
         abort(404, f"There is no queue named {name!r}.")
+
+
+def _job_id_or_400(job_id: str) -> str:
+    """``job_id``, or a 400 page when it can not name a job (``<id>:logs`` is a job's
+    log list: :func:`framework.ids.check_job_id`), before anything is read."""
+    try:
+        return check_job_id(job_id)
+    except JobActionError as exc:
+        abort(400, str(exc))
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -81,7 +91,7 @@ def queue_page(queue: str) -> str:
     if job_state not in STATES:
         abort(400, f"Unknown state {job_state!r}; use one of {', '.join(STATES)}.")
     page_size = _int_arg("page_size", state.page_size, 1, MAX_PAGE_SIZE)
-    page_number = _int_arg("page", 1, 1, 10**9)
+    page_number = _int_arg("page", 1, 1, MAX_PAGE)
     counts = state.jobs.counts(name)
     page = state.jobs.list_jobs(name, job_state, page=page_number, page_size=page_size)
     row = queue_row(state, name, counts, tuple(state.jobs.consumers()), with_spark=False)
@@ -103,6 +113,7 @@ def queue_page(queue: str) -> str:
 def job_page(queue: str, job_id: str) -> Any:
     state = current()
     name = _queue_or_404(queue)
+    job_id = _job_id_or_400(job_id)
     limit = state.preview_chars
     # the page shows no more of a value than `limit`
     job = state.jobs.get(job_id, queue=name, field_bytes=limit)
@@ -132,6 +143,7 @@ def job_raw(queue: str, job_id: str) -> Response:
     the largest ``max_payload_bytes``, cut past it with a marker (:meth:`Jobs.get`)."""
     state = current()
     name = _queue_or_404(queue)
+    job_id = _job_id_or_400(job_id)
     job = state.jobs.get(job_id, queue=name)
     if job is None:
         abort(404, f"Queue {name!r} holds no job with id {job_id!r}.")
@@ -171,7 +183,7 @@ def search() -> Any:
     state = current()
     job_id = request.args.get("job_id", "").strip()
     if job_id:
-        place = state.jobs.find(job_id)
+        place = state.jobs.find(_job_id_or_400(job_id))
         if place is not None:
             return redirect(url_for("pages.job_page", queue=place.queue, job_id=job_id))
         return render_template(

@@ -12,7 +12,7 @@ from dashboard.charts import Chart, sparkline
 from dashboard.state import DashboardState
 from framework.cut import render
 from framework.health import REDIS_DOWN, HealthReport, check
-from framework.jobs import JobInfo
+from framework.jobs import Cursor, JobInfo
 from framework.metrics import ConsumerInfo
 from framework.records import QueueCounts
 
@@ -130,12 +130,14 @@ class SearchResult:
     text: str
     matches: tuple[JobInfo, ...]
     searched: int
+    """Distinct jobs whose payload was searched."""
     total: int
+    """Jobs in the state at the last read (jobs may join or leave it while a search reads)."""
     limit: int
-
-    @property
-    def complete(self) -> bool:
-        return self.searched >= self.total
+    complete: bool = False
+    """The scan read to the end of the state (else it stopped at ``limit`` jobs or at
+    ``max_matches`` matches)."""
+    max_matches: int = 100
 
 
 SEARCH_BATCH = 100
@@ -143,36 +145,61 @@ SEARCH_BATCH = 100
 
 
 def search_payloads(
-    state: DashboardState, queue: str, job_state: str, text: str, *, max_matches: int = 100
+    state: DashboardState,
+    queue: str,
+    job_state: str,
+    text: str,
+    *,
+    max_matches: int = 100,
+    batch: int = SEARCH_BATCH,
 ) -> SearchResult:
-    """A bounded scan: pages of the state, newest first, until ``search_limit`` jobs are read.
+    """A bounded scan of the state, in its list's order, until ``search_limit`` jobs are read.
+
+    It walks the state's sorted set with a cursor (:meth:`framework.jobs.Jobs.scan`),
+    ``batch`` jobs a round trip, not by page number: jobs that complete while it
+    reads do not shift it, so no job is listed or counted twice (one that leaves
+    the state and comes back behind the cursor, failed again, is not searched
+    again either), and ``searched`` is the number of distinct jobs searched.
 
     Each job is read with at most ``search_bytes`` bytes of each value, so a
-    search holds at most :data:`SEARCH_BATCH` such jobs and its matches, whatever
-    Redis holds; text past those bytes is not searched. Secret-named fields are
+    search holds at most ``batch`` such jobs and its matches, whatever Redis
+    holds; text past those bytes is not searched. Secret-named fields are
     masked before matching, so a search can not be used to guess a secret.
     """
     needle = text.casefold()
     limit = state.search_limit
-    size = min(SEARCH_BATCH, limit)  # one size for every page, so pages do not overlap
     matches: list[JobInfo] = []
-    searched, total, page = 0, 0, 1
-    while searched < limit and len(matches) < max_matches:
-        result = state.jobs.list_jobs(
-            queue, job_state, page=page, page_size=size, field_bytes=state.search_bytes
+    seen: set[str] = set()
+    total = 0
+    cursor: Cursor | None = None
+    complete = False
+    while len(seen) < limit and len(matches) < max_matches:
+        scan = state.jobs.scan(
+            queue,
+            job_state,
+            after=cursor,
+            count=min(batch, limit),
+            field_bytes=state.search_bytes,
         )
-        total = result.total
-        for job in result.items:
-            if searched >= limit or len(matches) >= max_matches:
+        total = scan.total
+        stopped = False
+        for job in scan.items:
+            if len(seen) >= limit or len(matches) >= max_matches:
+                stopped = True
                 break
-            searched += 1
+            if job.id in seen:
+                continue
+            seen.add(job.id)
             haystack = render(job.payload).text  # masked; a cut payload: the start read
             if needle in haystack.casefold():
                 matches.append(job)
-        if not result.has_next or not result.items:
+        if scan.next is None:
+            complete = not stopped
             break
-        page += 1
-    return SearchResult(queue, job_state, text, tuple(matches), searched, total, limit)
+        cursor = scan.next
+    return SearchResult(
+        queue, job_state, text, tuple(matches), len(seen), total, limit, complete, max_matches
+    )
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,15 @@ from framework.checks import CheckReport
 from framework.connection import connection_failure
 from framework.cut import render, shorten
 from framework.doctor_cli import add_doctor_command
-from framework.errors import HueyardError, OptionError, PayloadError, StorageError
+from framework.errors import (
+    HueyardError,
+    JobActionError,
+    OptionError,
+    PayloadError,
+    StorageError,
+)
 from framework.forget_cli import add_forget_command
+from framework.ids import check_job_id
 from framework.immediate import ENV
 from framework.jobs import STATES, Cancel, JobInfo, Jobs
 from framework.options import shown
@@ -218,20 +225,22 @@ def _add_job_commands(commands: Subcommands) -> None:
     jobs.set_defaults(run=_list)
 
     job = commands.add_parser("job", help="show one job")
-    job.add_argument("job_id", metavar="ID")
+    job.add_argument("job_id", metavar="ID", type=_job_id)
     job.add_argument("--json", action="store_true", help="print the job as JSON")
     job.set_defaults(run=_show)
 
     retry = commands.add_parser("retry", help="put failed jobs back in waiting")
     retry.add_argument("queue")
     which = retry.add_mutually_exclusive_group(required=True)
-    which.add_argument("job_id", nargs="?", metavar="JOB_ID", help="the failed job to retry")
+    which.add_argument(
+        "job_id", nargs="?", metavar="JOB_ID", type=_job_id, help="the failed job to retry"
+    )
     which.add_argument("--all", action="store_true", help="every failed job of the queue")
     retry.set_defaults(run=_retry)
 
     cancel = commands.add_parser("cancel", help="cancel a job: fail it, or stop it if it runs")
     cancel.add_argument("queue")
-    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.add_argument("job_id", metavar="JOB_ID", type=_job_id)
     cancel.set_defaults(run=_cancel)
 
     pause = commands.add_parser("pause", help="stop handing out jobs; running jobs finish")
@@ -248,6 +257,15 @@ def _add_job_commands(commands: Subcommands) -> None:
         "--older-than", type=float, required=True, metavar="SECONDS", help="finished this long ago"
     )
     clean.set_defaults(run=_clean)
+
+
+def _job_id(text: str) -> str:
+    """A job id argument: one that can not name a job (``<id>:logs``) is a usage error
+    (exit status 2), refused before anything is read."""
+    try:
+        return check_job_id(text)
+    except JobActionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,7 +44,12 @@ from framework import defaults
 from framework.application import Hueyard
 from framework.connection import ConnectionSpec
 from framework.consumer import HEARTBEAT_TTL
-from framework.errors import ReadOnlyReplicaError, RedisUnavailableError, StorageError
+from framework.errors import (
+    JobActionError,
+    ReadOnlyReplicaError,
+    RedisUnavailableError,
+    StorageError,
+)
 from framework.jobs import Jobs
 from framework.leftovers import undeclared_queues
 from framework.metrics import ConsumerInfo
@@ -496,7 +501,10 @@ class _QueueDoctor:
         oldest = self.jobs.list_jobs(self.name, "waiting-children", page=count, page_size=1)
         if not oldest.items:
             return None  # the last one finished meanwhile
-        parent = self.jobs.get(oldest.items[0].id, queue=self.name, field_bytes=0)
+        try:
+            parent = self.jobs.get(oldest.items[0].id, queue=self.name, field_bytes=0)
+        except JobActionError:  # an entry planted by hand that can not name a job
+            return None
         if parent is None:
             return None
         since = oldest.items[0].started

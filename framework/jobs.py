@@ -20,6 +20,10 @@ jobs without one round trip per job and without one long script that blocks
 Redis. A bulk action is bounded: it touches at most the jobs that were in the
 state when it started (plus the ones that arrived meanwhile, in its last batch).
 
+Every call that takes a job id refuses, with :class:`JobActionError`, one that
+can not name a job (:func:`framework.ids.check_job_id`: ``<id>:logs`` is a
+job's log list, not a job) before it reads or writes anything.
+
 A job record that hueyard did not write (a planted key of another type, data
 that is not JSON, an id without a record) never makes a call fail: its
 :class:`JobInfo` says what is wrong in ``problem``. Nor does one of any size:
@@ -43,6 +47,7 @@ from framework import defaults
 from framework.clock import server_ms
 from framework.connection import connection_failure
 from framework.errors import JobActionError, RedisUnavailableError, StorageError
+from framework.ids import check_job_id
 from framework.keys import JOB_STATES, Keys, QueueKeys
 from framework.metrics import (
     ConsumerInfo,
@@ -57,10 +62,12 @@ from framework.peek import Limits, Peeked, lines_of, peek_lines, peek_record, re
 from framework.pulse import QueuePulse, read_pulse
 from framework.records import (
     ChildLink,
+    Cursor,
     JobInfo,
     JobLocation,
     Page,
     QueueCounts,
+    Scan,
     job_info,
     log_lines,
 )
@@ -74,14 +81,19 @@ if TYPE_CHECKING:
 __all__ = [
     "Cancel",
     "ChildLink",
+    "Cursor",
     "STATES",
     "FINISHED_STATES",
+    "MAX_OLDER_THAN",
+    "MAX_PAGE",
     "MAX_PAGE_SIZE",
     "JobInfo",
     "JobLocation",
     "Jobs",
     "Page",
     "QueueCounts",
+    "Scan",
+    "check_older_than",
     "get_jobs",
 ]
 
@@ -103,6 +115,14 @@ FINISHED_STATES = ("completed", "failed")
 
 MAX_PAGE_SIZE = 500
 """Most jobs one page may hold."""
+
+MAX_PAGE = 1_000_000_000
+"""The last page number a list may ask for: with :data:`MAX_PAGE_SIZE`, a start far
+inside the 64-bit index Redis takes, and past the jobs any Redis can hold."""
+
+MAX_OLDER_THAN = 1_000_000_000
+"""The most seconds :meth:`Jobs.clean` takes for ``older_than`` (about 31 years): a
+larger age is older than any job, and in ms past what Redis's numbers hold exactly."""
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -223,7 +243,7 @@ class Jobs:
             unreadable = tuple(
                 q.state(state)
                 for offset, state in enumerate(JOB_STATES)
-                if isinstance(raw[index * width + offset], Exception)
+                if _wrong_type(raw[index * width + offset])
             ) + tuple(
                 key
                 for (key, wanted), found in zip(_kinds(q), types, strict=True)
@@ -282,10 +302,8 @@ class Jobs:
                 pipe.zrevrange(key, start, stop)
 
         paused, total, ids = snapshot(self.conn, reads)
-        unreadable = key if isinstance(ids, Exception) else None
-        if isinstance(ids, Exception) or (
-            set_state == "waiting" and bool(paused) != (state == "paused")
-        ):
+        unreadable = key if _wrong_type(ids) else None
+        if unreadable or (set_state == "waiting" and bool(paused) != (state == "paused")):
             total, ids = 0, []  # a paused queue has no waiting jobs, a running one none paused
         ids = [job_id.decode(errors="replace") for job_id in ids]
         items = self._page_records(queue, state, key, ids, limits)
@@ -298,6 +316,58 @@ class Jobs:
             page_size=page_size,
             unreadable=unreadable,
         )
+
+    @_redis_errors
+    def scan(
+        self,
+        queue: str,
+        state: str,
+        *,
+        after: Cursor | None = None,
+        count: int = 100,
+        field_bytes: int = defaults.LIST_FIELD_BYTES,
+    ) -> Scan[JobInfo]:
+        """The next ``count`` jobs of ``queue`` in ``state`` after the cursor ``after``
+        (from the first when None), in :meth:`list_jobs`' order, and the cursor to the
+        ones after them (``next``; None at the end). Two round trips, as a page.
+
+        What a walk over a whole state uses (the dashboard's payload search): a page
+        number moves when jobs join or leave the state, so a job that completes during
+        a walk of the completed jobs, newest first, would push one already read onto
+        the next page, read twice. A cursor is the last job read, its score and its
+        id (Redis orders the jobs of one score by id): a walk reads each job that
+        stays in the state once, never one that joined ahead of the cursor, and
+        steps over none because others left.
+        """
+        state = _check_state(state)
+        _check_page(1, count)
+        limits = Limits(field_bytes=_check_bytes(field_bytes))
+        q = self._q(queue)
+        set_state = "waiting" if state == "paused" else state
+        key = q.state(set_state)
+        ascending = set_state == "waiting"  # run order; the other states newest first
+        window = count + (after.ties if after is not None else 0)
+
+        def reads(pipe: Any) -> None:
+            pipe.exists(q.paused)
+            pipe.zcard(key)
+            if ascending:
+                low = "-inf" if after is None else after.score
+                pipe.zrangebyscore(key, low, "+inf", start=0, num=window, withscores=True)
+            else:
+                high = "+inf" if after is None else after.score
+                pipe.zrevrangebyscore(key, high, "-inf", start=0, num=window, withscores=True)
+
+        paused, total, rows = snapshot(self.conn, reads)
+        unreadable = key if _wrong_type(rows) else None
+        if unreadable or (set_state == "waiting" and bool(paused) != (state == "paused")):
+            return Scan(items=(), total=0, next=None, unreadable=unreadable)
+        kept, following = _past_cursor(rows, after, count, window, ascending=ascending)
+        ids = [member.decode(errors="replace") for member in kept]
+        items = self._page_records(queue, state, key, ids, limits)
+        if self.masked:
+            items = [item.masked(self.app.masker) for item in items]
+        return Scan(items=tuple(items), total=int(total), next=following)
 
     def _page_records(
         self, queue: str, state: str, key: str, ids: list[str], limits: Limits
@@ -342,6 +412,7 @@ class Jobs:
         """
         if not isinstance(job_id, str) or not job_id:
             return None
+        check_job_id(job_id)
         limits = Limits(
             field_bytes=_check_bytes(self._read_bytes if field_bytes is None else field_bytes),
             log_lines=self.app.settings.consumer.max_log_lines,
@@ -404,7 +475,7 @@ class Jobs:
         :data:`~framework.defaults.CHILD_LINKS_KEPT` children (its counts stay whole:
         ``JobInfo.children``)."""
         _check_page(page, page_size)
-        key = self._q(queue).children(job_id)
+        key = self._q(queue).children(check_job_id(job_id))
         start, stop = (page - 1) * page_size, page * page_size - 1
 
         def reads(pipe: Any) -> None:
@@ -412,7 +483,7 @@ class Jobs:
             pipe.zrevrange(key, start, stop, withscores=True)
 
         total, rows = snapshot(self.conn, reads)
-        if isinstance(rows, Exception):  # a planted key of another type holds no children
+        if _wrong_type(rows):  # a planted key of another type holds no children
             total, rows = 0, []
         items = tuple(ChildLink.of(member, score) for member, score in rows)
         return Page(items=items, total=_count(total), page=page, page_size=page_size)
@@ -422,6 +493,7 @@ class Jobs:
         """The queue and state of a job (from the sorted sets), or None. One round trip."""
         if not isinstance(job_id, str) or not job_id:
             return None
+        check_job_id(job_id)
         queues = list(self.app.queues)
         found = self._places(
             snapshot(self.conn, lambda pipe: self._locate(pipe, job_id, queues)), queues
@@ -480,7 +552,7 @@ class Jobs:
         failed, with the reason).
         """
         q = self._q(queue)
-        moved, kept = self._call("retry", queue, q, limit=1, ids=[job_id])
+        moved, kept = self._call("retry", queue, q, limit=1, ids=[check_job_id(job_id)])
         if kept:
             raise JobActionError(
                 f"job {job_id!r} of queue {queue!r} stays failed: its record is corrupt "
@@ -522,7 +594,7 @@ class Jobs:
     def promote(self, queue: str, job_id: str) -> bool:
         """A delayed job to waiting now. False if it is not delayed."""
         q = self._q(queue)
-        return int(self._call("promote", queue, q, limit=1, ids=[job_id])) == 1
+        return int(self._call("promote", queue, q, limit=1, ids=[check_job_id(job_id)])) == 1
 
     @_redis_errors
     def promote_all(self, queue: str) -> int:
@@ -551,6 +623,7 @@ class Jobs:
         queue, or an id no queue knows.
         """
         q = self._q(queue)
+        check_job_id(job_id)
         policy = self.app.queue(queue).policy
         args = {
             "job_prefix": q.job_prefix,
@@ -588,6 +661,7 @@ class Jobs:
         Raises :class:`JobActionError` for an active job, or a job of another queue.
         """
         q = self._q(queue)
+        check_job_id(job_id)
         replies = read(
             self.conn,
             self.scripts,
@@ -634,13 +708,7 @@ class Jobs:
                 f"clean deletes completed or failed jobs, not {state!r}; remove a "
                 "waiting, delayed or paused job by its id"
             )
-        if (
-            isinstance(older_than, bool)
-            or not isinstance(older_than, int | float)
-            or not math.isfinite(older_than)
-            or older_than < 0
-        ):
-            raise JobActionError(f"older_than={older_than!r} is not allowed; use seconds >= 0")
+        older_than = check_older_than(older_than)
         q = self._q(queue)
         key = q.state(state)
         batch = defaults.BULK_BATCH
@@ -780,6 +848,51 @@ def _kinds(q: QueueKeys) -> tuple[tuple[str, str], ...]:
     return ((q.wake, "list"), (q.seq, "string"), (q.outbox, "zset"), (q.limiter, "zset"))
 
 
+def _past_cursor(
+    rows: list[tuple[bytes, float]],
+    after: Cursor | None,
+    count: int,
+    window: int,
+    *,
+    ascending: bool,
+) -> tuple[list[bytes], Cursor | None]:
+    """Of ``rows`` (at most ``window`` members from the cursor's score on, inclusive, in
+    the set's order), the first ``count`` past the cursor, and the cursor after them.
+
+    The rows of the cursor's score that sort at or before its member were read
+    already, or joined ahead of it: they are dropped. The next window is widened by
+    the rows of its score read up to its member, so that it always reaches past them.
+    """
+
+    def passed(member: bytes, score: float) -> bool:
+        if after is None or score != after.score:
+            return False
+        return member <= after.member if ascending else member >= after.member
+
+    kept = [(member, float(score)) for member, score in rows if not passed(member, float(score))]
+    items = kept[:count]
+    if len(rows) < window and len(kept) <= count:
+        return [member for member, _ in items], None  # the end of the set
+    if not items:  # only rows that joined ahead of the cursor: widen the window past them
+        assert after is not None
+        return [], Cursor(after.score, after.member, ties=len(rows))
+    member, score = items[-1]
+    upto = next(index for index, row in enumerate(rows) if row[0] == member) + 1
+    ties = sum(1 for _, other in rows[:upto] if float(other) == score)
+    return [member for member, _ in items], Cursor(score, member, ties)
+
+
+def _wrong_type(reply: Any) -> bool:
+    """Whether a pipelined read's reply is Redis's ``WRONGTYPE``: a key of another type
+    planted where a set should be, read as empty and named as unreadable. Any other
+    error is raised (an index out of range is not a planted key)."""
+    if not isinstance(reply, Exception):
+        return False
+    if isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE"):
+        return True
+    raise reply
+
+
 def _count(reply: Any) -> int:
     return int(reply) if isinstance(reply, int) else 0
 
@@ -796,9 +909,25 @@ def _check_bytes(limit: int) -> int:
     return limit
 
 
+def check_older_than(older_than: float) -> float:
+    """``older_than`` if :meth:`Jobs.clean` takes it (seconds, 0 to :data:`MAX_OLDER_THAN`);
+    :class:`JobActionError` naming the range if not. What the CLI and the dashboard check."""
+    if (
+        isinstance(older_than, bool)
+        or not isinstance(older_than, int | float)
+        or not math.isfinite(older_than)
+        or not 0 <= older_than <= MAX_OLDER_THAN
+    ):
+        raise JobActionError(
+            f"older_than={older_than!r} is not allowed; use seconds from 0 to "
+            f"{MAX_OLDER_THAN:,} (about 31 years)"
+        )
+    return older_than
+
+
 def _check_page(page: int, page_size: int) -> None:
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise JobActionError(f"page={page!r} is not allowed; pages count from 1")
+    if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= MAX_PAGE:
+        raise JobActionError(f"page={page!r} is not allowed; pages count from 1 to {MAX_PAGE:,}")
     if (
         isinstance(page_size, bool)
         or not isinstance(page_size, int)

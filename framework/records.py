@@ -30,11 +30,13 @@ from framework.settings import QueuePolicy
 
 __all__ = [
     "ChildLink",
+    "Cursor",
     "JobInfo",
     "JobLocation",
     "Page",
     "QueueCounts",
     "Record",
+    "Scan",
     "job_info",
     "log_lines",
 ]
@@ -113,6 +115,31 @@ class Page(Generic[T]):
     @property
     def has_previous(self) -> bool:
         return self.page > 1
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a scan of a state's sorted set stopped (:meth:`framework.jobs.Jobs.scan`):
+    the last job read, by its score and its member (Redis orders the jobs of one score
+    by id), and how many jobs of that score were read up to it (the next read fetches
+    that many more). Jobs that join or leave the set elsewhere do not move it, as
+    they move a page number."""
+
+    score: float
+    member: bytes
+    ties: int
+
+
+@dataclass(frozen=True)
+class Scan(Generic[T]):
+    """One stretch of a scan: its jobs, the state's size, and where the next one starts."""
+
+    items: tuple[T, ...]
+    total: int
+    next: Cursor | None
+    """The cursor to pass for the next stretch; None once the end of the set is read."""
+    unreadable: str | None = None
+    """As :attr:`Page.unreadable`."""
 
 
 @dataclass(frozen=True)

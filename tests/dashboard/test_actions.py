@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import pytest
+import redis
 from flask import Flask
 
 from dashboard import create_app, csrf
 from dashboard.state import EXTENSION
 from framework.application import Hueyard
+from framework.execution import QueueHuey
 from framework.jobs import Jobs
 from tests.dashboard.conftest import ENV, USER, Dash, MakeApp, add, basic, finish
 
 
 def counts(app: Hueyard, queue: str = "work") -> dict[str, object]:
     return Jobs(app).counts(queue).to_json()
+
+
+def notice(dash: Dash, location: str) -> str | None:
+    """The notice the page at ``location`` shows (it must answer 200)."""
+    page = dash.get(location)
+    assert page.status_code == 200, (location, page.status_code)
+    found = re.search(r'role="status">([^<]*)<', page.get_data(as_text=True))
+    return unescape(found.group(1)) if found else None
+
+
+def run_one(app: Hueyard, queue: str) -> str:
+    huey: QueueHuey = app.queue(queue).huey
+    huey.storage.read_timeout = 0.1
+    task = huey.dequeue()
+    assert task is not None, f"nothing to run on {queue}"
+    huey.execute(task)
+    return str(task.id)
 
 
 def test_an_action_without_confirm_only_asks(app: Hueyard, dash: Dash) -> None:
@@ -49,6 +71,27 @@ def test_promote_all_runs_delayed_jobs_now(app: Hueyard, dash: Dash) -> None:
     response = dash.post("/admin/queues/work/promote-all")
     assert response.status_code == 303
     assert counts(app)["delayed"] == 0 and counts(app)["waiting"] == 2
+
+
+def test_pausing_twice_and_resuming_twice_say_the_second_time_changed_nothing(
+    app: Hueyard, dash: Dash
+) -> None:
+    # Given a running queue, When two tabs pause it, then two tabs resume it
+    said = []
+    for action in ("pause", "pause", "resume", "resume"):
+        response = dash.post(f"/admin/queues/work/{action}")
+        assert response.status_code == 303
+        said.append((response.headers["Location"], notice(dash, response.headers["Location"])))
+    # Then the second of each says nothing changed, as the CLI does
+    assert said == [
+        ("/admin/queues/work?state=waiting&done=pause",
+         "Queue paused: no new job starts; running jobs finish."),
+        ("/admin/queues/work?state=waiting&done=pause-none",
+         "Nothing changed: the queue was already paused."),
+        ("/admin/queues/work?state=waiting&done=resume", "Queue resumed."),
+        ("/admin/queues/work?state=waiting&done=resume-none",
+         "Nothing changed: the queue was not paused."),
+    ]  # fmt: skip
 
 
 def test_pause_and_resume(app: Hueyard, dash: Dash) -> None:
@@ -89,10 +132,18 @@ def test_clean_asks_with_the_age_in_words(app: Hueyard, dash: Dash) -> None:
         {"state": "completed", "older_than": "soon"},
         {"state": "completed", "older_than": "-1"},
         {"state": "completed", "older_than": "inf"},
+        {"state": "completed", "older_than": "1e306"},
+        {"state": "failed", "older_than": "1000000001"},
     ],
 )
-def test_clean_refuses_bad_input(dash: Dash, form: dict[str, str]) -> None:
-    assert dash.post("/admin/queues/work/clean", form).status_code == 400
+def test_clean_refuses_bad_input(app: Hueyard, dash: Dash, form: dict[str, str]) -> None:
+    add(app, 1)
+    finish(app, "completed")
+    response = dash.post("/admin/queues/work/clean", form)
+    assert response.status_code == 400
+    assert counts(app)["completed"] == 1
+    if form["state"] != "waiting":
+        assert "from 0 to 1,000,000,000." in response.get_data(as_text=True)
 
 
 def test_retry_one_failed_job(app: Hueyard, dash: Dash) -> None:
@@ -125,6 +176,90 @@ def test_remove_one_job_goes_back_to_its_state(app: Hueyard, dash: Dash) -> None
     assert response.status_code == 303
     assert response.headers["Location"] == "/admin/queues/work?done=remove&state=failed"
     assert Jobs(app).get(job_id) is None
+
+
+def test_removing_a_job_another_tab_removed_says_so_on_its_queue_page(
+    app: Hueyard, dash: Dash
+) -> None:
+    # Given a waiting job, removed in one tab
+    [job_id] = add(app, 1)
+    first = dash.post(f"/admin/queues/work/jobs/{job_id}/remove", {"back_state": "waiting"})
+    assert notice(dash, first.headers["Location"]) == "Job deleted."
+    # When a second tab removes it too
+    again = dash.post(f"/admin/queues/work/jobs/{job_id}/remove", {"back_state": "waiting"})
+    # Then it lands on the queue's page (the job's would be a 404), which says so
+    assert again.headers["Location"] == "/admin/queues/work?done=remove-none&state=waiting"
+    assert notice(dash, again.headers["Location"]) == "Nothing deleted: the job was already gone."
+
+
+@pytest.mark.parametrize(
+    ("action", "back", "said"),
+    [
+        ("retry", "failed", "Nothing retried: the job is gone (removed, or past its queue's "
+                            "retention)."),
+        ("promote", "delayed", "Nothing promoted: the job is gone (removed, or already run and "
+                               "past its queue's retention)."),
+    ],
+)  # fmt: skip
+def test_an_action_on_a_job_another_tab_removed_says_so_on_its_queue_page(
+    app: Hueyard, dash: Dash, action: str, back: str, said: str
+) -> None:
+    # Given a failed or delayed job that another tab removed
+    [job_id] = add(app, 1, delay=600) if action == "promote" else add(app, 1)
+    if action == "retry":
+        finish(app, "failed")
+    assert Jobs(app).remove("work", job_id)
+    # When it is retried or promoted
+    response = dash.post(f"/admin/queues/work/jobs/{job_id}/{action}", {"back_state": back})
+    # Then the queue's page says it is gone
+    location = response.headers["Location"]
+    assert location == f"/admin/queues/work?done={action}-gone&state={back}"
+    assert notice(dash, location) == said
+
+
+@pytest.mark.parametrize("suffix", [":children", ":logs"])
+def test_an_id_naming_a_jobs_own_key_is_refused_by_every_action_and_page(
+    app: Hueyard, dash: Dash, redis_conn: redis.Redis, suffix: str
+) -> None:
+    # Given a parent waiting for its child, with its children set and a log line
+    parent = app.enqueue("work", "fan", {"n": 1})
+    run_one(app, "work")
+    q = app.keys.queue("work")
+    redis_conn.rpush(q.logs(parent), "a line it logged")
+
+    def keys() -> tuple[object, ...]:
+        return (
+            redis_conn.hgetall(q.job(parent)),
+            redis_conn.lrange(q.logs(parent), 0, -1),
+            redis_conn.zrange(q.children(parent), 0, -1, withscores=True),
+        )
+
+    before = keys()
+    assert all(before)
+    sub_key = parent + suffix
+    # When every action is posted on "<id>:children" or "<id>:logs", confirmed or not,
+    # and its pages are asked for
+    answers = {
+        f"{action} {confirm}": dash.post(
+            f"/admin/queues/work/jobs/{sub_key}/{action}", confirm=confirm
+        )
+        for action in ("retry", "promote", "cancel", "remove")
+        for confirm in (False, True)
+    }
+    for path in ("", "/raw"):
+        answers[f"page{path}"] = dash.get(f"/admin/queues/work/jobs/{sub_key}{path}")
+    answers["search"] = dash.get(f"/admin/search?job_id={sub_key}")
+    # Then each answers 400, saying why
+    for name, answer in answers.items():
+        assert answer.status_code == 400, name
+        assert "is not a job id: a job id never contains" in answer.get_data(as_text=True), name
+    # And nothing was deleted: the parent still waits for its child, then completes
+    assert keys() == before
+    assert counts(app)["waiting-children"] == 1
+    run_one(app, "hooks")
+    job = Jobs(app).get(parent)
+    assert job is not None and job.state == "completed"
+    assert (job.children, job.children_completed, job.children_failed) == (1, 1, 0)
 
 
 def test_cancel_a_waiting_job_and_a_running_one(app: Hueyard, dash: Dash) -> None:

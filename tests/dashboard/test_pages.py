@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from flask import Flask
 
+from dashboard.readmodel import search_payloads
+from dashboard.state import EXTENSION
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
 from tests.dashboard.conftest import Dash, add, finish, storage_of
@@ -174,6 +177,42 @@ def test_payload_search_is_bounded_and_says_how_much_it_searched(
     # And a search over everything says so
     html = text(client.get("/admin/search?queue=work&state=failed&text=c-29"))
     assert "1 match(es)" in html
+
+
+def test_a_payload_search_lists_and_counts_each_job_once_while_jobs_complete_meanwhile(
+    app: Hueyard, flask_app: Flask
+) -> None:
+    # Given 40 completed jobs whose payload holds the needle, and 400 more to run
+    app.enqueue_many("work", "job", [{"tag": f"needle-{i}"} for i in range(40)])
+    finished = finish(app, "completed", 40)
+    app.enqueue_many("work", "job", [{"tag": f"needle-late-{i}"} for i in range(400)])
+    storage = storage_of(app)
+    stop = threading.Event()
+
+    def complete_jobs() -> None:  # a consumer at work: each job completes, newest first
+        while not stop.is_set() and (claimed := storage.claim()) is not None:
+            storage.release(claimed, "completed", value='{"ok":1}')
+
+    # When the completed jobs are searched 3 a round trip while jobs keep completing
+    worker = threading.Thread(target=complete_jobs)
+    worker.start()
+    try:
+        with flask_app.app_context():
+            result = search_payloads(
+                flask_app.extensions[EXTENSION], "work", "completed", "needle",
+                max_matches=1000, batch=3,
+            )  # fmt: skip
+    finally:
+        stop.set()
+        worker.join()
+    # Then no job is listed twice, "searched" counts each job once, and every job that
+    # was there when the search began is found (a page number would shift under it)
+    ids = [job.id for job in result.matches]
+    assert len(ids) == len(set(ids)) == result.searched
+    assert set(finished) <= set(ids)
+    assert result.complete
+    finish_times = [job.finished for job in result.matches]
+    assert finish_times == sorted(finish_times, reverse=True)  # newest first
 
 
 def test_metrics_page_draws_svg_charts(app: Hueyard, dash: Dash) -> None:

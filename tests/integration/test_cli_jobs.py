@@ -367,6 +367,10 @@ def test_clean_deletes_old_finished_jobs(
         (["pause", "gamma"], "declared queues: alpha, beta"),
         (["jobs", "alpha", "--state", "done"], "unknown job state 'done'; use one of waiting"),
         (["jobs", "alpha", "--state", "failed", "--page", "0"], "page=0 is not allowed"),
+        (
+            ["jobs", "alpha", "--state", "failed", "--page", "10000000000000000000"],
+            "page=10000000000000000000 is not allowed; pages count from 1 to 1,000,000,000",
+        ),
         (["job", "no-such-job"], "no job 'no-such-job' in any queue"),
         (
             ["retry", "alpha", "no-such-job"],
@@ -375,6 +379,10 @@ def test_clean_deletes_old_finished_jobs(
         (
             ["clean", "alpha", "--state", "waiting", "--older-than", "5"],
             "clean deletes completed or failed jobs, not 'waiting'",
+        ),
+        (
+            ["clean", "alpha", "--state", "failed", "--older-than", "1e306"],
+            "older_than=1e+306 is not allowed; use seconds from 0 to 1,000,000,000",
         ),
     ],
 )
@@ -385,6 +393,31 @@ def test_refusals_exit_1_with_the_reason(
     assert result.returncode == 1
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["job", "retry alpha", "cancel alpha"])
+@pytest.mark.parametrize("suffix", [":logs", ":children"])
+def test_an_id_naming_a_jobs_own_key_is_a_usage_error_and_changes_nothing(
+    app: Hueyard,
+    storage: JobStorage,
+    redis_conn: redis.Redis,
+    project: dict[str, str],
+    command: str,
+    suffix: str,
+) -> None:
+    # Given a failed job with a log line
+    add(app, 1)
+    [job_id] = fail(storage)
+    logs = app.keys.job_logs("alpha", job_id)
+    redis_conn.rpush(logs, "a line it logged")
+    # When a command is given "<id>:logs" or "<id>:children"
+    result = run([*command.split(), job_id + suffix], project)
+    # Then it is refused as a usage error, saying why, and nothing changed
+    assert result.returncode == 2, result.stderr
+    assert f"'{job_id}{suffix}' is not a job id: a job id never contains ':'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert redis_conn.lrange(logs, 0, -1) == [b"a line it logged"]
+    assert Jobs(app).find(job_id).state == "failed"  # type: ignore[union-attr]
 
 
 def test_retry_needs_a_job_id_or_all(project: dict[str, str]) -> None:

@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict
 
 from framework import current_job, defaults
 from framework.application import Hueyard
-from framework.errors import ChainError, OptionError, StorageError, UnknownHandlerError
+from framework.errors import (
+    ChainError,
+    JobActionError,
+    OptionError,
+    StorageError,
+    UnknownHandlerError,
+)
 from framework.execution import QueueHuey
 from framework.fanin import follow_up_key
 from framework.handlers import Handler, HandlerRegistry, handler
@@ -62,6 +68,8 @@ class Handlers:
         def fan(payload: dict[str, Any]) -> dict[str, Any]:
             job = current_job()
             assert job is not None
+            if payload.get("log"):
+                job.log("fanning out")
             keys = (
                 [f"{payload['tag']}:{i}" for i in range(payload["n"])]
                 if payload.get("keyed")
@@ -414,6 +422,51 @@ def test_removing_a_waiting_parent_deletes_its_children_set(
     run_one(app, "kids")  # its notice finds no parent: nothing is written
     assert not redis_conn.exists(app.queue("parents").storage.q.job(parent))
     assert outbox(app, "kids") == []
+
+
+@pytest.mark.parametrize("suffix", [":children", ":logs"])
+def test_an_id_naming_a_jobs_own_key_is_refused_by_every_call_and_nothing_is_deleted(
+    app: Hueyard, jobs: Jobs, redis_conn: redis.Redis, suffix: str
+) -> None:
+    # Given a parent waiting for its two children, with a log line and its children set
+    parent = app.enqueue("parents", "fan", {"n": 2, "log": True})
+    run_one(app, "parents")
+    q = app.queue("parents").storage.q
+
+    def keys() -> tuple[object, ...]:
+        return (
+            redis_conn.hgetall(q.job(parent)),
+            redis_conn.lrange(q.logs(parent), 0, -1),
+            redis_conn.zrange(q.children(parent), 0, -1, withscores=True),
+        )
+
+    before = keys()
+    assert all(before)
+    sub_key = parent + suffix  # "<id>:children" names its children set, not a job
+    calls = {
+        "remove": lambda: jobs.remove("parents", sub_key),
+        "retry": lambda: jobs.retry("parents", sub_key),
+        "promote": lambda: jobs.promote("parents", sub_key),
+        "cancel": lambda: jobs.cancel("parents", sub_key),
+        "get": lambda: jobs.get(sub_key),
+        "get on its queue": lambda: jobs.get(sub_key, queue="parents"),
+        "find": lambda: jobs.find(sub_key),
+        "children": lambda: jobs.children("parents", sub_key),
+    }
+    # When each call is given it, Then each refuses it, saying why
+    for name, call in calls.items():
+        with pytest.raises(JobActionError, match="is not a job id: a job id never contains ':'"):
+            call()
+            pytest.fail(f"{name} took {sub_key!r}")
+    # And nothing was deleted or changed
+    assert keys() == before
+    # And the parent waits for both children, then completes with the right counts
+    run_one(app, "kids")
+    assert state(jobs, parent) == "waiting-children"
+    run_one(app, "kids")
+    info = jobs.get(parent)
+    assert info is not None and info.state == "completed"
+    assert (info.children, info.children_completed, info.children_failed) == (2, 2, 0)
 
 
 def test_a_key_of_the_wrong_type_stops_the_children_script_before_it_writes(

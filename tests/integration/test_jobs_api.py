@@ -232,6 +232,12 @@ def test_an_empty_state_is_one_empty_page(jobs: Jobs) -> None:
         ("failed", {"page_size": 0}, "page_size=0 is not allowed; use 1 to 500"),
         ("failed", {"page_size": 501}, "page_size=501 is not allowed"),
         ("failed", {"page": True}, "page=True is not allowed"),
+        (
+            "failed",
+            {"page": 10**19},
+            "page=10000000000000000000 is not allowed; pages count from 1 to 1,000,000,000",
+        ),
+        ("failed", {"page": 1_000_000_001}, "pages count from 1 to 1,000,000,000"),
     ],
 )
 def test_bad_list_arguments_are_refused_clearly(
@@ -239,6 +245,86 @@ def test_bad_list_arguments_are_refused_clearly(
 ) -> None:
     with pytest.raises(JobActionError, match=fragment):
         jobs.list_jobs("work", state, **options)
+
+
+def test_the_last_page_allowed_is_read_as_any_page_past_the_end(jobs: Jobs) -> None:
+    page = jobs.list_jobs("work", "failed", page=1_000_000_000, page_size=500)
+    assert (page.items, page.total, page.unreadable) == ((), 0, None)
+
+
+# -- scans ------------------------------------------------------------------------------------
+
+
+def scan_all(jobs: Jobs, state: str, between: Any = None, count: int = 2) -> list[str]:
+    """Every id a walk by cursor reads, ``count`` at a time, calling ``between()`` between
+    two reads."""
+    scan = jobs.scan("work", state, count=count)
+    read = ids_of(scan.items)
+    while scan.next is not None:
+        if between is not None:
+            between()
+        scan = jobs.scan("work", state, after=scan.next, count=count)
+        read += ids_of(scan.items)
+    return read
+
+
+def test_a_scan_reads_each_job_once_in_list_order_while_jobs_complete_meanwhile(
+    app: Hueyard, jobs: Jobs, storage: JobStorage
+) -> None:
+    # Given 7 completed jobs, and more jobs waiting
+    add(app, 30)
+    completed = finish(storage, "completed", 7)
+    # When they are walked 2 at a time, newest first, while 2 more complete between reads
+    read = scan_all(jobs, "completed", between=lambda: finish(storage, "completed", 2))
+    # Then each of the 7 was read once, newest first, and none that completed meanwhile
+    # (by page number, each completion would have pushed a job read onto the next page)
+    assert read == completed[::-1]
+    assert jobs.counts("work").completed == 7 + 2 * 3
+
+
+def test_a_scan_reads_jobs_of_one_score_once_while_others_of_that_score_come_and_go(
+    app: Hueyard, jobs: Jobs, redis_conn: redis.Redis
+) -> None:
+    # Given 7 delayed jobs due at the same ms (one score: Redis orders them by id)
+    delayed_set = app.keys.queue("work").delayed
+
+    def due_at_one_ms(ids: list[str]) -> list[str]:
+        redis_conn.zadd(delayed_set, dict.fromkeys(ids, 1_900_000_000_000), xx=True)
+        return ids
+
+    delayed = due_at_one_ms(add(app, 7, delay=3600))
+    read: list[str] = []
+    joined: list[str] = []
+
+    def meanwhile() -> None:
+        if jobs.find(read[0]) is not None:
+            jobs.remove("work", read[0])  # a job read leaves
+        joined.extend(due_at_one_ms(add(app, 1, delay=3600)))  # ahead of the cursor: newer
+
+    # When they are walked 2 at a time, while a job read leaves and one of that score
+    # joins between two reads
+    scan = jobs.scan("work", "delayed", count=2)
+    read += ids_of(scan.items)
+    while scan.next is not None:
+        meanwhile()
+        scan = jobs.scan("work", "delayed", after=scan.next, count=2)
+        read += ids_of(scan.items)
+    # Then each of the 7 was read once, in the list's order, and none that joined
+    assert read == delayed[::-1]
+    assert jobs.counts("work").delayed == 7 - 1 + len(joined) and len(joined) >= 3
+
+
+def test_a_scan_of_waiting_jobs_goes_in_run_order_and_reads_jobs_added_behind_it(
+    app: Hueyard, jobs: Jobs
+) -> None:
+    first = add(app, 5)
+    later: list[str] = []
+    # Given 5 waiting jobs, When they are walked 2 at a time while jobs are added
+    read = scan_all(jobs, "waiting", between=lambda: later.extend(add(app, 1)))
+    # Then in run order, with the ones added behind the cursor (FIFO) read too
+    assert read == first + later
+    jobs.pause("work")
+    assert scan_all(jobs, "waiting") == [] and scan_all(jobs, "paused") == first + later
 
 
 # -- one job ----------------------------------------------------------------------------------
@@ -513,8 +599,10 @@ def test_clean_of_failed_jobs(app: Hueyard, jobs: Jobs, storage: JobStorage) -> 
     [
         ("waiting", 10, "clean deletes completed or failed jobs, not 'waiting'"),
         ("paused", 10, "not 'paused'"),
-        ("completed", -1, "older_than=-1 is not allowed; use seconds >= 0"),
+        ("completed", -1, "older_than=-1 is not allowed; use seconds from 0 to 1,000,000,000"),
         ("completed", float("nan"), "older_than=nan is not allowed"),
+        ("failed", 1e306, r"older_than=1e\+306 is not allowed; use seconds from 0 to 1,000,"),
+        ("failed", 1_000_000_001, "older_than=1000000001 is not allowed"),
     ],
 )
 def test_clean_refuses_other_states_and_bad_ages(
