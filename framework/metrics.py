@@ -73,6 +73,9 @@ class MetricPoint:
     samples: int
     p50_ms: float | None
     p95_ms: float | None
+    kept: bool = True
+    """Whether Redis held this minute's counts or samples. False: nothing happened that
+    minute, or its metrics are gone (expired, flushed): its zeros are not a reading."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -339,7 +342,8 @@ def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPo
         if not isinstance(counts, list):
             counts = [None] * len(_COUNTS)  # a planted key of another type: no counts
         completed, failed, retried = counts
-        samples = sorted(_numbers(raw_samples if isinstance(raw_samples, list) else []))
+        raw_samples = raw_samples if isinstance(raw_samples, list) else []
+        samples = sorted(_numbers(raw_samples))
         point = MetricPoint(
             minute=datetime.datetime.fromtimestamp((first + offset) * 60, datetime.UTC),
             completed=_count(completed),
@@ -348,6 +352,7 @@ def _points(replies: list[Any], first: int, minutes: int) -> list[tuple[MetricPo
             samples=len(samples),
             p50_ms=percentile(samples, 50),
             p95_ms=percentile(samples, 95),
+            kept=any(count is not None for count in counts) or bool(raw_samples),
         )
         points.append((point, samples))
     return points

@@ -14,7 +14,9 @@ The file is read line by line (memory stays bounded by one batch), at most
 :data:`MAX_FILE_RECIPIENTS` rows and :data:`MAX_LINE_BYTES` bytes a line (a
 CSV row, even one whose quoted field holds a line break). A row whose phone is
 not E.164, or whose contact id is not an identifier, is a :class:`Rejection`
-naming the line (never quoting the data); the campaign goes on. A file that is
+naming the line (never quoting the data); so is a JSONL line that is not an
+object, one nested too deep to parse included; the campaign goes on. The
+directory must be private (:func:`pipelines._files.check_private`). A file that is
 missing, not UTF-8, too large, without a ``phone`` column, or not CSV (a ``"``
 never closed, which would swallow every later row into one field) stops the
 campaign with :class:`RecipientsFileError` naming the file and the line.
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pipelines._files import check_private
 from pipelines._providers import IDENTIFIER, is_e164
 
 __all__ = [
@@ -102,10 +105,13 @@ class DataFile:
 
     def resolve(self, name: str) -> Path:
         """The file ``name`` of the directory; :class:`RecipientsFileError` when it is not a
-        plain file name, does not exist, or is a symbolic link leading out of it."""
+        plain file name, does not exist, or is a symbolic link leading out of it, and
+        :class:`~pipelines._files.UnsafeDirectoryError` when the directory is not private
+        (another user's, or open to group or others: they could plant or swap the file)."""
         if not FILE_NAME.fullmatch(name):  # the payload model checks it too; the last word
             raise RecipientsFileError(f"{self.what} {name!r} is not a file name")
         directory = self.directory()
+        check_private(directory, self.variable)
         path = directory / name
         fix = f"write it there, or point ${self.variable} at the directory that holds it"
         if not path.is_file():
@@ -214,6 +220,8 @@ def _text_lines(
             return
         number += 1
         if len(data) > kind.max_line_bytes and not data.endswith(b"\n"):
+            if b"\r" in data:
+                raise RecipientsFileError(f"{path}, line {number}: {_cr_only(kind)}")
             raise RecipientsFileError(
                 f"{path}, line {number}: longer than {kind.max_line_bytes} bytes; a "
                 f"{kind.what} holds one row per line"
@@ -298,10 +306,21 @@ def _csv_rows(
         yield Row(record[0], fields)
 
 
+def _cr_only(kind: DataFile) -> str:
+    return (
+        "lines end in CR only (a classic Mac OS file); save the file with LF or CRLF line "
+        f"ends and {kind.again}"
+    )
+
+
 def _csv_error(path: Path, record: list[int], exc: csv.Error, kind: DataFile) -> str:
     fix = f"fix the file and {kind.again}"
     if not record:
         return f"{path}: not valid CSV ({exc}); {fix}"
+    if str(exc).startswith("new-line character seen in unquoted field"):
+        # the reader's own advice (universal-newline mode) is about Python, not the file:
+        # a CR outside quotes, not followed by LF, is a line end the lines here do not see
+        return f"{path}, line {record[0]}: {_cr_only(kind)}"
     if str(exc) == "unexpected end of data":
         return (
             f"{path}, line {record[0]}: a '\"' opened on this line is never closed (every "
@@ -325,6 +344,12 @@ def _jsonl_rows(lines: Iterator[tuple[int, str]]) -> Iterator[Row | Rejection]:
             row = json.loads(line)
         except ValueError:
             yield Rejection(number, "not a JSON object")
+            continue
+        except RecursionError:
+            # "[[[[..." within the line limit: Python's parser recurses once a level. One
+            # line's rejection, never the whole job's failure (the serializer's limit,
+            # MAX_DEPTH, is for values already parsed; a row is one flat object anyway)
+            yield Rejection(number, "not a JSON object (nested too deep)")
             continue
         if not isinstance(row, dict):
             yield Rejection(number, "not a JSON object")

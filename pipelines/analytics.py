@@ -14,10 +14,13 @@ things:
   WhatsApp messages sent that day). A daily snapshot reads the per-minute
   metrics hueyard keeps (``[consumer] metrics_ttl``, 25 hours by default) and
   stores its counts for :data:`KEEP_DAILY` seconds under the cache key
-  ``analytics:daily:<date>``; weekly and monthly snapshots add up those daily
-  records, and name the days they did not find. ``coverage`` says how much of
-  the window the numbers saw: a snapshot never claims minutes it could not
-  read. Without ``date``, the window is the last *complete* period before the
+  ``analytics:daily:<zone>:<date>`` (:func:`daily_key`); weekly and monthly
+  snapshots add up the daily records of their zone, and name the days they did
+  not find. ``coverage`` says how much of the window the numbers saw: a
+  snapshot never claims minutes it could not read. A minute without a metrics
+  key is a quiet minute only when something proves the metrics were kept then
+  (:func:`_observed_since`); otherwise (Redis emptied, metrics expired) it was
+  not read. Without ``date``, the window is the last *complete* period before the
   tick (``tick``, which the schedule sets) or before now: the daily snapshot
   at 00:05 covers yesterday, the Monday one last week, the one on the 1st
   last month.
@@ -63,6 +66,7 @@ __all__ = [
     "AnalyticsSnapshot",
     "aggregate",
     "daily_key",
+    "legacy_daily_key",
     "exact_sum",
     "snapshot",
     "window",
@@ -73,6 +77,14 @@ MAX_SAMPLES = 100_000
 KEEP_DAILY = 400 * 86400
 """Seconds a daily snapshot's counts are kept for the weekly and monthly ones (bounded)."""
 COUNTS = ("completed", "failed", "retried")
+FIRST_DAY = datetime.date(1970, 1, 1)
+LAST_DAY = datetime.date(9998, 12, 31)
+"""The dates a payload's ``date`` and ``tick`` may name: a window reaches a month around
+its date, which must stay within the calendar Python counts (years 1 to 9999)."""
+OBSERVED_KEY = "analytics:metrics-observed-since"
+"""The cache key of when the analytics jobs first found this Redis keeping metrics (epoch
+seconds): emptied with the metrics (FLUSHDB, a new server), so it proves that a minute
+after it without a metrics key had nothing to count."""
 
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}\Z")
@@ -81,13 +93,25 @@ Period = Literal["daily", "weekly", "monthly"]
 Samples = FiniteFloat | Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_SAMPLES)]
 
 
+_BOUNDS = f"between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}"
+
+
 def _iso_date(value: str) -> str:
     try:
         if not _ISO_DATE.match(value):
             raise ValueError
-        datetime.date.fromisoformat(value)
+        day = datetime.date.fromisoformat(value)
     except ValueError:
         raise ValueError("must be a calendar date written YYYY-MM-DD, e.g. 2025-11-05") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must be a date {_BOUNDS}")
+    return value
+
+
+def _bounded_tick(value: datetime.datetime) -> datetime.datetime:
+    # its own date (converting first could overflow): any zone is within a day of it
+    if not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise ValueError(f"must be a time {_BOUNDS}")
     return value
 
 
@@ -133,7 +157,7 @@ class AnalyticsSnapshot(BaseModel):
         | None
     ) = None
     """Numbers to aggregate; without them, the job counts of every queue."""
-    tick: AwareDatetime | None = None
+    tick: Annotated[AwareDatetime, AfterValidator(_bounded_tick)] | None = None
     """When the schedule's tick fell (its ``tick_field``)."""
     timezone: Annotated[str, AfterValidator(time_zone)] = "UTC"
     """Where days begin, for the window."""
@@ -196,8 +220,16 @@ def aggregate(samples: float | list[float]) -> dict[str, float | int]:
     }
 
 
-def daily_key(day: datetime.date) -> str:
-    """The cache key (under the app's cache prefix) of one day's job counts."""
+def daily_key(day: datetime.date, zone: str = "UTC") -> str:
+    """The cache key (under the app's cache prefix) of one day's job counts in ``zone``
+    (an IANA name): ``analytics:daily:Europe/Berlin:2025-11-05``. Each zone's days are
+    other hours, so each has its own records."""
+    return f"analytics:daily:{zone}:{day.isoformat()}"
+
+
+def legacy_daily_key(day: datetime.date) -> str:
+    """Where hueyard 0.1.0 stored a day's counts, whatever its zone: read as UTC's
+    (the default zone, and the CRM's schedules'), until those records expire."""
     return f"analytics:daily:{day.isoformat()}"
 
 
@@ -229,12 +261,16 @@ def job_counts(app: Hueyard, payload: AnalyticsSnapshot, now: datetime.datetime)
         start, end = previous_window(payload.period, (payload.tick or now).astimezone(zone).date())
     conn = app.clients.client()
     if payload.period == "daily":
-        queues, coverage = _day_counts(app, start, zone, now)
+        queues, coverage = _day_counts(app, conn, start, zone, now)
         if coverage["complete"]:
-            record = json.dumps({"queues": queues, "coverage": coverage}, separators=(",", ":"))
-            conn.set(app.keys.cache(daily_key(start)), record, ex=KEEP_DAILY)
+            record = {"zone": payload.timezone, "queues": queues, "coverage": coverage}
+            conn.set(
+                app.keys.cache(daily_key(start, payload.timezone)),
+                json.dumps(record, separators=(",", ":")),
+                ex=KEEP_DAILY,
+            )
     else:
-        queues, coverage = _sum_of_days(app, conn, start, end)
+        queues, coverage = _sum_of_days(app, conn, start, end, payload.timezone)
     total = {count: sum(numbers[count] for numbers in queues.values()) for count in COUNTS}
     return {
         "period": payload.period,
@@ -248,45 +284,91 @@ def job_counts(app: Hueyard, payload: AnalyticsSnapshot, now: datetime.datetime)
 
 
 def _day_counts(
-    app: Hueyard, day: datetime.date, zone: zoneinfo.ZoneInfo, now: datetime.datetime
+    app: Hueyard,
+    conn: redis.Redis,
+    day: datetime.date,
+    zone: zoneinfo.ZoneInfo,
+    now: datetime.datetime,
 ) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
-    """Per-queue counts of one day (in ``zone``) from the per-minute metrics still kept."""
+    """Per-queue counts of one day (in ``zone``) from the per-minute metrics still kept.
+
+    ``minutes_read`` counts the day's minutes that were read *and* observed: at or
+    after the first proof that metrics were kept (:func:`_observed_since`, or the
+    oldest minute with a metrics key). A day is complete when it is over and every
+    one of its minutes was.
+    """
     from framework.jobs import Jobs
 
     since = datetime.datetime.combine(day, datetime.time(), zone)
     until = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), zone)
     day_minutes = round((until - since).total_seconds() / 60)  # 1380 to 1500 across DST
-    kept = max(app.settings.consumer.metrics_ttl // 60, 1)
-    wanted = math.ceil((now - since).total_seconds() / 60) + 1
-    minutes = max(min(wanted, kept), 1)
+    # the whole span kept, not just the day: a key before the day proves it observed
+    span = max(app.settings.consumer.metrics_ttl // 60, 1)
+    marked = _observed_since(app, conn, now)
     jobs = Jobs(app)
     queues: dict[str, dict[str, int]] = {}
-    seen: set[datetime.datetime] = set()
+    read: set[datetime.datetime] = set()
+    first_kept: datetime.datetime | None = None
     for queue in app.queues:
-        points = [p for p in jobs.metrics(queue, minutes) if since <= p.minute < until]
-        seen.update(p.minute for p in points)
-        queues[queue] = {count: sum(getattr(p, count) for p in points) for count in COUNTS}
-    read = len(seen)
+        points = jobs.metrics(queue, span)
+        read.update(p.minute for p in points)
+        kept = [p.minute for p in points if p.kept]
+        if kept and (first_kept is None or kept[0] < first_kept):
+            first_kept = kept[0]  # points are oldest first
+        ours = [p for p in points if since <= p.minute < until]
+        queues[queue] = {count: sum(getattr(p, count) for p in ours) for count in COUNTS}
+    proofs = [proof for proof in (first_kept, marked) if proof is not None]
+    observed = min(proofs) if proofs else None
+    minutes_read = sum(
+        1
+        for minute in read
+        if since <= minute < until and observed is not None and minute >= observed
+    )
     return queues, {
         "minutes": day_minutes,
-        "minutes_read": read,
-        "complete": read == day_minutes and until <= now,
+        "minutes_read": minutes_read,
+        "complete": minutes_read == day_minutes and until <= now,
     }
 
 
+def _observed_since(
+    app: Hueyard, conn: redis.Redis, now: datetime.datetime
+) -> datetime.datetime | None:
+    """Since when this Redis is known to keep the metrics: the time :data:`OBSERVED_KEY`
+    holds, set to ``now`` when missing (so the first run after a FLUSHDB or on a new
+    server proves only what comes after it), its expiry renewed (bounded)."""
+    key = app.keys.cache(OBSERVED_KEY)
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.set(key, repr(now.timestamp()), nx=True)
+        pipe.expire(key, KEEP_DAILY)
+        pipe.get(key)
+        value = pipe.execute()[-1]
+    try:
+        return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None  # planted by something else: proves nothing
+
+
 def _sum_of_days(
-    app: Hueyard, conn: redis.Redis, start: datetime.date, end: datetime.date
+    app: Hueyard, conn: redis.Redis, start: datetime.date, end: datetime.date, zone: str
 ) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
-    """The stored daily counts of ``start`` .. ``end`` added up, and the days not found."""
+    """The stored daily counts of ``zone``'s days ``start`` .. ``end`` added up, and the days
+    not found. For UTC, a day stored by an older hueyard (:func:`legacy_daily_key`) counts."""
     days = [start + datetime.timedelta(days=n) for n in range((end - start).days + 1)]
+    legacy = zone == "UTC"
     with conn.pipeline(transaction=False) as pipe:  # GETs, not MGET: on a Cluster the
         for day in days:  # days' keys hash to different slots
-            pipe.get(app.keys.cache(daily_key(day)))
+            pipe.get(app.keys.cache(daily_key(day, zone)))
+            if legacy:
+                pipe.get(app.keys.cache(legacy_daily_key(day)))
         raw: list[bytes | None] = pipe.execute()
+    step = 2 if legacy else 1
     queues: dict[str, dict[str, int]] = {q: dict.fromkeys(COUNTS, 0) for q in app.queues}
     missing = []
-    for day, value in zip(days, raw, strict=True):
-        record = _daily_record(value)
+    for index, day in enumerate(days):
+        record = _daily_record(raw[index * step], zone)
+        if record is None and legacy:
+            record = _daily_record(raw[index * step + 1], zone)
         if record is None:
             missing.append(day.isoformat())
             continue
@@ -302,10 +384,14 @@ def _sum_of_days(
     }
 
 
-def _daily_record(value: bytes | None) -> dict[str, dict[str, int]] | None:
-    """A stored day's ``queues``; None if missing or not what :func:`job_counts` wrote."""
+def _daily_record(value: bytes | None, zone: str) -> dict[str, dict[str, int]] | None:
+    """A stored day's ``queues``; None if missing, of another zone than ``zone`` (a record
+    without one is an older hueyard's: UTC's) or not what :func:`job_counts` wrote."""
     try:
-        queues = json.loads(value)["queues"] if value is not None else None
+        stored = json.loads(value) if value is not None else None
+        if not isinstance(stored, dict) or stored.get("zone", "UTC") != zone:
+            return None
+        queues = stored["queues"]
         if not isinstance(queues, dict):
             return None
         return {

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,26 @@ def _export_id(value: str) -> str:
     return value
 
 
+def _finite(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Refuse NaN and infinity anywhere in the rows, naming the row and the column: JSON
+    has no such numbers (the stored payload would hold null instead, silently)."""
+    for index, row in enumerate(rows):
+        for column, value in row.items():
+            stack = [value]  # nesting is bounded at enqueue (MAX_PAYLOAD_DEPTH)
+            while stack:
+                item = stack.pop()
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(
+                        f"row {index}, column {column!r}: {item!r} is not a number JSON can "
+                        "hold; send null, or the value as text"
+                    )
+                if isinstance(item, dict):
+                    stack.extend(item.values())
+                elif isinstance(item, list | tuple):
+                    stack.extend(item)
+    return rows
+
+
 class ExportRequest(BaseModel):
     """Rows of one kind of CRM data to write as one CSV or JSON file."""
 
@@ -66,7 +87,7 @@ class ExportRequest(BaseModel):
     exportId: Annotated[str, AfterValidator(_export_id)]
     kind: Literal["contacts", "messages", "campaigns"]
     format: Literal["csv", "json"]
-    rows: Annotated[list[dict[str, Any]], Field(max_length=MAX_ROWS)]
+    rows: Annotated[list[dict[str, Any]], Field(max_length=MAX_ROWS), AfterValidator(_finite)]
 
 
 def export_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -122,7 +143,9 @@ def export_data(payload: ExportRequest) -> dict[str, Any]:
     directory = export_dir()
     name = f"{payload.kind}-{payload.exportId}.{payload.format}"
     write = _write_csv if payload.format == "csv" else _write_json
-    write_atomically(directory, name, lambda file: write(file, payload.rows))
+    write_atomically(
+        directory, name, lambda file: write(file, payload.rows), variable=EXPORT_DIR_ENV
+    )
     target = directory / name
     return {
         "exportId": payload.exportId,

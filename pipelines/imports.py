@@ -8,9 +8,13 @@ line by line with the campaign recipients' reader, :mod:`pipelines._recipients`)
 
 Each row needs a ``name`` and a ``phone``; an ``email``, when present and not
 empty, must look like one. Phones are normalised before they are checked:
-spaces, dots, dashes and parentheses are dropped and a leading ``00`` becomes
-``+`` (``"+1 (415) 555-0123"`` -> ``"+14155550123"``). A phone already seen in
-the same import is rejected as a duplicate. Other columns are ignored.
+a trunk prefix ``(0)`` right after the country code is dropped (``"+44 (0)20 7946
+0958"`` is ``"+442079460958"``, as dialled from abroad), then spaces, dots, dashes and
+parentheses, and a leading ``00`` becomes ``+`` (``"+1 (415) 555-0123"`` ->
+``"+14155550123"``). A phone already seen in the same import is rejected as a
+duplicate. A name or email that is not text, or not valid Unicode (half of a
+surrogate pair), or that holds a control character, a line break or a direction
+mark, is rejected naming the field. Other columns are ignored.
 
 The accepted contacts, normalised, are written to
 ``$HUEYARD_IMPORT_DIR/contacts-<importId>.jsonl`` for the CRM to load, one
@@ -45,6 +49,7 @@ from huey.exceptions import CancelExecution
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from framework import handler
+from framework.textgrid import first_unsafe
 from pipelines._files import output_dir, write_atomically
 from pipelines._providers import EMAIL, Identifier, is_e164
 from pipelines._recipients import FILE_NAME, DataFile, RecipientsFileError, Rejection, read_rows
@@ -88,6 +93,10 @@ IMPORT_FILE = DataFile(
 )
 
 _PHONE_NOISE = re.compile(r"[\s().-]")
+_TRUNK_ZERO = re.compile(r"^\s*(?:\+|00)\s*([1-9][0-9]{0,2})\s*\(\s*0\s*\)")
+"""``+44 (0)20 ...``: the ``0`` dialled at home, written in parentheses after the country
+code; dialled with the country code it is left out."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def import_dir() -> Path:
@@ -146,17 +155,42 @@ class Contact:
 
 
 def normalise_phone(raw: str) -> str:
-    """Drop spaces and punctuation; ``00`` becomes ``+``. The result is not yet checked."""
-    phone = _PHONE_NOISE.sub("", raw)
+    """Drop a trunk ``(0)`` after the country code, then spaces and punctuation; ``00``
+    becomes ``+``. The result is not yet checked::
+
+        normalise_phone("+44 (0)20 7946 0958")  # "+442079460958"
+    """
+    phone = _PHONE_NOISE.sub("", _TRUNK_ZERO.sub(r"+\1", raw, count=1))
     return "+" + phone[2:] if phone.startswith("00") else phone
+
+
+def _text(row: Mapping[str, Any], field: str) -> str | None:
+    """``row[field]`` stripped, None when missing or empty; ``ValueError`` naming the field
+    when it is not text, not valid Unicode, or holds what would break a line or a screen
+    wherever the contact is shown (a control character, a line break, a direction mark)."""
+    value = row.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be text")
+    if _SURROGATE.search(value):  # "\ud83d": half an emoji, which no UTF-8 file can hold
+        raise ValueError(f"{field} is not valid Unicode text (half of a surrogate pair)")
+    value = value.strip()
+    position = first_unsafe(value)
+    if position is not None:
+        raise ValueError(
+            f"{field} holds a control character, a line break or a direction mark "
+            f"(character {position + 1})"
+        )
+    return value or None
 
 
 def validate_row(row: Mapping[str, Any]) -> Contact:
     """The contact in ``row``; ``ValueError`` says what is wrong (never quoting the data)."""
-    name = row.get("name")
-    if not isinstance(name, str) or not name.strip():
+    name = _text(row, "name")
+    if name is None:
         raise ValueError("name is missing")
-    if len(name.strip()) > MAX_NAME:
+    if len(name) > MAX_NAME:
         raise ValueError(f"name is longer than {MAX_NAME} characters")
     raw_phone = row.get("phone")
     if raw_phone is None or raw_phone == "":
@@ -166,12 +200,10 @@ def validate_row(row: Mapping[str, Any]) -> Contact:
     phone = normalise_phone(raw_phone)
     if not is_e164(phone):
         raise ValueError("phone is not an E.164 number ('+', country code, 7 to 15 digits)")
-    email = row.get("email")
-    if email is not None and email != "":
-        if not isinstance(email, str) or not EMAIL.fullmatch(email.strip()):
-            raise ValueError("email is not an email address")
-        email = email.strip()
-    return Contact(name=name.strip(), phone=phone, email=email or None)
+    email = _text(row, "email")
+    if email is not None and not EMAIL.fullmatch(email):
+        raise ValueError("email is not an email address")
+    return Contact(name=name, phone=phone, email=email)
 
 
 @handler("imports")
@@ -188,7 +220,9 @@ def import_contacts(payload: ContactImport) -> dict[str, Any]:
     directory = import_dir()
     name = output_name(payload.importId)
     try:
-        counts = write_atomically(directory, name, lambda file: _write_contacts(file, payload))
+        counts = write_atomically(
+            directory, name, lambda file: _write_contacts(file, payload), variable=IMPORT_DIR_ENV
+        )
     except RecipientsFileError as exc:
         # The file is what it is: a retry would read the same bytes. Fail now, say why.
         raise CancelExecution(str(exc), retry=False) from None

@@ -19,6 +19,10 @@ The queue's default priority is 3, ahead of the other queues' 5::
 A channel that fails does not stop the others. The job keeps a record of the
 channels done (:func:`channels_key`, :data:`CHANNEL_RECORD_TTL`), so its retry
 goes only through the channels not yet done: a retry never posts to Slack again.
+Only a channel that worked is recorded: one refused for good (a Slack 4xx) is
+tried again when the job is retried (by hand, once the webhook is fixed, or
+because another channel asked for a retry). The record is deleted when the job
+succeeds.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHANNEL_RECORD_TTL = 7 * 24 * 3600
-"""Seconds a job's record of its done channels is kept: a retry within them skips them."""
+"""Seconds a job's record of its done channels is kept after its last change, while the
+job has not succeeded (it is deleted then): a retry within them skips those channels."""
 
 REFUSED = "failed: "
-"""How a channel that failed for good (a 4xx from Slack) is recorded: not tried again."""
+"""The outcome of a channel that failed for good (a 4xx from Slack) in this run: the job
+fails at once unless another channel asks for a retry. Never recorded as done."""
 ENQUEUED = "enqueued emails job "
 """The ``email`` channel's outcome: this, then the ``emails.send_email`` job's id."""
 
@@ -109,7 +115,10 @@ def notify(payload: Notification) -> dict[str, Any]:
         try:
             outcomes[channel] = _CHANNELS[channel](payload, settings, job)
         except SendRefused as exc:
-            outcomes[channel] = f"{REFUSED}{exc}"  # for good: recorded, never tried again
+            # failed for good in this run, and not recorded: nothing was delivered, so a
+            # retry (by hand, once the webhook is fixed) must go through it again
+            outcomes[channel] = f"{REFUSED}{exc}"
+            continue
         except SendError as exc:
             retryable[channel] = exc
             continue
@@ -117,6 +126,8 @@ def notify(payload: Notification) -> dict[str, Any]:
             record.add(channel, outcomes[channel])
     if retryable or any(outcome.startswith(REFUSED) for outcome in outcomes.values()):
         raise _failure(payload, outcomes, retryable)
+    if record is not None:
+        record.forget()  # done with every channel: no retry will read it
     email = outcomes.get("email", "")
     return {
         "notified": True,
@@ -231,8 +242,23 @@ class _Record:
         self._conn = app.clients.client()
 
     def read(self) -> dict[str, str]:
+        """The channels done. A refusal an older hueyard recorded is not done: nothing was
+        delivered, and a retry is what someone asks for after fixing it."""
         raw = self._conn.hgetall(self._key)
-        return {_text(name): _text(outcome) for name, outcome in raw.items()}
+        outcomes = {_text(name): _text(outcome) for name, outcome in raw.items()}
+        return {name: o for name, o in outcomes.items() if not o.startswith(REFUSED)}
+
+    def forget(self) -> None:
+        """Delete the record: the job succeeded. Best effort: it expires anyway."""
+        try:
+            self._conn.delete(self._key)
+        except redis.RedisError as exc:
+            logger.warning(
+                "job %s: its channel record was not deleted (%s); it expires in %d s",
+                self._job.id,
+                exc,
+                CHANNEL_RECORD_TTL,
+            )
 
     def add(self, channel: str, outcome: str) -> None:
         try:

@@ -49,7 +49,7 @@ def test_a_campaign_killed_mid_fan_out_runs_again_and_messages_each_contact_once
 ) -> None:
     # Given a segment of 40,000 contacts, the messages queue paused, and one consumer
     directory = tmp_path / "campaigns"
-    directory.mkdir()
+    directory.mkdir(mode=0o700)  # a campaign directory must be private
     rows = "".join(f"+1415{n:07d},contact-{n}\n" for n in range(CONTACTS))
     (directory / "segment.csv").write_text("phone,contactId\n" + rows, encoding="utf-8")
     path = tmp_path / "campaign.toml"

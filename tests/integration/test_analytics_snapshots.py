@@ -14,7 +14,7 @@ from framework.application import Hueyard
 from framework.execution import QueueHuey
 from framework.handlers import HandlerRegistry, handler
 from pipelines import analytics
-from pipelines.analytics import AnalyticsSnapshot, daily_key, job_counts
+from pipelines.analytics import AnalyticsSnapshot, daily_key, job_counts, legacy_daily_key
 from tests.conftest import AppFactory
 
 UTC = datetime.UTC
@@ -59,6 +59,14 @@ def snapshot(app: Hueyard, now: datetime.datetime | None = None, **payload: Any)
     )
 
 
+def counted_at(app: Hueyard, queue: str, when: datetime.datetime) -> None:
+    """What a job finishing at ``when`` leaves: its minute's metrics hash (expiring)."""
+    conn = redis.Redis(connection_pool=app.pool)
+    stats = app.keys.queue(queue).stats(int(when.timestamp() // 60))
+    conn.hincrby(stats, "completed", 1)
+    conn.expire(stats, app.settings.consumer.metrics_ttl)
+
+
 def test_a_daily_snapshot_counts_the_jobs_each_queue_completed_and_failed_that_day(
     make: Any,
 ) -> None:
@@ -87,10 +95,13 @@ def test_a_daily_snapshot_counts_the_jobs_each_queue_completed_and_failed_that_d
 
 
 def test_a_complete_day_is_stored_for_a_bounded_time(make: Any) -> None:
-    # Given per-minute metrics kept two days (yesterday is wholly within them)
+    # Given per-minute metrics kept two days (yesterday is wholly within them), and a job
+    # that finished before yesterday began: the metrics were kept since, so the minutes
+    # without a key were quiet, not lost
     app = make(ttl=172800)
     now = datetime.datetime.now(UTC)
     tick = datetime.datetime.combine(now.date(), datetime.time(0, 5), UTC)
+    counted_at(app, "other", tick - datetime.timedelta(days=1, minutes=30))
 
     # When the daily schedule's tick (00:05 today) runs: without a date, it covers yesterday
     result = snapshot(app, now=now, period="daily", tick=tick.isoformat())
@@ -100,10 +111,50 @@ def test_a_complete_day_is_stored_for_a_bounded_time(make: Any) -> None:
     assert result["date"] == yesterday.isoformat()
     assert result["coverage"] == {"minutes": 1440, "minutes_read": 1440, "complete": True}
     conn = redis.Redis(connection_pool=app.pool)
-    key = app.keys.cache(daily_key(yesterday))
+    key = app.keys.cache(daily_key(yesterday, "UTC"))
+    assert key.endswith(f"analytics:daily:UTC:{yesterday.isoformat()}")
     stored = json.loads(conn.get(key))  # type: ignore[arg-type]
     assert stored["queues"] == result["queues"]
+    assert stored["zone"] == "UTC"
     assert 0 < conn.ttl(key) <= analytics.KEEP_DAILY
+
+
+def test_a_day_with_no_metrics_at_all_claims_no_minutes_and_is_not_stored(make: Any) -> None:
+    # Given a Redis with no metrics at all (just emptied: FLUSHDB, or a new server)
+    app = make(ttl=172800)
+    now = datetime.datetime.now(UTC)
+    tick = datetime.datetime.combine(now.date(), datetime.time(0, 5), UTC)
+
+    # When yesterday's snapshot runs
+    result = snapshot(app, now=now, period="daily", tick=tick.isoformat())
+
+    # Then it read nothing, says so, and stores nothing the weekly one would take as final
+    assert result["coverage"] == {"minutes": 1440, "minutes_read": 0, "complete": False}
+    assert result["total"] == {"completed": 0, "failed": 0, "retried": 0}
+    conn = redis.Redis(connection_pool=app.pool)
+    yesterday = now.date() - datetime.timedelta(days=1)
+    assert conn.exists(app.keys.cache(daily_key(yesterday, "UTC"))) == 0
+
+    # And that run marked the metrics as kept from then on: a later snapshot of today
+    # reads the minutes after it only (at most the one the clock has moved into since)
+    later = snapshot(app, now=now, period="daily", date=now.date().isoformat())
+    assert later["coverage"]["minutes_read"] <= 1
+    assert conn.ttl(app.keys.cache(analytics.OBSERVED_KEY)) > 0
+
+
+def test_metrics_that_start_during_the_day_count_from_their_first_minute(make: Any) -> None:
+    # Given metrics kept from 06:00 yesterday on (everything before was flushed)
+    app = make(ttl=172800)
+    now = datetime.datetime.now(UTC)
+    midnight = datetime.datetime.combine(now.date(), datetime.time(), UTC)
+    counted_at(app, "work", midnight - datetime.timedelta(hours=18))
+
+    tick = midnight + datetime.timedelta(minutes=5)
+    result = snapshot(app, now=now, period="daily", tick=tick.isoformat())
+
+    # Then the day's 18 hours from then are read, the 6 before are not: not complete
+    assert result["coverage"] == {"minutes": 1440, "minutes_read": 18 * 60, "complete": False}
+    assert result["queues"]["work"]["completed"] == 1
 
 
 def test_a_day_older_than_the_kept_metrics_is_reported_partial_not_complete(make: Any) -> None:
@@ -158,6 +209,39 @@ def test_a_monthly_snapshot_on_the_first_covers_the_month_before(make: Any) -> N
     assert result["window"] == {"start": "2024-02-01", "end": "2024-02-29"}
     assert result["coverage"]["days"] == 29
     assert result["coverage"]["days_found"] == 0
+
+
+def test_each_zone_has_its_own_daily_records_and_sums_only_its_own(make: Any) -> None:
+    # Given a week's Monday stored for UTC and for Chicago (other hours, other counts), and
+    # the Tuesday stored by hueyard 0.1.0 under its zone-less key
+    app = make()
+    conn = redis.Redis(connection_pool=app.pool)
+    monday = datetime.date(2025, 11, 3)
+
+    def record(zone: str | None, completed: int) -> str:
+        queues = {"work": {"completed": completed, "failed": 0, "retried": 0}}
+        return json.dumps({"queues": queues} | ({"zone": zone} if zone else {}))
+
+    conn.set(app.keys.cache(daily_key(monday, "UTC")), record("UTC", 5), ex=60)
+    conn.set(
+        app.keys.cache(daily_key(monday, "America/Chicago")), record("America/Chicago", 7), ex=60
+    )
+    tuesday = monday + datetime.timedelta(days=1)
+    conn.set(app.keys.cache(legacy_daily_key(tuesday)), record(None, 11), ex=60)
+    # and a record of another zone planted under UTC's key (never summed as UTC's)
+    wednesday = monday + datetime.timedelta(days=2)
+    conn.set(app.keys.cache(daily_key(wednesday, "UTC")), record("Asia/Tokyo", 13), ex=60)
+
+    # When each zone's week is summed
+    utc = snapshot(app, period="weekly", date="2025-11-05")
+    chicago = snapshot(app, period="weekly", date="2025-11-05", timezone="America/Chicago")
+
+    # Then each adds up its own days: UTC reads the old zone-less record as its own
+    assert utc["queues"]["work"]["completed"] == 5 + 11
+    assert utc["coverage"]["days_found"] == 2
+    assert "2025-11-05" in utc["coverage"]["missing"]
+    assert chicago["queues"]["work"]["completed"] == 7
+    assert chicago["coverage"]["missing"][0] == "2025-11-04"
 
 
 def test_the_window_follows_the_payloads_time_zone(make: Any) -> None:

@@ -321,6 +321,45 @@ def test_a_jsonl_file_fans_out_and_skips_what_is_not_a_recipient(
     assert sorted(per_contact(app)) == [phone(n) for n in (0, 1, 3, 4)]
 
 
+def test_a_line_nested_too_deep_is_one_rejection_not_a_failed_campaign(
+    app: Hueyard, campaign_dir: Path
+) -> None:
+    # Given a recipients file with a line nested 4,000 deep, under the line limit
+    lines = [json.dumps({"phone": phone(1)}), "[" * 4000, json.dumps({"phone": phone(2)})]
+    (campaign_dir / "deep.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    campaigns.run_campaign.enqueue(
+        {"campaignId": "camp-deep", "recipients_file": "deep.jsonl", "content": "Hi"}
+    )
+
+    # When the campaign runs
+    done = run_next(app)
+
+    # Then that line is rejected like any line that is not an object, the others messaged
+    assert done.state == "waiting-children"
+    assert (done.result["enqueued"], done.result["rejected"]) == (2, 1)
+    assert done.result["rejections"] == [
+        {"line": 2, "reason": "not a JSON object (nested too deep)"}
+    ]
+
+
+def test_a_campaign_dir_open_to_others_is_refused_naming_the_fix(
+    app: Hueyard, campaign_dir: Path
+) -> None:
+    # Given a campaign directory others may write into (they could swap the audience)
+    (campaign_dir / "seg.csv").write_text(f"phone\n{phone(1)}\n", encoding="utf-8")
+    campaign_dir.chmod(0o777)
+    campaigns.run_campaign.enqueue(
+        {"campaignId": "camp-open", "recipients_file": "seg.csv", "content": "Hi"}
+    )
+
+    done = run_next(app)
+
+    assert (done.state, done.attempts) == ("failed", 1)
+    assert f"{campaign_dir} ($HUEYARD_CAMPAIGN_DIR) has mode 777" in (done.error or "")
+    assert f"chmod 700 {campaign_dir}" in (done.error or "")
+    assert message_jobs(app) == []
+
+
 def test_a_campaign_killed_mid_fan_out_and_run_again_enqueues_only_the_missing(
     app: Hueyard, campaign_dir: Path
 ) -> None:

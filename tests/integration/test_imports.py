@@ -8,6 +8,7 @@ job did is read back from the file it wrote, in a temporary ``$HUEYARD_IMPORT_DI
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,9 +188,61 @@ def test_a_jsonl_upload_is_imported(app: Hueyard, import_dir: Path) -> None:
     ]
 
 
+def test_a_line_that_breaks_a_row_is_rejected_and_the_other_rows_imported(
+    app: Hueyard, import_dir: Path
+) -> None:
+    # Given an upload with a line nested 30,000 deep (under the line limit), a name with
+    # half an emoji (as a JavaScript truncation leaves it), a name that is a number, one
+    # that reverses the text after it, and the same UK number with and without its "(0)"
+    import_dir.mkdir(mode=0o700)
+    lines = [
+        json.dumps({"name": "Ada", "phone": "+44 (0)20 7946 0958"}),
+        "[" * 30_000,
+        '{"name": "Bob \\ud83d", "phone": "+14155550124"}',
+        json.dumps({"name": 42, "phone": "+14155550125"}),
+        json.dumps({"name": "Eve\u202egnp.exe", "phone": "+14155550126"}),
+        json.dumps({"name": "Ada again", "phone": "+44 20 7946 0958"}),
+        json.dumps({"name": "Cy", "phone": "+14155550127"}),
+    ]
+    (import_dir / "upload-11.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    # When it is imported
+    done = run(app, {"importId": "imp-11", "file": "upload-11.jsonl"})
+
+    # Then each bad line is one rejection naming why (and the field), the rest imported
+    assert done.state == "completed"
+    assert (done.result["total"], done.result["imported"], done.result["rejected"]) == (7, 2, 5)
+    assert done.result["rejections"] == [
+        {"line": 2, "reason": "not a JSON object (nested too deep)"},
+        {"line": 3, "reason": "name is not valid Unicode text (half of a surrogate pair)"},
+        {"line": 4, "reason": "name must be text"},
+        {
+            "line": 5,
+            "reason": "name holds a control character, a line break or a direction mark "
+            "(character 4)",
+        },
+        {"line": 6, "reason": "phone duplicates line 1"},
+    ]
+    assert contacts(done.result["path"]) == [
+        {"name": "Ada", "phone": "+442079460958", "email": None},
+        {"name": "Cy", "phone": "+14155550127", "email": None},
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
+        pytest.param(
+            "name,phone\rAda,+14155550123\rBob,+14155550124\r",
+            "upload-9.csv, line 1: lines end in CR only (a classic Mac OS file); save the file "
+            "with LF or CRLF line ends",
+            id="cr-only",
+        ),
+        pytest.param(
+            "name,phone\r" + "Ada,+14155550123\r" * 4000,
+            "upload-9.csv, line 1: lines end in CR only",
+            id="cr-only-past-the-line-limit",
+        ),
         pytest.param(
             'name,phone\nAda,+14155550123\nBob,"+14155550124\nCy,+14155550125\n',
             "upload-9.csv, line 3: a '\"' opened on this line is never closed",
@@ -244,6 +297,38 @@ def test_a_missing_upload_fails_naming_the_directory_variable(
     assert f"import file {import_dir / 'nope.csv'} does not exist" in (done.error or "")
     assert imports.IMPORT_DIR_ENV in (done.error or "")
     assert not (import_dir / "contacts-imp-10.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o703])
+def test_an_existing_import_dir_open_to_others_is_refused(
+    app: Hueyard, import_dir: Path, mode: int
+) -> None:
+    # Given an import directory that exists already, open to its group or to others
+    import_dir.mkdir()
+    import_dir.chmod(mode)
+    (import_dir / "upload-12.csv").write_text("name,phone\nAda,+14155550123\n")
+
+    # When an import runs, Then it fails at once naming the directory and the fix
+    done = run(app, {"importId": "imp-12", "file": "upload-12.csv"})
+
+    assert (done.state, done.attempts) == ("failed", 1)
+    assert f"{import_dir} ($HUEYARD_IMPORT_DIR) has mode {mode:o}" in (done.error or "")
+    assert f"chmod 700 {import_dir}" in (done.error or "")
+    assert not (import_dir / "contacts-imp-12.jsonl").exists()
+
+
+def test_an_existing_import_dir_of_another_user_is_refused(app: Hueyard, import_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a directory to another user")
+    # Given an import directory another user made (and keeps private)
+    import_dir.mkdir(mode=0o700)
+    os.chown(import_dir, os.geteuid() + 1, -1)
+
+    done = run(app, {"importId": "imp-13", "rows": [row(1)]})
+
+    assert (done.state, done.attempts) == ("failed", 1)
+    assert f"belongs to uid {os.geteuid() + 1}" in (done.error or "")
+    assert not (import_dir / "contacts-imp-13.jsonl").exists()
 
 
 def test_the_default_import_dir_is_under_the_temp_dir(monkeypatch: pytest.MonkeyPatch) -> None:

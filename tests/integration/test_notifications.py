@@ -280,6 +280,8 @@ def test_a_slack_5xx_retries_only_slack_and_the_retry_posts_once(
     assert len(hook.posts) == 2  # the failed post and the one that worked
     assert len(published(subscriber)) == 1  # published by the first attempt only
     assert Jobs(app).counts("emails").waiting == 1  # one email, not two
+    # and the record is gone with the job's success: no retry will read it
+    assert redis_conn.exists(key) == 0
 
 
 def test_a_completed_slack_post_is_not_repeated_when_another_channel_fails(
@@ -341,6 +343,47 @@ def test_a_slack_4xx_fails_the_job_at_once_without_the_url(
         for value in redis_conn.hgetall(app.keys.job("notifications", job_id)).values()
     )
     assert secret not in caplog.text
+
+
+def test_a_slack_refusal_is_not_recorded_so_a_retry_by_hand_posts_once_fixed(
+    app: Hueyard, hook: FakeSlack, redis_conn: redis.Redis
+) -> None:
+    # Given a warning whose webhook answers 404 (the Slack app was removed): failed for good
+    hook.script(Reply(404, "no_service"))
+    job_id = notifications.notify.enqueue({**NOTE, "severity": "warning"})
+    first = run_one(app)
+    assert (first.state, first.attempts) == ("failed", 1)
+    key = app.keys.cache(notifications.channels_key(job_id))
+    # only the channel that worked is recorded as done
+    assert redis_conn.hgetall(key) == {b"log": b"logged"}
+
+    # When the webhook is fixed and the operator retries the job by hand
+    assert Jobs(app).retry("notifications", job_id)
+    second = run_one(app)
+
+    # Then Slack is posted to (once), the log line is not repeated, and the job succeeds
+    assert second.state == "completed"
+    assert second.result["channels"] == {"log": "logged", "slack": "sent"}
+    assert [post.body["text"].split("\n")[0] for post in hook.posts] == [
+        "*[warning]* Disk almost full",
+        "*[warning]* Disk almost full",
+    ]  # the refused post and the one after the fix
+    assert redis_conn.exists(key) == 0  # done with: the record does not outlive the job
+
+
+def test_a_refusal_recorded_by_an_older_hueyard_is_tried_again(
+    app: Hueyard, hook: FakeSlack, redis_conn: redis.Redis
+) -> None:
+    # Given a record that stored a Slack refusal among the done channels (0.1.0 did)
+    job_id = notifications.notify.enqueue({**NOTE, "severity": "warning"})
+    key = app.keys.cache(notifications.channels_key(job_id))
+    redis_conn.hset(key, mapping={"log": "logged", "slack": "failed: HTTP 404 (no_service)"})
+
+    info = run_one(app)
+
+    assert info.state == "completed"
+    assert info.result["channels"] == {"log": "logged", "slack": "sent"}
+    assert len(hook.posts) == 1  # posted, not reported as an old 404
 
 
 def test_an_unreachable_webhook_is_retried_and_its_url_is_not_shown(

@@ -358,6 +358,23 @@ BAD_PAYLOADS = [
     bad("analytics.snapshot", "unknown time zone 'Mars/Olympus'", timezone="Mars/Olympus"),
     bad("analytics.snapshot", "tick: Input should have timezone info", tick="2025-11-05T00:05"),
     bad("analytics.snapshot", "Extra inputs are not permitted", metrcs={"x": 1}),
+    # a window's edges beyond Python's calendar crashed the job (OverflowError) and retried
+    bad("analytics.snapshot", "date: Value error, must be a date between", date="9999-12-31"),
+    bad("analytics.snapshot", "date: Value error, must be a date between", date="0001-01-01"),
+    bad(
+        "analytics.snapshot",
+        "tick: Value error, must be a time between",
+        metrics=...,
+        date=...,
+        tick="0001-01-01T00:00:00+00:00",
+    ),
+    bad(
+        "analytics.snapshot",
+        "tick: Value error, must be a time between",
+        metrics=...,
+        date=...,
+        tick="9999-12-31T23:00:00-05:00",
+    ),
     # notifications
     bad(
         "notifications.notify",
@@ -1017,7 +1034,15 @@ ADA = {"name": "Ada Lovelace", "phone": "+442079460958"}
     [
         ({"phone": PHONE}, "name is missing"),
         ({"name": "   ", "phone": PHONE}, "name is missing"),
-        ({"name": 42, "phone": PHONE}, "name is missing"),
+        ({"name": 42, "phone": PHONE}, "name must be text"),
+        ({"name": ["Ada"], "phone": PHONE}, "name must be text"),
+        # half an emoji (a JSON "\\ud83d" escape): no UTF-8 file can hold it
+        ({"name": "Bob \ud83d", "phone": PHONE}, "name is not valid Unicode text"),
+        ({"name": "A\x00da", "phone": PHONE}, r"name holds a control character.*character 2"),
+        ({"name": "Ada\x1b[2J", "phone": PHONE}, "name holds a control character"),
+        ({"name": "Ada\u202egnp.exe", "phone": PHONE}, "name holds a control character"),
+        ({"name": "Ada\nLovelace", "phone": PHONE}, "name holds a control character"),
+        ({"name": "Ada\x85Lovelace", "phone": PHONE}, "name holds a control character"),
         ({"name": "x" * 201, "phone": PHONE}, "name is longer than 200 characters"),
         ({"name": "Ada"}, "phone is missing"),
         ({"name": "Ada", "phone": ""}, "phone is missing"),
@@ -1028,9 +1053,11 @@ ADA = {"name": "Ada Lovelace", "phone": "+442079460958"}
         ({"name": "Ada", "phone": FULLWIDTH_PHONE}, "phone is not an E.164 number"),
         ({"name": "Ada", "phone": ARABIC_INDIC_PHONE}, "phone is not an E.164 number"),
         ({**ADA, "email": "ada\uff20example.com"}, "email is not an email address"),
-        ({**ADA, "email": "ada@example.com\nBcc: x@evil.example"}, "email is not an email"),
+        ({**ADA, "email": "ada@example.com\nBcc: x@evil.example"}, "email holds a control"),
         ({**ADA, "email": "not-an-email"}, "email is not an email address"),
-        ({**ADA, "email": 7}, "email is not an email address"),
+        ({**ADA, "email": 7}, "email must be text"),
+        ({**ADA, "email": "ada@example.com\ud83d"}, "email is not valid Unicode text"),
+        ({**ADA, "email": "ada@exa\u202emple.com"}, "email holds a control character"),
     ],
 )
 def test_bad_rows_are_rejected_with_a_reason(row: dict[str, Any], reason: str) -> None:
@@ -1044,6 +1071,12 @@ def test_bad_rows_are_rejected_with_a_reason(row: dict[str, Any], reason: str) -
         ("+1 (415) 555-0123", "+14155550123"),
         ("0044 20 7946 0958", "+442079460958"),
         ("+44.20.7946.0958", "+442079460958"),
+        # the UK trunk "(0)" is not dialled after the country code
+        ("+44 (0)20 7946 0958", "+442079460958"),
+        ("+44(0)2079460958", "+442079460958"),
+        ("0044 (0) 20 7946 0958", "+442079460958"),
+        ("+49 (0)30 1234567", "+49301234567"),
+        ("+1 (041) 555-0123", "+10415550123"),  # not a trunk "(0)": kept
     ],
 )
 def test_phones_are_normalised(phone: str, normalised: str) -> None:
@@ -1205,8 +1238,8 @@ def test_a_failed_export_leaves_the_previous_file_whole(
     # When a re-export fails after some rows were written (a row no payload could carry,
     # given to the function itself: a direct call of the handler refuses it up front)
     rows = [{"name": f"row {i}"} for i in range(100)] + [bad_row]
-    request = exports.ExportRequest.model_validate(
-        {"exportId": "exp-1", "kind": "contacts", "format": format, "rows": rows}
+    request = exports.ExportRequest.model_construct(  # unvalidated: the model refuses NaN
+        exportId="exp-1", kind="contacts", format=format, rows=rows
     )
     with pytest.raises((RuntimeError, ValueError)):
         exports.export_data.spec.func(request)
@@ -1214,6 +1247,57 @@ def test_a_failed_export_leaves_the_previous_file_whole(
     # Then the earlier file is untouched and no temporary file is left behind
     assert first.read_bytes() == before
     assert os.listdir(export_dir) == [first.name]
+
+
+@pytest.mark.parametrize(
+    ("rows", "where"),
+    [
+        ([{"x": float("nan")}], "row 0, column 'x': nan"),
+        ([{"a": 1}, {"score": float("inf")}], "row 1, column 'score': inf"),
+        ([{"tags": {"deep": [1, -float("inf")]}}], "row 0, column 'tags': -inf"),
+    ],
+)
+def test_an_export_row_with_nan_or_infinity_is_refused_at_enqueue(
+    export_dir: Path, rows: list[dict[str, Any]], where: str
+) -> None:
+    # Given rows holding numbers JSON has not (they used to be stored as null, silently)
+    payload = {**GOOD["exports.export_data"], "rows": rows}
+
+    # When they are enqueued, Then the payload is refused naming the row and the column
+    with pytest.raises(PayloadError, match=re.escape(where)):
+        exports.export_data.spec.payload_json(payload)
+    assert not export_dir.exists()
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o770, 0o701, 0o1777])
+def test_an_existing_export_dir_open_to_others_is_refused(export_dir: Path, mode: int) -> None:
+    # Given an export directory that already exists, open to its group or to others
+    export_dir.mkdir()
+    export_dir.chmod(mode)
+
+    # When an export is written, Then it is refused, naming the path and the fix
+    with pytest.raises(ConfigError) as refused:
+        export("csv", [{"name": "Ada"}])
+    message = str(refused.value)
+    assert f"{export_dir} ($HUEYARD_EXPORT_DIR) has mode {mode:o}" in message
+    assert f"chmod 700 {export_dir}" in message
+    assert list(export_dir.iterdir()) == []  # nothing written into it
+
+
+def test_an_existing_export_dir_of_another_user_is_refused(export_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a directory to another user")
+    # Given an export directory created first by another user, private to them
+    export_dir.mkdir(mode=0o700)
+    other = os.geteuid() + 1
+    os.chown(export_dir, other, -1)
+
+    # When an export is written, Then it is refused: they could read or swap the file
+    with pytest.raises(ConfigError) as refused:
+        export("json", [{"name": "Ada"}])
+    assert f"belongs to uid {other}, not to this process's user" in str(refused.value)
+    assert "HUEYARD_EXPORT_DIR" in str(refused.value)
+    assert list(export_dir.iterdir()) == []
 
 
 def test_the_default_export_dir_is_under_the_temp_dir() -> None:
