@@ -53,7 +53,7 @@ from framework.errors import (
 from framework.huey_names import huey_hint
 from framework.masking import validation_summary
 from framework.options import OPTION_NAMES, EnqueueArgs, EnqueuedIds, EnqueueManyArgs
-from framework.payloads import check_depth, check_size, check_text
+from framework.payloads import check_depth, check_finite, check_size, check_text
 from framework.serializer import dumps, loads
 
 __all__ = [
@@ -114,6 +114,7 @@ class HandlerSpec:
         model = self.payload_model
         if model is not None or isinstance(payload, BaseModel):
             check_depth(payload, self.name)  # before pydantic walks it
+            given = payload
             try:
                 payload = (
                     self._validated(model, payload)
@@ -125,6 +126,8 @@ class HandlerSpec:
                     f"payload for {self.name} can not be dumped as JSON: "
                     f"{type(exc).__name__}: {str(exc)[:200]}; nothing was enqueued"
                 ) from None
+            # the JSON dump wrote a NaN of an untyped (Any) field as null: refuse it
+            check_finite(given.model_dump() if isinstance(given, BaseModel) else given, self.name)
         check_depth(payload, self.name, stored=True)
         try:
             encoded = dumps(payload)

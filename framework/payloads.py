@@ -20,6 +20,7 @@ that UTF-8 can hold. Checked once, where a payload is encoded
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,14 @@ from framework import defaults
 from framework.errors import PayloadError
 from framework.serializer import nesting, too_deep
 
-__all__ = ["check_depth", "check_size", "check_text", "field_path", "result_too_large"]
+__all__ = [
+    "check_depth",
+    "check_finite",
+    "check_size",
+    "check_text",
+    "field_path",
+    "result_too_large",
+]
 
 _REFERENCE = "store the data elsewhere (object storage, a table) and pass a reference"
 
@@ -81,6 +89,51 @@ def check_text(value: Any, name: str) -> None:
             "decode the input with the right encoding, or drop the bad characters "
             "(text.encode('utf-8', 'replace').decode()); nothing was enqueued"
         )
+
+
+def check_finite(value: Any, name: str) -> None:
+    """Refuse ``value`` when a number in it is NaN or infinite, naming the field: JSON has
+    no such numbers, and a model's JSON dump writes those of its untyped (``Any``) fields
+    as null, silently. Run on a payload before its model validates it (the checks of
+    the stored JSON refuse them in a payload without a model)."""
+    if not _non_finite(value):
+        return
+    for parts, number in _numbers(value):
+        if not math.isfinite(number):
+            raise PayloadError(
+                f"payload for {name}: {field_path(parts)} is {number!r}, a number JSON can "
+                "not hold; send null, or the value as text; nothing was enqueued"
+            )
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a float of ``value`` is NaN or infinite (no paths: the common case's walk)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is float:
+            if not math.isfinite(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            return True
+    return False
+
+
+def _numbers(value: Any) -> Iterator[tuple[tuple[str | int, ...], float]]:
+    """Every float of ``value`` with its path, in order (for a message)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, parts = stack.pop()
+        if isinstance(node, float):
+            yield parts, node
+        elif isinstance(node, dict):
+            stack.extend((item, (*parts, str(key))) for key, item in reversed(node.items()))
+        elif isinstance(node, list | tuple):
+            stack.extend((item, (*parts, index)) for index, item in reversed(list(enumerate(node))))
 
 
 def field_path(parts: tuple[str | int, ...], root: str = "payload") -> str:

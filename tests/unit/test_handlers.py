@@ -385,3 +385,31 @@ def test_an_enqueue_option_of_huey_names_the_hueyard_way_and_a_typo_the_option_m
 ) -> None:
     with pytest.raises(OptionError, match=rf"{option}= is not an enqueue option \({way}"):
         EnqueueOptions.of({option: 1})
+
+
+class Untyped(BaseModel):
+    rows: list[dict[str, object]]
+    score: float = 0.0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"rows": [{"x": float("nan")}]},
+        Untyped.model_construct(rows=[{"x": float("nan")}], score=0.0),
+    ],
+)
+def test_nan_in_an_untyped_field_of_a_model_is_refused_not_stored_as_null(
+    registry: HandlerRegistry, payload: object
+) -> None:
+    # pydantic's JSON dump writes a NaN it has no type for as null: the job would have
+    # run on null, silently
+    @handler("messages", registry=registry)
+    def export(payload: Untyped) -> None: ...
+
+    with pytest.raises(PayloadError, match=r"payload.rows\[0\].x is nan, a number JSON can not"):
+        export.spec.payload_json(payload)
+    # a typed float field that takes infinity is refused the same way; a finite payload passes
+    with pytest.raises(PayloadError, match=r"score is inf"):
+        export.spec.payload_json({"rows": [], "score": float("inf")})
+    assert export.spec.payload_json({"rows": [{"x": 1.5}]}) == b'{"rows":[{"x":1.5}],"score":0.0}'

@@ -1252,9 +1252,9 @@ def test_a_failed_export_leaves_the_previous_file_whole(
 @pytest.mark.parametrize(
     ("rows", "where"),
     [
-        ([{"x": float("nan")}], "row 0, column 'x': nan"),
-        ([{"a": 1}, {"score": float("inf")}], "row 1, column 'score': inf"),
-        ([{"tags": {"deep": [1, -float("inf")]}}], "row 0, column 'tags': -inf"),
+        ([{"x": float("nan")}], "payload.rows[0].x is nan"),
+        ([{"a": 1}, {"score": float("inf")}], "payload.rows[1].score is inf"),
+        ([{"tags": {"deep": [1, -float("inf")]}}], "payload.rows[0].tags.deep[1] is -inf"),
     ],
 )
 def test_an_export_row_with_nan_or_infinity_is_refused_at_enqueue(
@@ -1263,7 +1263,8 @@ def test_an_export_row_with_nan_or_infinity_is_refused_at_enqueue(
     # Given rows holding numbers JSON has not (they used to be stored as null, silently)
     payload = {**GOOD["exports.export_data"], "rows": rows}
 
-    # When they are enqueued, Then the payload is refused naming the row and the column
+    # When they are enqueued, Then the payload is refused naming the field (every handler's
+    # payload: framework.payloads.check_finite)
     with pytest.raises(PayloadError, match=re.escape(where)):
         exports.export_data.spec.payload_json(payload)
     assert not export_dir.exists()
