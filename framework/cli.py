@@ -92,7 +92,17 @@ from framework.errors import (
 from framework.forget_cli import add_forget_command
 from framework.ids import check_job_id
 from framework.immediate import ENV
-from framework.jobs import STATES, Cancel, JobInfo, Jobs
+from framework.jobs import (
+    FINISHED_STATES,
+    MAX_OLDER_THAN,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    STATES,
+    Cancel,
+    JobInfo,
+    Jobs,
+    check_older_than,
+)
 from framework.options import shown
 from framework.runtime import get_app
 from framework.schedule_cli import add_schedule_commands
@@ -218,9 +228,16 @@ def _add_job_commands(commands: Subcommands) -> None:
 
     jobs = commands.add_parser("jobs", help="list the jobs of a queue in one state")
     jobs.add_argument("queue")
-    jobs.add_argument("--state", required=True, help=states)
-    jobs.add_argument("--page", type=int, default=1, help="page number, from 1 (default 1)")
-    jobs.add_argument("--page-size", type=int, default=25, help="jobs a page (default 25)")
+    jobs.add_argument("--state", required=True, type=_state(STATES), help=states)
+    jobs.add_argument(
+        "--page", type=_whole(1, MAX_PAGE), default=1, help="page number, from 1 (default 1)"
+    )
+    jobs.add_argument(
+        "--page-size",
+        type=_whole(1, MAX_PAGE_SIZE),
+        default=25,
+        help=f"jobs a page, 1 to {MAX_PAGE_SIZE} (default 25)",
+    )
     jobs.add_argument("--json", action="store_true", help="print the page as JSON")
     jobs.set_defaults(run=_list)
 
@@ -252,11 +269,57 @@ def _add_job_commands(commands: Subcommands) -> None:
 
     clean = commands.add_parser("clean", help="delete old completed or failed jobs")
     clean.add_argument("queue")
-    clean.add_argument("--state", required=True, help="completed or failed")
     clean.add_argument(
-        "--older-than", type=float, required=True, metavar="SECONDS", help="finished this long ago"
+        "--state", required=True, type=_state(FINISHED_STATES), help="completed or failed"
+    )
+    clean.add_argument(
+        "--older-than",
+        type=_older_than,
+        required=True,
+        metavar="SECONDS",
+        help="finished this long ago",
     )
     clean.set_defaults(run=_clean)
+
+
+def _state(allowed: Sequence[str]) -> Callable[[str], str]:
+    """A ``--state`` argument: one of ``allowed``, else a usage error (exit status 2)."""
+
+    def state(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"unknown job state {text!r} here; use one of {', '.join(allowed)}"
+            )
+        return text
+
+    return state
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole-number argument from ``low`` to ``high``, else a usage error."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not allowed; use a whole number from {low:,} to {high:,}"
+            )
+        return value
+
+    return whole
+
+
+def _older_than(text: str) -> float:
+    """``--older-than SECONDS``: what :func:`framework.jobs.check_older_than` takes."""
+    try:
+        return check_older_than(float(text))
+    except (ValueError, JobActionError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; use seconds from 0 to {MAX_OLDER_THAN:,} (about 31 years)"
+        ) from None
 
 
 def _job_id(text: str) -> str:
@@ -279,11 +342,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What hueyard's own commands print shows others' text (payloads, errors, log lines
     # from Redis): never as escape sequences a terminal would act on. A plugin's command
     # (the dashboard's servers) keeps its own streams.
-    own = getattr(run, "__module__", type(run).__module__).startswith("framework.")
+    module = getattr(run, "__module__", type(run).__module__)
+    own = module.startswith("framework.") or module == __name__  # __main__ under python -m
+    if own and sys.stdout is None:  # started with its standard output closed (>&-)
+        print(
+            "hueyard: error: standard output is closed, so what the command does could not "
+            "be told (an enqueued job's id would be lost); nothing was done",
+            file=sys.stderr,
+        )
+        return 1
     try:
         with printable_output() if own else contextlib.nullcontext():
             try:
-                return run(args)
+                status = run(args)
+                if sys.stdout is not None:
+                    sys.stdout.flush()  # a full disk says so here, not as an error at exit
+                return status
+            except KeyboardInterrupt as exc:  # Ctrl-C: no traceback; what was done, if told
+                done = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+                print(f"hueyard: interrupted{done}", file=sys.stderr)
+                return 128 + signal.SIGINT
             except OptionError as exc:  # an option's value: a usage error
                 print(f"hueyard: error: {exc}", file=sys.stderr)
                 return 2
@@ -302,6 +380,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # by SIGPIPE would, and let nothing try to flush into the closed pipe at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except OSError as exc:  # the output could not be written (a full disk: > /dev/full)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"hueyard: error: {_unwritten(exc)}", file=sys.stderr)
+        return 1
+
+
+def _unwritten(exc: OSError) -> str:
+    """Why the output was not written, with what it would have said if it was kept."""
+    told = getattr(exc, "hueyard_output", None)
+    said = f"; it would have said: {told}" if told else ""
+    return f"could not write to standard output ({exc.strerror or exc}){said}"
 
 
 def _redis_url() -> str:
@@ -396,7 +486,7 @@ def _enqueue(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.data)
     except json.JSONDecodeError as exc:
-        raise PayloadError(f"--data is not valid JSON: {exc}") from None
+        raise OptionError(f"--data is not valid JSON: {exc}") from None
     except RecursionError:
         raise PayloadError(
             f"--data nests deeper than JSON can be read here; a payload may nest at most "
@@ -425,7 +515,11 @@ def _enqueue(args: argparse.Namespace) -> int:
         key=args.key,
         key_ttl=args.key_ttl,
     )
-    print(job_id)
+    try:
+        print(job_id, flush=True)
+    except OSError as exc:  # stored, but its id could not be written: it is told anyway
+        exc.hueyard_output = f"job {job_id} was enqueued on {args.queue}"  # type: ignore[attr-defined]
+        raise
     if app.immediate:  # HUEYARD_IMMEDIATE: the job ran in this process; say how it ended
         info = Jobs(app, masked=True).get(job_id)
         state = info.state if info is not None else "removed by its retention"
@@ -584,7 +678,10 @@ def _retry(args: argparse.Namespace) -> int:
             return 1
         return 0
     if jobs.retry(args.queue, args.job_id):
-        print(f"job {args.job_id} of queue {args.queue!r}: failed -> waiting")
+        place = jobs.find(args.job_id)  # waiting, or paused with its queue
+        now = place.state if place is not None else "waiting"
+        held = " (the queue is paused: it runs once resumed)" if now == "paused" else ""
+        print(f"job {args.job_id} of queue {args.queue!r}: failed -> {now}{held}")
         return 0
     place = jobs.find(args.job_id)
     where = f"it is {place.state} in queue {place.queue!r}" if place else "no queue has it"

@@ -23,6 +23,7 @@ Environment (wins over the file):
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +38,7 @@ from framework.errors import ConfigError
 from framework.huey_names import huey_hint
 from framework.settings import Settings
 
-__all__ = ["config_path", "load_settings", "parse_settings"]
+__all__ = ["config_path", "load_settings", "parse_settings", "read_config_file"]
 
 _URL_FIELDS = frozenset({"url"})
 
@@ -69,7 +70,8 @@ def load_settings(
     env = os.environ if env is None else env
     file = Path(path) if path is not None else config_path(env)
     try:
-        text = file.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is dropped
+        # a BOM (Windows editors write one) is dropped
+        text = read_config_file(file, "configuration file", encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             f"{file}: configuration file not found (working directory {Path.cwd()}); "
@@ -78,6 +80,40 @@ def load_settings(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read the configuration file: {exc}") from None
     return parse_settings(text, source=str(file), env=env)
+
+
+def read_config_file(
+    path: Path,
+    what: str,
+    *,
+    encoding: str = "utf-8",
+    limit: int = defaults.MAX_CONFIG_FILE_BYTES,
+) -> str:
+    """The text of a file read whole at start-up (the config, a flow, a template).
+
+    A path that is not a regular file (a FIFO, which would block the read forever, a
+    device such as ``/dev/zero``, endless) or one over ``limit`` bytes is a
+    :class:`ConfigError` naming it; a missing or unreadable file raises the
+    :class:`OSError` (``FileNotFoundError``...) for the caller to word."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open does not wait
+    try:
+        kind = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(kind):
+            found = "a directory" if stat.S_ISDIR(kind) else "not a regular file"
+            raise ConfigError(
+                f"{path}: the {what} is {found} (a FIFO, a device or a socket is never read); "
+                "point at the file itself"
+            )
+        with os.fdopen(descriptor, "rb", closefd=False) as file:
+            data = file.read(limit + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) > limit:
+        raise ConfigError(
+            f"{path}: the {what} is over {limit:,} bytes, more than one ever needs; "
+            "check that the path names the right file"
+        )
+    return data.decode(encoding)
 
 
 def parse_settings(

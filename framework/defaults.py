@@ -219,3 +219,7 @@ DOCTOR_MEMORY_SHARE = 0.8
 DOCTOR_FAILURE_RATE = 0.1
 """Share of a queue's jobs finished in the last ``[health] failure_window_minutes`` that
 failed past which ``hueyard doctor`` warns, when ``[health] max_failure_rate`` is unset."""
+
+MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
+"""Bytes a config file (``queues.toml``, a flow, an e-mail template) may hold: it is
+read whole at start-up, so ``HUEYARD_CONFIG=/dev/zero`` must be an error, not a 5 GB read."""

@@ -572,19 +572,25 @@ class Jobs:
         q = self._q(queue)
         remaining = total = self._size(q.failed)
         moved = skip = 0
+
+        def done() -> str:
+            return (
+                f"{moved:,} of the {total:,} failed jobs were retried before it stopped (and "
+                "the batch it was sending, if only its answer was lost); the others are "
+                "still failed: run it again for them"
+            )
+
         while remaining > 0:
             limit = min(defaults.BULK_BATCH, remaining)
             try:
                 batch, kept = self._call("retry", queue, q, limit=limit, skip=skip)
+            except KeyboardInterrupt as exc:  # Ctrl-C: still one, saying how far it got
+                exc.add_note(done())
+                raise
             except (redis.RedisError, StorageError) as exc:
                 if not moved:
                     raise
-                raise _Interrupted(
-                    exc,
-                    f"{moved:,} of the {total:,} failed jobs were retried before it stopped (and "
-                    "the batch it was sending, if only its answer was lost); the others are "
-                    "still failed: run it again for them",
-                ) from None
+                raise _Interrupted(exc, done()) from None
             moved += int(batch)
             skip += len(kept) // 2  # corrupt records stay failed, at the head: step over them
             remaining -= limit
@@ -603,10 +609,17 @@ class Jobs:
         remaining = self._size(q.delayed)
         moved = 0
         while remaining > 0:
-            ids = self.conn.zrange(q.delayed, 0, min(defaults.BULK_BATCH, remaining) - 1)
-            if not ids:
-                break
-            moved += int(self._call("promote", queue, q, limit=len(ids), ids=ids))
+            try:
+                ids = self.conn.zrange(q.delayed, 0, min(defaults.BULK_BATCH, remaining) - 1)
+                if not ids:
+                    break
+                moved += int(self._call("promote", queue, q, limit=len(ids), ids=ids))
+            except KeyboardInterrupt as exc:  # Ctrl-C: still one, saying how far it got
+                exc.add_note(
+                    f"{moved:,} delayed jobs were promoted before it stopped (and the batch it "
+                    "was sending, if only its answer was lost): run it again for the others"
+                )
+                raise
             remaining -= len(ids)
         return moved
 
@@ -713,18 +726,24 @@ class Jobs:
         key = q.state(state)
         batch = defaults.BULK_BATCH
         deleted = 0
+
+        def done() -> str:
+            return (
+                f"{deleted:,} {state} jobs were deleted before it stopped (and the batch "
+                "it was sending, if only its answer was lost): run it again for the others"
+            )
+
         for _ in range(math.ceil(self._size(key) / batch)):
             args = {"job_prefix": q.job_prefix, "age_ms": int(older_than * 1000), "limit": batch}
             try:
                 count = int(self.scripts.call("clean", keys={"set": key}, args=args))
+            except KeyboardInterrupt as exc:  # Ctrl-C: still one, saying how far it got
+                exc.add_note(done())
+                raise
             except (redis.RedisError, StorageError) as exc:
                 if not deleted:
                     raise
-                raise _Interrupted(
-                    exc,
-                    f"{deleted:,} {state} jobs were deleted before it stopped (and the batch "
-                    "it was sending, if only its answer was lost): run it again for the others",
-                ) from None
+                raise _Interrupted(exc, done()) from None
             deleted += count
             if count < batch:
                 break

@@ -71,7 +71,12 @@ class _Printable(io.TextIOBase):
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(printable(text))
+        shown = printable(text)
+        try:
+            self._stream.write(shown)
+        except UnicodeEncodeError:  # an output encoding short of the text (ascii, latin-1)
+            encoding = self.encoding
+            self._stream.write(shown.encode(encoding, "backslashreplace").decode(encoding))
         return len(text)
 
     def flush(self) -> None:

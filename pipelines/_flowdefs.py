@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from framework.config import read_config_file
 from framework.errors import ConfigError
 from pipelines._flowyaml import YamlDocument, describe, read_yaml
 from pipelines._providers import AI_PROVIDERS, HttpUrl, Identifier
@@ -373,7 +374,7 @@ def load_flows(directory: Path) -> FlowBook:
             )
             continue
         try:
-            text = file.read_text(encoding="utf-8")
+            text = read_config_file(file, "flow file")
             flows[name] = parse_flow(text, name=name, source=str(file))
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{file}: cannot read the flow file: {exc}")

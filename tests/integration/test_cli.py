@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.conftest import app_toml
-from tests.integration.cli_runner import ROOT, run, run_process
+from tests.integration.cli_runner import ROOT, project_env, run, run_process
+from tests.integration.redis_server import RedisServer
 from tests.local_http import LocalServer
 
 
@@ -168,7 +175,6 @@ def test_enqueue_with_a_delay_schedules_the_job(
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["enqueue", "alpha", "ping", "--data", "{n: 1}"], "--data is not valid JSON"),
         (
             ["enqueue", "alpha", "ping", "--data", '{"n": "x"}'],
             "n: Input should be a valid integer",
@@ -210,3 +216,98 @@ def test_a_url_that_names_another_kind_of_server_is_one_line_naming_the_port(
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "answered in another protocol than Redis's" in result.stderr
     assert "check the port of [redis] url (or REDIS_URL / REDIS_PORT)" in result.stderr
+
+
+# -- the command's own streams: an odd encoding, a closed or full output, Ctrl-C ---------------
+
+
+def test_an_output_encoding_that_can_not_show_the_text_gets_escapes_not_a_traceback(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    # a payload of a 2-byte and a 4-byte character, long enough for the list to cut it
+    # with its marker (U+2026)
+    env = project_env(
+        tmp_path, app_toml(redis_url, "[queues.notes]", prefix="clitest"), "note_handlers",
+        """
+        from framework import handler
+
+        @handler("notes")
+        def note(payload: dict) -> None: ...
+        """,
+    )  # fmt: skip
+    data = json.dumps({"note": "caf\u00e9 \U0001f600 " + "x" * 80}, ensure_ascii=False)
+    job_id = run(["enqueue", "notes", "note", "--data", data], env).stdout.strip()
+    for encoding in ("ascii",):
+        for args in (["job", job_id], ["jobs", "notes", "--state", "waiting"]):
+            shown = run_process(args, {**env, "PYTHONIOENCODING": encoding})
+            assert shown.returncode == 0, (encoding, args, shown.stderr)
+            assert "Traceback" not in shown.stderr and job_id[:8] in shown.stdout
+            assert "\\U0001f600" in shown.stdout  # shown as its escape
+
+
+def test_a_closed_output_does_nothing_and_a_full_one_says_what_was_done(
+    project: dict[str, str], tmp_path: Path, redis_conn: redis.Redis
+) -> None:
+    script = tmp_path / "closed.sh"
+    script.write_text(
+        f'exec "{sys.executable}" -m framework.cli enqueue alpha ping --data \'{{"n": 1}}\' >&-\n'
+    )
+    closed = subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **project, "PYTHONPATH": f"{project['PYTHONPATH']}:{ROOT}"},
+    )  # fmt: skip
+    # With its output closed, the job is not enqueued: its id could not be told
+    assert closed.returncode == 1 and "standard output is closed" in closed.stderr
+    assert "Traceback" not in closed.stderr
+    assert json.loads(run(["status", "--json"], project).stdout)["alpha"]["waiting"] == 0
+    # With a full disk, the job is stored and the error says which
+    full = tmp_path / "full.sh"
+    full.write_text(
+        f'exec "{sys.executable}" -m framework.cli enqueue alpha ping --data \'{{"n": 1}}\' '
+        "> /dev/full\n"
+    )
+    stored = subprocess.run(
+        ["sh", str(full)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **project, "PYTHONPATH": f"{project['PYTHONPATH']}:{ROOT}"},
+    )  # fmt: skip
+    assert stored.returncode == 1 and "Traceback" not in stored.stderr, stored.stderr
+    assert "could not write to standard output (No space left on device)" in stored.stderr
+    told = re.search(r"it would have said: job (\S+) was enqueued on alpha", stored.stderr)
+    assert told is not None, stored.stderr
+    assert json.loads(run(["job", told[1], "--json"], project).stdout)["state"] == "waiting"
+
+
+def test_ctrl_c_ends_a_command_in_one_line_saying_how_far_a_bulk_action_got(
+    project: dict[str, str], tmp_path: Path
+) -> None:
+    with RedisServer() as server:
+        env = {**project, "REDIS_URL": server.url}
+        app_conn = server.client()
+        failed = run(["status", "--json"], env)
+        assert failed.returncode == 0, failed.stderr
+        # Given a bulk retry stuck on a Redis that holds every write (CLIENT PAUSE WRITE)
+        conn = redis.Redis.from_url(server.url)
+        for n in range(3):
+            conn.zadd("{clitest:alpha}:failed", {f"0190000{n}-0000-7000-8000-000000000000": n})
+        app_conn.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "framework.cli", "retry", "alpha", "--all"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, **env, "PYTHONPATH": f"{project['PYTHONPATH']}:{ROOT}"},
+            )  # fmt: skip
+            time.sleep(2.0)  # it has sent its first batch and waits for the answer
+            # When the operator presses Ctrl-C
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=30)
+        finally:
+            app_conn.execute_command("CLIENT", "UNPAUSE")
+        # Then it ends with one line, no traceback, saying how far it got
+        assert process.returncode == 130, err
+        assert "Traceback" not in err
+        told = [line for line in err.splitlines() if not line.startswith("WARNING")]
+        assert told == [
+            "hueyard: interrupted; 0 of the 3 failed jobs were retried before it stopped (and "
+            "the batch it was sending, if only its answer was lost); the others are still "
+            "failed: run it again for them"
+        ], err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -480,3 +481,18 @@ def test_a_file_starting_with_a_bom_loads_and_a_schedules_typo_names_the_field(
     assert "[schedules.nightly] crn: unknown field; did you mean 'cron'?" in str(caught.value)
     path.write_bytes(b"\xef\xbb\xbf[queues.analytics]\n")
     assert list(load_settings(path, env={}).queues) == ["analytics"]
+
+
+def test_a_config_path_that_is_no_regular_file_or_is_huge_is_one_error_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    # a FIFO would block the read forever, /dev/zero would be read without end
+    fifo = tmp_path / "queues.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match=r"is (not a regular file|a directory)"):
+            load_settings(path, env={})
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (4 * 1024 * 1024) + b"\n[queues.work]\n")
+    with pytest.raises(ConfigError, match=r"big.toml: the configuration file is over 4,194,304"):
+        load_settings(big, env={})
