@@ -410,8 +410,10 @@ class MultiQueueConsumer:
         self._hurry = False
         self.abandon_after = settings.abandon_after
         self.max_abandoned = settings.max_abandoned_threads
-        self.abandoned = 0  # worker threads given up on
-        self._abandoned_threads: set[int] = set()
+        self._abandoned: set[threading.Thread] = set()
+        """Worker threads given up on that still run (each leaves the set as it exits).
+        Thread objects, not idents: a thread's ident is reused by a later thread at once,
+        and a replacement with a given-up ident would leave its loop as it starts."""
         self._workers_lock = threading.Lock()
         self._recycled: set[str] = set()
         """Thread workers that ran their ``-M`` jobs (a process says so by its exit status)."""
@@ -472,6 +474,7 @@ class MultiQueueConsumer:
                     process.shutdown()
                 with contextlib.suppress(Exception, KeyboardInterrupt):
                     process.huey.return_prefetched()
+                self._left()
             if recycled:
                 # planned (-M), not a death: the health check logs its replacement at INFO
                 self._recycled.add(name)
@@ -486,9 +489,21 @@ class MultiQueueConsumer:
             return True
         return getattr(process, "exitcode", None) == EXIT_RECYCLED
 
+    @property
+    def abandoned(self) -> int:
+        """Worker threads given up on that are still stuck (what max_abandoned_threads
+        bounds: each costs memory and may hold sockets until its call returns)."""
+        return len(self._abandoned)
+
     def _given_up(self) -> bool:
         """Whether the calling worker thread was given up on (and replaced)."""
-        return threading.get_ident() in self._abandoned_threads
+        return threading.current_thread() in self._abandoned
+
+    def _left(self) -> None:
+        """The calling worker thread ends: one given up on is stuck no more."""
+        if self._abandoned:
+            with self._workers_lock:
+                self._abandoned.discard(threading.current_thread())
 
     def _on_abandon(self, queue: str, thread: int) -> None:
         """The lease keeper gave up on ``thread``: start a worker in its place."""
@@ -499,16 +514,15 @@ class MultiQueueConsumer:
             )
             if position is None:
                 return
-            self._abandoned_threads.add(thread)
-            self.abandoned += 1
-            _, index, _ = self.workers[position]
+            _, index, stuck = self.workers[position]
+            self._abandoned.add(stuck)
             if not self._stopping:
                 replacement = self._create_worker(queue, index)
                 replacement.start()
                 self.workers[position] = (queue, index, replacement)
         logger.error(
             "worker %s-%d is stuck in a job that did not stop; a new worker takes its place "
-            "(%d abandoned thread(s) in this consumer, at most %d)",
+            "(%d abandoned thread(s) still stuck in this consumer, at most %d)",
             queue, index + 1, self.abandoned, self.max_abandoned,
         )  # fmt: skip
         if self.abandoned > self.max_abandoned and not self._exit_code:

@@ -148,12 +148,33 @@ def test_past_max_abandoned_threads_the_consumer_exits_for_its_supervisor(e2e: E
 
     # Then the first thread is given up on and replaced, and it says so in its heartbeat
     e2e.wait_final_error("timed", first)
-    consumer.wait_log("1 abandoned thread(s) in this consumer, at most 1")
+    consumer.wait_log("1 abandoned thread(s) still stuck in this consumer, at most 1")
     # And past the limit it stops and exits with EX_TEMPFAIL, for a supervisor to restart
     assert consumer.wait_exit(timeout=20) == EXIT_ABANDONED
     assert "more than 1 worker threads are stuck" in consumer.log()
     assert e2e.wait_final_error("timed", second).startswith("timed out after 2 s")
     assert e2e.counts("timed").active == 0
+
+
+def test_threads_given_up_on_that_ended_neither_count_nor_stop_their_replacements(
+    e2e: E2E,
+) -> None:
+    # Given a consumer that may have one stuck thread at most, and jobs that block past
+    # their timeout (2 s) and the grace (0.5 s), then return: given up on, then gone
+    config = e2e.write_config("ended.toml", abandon_after=0.5, max_abandoned_threads=1)
+    consumer = e2e.start_consumer(env=TIMED, config=config)
+    for n in range(3):
+        stuck = handlers.block.enqueue({"tag": f"stuck-{n}", "seconds": 2.8})
+        assert e2e.wait_final_error("timed", stuck).startswith("timed out after 2 s")
+        time.sleep(0.6)  # its thread returns from its call and ends
+    # Then the consumer runs on: three threads given up on in all, never two at once
+    # (a thread's id is reused at once: a replacement given a given-up id used to
+    # leave its loop as it started, and the queue stopped for good)
+    quick = [handlers.spin.enqueue({"tag": f"quick-{n}", "seconds": 0}) for n in range(5)]
+    for job_id in quick:
+        assert e2e.wait_result("timed", job_id)["tag"].startswith("quick-")
+    assert consumer.running() and "worker threads are stuck" not in consumer.log()
+    assert "died" not in consumer.log()
 
 
 def test_the_heartbeat_counts_the_abandoned_threads(e2e: E2E) -> None:
