@@ -219,3 +219,7 @@ DOCTOR_MEMORY_SHARE = 0.8
 DOCTOR_FAILURE_RATE = 0.1
 """Share of a queue's jobs finished in the last ``[health] failure_window_minutes`` that
 failed past which ``hueyard doctor`` warns, when ``[health] max_failure_rate`` is unset."""
+
+SCRIPTS_CHECK_EVERY = 10.0
+"""Seconds ``/health`` (and ``/metrics``) keep their answer to "does Redis run scripts?"
+(one read-only EVALSHA): a Redis whose EVAL / EVALSHA are renamed refuses every job change."""

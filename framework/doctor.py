@@ -15,7 +15,8 @@ What is looked at, in the order of ``docs/operations.md``:
 
 - the server: unreachable (nothing else is looked at), a read-only replica,
   memory near ``maxmemory`` (:data:`~framework.defaults.DOCTOR_MEMORY_SHARE`),
-  an eviction policy other than ``noeviction``, reads refused (a full Redis
+  an eviction policy other than ``noeviction``, Lua scripts refused (EVAL /
+  EVALSHA renamed: one read-only script is run), reads refused (a full Redis
   with ``noeviction`` refuses transactions: the queues are not checked then);
 - each queue: paused, rate-limited until a time, waiting jobs without a
   handler or without a live consumer, every worker busy (and the
@@ -78,6 +79,7 @@ class Check(StrEnum):
     REDIS_MEMORY = "redis-memory"
     REDIS_EVICTION = "redis-eviction"
     REDIS_REFUSED = "redis-refused"
+    REDIS_SCRIPTS = "redis-scripts"
     WRONG_KEY = "wrong-key"
     PAUSED = "paused"
     RATE_LIMITED = "rate-limited"
@@ -139,6 +141,9 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
     findings = _server(url, info, readable=info_reply is not None)
     jobs = Jobs(app, masked=True)
     try:
+        refusal = jobs.refused_scripts()
+        if refusal is not None:
+            findings.append(_scripts(url, refusal))
         try:
             consumers: list[ConsumerInfo] | None = jobs.consumers()
         except ReadOnlyReplicaError as exc:  # INFO did not say so (an ACL may forbid it)
@@ -214,6 +219,20 @@ def _replica(url: str, evidence: str, primary: str) -> Finding:
         evidence,
         f"Point REDIS_URL ([redis] url) of every consumer, producer and dashboard at {primary}; "
         "after a failover, at the new primary.",
+    )
+
+
+def _scripts(url: str, refusal: StorageError) -> Finding:
+    return Finding(
+        Check.REDIS_SCRIPTS,
+        Severity.ERROR,
+        None,
+        f"Redis at {url} runs no Lua scripts: every enqueue, claim and job change is refused",
+        str(refusal),
+        "Un-rename EVAL and EVALSHA: drop their rename-command lines from redis.conf and "
+        'restart Redis (redis-cli EVAL "return 1" 0 answers 1 then); an ACL: grant '
+        "hueyard's user +@scripting. A managed Redis that disallows scripts is not supported: "
+        "hueyard stores and moves every job with a script.",
     )
 
 
@@ -347,20 +366,40 @@ class _QueueDoctor:
         return [finding for finding in found if finding is not None]
 
     def _wrong_keys(self) -> Finding | None:
-        keys = self.counts.unreadable
-        if not keys:
+        keys, counters = self.counts.unreadable, self.counts.not_counts
+        if not keys and not counters:
             return None
+        evidence = []
+        if keys:
+            evidence.append(
+                f"{', '.join(keys)}: another type was written where hueyard keeps its sets, "
+                "wake list or counter (a set of it counts as 0); its scripts refuse to run on it"
+            )
+        if counters:
+            evidence.append(
+                f"{', '.join(counters)}: holds a string that is no whole number (0 or more, "
+                "as INCR counts) where hueyard counts the queue's enqueues; every enqueue "
+                "refuses to run on it"
+            )
+        count = len(keys) + len(counters)
+        what = (
+            f"{_many(count, 'key')} of it {'hold' if count > 1 else 'holds'} another type than "
+            "hueyard keeps there: its jobs can not move"
+            if not counters
+            else f"{_many(count, 'key')} of it {'hold' if count > 1 else 'holds'} what hueyard "
+            "does not keep there (another type, or a counter that is no whole number): "
+            + ("its jobs can not move" if keys else "no job of it can be enqueued")
+        )
         return self._finding(
             Check.WRONG_KEY,
             Severity.ERROR,
-            f"{_many(len(keys), 'key')} of it {'hold' if len(keys) > 1 else 'holds'} another "
-            "type than hueyard keeps there: its jobs can not move",
-            f"{', '.join(keys)}: another type was written where hueyard keeps its sets, wake "
-            "list or counter (a set of it counts as 0); its scripts refuse to run on it",
+            what,
+            "; ".join(evidence),
             "Look at each (redis-cli TYPE KEY, then GET, HGETALL or LRANGE KEY 0 10): it was "
             "written by something else than hueyard, under its prefix. Move that data away "
-            "and delete the key (redis-cli DEL KEY): hueyard starts an empty set there. The "
-            "job ids it held are lost; their records stay until their TTL or retention.",
+            "and delete the key (redis-cli DEL KEY): hueyard starts an empty set there (a "
+            "counter starts again from 0). The job ids it held are lost; their records stay "
+            "until their TTL or retention.",
         )
 
     def _finding(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -65,7 +66,7 @@ from framework.records import (
     log_lines,
 )
 from framework.runtime import get_app
-from framework.scripts import Scripts, storage_error
+from framework.scripts import COUNT_DIGITS, Scripts, is_count, refuses_scripts, storage_error
 from framework.settings import QueuePolicy
 
 if TYPE_CHECKING:
@@ -184,6 +185,7 @@ class Jobs:
         self.keys: Keys = app.keys
         self.conn = app.clients.client()
         self.scripts = Scripts(self.conn)
+        self._scripts_checked: tuple[float, StorageError | None] | None = None
 
     # -- counts --------------------------------------------------------------------------
 
@@ -207,6 +209,7 @@ class Jobs:
                 pipe.exists(q.paused)
                 for key, _ in _kinds(q):
                     pipe.type(key)
+                pipe.getrange(q.seq, 0, COUNT_DIGITS)  # enough to tell a count from no count
 
         # A set key planted with another type counts as empty, not as a crash, and is
         # named in ``unreadable`` (hueyard status and the doctor say what to do), as is
@@ -214,12 +217,13 @@ class Jobs:
         raw = snapshot(self.conn, reads)
         replies = [_count(reply) for reply in raw]
         kinds = len(_kinds(sets[0][1])) if sets else 0
-        width = len(JOB_STATES) + 1 + kinds
+        width = len(JOB_STATES) + 1 + kinds + 1
         counts = {}
         for index, (name, q) in enumerate(sets):
             row = replies[index * width : index * width + len(JOB_STATES) + 1]
             waiting, active, delayed, completed, failed, waiting_children, paused = row
-            types = raw[index * width + len(JOB_STATES) + 1 : (index + 1) * width]
+            types = raw[index * width + len(JOB_STATES) + 1 : (index + 1) * width - 1]
+            seq = raw[(index + 1) * width - 1]
             unreadable = tuple(
                 q.state(state)
                 for offset, state in enumerate(JOB_STATES)
@@ -242,6 +246,7 @@ class Jobs:
                 is_paused=is_paused,
                 waiting_children=int(waiting_children),
                 unreadable=unreadable,
+                not_counts=(q.seq,) if isinstance(seq, bytes) and seq and not is_count(seq) else (),
             )
         return counts
 
@@ -688,6 +693,33 @@ class Jobs:
         q = self._q(queue)
         rate_limit = self.app.queue(queue).policy.rate_limit
         return read_pulse(self.conn, q, queue, rate_limit)
+
+    @_redis_errors
+    def refused_scripts(self, max_age: float = 0.0) -> StorageError | None:
+        """The error saying Redis runs no Lua script (EVAL / EVALSHA renamed, removed, or
+        forbidden by an ACL), None when it runs them: every enqueue and job change is a
+        script, so with that error nothing moves.
+
+        It runs one read-only script (``peek_lines`` of the consumers registry, which
+        changes nothing) the way every job change runs one, by EVALSHA; a refusal of
+        another kind raises as any read's does. The answer is kept ``max_age`` seconds
+        (``/health`` asks at most every :data:`~framework.defaults.SCRIPTS_CHECK_EVERY`).
+        """
+        now = time.monotonic()
+        kept = self._scripts_checked
+        if kept is not None and now - kept[0] < max_age:
+            return kept[1]
+        refusal: StorageError | None = None
+        try:
+            self.scripts.call(
+                "peek_lines", keys={"list": self.keys.consumers}, args={"count": 0, "cap": 0}
+            )
+        except StorageError as exc:
+            if not refuses_scripts(exc):
+                raise
+            refusal = exc
+        self._scripts_checked = (now, refusal)
+        return refusal
 
     # -- consumers and metrics -----------------------------------------------------------
 

@@ -602,3 +602,64 @@ def test_a_parent_waiting_for_children_says_where_they_are_and_warns_when_no_one
     [again] = [f for f in diagnose(app, ["work"]) if f.check is Check.WAITING_CHILDREN]
     assert again.severity is Severity.INFO
     assert "no live consumer" not in again.evidence
+
+
+# -- Redis that refuses what every enqueue needs -----------------------------------------------
+
+
+def test_a_redis_that_runs_no_scripts_is_an_error_naming_the_fix(make_app: AppFactory) -> None:
+    # Given a Redis whose EVAL and EVALSHA are renamed away: every enqueue is refused
+    renamed = ("--rename-command", "EVALSHA", "", "--rename-command", "EVAL", "")
+    with RedisServer(None, *renamed) as server:
+        app = make_app(TOML, registry("work", "limited", "spare"), url=server.url, prefix="doc")
+        with pytest.raises(StorageError) as refused:
+            add(app, 1)
+        assert "runs no Lua scripts" in str(refused.value)
+        assert "Un-rename EVAL and EVALSHA" in str(refused.value)
+
+        # When the doctor looks
+        findings = diagnose(app)
+
+        # Then it says so, with the fix, and does not say all is fine
+        [scripts] = [f for f in findings if f.check is Check.REDIS_SCRIPTS]
+        assert scripts.severity is Severity.ERROR and scripts.queue is None
+        assert "runs no Lua scripts" in scripts.what
+        assert "EVALSHA" in scripts.evidence
+        assert "Un-rename EVAL and EVALSHA" in scripts.fix
+        assert "managed Redis that disallows scripts is not supported" in scripts.fix
+        assert Check.FINE not in checks(findings)
+        assert exit_status(findings) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "counts"),
+    [("abc", False), ("-5", False), ("007", False), ("1e3", False), ("0", True), ("41", True)],
+)
+def test_an_enqueue_counter_that_holds_no_whole_number_is_a_wrong_key(
+    app: Hueyard, redis_conn: Any, value: str, counts: bool
+) -> None:
+    # Given something else wrote a string into a queue's enqueue counter
+    seq = app.keys.queue("work").seq
+    redis_conn.set(seq, value)
+
+    # When the doctor looks, and a job is enqueued
+    findings = about(diagnose(app, ["work"]), "work")
+    try:
+        add(app, 1)
+        enqueued = True
+    except StorageError as exc:
+        enqueued = False
+        assert seq in str(exc)
+
+    # Then the doctor calls it a wrong key exactly when the enqueue refuses it
+    assert enqueued is counts
+    wrong = [f for f in findings if f.check is Check.WRONG_KEY]
+    if counts:
+        assert wrong == []
+    else:
+        [finding] = wrong
+        assert finding.severity is Severity.ERROR
+        assert "no job of it can be enqueued" in finding.what
+        assert finding.evidence.startswith(f"{seq}: holds a string that is no whole number")
+        assert "redis-cli DEL KEY" in finding.fix
+        assert exit_status(findings) == 1
