@@ -660,6 +660,10 @@ class MultiQueueConsumer:
                 pipe.expire(keys.consumers, CONSUMERS_TTL)
                 pipe.execute()
             self._beats.answered()
+        except redis.ResponseError as exc:  # the registry of another type: named, with the fix
+            self._beats.failed(
+                storage_error(exc, "the heartbeat", key=keys.consumers, wanted="zset", conn=conn)
+            )
         except redis.RedisError as exc:
             self._beats.failed(exc)
         except Exception as exc:

@@ -45,7 +45,12 @@ from framework import defaults
 from framework.application import Hueyard
 from framework.connection import ConnectionSpec
 from framework.consumer import HEARTBEAT_TTL
-from framework.errors import ReadOnlyReplicaError, RedisUnavailableError, StorageError
+from framework.errors import (
+    ReadOnlyReplicaError,
+    RedisUnavailableError,
+    StorageError,
+    WrongKeyError,
+)
 from framework.jobs import Jobs
 from framework.leftovers import undeclared_queues
 from framework.metrics import ConsumerInfo
@@ -145,7 +150,10 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
         if refusal is not None:
             findings.append(_scripts(url, refusal))
         try:
-            consumers: list[ConsumerInfo] | None = jobs.consumers()
+            live, unseen = jobs.live_consumers()
+            consumers: list[ConsumerInfo] | None = None if unseen else live
+            if unseen is not None:
+                findings.append(_consumers_key(unseen))
         except ReadOnlyReplicaError as exc:  # INFO did not say so (an ACL may forbid it)
             consumers = None
             if not info.is_replica:
@@ -233,6 +241,20 @@ def _scripts(url: str, refusal: StorageError) -> Finding:
         'restart Redis (redis-cli EVAL "return 1" 0 answers 1 then); an ACL: grant '
         "hueyard's user +@scripting. A managed Redis that disallows scripts is not supported: "
         "hueyard stores and moves every job with a script.",
+    )
+
+
+def _consumers_key(exc: WrongKeyError) -> Finding:
+    return Finding(
+        Check.WRONG_KEY,
+        Severity.ERROR,
+        None,
+        "the consumers registry holds another type than hueyard keeps there: no consumer is "
+        "seen, and every heartbeat fails",
+        str(exc),
+        f"Look at it (redis-cli TYPE {exc.key}): something else than hueyard wrote it under "
+        f"its prefix. Delete it (redis-cli DEL {exc.key}): the consumers' next heartbeats "
+        "(every few seconds) make it again. No job is lost.",
     )
 
 

@@ -149,12 +149,18 @@ def check(app: Hueyard, jobs: Jobs, schedules: Schedules | None = None) -> Healt
             reasons.append(REDIS_SCRIPTS)
             details[REDIS_SCRIPTS] = (f"{REDIS_SCRIPTS} ({refusal})",)
         consumers: list[ConsumerInfo] = []
+        unseen = None
         if settings.require_consumer:
-            consumers = jobs.consumers()
+            consumers, unseen = jobs.live_consumers()
+        if unseen is not None:
+            reasons.append(
+                f"consumers: key {unseen.key} is not of the type hueyard keeps there, so no "
+                "consumer is seen and their heartbeats fail (hueyard doctor says what to do)"
+            )
         if _full(app):
             reasons.append(REDIS_FULL)
         for name, c in counts.items():
-            reasons += _queue_reasons(app, jobs, name, c, consumers)
+            reasons += _queue_reasons(app, jobs, name, c, None if unseen else consumers)
         if settings.check_schedules and app.schedules:
             overdue = _overdue_schedules(app, schedules or Schedules(app))
             if overdue:
@@ -200,8 +206,13 @@ def _full(app: Hueyard) -> bool:
 
 
 def _queue_reasons(
-    app: Hueyard, jobs: Jobs, name: str, counts: QueueCounts, consumers: list[ConsumerInfo]
+    app: Hueyard,
+    jobs: Jobs,
+    name: str,
+    counts: QueueCounts,
+    consumers: list[ConsumerInfo] | None,
 ) -> list[str]:
+    """``consumers``: None when they can not be read (no "no live consumer" reason then)."""
     settings = app.settings.health
     reasons = counts.unreadable_reasons()
     if settings.max_waiting is not None and counts.waiting > settings.max_waiting:
@@ -210,6 +221,7 @@ def _queue_reasons(
         )
     if (
         settings.require_consumer
+        and consumers is not None
         and counts.waiting
         and not any(name in consumer.queues for consumer in consumers)
     ):

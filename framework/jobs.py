@@ -43,7 +43,7 @@ from redis.exceptions import InvalidResponse
 from framework import defaults
 from framework.clock import server_ms
 from framework.connection import connection_failure
-from framework.errors import JobActionError, RedisUnavailableError, StorageError
+from framework.errors import JobActionError, RedisUnavailableError, StorageError, WrongKeyError
 from framework.keys import JOB_STATES, Keys, QueueKeys
 from framework.metrics import (
     ConsumerInfo,
@@ -731,6 +731,17 @@ class Jobs:
         pruned; a consumer whose record expired (no beat for 30 s) is gone.
         """
         return read_consumers(self.conn, self.scripts, self.keys, list(self.app.queues))
+
+    def live_consumers(self) -> tuple[list[ConsumerInfo], WrongKeyError | None]:
+        """:meth:`consumers`, or none and the error when the consumers registry
+        (``{prefix}:consumers``) holds another type: the doctor, ``/health`` and the
+        dashboard's pages go on without the consumers, saying why."""
+        try:
+            return self.consumers(), None
+        except WrongKeyError as exc:
+            if exc.key != self.keys.consumers:
+                raise
+            return [], exc
 
     @_redis_errors
     def metrics(self, queue: str, minutes: int = 60) -> list[MetricPoint]:

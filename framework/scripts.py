@@ -50,6 +50,7 @@ from framework.errors import (
     ReadOnlyReplicaError,
     RedisUnavailableError,
     StorageError,
+    WrongKeyError,
 )
 from framework.keys import CHILDREN, LOGS, SAMPLES, QueueKeys
 
@@ -554,7 +555,7 @@ def storage_error(
             f"maxmemory-policy noeviction), so it refuses writes and transactions ({text}). "
             "Free memory or raise maxmemory; hueyard doctor says how"
         )
-    if refuses_scripts(exc):
+    if refuses_scripts(exc) and "NOPERM" not in text:  # an ACL's: the NOPERM hint says it
         return StorageError(
             f"Redis refused {what}: it runs no Lua scripts ({text}), and hueyard stores and "
             f"moves every job with one. {_SCRIPTS_FIX}"
@@ -619,10 +620,11 @@ def _hint(text: str) -> str:
     return _DATA_HINT
 
 
-def _wrong_type(key: str, kind: str, wanted: str, happened: str) -> StorageError:
-    return StorageError(
+def _wrong_type(key: str, kind: str, wanted: str, happened: str) -> WrongKeyError:
+    return WrongKeyError(
         f"Redis key {key!r} is a {_KINDS.get(kind, kind)}, not the "
-        f"{_KINDS.get(wanted, wanted)} hueyard keeps there; {happened}. {_FIX}"
+        f"{_KINDS.get(wanted, wanted)} hueyard keeps there; {happened}. {_FIX}",
+        key=key,
     )
 
 

@@ -663,3 +663,31 @@ def test_an_enqueue_counter_that_holds_no_whole_number_is_a_wrong_key(
         assert finding.evidence.startswith(f"{seq}: holds a string that is no whole number")
         assert "redis-cli DEL KEY" in finding.fix
         assert exit_status(findings) == 1
+
+
+def test_a_consumers_registry_of_another_type_is_a_wrong_key_and_the_queues_are_diagnosed(
+    app: Hueyard, redis_conn: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given something else wrote a string where the consumers' heartbeats are registered,
+    # and a paused queue
+    registry = app.keys.consumers
+    redis_conn.set(registry, "junk")
+    Jobs(app).pause("work")
+
+    # When the doctor looks
+    findings = diagnose(app)
+
+    # Then the key is a wrong-key error with its fix, and the queues are still looked at
+    [wrong] = [f for f in findings if f.check is Check.WRONG_KEY]
+    assert wrong.queue is None and wrong.severity is Severity.ERROR
+    assert "consumers registry" in wrong.what
+    assert f"Redis key '{registry}' is a string, not the sorted set" in wrong.evidence
+    assert f"redis-cli DEL {registry}" in wrong.fix and "heartbeats" in wrong.fix
+    assert Check.REDIS_REFUSED not in checks(findings)
+    assert Check.PAUSED in checks(findings)
+
+    # And a consumer's heartbeat says what is wrong with that key, not a bare WRONGTYPE
+    consumer(app, "work")
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("heartbeat")]
+    assert f"Redis key '{registry}' is a string, not the sorted set" in warning
+    assert "DEL or RENAME it" in warning
