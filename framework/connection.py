@@ -23,7 +23,7 @@ import redis
 from redis.backoff import AbstractBackoff, NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import (
@@ -51,6 +51,7 @@ __all__ = [
     "connection_failure",
     "redact_url",
     "never_sent",
+    "refused_credentials",
     "sending_once",
     "sent_once",
     "written_once",
@@ -97,6 +98,8 @@ class SpecRetry(Retry):
       may have run, and a claim run twice takes two jobs with one token. A Cluster
       client asks :meth:`get_retries` for its own loop (it re-reads the slot map
       between tries), which is 0 there too.
+    - Redis refusing the credentials (:func:`refused_credentials`) is not tried again:
+      no new connection fixes a wrong password, and each try is one.
     - Inside :func:`written_once`, a call is tried again only when it failed before its
       command was written (connecting failed, :func:`never_sent`), as often as outside:
       a counter waits for a Redis that restarts, and never counts twice.
@@ -135,7 +138,9 @@ class SpecRetry(Retry):
         try:
             if tries.once:  # written_once: again only what was never written
                 return self._until_written(do, fail, with_failure_count)
-            return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+            return super().call_with_retry(
+                do, _once_refused(fail, with_failure_count), is_retryable, with_failure_count
+            )
         finally:
             tries.depth -= 1
 
@@ -152,10 +157,25 @@ class SpecRetry(Retry):
                     fail(error, failures)
                 else:
                     fail(error)
-                permanent = isinstance(error, redis.AuthenticationError)
+                permanent = refused_credentials(error)
                 if permanent or not never_sent(error) or failures > self._retries:
                     raise
                 time.sleep(self.pause(failures))
+
+
+def _once_refused(fail: Callable[..., Any], with_failure_count: bool) -> Callable[..., Any]:
+    """``fail``, then the error raised again at once when Redis refused the credentials:
+    permanent, so not tried ``reconnect_attempts`` times (each a new connection)."""
+
+    def failed(error: Exception, *count: int) -> Any:
+        if with_failure_count:
+            fail(error, *count)
+        else:
+            fail(error)
+        if refused_credentials(error):
+            raise error
+
+    return failed
 
 
 def sending_once() -> bool:
@@ -204,6 +224,33 @@ def never_sent(error: BaseException) -> bool:
     False
     """
     return isinstance(error, redis.AuthenticationError) or "connecting to" in str(error)
+
+
+_REFUSALS = (
+    "WRONGPASS",
+    "NOAUTH",
+    "NOPERM",
+    "invalid username-password",
+    "Authentication required",
+    "has no permissions",
+)
+"""What Redis (and redis-py) say when they refuse who hueyard connects as."""
+
+
+def refused_credentials(error: BaseException | str) -> bool:
+    """Whether Redis refused the credentials: a wrong password or user (``WRONGPASS``,
+    ``NOAUTH``), or an ACL that forbids the user a command (``NOPERM``). Permanent: no
+    reconnection fixes it, only the config. ``error`` may be an error's text.
+
+    >>> refused_credentials(redis.AuthenticationError("invalid username-password pair"))
+    True
+    >>> refused_credentials("ConnectionError: Error 111 connecting to cache:6379.")
+    False
+    """
+    if isinstance(error, redis.AuthenticationError | NoPermissionError):
+        return True
+    text = str(error)
+    return any(word in text for word in _REFUSALS)
 
 
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -329,9 +376,7 @@ def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:
             "another server's (a web server, a proxy, a database); check the port of "
             "[redis] url (or REDIS_URL / REDIS_PORT)"
         )
-    if isinstance(exc, redis.AuthenticationError) or any(
-        word in message for word in ("WRONGPASS", "NOAUTH", "invalid username-password")
-    ):
+    if refused_credentials(exc):
         if isinstance(exc, MasterNotFoundError):  # the sentinels refused them
             return (
                 f"refused the credentials ({text}); check [redis] sentinel_password "

@@ -43,7 +43,7 @@ import redis
 
 from framework import defaults
 from framework.application import Hueyard
-from framework.connection import ConnectionSpec
+from framework.connection import ConnectionSpec, refused_credentials
 from framework.consumer import HEARTBEAT_TTL
 from framework.errors import (
     ReadOnlyReplicaError,
@@ -199,6 +199,18 @@ def _undeclared(app: Hueyard) -> list[Finding]:
 
 
 def _unreachable(url: str, error: str, spec: ConnectionSpec) -> Finding:
+    if refused_credentials(error):
+        return Finding(
+            Check.REDIS_UNREACHABLE,
+            Severity.ERROR,
+            None,
+            f"Redis at {url} refused the credentials",
+            error,
+            "Give hueyard the password Redis asks for (REDIS_PASSWORD, or the password of "
+            "REDIS_URL / [redis] url; percent-encoded there) and, with ACLs, a user that "
+            "exists, is enabled and may run hueyard's commands (redis-cli ACL GETUSER NAME): "
+            "+@all, or at least +@read +@write +@scripting +info on the app's keys.",
+        )
     where = (
         "Check that Redis runs (redis-cli -h HOST -p PORT ping); that REDIS_URL (or "
         "REDIS_HOST, REDIS_PORT, REDIS_DB, [redis] url) names it"

@@ -403,6 +403,27 @@ def test_an_unreachable_redis_is_one_finding_with_the_redacted_url(make_app: App
     assert exit_status(findings) == 2
 
 
+def test_a_wrong_password_is_a_finding_that_says_redis_refused_the_credentials(
+    make_app: AppFactory,
+) -> None:
+    # Given a Redis that asks for a password, and an app that gives the wrong one
+    with RedisServer(None, "--requirepass", "the-right-one") as server:
+        url = f"redis://:hunter2-wrong@127.0.0.1:{server.port}/0"
+        app = make_app(TOML, registry("work"), url=url, redis_lines="reconnect_attempts = 1")
+        # When
+        findings = diagnose(app)
+    # Then it says the credentials were refused, as the runbook promises, not "no answer"
+    [finding] = findings
+    assert finding.check is Check.REDIS_UNREACHABLE and finding.severity is Severity.ERROR
+    assert (
+        finding.what == f"Redis at redis://:***@127.0.0.1:{server.port}/0 refused the credentials"
+    )
+    assert "AuthenticationError" in finding.evidence
+    assert "REDIS_PASSWORD" in finding.fix and "ACL" in finding.fix
+    assert "hunter2" not in text_of(findings)
+    assert exit_status(findings) == 2
+
+
 def test_sentinels_that_name_no_master_are_a_finding_that_names_their_settings(
     make_app: AppFactory,
 ) -> None:
