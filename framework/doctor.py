@@ -311,7 +311,9 @@ def _server(url: str, info: RedisInfo, *, readable: bool) -> list[Finding]:
 def _memory(info: RedisInfo, ratio: float) -> Finding:
     full = ratio >= 1
     effect = (
-        "a full Redis with noeviction refuses writes (OOM): enqueues and claims fail"
+        "a full Redis with noeviction refuses the writes that add data (OOM): enqueues, "
+        "pausing a queue and consumer heartbeats fail; claims, releases, retries and clean "
+        "still work (their first write removes data), reads without a transaction"
         if not info.may_evict
         else f"at maxmemory, {info.maxmemory_policy} deletes keys to make room"
     )

@@ -60,9 +60,10 @@ REDIS_DOWN = "redis: not connected"
 
 REDIS_FULL = (
     "redis: out of memory (used_memory at maxmemory, policy noeviction): it refuses "
-    "enqueues and job changes; raise maxmemory or free memory (hueyard doctor)"
+    "enqueues, pauses and consumer heartbeats; raise maxmemory or free memory (hueyard doctor)"
 )
-"""The reason when Redis is full and may not evict: jobs can be read, not moved."""
+"""The reason when Redis is full and may not evict: the writes that add data are refused;
+claims, releases, retries and clean (whose first write removes data) still work."""
 
 REDIS_SCRIPTS = (
     "redis: runs no Lua scripts (EVAL / EVALSHA renamed, removed or forbidden): every "

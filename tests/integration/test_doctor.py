@@ -513,7 +513,7 @@ def test_memory_near_maxmemory_is_a_warning(private_app: Hueyard, server: RedisS
     assert finding.what == "Redis memory is near maxmemory"
     assert re.search(
         r"of maxmemory [\d.]+ MiB \((89|90|91)%\), maxmemory-policy noeviction; a full Redis "
-        "with noeviction refuses writes",
+        "with noeviction refuses the writes that add data",
         finding.evidence,
     ), finding.evidence
     assert "hueyard clean QUEUE --state completed" in finding.fix
@@ -541,6 +541,15 @@ def test_a_full_noeviction_redis_is_an_error_and_the_queues_are_still_diagnosed(
         StorageError, match=r"it is out of memory .* Free memory or raise maxmemory"
     ):
         add(private_app, 1)
+    # And what the evidence says works still works, what it says fails fails
+    assert "enqueues, pausing a queue and consumer heartbeats fail" in memory.evidence
+    assert "claims, releases, retries and clean still work" in memory.evidence
+    claimed = claim(private_app)
+    assert storage(private_app).release(claimed, "completed", value="1")
+    time.sleep(0.01)  # finished longer than 0 s ago
+    assert Jobs(private_app).clean("work", "completed", 0) == 1
+    with pytest.raises(StorageError, match="out of memory"):
+        Jobs(private_app).pause("work")
 
 
 @pytest.mark.parametrize(
