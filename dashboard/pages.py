@@ -94,7 +94,7 @@ def queue_page(queue: str) -> str:
     page_number = _int_arg("page", 1, 1, MAX_PAGE)
     counts = state.jobs.counts(name)
     page = state.jobs.list_jobs(name, job_state, page=page_number, page_size=page_size)
-    row = queue_row(state, name, counts, tuple(state.jobs.consumers()), with_spark=False)
+    row = queue_row(state, name, counts, tuple(state.jobs.live_consumers()[0]), with_spark=False)
     return render_template(
         "queue.html",
         row=row,
@@ -216,9 +216,11 @@ def search() -> Any:
 @blueprint.get("/admin/workers")
 def workers() -> str:
     state = current()
+    consumers, unseen = state.jobs.live_consumers()
     return render_template(
         "workers.html",
-        consumers=state.jobs.consumers(),
+        consumers=consumers,
+        consumers_error=None if unseen is None else state.app.masker.text(str(unseen)),
         redis=redis_status(state),
         refresh=True,
     )

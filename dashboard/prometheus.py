@@ -90,7 +90,7 @@ class _JobsCollector(Collector):
             paused.add_metric([name], 1.0 if counts.is_paused else 0.0)
         yield jobs
         yield paused
-        live = self.state.jobs.consumers()
+        live = self.state.jobs.live_consumers()[0]
         consumers = GaugeMetricFamily("hueyard_consumers", "Live consumer processes")
         consumers.add_metric([], float(len(live)))
         yield consumers

@@ -61,6 +61,8 @@ class Overview:
     health: HealthReport
     rows: tuple[QueueRow, ...]
     consumers: tuple[ConsumerInfo, ...]
+    consumers_error: str | None = None
+    """Why the consumers could not be read (their registry of another type), if so."""
 
 
 def redis_status(state: DashboardState) -> RedisStatus:
@@ -116,9 +118,11 @@ def overview(state: DashboardState) -> Overview:
         report = HealthReport(False, status.error, reasons=(REDIS_DOWN,))
         return Overview(status, report, (), ())
     report = check(state.app, state.jobs, state.schedules)
-    consumers = report.consumers or tuple(state.jobs.consumers())
+    live, unseen = state.jobs.live_consumers()
+    consumers = report.consumers or tuple(live)
     rows = tuple(queue_row(state, name, c, consumers) for name, c in report.counts.items())
-    return Overview(status, report, rows, consumers)
+    error = None if unseen is None else state.app.masker.text(str(unseen))
+    return Overview(status, report, rows, consumers, error)
 
 
 @dataclass(frozen=True)

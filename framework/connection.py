@@ -23,7 +23,7 @@ import redis
 from redis.backoff import AbstractBackoff, NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import (
@@ -50,8 +50,11 @@ __all__ = [
     "check_url",
     "connection_failure",
     "redact_url",
+    "never_sent",
+    "refused_credentials",
     "sending_once",
     "sent_once",
+    "written_once",
 ]
 
 
@@ -77,7 +80,8 @@ class SpecBackoff(AbstractBackoff):
 
 class _Tries(threading.local):
     depth = 0  # calls of a SpecRetry in progress in this thread (a connect inside a command)
-    once = False  # inside sent_once()
+    once = False  # inside sent_once() or written_once()
+    reconnect = False  # inside written_once(): a command never written is tried again
 
 
 _TRIES = _Tries()
@@ -94,6 +98,11 @@ class SpecRetry(Retry):
       may have run, and a claim run twice takes two jobs with one token. A Cluster
       client asks :meth:`get_retries` for its own loop (it re-reads the slot map
       between tries), which is 0 there too.
+    - Redis refusing the credentials (:func:`refused_credentials`) is not tried again:
+      no new connection fixes a wrong password, and each try is one.
+    - Inside :func:`written_once`, a call is tried again only when it failed before its
+      command was written (connecting failed, :func:`never_sent`), as often as outside:
+      a counter waits for a Redis that restarts, and never counts twice.
     """
 
     def get_retries(self) -> int:
@@ -116,7 +125,7 @@ class SpecRetry(Retry):
         with_failure_count: bool = False,
     ) -> T:
         tries = _TRIES
-        if tries.depth or tries.once:
+        if tries.depth or (tries.once and not tries.reconnect):
             try:
                 return do()
             except self._supported_errors as error:
@@ -127,13 +136,50 @@ class SpecRetry(Retry):
                 raise
         tries.depth += 1
         try:
-            return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+            if tries.once:  # written_once: again only what was never written
+                return self._until_written(do, fail, with_failure_count)
+            return super().call_with_retry(
+                do, _once_refused(fail, with_failure_count), is_retryable, with_failure_count
+            )
         finally:
             tries.depth -= 1
 
+    def _until_written(
+        self, do: Callable[[], T], fail: Callable[..., Any], with_failure_count: bool
+    ) -> T:
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                permanent = refused_credentials(error)
+                if permanent or not never_sent(error) or failures > self._retries:
+                    raise
+                time.sleep(self.pause(failures))
+
+
+def _once_refused(fail: Callable[..., Any], with_failure_count: bool) -> Callable[..., Any]:
+    """``fail``, then the error raised again at once when Redis refused the credentials:
+    permanent, so not tried ``reconnect_attempts`` times (each a new connection)."""
+
+    def failed(error: Exception, *count: int) -> Any:
+        if with_failure_count:
+            fail(error, *count)
+        else:
+            fail(error)
+        if refused_credentials(error):
+            raise error
+
+    return failed
+
 
 def sending_once() -> bool:
-    """Whether this thread is inside :class:`sent_once`."""
+    """Whether this thread is inside :class:`sent_once` (or :class:`written_once`)."""
     return _TRIES.once
 
 
@@ -143,12 +189,68 @@ class sent_once:
     (A class, not a generator: it is on every claim's path.)"""
 
     __slots__ = ("_before",)
+    _reconnect = False
 
     def __enter__(self) -> None:
-        self._before, _TRIES.once = _TRIES.once, True
+        tries = _TRIES
+        self._before = (tries.once, tries.reconnect)
+        tries.once, tries.reconnect = True, self._reconnect
 
     def __exit__(self, *exc: object) -> None:
-        _TRIES.once = self._before
+        _TRIES.once, _TRIES.reconnect = self._before
+
+
+class written_once(sent_once):
+    """Commands in the block are written to Redis once: a write that must not be
+    applied twice (a counter's increment, a log line's append). A try that failed
+    before its command was written (connecting failed: :func:`never_sent`) is made
+    again as the pool's retry would; one whose answer was lost (a timeout, a broken
+    connection) is not: the caller reports that it may have been applied."""
+
+    __slots__ = ()
+    _reconnect = True
+
+
+def never_sent(error: BaseException) -> bool:
+    """Whether a connection error proves that the command it broke never reached Redis:
+    connecting failed (redis-py's "Error 111 connecting to host:port", "Timeout
+    connecting to server"), or Redis refused the connection's credentials. A timeout
+    reading the answer, or a connection broken while writing or reading, does not:
+    Redis may have run the command.
+
+    >>> never_sent(redis.ConnectionError("Error 111 connecting to cache:6379. Connection refused."))
+    True
+    >>> never_sent(redis.TimeoutError("Timeout reading from socket"))
+    False
+    """
+    return isinstance(error, redis.AuthenticationError) or "connecting to" in str(error)
+
+
+_REFUSALS = (
+    "WRONGPASS",
+    "NOAUTH",
+    "NOPERM",
+    "invalid username-password",
+    "Authentication required",
+    "has no permissions",
+)
+"""What Redis (and redis-py) say when they refuse who hueyard connects as."""
+
+
+def refused_credentials(error: BaseException | str) -> bool:
+    """Whether Redis refused the credentials: a wrong password or user (``WRONGPASS``,
+    ``NOAUTH``), or an ACL that forbids the user a command (``NOPERM``). Permanent: no
+    reconnection fixes it, only the config. ``error`` may be an error's text.
+
+    >>> refused_credentials(redis.AuthenticationError("invalid username-password pair"))
+    True
+    >>> refused_credentials("ConnectionError: Error 111 connecting to cache:6379.")
+    False
+    """
+    if isinstance(error, redis.AuthenticationError | NoPermissionError):
+        return True
+    text = str(error)
+    return any(word in text for word in _REFUSALS)
 
 
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -274,9 +376,7 @@ def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:
             "another server's (a web server, a proxy, a database); check the port of "
             "[redis] url (or REDIS_URL / REDIS_PORT)"
         )
-    if isinstance(exc, redis.AuthenticationError) or any(
-        word in message for word in ("WRONGPASS", "NOAUTH", "invalid username-password")
-    ):
+    if refused_credentials(exc):
         if isinstance(exc, MasterNotFoundError):  # the sentinels refused them
             return (
                 f"refused the credentials ({text}); check [redis] sentinel_password "

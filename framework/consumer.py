@@ -60,7 +60,7 @@ from framework.keys import Keys
 from framework.leases import KeeperSettings, LeaseKeeper
 from framework.metrics import CONSUMER_WINDOW
 from framework.options import EnqueueArgs, shown
-from framework.outages import Outage
+from framework.outages import Outage, pause_after
 from framework.schedules import Schedule
 from framework.scripts import storage_error
 from framework.settings import Settings
@@ -272,6 +272,7 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
 
     def loop(self, now: Any = None) -> None:
         started = time.monotonic()
+        interval = self.interval
         recover = started >= self._next_recovery
         if recover:
             self._next_recovery = started + self.recovery_interval
@@ -303,6 +304,7 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
                 # One Redis serves every queue: the next round tries them all again.
                 self.outage.failed(exc)
                 self._next_recovery = min(self._next_recovery, started)
+                interval = pause_after(exc, self.interval)
                 break
             except (redis.RedisError, StorageError) as exc:  # this queue's keys (a wrong type)
                 if isinstance(exc, redis.ResponseError):  # said the way a script's is
@@ -314,7 +316,7 @@ class _Scheduler(BaseProcess):  # type: ignore[misc]
             self.outage.answered()
             if self.schedules is not None:
                 self.schedules.run_round()
-        self.sleep_for_interval(started, self.interval)
+        self.sleep_for_interval(started, interval)
 
 
 def exit_despite_threads(status: int) -> None:
@@ -691,6 +693,10 @@ class MultiQueueConsumer:
                 pipe.expire(keys.consumers, CONSUMERS_TTL)
                 pipe.execute()
             self._beats.answered()
+        except redis.ResponseError as exc:  # the registry of another type: named, with the fix
+            self._beats.failed(
+                storage_error(exc, "the heartbeat", key=keys.consumers, wanted="zset", conn=conn)
+            )
         except redis.RedisError as exc:
             self._beats.failed(exc)
         except Exception as exc:

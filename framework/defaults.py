@@ -223,3 +223,7 @@ failed past which ``hueyard doctor`` warns, when ``[health] max_failure_rate`` i
 MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
 """Bytes a config file (``queues.toml``, a flow, an e-mail template) may hold: it is
 read whole at start-up, so ``HUEYARD_CONFIG=/dev/zero`` must be an error, not a 5 GB read."""
+
+SCRIPTS_CHECK_EVERY = 10.0
+"""Seconds ``/health`` (and ``/metrics``) keep their answer to "does Redis run scripts?"
+(one read-only EVALSHA): a Redis whose EVAL / EVALSHA are renamed refuses every job change."""

@@ -15,7 +15,8 @@ What is looked at, in the order of ``docs/operations.md``:
 
 - the server: unreachable (nothing else is looked at), a read-only replica,
   memory near ``maxmemory`` (:data:`~framework.defaults.DOCTOR_MEMORY_SHARE`),
-  an eviction policy other than ``noeviction``, reads refused (a full Redis
+  an eviction policy other than ``noeviction``, Lua scripts refused (EVAL /
+  EVALSHA renamed: one read-only script is run), reads refused (a full Redis
   with ``noeviction`` refuses transactions: the queues are not checked then);
 - each queue: paused, rate-limited until a time, waiting jobs without a
   handler or without a live consumer, every worker busy (and the
@@ -42,13 +43,14 @@ import redis
 
 from framework import defaults
 from framework.application import Hueyard
-from framework.connection import ConnectionSpec
+from framework.connection import ConnectionSpec, refused_credentials
 from framework.consumer import HEARTBEAT_TTL
 from framework.errors import (
     JobActionError,
     ReadOnlyReplicaError,
     RedisUnavailableError,
     StorageError,
+    WrongKeyError,
 )
 from framework.jobs import Jobs
 from framework.leftovers import undeclared_queues
@@ -83,6 +85,7 @@ class Check(StrEnum):
     REDIS_MEMORY = "redis-memory"
     REDIS_EVICTION = "redis-eviction"
     REDIS_REFUSED = "redis-refused"
+    REDIS_SCRIPTS = "redis-scripts"
     WRONG_KEY = "wrong-key"
     PAUSED = "paused"
     RATE_LIMITED = "rate-limited"
@@ -144,8 +147,14 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
     findings = _server(url, info, readable=info_reply is not None)
     jobs = Jobs(app, masked=True)
     try:
+        refusal = jobs.refused_scripts()
+        if refusal is not None:
+            findings.append(_scripts(url, refusal))
         try:
-            consumers: list[ConsumerInfo] | None = jobs.consumers()
+            live, unseen = jobs.live_consumers()
+            consumers: list[ConsumerInfo] | None = None if unseen else live
+            if unseen is not None:
+                findings.append(_consumers_key(unseen))
         except ReadOnlyReplicaError as exc:  # INFO did not say so (an ACL may forbid it)
             consumers = None
             if not info.is_replica:
@@ -191,6 +200,18 @@ def _undeclared(app: Hueyard) -> list[Finding]:
 
 
 def _unreachable(url: str, error: str, spec: ConnectionSpec) -> Finding:
+    if refused_credentials(error):
+        return Finding(
+            Check.REDIS_UNREACHABLE,
+            Severity.ERROR,
+            None,
+            f"Redis at {url} refused the credentials",
+            error,
+            "Give hueyard the password Redis asks for (REDIS_PASSWORD, or the password of "
+            "REDIS_URL / [redis] url; percent-encoded there) and, with ACLs, a user that "
+            "exists, is enabled and may run hueyard's commands (redis-cli ACL GETUSER NAME): "
+            "+@all, or at least +@read +@write +@scripting +info on the app's keys.",
+        )
     where = (
         "Check that Redis runs (redis-cli -h HOST -p PORT ping); that REDIS_URL (or "
         "REDIS_HOST, REDIS_PORT, REDIS_DB, [redis] url) names it"
@@ -219,6 +240,34 @@ def _replica(url: str, evidence: str, primary: str) -> Finding:
         evidence,
         f"Point REDIS_URL ([redis] url) of every consumer, producer and dashboard at {primary}; "
         "after a failover, at the new primary.",
+    )
+
+
+def _scripts(url: str, refusal: StorageError) -> Finding:
+    return Finding(
+        Check.REDIS_SCRIPTS,
+        Severity.ERROR,
+        None,
+        f"Redis at {url} runs no Lua scripts: every enqueue, claim and job change is refused",
+        str(refusal),
+        "Un-rename EVAL and EVALSHA: drop their rename-command lines from redis.conf and "
+        'restart Redis (redis-cli EVAL "return 1" 0 answers 1 then); an ACL: grant '
+        "hueyard's user +@scripting. A managed Redis that disallows scripts is not supported: "
+        "hueyard stores and moves every job with a script.",
+    )
+
+
+def _consumers_key(exc: WrongKeyError) -> Finding:
+    return Finding(
+        Check.WRONG_KEY,
+        Severity.ERROR,
+        None,
+        "the consumers registry holds another type than hueyard keeps there: no consumer is "
+        "seen, and every heartbeat fails",
+        str(exc),
+        f"Look at it (redis-cli TYPE {exc.key}): something else than hueyard wrote it under "
+        f"its prefix. Delete it (redis-cli DEL {exc.key}): the consumers' next heartbeats "
+        "(every few seconds) make it again. No job is lost.",
     )
 
 
@@ -263,7 +312,9 @@ def _server(url: str, info: RedisInfo, *, readable: bool) -> list[Finding]:
 def _memory(info: RedisInfo, ratio: float) -> Finding:
     full = ratio >= 1
     effect = (
-        "a full Redis with noeviction refuses writes (OOM): enqueues and claims fail"
+        "a full Redis with noeviction refuses the writes that add data (OOM): enqueues, "
+        "pausing a queue and consumer heartbeats fail; claims, releases, retries and clean "
+        "still work (their first write removes data), reads without a transaction"
         if not info.may_evict
         else f"at maxmemory, {info.maxmemory_policy} deletes keys to make room"
     )
@@ -352,20 +403,40 @@ class _QueueDoctor:
         return [finding for finding in found if finding is not None]
 
     def _wrong_keys(self) -> Finding | None:
-        keys = self.counts.unreadable
-        if not keys:
+        keys, counters = self.counts.unreadable, self.counts.not_counts
+        if not keys and not counters:
             return None
+        evidence = []
+        if keys:
+            evidence.append(
+                f"{', '.join(keys)}: another type was written where hueyard keeps its sets, "
+                "wake list or counter (a set of it counts as 0); its scripts refuse to run on it"
+            )
+        if counters:
+            evidence.append(
+                f"{', '.join(counters)}: holds a string that is no whole number (0 or more, "
+                "as INCR counts) where hueyard counts the queue's enqueues; every enqueue "
+                "refuses to run on it"
+            )
+        count = len(keys) + len(counters)
+        what = (
+            f"{_many(count, 'key')} of it {'hold' if count > 1 else 'holds'} another type than "
+            "hueyard keeps there: its jobs can not move"
+            if not counters
+            else f"{_many(count, 'key')} of it {'hold' if count > 1 else 'holds'} what hueyard "
+            "does not keep there (another type, or a counter that is no whole number): "
+            + ("its jobs can not move" if keys else "no job of it can be enqueued")
+        )
         return self._finding(
             Check.WRONG_KEY,
             Severity.ERROR,
-            f"{_many(len(keys), 'key')} of it {'hold' if len(keys) > 1 else 'holds'} another "
-            "type than hueyard keeps there: its jobs can not move",
-            f"{', '.join(keys)}: another type was written where hueyard keeps its sets, wake "
-            "list or counter (a set of it counts as 0); its scripts refuse to run on it",
+            what,
+            "; ".join(evidence),
             "Look at each (redis-cli TYPE KEY, then GET, HGETALL or LRANGE KEY 0 10): it was "
             "written by something else than hueyard, under its prefix. Move that data away "
-            "and delete the key (redis-cli DEL KEY): hueyard starts an empty set there. The "
-            "job ids it held are lost; their records stay until their TTL or retention.",
+            "and delete the key (redis-cli DEL KEY): hueyard starts an empty set there (a "
+            "counter starts again from 0). The job ids it held are lost; their records stay "
+            "until their TTL or retention.",
         )
 
     def _finding(

@@ -18,7 +18,8 @@
      ├── StorageError           Redis answered with an error (a key of the wrong type, ...)
      │    ├── RedisUnavailableError  Redis did not answer after every reconnection try
      │    ├── NotReplicatedError     stored, but not confirmed by wait_replicas replicas
-     │    └── ReadOnlyReplicaError   Redis is a read-only replica: it refused a write
+     │    ├── ReadOnlyReplicaError   Redis is a read-only replica: it refused a write
+     │    └── WrongKeyError          a key holds another type than hueyard keeps there
      ├── JobFailedError         the job whose result was asked for failed (its .error)
      ├── ResultTimeoutError     a blocking wait for a result ran out (also Huey's ResultTimeout)
      ├── DashboardError         the dashboard can not start (credentials in production)
@@ -60,6 +61,7 @@ __all__ = [
     "StorageError",
     "StoredPayloadError",
     "UnknownHandlerError",
+    "WrongKeyError",
 ]
 
 
@@ -150,6 +152,15 @@ class NotReplicatedError(StorageError):
 
 class ReadOnlyReplicaError(StorageError):
     """Redis answered ``READONLY``: the URL names a replica, and jobs need the primary."""
+
+
+class WrongKeyError(StorageError):
+    """A key holds another type than hueyard keeps there (planted by something else);
+    ``key`` names it, the message says the fix."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class JobFailedError(HueyardError, TaskException):  # type: ignore[misc]

@@ -46,6 +46,7 @@ from framework.interrupts import CtrlCWatch
 from framework.leases import LeaseKeeper
 from framework.masking import DEFAULT_MASKER, Masker
 from framework.options import EnqueuedIds, EnqueueOptions, Outcome, Stored
+from framework.outages import pause_after
 from framework.outcomes import store_outcome
 from framework.payloads import result_too_large
 from framework.policy import ERROR_LIMIT, JobPolicy, decide
@@ -159,7 +160,7 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 # One worker's turn failed; the others wait for theirs (framework.idle), so
                 # an outage costs a few log lines (framework.outages), not one per worker.
                 self.storage.outage.failed(exc)
-                self._wait(OUTAGE_PAUSE)
+                self._wait(pause_after(exc, OUTAGE_PAUSE))
                 return None
             if claim is None:
                 return None

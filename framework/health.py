@@ -20,9 +20,11 @@ what the configured thresholds of ``[health]`` need:
 Each crossed threshold is one reason, in words an operator can act on. A
 Redis that answers but refuses the reads (out of memory with ``noeviction``
 refuses transactions; a key of the wrong type) is one reason too,
-:data:`REDIS_REFUSED`, never an exception. The reasons name no host, port,
-URL or schedule (they may be shown to anyone: ``/health`` is open): the
-overdue schedules are one reason that counts them.
+:data:`REDIS_REFUSED`, never an exception; so is a Redis that runs no Lua script
+(EVAL / EVALSHA renamed or forbidden), :data:`REDIS_SCRIPTS`: one read-only
+EVALSHA at most every :data:`~framework.defaults.SCRIPTS_CHECK_EVERY` seconds.
+The reasons name no host, port, URL or schedule (they may be shown to anyone:
+``/health`` is open): the overdue schedules are one reason that counts them.
 :attr:`HealthReport.detailed_reasons` spells out the Redis error and names
 each overdue schedule, for those allowed to see it.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from framework import defaults
 from framework.application import Hueyard
 from framework.errors import RedisUnavailableError, StorageError
 from framework.jobs import Jobs
@@ -40,7 +43,15 @@ from framework.records import QueueCounts
 from framework.redis_info import RedisInfo
 from framework.ticks import Schedules
 
-__all__ = ["REDIS_DOWN", "REDIS_FULL", "REDIS_REFUSED", "HealthReport", "check", "iso_timestamp"]
+__all__ = [
+    "REDIS_DOWN",
+    "REDIS_FULL",
+    "REDIS_REFUSED",
+    "REDIS_SCRIPTS",
+    "HealthReport",
+    "check",
+    "iso_timestamp",
+]
 
 _TOTALS = ("waiting", "active", "completed", "failed", "delayed")
 
@@ -49,9 +60,16 @@ REDIS_DOWN = "redis: not connected"
 
 REDIS_FULL = (
     "redis: out of memory (used_memory at maxmemory, policy noeviction): it refuses "
-    "enqueues and job changes; raise maxmemory or free memory (hueyard doctor)"
+    "enqueues, pauses and consumer heartbeats; raise maxmemory or free memory (hueyard doctor)"
 )
-"""The reason when Redis is full and may not evict: jobs can be read, not moved."""
+"""The reason when Redis is full and may not evict: the writes that add data are refused;
+claims, releases, retries and clean (whose first write removes data) still work."""
+
+REDIS_SCRIPTS = (
+    "redis: runs no Lua scripts (EVAL / EVALSHA renamed, removed or forbidden): every "
+    "enqueue and job change is refused (hueyard doctor says how to fix it)"
+)
+"""The reason when Redis refuses to run scripts; its error only in the details."""
 
 REDIS_REFUSED = "redis: refused the health check's reads"
 """The reason when Redis answers with an error (out of memory, a planted key); the
@@ -126,14 +144,24 @@ def check(app: Hueyard, jobs: Jobs, schedules: Schedules | None = None) -> Healt
         counts = jobs.counts_all()
         settings = app.settings.health
         reasons: list[str] = []
+        details: dict[str, tuple[str, ...]] = {}
+        refusal = jobs.refused_scripts(max_age=defaults.SCRIPTS_CHECK_EVERY)
+        if refusal is not None:
+            reasons.append(REDIS_SCRIPTS)
+            details[REDIS_SCRIPTS] = (f"{REDIS_SCRIPTS} ({refusal})",)
         consumers: list[ConsumerInfo] = []
+        unseen = None
         if settings.require_consumer:
-            consumers = jobs.consumers()
+            consumers, unseen = jobs.live_consumers()
+        if unseen is not None:
+            reasons.append(
+                f"consumers: key {unseen.key} is not of the type hueyard keeps there, so no "
+                "consumer is seen and their heartbeats fail (hueyard doctor says what to do)"
+            )
         if _full(app):
             reasons.append(REDIS_FULL)
         for name, c in counts.items():
-            reasons += _queue_reasons(app, jobs, name, c, consumers)
-        details: dict[str, tuple[str, ...]] = {}
+            reasons += _queue_reasons(app, jobs, name, c, None if unseen else consumers)
         if settings.check_schedules and app.schedules:
             overdue = _overdue_schedules(app, schedules or Schedules(app))
             if overdue:
@@ -179,8 +207,13 @@ def _full(app: Hueyard) -> bool:
 
 
 def _queue_reasons(
-    app: Hueyard, jobs: Jobs, name: str, counts: QueueCounts, consumers: list[ConsumerInfo]
+    app: Hueyard,
+    jobs: Jobs,
+    name: str,
+    counts: QueueCounts,
+    consumers: list[ConsumerInfo] | None,
 ) -> list[str]:
+    """``consumers``: None when they can not be read (no "no live consumer" reason then)."""
     settings = app.settings.health
     reasons = counts.unreadable_reasons()
     if settings.max_waiting is not None and counts.waiting > settings.max_waiting:
@@ -189,6 +222,7 @@ def _queue_reasons(
         )
     if (
         settings.require_consumer
+        and consumers is not None
         and counts.waiting
         and not any(name in consumer.queues for consumer in consumers)
     ):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -46,7 +47,7 @@ from redis.exceptions import InvalidResponse
 from framework import defaults
 from framework.clock import server_ms
 from framework.connection import connection_failure
-from framework.errors import JobActionError, RedisUnavailableError, StorageError
+from framework.errors import JobActionError, RedisUnavailableError, StorageError, WrongKeyError
 from framework.ids import check_job_id
 from framework.keys import JOB_STATES, Keys, QueueKeys
 from framework.metrics import (
@@ -72,7 +73,7 @@ from framework.records import (
     log_lines,
 )
 from framework.runtime import get_app
-from framework.scripts import Scripts, storage_error
+from framework.scripts import COUNT_DIGITS, Scripts, is_count, refuses_scripts, storage_error
 from framework.settings import QueuePolicy
 
 if TYPE_CHECKING:
@@ -204,6 +205,7 @@ class Jobs:
         self.keys: Keys = app.keys
         self.conn = app.clients.client()
         self.scripts = Scripts(self.conn)
+        self._scripts_checked: tuple[float, StorageError | None] | None = None
 
     # -- counts --------------------------------------------------------------------------
 
@@ -227,6 +229,7 @@ class Jobs:
                 pipe.exists(q.paused)
                 for key, _ in _kinds(q):
                     pipe.type(key)
+                pipe.getrange(q.seq, 0, COUNT_DIGITS)  # enough to tell a count from no count
 
         # A set key planted with another type counts as empty, not as a crash, and is
         # named in ``unreadable`` (hueyard status and the doctor say what to do), as is
@@ -234,12 +237,13 @@ class Jobs:
         raw = snapshot(self.conn, reads)
         replies = [_count(reply) for reply in raw]
         kinds = len(_kinds(sets[0][1])) if sets else 0
-        width = len(JOB_STATES) + 1 + kinds
+        width = len(JOB_STATES) + 1 + kinds + 1
         counts = {}
         for index, (name, q) in enumerate(sets):
             row = replies[index * width : index * width + len(JOB_STATES) + 1]
             waiting, active, delayed, completed, failed, waiting_children, paused = row
-            types = raw[index * width + len(JOB_STATES) + 1 : (index + 1) * width]
+            types = raw[index * width + len(JOB_STATES) + 1 : (index + 1) * width - 1]
+            seq = raw[(index + 1) * width - 1]
             unreadable = tuple(
                 q.state(state)
                 for offset, state in enumerate(JOB_STATES)
@@ -262,6 +266,7 @@ class Jobs:
                 is_paused=is_paused,
                 waiting_children=int(waiting_children),
                 unreadable=unreadable,
+                not_counts=(q.seq,) if isinstance(seq, bytes) and seq and not is_count(seq) else (),
             )
         return counts
 
@@ -776,6 +781,33 @@ class Jobs:
         rate_limit = self.app.queue(queue).policy.rate_limit
         return read_pulse(self.conn, q, queue, rate_limit)
 
+    @_redis_errors
+    def refused_scripts(self, max_age: float = 0.0) -> StorageError | None:
+        """The error saying Redis runs no Lua script (EVAL / EVALSHA renamed, removed, or
+        forbidden by an ACL), None when it runs them: every enqueue and job change is a
+        script, so with that error nothing moves.
+
+        It runs one read-only script (``peek_lines`` of the consumers registry, which
+        changes nothing) the way every job change runs one, by EVALSHA; a refusal of
+        another kind raises as any read's does. The answer is kept ``max_age`` seconds
+        (``/health`` asks at most every :data:`~framework.defaults.SCRIPTS_CHECK_EVERY`).
+        """
+        now = time.monotonic()
+        kept = self._scripts_checked
+        if kept is not None and now - kept[0] < max_age:
+            return kept[1]
+        refusal: StorageError | None = None
+        try:
+            self.scripts.call(
+                "peek_lines", keys={"list": self.keys.consumers}, args={"count": 0, "cap": 0}
+            )
+        except StorageError as exc:
+            if not refuses_scripts(exc):
+                raise
+            refusal = exc
+        self._scripts_checked = (now, refusal)
+        return refusal
+
     # -- consumers and metrics -----------------------------------------------------------
 
     @_redis_errors
@@ -786,6 +818,17 @@ class Jobs:
         pruned; a consumer whose record expired (no beat for 30 s) is gone.
         """
         return read_consumers(self.conn, self.scripts, self.keys, list(self.app.queues))
+
+    def live_consumers(self) -> tuple[list[ConsumerInfo], WrongKeyError | None]:
+        """:meth:`consumers`, or none and the error when the consumers registry
+        (``{prefix}:consumers``) holds another type: the doctor, ``/health`` and the
+        dashboard's pages go on without the consumers, saying why."""
+        try:
+            return self.consumers(), None
+        except WrongKeyError as exc:
+            if exc.key != self.keys.consumers:
+                raise
+            return [], exc
 
     @_redis_errors
     def metrics(self, queue: str, minutes: int = 60) -> list[MetricPoint]:

@@ -38,7 +38,7 @@ from framework.errors import JobActionError
 from framework.ids import created_ms
 from framework.keys import Keys, QueueKeys
 from framework.peek import peek_field, read, record_of
-from framework.scripts import Scripts
+from framework.scripts import Scripts, storage_error
 
 __all__ = [
     "CONSUMER_WINDOW",
@@ -272,7 +272,12 @@ def read_consumers(
         pipe.zremrangebyscore(keys.consumers, "-inf", now_ms - CONSUMER_WINDOW * 1000)
         pipe.zrevrange(keys.consumers, 0, defaults.MAX_LISTED_CONSUMERS - 1, withscores=True)
 
-    _, beats = snapshot(conn, reads, raise_on_error=True)
+    try:
+        _, beats = snapshot(conn, reads, raise_on_error=True)
+    except redis.ResponseError as exc:  # the registry planted with another type: named
+        raise storage_error(
+            exc, "reading the live consumers", key=keys.consumers, wanted="zset", conn=conn
+        ) from None
     if not beats:
         return []
     ids = [member.decode(errors="replace") for member, _ in beats]

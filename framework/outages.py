@@ -16,9 +16,11 @@ import time
 import redis
 from redis.sentinel import MasterNotFoundError
 
+from framework import defaults
+from framework.connection import refused_credentials
 from framework.errors import StorageError
 
-__all__ = ["REMIND_EVERY", "Outage"]
+__all__ = ["REMIND_EVERY", "Outage", "pause_after"]
 
 REMIND_EVERY = 30.0
 """Seconds between two "still no answer" lines of one outage."""
@@ -75,11 +77,24 @@ class Outage:
             self._since, self._failures = None, 0
 
 
+def pause_after(exc: BaseException, usual: float) -> float:
+    """Seconds a loop waits after ``exc`` before it calls Redis again: ``usual``, or the
+    reconnection backoff's ceiling (:data:`~framework.defaults.RECONNECT_CAP`) when Redis
+    refused the credentials, which only a config change fixes."""
+    return max(usual, defaults.RECONNECT_CAP) if refused_credentials(exc) else usual
+
+
 def _trouble(exc: BaseException) -> str:
     if isinstance(exc, MasterNotFoundError):
         return (
             "the sentinels name no master that is up (check [redis] master_name, "
             "REDIS_MASTER_NAME, and [redis] sentinels)"
+        )
+    if refused_credentials(exc):
+        return (
+            "Redis refused the credentials (check the user and password of [redis] url, or "
+            "REDIS_URL / REDIS_PASSWORD, and the user's ACL; calls are tried again every "
+            f"{defaults.RECONNECT_CAP:g} s)"
         )
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return "Redis does not answer"

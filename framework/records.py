@@ -67,13 +67,21 @@ class QueueCounts:
     state set among them counts as empty, and the queue's scripts refuse to move its
     jobs until the key is fixed."""
 
+    not_counts: tuple[str, ...] = ()
+    """Its counters (the enqueue sequence) that hold a string that is no whole number
+    (``abc``, ``-5``): every enqueue of the queue is refused until the key is fixed."""
+
     def unreadable_reasons(self) -> list[str]:
-        """One line per key of :attr:`unreadable`: what ``hueyard status`` and ``/health``
-        say of it."""
+        """One line per key of :attr:`unreadable` and :attr:`not_counts`: what ``hueyard
+        status`` and ``/health`` say of it."""
         return [
             f"queue {self.queue}: key {key} is not of the type hueyard keeps there, so the "
             f"queue's jobs can not move (hueyard doctor {self.queue} says what to do)"
             for key in self.unreadable
+        ] + [
+            f"queue {self.queue}: key {key} holds no whole number where hueyard counts "
+            f"enqueues, so no job can be enqueued (hueyard doctor {self.queue} says what to do)"
+            for key in self.not_counts
         ]
 
     def to_json(self) -> dict[str, int | bool]:

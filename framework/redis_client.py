@@ -51,7 +51,14 @@ from framework.cache import (
     resolve_ttl,
 )
 from framework.clients import LazyCluster
-from framework.connection import ConnectionSpec, build_pool, redact_url, tls_options
+from framework.connection import (
+    ConnectionSpec,
+    build_pool,
+    never_sent,
+    redact_url,
+    tls_options,
+    written_once,
+)
 from framework.errors import StorageError
 from framework.keys import Keys, cache_lock_prefix
 from framework.scripts import Scripts
@@ -266,18 +273,24 @@ class RedisClient:
         The counter lives its TTL (chosen as for :meth:`set`) from its first increment:
         later increments keep the expiry it has, so ``incr("sent:2026-12-01",
         ttl=86400)`` counts one day's messages and is gone a day later.
+
+        The increment is written to Redis once (:class:`~framework.connection.written_once`):
+        a call whose answer is lost (Redis slower than ``socket_timeout``, a connection
+        broken mid-call) returns ``None`` and logs that it may have counted; it is never
+        sent again, so one call adds ``amount`` at most once.
         """
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"incr takes a whole number as amount, got {amount!r}")
         name = self._prefix + key
         seconds = resolve_ttl(ttl, ttl_name, self._cache_ttls, self._default_ttl)
-        result = self._run(
-            "INCRBY",
-            name,
-            lambda: self._scripts.call(
-                "cache_incr", keys={"counter": name}, args={"amount": amount, "ttl": seconds}
-            ),
-        )
+
+        def call() -> Any:
+            with written_once():
+                return self._scripts.call(
+                    "cache_incr", keys={"counter": name}, args={"amount": amount, "ttl": seconds}
+                )
+
+        result = self._run("INCRBY", name, call, once=True)
         return None if isinstance(result, _Failed) else int(result)
 
     def get_cached(
@@ -407,10 +420,26 @@ class RedisClient:
 
     # -- internals ---------------------------------------------------------
 
-    def _run(self, operation: str, key: str, call: Callable[[], R]) -> R | _Failed:
+    def _run(
+        self, operation: str, key: str, call: Callable[[], R], *, once: bool = False
+    ) -> R | _Failed:
+        """``call()``, its failure logged; ``once``: a write sent once, whose lost answer
+        is logged as such (it may have been applied), not as Redis being down (unless
+        an outage is already logged: that says it, once)."""
         try:
             result = call()
         except _UNAVAILABLE as exc:
+            if once and not never_sent(exc) and not self.outage.down:
+                log.error(
+                    "Redis %s %r at %s: the answer was lost (%s); it was sent once and not "
+                    "again, so it may or may not have been applied",
+                    operation,
+                    key,
+                    self._url,
+                    self._describe(exc),
+                    extra={"redis_operation": operation, "redis_key": key},
+                )
+                return _Failed(unavailable=True)
             self.outage.failure(operation, key, self._describe(exc))
             return _Failed(unavailable=True)
         except (RedisError, ValueError, StorageError) as exc:  # StorageError: a script's

@@ -50,10 +50,19 @@ from framework.errors import (
     ReadOnlyReplicaError,
     RedisUnavailableError,
     StorageError,
+    WrongKeyError,
 )
 from framework.keys import CHILDREN, LOGS, SAMPLES, QueueKeys
 
-__all__ = ["SCRIPTS", "Script", "Scripts", "storage_error"]
+__all__ = [
+    "COUNT_DIGITS",
+    "SCRIPTS",
+    "Script",
+    "Scripts",
+    "is_count",
+    "refuses_scripts",
+    "storage_error",
+]
 
 _QUEUE_KEYS = frozenset(field.name for field in fields(QueueKeys))
 
@@ -469,12 +478,45 @@ class Scripts:
             registered.sha = self._conn.script_load(registered.script)
 
 
+COUNT_DIGITS = 18
+"""The most digits of a count hueyard's scripts take (``_lib.lua``: never overflows)."""
+
+_COUNT = re.compile(rb"0|[1-9][0-9]{0,%d}" % (COUNT_DIGITS - 1))
+
+
+def is_count(value: bytes) -> bool:
+    """Whether a counter's value is one hueyard's scripts count on: ``_lib.lua``'s
+    ``is_count`` (a whole number >= 0 as INCR reads it: no sign, no leading zero, no
+    exponent, at most :data:`COUNT_DIGITS` digits). A key holding anything else makes
+    every enqueue of its queue refuse to run.
+
+    >>> [is_count(v) for v in (b"0", b"42", b"-5", b"007", b"abc", b"1e3")]
+    [True, True, False, False, False, False]
+    """
+    return _COUNT.fullmatch(value) is not None
+
+
+def refuses_scripts(error: BaseException) -> bool:
+    """Whether Redis answered that it runs no Lua script: EVALSHA / EVAL renamed or
+    removed (``rename-command``: "unknown command"), or forbidden to the user by an ACL
+    (``NOPERM``). hueyard changes every job with a script, so nothing moves then."""
+    text = str(error).lower()
+    refused = "unknown command" in text or "noperm" in text
+    return refused and ("'evalsha'" in text or "'eval'" in text)
+
+
 _REPLY = re.compile(
     r"HUEYARD_(?P<code>WRONGTYPE|COUNTER|EXISTS) (?P<rest>.*?)"
     r"(?: script: \w+, on @user_script:\d+\.)?$",
     re.DOTALL,
 )
 """The error replies of ``_lib.lua`` (what follows a script error in Redis 7 is cut off)."""
+
+_SCRIPTS_FIX = (
+    "Un-rename EVAL and EVALSHA (drop their rename-command lines from redis.conf and "
+    "restart Redis), or grant hueyard's Redis user +@scripting (ACL); a managed Redis that "
+    "disallows scripts is not supported"
+)
 
 _FIX = (
     "Find what wrote it (redis-cli TYPE / DUMP the key), then DEL or RENAME it; "
@@ -516,6 +558,11 @@ def storage_error(
             f"Redis refused {what}: it is out of memory (used_memory over maxmemory, "
             f"maxmemory-policy noeviction), so it refuses writes and transactions ({text}). "
             "Free memory or raise maxmemory; hueyard doctor says how"
+        )
+    if refuses_scripts(exc) and "NOPERM" not in text:  # an ACL's: the NOPERM hint says it
+        return StorageError(
+            f"Redis refused {what}: it runs no Lua scripts ({text}), and hueyard stores and "
+            f"moves every job with one. {_SCRIPTS_FIX}"
         )
     found = _REPLY.search(text)
     if found is None and key is not None and wanted is not None and "WRONGTYPE" in text:
@@ -577,10 +624,11 @@ def _hint(text: str) -> str:
     return _DATA_HINT
 
 
-def _wrong_type(key: str, kind: str, wanted: str, happened: str) -> StorageError:
-    return StorageError(
+def _wrong_type(key: str, kind: str, wanted: str, happened: str) -> WrongKeyError:
+    return WrongKeyError(
         f"Redis key {key!r} is a {_KINDS.get(kind, kind)}, not the "
-        f"{_KINDS.get(wanted, wanted)} hueyard keeps there; {happened}. {_FIX}"
+        f"{_KINDS.get(wanted, wanted)} hueyard keeps there; {happened}. {_FIX}",
+        key=key,
     )
 
 

@@ -46,8 +46,14 @@ from redis.exceptions import NoScriptError
 
 from framework import defaults, forks
 from framework.clients import RedisClients, pipeline
-from framework.connection import sent_once
-from framework.errors import HueyardError, JobActionError, NotReplicatedError, StorageError
+from framework.connection import never_sent, sent_once, written_once
+from framework.errors import (
+    HueyardError,
+    JobActionError,
+    NotReplicatedError,
+    RedisUnavailableError,
+    StorageError,
+)
 from framework.idle import IdleWorkers
 from framework.ids import new_job_id
 from framework.keys import Keys
@@ -512,19 +518,23 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return int(recovered), int(failed)
 
     def report(self, claim: Claim, kind: str, value: str) -> bool:
-        """Record progress (``kind="progress"``) or a log line of a running job."""
-        return bool(
-            self.scripts.call(
-                "update",
-                keys={"job": self.q.job(claim.id), "logs": self.q.logs(claim.id)},
-                args={
-                    "token": claim.token,
-                    "kind": kind,
-                    "value": value[:TEXT_LIMIT],
-                    "max_lines": self.max_log_lines,
-                },
+        """Record progress (``kind="progress"``) or a log line of a running job.
+
+        Written once (:class:`~framework.connection.written_once`): a log line whose
+        answer was lost is not appended a second time."""
+        with written_once():
+            return bool(
+                self.scripts.call(
+                    "update",
+                    keys={"job": self.q.job(claim.id), "logs": self.q.logs(claim.id)},
+                    args={
+                        "token": claim.token,
+                        "kind": kind,
+                        "value": value[:TEXT_LIMIT],
+                        "max_lines": self.max_log_lines,
+                    },
+                )
             )
-        )
 
     # -- Huey's storage interface ----------------------------------------------------------
 
@@ -681,10 +691,23 @@ class JobStorage(BaseStorage):  # type: ignore[misc]
         return bool(self.conn.set(self._kv(key), value, nx=True, ex=ttl or self.metrics_ttl))
 
     def incr(self, key: str, amount: int = 1) -> int:
-        with self.conn.pipeline() as pipe:
-            pipe.incrby(self._kv(key), amount)
-            pipe.expire(self._kv(key), self.metrics_ttl)
-            value, _ = pipe.execute()
+        """Huey's counters (a chord's finished members): ``amount`` added at most once per
+        call. Written once (:class:`~framework.connection.written_once`): a call whose
+        answer was lost raises :class:`RedisUnavailableError` saying it may have counted,
+        and is never sent again, so the count never runs ahead of what happened."""
+        kv = self._kv(key)
+        try:
+            with written_once(), self.conn.pipeline() as pipe:
+                pipe.incrby(kv, amount)
+                pipe.expire(kv, self.metrics_ttl)
+                value, _ = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if never_sent(exc):
+                raise
+            raise RedisUnavailableError(
+                f"Redis did not answer INCRBY {kv!r} ({type(exc).__name__}: {exc}); it was "
+                "sent once and not again, so it may or may not have counted"
+            ) from exc
         return int(value)
 
     def delete_counter(self, key: str) -> None:

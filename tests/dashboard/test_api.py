@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboard import create_app
 from framework.application import Hueyard
 from framework.consumer import MultiQueueConsumer
+from framework.health import REDIS_SCRIPTS
 from tests.dashboard.conftest import ENV, USER, Dash, MakeApp, add, basic, finish
 from tests.integration.redis_server import RedisServer
 
@@ -144,6 +145,45 @@ def test_health_goes_503_while_a_key_of_a_queue_is_of_another_type(
     assert dash.get("/api/v1/queues/health").get_json()["data"]["status"] == "unhealthy"
     # And once the key is gone, healthy again
     redis_conn.delete(planted)
+    assert dash.get("/health").status_code == 200
+
+
+def test_health_goes_503_while_redis_runs_no_scripts(make_app: MakeApp) -> None:
+    # Given a Redis whose EVAL and EVALSHA are renamed away: every enqueue is refused
+    renamed = ("--rename-command", "EVALSHA", "", "--rename-command", "EVAL", "")
+    with RedisServer(None, *renamed) as server:
+        app = make_app(url=server.url)
+        live_consumer(app)
+        client = create_app(app, env=ENV).test_client()
+        # When the health is asked
+        response = client.get("/health")
+        signed_in = client.get("/health", headers=basic())
+        metrics = client.get("/metrics", headers=basic()).get_data(as_text=True)
+    # Then it is unhealthy, saying why (the error itself only to those signed in)
+    assert response.status_code == 503
+    assert response.get_json()["redis"] == {"connected": True}
+    assert response.get_json()["reasons"] == [REDIS_SCRIPTS]
+    [detailed] = signed_in.get_json()["reasons"]
+    assert detailed.startswith(REDIS_SCRIPTS) and "EVALSHA" in detailed
+    assert "hueyard_healthy 0.0" in metrics
+
+
+def test_health_goes_503_while_a_queues_enqueue_counter_holds_no_whole_number(
+    app: Hueyard, dash: Dash, redis_conn: redis.Redis
+) -> None:
+    # Given something else wrote a string that is no count into a queue's enqueue counter
+    seq = app.keys.queue("work").seq
+    live_consumer(app)
+    redis_conn.set(seq, "-5")
+    # When the health is asked, Then it is unhealthy, naming the key
+    response = dash.get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["reasons"] == [
+        f"queue work: key {seq} holds no whole number where hueyard counts enqueues, so no "
+        "job can be enqueued (hueyard doctor work says what to do)"
+    ]
+    # And once it counts again, healthy again
+    redis_conn.set(seq, "5")
     assert dash.get("/health").status_code == 200
 
 

@@ -204,15 +204,29 @@ def test_a_search_reads_at_most_search_limit_jobs_and_search_bytes_of_each(
     assert peak < 8 * MB
 
 
-def test_a_registry_of_consumers_of_another_type_is_named_on_the_page(
+def test_a_consumers_registry_of_another_type_degrades_the_consumers_panels_only(
     app: Hueyard, dash: Dash, redis_conn: redis.Redis
 ) -> None:
-    # Given something else wrote a string where hueyard keeps its consumers' registry
-    redis_conn.set(app.keys.consumers, "garbage")
-    # When the pages that read it are asked for
-    for path in ("/admin/queues", "/admin/workers"):
-        response = dash.get(path)
-        # Then the page says what Redis refused and the fix, not "something went wrong"
-        assert response.status_code == 500
-        page = response.get_data(as_text=True)
-        assert app.keys.consumers in html.unescape(page) and "TYPE" in page, page
+    # Given something else wrote a string where the consumers' heartbeats are registered
+    add(app, 1)
+    registry = app.keys.consumers
+    redis_conn.set(registry, "junk")
+
+    # When the pages are opened, Then they render, the consumers panels saying why
+    for path in ("/admin/queues", "/admin/queues/work", "/admin/workers"):
+        page = dash.get(path)
+        assert page.status_code == 200, path
+        text = html.unescape(page.get_data(as_text=True))
+        assert "WRONGTYPE" not in text, path
+        if path != "/admin/queues/work":
+            assert f"Redis key '{registry}' is a string, not the sorted set" in text, path
+            assert "DEL or RENAME it" in text, path
+    assert dash.get("/metrics").status_code == 200
+
+    # And /health is unhealthy naming the key, not "refused the reads"
+    health = dash.get("/health")
+    assert health.status_code == 503
+    assert health.get_json()["reasons"] == [
+        f"consumers: key {registry} is not of the type hueyard keeps there, so no consumer "
+        "is seen and their heartbeats fail (hueyard doctor says what to do)"
+    ]

@@ -403,6 +403,27 @@ def test_an_unreachable_redis_is_one_finding_with_the_redacted_url(make_app: App
     assert exit_status(findings) == 2
 
 
+def test_a_wrong_password_is_a_finding_that_says_redis_refused_the_credentials(
+    make_app: AppFactory,
+) -> None:
+    # Given a Redis that asks for a password, and an app that gives the wrong one
+    with RedisServer(None, "--requirepass", "the-right-one") as server:
+        url = f"redis://:hunter2-wrong@127.0.0.1:{server.port}/0"
+        app = make_app(TOML, registry("work"), url=url, redis_lines="reconnect_attempts = 1")
+        # When
+        findings = diagnose(app)
+    # Then it says the credentials were refused, as the runbook promises, not "no answer"
+    [finding] = findings
+    assert finding.check is Check.REDIS_UNREACHABLE and finding.severity is Severity.ERROR
+    assert (
+        finding.what == f"Redis at redis://:***@127.0.0.1:{server.port}/0 refused the credentials"
+    )
+    assert "AuthenticationError" in finding.evidence
+    assert "REDIS_PASSWORD" in finding.fix and "ACL" in finding.fix
+    assert "hunter2" not in text_of(findings)
+    assert exit_status(findings) == 2
+
+
 def test_sentinels_that_name_no_master_are_a_finding_that_names_their_settings(
     make_app: AppFactory,
 ) -> None:
@@ -492,7 +513,7 @@ def test_memory_near_maxmemory_is_a_warning(private_app: Hueyard, server: RedisS
     assert finding.what == "Redis memory is near maxmemory"
     assert re.search(
         r"of maxmemory [\d.]+ MiB \((89|90|91)%\), maxmemory-policy noeviction; a full Redis "
-        "with noeviction refuses writes",
+        "with noeviction refuses the writes that add data",
         finding.evidence,
     ), finding.evidence
     assert "hueyard clean QUEUE --state completed" in finding.fix
@@ -520,6 +541,15 @@ def test_a_full_noeviction_redis_is_an_error_and_the_queues_are_still_diagnosed(
         StorageError, match=r"it is out of memory .* Free memory or raise maxmemory"
     ):
         add(private_app, 1)
+    # And what the evidence says works still works, what it says fails fails
+    assert "enqueues, pausing a queue and consumer heartbeats fail" in memory.evidence
+    assert "claims, releases, retries and clean still work" in memory.evidence
+    claimed = claim(private_app)
+    assert storage(private_app).release(claimed, "completed", value="1")
+    time.sleep(0.01)  # finished longer than 0 s ago
+    assert Jobs(private_app).clean("work", "completed", 0) == 1
+    with pytest.raises(StorageError, match="out of memory"):
+        Jobs(private_app).pause("work")
 
 
 @pytest.mark.parametrize(
@@ -602,3 +632,92 @@ def test_a_parent_waiting_for_children_says_where_they_are_and_warns_when_no_one
     [again] = [f for f in diagnose(app, ["work"]) if f.check is Check.WAITING_CHILDREN]
     assert again.severity is Severity.INFO
     assert "no live consumer" not in again.evidence
+
+
+# -- Redis that refuses what every enqueue needs -----------------------------------------------
+
+
+def test_a_redis_that_runs_no_scripts_is_an_error_naming_the_fix(make_app: AppFactory) -> None:
+    # Given a Redis whose EVAL and EVALSHA are renamed away: every enqueue is refused
+    renamed = ("--rename-command", "EVALSHA", "", "--rename-command", "EVAL", "")
+    with RedisServer(None, *renamed) as server:
+        app = make_app(TOML, registry("work", "limited", "spare"), url=server.url, prefix="doc")
+        with pytest.raises(StorageError) as refused:
+            add(app, 1)
+        assert "runs no Lua scripts" in str(refused.value)
+        assert "Un-rename EVAL and EVALSHA" in str(refused.value)
+
+        # When the doctor looks
+        findings = diagnose(app)
+
+        # Then it says so, with the fix, and does not say all is fine
+        [scripts] = [f for f in findings if f.check is Check.REDIS_SCRIPTS]
+        assert scripts.severity is Severity.ERROR and scripts.queue is None
+        assert "runs no Lua scripts" in scripts.what
+        assert "EVALSHA" in scripts.evidence
+        assert "Un-rename EVAL and EVALSHA" in scripts.fix
+        assert "managed Redis that disallows scripts is not supported" in scripts.fix
+        assert Check.FINE not in checks(findings)
+        assert exit_status(findings) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "counts"),
+    [("abc", False), ("-5", False), ("007", False), ("1e3", False), ("0", True), ("41", True)],
+)
+def test_an_enqueue_counter_that_holds_no_whole_number_is_a_wrong_key(
+    app: Hueyard, redis_conn: Any, value: str, counts: bool
+) -> None:
+    # Given something else wrote a string into a queue's enqueue counter
+    seq = app.keys.queue("work").seq
+    redis_conn.set(seq, value)
+
+    # When the doctor looks, and a job is enqueued
+    findings = about(diagnose(app, ["work"]), "work")
+    try:
+        add(app, 1)
+        enqueued = True
+    except StorageError as exc:
+        enqueued = False
+        assert seq in str(exc)
+
+    # Then the doctor calls it a wrong key exactly when the enqueue refuses it
+    assert enqueued is counts
+    wrong = [f for f in findings if f.check is Check.WRONG_KEY]
+    if counts:
+        assert wrong == []
+    else:
+        [finding] = wrong
+        assert finding.severity is Severity.ERROR
+        assert "no job of it can be enqueued" in finding.what
+        assert finding.evidence.startswith(f"{seq}: holds a string that is no whole number")
+        assert "redis-cli DEL KEY" in finding.fix
+        assert exit_status(findings) == 1
+
+
+def test_a_consumers_registry_of_another_type_is_a_wrong_key_and_the_queues_are_diagnosed(
+    app: Hueyard, redis_conn: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given something else wrote a string where the consumers' heartbeats are registered,
+    # and a paused queue
+    registry = app.keys.consumers
+    redis_conn.set(registry, "junk")
+    Jobs(app).pause("work")
+
+    # When the doctor looks
+    findings = diagnose(app)
+
+    # Then the key is a wrong-key error with its fix, and the queues are still looked at
+    [wrong] = [f for f in findings if f.check is Check.WRONG_KEY]
+    assert wrong.queue is None and wrong.severity is Severity.ERROR
+    assert "consumers registry" in wrong.what
+    assert f"Redis key '{registry}' is a string, not the sorted set" in wrong.evidence
+    assert f"redis-cli DEL {registry}" in wrong.fix and "heartbeats" in wrong.fix
+    assert Check.REDIS_REFUSED not in checks(findings)
+    assert Check.PAUSED in checks(findings)
+
+    # And a consumer's heartbeat says what is wrong with that key, not a bare WRONGTYPE
+    consumer(app, "work")
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("heartbeat")]
+    assert f"Redis key '{registry}' is a string, not the sorted set" in warning
+    assert "DEL or RENAME it" in warning
