@@ -412,10 +412,12 @@ class MultiQueueConsumer:
         self._hurry = False
         self.abandon_after = settings.abandon_after
         self.max_abandoned = settings.max_abandoned_threads
+        # Worker threads given up on that still run, each leaving as it ends; Thread
+        # objects, not idents: a later thread reuses an ident at once, and a replacement
+        # with a given-up ident would leave its loop as it starts. ``abandoned`` counts
+        # them: what max_abandoned_threads bounds (each costs memory, may hold sockets).
         self._abandoned: set[threading.Thread] = set()
-        """Worker threads given up on that still run (each leaves the set as it exits).
-        Thread objects, not idents: a thread's ident is reused by a later thread at once,
-        and a replacement with a given-up ident would leave its loop as it starts."""
+        self.abandoned = 0
         self._workers_lock = threading.Lock()
         self._recycled: set[str] = set()
         """Thread workers that ran their ``-M`` jobs (a process says so by its exit status)."""
@@ -491,12 +493,6 @@ class MultiQueueConsumer:
             return True
         return getattr(process, "exitcode", None) == EXIT_RECYCLED
 
-    @property
-    def abandoned(self) -> int:
-        """Worker threads given up on that are still stuck (what max_abandoned_threads
-        bounds: each costs memory and may hold sockets until its call returns)."""
-        return len(self._abandoned)
-
     def _given_up(self) -> bool:
         """Whether the calling worker thread was given up on (and replaced)."""
         return threading.current_thread() in self._abandoned
@@ -506,6 +502,7 @@ class MultiQueueConsumer:
         if self._abandoned:
             with self._workers_lock:
                 self._abandoned.discard(threading.current_thread())
+                self.abandoned = len(self._abandoned)
 
     def _on_abandon(self, queue: str, thread: int) -> None:
         """The lease keeper gave up on ``thread``: start a worker in its place."""
@@ -518,6 +515,7 @@ class MultiQueueConsumer:
                 return
             _, index, stuck = self.workers[position]
             self._abandoned.add(stuck)
+            self.abandoned = len(self._abandoned)
             if not self._stopping:
                 replacement = self._create_worker(queue, index)
                 replacement.start()

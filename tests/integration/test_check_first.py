@@ -616,7 +616,7 @@ def test_a_worker_meeting_a_wrong_type_says_once_naming_the_key_and_takes_nothin
     told = [r.getMessage() for r in caplog.records if "{cf:work}:active" in r.getMessage()]
     assert len(told) == 1, told
     assert (
-        "Redis refuses the queue's calls (StorageError: Redis key '{cf:work}:active' is a "
+        "Redis refuses the queue's calls (WrongKeyError: Redis key '{cf:work}:active' is a "
         "string, not the sorted set" in told[0]
     )
 
