@@ -500,6 +500,13 @@ def _enqueue(args: argparse.Namespace) -> int:
             raise OptionError(
                 f"--eta {shown(args.eta)} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+01:00"
             ) from None
+        if eta.tzinfo is None:
+            raise OptionError(
+                f"--eta {shown(args.eta)} has no time zone, so its moment would be a guess; "
+                f"add one: {args.eta}+00:00 (UTC), or the offset where it is meant"
+            )
+    if args.key_ttl is not None and args.key is None:
+        raise OptionError("--key-ttl keeps a job key taken after its job: give --key with it")
     app = get_app()
     job_id = app.enqueue(
         args.queue,

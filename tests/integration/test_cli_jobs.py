@@ -415,6 +415,16 @@ def test_refusals_exit_1_with_the_reason(
         ),
         (["clean", "alpha", "--state", "failed", "--older-than", "nan"], "'nan' is not allowed"),
         (["enqueue", "alpha", "ping", "--data", "{n: 1}"], "--data is not valid JSON"),
+        # named as the command line names them, not as the Python API does (eta=, key_ttl=)
+        (
+            ["enqueue", "alpha", "ping", "--data", "{}", "--eta", "2030-01-01T00:00:00"],
+            "--eta '2030-01-01T00:00:00' has no time zone, so its moment would be a guess; "
+            "add one: 2030-01-01T00:00:00+00:00",
+        ),
+        (
+            ["enqueue", "alpha", "ping", "--data", "{}", "--key-ttl", "5"],
+            "--key-ttl keeps a job key taken after its job: give --key with it",
+        ),
     ],
 )
 def test_a_bad_argument_value_is_a_usage_error_in_every_command(
