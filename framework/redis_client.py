@@ -56,6 +56,7 @@ from framework.connection import (
     build_pool,
     never_sent,
     redact_url,
+    refused_credentials,
     tls_options,
     written_once,
 )
@@ -120,7 +121,16 @@ class OutageLog:
             if first:
                 self._since = time.monotonic()
             self._failures += 1
-        if first:
+        if first and refused_credentials(error):  # no reconnection was tried: permanent
+            self._log.error(
+                "Redis at %s refused the credentials: %s (during %s %r); fix the password or "
+                "user in [redis] url (REDIS_URL / REDIS_PASSWORD), or the user's ACL",
+                self.url,
+                error,
+                operation,
+                key,
+            )
+        elif first:
             self._log.error(
                 "Redis unavailable at %s after %d reconnection attempts: %s (during %s %r)",
                 self.url,

@@ -271,6 +271,18 @@ def test_outage_log_levels(caplog: pytest.LogCaptureFixture) -> None:
     assert not outage.down
 
 
+def test_an_outage_of_refused_credentials_says_so_not_reconnection_attempts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = OutageLog("redis://cache:6379/0", attempts=10, logger=logging.getLogger("test.creds"))
+    outage.failure("GET", "k", "AuthenticationError: invalid username-password pair")
+    [told] = [r.getMessage() for r in caplog.records]
+    assert told.startswith(
+        "Redis at redis://cache:6379/0 refused the credentials: AuthenticationError: invalid "
+        "username-password pair (during GET 'k'); fix the password or user in [redis] url"
+    )
+
+
 def test_outage_log_is_thread_safe(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     outage = OutageLog("redis://cache:6379/0", attempts=1, logger=logging.getLogger("test.o"))
