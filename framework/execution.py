@@ -103,6 +103,7 @@ _TASK = (
 
 class _Switch(Protocol):
     immediate: bool
+    immediate_use_memory: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,6 +619,22 @@ class QueueHuey(Huey):  # type: ignore[misc]
                 "framework.get_app().immediate instead (docs/testing.md)"
             )
         self.owner.immediate = value
+
+    @property
+    def immediate_use_memory(self) -> bool:
+        """Huey's ``immediate_use_memory`` is its app's too
+        (:attr:`framework.Hueyard.immediate_use_memory`)."""
+        return self.owner is None or bool(self.owner.immediate_use_memory)
+
+    @immediate_use_memory.setter
+    def immediate_use_memory(self, value: bool) -> None:
+        if self.owner is not None:
+            self.owner.immediate_use_memory = value
+        elif value is not True:  # Huey's constructor sets its default, True
+            raise HueyardError(
+                f"huey.immediate_use_memory: the Huey of queue {self.name!r} belongs to no "
+                "app; set framework.get_app().immediate_use_memory instead (docs/testing.md)"
+            )
 
     def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
         self.storage.promote_due()

@@ -26,6 +26,7 @@ module named in ``HUEYARD_HANDLER_MODULES``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -376,6 +377,15 @@ class HandlerRegistry:
     def bind(self, app: Producer) -> None:
         """Make ``app`` (compiled from this registry) the target of ``handler.enqueue``."""
         self._app = app
+
+    @contextlib.contextmanager
+    def bound(self, app: Producer) -> Iterator[None]:
+        """``app`` the target of ``handler.enqueue`` for the block, the one before after."""
+        before, self._app = self._app, app
+        try:
+            yield
+        finally:
+            self._app = before
 
     def unbind(self, app: Producer) -> None:
         """Forget ``app`` (closed) if it is the bound one."""

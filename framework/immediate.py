@@ -27,14 +27,21 @@ What the mode does not do at once, and why:
 - A paused queue runs nothing, and a spent rate limit runs nothing more, as
   with a consumer: the job stays ``waiting`` (``paused``) for :func:`drain`.
 - An enqueue whose ``key=`` is held stores nothing and runs nothing.
+- An enqueue made *by a job* (a job enqueued or spawned by a handler, a chain's
+  follow-up) returns at once, as with a consumer, and its jobs run once the job
+  that enqueued them has ended (its outcome stored, its hooks and signals
+  fired), before the outermost enqueue (or :func:`drain`) returns. So the
+  running job's timeout, its ``lock_task`` locks and the order of its signals
+  are what they are under a consumer.
 
 A consumer refuses to start on an app in test mode (it would serve nothing).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
@@ -111,6 +118,18 @@ def switch(app: Hueyard, on: bool) -> None:
         memory.disconnect()
 
 
+@dataclass
+class _Runs(threading.local):
+    """This thread's runs: how many are under way (a job's enqueue made while its job
+    runs waits for it), and the jobs enqueued meanwhile, to run after."""
+
+    depth: int = 0
+    pending: list[tuple[Hueyard, str, set[str]]] = field(default_factory=list)
+
+
+_RUNS = _Runs()
+
+
 class ImmediateRunner:
     """Runs the jobs an enqueue just stored, to their end (the producer's ``runner``)."""
 
@@ -121,6 +140,9 @@ class ImmediateRunner:
         if options.delay_ms() > 0:
             return  # waits, as in Huey's immediate mode: drain() runs it when due
         wanted = {job_id for index, job_id in enumerate(ids) if index not in ids.existing}
+        if _RUNS.depth:  # enqueued by a running job: after it, as a consumer would
+            _RUNS.pending.append((self.app, queue, wanted))
+            return
         _run(self.app, queue, wanted, limit=None)
 
 
@@ -183,7 +205,13 @@ def _run(
                 "jobs left to run: do its jobs enqueue more jobs on it each time? Pass "
                 "max_runs= to allow more"
             )
-        ran = huey.run_now()
+        _RUNS.depth += 1
+        try:
+            ran = huey.run_now()
+        finally:
+            _RUNS.depth -= 1
+        if not _RUNS.depth:
+            _run_pending()
         if ran is None:
             break  # nothing waiting, or the queue is paused or rate limited
         job_id, outcome = ran
@@ -196,3 +224,11 @@ def _run(
         if wanted is not None:
             wanted.discard(job_id)
     return completed, failed, retried
+
+
+def _run_pending() -> None:
+    """Run the jobs the jobs just run enqueued (and theirs), oldest first."""
+    pending = _RUNS.pending
+    while pending:
+        app, queue, wanted = pending.pop(0)
+        _run(app, queue, wanted, limit=None)

@@ -109,6 +109,8 @@ def decide(
     if isinstance(exc, CancelExecution) and exc.retry is False:
         retry = False
     elif isinstance(exc, RetryTask):
+        if exc.args in ((), (None,)):  # Huey's RetryTask() says "None"
+            error = "RetryTask: the handler asked to be run again"
         asked, wrong = _asked_delay(exc, now)
         if wrong:  # the attempt fails like any raise, and says why the delay was not taken
             error = f"{error} ({wrong}; the queue's backoff applies)"[:ERROR_LIMIT]

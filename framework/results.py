@@ -58,6 +58,13 @@ def result(
             )
         if not blocking:
             return None
+        if deadline is None and app.immediate:  # nothing else will run it: no wait forever
+            raise JobActionError(
+                f"job {job_id} on queue {place.queue} is {place.state}, and in test mode "
+                "nothing runs it while this waits: framework.testing.drain("
+                f"{place.queue!r}) runs it (delayed=True for a delayed job; a paused queue "
+                "must be resumed first)"
+            )
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise ResultTimeoutError(

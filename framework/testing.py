@@ -11,9 +11,10 @@
             job_id = send_welcome.enqueue({"email": "ada@example.com"})
             assert framework.result(job_id) == {"sent": True}
 
-    def test_a_delayed_reminder_runs_when_drained(app) -> None:
-        job_id = remind.enqueue({"user": 7}, delay=3600)
-        assert drain("reminders", delayed=True).completed == 1
+    def test_a_delayed_reminder_runs_when_drained() -> None:
+        with immediate():
+            remind.enqueue({"user": 7}, delay=3600)   # waits: not due
+            assert drain("reminders", delayed=True).completed == 1
 
 :func:`immediate` is the test mode of :mod:`framework.immediate` for one block:
 each enqueue runs its jobs through the enqueue, claim and release scripts and
@@ -40,14 +41,24 @@ __all__ = ["Drained", "drain", "immediate"]
 def immediate(app: Hueyard | None = None, *, memory: bool = True) -> Iterator[Hueyard]:
     """``app`` (default: the process's, ``framework.get_app()``) in test mode for the
     block, on a fresh, empty in-memory store (``memory=False``: the configured Redis);
-    put back as it was afterwards (a memory store is then dropped, with its jobs)."""
+    put back as it was afterwards (a memory store is then dropped, with its jobs).
+
+    Its handlers enqueue through ``app`` for the block, whatever other app was built
+    from their registry meanwhile (a test's own ``Hueyard(...)`` left open). Inside a
+    block already in the same test mode (the ``immediate_app`` fixture), it changes
+    nothing: the jobs of the outer block stay."""
     app = get_app() if app is None else app
     was, was_memory = app.immediate, app.immediate_use_memory
+    if was and was_memory == memory:
+        with app.registry.bound(app):
+            yield app
+        return
     app.immediate = False  # a store of its own: what an earlier test left is not seen
     app.immediate_use_memory = memory
     app.immediate = True
     try:
-        yield app
+        with app.registry.bound(app):
+            yield app
     finally:
         app.immediate = False
         app.immediate_use_memory = was_memory

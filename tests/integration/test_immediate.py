@@ -96,8 +96,25 @@ def registry_with_handlers() -> HandlerRegistry:
         job = current_job()
         assert job is not None
         children = [double.enqueue({"n": n}) for n in range(payload["count"])]
-        after = current_job()  # the children ran inside this job; it is still this job
+        after = current_job()  # the children run after this job; it is still this job
         return {"children": children, "same_job": after is not None and after.id == job.id}
+
+    @handler("other", registry=registry)
+    def busy(payload: dict[str, Any]) -> str:
+        order.append(f"busy starts, {payload['of']} {state_of(payload['of'])}")
+        deadline = time.monotonic() + payload["seconds"]
+        while time.monotonic() < deadline:
+            pass
+        return "busy done"
+
+    @handler("slow", registry=registry)
+    def hands_off(payload: dict[str, Any]) -> str:
+        # a job of 0.5 s at most that enqueues one of 0.8 s on a queue with no timeout
+        job = current_job()
+        assert job is not None
+        child = busy.enqueue({"seconds": 0.8, "of": job.id})
+        order.append(f"enqueued, child {state_of(child)}")
+        return child
 
     @handler("slow", registry=registry)
     def spin(payload: dict[str, Any]) -> str:
@@ -124,6 +141,14 @@ def registry_with_handlers() -> HandlerRegistry:
 
 HANDLERS: dict[str, Any] = {}
 """The handlers of the latest :func:`registry_with_handlers`, by name (to chain them)."""
+
+order: list[str] = []
+"""What the handlers saw, in order (``busy`` and ``hands_off``)."""
+
+
+def state_of(job_id: str) -> str | None:
+    place = Jobs(framework.get_app()).find(job_id)
+    return place.state if place else None
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -191,6 +216,18 @@ def test_a_retry_that_succeeds_completes_and_keeps_no_error(app: Hueyard) -> Non
     info = Jobs(app).get(job_id)
     assert info is not None
     assert (info.state, info.attempts, info.error) == ("completed", 3, None)
+
+
+def test_a_job_a_job_enqueues_runs_after_it_as_with_a_consumer(app: Hueyard) -> None:
+    # Given a job with a timeout of 0.5 s that enqueues a job of 0.8 s on another queue
+    order.clear()
+    parent = app.enqueue("slow", "hands_off", {})
+    # Then its enqueue returned at once (the child waiting), the parent completed within
+    # its timeout, and the child ran after it ended, on its own time
+    assert framework.result(parent) is not None
+    child = framework.result(parent)
+    assert framework.result(child) == "busy done"
+    assert order == ["enqueued, child waiting", f"busy starts, {parent} completed"]
 
 
 def test_a_payload_that_does_not_validate_is_refused_at_enqueue(app: Hueyard) -> None:

@@ -162,6 +162,44 @@ def test_the_immediate_app_fixture_and_drain_in_a_users_pytest_run(project: Path
                 drained = drain("shop", delayed=True)
                 assert (drained.completed, drained.failed) == (1, 0)
                 assert framework.result(later) == 4
+
+
+            def test_a_test_that_builds_an_app_of_its_own_and_leaves_it_open():
+                from framework.application import Hueyard
+                from framework.config import load_settings
+                from framework.handlers import REGISTRY
+                from framework.immediate import memory_pool
+
+                Hueyard(load_settings(), REGISTRY, pool=memory_pool())  # never closed
+
+
+            def test_the_fixture_s_app_takes_the_enqueues_all_the_same(immediate_app):
+                assert framework.result(total.enqueue({"prices": [5, 5]})) == 10
+
+
+            def test_immediate_inside_the_fixture_keeps_the_outer_jobs(immediate_app):
+                from framework.testing import immediate
+
+                first = total.enqueue({"prices": [1]})
+                with immediate():
+                    second = total.enqueue({"prices": [2]})
+                assert (framework.result(first), framework.result(second)) == (1, 2)
+
+
+            def test_a_queues_huey_reads_and_sets_the_apps_memory_switch(immediate_app):
+                huey = immediate_app.queue("shop").huey
+                assert huey.immediate_use_memory is True
+                huey.immediate_use_memory = False
+                assert immediate_app.immediate_use_memory is False
+                huey.immediate_use_memory = True
+
+
+            def test_a_blocking_wait_in_the_test_mode_says_why_it_would_never_end(immediate_app):
+                from framework.errors import JobActionError
+
+                later = total.enqueue({"prices": [4]}, delay=60)
+                with pytest.raises(JobActionError, match="in test mode nothing runs it"):
+                    framework.result(later, blocking=True)
         """),
         encoding="utf-8",
     )
@@ -173,4 +211,4 @@ def test_the_immediate_app_fixture_and_drain_in_a_users_pytest_run(project: Path
     )  # fmt: skip
     # Then they pass
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 passed" in done.stdout
+    assert "9 passed" in done.stdout

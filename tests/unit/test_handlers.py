@@ -413,3 +413,19 @@ def test_nan_in_an_untyped_field_of_a_model_is_refused_not_stored_as_null(
     with pytest.raises(PayloadError, match=r"score is inf"):
         export.spec.payload_json({"rows": [], "score": float("inf")})
     assert export.spec.payload_json({"rows": [{"x": 1.5}]}) == b'{"rows":[{"x":1.5}],"score":0.0}'
+
+
+def test_a_bare_retry_task_on_the_last_attempt_says_what_it_was_not_none() -> None:
+    import datetime
+
+    from huey.exceptions import RetryTask
+
+    from framework.policy import JobPolicy, decide
+    from framework.settings import Backoff
+
+    policy = JobPolicy(attempts=2, priority=5, timeout=None, backoff=Backoff())
+    now = datetime.datetime.now(datetime.UTC)
+    assert decide(policy, 2, RetryTask(), now).error == (
+        "RetryTask: the handler asked to be run again"
+    )
+    assert decide(policy, 2, RetryTask("rate limited"), now).error == "RetryTask: rate limited"
