@@ -59,6 +59,7 @@ from framework.pulse import QueuePulse
 from framework.records import QueueCounts
 from framework.redis_info import NO_EVICTION, RedisInfo
 from framework.textgrid import duration, size, utc
+from framework.upgrade import legacy_queues
 
 __all__ = ["Check", "Finding", "Severity", "diagnose", "exit_status"]
 
@@ -97,6 +98,7 @@ class Check(StrEnum):
     WAITING_CHILDREN = "waiting-children"
     FAILING = "failing"
     UNDECLARED_QUEUE = "undeclared-queue"
+    LEGACY_KEYS = "legacy-keys"
     FINE = "fine"
 
 
@@ -162,6 +164,7 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
         counts = jobs.counts_all()
         for name in names:
             findings += _QueueDoctor(app, jobs, name, counts[name], consumers).findings()
+        findings += _legacy(app, names)
         if not queues:
             findings += _undeclared(app)
     except RedisUnavailableError as exc:
@@ -172,6 +175,31 @@ def diagnose(app: Hueyard, queues: Sequence[str] | None = None) -> list[Finding]
     if not any(f.severity.rank >= Severity.WARNING.rank for f in findings):
         findings.append(_fine(url, info, names, consumers))
     return findings
+
+
+def _legacy(app: Hueyard, names: list[str]) -> list[Finding]:
+    """Queues with keys of hueyard 0.1.0: written after ``hueyard upgrade-keys`` by a
+    0.1.0 process still running (a producer, a dashboard), their jobs wait where no
+    consumer looks, and the next consumer start refuses to run."""
+    try:
+        found = legacy_queues(app.clients.client(), app.keys, names)
+    except redis.RedisError:
+        return []
+    return [
+        Finding(
+            Check.LEGACY_KEYS,
+            Severity.ERROR,
+            name,
+            f"queue {name} has keys of hueyard 0.1.0: their jobs wait where no consumer "
+            "looks, and a consumer (re)started now refuses to run",
+            f"keys under {app.keys.legacy.queue_prefix(name)}",
+            "A process of hueyard 0.1.0 still writes them (a web process enqueuing, a "
+            "dashboard or CLI pausing a queue): upgrade or stop it first. Then stop every "
+            "consumer, run hueyard upgrade-keys, and start them again (docs/storage.md, "
+            "Upgrading from 0.1.0)",
+        )
+        for name in found
+    ]
 
 
 def _undeclared(app: Hueyard) -> list[Finding]:

@@ -228,7 +228,7 @@ def daily_key(day: datetime.date, zone: str = "UTC") -> str:
 
 
 def legacy_daily_key(day: datetime.date) -> str:
-    """Where hueyard 0.1.0 stored a day's counts, whatever its zone: read as UTC's
+    """Where a day's counts were stored before the per-zone keys, whatever its zone: read as UTC's
     (the default zone, and the CRM's schedules'), until those records expire."""
     return f"analytics:daily:{day.isoformat()}"
 

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from framework.application import Hueyard
+from framework.doctor import Check, Severity, diagnose
 from framework.handlers import HandlerRegistry, handler
 from framework.jobs import Jobs
 from framework.upgrade import legacy_queues, upgrade_keys
@@ -156,6 +157,19 @@ def test_a_consumer_does_not_start_on_keys_of_0_1_0_and_says_what_to_run(
     assert message.startswith("hueyard: error: Redis holds keys of hueyard 0.1.0")
     assert "queue(s) messages ({hueyard}:q:messages:...)" in message
     assert "run `hueyard upgrade-keys`" in message
+
+
+def test_the_doctor_names_keys_of_0_1_0_written_after_the_upgrade(
+    fresh: Hueyard, redis_conn: redis.Redis
+) -> None:
+    # Given a 0.1.0 web process, still running after the upgrade, that enqueued a job
+    assert not [f for f in diagnose(fresh) if f.check is Check.LEGACY_KEYS]
+    plant_0_1_0(redis_conn)
+    # Then the doctor says so as an error, naming the queue and what to stop first
+    [found] = [f for f in diagnose(fresh) if f.check is Check.LEGACY_KEYS]
+    assert (found.queue, found.severity) == ("messages", Severity.ERROR)
+    assert "{hueyard}:q:messages:" in found.evidence
+    assert found.fix.startswith("A process of hueyard 0.1.0 still writes them")
 
 
 def test_upgrade_keys_moves_every_key_merges_new_jobs_and_is_idempotent(
