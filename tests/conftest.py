@@ -30,6 +30,7 @@ import redis
 from framework.application import Hueyard
 from framework.config import parse_settings
 from framework.handlers import HandlerRegistry
+from framework.keys import QueueKeys
 from tests.fake_graph import FakeGraphAPI
 
 
@@ -167,3 +168,13 @@ def fake_graph() -> Iterator[FakeGraphAPI]:
     api = FakeGraphAPI()
     yield api
     api.close()
+
+
+def job_keys(conn: redis.Redis, q: QueueKeys, job_id: str) -> tuple[object, ...]:
+    """What Redis holds of job ``job_id`` of queue ``q``: its record, its log lines and its
+    children set (to check that an action changed none of them)."""
+    return (
+        conn.hgetall(q.job(job_id)),
+        conn.lrange(q.logs(job_id), 0, -1),
+        conn.zrange(q.children(job_id), 0, -1, withscores=True),
+    )

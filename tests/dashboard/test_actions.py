@@ -14,6 +14,7 @@ from dashboard.state import EXTENSION
 from framework.application import Hueyard
 from framework.execution import QueueHuey
 from framework.jobs import Jobs
+from tests.conftest import job_keys
 from tests.dashboard.conftest import ENV, USER, Dash, MakeApp, add, basic, finish
 
 
@@ -227,14 +228,7 @@ def test_an_id_naming_a_jobs_own_key_is_refused_by_every_action_and_page(
     q = app.keys.queue("work")
     redis_conn.rpush(q.logs(parent), "a line it logged")
 
-    def keys() -> tuple[object, ...]:
-        return (
-            redis_conn.hgetall(q.job(parent)),
-            redis_conn.lrange(q.logs(parent), 0, -1),
-            redis_conn.zrange(q.children(parent), 0, -1, withscores=True),
-        )
-
-    before = keys()
+    before = job_keys(redis_conn, q, parent)
     assert all(before)
     sub_key = parent + suffix
     # When every action is posted on "<id>:children" or "<id>:logs", confirmed or not,
@@ -254,7 +248,7 @@ def test_an_id_naming_a_jobs_own_key_is_refused_by_every_action_and_page(
         assert answer.status_code == 400, name
         assert "is not a job id: a job id never contains" in answer.get_data(as_text=True), name
     # And nothing was deleted: the parent still waits for its child, then completes
-    assert keys() == before
+    assert job_keys(redis_conn, q, parent) == before
     assert counts(app)["waiting-children"] == 1
     run_one(app, "hooks")
     job = Jobs(app).get(parent)

@@ -32,7 +32,7 @@ from framework.execution import QueueHuey
 from framework.fanin import follow_up_key
 from framework.handlers import Handler, HandlerRegistry, handler
 from framework.jobs import Jobs
-from tests.conftest import AppFactory
+from tests.conftest import AppFactory, job_keys
 
 CONFIG = """
 [consumer]
@@ -433,14 +433,7 @@ def test_an_id_naming_a_jobs_own_key_is_refused_by_every_call_and_nothing_is_del
     run_one(app, "parents")
     q = app.queue("parents").storage.q
 
-    def keys() -> tuple[object, ...]:
-        return (
-            redis_conn.hgetall(q.job(parent)),
-            redis_conn.lrange(q.logs(parent), 0, -1),
-            redis_conn.zrange(q.children(parent), 0, -1, withscores=True),
-        )
-
-    before = keys()
+    before = job_keys(redis_conn, q, parent)
     assert all(before)
     sub_key = parent + suffix  # "<id>:children" names its children set, not a job
     calls = {
@@ -459,7 +452,7 @@ def test_an_id_naming_a_jobs_own_key_is_refused_by_every_call_and_nothing_is_del
             call()
             pytest.fail(f"{name} took {sub_key!r}")
     # And nothing was deleted or changed
-    assert keys() == before
+    assert job_keys(redis_conn, q, parent) == before
     # And the parent waits for both children, then completes with the right counts
     run_one(app, "kids")
     assert state(jobs, parent) == "waiting-children"
