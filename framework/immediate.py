@@ -208,6 +208,10 @@ def _run(
         _RUNS.depth += 1
         try:
             ran = huey.run_now()
+        except BaseException:
+            if _RUNS.depth == 1:  # (Ctrl-C): what it enqueued stays waiting, for drain()
+                _RUNS.pending.clear()
+            raise
         finally:
             _RUNS.depth -= 1
         if not _RUNS.depth:
@@ -229,6 +233,10 @@ def _run(
 def _run_pending() -> None:
     """Run the jobs the jobs just run enqueued (and theirs), oldest first."""
     pending = _RUNS.pending
-    while pending:
-        app, queue, wanted = pending.pop(0)
-        _run(app, queue, wanted, limit=None)
+    try:
+        while pending:
+            app, queue, wanted = pending.pop(0)
+            _run(app, queue, wanted, limit=None)
+    except BaseException:
+        pending.clear()  # none is left for the next test's enqueue to run
+        raise
