@@ -103,7 +103,7 @@ from framework.jobs import (
     Jobs,
     check_older_than,
 )
-from framework.options import shown
+from framework.options import OPTION_NAMES, shown
 from framework.runtime import get_app
 from framework.schedule_cli import add_schedule_commands
 from framework.textgrid import grid, moment, printable_output, utc
@@ -508,20 +508,23 @@ def _enqueue(args: argparse.Namespace) -> int:
     if args.key_ttl is not None and args.key is None:
         raise OptionError("--key-ttl keeps a job key taken after its job: give --key with it")
     app = get_app()
-    job_id = app.enqueue(
-        args.queue,
-        args.handler,
-        payload,
-        priority=args.priority,
-        delay=args.delay,
-        eta=eta,
-        attempts=args.attempts,
-        timeout=args.timeout,
-        keep_completed=args.keep_completed,
-        keep_failed=args.keep_failed,
-        key=args.key,
-        key_ttl=args.key_ttl,
-    )
+    try:
+        job_id = app.enqueue(
+            args.queue,
+            args.handler,
+            payload,
+            priority=args.priority,
+            delay=args.delay,
+            eta=eta,
+            attempts=args.attempts,
+            timeout=args.timeout,
+            keep_completed=args.keep_completed,
+            keep_failed=args.keep_failed,
+            key=args.key,
+            key_ttl=args.key_ttl,
+        )
+    except OptionError as exc:  # said with the command's flag, not the API's name=
+        raise OptionError(_as_flag(str(exc))) from None
     try:
         print(job_id, flush=True)
     except OSError as exc:  # stored, but its id could not be written: it is told anyway
@@ -533,6 +536,15 @@ def _enqueue(args: argparse.Namespace) -> int:
         error = f": {info.error}" if info is not None and info.error else ""
         print(f"test mode ({ENV}): the job ran here and is {state}{error}", file=sys.stderr)
     return 0
+
+
+def _as_flag(message: str) -> str:
+    """An enqueue option's error as the command names the option: ``delay=nan is not
+    allowed`` becomes ``--delay nan is not allowed``."""
+    name, sep, rest = message.partition("=")
+    if sep and name in OPTION_NAMES:
+        return f"--{name.replace('_', '-')} {rest}"
+    return message
 
 
 # -- job commands ----------------------------------------------------------------------------

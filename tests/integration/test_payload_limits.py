@@ -356,18 +356,19 @@ def enqueue_args(data: str, *options: str) -> list[str]:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        (["--delay", "nan"], "delay=nan is not allowed"),
-        (["--delay", "inf"], "delay=inf is not allowed"),
-        (["--delay=-inf"], "delay=-inf is not allowed"),
-        (["--delay", "1e999"], "delay=inf is not allowed"),
-        (["--delay", "-1"], "delay=-1.0 is not allowed"),
-        (["--delay", "1e12"], "delay=1000000000000.0 is not allowed"),
+        (["--delay", "nan"], "--delay nan is not allowed"),
+        (["--delay", "inf"], "--delay inf is not allowed"),
+        (["--delay=-inf"], "--delay -inf is not allowed"),
+        (["--delay", "1e999"], "--delay inf is not allowed"),
+        (["--delay", "-1"], "--delay -1.0 is not allowed"),
+        (["--delay", "1e12"], "--delay 1000000000000.0 is not allowed"),
         (["--eta", "9999-12-31T23:59:59+00:00"], "more than 366 days ahead"),
         (["--eta", "0001-01-01T00:00:00+05:00"], "is out of range"),
         (["--eta", "2030-01-01T09:00:00"], "has no time zone"),
         (["--eta", "tomorrow"], "--eta 'tomorrow' is not an ISO 8601 time"),
-        (["--priority", "0"], "priority=0 is not allowed"),
-        (["--timeout", "nan"], "timeout=nan is not allowed"),
+        (["--priority", "0"], "--priority 0 is not allowed"),
+        (["--timeout", "nan"], "--timeout nan is not allowed"),
+        (["--key", "a\u2028b"], "--key 'a\\u2028b' is not allowed"),
     ],
 )
 def test_hueyard_enqueue_refuses_a_bad_option_in_one_line_with_status_2(
@@ -388,7 +389,7 @@ def test_hueyard_enqueue_delay_nan_as_a_real_process(
     result = run_process(enqueue_args('{"n": 1}', "--delay", "nan"), project)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "hueyard: error: delay=nan is not allowed; use seconds (or a timedelta) from 0 to "
+        "hueyard: error: --delay nan is not allowed; use seconds (or a timedelta) from 0 to "
         "31622400 (366 days)"
     ]
     assert redis_conn.dbsize() == 0
