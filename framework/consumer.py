@@ -346,6 +346,8 @@ def exit_despite_threads(status: int) -> None:
 class MultiQueueConsumer:
     """Workers for several queues under one signal handler and one shutdown deadline."""
 
+    _workers_started = False  # until start(): a heartbeat then says nothing of them
+
     def __init__(
         self,
         app: ConsumerApp,
@@ -486,6 +488,19 @@ class MultiQueueConsumer:
 
         return self.environment.create_process(run, name)
 
+    def _live_workers(self) -> dict[str, int] | None:
+        """Per served queue, its workers alive and not given up on (for the heartbeat: a
+        consumer alive with none for a queue that has jobs is the doctor's concern);
+        None before they were started."""
+        if not self._workers_started:
+            return None
+        with self._workers_lock:
+            live = {queue: 0 for queue, _, _ in self.workers}  # a queue it runs workers of
+            for queue, _, process in self.workers:
+                if process not in self._abandoned and self.environment.is_alive(process):
+                    live[queue] = live.get(queue, 0) + 1
+        return live
+
     def _ran_its_jobs(self, name: str, process: Any) -> bool:
         """Whether worker ``name`` ended because it ran its ``-M`` jobs."""
         with contextlib.suppress(KeyError):
@@ -558,6 +573,7 @@ class MultiQueueConsumer:
         # for, last.
         for _, _, process in sorted(self.workers, key=lambda worker: worker[1]):
             process.start()
+        self._workers_started = True
         self.scheduler.start()
         counts: dict[str, int] = {}
         for queue, _, _ in self.workers:
@@ -677,6 +693,7 @@ class MultiQueueConsumer:
                 "workers": len(self.workers),
                 "started": self._started,
                 "abandoned": self.abandoned,
+                "live": self._live_workers(),
                 "connections": self.app.clients.opened,
                 "max_connections": self.app.clients.max_connections,
             }

@@ -92,6 +92,7 @@ class Check(StrEnum):
     RATE_LIMITED = "rate-limited"
     NO_HANDLER = "no-handler"
     NO_CONSUMER = "no-consumer"
+    NO_LIVE_WORKER = "no-live-worker"
     WORKERS_BUSY = "workers-busy"
     DELAYED = "delayed"
     DUE_NOT_PROMOTED = "due-not-promoted"
@@ -423,6 +424,7 @@ class _QueueDoctor:
             self._rate_limited(),
             self._no_handler(),
             self._no_consumer(),
+            self._no_live_worker(),
             self._busy(),
             self._delayed(),
             self._parents(),
@@ -536,6 +538,27 @@ class _QueueDoctor:
             f"{self.name} huey_consumer framework.app. One that should run: read its log "
             "(journalctl -u 'hueyard-consumer*' with the units of docs/operations.md); exit "
             "status 75 means it gave up on threads stuck in jobs.",
+        )
+
+    def _no_live_worker(self) -> Finding | None:
+        """Consumers serve the queue, but say they have no worker alive for it (each died
+        with the health check off, or every one is stuck): its jobs wait all the same."""
+        said = [c for c in self.serving if c.live is not None and self.name in c.live]
+        if not said or len(said) < len(self.serving) or not self.counts.waiting:
+            return None  # some serving consumer runs workers, or does not say
+        if any(c.live is not None and c.live[self.name] for c in said):
+            return None
+        who = ", ".join(f"{c.host or '?'} pid {c.pid}" for c in said[:5])
+        return self._finding(
+            Check.NO_LIVE_WORKER,
+            Severity.ERROR,
+            "its consumers are alive but run no worker for it",
+            f"{self._waiting()}; {_many(len(said), 'consumer')} serving it ({who}) report 0 "
+            f"live workers of queue {self.name} in their heartbeats",
+            "Read those consumers' logs (worker ... died, stuck in a job): a worker that "
+            "died is started again by the health check, which -C turns off. Restart them "
+            "(their jobs come back by lease); exit status 75 means they gave up on threads "
+            "stuck in jobs.",
         )
 
     def _busy(self) -> Finding | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +138,22 @@ class ConsumerInfo:
     abandoned: int = 0  # worker threads it gave up on (stuck in jobs that did not stop)
     connections: int | None = None  # Redis connections its main process has open
     max_connections: int | None = None  # ... and may open
+    live: Mapping[str, int] | None = None
+    """Worker threads or processes alive (and not given up on) per queue it serves; None
+    from a consumer that does not say (an older hueyard's heartbeat)."""
     problem: str | None = None
+
+
+def _live(value: object) -> dict[str, int] | None:
+    """A heartbeat's live workers per queue; None when it holds none, or garbage."""
+    if not isinstance(value, dict):
+        return None
+    live: dict[str, int] = {}
+    for name, raw in list(value.items())[:1000]:
+        count = _whole_or_none(raw)
+        if isinstance(name, str) and count is not None:
+            live[_short(name)] = count
+    return live
 
 
 def _whole_or_none(value: object) -> int | None:
@@ -447,6 +462,7 @@ def _consumer_info(
             abandoned=_whole_or_none(data.get("abandoned")) or 0,
             connections=_whole_or_none(data.get("connections")),
             max_connections=_whole_or_none(data.get("max_connections")),
+            live=_live(data.get("live")),
         )
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         return ConsumerInfo(

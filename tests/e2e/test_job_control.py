@@ -184,9 +184,13 @@ def test_the_heartbeat_counts_the_abandoned_threads(e2e: E2E) -> None:
     e2e.wait_final_error("timed", handlers.block.enqueue({"tag": "stuck", "seconds": 60}))
     consumer.wait_log("a new worker takes its place")
 
-    # Then its heartbeat (every 5 s) says so, for the workers page and /metrics
+    # Then its heartbeat (every 5 s) says so, for the workers page and /metrics, and
+    # counts the queue's live workers without it (its replacement), for the doctor
     def abandoned() -> bool:
-        return any(c.pid == consumer.pid and c.abandoned == 1 for c in e2e.jobs.consumers())
+        return any(
+            c.pid == consumer.pid and c.abandoned == 1 and c.live == {"timed": 1}
+            for c in e2e.jobs.consumers()
+        )
 
     wait_until(abandoned, timeout=8, what="a heartbeat with 1 abandoned thread")
 

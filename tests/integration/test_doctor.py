@@ -10,6 +10,7 @@ processes, so the shared server's configuration is never touched.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -170,6 +171,34 @@ def test_waiting_jobs_without_any_consumer_are_an_error(app: Hueyard) -> None:
     assert "HUEYARD_QUEUES=work huey_consumer framework.app" in finding.fix
     assert Check.FINE not in checks(findings)
     assert exit_status(findings) == 1
+
+
+def beat_as(app: Hueyard, redis_conn: Any, consumer_id: str, **record: Any) -> None:
+    """A heartbeat as a consumer writes it (framework/consumer.py), with ``record``."""
+    info = {"host": "h1", "pid": 7, "queues": ["work"], "worker_type": "thread", **record}
+    redis_conn.set(app.keys.consumer(consumer_id), json.dumps(info), ex=30)
+    redis_conn.zadd(app.keys.consumers, {consumer_id: int(time.time() * 1000)})
+
+
+def test_consumers_alive_with_no_live_worker_for_the_queue_are_an_error(
+    app: Hueyard, redis_conn: Any
+) -> None:
+    # Given waiting jobs, and the only consumer of "work" saying it has no worker alive
+    # for it (each died with the health check off, or every one is stuck)
+    add(app, 2)
+    beat_as(app, redis_conn, "c1", live={"work": 0})
+    [finding] = about(diagnose(app), "work")
+    assert (finding.check, finding.severity) == (Check.NO_LIVE_WORKER, Severity.ERROR)
+    assert "1 consumer serving it (h1 pid 7) report 0 live workers of queue work" in (
+        finding.evidence
+    )
+    # Then one consumer with a live worker for it, or one that does not say (an older
+    # hueyard, or not started yet), is enough
+    beat_as(app, redis_conn, "c2", live={"work": 1})
+    assert not about(diagnose(app), "work")
+    redis_conn.delete(app.keys.consumer("c2"))
+    beat_as(app, redis_conn, "c1")
+    assert not about(diagnose(app), "work")
 
 
 def test_consumers_of_other_queues_do_not_serve_it_and_one_of_its_own_does(app: Hueyard) -> None:
