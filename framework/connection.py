@@ -52,6 +52,7 @@ __all__ = [
     "redact_url",
     "never_sent",
     "refused_credentials",
+    "CREDENTIALS_FIX",
     "sending_once",
     "sent_once",
     "written_once",
@@ -237,6 +238,12 @@ _REFUSALS = (
 """What Redis (and redis-py) say when they refuse who hueyard connects as."""
 
 
+CREDENTIALS_FIX = (
+    "check the user and password of [redis] url (or REDIS_URL / REDIS_PASSWORD), and the user's ACL"
+)
+"""What to check when Redis refused the credentials (errors and logs say it alike)."""
+
+
 def refused_credentials(error: BaseException | str) -> bool:
     """Whether Redis refused the credentials: a wrong password or user (``WRONGPASS``,
     ``NOAUTH``), or an ACL that forbids the user a command (``NOPERM``). Permanent: no
@@ -382,10 +389,7 @@ def connection_failure(exc: BaseException, attempts: int, url: str = "") -> str:
                 f"refused the credentials ({text}); check [redis] sentinel_password "
                 "(or REDIS_SENTINEL_PASSWORD)"
             )
-        return (
-            f"refused the credentials ({text}); check the user and password of [redis] url "
-            "(or REDIS_URL / REDIS_PASSWORD)"
-        )
+        return f"refused the credentials ({text}); {CREDENTIALS_FIX}"
     if "CERTIFICATE_VERIFY_FAILED" in message:
         return (
             f"presented a TLS certificate that could not be verified ({text}); set [redis] "

@@ -17,7 +17,7 @@ import redis
 from redis.sentinel import MasterNotFoundError
 
 from framework import defaults
-from framework.connection import refused_credentials
+from framework.connection import CREDENTIALS_FIX, refused_credentials
 from framework.errors import StorageError
 
 __all__ = ["REMIND_EVERY", "Outage", "pause_after"]
@@ -92,8 +92,7 @@ def _trouble(exc: BaseException) -> str:
         )
     if refused_credentials(exc):
         return (
-            "Redis refused the credentials (check the user and password of [redis] url, or "
-            "REDIS_URL / REDIS_PASSWORD, and the user's ACL; calls are tried again every "
+            f"Redis refused the credentials ({CREDENTIALS_FIX}; calls are tried again every "
             f"{defaults.RECONNECT_CAP:g} s)"
         )
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):

@@ -52,6 +52,7 @@ from framework.cache import (
 )
 from framework.clients import LazyCluster
 from framework.connection import (
+    CREDENTIALS_FIX,
     ConnectionSpec,
     build_pool,
     never_sent,
@@ -123,12 +124,12 @@ class OutageLog:
             self._failures += 1
         if first and refused_credentials(error):  # no reconnection was tried: permanent
             self._log.error(
-                "Redis at %s refused the credentials: %s (during %s %r); fix the password or "
-                "user in [redis] url (REDIS_URL / REDIS_PASSWORD), or the user's ACL",
+                "Redis at %s refused the credentials: %s (during %s %r); %s",
                 self.url,
                 error,
                 operation,
                 key,
+                CREDENTIALS_FIX,
             )
         elif first:
             self._log.error(

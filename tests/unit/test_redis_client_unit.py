@@ -279,7 +279,7 @@ def test_an_outage_of_refused_credentials_says_so_not_reconnection_attempts(
     [told] = [r.getMessage() for r in caplog.records]
     assert told.startswith(
         "Redis at redis://cache:6379/0 refused the credentials: AuthenticationError: invalid "
-        "username-password pair (during GET 'k'); fix the password or user in [redis] url"
+        "username-password pair (during GET 'k'); check the user and password of [redis] url"
     )
 
 
