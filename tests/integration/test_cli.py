@@ -296,7 +296,12 @@ def test_ctrl_c_ends_a_command_in_one_line_saying_how_far_a_bulk_action_got(
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, **env, "PYTHONPATH": f"{project['PYTHONPATH']}:{ROOT}"},
             )  # fmt: skip
-            time.sleep(2.0)  # it has sent its first batch and waits for the answer
+            # it has sent its first batch and waits for the answer (a client blocked by the pause)
+            deadline = time.monotonic() + 60
+            while not any("b" in c["flags"] for c in app_conn.client_list()):
+                assert time.monotonic() < deadline, "the retry never sent its first batch"
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
             # When the operator presses Ctrl-C
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=30)
